@@ -1,0 +1,4 @@
+// The registry behind `heliomesh bench <name>`. Each benchmark lives in its own file.
+import type { Bench } from './types.js';
+
+export const benches: Record<string, Bench> = {};

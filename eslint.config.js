@@ -1,0 +1,40 @@
+// Lint rules, including the layering of shared/DESIGN.md: each folder may import only
+// the folders its row of the layout table names. Import cycles are checked by
+// tests/architecture.test.ts, which sees the whole graph at once.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const ours = ['protocol', 'hardware', 'models', 'agent', 'gateway', 'sim', 'bench', 'cli'];
+
+/** Forbid relative imports that reach into any of `forbidden` from files under `folder`. */
+function layer(folder, forbidden) {
+  return {
+    files: [`${folder}/**/*.ts`],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: forbidden.map((f) => ({
+          group: [`**/${f}/**`, `**/${f}`],
+          message: `${folder}/ may not import ${f}/ (see shared/DESIGN.md, Layout).`,
+        })),
+      }],
+    },
+  };
+}
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'results/**', 'eslint.config.js', '**/*.py'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-console': 'off',
+    },
+  },
+  layer('protocol', ours.filter((f) => f !== 'protocol')),
+  layer('hardware', ours.filter((f) => f !== 'hardware')),
+  layer('models', ours.filter((f) => f !== 'models')),
+  layer('agent', ['gateway', 'sim', 'bench', 'cli']),
+  layer('gateway', ['hardware', 'agent', 'sim', 'bench', 'cli']),
+  layer('sim', ['protocol', 'hardware', 'models', 'agent', 'bench', 'cli']),
+);
