@@ -3,6 +3,7 @@
 // here; this file only parses arguments and reports errors a user can act on.
 import { Command, CommanderError } from 'commander';
 import { registerBench } from './bench.js';
+import { registerModel } from './model.js';
 
 const program = new Command();
 program
@@ -11,6 +12,7 @@ program
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)');
 
+registerModel(program);
 registerBench(program);
 
 try {

@@ -1,0 +1,142 @@
+// `heliomesh model`: the command group for models. `generate` lives here; `info` and `split`
+// are added by cli/model-files.ts.
+import { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import pino from 'pino';
+import pretty from 'pino-pretty';
+import { z } from 'zod';
+import { BACKEND_NAMES, parseBackendName, selectBackend, type BackendName } from '../models/backend.js';
+import { bundledManifestPath } from '../models/bundled.js';
+import { openCheckpoint, type Checkpoint } from '../models/checkpoint.js';
+import { Pipeline } from '../models/generate.js';
+import { splitRanges } from '../models/shards.js';
+import { loadTokenizer, TokenStream, type Tokenizer } from '../models/tokenizers/index.js';
+import { registerModelFiles } from './model-files.js';
+
+/** The environment variable that overrides the automatic TF.js backend choice. */
+export const BACKEND_ENV = 'HELIOMESH_BACKEND';
+
+export function registerModel(program: Command): void {
+  const model = program.command('model').description('run, inspect and split Llama-family models');
+  model
+    .command('generate')
+    .description('generate text (or token ids) with a model, optionally through G in-process pipeline stages')
+    .option('--model <path>', 'llama2.c checkpoint (.bin), shard folder or its manifest.json (default: the bundled model)')
+    .option('--prompt <text>', 'prompt text (needs a model with a tokenizer)')
+    .option('--prompt-ids <ids>', 'prompt as comma-separated token ids, e.g. 1,415,29')
+    .option('--max-tokens <n>', 'new tokens to generate at most', '256')
+    .option('--temperature <t>', 'sampling temperature; 0 = always the most likely token', '1')
+    .option('--top-p <p>', 'nucleus sampling: keep the most likely tokens up to this probability mass', '0.9')
+    .option('--seed <s>', 'PRNG seed (default: from the clock, and logged)')
+    .option('--groups <g>', 'pipeline stages, each holding a contiguous layer range', '1')
+    .option('--ids', 'print generated token ids, comma-separated, instead of text')
+    .option('--backend <name>', `TF.js backend: auto, ${BACKEND_NAMES.join(', ')} (env ${BACKEND_ENV})`)
+    .action(async (raw: Record<string, unknown>) => {
+      await generateCommand(parseOptions(raw));
+    });
+  registerModelFiles(model);
+}
+
+const integer = (what: string, min: number) => z.coerce.number({ error: `${what} must be a number` })
+  .int(`${what} must be a whole number`).min(min, `${what} must be at least ${min}`);
+
+const optionsSchema = z.object({
+  model: z.string().optional(),
+  prompt: z.string().optional(),
+  promptIds: z.string().optional()
+    .transform((s, ctx) => {
+      if (s === undefined) return undefined;
+      const ids = s.split(',').map((t) => t.trim()).filter((t) => t !== '').map(Number);
+      if (ids.length === 0 || ids.some((n) => !Number.isInteger(n) || n < 0)) {
+        ctx.addIssue({ code: 'custom', message: `--prompt-ids must be comma-separated token ids, got '${s}'` });
+        return z.NEVER;
+      }
+      return ids;
+    }),
+  maxTokens: integer('--max-tokens', 0),
+  temperature: z.coerce.number({ error: '--temperature must be a number' }).min(0, '--temperature must be >= 0'),
+  topP: z.coerce.number({ error: '--top-p must be a number' }).gt(0, '--top-p must be in (0, 1]').max(1, '--top-p must be in (0, 1]'),
+  seed: integer('--seed', 0).optional(),
+  groups: integer('--groups', 1),
+  ids: z.boolean().optional(),
+  backend: z.string().optional(),
+});
+type GenerateOptions = z.infer<typeof optionsSchema>;
+
+function parseOptions(raw: Record<string, unknown>): GenerateOptions {
+  const parsed = optionsSchema.safeParse(raw);
+  if (!parsed.success) throw new Error(parsed.error.issues.map((i) => i.message).join('; '));
+  if (parsed.data.prompt !== undefined && parsed.data.promptIds !== undefined) {
+    throw new Error('give either --prompt or --prompt-ids, not both');
+  }
+  return parsed.data;
+}
+
+/** Structured logs on stderr (stdout carries the generated text): pretty on a terminal. */
+function stderrLogger(): pino.Logger {
+  return process.stderr.isTTY
+    ? pino({ base: undefined }, pretty({ destination: 2, sync: true, ignore: 'pid,hostname' }))
+    : pino({ base: undefined }, pino.destination({ fd: 2, sync: true }));
+}
+
+function resolveModelPath(given: string | undefined): string {
+  if (given !== undefined) return given;
+  const bundled = bundledManifestPath();
+  if (!existsSync(bundled)) {
+    throw new Error(`the bundled model is not there yet (${bundled} is missing): it is produced by the ` +
+      'training script in models/training/; until then pass --model <checkpoint.bin | shard folder>');
+  }
+  return bundled;
+}
+
+function tokenizerOf(checkpoint: Checkpoint): Tokenizer | undefined {
+  const spec = checkpoint.manifest?.tokenizer;
+  return spec ? loadTokenizer(checkpoint.path, spec) : undefined;
+}
+
+async function generateCommand(opts: GenerateOptions): Promise<void> {
+  const log = stderrLogger();
+  const wanted: BackendName | 'auto' = parseBackendName(opts.backend ?? process.env[BACKEND_ENV] ?? 'auto');
+  const checkpoint = openCheckpoint(resolveModelPath(opts.model));
+  const backend = await selectBackend({ backend: wanted });
+  log.info({ backend: backend.name, detail: backend.detail, skipped: backend.skipped }, `TF.js backend: ${backend.detail}`);
+  const { config } = checkpoint;
+  const tokenizer = tokenizerOf(checkpoint);
+  if (opts.prompt !== undefined && !tokenizer) {
+    throw new Error(`${checkpoint.path} has no tokenizer, so it cannot encode --prompt text; use --prompt-ids (BOS is 1)`);
+  }
+  const bos = tokenizer?.bos ?? 1;
+  const promptIds = opts.promptIds ?? (opts.prompt !== undefined ? tokenizer!.encode(opts.prompt, { bos: true }) : [bos]);
+  const outOfRange = promptIds.find((id) => id >= config.vocabSize);
+  if (outOfRange !== undefined) throw new Error(`prompt id ${outOfRange} is outside the vocabulary [0, ${config.vocabSize})`);
+  // Each stage reads only its own layers, as an agent would; the head part is read once.
+  const ranges = splitRanges(config.nLayers, opts.groups);
+  const head = checkpoint.read({ range: { from: 0, to: 0 }, head: true }).head!;
+  const pipeline = new Pipeline(config, head, ranges.map((range) => checkpoint.read({ range, head: false })));
+  const seed = opts.seed ?? (Date.now() % 2 ** 31);
+  log.info({ model: checkpoint.path, kind: checkpoint.kind, stages: ranges, promptTokens: promptIds.length, seed },
+    `generating with ${ranges.length} stage(s)`);
+
+  // Without a tokenizer there is no text to print: ids it is. llama2.c models end a story
+  // with BOS (run.c stops there); a tokenizer names its own BOS and EOS.
+  const printIds = opts.ids === true || !tokenizer;
+  const stopIds = tokenizer ? [tokenizer.bos, tokenizer.eos] : checkpoint.kind === 'llama2c' ? [1] : [];
+  const stream = tokenizer ? new TokenStream(tokenizer) : undefined;
+  let count = 0;
+  try {
+    const tokens = pipeline.generate({
+      promptIds,
+      maxTokens: opts.maxTokens,
+      sampler: { temperature: opts.temperature, topP: opts.topP, seed },
+      stopIds,
+    });
+    for (const id of tokens) {
+      process.stdout.write(printIds ? `${count > 0 ? ',' : ''}${id}` : stream!.push(id));
+      count++;
+    }
+    process.stdout.write(`${printIds ? '' : stream!.end()}\n`);
+  } finally {
+    pipeline.dispose();
+  }
+  log.info({ tokens: count }, 'done');
+}

@@ -1,0 +1,170 @@
+// The gateway's part of the model, as a Petals client holds it: the token embedding, the
+// final RMSNorm, the classifier (LM head) and the sampler.
+import * as tf from '@tensorflow/tfjs';
+import type { HeadWeights, LlamaConfig } from './types.js';
+
+export class ModelHead {
+  readonly config: LlamaConfig;
+  private readonly tokenEmbedding: Float32Array;
+  /** [dim][vocabSize], finalNorm folded into its rows (see forward.ts). */
+  private classifier: tf.Tensor2D | undefined;
+
+  constructor(config: LlamaConfig, head: HeadWeights) {
+    const { dim, vocabSize } = config;
+    if (head.tokenEmbedding.length !== vocabSize * dim || head.classifier.length !== vocabSize * dim
+      || head.finalNorm.length !== dim) {
+      throw new Error(`head weights do not match the config (vocab ${vocabSize}, dim ${dim})`);
+    }
+    this.config = config;
+    this.tokenEmbedding = head.tokenEmbedding;
+    const t = new Float32Array(dim * vocabSize);
+    for (let v = 0; v < vocabSize; v++) {
+      for (let c = 0; c < dim; c++) t[c * vocabSize + v] = head.classifier[v * dim + c]! * head.finalNorm[c]!;
+    }
+    this.classifier = tf.tensor2d(t, [dim, vocabSize]);
+  }
+
+  /** Hidden states [T][dim] of `tokens` (run.c: the content row of each token). */
+  embed(tokens: readonly number[]): Float32Array {
+    const { dim, vocabSize } = this.config;
+    const out = new Float32Array(tokens.length * dim);
+    tokens.forEach((token, t) => {
+      if (!Number.isInteger(token) || token < 0 || token >= vocabSize) {
+        throw new Error(`token id ${token} is outside the vocabulary [0, ${vocabSize})`);
+      }
+      out.set(this.tokenEmbedding.subarray(token * dim, (token + 1) * dim), t * dim);
+    });
+    return out;
+  }
+
+  /** Logits [vocabSize] of the last row of `hidden` [T][dim]: final RMSNorm, then classifier. */
+  logits(hidden: Float32Array): Float32Array {
+    const { dim, normEps } = this.config;
+    if (!this.classifier) throw new Error('this model head has been disposed');
+    if (hidden.length < dim || hidden.length % dim !== 0) {
+      throw new Error(`hidden states have ${hidden.length} values, not whole rows of dim ${dim}`);
+    }
+    const classifier = this.classifier;
+    const last = hidden.subarray(hidden.length - dim);
+    const out = tf.tidy(() => {
+      const x = tf.tensor2d(last, [1, dim]);
+      const normed = tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), normEps)));
+      return tf.matMul(normed, classifier);
+    });
+    const values = Float32Array.from(out.dataSync() as Float32Array);
+    out.dispose();
+    return values;
+  }
+
+  dispose(): void {
+    this.classifier?.dispose();
+    this.classifier = undefined;
+  }
+}
+
+export interface SamplerOptions {
+  /** 0 picks the most likely token (greedy); otherwise logits are divided by it. */
+  temperature: number;
+  /** Nucleus sampling: sample among the most likely tokens whose probabilities sum to topP (Holtzman et al. 2020). */
+  topP: number;
+  seed: number;
+}
+
+/**
+ * A seeded PRNG: SplitMix32 (Steele, Lea & Flood 2014, the 32-bit variant of SplitMix's
+ * mixing function). Deterministic across platforms, so a seed reproduces a generation.
+ */
+export class Random {
+  private state: number;
+  constructor(seed: number) {
+    this.state = seed >>> 0;
+  }
+  /** Uniform in [0, 1). */
+  next(): number {
+    this.state = (this.state + 0x9e3779b9) >>> 0;
+    let z = this.state;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+    z = (z ^ (z >>> 16)) >>> 0;
+    return z / 4294967296;
+  }
+}
+
+export function argmax(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
+  return best;
+}
+
+export class Sampler {
+  private readonly random: Random;
+  constructor(readonly opts: SamplerOptions) {
+    if (!(opts.temperature >= 0) || !Number.isFinite(opts.temperature)) {
+      throw new Error(`temperature must be a finite number >= 0, got ${opts.temperature}`);
+    }
+    if (!(opts.topP > 0 && opts.topP <= 1)) throw new Error(`top-p must be in (0, 1], got ${opts.topP}`);
+    this.random = new Random(opts.seed);
+  }
+
+  /** Picks the next token from `logits`. */
+  sample(logits: Float32Array): number {
+    const { temperature, topP } = this.opts;
+    if (temperature === 0) return argmax(logits);
+    const probs = softmax(logits, temperature);
+    const r = this.random.next();
+    return topP < 1 ? sampleTopP(probs, topP, r) : sampleMultinomial(probs, r);
+  }
+}
+
+/** softmax(logits / temperature) in float64. */
+export function softmax(logits: Float32Array, temperature = 1): Float64Array {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+  const p = new Float64Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    p[i] = Math.exp((logits[i]! - max) / temperature);
+    sum += p[i]!;
+  }
+  for (let i = 0; i < p.length; i++) p[i] = p[i]! / sum;
+  return p;
+}
+
+/** Inverse-CDF draw: the first index whose cumulative probability exceeds r. */
+export function sampleMultinomial(probs: Float64Array, r: number): number {
+  let cdf = 0;
+  for (let i = 0; i < probs.length; i++) {
+    cdf += probs[i]!;
+    if (r < cdf) return i;
+  }
+  return probs.length - 1; // rounding left the total just below r
+}
+
+/**
+ * Nucleus sampling: the smallest set of most likely tokens whose probability reaches topP,
+ * renormalized. Tokens below (1 - topP) / (n - 1) cannot be in that set (if one were, every
+ * token outside it would be smaller still, and the excluded mass would fall below 1 - topP),
+ * so they are dropped before sorting.
+ */
+export function sampleTopP(probs: Float64Array, topP: number, r: number): number {
+  const cutoff = (1 - topP) / Math.max(1, probs.length - 1);
+  const candidates: number[] = [];
+  for (let i = 0; i < probs.length; i++) if (probs[i]! >= cutoff) candidates.push(i);
+  candidates.sort((a, b) => probs[b]! - probs[a]! || a - b);
+  let mass = 0;
+  let last = candidates.length - 1;
+  for (let k = 0; k < candidates.length; k++) {
+    mass += probs[candidates[k]!]!;
+    if (mass >= topP) {
+      last = k;
+      break;
+    }
+  }
+  const target = r * mass;
+  let cdf = 0;
+  for (let k = 0; k <= last; k++) {
+    cdf += probs[candidates[k]!]!;
+    if (target < cdf) return candidates[k]!;
+  }
+  return candidates[last]!;
+}

@@ -1,0 +1,137 @@
+// Generation through in-process pipeline stages: greedy ids independent of the number of
+// stages and equal to the float64 reference's, no tensor leaks per token, and the sampler.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../../models/backend.js';
+import { emptyStats, Pipeline } from '../../models/generate.js';
+import { Random, Sampler, sampleTopP, softmax } from '../../models/head.js';
+import { readLlama2c } from '../../models/llama2c.js';
+import { llamaConfig, randomWeights } from '../../models/random.js';
+import { greedyDecode } from '../../models/reference.js';
+
+const STORIES260K = '../shared/models/stories260K.bin';
+const noCheckpoint = !existsSync(STORIES260K) && 'stories260K.bin not found';
+const greedy = { temperature: 0, topP: 1, seed: 0 };
+
+before(async () => {
+  await selectBackend({ backend: 'wasm' });
+});
+
+function generateIds(pipeline: Pipeline, promptIds: number[], maxTokens: number, sampler = greedy): number[] {
+  return [...pipeline.generate({ promptIds, maxTokens, sampler })];
+}
+
+test('stories260K: greedy ids are the same with 1, 2 and 3 stages, and equal the reference', { skip: noCheckpoint }, () => {
+  const weights = readLlama2c(STORIES260K);
+  const runs = [1, 2, 3].map((groups) => {
+    const pipeline = Pipeline.split(weights, groups);
+    assert.equal(pipeline.stages.length, groups);
+    const ids = generateIds(pipeline, [1], 48);
+    pipeline.dispose();
+    return ids;
+  });
+  assert.equal(runs[0]!.length, 48);
+  assert.deepEqual(runs[1], runs[0]);
+  assert.deepEqual(runs[2], runs[0]);
+  assert.deepEqual(runs[0]!.slice(0, 24), greedyDecode(weights, [1], 24));
+});
+
+test('random GQA model with a separate classifier: stages agree on a multi-token prompt', () => {
+  const config = llamaConfig({ dim: 64, hiddenDim: 128, nLayers: 4, nHeads: 4, nKvHeads: 2, vocabSize: 64, seqLen: 40, sharedClassifier: false });
+  const weights = randomWeights(config, 11);
+  const prompt = [1, 5, 9, 33, 2];
+  const runs = [1, 2, 4].map((groups) => {
+    const pipeline = Pipeline.split(weights, groups);
+    const ids = generateIds(pipeline, prompt, 20);
+    pipeline.dispose();
+    return ids;
+  });
+  assert.deepEqual(runs[1], runs[0]);
+  assert.deepEqual(runs[2], runs[0]);
+  assert.deepEqual(runs[0], greedyDecode(weights, prompt, 20));
+});
+
+test('no tensor leaks per token over a long generation; sessions are freed at the end', { skip: noCheckpoint }, () => {
+  const weights = readLlama2c(STORIES260K);
+  const pipeline = Pipeline.split(weights, 2);
+  const idle = tf.memory().numTensors;
+  const counts: number[] = [];
+  let n = 0;
+  const tokens = pipeline.generate({ promptIds: [1], maxTokens: 300, sampler: { temperature: 1, topP: 0.9, seed: 5 } });
+  for (const _ of tokens) {
+    if (++n > 5) counts.push(tf.memory().numTensors);
+  }
+  assert.ok(n > 100, `generated only ${n} tokens`);
+  // two stages' caches (keys and values per layer) are all that exists besides the weights
+  assert.deepEqual(new Set(counts), new Set([idle + 2 * weights.config.nLayers]));
+  assert.equal(tf.memory().numTensors, idle);
+
+  // stopping early (the consumer breaks out) closes the sessions too
+  for (const _ of pipeline.generate({ promptIds: [1], maxTokens: 50, sampler: greedy })) break;
+  assert.equal(tf.memory().numTensors, idle);
+  pipeline.dispose();
+  assert.equal(tf.memory().numTensors, 0);
+});
+
+test('generation stops at a stop id, at max tokens, and when the context is full', () => {
+  const config = llamaConfig({ dim: 32, hiddenDim: 64, nLayers: 2, nHeads: 4, nKvHeads: 4, vocabSize: 16, seqLen: 12 });
+  const pipeline = Pipeline.split(randomWeights(config, 2), 2);
+  const free = generateIds(pipeline, [1, 2], 5);
+  assert.equal(free.length, 5);
+  const stopped = [...pipeline.generate({ promptIds: [1, 2], maxTokens: 5, sampler: greedy, stopIds: [free[2]!] })];
+  assert.deepEqual(stopped, free.slice(0, free.indexOf(free[2]!)));
+  // 2 prompt positions + 10 fed back = 12 = seqLen; the 11th token is sampled from the last
+  const stats = emptyStats(2);
+  const full = [...pipeline.generate({ promptIds: [1, 2], maxTokens: 100, sampler: greedy }, stats)];
+  assert.equal(full.length, 11);
+  assert.equal(stats.decodeTokens, 10);
+  assert.ok(stats.stageDecodeMs.every((ms) => ms > 0));
+  assert.throws(() => generateIds(pipeline, Array<number>(13).fill(1), 1), /context is 12/);
+  pipeline.dispose();
+});
+
+test('sampling is reproducible from the seed and follows temperature', () => {
+  const config = llamaConfig({ dim: 32, hiddenDim: 64, nLayers: 2, nHeads: 2, nKvHeads: 1, vocabSize: 48, seqLen: 40, sharedClassifier: false });
+  const pipeline = Pipeline.split(randomWeights(config, 4), 1);
+  const hot = { temperature: 1, topP: 1, seed: 99 };
+  const a = generateIds(pipeline, [1], 30, hot);
+  assert.deepEqual(generateIds(pipeline, [1], 30, hot), a);
+  assert.notDeepEqual(generateIds(pipeline, [1], 30, { ...hot, seed: 100 }), a);
+  pipeline.dispose();
+});
+
+test('sampler: temperature 0 is argmax; top-p keeps the smallest nucleus; draws follow the probabilities', () => {
+  const logits = Float32Array.from([0.1, 3, -1, 2.5, 0]);
+  assert.equal(new Sampler({ temperature: 0, topP: 0.5, seed: 1 }).sample(logits), 1);
+  const probs = softmax(logits);
+  // p = [.04, .55, .01, .34, .04]: top-p 0.5 keeps only token 1; 0.8 keeps tokens 1 and 3
+  for (const r of [0, 0.3, 0.99]) assert.equal(sampleTopP(probs, 0.5, r), 1);
+  assert.equal(sampleTopP(probs, 0.8, 0.1), 1);
+  assert.equal(sampleTopP(probs, 0.8, 0.95), 3);
+  const counts = new Map<number, number>();
+  const sampler = new Sampler({ temperature: 1, topP: 1, seed: 7 });
+  const draws = 20000;
+  for (let i = 0; i < draws; i++) {
+    const id = sampler.sample(logits);
+    counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  probs.forEach((p, id) => {
+    const seen = (counts.get(id) ?? 0) / draws;
+    // 4 standard deviations of a binomial proportion
+    assert.ok(Math.abs(seen - p) < 4 * Math.sqrt((p * (1 - p)) / draws) + 1e-3, `token ${id}: ${seen} vs ${p}`);
+  });
+  assert.throws(() => new Sampler({ temperature: -1, topP: 1, seed: 0 }), /temperature/);
+  assert.throws(() => new Sampler({ temperature: 1, topP: 0, seed: 0 }), /top-p/);
+});
+
+test('the PRNG is deterministic and uniform enough', () => {
+  const a = new Random(123);
+  const b = new Random(123);
+  const xs = Array.from({ length: 10000 }, () => a.next());
+  assert.deepEqual(Array.from({ length: 10000 }, () => b.next()), xs);
+  assert.ok(xs.every((x) => x >= 0 && x < 1));
+  const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
+  assert.ok(Math.abs(mean - 0.5) < 0.01, `mean ${mean}`);
+});
