@@ -2,7 +2,7 @@
 // folder (config.json + safetensors), or one of our shard folders (manifest.json). Callers
 // get the architecture up front and read parts on demand.
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { FloatDtype } from './f16.js';
 import { hfDtypes, readHfLlama } from './hf-llama.js';
 import { readLlama2c, readLlama2cConfig, type ReadPart } from './llama2c.js';
@@ -24,7 +24,7 @@ export function openCheckpoint(path: string): Checkpoint {
   const asFolder = statSync(path).isDirectory() ? path : undefined;
   const manifestPath = asFolder ? join(asFolder, MANIFEST_FILE) : path.endsWith(MANIFEST_FILE) ? path : undefined;
   if (manifestPath && existsSync(manifestPath)) {
-    const dir = manifestPath.slice(0, -MANIFEST_FILE.length) || '.';
+    const dir = dirname(manifestPath);
     const manifest = readManifest(dir);
     const dtypes = [...new Set([...manifest.blocks.map((b) => b.dtype), manifest.head.dtype])];
     return { kind: 'shards', path: dir, config: { ...manifest.architecture }, dtypes, manifest, read: (part) => readShards(dir, part, manifest) };

@@ -1,0 +1,61 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Command } from 'commander';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { registerModelFiles } from '../../cli/model-files.js';
+import { readLlama2c } from '../../models/llama2c.js';
+import { readManifest, readShards } from '../../models/shards.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const stories = join(root, '..', 'shared', 'models', 'stories260K.bin');
+
+/** Runs `model <args>` through commander, returning what it printed. */
+async function run(...args: string[]): Promise<string> {
+  const program = new Command().exitOverride();
+  registerModelFiles(program.command('model').exitOverride());
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (...parts: unknown[]) => { lines.push(parts.join(' ')); };
+  try {
+    await program.parseAsync(['model', ...args], { from: 'user' });
+  } finally {
+    console.log = log;
+  }
+  return lines.join('\n');
+}
+
+test('model split writes a loadable shard folder, and model info describes it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cli-split-'));
+  try {
+    const vocab = join(dir, 'charvocab.json');
+    writeFileSync(vocab, JSON.stringify({ kind: 'heliomesh-char', version: 1, unk: 0, bos: 1, eos: 2, chars: ['a', 'b'] }));
+    const out = join(dir, 'shards');
+    const printed = await run('split', stories, '--groups', '2', '--out', out, '--dtype', 'f32', '--tokenizer', vocab);
+    assert.match(printed, /wrote 2 block shard\(s\) \+ head/);
+    assert.deepEqual(readdirSync(out).sort(), ['blocks-0-3.safetensors', 'blocks-3-5.safetensors', 'charvocab.json', 'head.safetensors', 'manifest.json']);
+    assert.deepEqual(readShards(out).layers, readLlama2c(stories).layers);
+    const info = await run('info', join(out, 'manifest.json'));
+    assert.match(info, /heliomesh shard folder/);
+    assert.match(info, /dim 64, hidden 172, 5 layers, 8 heads, 4 KV heads/);
+    assert.match(info, /parameters: 260\.0K \(260032\)/);
+    assert.match(info, /layers \[0, 3\).*f32/);
+    assert.match(info, /tokenizer: heliomesh-char \(charvocab\.json\), 5 ids, BOS 1, EOS 2/);
+    assert.equal(readManifest(out).tokenizer?.kind, 'heliomesh-char');
+    await assert.rejects(run('split', stories, '--groups', '2', '--out', out), /is not empty/);
+    await assert.rejects(run('split', stories, '--groups', '7', '--out', join(dir, 'x')), /between 1 and 5/);
+    await assert.rejects(run('split', stories, '--groups', '2', '--out', join(dir, 'y'), '--dtype', 'f8'), /--dtype must be/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('model info on a llama2.c checkpoint', async () => {
+  const info = await run('info', stories);
+  assert.match(info, /llama2\.c checkpoint/);
+  assert.match(info, /vocab 512, seq_len 512/);
+  assert.match(info, /dtype: f32/);
+  await assert.rejects(run('info', join(tmpdir(), 'no-such-model.bin')), /no such file/);
+});
