@@ -1,4 +1,7 @@
 // The registry behind `heliomesh bench <name>`. Each benchmark lives in its own file.
+import { modelBench } from './model.js';
 import type { Bench } from './types.js';
 
-export const benches: Record<string, Bench> = {};
+export const benches: Record<string, Bench> = {
+  model: modelBench,
+};

@@ -5,16 +5,13 @@ import { existsSync } from 'node:fs';
 import pino from 'pino';
 import pretty from 'pino-pretty';
 import { z } from 'zod';
-import { BACKEND_NAMES, parseBackendName, selectBackend, type BackendName } from '../models/backend.js';
+import { BACKEND_ENV, BACKEND_NAMES, parseBackendName, selectBackend, type BackendName } from '../models/backend.js';
 import { bundledManifestPath } from '../models/bundled.js';
 import { openCheckpoint, type Checkpoint } from '../models/checkpoint.js';
 import { Pipeline } from '../models/generate.js';
 import { splitRanges } from '../models/shards.js';
 import { loadTokenizer, TokenStream, type Tokenizer } from '../models/tokenizers/index.js';
 import { registerModelFiles } from './model-files.js';
-
-/** The environment variable that overrides the automatic TF.js backend choice. */
-export const BACKEND_ENV = 'HELIOMESH_BACKEND';
 
 export function registerModel(program: Command): void {
   const model = program.command('model').description('run, inspect and split Llama-family models');

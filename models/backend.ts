@@ -12,6 +12,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
 export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
+/** The environment variable through which users override the choice (read by the entry points). */
+export const BACKEND_ENV = 'HELIOMESH_BACKEND';
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
 export interface BackendSelection {

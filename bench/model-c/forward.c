@@ -4,7 +4,8 @@
  * time, reading a llama2.c version-0 checkpoint. `heliomesh bench model` compiles it with
  * `cc -O2` and runs it on the same weights and prompt as the TF.js pass.
  *
- * usage: forward <checkpoint.bin> <steps> <token> [<token> ...]
+ * usage: forward <checkpoint.bin> <steps> <rope_theta> <norm_eps> <token> [<token> ...]
+ * (llama2.c files carry neither constant; run.c uses 10000 and 1e-5.)
  * Feeds the prompt tokens one by one, then greedily decodes until `steps` positions have been
  * processed, and prints one JSON line: the generated ids and the time spent in the prompt
  * and in decoding.
@@ -17,6 +18,7 @@
 
 typedef struct {
   int dim, hidden, layers, heads, kv_heads, vocab, seq_len, shared;
+  float rope_theta, norm_eps;
 } Config;
 
 typedef struct {
@@ -87,10 +89,10 @@ static void load(const char *path, Config *c, Weights *w) {
 }
 
 /* out = weight * x / sqrt(mean(x^2) + 1e-5) (Zhang & Sennrich 2019, eq. 4) */
-static void rmsnorm(float *out, const float *x, const float *weight, int n) {
+static void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
   float ss = 0;
   for (int i = 0; i < n; i++) ss += x[i] * x[i];
-  float scale = 1.0f / sqrtf(ss / n + 1e-5f);
+  float scale = 1.0f / sqrtf(ss / n + eps);
   for (int i = 0; i < n; i++) out[i] = weight[i] * (scale * x[i]);
 }
 
@@ -104,10 +106,10 @@ static void matvec(float *out, const float *w, const float *x, int rows, int n) 
   }
 }
 
-/* Rotates interleaved pairs of each head by pos * 10000^(-2i/head_size) (RoFormer, eq. 34). */
-static void rope(float *v, int n, int head_size, int pos) {
+/* Rotates interleaved pairs of each head by pos * theta^(-2i/head_size) (RoFormer, eq. 34). */
+static void rope(float *v, int n, int head_size, int pos, float theta) {
   for (int i = 0; i < n; i += 2) {
-    float angle = pos * powf(10000.0f, -(float)(i % head_size) / head_size);
+    float angle = pos * powf(theta, -(float)(i % head_size) / head_size);
     float c = cosf(angle), s = sinf(angle), a = v[i], b = v[i + 1];
     v[i] = a * c - b * s;
     v[i + 1] = a * s + b * c;
@@ -129,12 +131,12 @@ static void forward(const Config *c, const Weights *w, State *s, int token, int 
   for (int l = 0; l < c->layers; l++) {
     float *keys = s->keys + (size_t)l * c->seq_len * kv_dim;
     float *values = s->values + (size_t)l * c->seq_len * kv_dim;
-    rmsnorm(s->xb, s->x, w->attn_norm + (size_t)l * dim, dim);
+    rmsnorm(s->xb, s->x, w->attn_norm + (size_t)l * dim, dim, c->norm_eps);
     matvec(s->q, w->wq + (size_t)l * dim * dim, s->xb, dim, dim);
     matvec(keys + (size_t)pos * kv_dim, w->wk + (size_t)l * kv_dim * dim, s->xb, kv_dim, dim);
     matvec(values + (size_t)pos * kv_dim, w->wv + (size_t)l * kv_dim * dim, s->xb, kv_dim, dim);
-    rope(s->q, dim, head_size, pos);
-    rope(keys + (size_t)pos * kv_dim, kv_dim, head_size, pos);
+    rope(s->q, dim, head_size, pos, c->rope_theta);
+    rope(keys + (size_t)pos * kv_dim, kv_dim, head_size, pos, c->rope_theta);
     /* causal attention; query head h reads KV head h / kv_mul (Vaswani et al. 2017, eq. 1) */
     for (int h = 0; h < c->heads; h++) {
       const float *q = s->q + h * head_size;
@@ -156,14 +158,14 @@ static void forward(const Config *c, const Weights *w, State *s, int token, int 
     matvec(s->proj, w->wo + (size_t)l * dim * dim, s->att_out, dim, dim);
     for (int i = 0; i < dim; i++) s->x[i] += s->proj[i];
     /* SwiGLU feed-forward (Shazeer 2020, eq. 6) */
-    rmsnorm(s->xb, s->x, w->ffn_norm + (size_t)l * dim, dim);
+    rmsnorm(s->xb, s->x, w->ffn_norm + (size_t)l * dim, dim, c->norm_eps);
     matvec(s->gate, w->w1 + (size_t)l * c->hidden * dim, s->xb, c->hidden, dim);
     matvec(s->up, w->w3 + (size_t)l * c->hidden * dim, s->xb, c->hidden, dim);
     for (int i = 0; i < c->hidden; i++) s->gate[i] = s->gate[i] / (1.0f + expf(-s->gate[i])) * s->up[i];
     matvec(s->proj, w->w2 + (size_t)l * dim * c->hidden, s->gate, dim, c->hidden);
     for (int i = 0; i < dim; i++) s->x[i] += s->proj[i];
   }
-  rmsnorm(s->xb, s->x, w->final_norm, dim);
+  rmsnorm(s->xb, s->x, w->final_norm, dim, c->norm_eps);
   matvec(s->logits, w->classifier, s->xb, c->vocab, dim);
 }
 
@@ -174,14 +176,16 @@ static int argmax(const float *x, int n) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 4) {
-    fprintf(stderr, "usage: %s <checkpoint.bin> <steps> <token> [<token> ...]\n", argv[0]);
+  if (argc < 6) {
+    fprintf(stderr, "usage: %s <checkpoint.bin> <steps> <rope_theta> <norm_eps> <token> [<token> ...]\n", argv[0]);
     return 2;
   }
   Config c;
   Weights w;
   load(argv[1], &c, &w);
-  int steps = atoi(argv[2]), n_prompt = argc - 3;
+  c.rope_theta = strtof(argv[3], NULL);
+  c.norm_eps = strtof(argv[4], NULL);
+  int steps = atoi(argv[2]), n_prompt = argc - 5;
   if (steps > c.seq_len) steps = c.seq_len;
   if (n_prompt > steps) {
     fprintf(stderr, "the prompt (%d tokens) is longer than steps (%d)\n", n_prompt, steps);
@@ -200,7 +204,7 @@ int main(int argc, char **argv) {
   double t0 = now_ms();
   int token = 0;
   for (int p = 0; p < n_prompt; p++) {
-    token = atoi(argv[3 + p]);
+    token = atoi(argv[5 + p]);
     if (token < 0 || token >= c.vocab) {
       fprintf(stderr, "token %d outside the vocabulary\n", token);
       return 2;
