@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerBench } from './bench.js';
 import { registerModel } from './model.js';
+import { registerSim } from './sim.js';
 
 const program = new Command();
 program
@@ -12,6 +13,7 @@ program
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)');
 
+registerSim(program);
 registerModel(program);
 registerBench(program);
 

@@ -1,0 +1,126 @@
+// The embedded Markov chain of one device's semi-Markov energy model (SPEC.md §4).
+import { kFold } from './harvest.js';
+import type { DeviceParams, PowerModeSpec, StateSpace } from './types.js';
+
+export function validateParams(params: DeviceParams): void {
+  const { eMax, eTh, eThUp, modes, modeTable } = params;
+  if (!Number.isInteger(eMax) || eMax < 1) throw new Error(`eMax must be a positive integer, got ${eMax}`);
+  if (!(eTh >= 0 && eTh <= eThUp && eThUp <= eMax)) {
+    throw new Error(`thresholds must satisfy 0 ≤ eTh ≤ eThUp ≤ eMax, got eTh=${eTh} eThUp=${eThUp} eMax=${eMax}`);
+  }
+  if (modeTable.length === 0 || modeTable[0]!.minFraction !== 0) throw new Error('modeTable must start at minFraction 0');
+  for (const step of modeTable) {
+    if (!modes.some((m) => m.powerMode === step.powerMode)) throw new Error(`modeTable names unknown power mode ${step.powerMode}`);
+  }
+  for (const m of modes) {
+    if (!Number.isInteger(m.kappa) || m.kappa < 1) throw new Error(`mode ${m.name}: κ must be an integer ≥ 1`);
+    if (!Number.isInteger(m.costQ) || m.costQ < 0) throw new Error(`mode ${m.name}: C_E must be a non-negative integer of quanta`);
+  }
+}
+
+/** PM(E): the mode the dynamic table (or the single fixed mode) assigns to battery level E. */
+export function modeAt(params: DeviceParams, e: number): PowerModeSpec {
+  const fraction = e / params.eMax;
+  let pm = params.modeTable[0]!.powerMode;
+  for (const step of params.modeTable) if (fraction >= step.minFraction - 1e-12) pm = step.powerMode;
+  return params.modes.find((m) => m.powerMode === pm)!;
+}
+
+/**
+ * The reachable states, ordered by battery level. γ = 1 needs E ≥ E_th (a device enters
+ * power saving as soon as a stage ends below E_th) and γ = 0 needs E ≤ E′_th (it leaves as
+ * soon as a stage ends above E′_th), so only the hysteresis band holds all four (Q, γ).
+ */
+export function stateSpace(params: DeviceParams): StateSpace {
+  const { eMax, eTh, eThUp } = params;
+  const qs: number[] = [];
+  const es: number[] = [];
+  const gs: number[] = [];
+  const index = new Int32Array((eMax + 1) * 4).fill(-1);
+  for (let e = 0; e <= eMax; e++) {
+    for (const gamma of [0, 1]) {
+      if (gamma === 0 && e > eThUp) continue;
+      if (gamma === 1 && e < eTh) continue;
+      for (const q of [0, 1]) {
+        index[e * 4 + q * 2 + gamma] = qs.length;
+        qs.push(q);
+        es.push(e);
+        gs.push(gamma);
+      }
+    }
+  }
+  return { q: Uint8Array.from(qs), e: Int32Array.from(es), gamma: Uint8Array.from(gs), index, size: qs.length };
+}
+
+export interface Chain {
+  space: StateSpace;
+  /** Row-major n×n transition matrix of the embedded chain. */
+  matrix: Float64Array;
+  /** Dwell time of each state in slots: κ(PM) for (1,E,1), else 1 (T_S = κ_S·δ). */
+  dwell: Float64Array;
+  /** Largest downward (toward lower index) jump of any transition. */
+  bandDown: number;
+  /** Largest upward jump of any transition. */
+  bandUp: number;
+}
+
+/** Harvest PMFs per stage length κ, shared across solves of one parameter set. */
+export function stageHarvest(params: DeviceParams): Map<number, Float64Array> {
+  const byKappa = new Map<number, Float64Array>([[1, params.harvestPmf]]);
+  for (const m of params.modes) if (!byKappa.has(m.kappa)) byKappa.set(m.kappa, kFold(params.harvestPmf, m.kappa));
+  return byKappa;
+}
+
+/** Build P for arrival probability p (per slot). `harvest` may be passed to reuse convolutions. */
+export function buildChain(params: DeviceParams, p: number, space = stateSpace(params), harvest = stageHarvest(params)): Chain {
+  if (!(p >= 0 && p <= 1)) throw new Error(`arrival probability must lie in [0, 1], got ${p}`);
+  const { eMax, eTh, eThUp } = params;
+  const n = space.size;
+  const matrix = new Float64Array(n * n);
+  const dwell = new Float64Array(n).fill(1);
+  const idx = (q: number, e: number, gamma: number) => space.index[e * 4 + q * 2 + gamma] as number;
+  const f1 = harvest.get(1)!;
+  let bandDown = 0;
+  let bandUp = 0;
+  const add = (from: number, to: number, prob: number) => {
+    if (prob === 0) return;
+    matrix[from * n + to] = (matrix[from * n + to] as number) + prob;
+    if (to < from) bandDown = Math.max(bandDown, from - to);
+    else bandUp = Math.max(bandUp, to - from);
+  };
+
+  for (let s = 0; s < n; s++) {
+    const q = space.q[s] as number;
+    const e = space.e[s] as number;
+    const gamma = space.gamma[s] as number;
+    if (gamma === 1 && q === 1) {
+      // Processing stage: κ(PM) slots, harvest f^{*κ}, cost C_E(PM); Eq. 1 clips at E_max and 0.
+      const mode = modeAt(params, e);
+      const fk = harvest.get(mode.kappa)!;
+      const pm = 1 - (1 - p) ** mode.kappa; // p_m: at least one arrival during the stage (SPEC §2)
+      dwell[s] = mode.kappa;
+      for (let h = 0; h < fk.length; h++) {
+        const ph = fk[h] as number;
+        if (ph === 0) continue;
+        const next = Math.max(Math.min(e + h - mode.costQ, eMax), 0);
+        const g = next < eTh ? 0 : 1;
+        add(s, idx(0, next, g), ph * (1 - pm));
+        add(s, idx(1, next, g), ph * pm);
+      }
+    } else {
+      // One-slot stage: idle and active (arrivals allowed), or power saving (job kept, no arrivals).
+      for (let h = 0; h < f1.length; h++) {
+        const ph = f1[h] as number;
+        if (ph === 0) continue;
+        const next = Math.min(e + h, eMax);
+        if (gamma === 1) {
+          add(s, idx(0, next, 1), ph * (1 - p));
+          add(s, idx(1, next, 1), ph * p);
+        } else {
+          add(s, idx(q, next, next > eThUp ? 1 : 0), ph);
+        }
+      }
+    }
+  }
+  return { space, matrix, dwell, bandDown, bandUp };
+}

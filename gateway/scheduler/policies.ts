@@ -1,0 +1,67 @@
+// Scheduling policies (SPEC.md §5): for one job, the probability of handing it to each
+// device of one group. The simulator and the live gateway call these same functions.
+import type { DeviceModel } from './metrics.js';
+
+/** What a policy may know of one device at the moment of a decision. */
+export interface DeviceView {
+  /** γ = 1 and a free place in its queue: it may take the job. */
+  available: boolean;
+  /** Already working on a job, so a new one would wait. */
+  busy: boolean;
+  /** PM of the device now (1 = the low-battery 15 W mode); 0 while in power saving. */
+  powerMode: number;
+  /** Live battery level, in quanta. */
+  energyQ: number;
+  /** Energy already owed to jobs in hand and not yet paid (quanta). */
+  committedQ: number;
+  /** Long-term weight r_i of Eq. 6 within the group. */
+  weight: number;
+  /** The device's solved model (harvest estimate and tables); used by predictive policies. */
+  model?: DeviceModel;
+}
+
+export interface Policy {
+  readonly name: string;
+  /** Probabilities over the group's devices; zero for every unavailable device. */
+  probabilities(group: readonly DeviceView[]): Float64Array;
+}
+
+function renormalized(weights: Float64Array): Float64Array {
+  let sum = 0;
+  for (const w of weights) sum += w;
+  if (sum > 0) for (let i = 0; i < weights.length; i++) weights[i] = (weights[i] as number) / sum;
+  return weights;
+}
+
+/** Uniform among available devices. */
+export const uniform: Policy = {
+  name: 'uniform',
+  probabilities: (group) => renormalized(Float64Array.from(group, (d) => (d.available ? 1 : 0))),
+};
+
+/** Eq. 6 weights r_i, renormalized over the available devices. */
+export const longTerm: Policy = {
+  name: 'long-term',
+  probabilities(group) {
+    const w = Float64Array.from(group, (d) => (d.available ? d.weight : 0));
+    // Devices with r_i = 0 (no energy income at all) still serve when nothing else can.
+    if (w.every((x) => x === 0)) return uniform.probabilities(group);
+    return renormalized(w);
+  },
+};
+
+/**
+ * Algorithm 1: long-term weights, with every device now in PM 1 scaled by α/N_ℓ, where α
+ * is the number of the group's active devices in PM 1 (devices in power saving have no PM,
+ * so they are not counted: SPEC.md §7.5 leaves this open).
+ */
+export const adaptive: Policy = {
+  name: 'adaptive',
+  probabilities(group) {
+    const alpha = group.filter((d) => d.powerMode === 1).length;
+    const factor = alpha / group.length;
+    const w = Float64Array.from(group, (d) => (d.available ? d.weight * (d.powerMode === 1 ? factor : 1) : 0));
+    if (w.every((x) => x === 0)) return longTerm.probabilities(group);
+    return renormalized(w);
+  },
+};

@@ -1,0 +1,108 @@
+// The six figures of the paper as experiments: which x values, which scenario at each,
+// and which metric is plotted. The paper's digitized results live in
+// ../shared/paper/figures.json; the runner reads those separately, for comparison only.
+import { PAPER_BATTERY_KJ, PAPER_DYNAMIC_TABLE, PAPER_E_TH_FRACTION, PAPER_MODES, fixedTable, type ModeStep } from '../gateway/scheduler/index.js';
+import type { Calibration } from './calibration.js';
+import type { HarvestProcessSpec } from './harvest.js';
+import type { NetworkScenario, RunMetrics } from './network.js';
+
+export type FigureName = 'fig2a' | 'fig2b' | 'fig3a' | 'fig3b' | 'fig4a' | 'fig4b';
+export const FIGURES: FigureName[] = ['fig2a', 'fig2b', 'fig3a', 'fig3b', 'fig4a', 'fig4b'];
+
+/** A simulated figure: a sweep of scenarios, each run once per policy and iteration. */
+export interface NetworkFigure {
+  name: FigureName;
+  xLabel: string;
+  yLabel: string;
+  xs: number[];
+  metric: (m: RunMetrics) => number;
+  scenario: (x: number, cal: Calibration) => NetworkScenario;
+}
+
+export const FIG2_MODES: { name: string; table: ModeStep[] }[] = [
+  { name: '15W', table: fixedTable(1) },
+  { name: '30W', table: fixedTable(2) },
+  { name: '60W', table: fixedTable(3) },
+  { name: 'dynamic', table: PAPER_DYNAMIC_TABLE },
+];
+
+export const FIG2B_Q = [0.05, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.9];
+
+export function deviceParams(cal: Calibration, table: ModeStep[] = PAPER_DYNAMIC_TABLE) {
+  const eMax = Math.round((PAPER_BATTERY_KJ * 1000) / cal.quantumJ);
+  return {
+    eMax,
+    eTh: Math.round(PAPER_E_TH_FRACTION * eMax),
+    eThUp: Math.round(cal.eThUpFraction * eMax),
+    modes: PAPER_MODES.map((m) => ({ ...m, costQ: Math.round((m.costQ * 1000) / cal.quantumJ) })),
+    modeTable: table,
+  };
+}
+
+/** Per-device harvest for a group mean of `axisJ` J/slot on the figures' axis. */
+export function groupHarvest(axisJ: number, groups: number, perGroup: number, cal: Calibration): HarvestProcessSpec[] {
+  const meanQ = (axisJ * cal.harvestScale) / cal.quantumJ;
+  const out: HarvestProcessSpec[] = [];
+  for (let g = 0; g < groups; g++) {
+    for (let j = 0; j < perGroup; j++) {
+      const factor = perGroup === 1 ? 1 : 1 - cal.deviceSpread + (2 * cal.deviceSpread * j) / (perGroup - 1);
+      const mu = meanQ * factor;
+      out.push({ kind: 'uniform', lo: mu * (1 - cal.halfWidth), hi: mu * (1 + cal.halfWidth) });
+    }
+  }
+  return out;
+}
+
+const range = (from: number, to: number, step: number) => {
+  const xs: number[] = [];
+  for (let x = from; x <= to + 1e-9; x += step) xs.push(Math.round(x * 1000) / 1000);
+  return xs;
+};
+
+function paperNetwork(slots: number, p: number, axisJ: number, cal: Calibration): NetworkScenario {
+  return {
+    groups: 3,
+    devicesPerGroup: 3,
+    slots,
+    p,
+    device: deviceParams(cal),
+    harvest: groupHarvest(axisJ, 3, 3, cal),
+    initialFraction: cal.initialFraction,
+  };
+}
+
+export const NETWORK_FIGURES: Record<'fig3a' | 'fig3b' | 'fig4a' | 'fig4b', NetworkFigure> = {
+  fig3a: {
+    name: 'fig3a', xLabel: 'average energy arrival [J/slot]', yLabel: 'fraction of inactive devices',
+    xs: range(25, 625, 25), metric: (m) => m.inactiveFraction,
+    scenario: (x, cal) => paperNetwork(cal.fig3Slots, 0.3, x, cal),
+  },
+  fig3b: {
+    name: 'fig3b', xLabel: 'job arrival probability p', yLabel: 'fraction of inactive devices',
+    xs: range(0.05, 1, 0.05), metric: (m) => m.inactiveFraction,
+    scenario: (x, cal) => paperNetwork(cal.fig3Slots, x, 550, cal),
+  },
+  fig4a: {
+    name: 'fig4a', xLabel: 'average energy arrival [J/slot]', yLabel: 'normalized throughput',
+    xs: range(0, 170, 10), metric: (m) => m.throughput,
+    scenario: (x, cal) => paperNetwork(cal.fig4Slots, 0.3, x, cal),
+  },
+  fig4b: {
+    name: 'fig4b', xLabel: 'job arrival probability p', yLabel: 'jobs dropped',
+    xs: range(0.1, 1, 0.05), metric: (m) => m.jobsDropped,
+    scenario: (x, cal) => paperNetwork(cal.fig4Slots, x, 550, cal),
+  },
+};
+
+/** Fig. 2a: one device, 100 slots, per power-mode strategy. */
+export function fig2aScenario(table: ModeStep[], cal: Calibration): NetworkScenario {
+  return {
+    groups: 1,
+    devicesPerGroup: 1,
+    slots: 100,
+    p: cal.fig2P,
+    device: deviceParams(cal, table),
+    harvest: [{ kind: 'uniform', lo: cal.fig2HarvestLo, hi: cal.fig2HarvestHi }],
+    initialFraction: cal.initialFraction,
+  };
+}

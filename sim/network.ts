@@ -1,0 +1,194 @@
+// The paper's network (SPEC.md §1–§5): G groups × N devices, slotted time, Bernoulli job
+// arrivals, per-device harvest, a queue of one job waiting beside the one in service, and
+// power saving with hysteresis. Each device moves through the same stages as its chain in
+// gateway/scheduler/chain.ts, so that the two agree: a processing stage lasts κ(PM) slots
+// and pays C_E at its end through Eq. 1; every other stage lasts one slot.
+import { modeAt, type DeviceModel, type DeviceParams, type DeviceView, type Policy } from '../gateway/scheduler/index.js';
+import { harvestProcess, type HarvestProcessSpec } from './harvest.js';
+import type { Rng } from './rng.js';
+
+export interface NetworkScenario {
+  groups: number;
+  devicesPerGroup: number;
+  slots: number;
+  /** Job arrival probability per slot. */
+  p: number;
+  /** Battery, thresholds and modes, shared by every device. */
+  device: Omit<DeviceParams, 'harvestPmf'>;
+  /** Harvest of each device, group-major (group g, device j at g*N + j). */
+  harvest: HarvestProcessSpec[];
+  /** Battery level at slot 0, as a fraction of E_max. */
+  initialFraction: number;
+}
+
+export interface RunMetrics {
+  /** Mean over slots of the fraction of devices in power saving. */
+  inactiveFraction: number;
+  jobsInput: number;
+  jobsDropped: number;
+  /** Jobs finished by every group before the horizon. */
+  jobsCompleted: number;
+  /** Accepted jobs / input jobs: an accepted job is held until it is processed. */
+  throughput: number;
+  /** Mean battery level over devices and slots, in % of E_max. */
+  meanBatteryPct: number;
+  /** Share of device-slots with E ≤ E_th: the empirical ξ of Eq. 3. */
+  lowBatteryFraction: number;
+}
+
+export interface RunInputs {
+  scenario: NetworkScenario;
+  policy: Policy;
+  /** Solved models per device (same order as harvest), giving r_i and the harvest estimate. */
+  models: DeviceModel[];
+  /** r_i per device (Eq. 6 within its group). */
+  weights: number[];
+  /** Stream for arrivals and harvest: shared by every policy at the same iteration. */
+  worldRng: Rng;
+  /** Stream for the policy's own draws. */
+  policyRng: Rng;
+}
+
+export function runNetwork({ scenario, policy, models, weights, worldRng, policyRng }: RunInputs): RunMetrics {
+  const { groups: G, devicesPerGroup: N, slots: T, p, device } = scenario;
+  const D = G * N;
+  const { eMax, eTh, eThUp } = device;
+  const params = { ...device, harvestPmf: new Float64Array([1]) };
+  const processes = scenario.harvest.map((spec) => harvestProcess(spec, worldRng));
+
+  const energy = new Float64Array(D).fill(scenario.initialFraction * eMax);
+  const gamma = new Uint8Array(D).fill(1);
+  const stageLeft = new Int32Array(D); // 0: a stage ends before this slot
+  const stageHarvest = new Float64Array(D);
+  const processing = new Uint8Array(D);
+  const stageCost = new Float64Array(D);
+  const current = new Int32Array(D).fill(-1);
+  const queued = new Int32Array(D).fill(-1);
+  const powerMode = new Uint8Array(D);
+
+  const groupsLeft: number[] = []; // per job: groups that still have to finish it
+  let jobsInput = 0;
+  let jobsDropped = 0;
+  let jobsCompleted = 0;
+  let inactiveSum = 0;
+  let batterySum = 0;
+  let lowSum = 0;
+
+  const views: DeviceView[][] = [];
+  for (let g = 0; g < G; g++) {
+    const row: DeviceView[] = [];
+    for (let j = 0; j < N; j++) {
+      const d = g * N + j;
+      row.push({ available: false, busy: false, powerMode: 0, energyQ: 0, committedQ: 0, weight: weights[d] ?? 1 / N, model: models[d] });
+    }
+    views.push(row);
+  }
+  const chosen = new Int32Array(G);
+
+  const finish = (job: number) => {
+    const left = (groupsLeft[job] as number) - 1;
+    groupsLeft[job] = left;
+    if (left === 0) jobsCompleted++;
+  };
+
+  for (let t = 0; t < T; t++) {
+    // 1. Stages that ended: Eq. 1, the γ rules, then the next stage and its PM.
+    let inactive = 0;
+    for (let d = 0; d < D; d++) {
+      if (stageLeft[d] === 0) {
+        let e = energy[d] as number;
+        if (processing[d]) {
+          e = Math.max(Math.min(e + (stageHarvest[d] as number) - (stageCost[d] as number), eMax), 0);
+          if (e < eTh) gamma[d] = 0;
+          finish(current[d] as number);
+          current[d] = queued[d] as number;
+          queued[d] = -1;
+        } else {
+          e = Math.min(e + (stageHarvest[d] as number), eMax);
+          if (gamma[d] === 0 && e > eThUp) gamma[d] = 1;
+        }
+        energy[d] = e;
+        stageHarvest[d] = 0;
+        if (gamma[d] === 1 && (current[d] as number) >= 0) {
+          const mode = modeAt(params, e);
+          processing[d] = 1;
+          stageCost[d] = mode.costQ;
+          stageLeft[d] = mode.kappa;
+        } else {
+          processing[d] = 0;
+          stageCost[d] = 0;
+          stageLeft[d] = 1;
+        }
+        powerMode[d] = gamma[d] === 1 ? modeAt(params, e).powerMode : 0;
+      }
+      if (gamma[d] === 0) inactive++;
+      batterySum += (energy[d] as number) / eMax;
+      if ((energy[d] as number) <= eTh) lowSum++;
+    }
+    inactiveSum += inactive / D;
+
+    // 2–3. A job arrives with probability p; the policy picks one device per group.
+    if (worldRng() < p) {
+      jobsInput++;
+      let dropped = false;
+      for (let g = 0; g < G && !dropped; g++) {
+        let any = false;
+        const row = views[g]!;
+        for (let j = 0; j < N; j++) {
+          const d = g * N + j;
+          const v = row[j]!;
+          v.available = gamma[d] === 1 && queued[d] === -1 && ((current[d] as number) < 0 || processing[d] === 1);
+          v.busy = (current[d] as number) >= 0;
+          v.powerMode = powerMode[d] as number;
+          v.energyQ = energy[d] as number;
+          v.committedQ = processing[d] ? (stageCost[d] as number) : 0;
+          any ||= v.available;
+        }
+        if (!any) dropped = true;
+      }
+      if (dropped) {
+        jobsDropped++;
+      } else {
+        for (let g = 0; g < G; g++) chosen[g] = draw(policy.probabilities(views[g]!), policyRng());
+        const job = groupsLeft.length;
+        groupsLeft.push(G);
+        for (let g = 0; g < G; g++) {
+          const d = g * N + (chosen[g] as number);
+          if ((current[d] as number) < 0) current[d] = job;
+          else queued[d] = job;
+        }
+      }
+    }
+
+    // 4. Harvest of this slot; stages advance.
+    for (let d = 0; d < D; d++) {
+      stageHarvest[d] = (stageHarvest[d] as number) + processes[d]!.next(t);
+      stageLeft[d] = (stageLeft[d] as number) - 1;
+    }
+  }
+
+  return {
+    inactiveFraction: inactiveSum / T,
+    jobsInput,
+    jobsDropped,
+    jobsCompleted,
+    throughput: jobsInput > 0 ? (jobsInput - jobsDropped) / jobsInput : 1,
+    meanBatteryPct: (100 * batterySum) / (T * D),
+    lowBatteryFraction: lowSum / (T * D),
+  };
+}
+
+/** Index drawn from a probability vector with one uniform number. */
+export function draw(probs: Float64Array, u: number): number {
+  let acc = 0;
+  let last = -1;
+  for (let i = 0; i < probs.length; i++) {
+    const pi = probs[i] as number;
+    if (pi <= 0) continue;
+    acc += pi;
+    last = i;
+    if (u < acc) return i;
+  }
+  if (last < 0) throw new Error('policy gave no device any probability');
+  return last;
+}
