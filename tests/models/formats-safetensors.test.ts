@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parseHfConfig, permuteRotary, readHfLlama, writeHfLlama } from '../../models/hf-llama.js';
 import { readLlama2c } from '../../models/llama2c.js';
 import { applyRope, referenceLogits } from '../../models/reference.js';
+import { decodeFloats, encodeFloats } from '../../models/f16.js';
 import { SafetensorsFile, writeSafetensors } from '../../models/safetensors.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -163,4 +164,22 @@ test('malformed safetensors files are refused with the reason', () => {
     writeFileSync(file, Buffer.concat([len, i8, Buffer.alloc(1)]));
     assert.throws(() => new SafetensorsFile(file), /only F32, F16 and BF16/);
   });
+});
+
+test('f16 encoding rounds to nearest even and decodes the special values', () => {
+  const values = Float32Array.from([1 / 3, 65504, 65520, -(2 ** -24), 2 ** -26, 1 + 2 ** -11, 1 + 3 * 2 ** -11, NaN]);
+  const bytes = encodeFloats(values, 'f16');
+  const bits = Array.from({ length: values.length }, (_, i) => bytes[2 * i]! | (bytes[2 * i + 1]! << 8));
+  // 1/3 -> 0x3555; max normal 65504 -> 0x7BFF; 65520 rounds up to +Inf 0x7C00; -2^-24 is the
+  // smallest subnormal 0x8001; 2^-26 underflows to +0; ties go to the even mantissa.
+  assert.deepEqual(bits.slice(0, 7), [0x3555, 0x7bff, 0x7c00, 0x8001, 0x0000, 0x3c00, 0x3c02]);
+  const back = decodeFloats(bytes, 'f16', values.length);
+  assert.equal(back[0], 0.333251953125);
+  assert.equal(back[2], Infinity);
+  assert.equal(back[3], -(2 ** -24));
+  assert.ok(Number.isNaN(back[7]));
+  // an odd byte offset (possible in a foreign file) decodes the same
+  const shifted = new Uint8Array(bytes.length + 1);
+  shifted.set(bytes, 1);
+  assert.deepEqual(decodeFloats(shifted.subarray(1), 'f16', values.length), back);
 });
