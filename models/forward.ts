@@ -181,10 +181,11 @@ export class BlockStack {
     session.reserve(T);
     const C = session.capacity;
     const out = tf.tidy(() => {
-      const mask = this.causalMask(start, T, C);
+      const scratch = T === 1 ? session.decodeScratch : undefined;
+      const mask = scratch ? scratch.maskUpTo(start) : this.causalMask(start, T, C);
       let x: tf.Tensor2D = hidden;
       this.layers.forEach((layer, l) => {
-        x = this.block(layer, session.cache(l), x, start, T, C, mask);
+        x = this.block(layer, session.cache(l), x, start, T, C, mask, scratch);
       });
       return x;
     });
@@ -223,14 +224,14 @@ export class BlockStack {
 
   /** One transformer block (run.c `forward`, loop body) on x [T, dim]. */
   private block(w: PreparedLayer, cache: LayerCache, x: tf.Tensor2D, start: number, T: number, C: number,
-    mask: tf.Tensor2D): tf.Tensor2D {
+    mask: tf.Tensor2D, scratch: DecodeScratch | undefined): tf.Tensor2D {
     const g = this.geometry;
     const { nKvHeads, kvMul, headSize, qDim } = g;
 
     // attention rmsnorm and the q, k, v projections in one matmul
     const qkv = tf.matMul(rmsNormalize(x, this.config.normEps), w.wqkv) as tf.Tensor2D;
     // RoPE on q and k; q goes out as [nKvHeads][kvMul·T][headSize], k and v into the cache
-    const q = this.ropeAndCache(qkv, cache, start, T, C);
+    const q = this.ropeAndCache(qkv, cache, start, T, C, scratch);
     // grouped-query attention: each KV head serves kvMul query heads (Vaswani et al. 2017,
     // eq. 1, with the 1/sqrt(d_k) already in the q weights)
     const scores = tf.add(tf.matMul(q, cache.keys, false, true), mask);
@@ -249,14 +250,16 @@ export class BlockStack {
 
   /**
    * Rotates the q and k parts of `qkv` [T][qDim + 2·kvDim] (interleaved pairs, run.c's
-   * convention), writes k and v of positions start..start+T-1 into the cache and returns q.
+   * convention), writes k and v of positions start..start+T-1 into the cache and returns q
+   * (in the session's decode scratch tensor when there is one).
    */
-  private ropeAndCache(qkv: tf.Tensor2D, cache: LayerCache, start: number, T: number, C: number): tf.Tensor3D {
+  private ropeAndCache(qkv: tf.Tensor2D, cache: LayerCache, start: number, T: number, C: number,
+    scratch: DecodeScratch | undefined): tf.Tensor3D {
     const { nHeads, nKvHeads, kvMul, headSize, qDim, kvDim } = this.geometry;
     const width = qDim + 2 * kvDim;
     const half = headSize / 2;
     const src = readValues(qkv);
-    const q = new Float32Array(T * qDim);
+    const q = scratch ? storageView(scratch.q)! : new Float32Array(T * qDim);
     for (let t = 0; t < T; t++) {
       const pos = start + t;
       const row = t * width;
@@ -280,7 +283,7 @@ export class BlockStack {
       }
     }
     cache.written();
-    return tf.tensor3d(q, [nKvHeads, kvMul * T, headSize]);
+    return scratch ? scratch.q : tf.tensor3d(q, [nKvHeads, kvMul * T, headSize]);
   }
 }
 
@@ -341,11 +344,43 @@ class LayerCache {
   }
 }
 
+/**
+ * Tensors a decode step (T = 1) rewrites in place instead of allocating: the query, and the
+ * attention mask, which only ever opens one more position per step.
+ */
+class DecodeScratch {
+  readonly q: tf.Tensor3D;
+  private readonly mask: tf.Tensor2D;
+  /** Positions [0, open) are already unmasked. */
+  private open = 0;
+
+  constructor(g: Geometry, private readonly C: number) {
+    this.q = tf.zeros([g.nKvHeads, g.kvMul, g.headSize]);
+    this.mask = tf.fill([g.kvMul, C], -1e9);
+  }
+
+  /** The mask letting every query row attend to positions 0..pos. */
+  maskUpTo(pos: number): tf.Tensor2D {
+    if (pos + 1 > this.open) {
+      const m = storageView(this.mask)!;
+      for (let row = 0; row < m.length; row += this.C) m.fill(0, row + this.open, row + pos + 1);
+      this.open = pos + 1;
+    }
+    return this.mask;
+  }
+
+  dispose(): void {
+    tf.dispose([this.q, this.mask]);
+  }
+}
+
 /** One inference session on one block stack: its KV cache and position. */
 export class BlockSession {
   readonly capacity: number;
   readonly cacheUpdate: CacheUpdate;
   private caches: LayerCache[];
+  /** Present when tensors can be written in place. */
+  readonly decodeScratch: DecodeScratch | undefined;
   private filled = 0;
   private closed = false;
 
@@ -364,6 +399,7 @@ export class BlockSession {
     }
     this.cacheUpdate = opts.cacheUpdate ?? (canWrite ? 'in-place' : 'upload');
     this.caches = Array.from({ length: stack.layerCount }, () => new LayerCache(g, C, this.cacheUpdate));
+    this.decodeScratch = this.cacheUpdate === 'in-place' ? new DecodeScratch(g, C) : undefined;
   }
 
   /** Positions already in the cache; the next forward starts here. */
@@ -392,6 +428,7 @@ export class BlockSession {
     if (this.closed) return;
     this.closed = true;
     for (const c of this.caches) c.dispose();
+    this.decodeScratch?.dispose();
     this.caches = [];
     this.onClose();
   }

@@ -112,7 +112,8 @@ test('a session refuses positions beyond its capacity, and closing frees its cac
   const head = new ModelHead(config, weights.head!);
   const before = tf.memory().numTensors;
   const session = stack.openSession({ capacity: 4 });
-  assert.equal(tf.memory().numTensors, before + 2 * config.nLayers);
+  // keys and values per layer, plus the decode step's query and mask
+  assert.equal(tf.memory().numTensors, before + 2 * config.nLayers + 2);
   stack.forward(session, head.embed([1, 2, 3]));
   assert.throws(() => stack.forward(session, head.embed([4, 5])), /context is full/);
   session.close();

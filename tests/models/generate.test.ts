@@ -64,8 +64,9 @@ test('no tensor leaks per token over a long generation; sessions are freed at th
     if (++n > 5) counts.push(tf.memory().numTensors);
   }
   assert.ok(n > 100, `generated only ${n} tokens`);
-  // two stages' caches (keys and values per layer) are all that exists besides the weights
-  assert.deepEqual(new Set(counts), new Set([idle + 2 * weights.config.nLayers]));
+  // the two stages' sessions (keys and values per layer, a decode query and mask each) are
+  // all that exists besides the weights
+  assert.deepEqual(new Set(counts), new Set([idle + 2 * weights.config.nLayers + 2 * 2]));
   assert.equal(tf.memory().numTensors, idle);
 
   // stopping early (the consumer breaks out) closes the sessions too
