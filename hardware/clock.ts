@@ -1,0 +1,174 @@
+// Time, injected. Everything in Heliomesh that waits or timestamps takes a Clock, so the
+// same code runs in real time on a Pi and a solar day runs in a minute in a demo or in
+// milliseconds in a test.
+//
+// Three clocks:
+// - RealClock: wall time and the runtime's timers.
+// - ScaledClock: wall time sped up by a factor (speed 1440 = a day per minute).
+// - VirtualClock: time moves only when something sleeps or calls advance(); timers fire
+//   in due order, so a test is deterministic and costs no real waiting.
+
+export interface Timer {
+  cancel(): void;
+}
+
+export interface Clock {
+  /** Milliseconds since the Unix epoch, in this clock's time. */
+  now(): number;
+  /** Resolves once `ms` of this clock's time has passed. */
+  sleep(ms: number): Promise<void>;
+  /** Calls `fn` once after `ms`. */
+  setTimeout(fn: () => void, ms: number): Timer;
+  /** Calls `fn` every `periodMs` until cancelled. */
+  setInterval(fn: () => void, periodMs: number): Timer;
+}
+
+export class RealClock implements Clock {
+  now(): number {
+    return Date.now();
+  }
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+  }
+
+  setTimeout(fn: () => void, ms: number): Timer {
+    const handle = setTimeout(fn, Math.max(0, ms));
+    return { cancel: () => clearTimeout(handle) };
+  }
+
+  setInterval(fn: () => void, periodMs: number): Timer {
+    const handle = setInterval(fn, Math.max(1, periodMs));
+    return { cancel: () => clearInterval(handle) };
+  }
+}
+
+/** Wall time sped up by `speed`, starting at `startMs` (default: now). */
+export class ScaledClock implements Clock {
+  private readonly realStart = performance.now();
+  readonly startMs: number;
+
+  constructor(readonly speed: number, startMs: number = Date.now()) {
+    if (!(speed > 0)) throw new Error(`clock speed must be > 0, got ${speed}`);
+    this.startMs = startMs;
+  }
+
+  now(): number {
+    return this.startMs + (performance.now() - this.realStart) * this.speed;
+  }
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms) / this.speed));
+  }
+
+  setTimeout(fn: () => void, ms: number): Timer {
+    const handle = setTimeout(fn, Math.max(0, ms) / this.speed);
+    return { cancel: () => clearTimeout(handle) };
+  }
+
+  setInterval(fn: () => void, periodMs: number): Timer {
+    // Node's timers do not go below 1 ms; a faster virtual period is clamped there.
+    const handle = setInterval(fn, Math.max(1, periodMs / this.speed));
+    return { cancel: () => clearInterval(handle) };
+  }
+}
+
+interface Pending {
+  dueMs: number;
+  seq: number;
+  periodMs: number | null;
+  fn: () => void;
+  cancelled: boolean;
+}
+
+/**
+ * Discrete-event time: nothing moves until advance()/advanceTo() is called or someone
+ * sleeps. sleep(ms) advances the clock itself, so code that waits on a VirtualClock runs
+ * as fast as the CPU allows while every timer still fires at its own virtual instant.
+ */
+export class VirtualClock implements Clock {
+  private t: number;
+  private target: number;
+  private seq = 0;
+  private readonly pending: Pending[] = [];
+  private running: Promise<void> | undefined;
+
+  constructor(startMs = 0) {
+    this.t = startMs;
+    this.target = startMs;
+  }
+
+  now(): number {
+    return this.t;
+  }
+
+  sleep(ms: number): Promise<void> {
+    const done = new Promise<void>((resolve) => this.schedule(resolve, Math.max(0, ms), null));
+    void this.advanceTo(this.t + Math.max(0, ms));
+    return done;
+  }
+
+  setTimeout(fn: () => void, ms: number): Timer {
+    return this.schedule(fn, Math.max(0, ms), null);
+  }
+
+  setInterval(fn: () => void, periodMs: number): Timer {
+    if (!(periodMs > 0)) throw new Error(`interval period must be > 0, got ${periodMs}`);
+    return this.schedule(fn, periodMs, periodMs);
+  }
+
+  /** Moves time forward by `ms`, firing every timer due on the way. */
+  advance(ms: number): Promise<void> {
+    return this.advanceTo(Math.max(this.target, this.t) + ms);
+  }
+
+  /** Moves time to `targetMs` (never backwards), firing every timer due on the way. */
+  advanceTo(targetMs: number): Promise<void> {
+    this.target = Math.max(this.target, targetMs);
+    if (this.running) return this.running;
+    this.running = this.run();
+    return this.running;
+  }
+
+  private schedule(fn: () => void, delayMs: number, periodMs: number | null): Timer {
+    const entry: Pending = { dueMs: this.t + delayMs, seq: this.seq++, periodMs, fn, cancelled: false };
+    this.pending.push(entry);
+    return { cancel: () => { entry.cancelled = true; } };
+  }
+
+  private nextDue(): Pending | undefined {
+    let best: Pending | undefined;
+    for (const p of this.pending) {
+      if (p.cancelled || p.dueMs > this.target) continue;
+      if (!best || p.dueMs < best.dueMs || (p.dueMs === best.dueMs && p.seq < best.seq)) best = p;
+    }
+    return best;
+  }
+
+  private async run(): Promise<void> {
+    try {
+      // Yield once first, so advanceTo() has stored this promise before the finally below
+      // can clear it.
+      await Promise.resolve();
+      for (;;) {
+        const next = this.nextDue();
+        if (!next) break;
+        this.t = Math.max(this.t, next.dueMs);
+        if (next.periodMs === null) {
+          this.pending.splice(this.pending.indexOf(next), 1);
+        } else {
+          next.dueMs += next.periodMs;
+          next.seq = this.seq++;
+        }
+        next.fn();
+        // Let the continuations of whatever just woke up run (and maybe schedule more)
+        // before deciding which timer is next.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      this.t = Math.max(this.t, this.target);
+    } finally {
+      for (let i = this.pending.length - 1; i >= 0; i--) if (this.pending[i]!.cancelled) this.pending.splice(i, 1);
+      this.running = undefined;
+    }
+  }
+}
