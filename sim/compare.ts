@@ -46,6 +46,7 @@ export function deviations(result: FigureResult, paper: PaperData): Deviation[] 
     }
     return out;
   }
+  if (f === 'solar') return out;
   const p = paper[f];
   const policies = [...new Set(result.rows.map((r) => r.policy))];
   for (const policy of policies) {

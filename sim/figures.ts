@@ -4,10 +4,12 @@
 import { PAPER_BATTERY_KJ, PAPER_DYNAMIC_TABLE, PAPER_E_TH_FRACTION, PAPER_MODES, fixedTable, type ModeStep } from '../gateway/scheduler/index.js';
 import type { Calibration } from './calibration.js';
 import type { HarvestProcessSpec } from './harvest.js';
+import { SLOTS_PER_DAY, SOLAR_DAYS, solarSpecs } from './solar.js';
 import type { NetworkScenario, RunMetrics } from './network.js';
 
-export type FigureName = 'fig2a' | 'fig2b' | 'fig3a' | 'fig3b' | 'fig4a' | 'fig4b';
-export const FIGURES: FigureName[] = ['fig2a', 'fig2b', 'fig3a', 'fig3b', 'fig4a', 'fig4b'];
+/** The paper's six figures, and `solar`: the same comparison under a day/night profile. */
+export type FigureName = 'fig2a' | 'fig2b' | 'fig3a' | 'fig3b' | 'fig4a' | 'fig4b' | 'solar';
+export const FIGURES: FigureName[] = ['fig2a', 'fig2b', 'fig3a', 'fig3b', 'fig4a', 'fig4b', 'solar'];
 
 /** A simulated figure: a sweep of scenarios, each run once per policy and iteration. */
 export interface NetworkFigure {
@@ -71,26 +73,34 @@ function paperNetwork(slots: number, p: number, axisJ: number, cal: Calibration)
   };
 }
 
-export const NETWORK_FIGURES: Record<'fig3a' | 'fig3b' | 'fig4a' | 'fig4b', NetworkFigure> = {
+export type NetworkFigureName = 'fig3a' | 'fig3b' | 'fig4a' | 'fig4b' | 'solar';
+
+export const NETWORK_FIGURES: Record<NetworkFigureName, NetworkFigure> = {
   fig3a: {
     name: 'fig3a', xLabel: 'average energy arrival [J/slot]', yLabel: 'fraction of inactive devices',
     xs: range(25, 625, 25), metric: (m) => m.inactiveFraction,
-    scenario: (x, cal) => paperNetwork(cal.fig3Slots, 0.3, x, cal),
+    scenario: (x, cal) => paperNetwork(cal.slots.fig3a, 0.3, x, cal),
   },
   fig3b: {
     name: 'fig3b', xLabel: 'job arrival probability p', yLabel: 'fraction of inactive devices',
     xs: range(0.05, 1, 0.05), metric: (m) => m.inactiveFraction,
-    scenario: (x, cal) => paperNetwork(cal.fig3Slots, x, 550, cal),
+    scenario: (x, cal) => paperNetwork(cal.slots.fig3b, x, 550, cal),
   },
   fig4a: {
     name: 'fig4a', xLabel: 'average energy arrival [J/slot]', yLabel: 'normalized throughput',
     xs: range(0, 170, 10), metric: (m) => m.throughput,
-    scenario: (x, cal) => paperNetwork(cal.fig4Slots, 0.3, x, cal),
+    scenario: (x, cal) => paperNetwork(cal.slots.fig4a, 0.3, x, cal),
   },
   fig4b: {
     name: 'fig4b', xLabel: 'job arrival probability p', yLabel: 'jobs dropped',
     xs: range(0.1, 1, 0.05), metric: (m) => m.jobsDropped,
-    scenario: (x, cal) => paperNetwork(cal.fig4Slots, x, 550, cal),
+    scenario: (x, cal) => paperNetwork(cal.slots.fig4b, x, 550, cal),
+  },
+  solar: {
+    name: 'solar', xLabel: 'average energy arrival over the day [J/slot]', yLabel: 'fraction of inactive devices',
+    xs: [100, 200, 300, 400, 500, 600, 800], metric: (m) => m.inactiveFraction,
+    // Three days from a half-charged battery at midnight, p = 0.3 as in Figs. 3a/4a.
+    scenario: (x, cal) => ({ ...paperNetwork(SOLAR_DAYS * SLOTS_PER_DAY, 0.3, x, cal), harvest: solarSpecs(x, cal), initialFraction: 0.5 }),
   },
 };
 

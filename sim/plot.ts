@@ -35,7 +35,7 @@ function points(result: FigureResult, paper?: PaperData): Point[] {
         if (v != null) pts.push({ x: q, curve: mode, source: 'paper', metric: 'xi', mean: v, lo: v, hi: v });
       });
     }
-  } else {
+  } else if (f !== 'solar') {
     const p = paper[f];
     for (const [policy, means] of Object.entries(p.mean)) {
       p.x.forEach((x, i) => {
@@ -72,7 +72,7 @@ function spec(result: FigureResult, data: Point[]): TopLevelSpec {
     } as TopLevelSpec;
   }
   const logY = result.figure === 'fig2b';
-  const y = { field: 'mean', type: 'quantitative', title: result.yLabel, scale: logY ? { type: 'log' } : { zero: true } } as const;
+  const y = { field: 'mean', type: 'quantitative', title: result.figure === 'solar' ? null : result.yLabel, scale: logY ? { type: 'log' } : { zero: true } } as const;
   const x = { field: 'x', type: 'quantitative', title: result.xLabel } as const;
   const layers: object[] = [
     {
@@ -93,6 +93,16 @@ function spec(result: FigureResult, data: Point[]): TopLevelSpec {
   ];
   if (logY) {
     layers.push({ data: { values: [{ xi: 0.01 }] }, mark: { type: 'rule', color: 'gray', strokeDash: [2, 2] }, encoding: { y: { field: 'xi', type: 'quantitative' } } });
+  }
+  if (result.figure === 'solar') {
+    return {
+      $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+      title: { text: 'solar: 3 × 3 fleet over three days of sun, night and clouds (±std band)', fontSize: 12 },
+      data: { values: data },
+      facet: { column: { field: 'metric', type: 'nominal', title: null } },
+      resolve: { scale: { y: 'independent' } },
+      spec: { width: 360, height: 260, layer: layers.slice(0, 2) },
+    } as TopLevelSpec;
   }
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
@@ -122,7 +132,7 @@ export async function renderPng(svg: string): Promise<Buffer | null> {
 }
 
 export function toCsv(result: FigureResult): string {
-  const withMetric = result.figure === 'fig2a' || result.figure === 'fig2b';
+  const withMetric = result.figure === 'fig2a' || result.figure === 'fig2b' || result.figure === 'solar';
   const header = withMetric ? 'x,policy,metric,mean,std' : 'x,policy,mean,std';
   const lines = result.rows.map((r) =>
     withMetric ? `${r.x},${r.policy},${r.metric},${fmt(r.mean)},${fmt(r.std)}` : `${r.x},${r.policy},${fmt(r.mean)},${fmt(r.std)}`,

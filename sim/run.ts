@@ -37,7 +37,7 @@ export function fig2b(cal: Calibration): FigureResult {
   for (const mode of FIG2_MODES) {
     const model = new DeviceModel({ ...deviceParams(cal, mode.table), harvestPmf: uniformOnGrid(cal.fig2HarvestLo, cal.fig2HarvestHi) });
     for (const q of FIG2B_Q) rows.push({ x: q, policy: mode.name, metric: 'xi', mean: model.solve(q).xi, std: 0 });
-    const lim = limits(model, PAPER_XI_LIM);
+    const lim = limits(model, PAPER_XI_LIM, { exact: true });
     rows.push({ x: '', policy: mode.name, metric: 'q_lim', mean: lim.qLim, std: 0 });
     rows.push({ x: '', policy: mode.name, metric: 'q_energy_lim', mean: lim.qEnergy, std: 0 });
     rows.push({ x: '', policy: mode.name, metric: 'q_proc_lim', mean: lim.qProc, std: 0 });
@@ -54,8 +54,10 @@ export async function runFigures(opts: RunOptions): Promise<FigureResult[]> {
       FIG2_MODES.forEach((_, point) => tasks.push({ figure, point, policy: 'uniform', ...base }));
       continue;
     }
+    // A solar run spans three days (2,592 slots, 18–43× a paper run): a tenth of the runs.
+    const iterations = figure === 'solar' ? Math.max(1, Math.ceil(opts.iterations / 10)) : opts.iterations;
     NETWORK_FIGURES[figure].xs.forEach((_, point) => {
-      for (const policy of opts.policies) tasks.push({ figure, point, policy, ...base });
+      for (const policy of opts.policies) tasks.push({ figure, point, policy, ...base, iterations });
     });
   }
 
@@ -82,8 +84,13 @@ export async function runFigures(opts: RunOptions): Promise<FigureResult[]> {
       } else {
         const f = NETWORK_FIGURES[task.figure];
         const x = f.xs[task.point]!;
-        const key = task.figure.startsWith('fig3') ? 'inactiveFraction' : task.figure === 'fig4a' ? 'throughput' : 'jobsDropped';
-        fig.rows.push({ x, policy: task.policy, metric: key, ...result[key] });
+        if (task.figure === 'solar') {
+          fig.rows.push({ x, policy: task.policy, metric: 'inactive_fraction', ...result.inactiveFraction });
+          fig.rows.push({ x, policy: task.policy, metric: 'throughput', ...result.throughput });
+        } else {
+          const key = task.figure.startsWith('fig3') ? 'inactiveFraction' : task.figure === 'fig4a' ? 'throughput' : 'jobsDropped';
+          fig.rows.push({ x, policy: task.policy, metric: key, ...result[key] });
+        }
       }
       done++;
       opts.onProgress?.(done, tasks.length);

@@ -60,7 +60,12 @@ function summarize(params: DeviceParams, chain: Chain, pi: Float64Array): Soluti
 }
 
 export interface Limits {
-  /** q^energy_lim: the input rate at which ξ(q) = ξ_lim (1 when ξ(1) ≤ ξ_lim, 0 when ξ(0⁺) > ξ_lim). */
+  /**
+   * q^energy_lim: the input rate at which ξ(q) = ξ_lim (1 when ξ(1) ≤ ξ_lim, 0 when ξ(0⁺) >
+   * ξ_lim). Unless `exact` was asked for, it is only searched when it binds: when ξ at the
+   * processing bound is already within ξ_lim, it is reported as that bound, a lower bound
+   * of the true value, and `energyBinds` is false.
+   */
   qEnergy: number;
   /**
    * The processing bound 1/κ̄. κ̄ itself depends on q under the dynamic table (lower
@@ -70,14 +75,17 @@ export interface Limits {
   qProc: number;
   /** Eq. 5: q_lim = min(q^energy_lim, 1/κ̄). */
   qLim: number;
+  /** Whether the energy bound is the smaller one. */
+  energyBinds: boolean;
   /** Solves of the chain that this took. */
   solves: number;
 }
 
 const Q_MIN = 1e-6;
 
-export function limits(model: DeviceModel, xiLim: number, tol = 1e-5): Limits {
+export function limits(model: DeviceModel, xiLim: number, opts: { tol?: number; exact?: boolean } = {}): Limits {
   if (!(xiLim > 0 && xiLim < 1)) throw new Error(`tolerated risk ξ_lim must lie in (0, 1), got ${xiLim}`);
+  const tol = opts.tol ?? 1e-5;
   let solves = 0;
   const cache = new Map<number, Solution>();
   const at = (q: number) => {
@@ -90,26 +98,27 @@ export function limits(model: DeviceModel, xiLim: number, tol = 1e-5): Limits {
     return s;
   };
 
-  let qEnergy: number;
-  const noHarvest = (model.params.harvestPmf[0] as number) >= 1 - 1e-15;
   // With no income at all, any job rate drains the battery for good: ξ(q) = 1 for q > 0.
-  const hi = noHarvest ? 1 : at(1).xi - xiLim;
-  const lo = noHarvest ? 1 : at(Q_MIN).xi - xiLim;
-  if (noHarvest) qEnergy = 0;
-  else if (hi <= 0) qEnergy = 1;
-  else if (lo >= 0) qEnergy = 0;
-  else qEnergy = brent((q) => at(q).xi - xiLim, Q_MIN, 1, tol).x;
+  const noHarvest = (model.params.harvestPmf[0] as number) >= 1 - 1e-15;
+  if (noHarvest) return { qEnergy: 0, qProc: 0, qLim: 0, energyBinds: true, solves };
 
   // q·κ̄(q) − 1 is increasing in q; at q = 1 it is κ̄(1) − 1 ≥ 0.
   const busy = (q: number) => {
     const k = at(q).kappaBar;
     return q * (Number.isNaN(k) ? 1 : k) - 1;
   };
-  let qProc: number;
-  if (busy(1) <= 0) qProc = 1;
-  else qProc = brent(busy, Q_MIN, 1, tol).x;
+  const qProc = busy(1) <= 0 ? 1 : brent(busy, Q_MIN, 1, tol).x;
 
-  return { qEnergy, qProc, qLim: Math.min(qEnergy, qProc), solves };
+  // ξ is non-decreasing in q: if it is within ξ_lim at qProc, the energy root lies above.
+  const risk = (q: number) => at(q).xi - xiLim;
+  let qEnergy: number;
+  if (!opts.exact && risk(qProc) <= 0) {
+    return { qEnergy: qProc, qProc, qLim: qProc, energyBinds: false, solves };
+  }
+  if (risk(1) <= 0) qEnergy = 1;
+  else if (risk(Q_MIN) >= 0) qEnergy = 0;
+  else qEnergy = brent(risk, Q_MIN, 1, tol).x;
+  return { qEnergy, qProc, qLim: Math.min(qEnergy, qProc), energyBinds: qEnergy < qProc, solves };
 }
 
 /** Eq. 6: r_i = q_lim,i / Σ_j q_lim,j over one group; uniform when no device has any capacity. */

@@ -113,7 +113,7 @@ test('a fixed mode whose income covers its spending has q_lim = 1/κ', () => {
   for (const [pm, kappa] of [[1, 3], [2, 2], [3, 1]] as const) {
     const cost = PAPER_MODES.find((m) => m.powerMode === pm)!.costQ;
     const income = (cost / kappa) * 1.6;
-    const lim = limits(new DeviceModel(params(fixedTable(pm), income * 0.5, income * 1.5)), 0.01);
+    const lim = limits(new DeviceModel(params(fixedTable(pm), income * 0.5, income * 1.5)), 0.01, { exact: true });
     assert.equal(lim.qEnergy, 1);
     assert.ok(Math.abs(lim.qLim - 1 / kappa) < 1e-4, `PM ${pm}: q_lim ${lim.qLim}`);
   }
