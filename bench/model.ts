@@ -3,6 +3,7 @@
 // --model, and a stories15M-shaped model with seeded random weights. The bar for decode is
 // bench/model-c/forward.c, the same forward pass in plain single-threaded C (cc -O2), run on
 // the same weights and prompt.
+import * as tf from '@tensorflow/tfjs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,6 +38,10 @@ interface TfjsRun {
   blockRanges: { from: number; to: number; msPerToken: number }[];
   /** Decode tokens/s through STAGES stages (hidden states cross a Float32Array boundary). */
   stagedDecodeTokensPerS: number;
+  /** Bytes TF.js accounts for (weights and caches); XNNPACK's packed weight copies come on top. */
+  tensorMiB: number;
+  /** The process's peak RSS after the whole-model runs (includes the weights' host copies). */
+  peakRssMiB: number;
   ids: number[];
 }
 
@@ -68,47 +73,66 @@ const tokensPerS = (tokens: number, ms: number) => (tokens / ms) * 1000;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
- * The machine may be shared, so every measurement is repeated ROUNDS times, TF.js and C
- * interleaved, and the fastest round is reported (the one least disturbed), with the median.
+ * The machine may be shared, so every measurement is repeated ROUNDS times (the whole model
+ * and C interleaved, since their ratio is the point) and the fastest round is reported (the
+ * one least disturbed), with the median. The staged runs come after the whole model's
+ * pipeline is freed, so that the RSS and tensor bytes reported are those of one model copy.
  */
-function runTfjsAndC(weights: ModelWeights, prompt: number[], c?: { exe: string; checkpoint: string }): Omit<TfjsRun, 'ids'> & { c?: CRun; ids: number[] } {
+function runTfjsAndC(weights: ModelWeights, prompt: number[], c?: { exe: string; checkpoint: string }): TfjsRun & { c?: CRun } {
+  const decodeRate = (m: TfjsMeasure) => tokensPerS(m.stats.decodeTokens, m.stats.decodeMs);
+  const fastest = (runs: TfjsMeasure[]) => runs.reduce((a, b) => (decodeRate(b) > decodeRate(a) ? b : a));
+  const warmUp = (p: Pipeline) => {
+    // the first call of each kernel pays for setup (XNNPACK packs the weights)
+    for (const _ of p.generate({ promptIds: prompt, maxTokens: 4, sampler: GREEDY }));
+  };
+
+  const wholeRuns: TfjsMeasure[] = [];
+  const cRuns: CRun[] = [];
   const whole = Pipeline.split(weights, 1);
-  const staged = Pipeline.split(weights, Math.min(STAGES, weights.config.nLayers));
+  let tensorMiB: number;
+  let peakRssMiB: number;
   try {
-    // warm-up: the first call of each kernel pays for setup (XNNPACK packs the weights)
-    for (const p of [whole, staged]) for (const _ of p.generate({ promptIds: prompt, maxTokens: 4, sampler: GREEDY }));
-    const wholeRuns: TfjsMeasure[] = [];
-    const stagedRuns: TfjsMeasure[] = [];
-    const cRuns: CRun[] = [];
+    warmUp(whole);
     for (let round = 0; round < ROUNDS; round++) {
       wholeRuns.push(measureTfjs(whole, prompt));
-      stagedRuns.push(measureTfjs(staged, prompt));
       if (c) cRuns.push(runC(c.exe, c.checkpoint, weights, prompt));
     }
-    const decodeRate = (m: TfjsMeasure) => tokensPerS(m.stats.decodeTokens, m.stats.decodeMs);
-    const best = wholeRuns.reduce((a, b) => (decodeRate(b) > decodeRate(a) ? b : a));
-    const bestStaged = stagedRuns.reduce((a, b) => (decodeRate(b) > decodeRate(a) ? b : a));
-    const s = best.stats;
-    return {
-      prefillTokensPerS: Math.max(...wholeRuns.map((m) => tokensPerS(m.stats.promptTokens, m.stats.prefillMs))),
-      decodeTokensPerS: decodeRate(best),
-      decodeTokensPerSMedian: median(wholeRuns.map(decodeRate)),
-      decodeMsPerToken: s.decodeMs / s.decodeTokens,
-      headMsPerToken: s.headDecodeMs / s.decodeTokens,
-      blockRanges: staged.ranges.map((r, i) => ({ ...r, msPerToken: bestStaged.stats.stageDecodeMs[i]! / bestStaged.stats.decodeTokens })),
-      stagedDecodeTokensPerS: decodeRate(bestStaged),
-      ids: best.ids,
-      c: cRuns.length === 0 ? undefined : {
-        prefillTokensPerS: Math.max(...cRuns.map((r) => r.prefillTokensPerS)),
-        decodeTokensPerS: Math.max(...cRuns.map((r) => r.decodeTokensPerS)),
-        decodeTokensPerSMedian: median(cRuns.map((r) => r.decodeTokensPerS)),
-        ids: cRuns[0]!.ids,
-      },
-    };
+    tensorMiB = tf.memory().numBytes / 2 ** 20;
+    peakRssMiB = process.resourceUsage().maxRSS / 1024;
   } finally {
     whole.dispose();
+  }
+
+  const stagedRuns: TfjsMeasure[] = [];
+  const staged = Pipeline.split(weights, Math.min(STAGES, weights.config.nLayers));
+  try {
+    warmUp(staged);
+    for (let round = 0; round < ROUNDS; round++) stagedRuns.push(measureTfjs(staged, prompt));
+  } finally {
     staged.dispose();
   }
+
+  const best = fastest(wholeRuns);
+  const bestStaged = fastest(stagedRuns);
+  const s = best.stats;
+  return {
+    prefillTokensPerS: Math.max(...wholeRuns.map((m) => tokensPerS(m.stats.promptTokens, m.stats.prefillMs))),
+    decodeTokensPerS: decodeRate(best),
+    decodeTokensPerSMedian: median(wholeRuns.map(decodeRate)),
+    decodeMsPerToken: s.decodeMs / s.decodeTokens,
+    headMsPerToken: s.headDecodeMs / s.decodeTokens,
+    blockRanges: staged.ranges.map((r, i) => ({ ...r, msPerToken: bestStaged.stats.stageDecodeMs[i]! / bestStaged.stats.decodeTokens })),
+    stagedDecodeTokensPerS: decodeRate(bestStaged),
+    tensorMiB,
+    peakRssMiB,
+    ids: best.ids,
+    c: cRuns.length === 0 ? undefined : {
+      prefillTokensPerS: Math.max(...cRuns.map((r) => r.prefillTokensPerS)),
+      decodeTokensPerS: Math.max(...cRuns.map((r) => r.decodeTokensPerS)),
+      decodeTokensPerSMedian: median(cRuns.map((r) => r.decodeTokensPerS)),
+      ids: cRuns[0]!.ids,
+    },
+  };
 }
 
 /** Compiles the C forward pass; undefined (with the reason) when there is no C compiler. */
@@ -171,17 +195,17 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
         decodeRatioTfjsToC: cRun ? tfjs.decodeTokensPerS / cRun.decodeTokensPerS : undefined,
         // float32 in both, but different summation orders: greedy paths agree until a near-tie
         greedyIdsAgreeingWithC: cRun ? commonPrefix(ids, cRun.ids) : undefined,
-        peakRssMiB: process.resourceUsage().maxRSS / 1024,
       });
     }
     const line = results.map((r) => {
       const vsC = r.decodeRatioTfjsToC !== undefined
         ? `${(r.decodeRatioTfjsToC * 100).toFixed(0)}% of C's ${r.c!.decodeTokensPerS.toFixed(0)} tok/s`
         : `no C bar: ${c.reason}`;
-      return `${r.model}: decode ${r.tfjs.decodeTokensPerS.toFixed(1)} tok/s (${vsC}), prefill ${r.tfjs.prefillTokensPerS.toFixed(0)} tok/s`;
+      return `${r.model}: decode ${r.tfjs.decodeTokensPerS.toFixed(1)} tok/s (${vsC}), prefill ${r.tfjs.prefillTokensPerS.toFixed(0)} tok/s, ` +
+        `peak RSS ${r.tfjs.peakRssMiB.toFixed(0)} MiB`;
     }).join('; ');
     return {
-      summary: `model [${backend.detail}] ${line}; peak RSS ${results.at(-1)!.peakRssMiB.toFixed(0)} MiB`,
+      summary: `model [${backend.detail}] ${line}`,
       metrics: { backend: backend.name, backendDetail: backend.detail, cCompiler: c.exe ? 'cc -O2' : c.reason, results },
     };
   } finally {
