@@ -1,7 +1,9 @@
 // The registry behind `heliomesh bench <name>`. Each benchmark lives in its own file.
 import { modelBench } from './model.js';
+import { solverBench } from './solver.js';
 import type { Bench } from './types.js';
 
 export const benches: Record<string, Bench> = {
   model: modelBench,
+  solver: solverBench,
 };
