@@ -96,11 +96,18 @@ export class NodeHardware {
     this.harvest = new EnergyIntegrator();
     this.powerModes = Object.entries(config.cpu.modes).map(([name, m]) => ({ name, ...m }));
     if (charger.kind === 'mcp73871' || charger.kind === 'bq24074') {
-      charger.driver.onPowerGoodChange((pg) => this.powerGoodSeen(pg));
+      // An interrupt is a change by definition, even before the first read.
+      charger.driver.onPowerGoodChange((pg) => {
+        this.lastPowerGood = pg;
+        for (const l of this.pgListeners) l(pg);
+      });
     }
   }
 
-  /** Called as soon as the charger's power-good changes (pin interrupt, or the next read for a BQ25895). */
+  /**
+   * Called as soon as the charger's power-good changes: by interrupt with status pins, at
+   * the next read() with a BQ25895 (whose INT line this build does not wire).
+   */
   onPowerGoodChange(listener: (powerGood: boolean) => void): () => void {
     this.pgListeners.add(listener);
     return () => this.pgListeners.delete(listener);
@@ -188,6 +195,7 @@ export class NodeHardware {
         return { kind: c.kind, ok: true, powerGood: status.powerGood, status, faults, adc, settingsReapplied };
       }
       const pins = await c.driver.read();
+      if (pins.powerGood !== null) this.powerGoodSeen(pins.powerGood);
       if (pins.flapping) health.push('power-good-flapping');
       if (pins.state === 'invalid') health.push(`charger-pins-invalid:${JSON.stringify(pins.asserted)}`);
       if (pins.state === 'fault') health.push('charger-fault');

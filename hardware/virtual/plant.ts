@@ -88,12 +88,12 @@ export class Plant {
   private cpu: { state: CpuLoadState; readAtMs: number } | undefined;
   private readonly listeners = new Set<(s: PlantState) => void>();
 
-  constructor(private readonly o: PlantOptions, private readonly charger: ChargerControl) {
-    this.t = o.startMs;
-    this.stepMs = o.stepMs ?? 10_000;
-    this.sun = new Sun(o.sun, o.startMs);
-    this.panel = new Panel(o.panel);
-    this.cell = new BatteryCell(o.cell, o.initialSocPct);
+  constructor(readonly options: PlantOptions, private readonly charger: ChargerControl) {
+    this.t = options.startMs;
+    this.stepMs = options.stepMs ?? 10_000;
+    this.sun = new Sun(options.sun, options.startMs);
+    this.panel = new Panel(options.panel);
+    this.cell = new BatteryCell(options.cell, options.initialSocPct);
   }
 
   get timeMs(): number {
@@ -120,7 +120,7 @@ export class Plant {
     this.advancing = true;
     try {
       while (this.t < timeMs) {
-        const gridNext = this.o.startMs + (Math.floor((this.t - this.o.startMs) / this.stepMs) + 1) * this.stepMs;
+        const gridNext = this.options.startMs + (Math.floor((this.t - this.options.startMs) / this.stepMs) + 1) * this.stepMs;
         const next = Math.min(timeMs, gridNext);
         this.integrate(this.state(), (next - this.t) / 1000);
         this.t = next;
@@ -153,7 +153,7 @@ export class Plant {
    */
   private cpuState(): CpuLoadState {
     if (!this.cpu || this.t - this.cpu.readAtMs >= 60_000 || this.t < this.cpu.readAtMs) {
-      this.cpu = { state: readCpuLoadState(this.o.cpufreqRoot, this.o.cpuCores), readAtMs: this.t };
+      this.cpu = { state: readCpuLoadState(this.options.cpufreqRoot, this.options.cpuCores), readAtMs: this.t };
     }
     return this.cpu.state;
   }
@@ -171,8 +171,8 @@ export class Plant {
     const settings = this.charger.settings();
     const powerGood = inputPresent && !settings.hiz;
     const cpu = this.cpuState();
-    const loadDemandW = this.o.load.idleW + (this.jobRunning
-      ? this.o.load.computeW * (cpu.onlineCores / cpu.totalCores) * (cpu.busyFreqKhz / cpu.cpuinfoMaxKhz) ** this.o.load.freqExponent
+    const loadDemandW = this.options.load.idleW + (this.jobRunning
+      ? this.options.load.computeW * (cpu.onlineCores / cpu.totalCores) * (cpu.busyFreqKhz / cpu.cpuinfoMaxKhz) ** this.options.load.freqExponent
       : 0);
 
     const dtS = this.stepMs / 1000;
@@ -194,7 +194,7 @@ export class Plant {
       }
     }
     const acceptW = Math.min(acceptA * (ocv + acceptA * this.cell.spec.internalOhms), headroom.chargeW);
-    const eta = this.o.chargerEfficiency;
+    const eta = this.options.chargerEfficiency;
     const panel = powerGood
       ? this.panel.operatingPoint(irr.ghiWm2, settings, (loadDemandW + acceptW) / eta)
       : { voltageV: curve.vocV, currentA: 0, powerW: 0, openCircuitV: curve.vocV, inVoltageRegulation: false, inCurrentRegulation: false };
