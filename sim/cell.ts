@@ -1,7 +1,7 @@
 // One cell of a figure: a scenario run `iterations` times under one policy. This is the
 // unit of work a worker thread takes.
 import { DeviceModel, POLICIES, PAPER_XI_LIM, groupWeights, limits, uniformOnGrid } from '../gateway/scheduler/index.js';
-import { runNetwork, type NetworkScenario, type RunMetrics } from './network.js';
+import { NetworkSim, type NetworkScenario, type RunMetrics } from './network.js';
 import { stream } from './rng.js';
 import type { HarvestProcessSpec } from './harvest.js';
 
@@ -57,20 +57,19 @@ export function runCell(
   const sum = new Float64Array(keys.length);
   const sumSq = new Float64Array(keys.length);
   const policyIndex = Object.keys(POLICIES).indexOf(policyName);
+  const sim = new NetworkSim(scenario, ms, weights);
   for (let it = 0; it < iterations; it++) {
-    const m = runNetwork({
-      scenario,
+    const m = sim.run(
       policy,
-      models: ms,
-      weights,
       // The same world (arrivals, harvest) for every policy at one iteration: paired runs.
-      worldRng: stream(seed, ...coords, it),
-      policyRng: stream(seed ^ 0x5bd1e995, ...coords, it, policyIndex),
-    });
-    keys.forEach((k, i) => {
-      sum[i] = (sum[i] as number) + m[k];
-      sumSq[i] = (sumSq[i] as number) + m[k] * m[k];
-    });
+      stream(seed, ...coords, it),
+      stream(seed ^ 0x5bd1e995, ...coords, it, policyIndex),
+    );
+    for (let i = 0; i < keys.length; i++) {
+      const v = m[keys[i]!];
+      sum[i] = (sum[i] as number) + v;
+      sumSq[i] = (sumSq[i] as number) + v * v;
+    }
   }
   const out = {} as CellResult;
   keys.forEach((k, i) => {

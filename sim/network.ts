@@ -49,133 +49,176 @@ export interface RunInputs {
   policyRng: Rng;
 }
 
-export function runNetwork({ scenario, policy, models, weights, worldRng, policyRng }: RunInputs): RunMetrics {
-  const { groups: G, devicesPerGroup: N, slots: T, p, device } = scenario;
-  const D = G * N;
-  const { eMax, eTh, eThUp } = device;
-  const params = { ...device, harvestPmf: new Float64Array([1]) };
-  const processes = scenario.harvest.map((spec) => harvestProcess(spec, worldRng));
+export function runNetwork(inputs: RunInputs): RunMetrics {
+  return new NetworkSim(inputs.scenario, inputs.models, inputs.weights).run(inputs.policy, inputs.worldRng, inputs.policyRng);
+}
 
-  const energy = new Float64Array(D).fill(scenario.initialFraction * eMax);
-  const gamma = new Uint8Array(D).fill(1);
-  const stageLeft = new Int32Array(D); // 0: a stage ends before this slot
-  const stageHarvest = new Float64Array(D);
-  const processing = new Uint8Array(D);
-  const stageCost = new Float64Array(D);
-  const current = new Int32Array(D).fill(-1);
-  const queued = new Int32Array(D).fill(-1);
-  const powerMode = new Uint8Array(D);
+/**
+ * One scenario's state, allocated once and reset for every run: a cell runs the same
+ * scenario a thousand times, and allocation, not arithmetic, dominated the per-run cost.
+ */
+export class NetworkSim {
+  private readonly D: number;
+  private readonly params: Pick<DeviceParams, 'eMax' | 'modes' | 'modeTable'>;
+  private readonly energy: Float64Array;
+  private readonly gamma: Uint8Array;
+  private readonly stageLeft: Int32Array;
+  private readonly stageHarvest: Float64Array;
+  private readonly processing: Uint8Array;
+  private readonly stageCost: Float64Array;
+  private readonly current: Int32Array;
+  private readonly queued: Int32Array;
+  private readonly powerMode: Uint8Array;
+  private readonly views: DeviceView[][];
+  private readonly probs: Float64Array;
+  /** Uniform harvest bounds per device, drawn inline; null when some device is not uniform. */
+  private readonly uniformLo: Float64Array | null;
+  private readonly uniformWidth: Float64Array | null;
 
-  const groupsLeft: number[] = []; // per job: groups that still have to finish it
-  let jobsInput = 0;
-  let jobsDropped = 0;
-  let jobsCompleted = 0;
-  let inactiveSum = 0;
-  let batterySum = 0;
-  let lowSum = 0;
-
-  const views: DeviceView[][] = [];
-  for (let g = 0; g < G; g++) {
-    const row: DeviceView[] = [];
-    for (let j = 0; j < N; j++) {
-      const d = g * N + j;
-      row.push({ available: false, busy: false, powerMode: 0, energyQ: 0, committedQ: 0, weight: weights[d] ?? 1 / N, model: models[d] });
+  constructor(private readonly scenario: NetworkScenario, models: DeviceModel[], weights: number[]) {
+    const { groups: G, devicesPerGroup: N } = scenario;
+    const D = (this.D = G * N);
+    this.params = scenario.device;
+    this.energy = new Float64Array(D);
+    this.gamma = new Uint8Array(D);
+    this.stageLeft = new Int32Array(D);
+    this.stageHarvest = new Float64Array(D);
+    this.processing = new Uint8Array(D);
+    this.stageCost = new Float64Array(D);
+    this.current = new Int32Array(D);
+    this.queued = new Int32Array(D);
+    this.powerMode = new Uint8Array(D);
+    this.probs = new Float64Array(N);
+    this.views = [];
+    for (let g = 0; g < G; g++) {
+      const row: DeviceView[] = [];
+      for (let j = 0; j < N; j++) {
+        const d = g * N + j;
+        row.push({ available: false, busy: false, powerMode: 0, energyQ: 0, committedQ: 0, weight: weights[d] ?? 1 / N, model: models[d] });
+      }
+      this.views.push(row);
     }
-    views.push(row);
+    const allUniform = scenario.harvest.every((h) => h.kind === 'uniform');
+    this.uniformLo = allUniform ? Float64Array.from(scenario.harvest, (h) => (h.kind === 'uniform' ? h.lo : 0)) : null;
+    this.uniformWidth = allUniform ? Float64Array.from(scenario.harvest, (h) => (h.kind === 'uniform' ? h.hi - h.lo : 0)) : null;
   }
-  const chosen = new Int32Array(G);
 
-  const finish = (job: number) => {
-    const left = (groupsLeft[job] as number) - 1;
-    groupsLeft[job] = left;
-    if (left === 0) jobsCompleted++;
-  };
+  run(policy: Policy, worldRng: Rng, policyRng: Rng): RunMetrics {
+    const { groups: G, devicesPerGroup: N, slots: T, p, device } = this.scenario;
+    const { D, params, energy, gamma, stageLeft, stageHarvest, processing, stageCost, current, queued, powerMode, views, probs } = this;
+    const { eMax, eTh, eThUp } = device;
+    const lo = this.uniformLo;
+    const width = this.uniformWidth;
+    const processes = lo ? null : this.scenario.harvest.map((spec) => harvestProcess(spec, worldRng));
 
-  for (let t = 0; t < T; t++) {
-    // 1. Stages that ended: Eq. 1, the γ rules, then the next stage and its PM.
-    let inactive = 0;
-    for (let d = 0; d < D; d++) {
-      if (stageLeft[d] === 0) {
-        let e = energy[d] as number;
-        if (processing[d]) {
-          e = Math.max(Math.min(e + (stageHarvest[d] as number) - (stageCost[d] as number), eMax), 0);
-          if (e < eTh) gamma[d] = 0;
-          finish(current[d] as number);
-          current[d] = queued[d] as number;
-          queued[d] = -1;
-        } else {
-          e = Math.min(e + (stageHarvest[d] as number), eMax);
-          if (gamma[d] === 0 && e > eThUp) gamma[d] = 1;
-        }
-        energy[d] = e;
-        stageHarvest[d] = 0;
-        if (gamma[d] === 1 && (current[d] as number) >= 0) {
+    energy.fill(this.scenario.initialFraction * eMax);
+    gamma.fill(1);
+    stageLeft.fill(0); // 0: a stage ends before this slot
+    stageHarvest.fill(0);
+    processing.fill(0);
+    stageCost.fill(0);
+    current.fill(-1);
+    queued.fill(-1);
+    powerMode.fill(0);
+
+    const groupsLeft: number[] = []; // per job: groups that still have to finish it
+    let jobsInput = 0;
+    let jobsDropped = 0;
+    let jobsCompleted = 0;
+    let inactiveSum = 0;
+    let batterySum = 0;
+    let lowSum = 0;
+
+    for (let t = 0; t < T; t++) {
+      // 1. Stages that ended: Eq. 1, the γ rules, then the next stage and its PM.
+      let inactive = 0;
+      for (let d = 0; d < D; d++) {
+        if (stageLeft[d] === 0) {
+          let e = energy[d] as number;
+          if (processing[d]) {
+            e = Math.max(Math.min(e + (stageHarvest[d] as number) - (stageCost[d] as number), eMax), 0);
+            if (e < eTh) gamma[d] = 0;
+            const job = current[d] as number;
+            const left = (groupsLeft[job] as number) - 1;
+            groupsLeft[job] = left;
+            if (left === 0) jobsCompleted++;
+            current[d] = queued[d] as number;
+            queued[d] = -1;
+          } else {
+            e = Math.min(e + (stageHarvest[d] as number), eMax);
+            if (gamma[d] === 0 && e > eThUp) gamma[d] = 1;
+          }
+          energy[d] = e;
+          stageHarvest[d] = 0;
           const mode = modeAt(params, e);
-          processing[d] = 1;
-          stageCost[d] = mode.costQ;
-          stageLeft[d] = mode.kappa;
+          if (gamma[d] === 1 && (current[d] as number) >= 0) {
+            processing[d] = 1;
+            stageCost[d] = mode.costQ;
+            stageLeft[d] = mode.kappa;
+          } else {
+            processing[d] = 0;
+            stageCost[d] = 0;
+            stageLeft[d] = 1;
+          }
+          powerMode[d] = gamma[d] === 1 ? mode.powerMode : 0;
+        }
+        if (gamma[d] === 0) inactive++;
+        const e = energy[d] as number;
+        batterySum += e / eMax;
+        if (e <= eTh) lowSum++;
+      }
+      inactiveSum += inactive / D;
+
+      // 2–3. A job arrives with probability p; the policy picks one device per group.
+      if (worldRng() < p) {
+        jobsInput++;
+        let dropped = false;
+        for (let g = 0; g < G && !dropped; g++) {
+          let any = false;
+          const row = views[g]!;
+          for (let j = 0; j < N; j++) {
+            const d = g * N + j;
+            const v = row[j]!;
+            v.available = gamma[d] === 1 && queued[d] === -1 && ((current[d] as number) < 0 || processing[d] === 1);
+            v.busy = (current[d] as number) >= 0;
+            v.powerMode = powerMode[d] as number;
+            v.energyQ = energy[d] as number;
+            v.committedQ = processing[d] ? (stageCost[d] as number) : 0;
+            any ||= v.available;
+          }
+          if (!any) dropped = true;
+        }
+        if (dropped) {
+          jobsDropped++;
         } else {
-          processing[d] = 0;
-          stageCost[d] = 0;
-          stageLeft[d] = 1;
+          const job = groupsLeft.length;
+          groupsLeft.push(G);
+          for (let g = 0; g < G; g++) {
+            const d = g * N + draw(policy.probabilities(views[g]!, probs), policyRng());
+            if ((current[d] as number) < 0) current[d] = job;
+            else queued[d] = job;
+          }
         }
-        powerMode[d] = gamma[d] === 1 ? modeAt(params, e).powerMode : 0;
       }
-      if (gamma[d] === 0) inactive++;
-      batterySum += (energy[d] as number) / eMax;
-      if ((energy[d] as number) <= eTh) lowSum++;
-    }
-    inactiveSum += inactive / D;
 
-    // 2–3. A job arrives with probability p; the policy picks one device per group.
-    if (worldRng() < p) {
-      jobsInput++;
-      let dropped = false;
-      for (let g = 0; g < G && !dropped; g++) {
-        let any = false;
-        const row = views[g]!;
-        for (let j = 0; j < N; j++) {
-          const d = g * N + j;
-          const v = row[j]!;
-          v.available = gamma[d] === 1 && queued[d] === -1 && ((current[d] as number) < 0 || processing[d] === 1);
-          v.busy = (current[d] as number) >= 0;
-          v.powerMode = powerMode[d] as number;
-          v.energyQ = energy[d] as number;
-          v.committedQ = processing[d] ? (stageCost[d] as number) : 0;
-          any ||= v.available;
-        }
-        if (!any) dropped = true;
-      }
-      if (dropped) {
-        jobsDropped++;
-      } else {
-        for (let g = 0; g < G; g++) chosen[g] = draw(policy.probabilities(views[g]!), policyRng());
-        const job = groupsLeft.length;
-        groupsLeft.push(G);
-        for (let g = 0; g < G; g++) {
-          const d = g * N + (chosen[g] as number);
-          if ((current[d] as number) < 0) current[d] = job;
-          else queued[d] = job;
-        }
+      // 4. Harvest of this slot; stages advance.
+      for (let d = 0; d < D; d++) {
+        const h = lo ? (lo[d] as number) + (width![d] as number) * worldRng() : processes![d]!.next(t);
+        stageHarvest[d] = (stageHarvest[d] as number) + h;
+        stageLeft[d] = (stageLeft[d] as number) - 1;
       }
     }
 
-    // 4. Harvest of this slot; stages advance.
-    for (let d = 0; d < D; d++) {
-      stageHarvest[d] = (stageHarvest[d] as number) + processes[d]!.next(t);
-      stageLeft[d] = (stageLeft[d] as number) - 1;
-    }
+    return {
+      inactiveFraction: inactiveSum / T,
+      jobsInput,
+      jobsDropped,
+      jobsCompleted,
+      throughput: jobsInput > 0 ? (jobsInput - jobsDropped) / jobsInput : 1,
+      meanBatteryPct: (100 * batterySum) / (T * D),
+      lowBatteryFraction: lowSum / (T * D),
+    };
   }
-
-  return {
-    inactiveFraction: inactiveSum / T,
-    jobsInput,
-    jobsDropped,
-    jobsCompleted,
-    throughput: jobsInput > 0 ? (jobsInput - jobsDropped) / jobsInput : 1,
-    meanBatteryPct: (100 * batterySum) / (T * D),
-    lowBatteryFraction: lowSum / (T * D),
-  };
 }
 
 /** Index drawn from a probability vector with one uniform number. */

@@ -9,6 +9,9 @@ export function validateParams(params: DeviceParams): void {
     throw new Error(`thresholds must satisfy 0 ≤ eTh ≤ eThUp ≤ eMax, got eTh=${eTh} eThUp=${eThUp} eMax=${eMax}`);
   }
   if (modeTable.length === 0 || modeTable[0]!.minFraction !== 0) throw new Error('modeTable must start at minFraction 0');
+  for (let i = 1; i < modeTable.length; i++) {
+    if (!(modeTable[i]!.minFraction > modeTable[i - 1]!.minFraction)) throw new Error('modeTable steps must have increasing minFraction');
+  }
   for (const step of modeTable) {
     if (!modes.some((m) => m.powerMode === step.powerMode)) throw new Error(`modeTable names unknown power mode ${step.powerMode}`);
   }
@@ -18,12 +21,33 @@ export function validateParams(params: DeviceParams): void {
   }
 }
 
+interface ModeLookup {
+  /** Levels (in quanta) at which each table step starts, ascending. */
+  from: Float64Array;
+  modes: PowerModeSpec[];
+}
+const lookups = new WeakMap<DeviceParams['modeTable'], WeakMap<PowerModeSpec[], ModeLookup>>();
+
+function lookup(params: Pick<DeviceParams, 'eMax' | 'modes' | 'modeTable'>): ModeLookup {
+  let byModes = lookups.get(params.modeTable);
+  if (!byModes) lookups.set(params.modeTable, (byModes = new WeakMap()));
+  let l = byModes.get(params.modes);
+  if (!l) {
+    l = {
+      from: Float64Array.from(params.modeTable, (step) => (step.minFraction - 1e-12) * params.eMax),
+      modes: params.modeTable.map((step) => params.modes.find((m) => m.powerMode === step.powerMode)!),
+    };
+    byModes.set(params.modes, l);
+  }
+  return l;
+}
+
 /** PM(E): the mode the dynamic table (or the single fixed mode) assigns to battery level E. */
-export function modeAt(params: DeviceParams, e: number): PowerModeSpec {
-  const fraction = e / params.eMax;
-  let pm = params.modeTable[0]!.powerMode;
-  for (const step of params.modeTable) if (fraction >= step.minFraction - 1e-12) pm = step.powerMode;
-  return params.modes.find((m) => m.powerMode === pm)!;
+export function modeAt(params: Pick<DeviceParams, 'eMax' | 'modes' | 'modeTable'>, e: number): PowerModeSpec {
+  const { from, modes } = lookup(params);
+  let i = 0;
+  while (i + 1 < from.length && e >= (from[i + 1] as number)) i++;
+  return modes[i]!;
 }
 
 /**

@@ -55,7 +55,7 @@ const RISK_TIE = 1e-3;
 
 export const foresight: Policy = {
   name: 'foresight',
-  probabilities(group: readonly DeviceView[]) {
+  probabilities(group: readonly DeviceView[], out?: Float64Array) {
     let best = -1;
     let bestRisk = Infinity;
     let bestBusy = true;
@@ -77,8 +77,9 @@ export const foresight: Policy = {
         bestAfter = after;
       }
     }
-    if (best < 0) return uniform.probabilities(group);
-    const probs = new Float64Array(group.length);
+    if (best < 0) return uniform.probabilities(group, out);
+    const probs = out ?? new Float64Array(group.length);
+    probs.fill(0);
     probs[best] = 1;
     return probs;
   },

@@ -22,9 +22,20 @@ export interface DeviceView {
 
 export interface Policy {
   readonly name: string;
-  /** Probabilities over the group's devices; zero for every unavailable device. */
-  probabilities(group: readonly DeviceView[]): Float64Array;
+  /**
+   * Probabilities over the group's devices; zero for every unavailable device. Written into
+   * `out` when given (the simulator's hot loop reuses one buffer), else into a new array.
+   */
+  probabilities(group: readonly DeviceView[], out?: Float64Array): Float64Array;
 }
+
+function fill(group: readonly DeviceView[], out: Float64Array | undefined, weight: (d: DeviceView) => number): Float64Array {
+  const w = out ?? new Float64Array(group.length);
+  for (let i = 0; i < group.length; i++) w[i] = weight(group[i]!);
+  return w;
+}
+
+const allZero = (w: Float64Array) => w.every((x) => x === 0);
 
 function renormalized(weights: Float64Array): Float64Array {
   let sum = 0;
@@ -36,16 +47,16 @@ function renormalized(weights: Float64Array): Float64Array {
 /** Uniform among available devices. */
 export const uniform: Policy = {
   name: 'uniform',
-  probabilities: (group) => renormalized(Float64Array.from(group, (d) => (d.available ? 1 : 0))),
+  probabilities: (group, out) => renormalized(fill(group, out, (d) => (d.available ? 1 : 0))),
 };
 
 /** Eq. 6 weights r_i, renormalized over the available devices. */
 export const longTerm: Policy = {
   name: 'long-term',
-  probabilities(group) {
-    const w = Float64Array.from(group, (d) => (d.available ? d.weight : 0));
+  probabilities(group, out) {
+    const w = fill(group, out, (d) => (d.available ? d.weight : 0));
     // Devices with r_i = 0 (no energy income at all) still serve when nothing else can.
-    if (w.every((x) => x === 0)) return uniform.probabilities(group);
+    if (allZero(w)) return uniform.probabilities(group, w);
     return renormalized(w);
   },
 };
@@ -57,11 +68,12 @@ export const longTerm: Policy = {
  */
 export const adaptive: Policy = {
   name: 'adaptive',
-  probabilities(group) {
-    const alpha = group.filter((d) => d.powerMode === 1).length;
+  probabilities(group, out) {
+    let alpha = 0;
+    for (const d of group) if (d.powerMode === 1) alpha++;
     const factor = alpha / group.length;
-    const w = Float64Array.from(group, (d) => (d.available ? d.weight * (d.powerMode === 1 ? factor : 1) : 0));
-    if (w.every((x) => x === 0)) return longTerm.probabilities(group);
+    const w = fill(group, out, (d) => (d.available ? d.weight * (d.powerMode === 1 ? factor : 1) : 0));
+    if (allZero(w)) return longTerm.probabilities(group, w);
     return renormalized(w);
   },
 };
