@@ -6,112 +6,25 @@
 //
 // Decode is bound by per-operation overhead, not arithmetic, at the sizes a Pi runs; the
 // layout below is chosen to issue few operations per token (measurements in models/README.md):
-// - Weights are stored transposed, [in][out]: the wasm backend's fast (XNNPACK) matmul path
-//   takes a non-transposed right operand; transposeB falls back to a naive loop (4x slower).
-// - Q, K and V are one matmul, gate and up another (weights concatenated at load).
-// - The RMSNorm gains are folded into the rows of the matrices that follow them, and
-//   1/sqrt(headSize) into the q columns: W·(g⊙x) = (W·diag(g))·x, exact up to rounding.
+// - Q, K and V are one matmul, gate and up another, with weights transposed and norm gains
+//   folded in at load (layout.ts).
 // - RoPE is applied while copying the fresh q/k rows out of the q/k/v output: the k rows have
 //   to be written into the cache by us anyway, since TF.js has no in-place update.
 // - The cache is preallocated for the session's capacity and written in place; attention
 //   runs over the whole capacity with a mask, because slicing a prefix copies it (and, on
 //   wasm, the whole source tensor) on every token.
 import * as tf from '@tensorflow/tfjs';
-import { storageView, readValues } from './backend.js';
-import type { BlockRange, LayerWeights, LlamaConfig, ModelWeights } from './types.js';
+import { readValues, storageView } from './backend.js';
+import { geometryOf, prepareLayer, type Geometry, type PreparedLayer } from './layout.js';
+import { BlockSession, type DecodeScratch, type LayerCache, type SessionOptions } from './session.js';
+import type { BlockRange, ModelWeights, LlamaConfig } from './types.js';
 
-/** A layer's weights as the forward pass uses them (see the file comment). */
-interface PreparedLayer {
-  /** [dim][qDim + 2·kvDim]: q (scaled by 1/sqrt(headSize)), k, v columns; attnNorm folded in. */
-  wqkv: tf.Tensor2D;
-  /** [qDim][dim] */
-  wo: tf.Tensor2D;
-  /** [dim][2·hiddenDim]: gate (w1) then up (w3) columns; ffnNorm folded in. */
-  w13: tf.Tensor2D;
-  /** [hiddenDim][dim] */
-  w2: tf.Tensor2D;
-}
-
-/** Sizes derived from the config, named as in run.c. */
-export interface Geometry {
-  dim: number;
-  hiddenDim: number;
-  headSize: number;
-  nHeads: number;
-  nKvHeads: number;
-  /** query heads per KV head (run.c: kv_mul) */
-  kvMul: number;
-  qDim: number;
-  kvDim: number;
-}
-
-export function geometryOf(config: LlamaConfig): Geometry {
-  const headSize = config.dim / config.nHeads;
-  return {
-    dim: config.dim,
-    hiddenDim: config.hiddenDim,
-    headSize,
-    nHeads: config.nHeads,
-    nKvHeads: config.nKvHeads,
-    kvMul: config.nHeads / config.nKvHeads,
-    qDim: config.nHeads * headSize,
-    kvDim: config.nKvHeads * headSize,
-  };
-}
-
-/**
- * Writes `w` ([rows][cols], row-major) transposed into `dst` ([cols][dstWidth]) starting at
- * column `colOffset`, multiplying source column c by `inScale[c]` and everything by `scale`.
- */
-function transposeInto(dst: Float32Array, dstWidth: number, colOffset: number, w: Float32Array, rows: number,
-  cols: number, inScale?: Float32Array, scale = 1): void {
-  if (w.length !== rows * cols) throw new Error(`weight matrix has ${w.length} values, expected ${rows}x${cols}`);
-  for (let r = 0; r < rows; r++) {
-    const src = r * cols;
-    for (let c = 0; c < cols; c++) {
-      dst[c * dstWidth + colOffset + r] = w[src + c]! * (inScale ? inScale[c]! : 1) * scale;
-    }
-  }
-}
-
-function prepareLayer(g: Geometry, layer: LayerWeights): PreparedLayer {
-  const { dim, hiddenDim, qDim, kvDim, headSize } = g;
-  const qkvWidth = qDim + 2 * kvDim;
-  const qkv = new Float32Array(dim * qkvWidth);
-  transposeInto(qkv, qkvWidth, 0, layer.wq, qDim, dim, layer.attnNorm, 1 / Math.sqrt(headSize));
-  transposeInto(qkv, qkvWidth, qDim, layer.wk, kvDim, dim, layer.attnNorm);
-  transposeInto(qkv, qkvWidth, qDim + kvDim, layer.wv, kvDim, dim, layer.attnNorm);
-  const wo = new Float32Array(qDim * dim);
-  transposeInto(wo, dim, 0, layer.wo, dim, qDim);
-  const w13 = new Float32Array(dim * 2 * hiddenDim);
-  transposeInto(w13, 2 * hiddenDim, 0, layer.w1, hiddenDim, dim, layer.ffnNorm);
-  transposeInto(w13, 2 * hiddenDim, hiddenDim, layer.w3, hiddenDim, dim, layer.ffnNorm);
-  const w2 = new Float32Array(hiddenDim * dim);
-  transposeInto(w2, dim, 0, layer.w2, dim, hiddenDim);
-  return {
-    wqkv: tf.tensor2d(qkv, [dim, qkvWidth]),
-    wo: tf.tensor2d(wo, [qDim, dim]),
-    w13: tf.tensor2d(w13, [dim, 2 * hiddenDim]),
-    w2: tf.tensor2d(w2, [hiddenDim, dim]),
-  };
-}
+export { BlockSession, type CacheUpdate, type SessionOptions } from './session.js';
+export { geometryOf, type Geometry } from './layout.js';
 
 /** RMSNorm without its gain (folded into the next matmul): x / sqrt(mean(x²) + eps). */
 function rmsNormalize(x: tf.Tensor2D, eps: number): tf.Tensor2D {
   return tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps)));
-}
-
-/** How a session writes new keys and values into its cache. */
-export type CacheUpdate = 'in-place' | 'upload';
-
-export interface SessionOptions {
-  /** Positions the cache holds (default: the model's seqLen). Attention cost grows with it. */
-  capacity?: number;
-  /**
-   * 'in-place' writes into the cache tensors' storage (wasm, cpu); 'upload' keeps a host copy
-   * and re-uploads it after each forward (any backend). Default: in-place when possible.
-   */
-  cacheUpdate?: CacheUpdate;
 }
 
 /** The TF.js blocks of one layer range, ready to serve sessions. */
@@ -157,7 +70,8 @@ export class BlockStack {
 
   openSession(opts: SessionOptions = {}): BlockSession {
     if (this.layers.length === 0 && this.config.nLayers > 0) throw new Error('this block stack has been disposed');
-    const session = new BlockSession(this, opts, () => this.sessions.delete(session));
+    const session = new BlockSession(this.geometry, this.config.seqLen, this.layers.length, opts,
+      () => this.sessions.delete(session));
     this.sessions.add(session);
     return session;
   }
@@ -297,139 +211,5 @@ function rotate(src: Float32Array, s: number, dst: Float32Array, d: number, half
     const n = sin[trig + i]!;
     dst[d + 2 * i] = a * c - b * n;
     dst[d + 2 * i + 1] = a * n + b * c;
-  }
-}
-
-/**
- * One layer's cache: keys [nKvHeads][C][headSize] and values transposed [nKvHeads][headSize][C],
- * so both attention matmuls read their rows contiguously (and with transposeB, which keeps the
- * wasm backend from caching a packed copy of a tensor we mutate).
- */
-class LayerCache {
-  keys: tf.Tensor3D;
-  valuesT: tf.Tensor3D;
-  /** Host copies, only in 'upload' mode. */
-  private hostKeys?: Float32Array;
-  private hostValuesT?: Float32Array;
-
-  constructor(g: Geometry, C: number, mode: CacheUpdate) {
-    this.keys = tf.zeros([g.nKvHeads, C, g.headSize]);
-    this.valuesT = tf.zeros([g.nKvHeads, g.headSize, C]);
-    if (mode === 'upload') {
-      this.hostKeys = new Float32Array(this.keys.size);
-      this.hostValuesT = new Float32Array(this.valuesT.size);
-    }
-  }
-
-  keysView(): Float32Array {
-    return this.hostKeys ?? storageView(this.keys)!;
-  }
-
-  valuesTView(): Float32Array {
-    return this.hostValuesT ?? storageView(this.valuesT)!;
-  }
-
-  /** After writing through the views: in 'upload' mode, replace the tensors with the host copies. */
-  written(): void {
-    if (!this.hostKeys || !this.hostValuesT) return;
-    const old = [this.keys, this.valuesT];
-    // Copies, so that a backend that adopts the array (cpu) never sees later host writes.
-    this.keys = tf.keep(tf.tensor3d(this.hostKeys.slice(), this.keys.shape));
-    this.valuesT = tf.keep(tf.tensor3d(this.hostValuesT.slice(), this.valuesT.shape));
-    tf.dispose(old);
-  }
-
-  dispose(): void {
-    tf.dispose([this.keys, this.valuesT]);
-  }
-}
-
-/**
- * Tensors a decode step (T = 1) rewrites in place instead of allocating: the query, and the
- * attention mask, which only ever opens one more position per step.
- */
-class DecodeScratch {
-  readonly q: tf.Tensor3D;
-  private readonly mask: tf.Tensor2D;
-  /** Positions [0, open) are already unmasked. */
-  private open = 0;
-
-  constructor(g: Geometry, private readonly C: number) {
-    this.q = tf.zeros([g.nKvHeads, g.kvMul, g.headSize]);
-    this.mask = tf.fill([g.kvMul, C], -1e9);
-  }
-
-  /** The mask letting every query row attend to positions 0..pos. */
-  maskUpTo(pos: number): tf.Tensor2D {
-    if (pos + 1 > this.open) {
-      const m = storageView(this.mask)!;
-      for (let row = 0; row < m.length; row += this.C) m.fill(0, row + this.open, row + pos + 1);
-      this.open = pos + 1;
-    }
-    return this.mask;
-  }
-
-  dispose(): void {
-    tf.dispose([this.q, this.mask]);
-  }
-}
-
-/** One inference session on one block stack: its KV cache and position. */
-export class BlockSession {
-  readonly capacity: number;
-  readonly cacheUpdate: CacheUpdate;
-  private caches: LayerCache[];
-  /** Present when tensors can be written in place. */
-  readonly decodeScratch: DecodeScratch | undefined;
-  private filled = 0;
-  private closed = false;
-
-  constructor(stack: BlockStack, opts: SessionOptions, private readonly onClose: () => void) {
-    const C = opts.capacity ?? stack.config.seqLen;
-    if (!Number.isInteger(C) || C < 1 || C > stack.config.seqLen) {
-      throw new Error(`session capacity ${C} must be an integer in [1, ${stack.config.seqLen}] (the model's seqLen)`);
-    }
-    this.capacity = C;
-    const g = stack.geometry;
-    const probe = tf.zeros([1]);
-    const canWrite = storageView(probe) !== undefined;
-    probe.dispose();
-    if (opts.cacheUpdate === 'in-place' && !canWrite) {
-      throw new Error(`the '${tf.getBackend()}' backend does not expose tensor storage; use cacheUpdate 'upload'`);
-    }
-    this.cacheUpdate = opts.cacheUpdate ?? (canWrite ? 'in-place' : 'upload');
-    this.caches = Array.from({ length: stack.layerCount }, () => new LayerCache(g, C, this.cacheUpdate));
-    this.decodeScratch = this.cacheUpdate === 'in-place' ? new DecodeScratch(g, C) : undefined;
-  }
-
-  /** Positions already in the cache; the next forward starts here. */
-  get length(): number {
-    return this.filled;
-  }
-
-  cache(l: number): LayerCache {
-    return this.caches[l]!;
-  }
-
-  /** Checks that T more positions fit. */
-  reserve(T: number): void {
-    if (this.closed) throw new Error('this session is closed');
-    if (this.filled + T > this.capacity) {
-      throw new Error(`the session's context is full: ${this.filled} + ${T} positions exceed its capacity of ${this.capacity}`);
-    }
-  }
-
-  commit(T: number): void {
-    this.filled += T;
-  }
-
-  /** Frees the cache. Idempotent. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const c of this.caches) c.dispose();
-    this.decodeScratch?.dispose();
-    this.caches = [];
-    this.onClose();
   }
 }
