@@ -10,6 +10,7 @@ export const BQ_REG = {
   adcControl: 0x02, // CONV_START, CONV_RATE, …
   chargeControl: 0x03, // WD_RST, OTG_CONFIG, CHG_CONFIG, SYS_MIN
   chargeCurrent: 0x04, // EN_PUMPX, ICHG
+  timerControl: 0x07, // EN_TERM, STAT_DIS, WATCHDOG, EN_TIMER, CHG_TIMER, JEITA_ISET
   status: 0x0b, // VBUS_STAT, CHRG_STAT, PG_STAT, VSYS_STAT
   fault: 0x0c, // WATCHDOG_FAULT, BOOST_FAULT, CHRG_FAULT, BAT_FAULT, NTC_FAULT
   vindpm: 0x0d, // FORCE_VINDPM, VINDPM
@@ -200,13 +201,15 @@ export class Bq25895 {
     return decodeAdcBlock(buffer);
   }
 
-  async readSolarSettings(): Promise<{ settings: SolarSettings; forceVindpm: boolean; hiz: boolean }> {
+  async readSolarSettings(): Promise<{ settings: SolarSettings; forceVindpm: boolean; hiz: boolean; watchdogEnabled: boolean }> {
     const reg00 = await this.readRegister(BQ_REG.inputSource);
     const reg0d = await this.readRegister(BQ_REG.vindpm);
+    const reg07 = await this.readRegister(BQ_REG.timerControl);
     return {
       settings: { inputCurrentLimitA: decodeIinlim(reg00), inputVoltageLimitV: decodeVindpm(reg0d) },
       forceVindpm: (reg0d & 0x80) !== 0,
       hiz: (reg00 & 0x80) !== 0,
+      watchdogEnabled: (reg07 & 0x30) !== 0,
     };
   }
 
@@ -214,11 +217,20 @@ export class Bq25895 {
    * Input current limit and a fixed absolute VINDPM (REG0D FORCE_VINDPM = 1), so the buck
    * converter pulls the panel down no further than `inputVoltageLimitV`, near its maximum
    * power point. Leaves EN_HIZ and EN_ILIM as they are.
+   *
+   * Also turns the I2C watchdog off (REG07 WATCHDOG[5:4] = 00; the default 01 expires
+   * after 40 s without a WD_RST). A node reads far less often than that, and an expiry
+   * would only return the charge parameters to the defaults this driver leaves in place,
+   * while latching WATCHDOG_FAULT into every fault reading.
    */
   async applySolarSettings(s: SolarSettings): Promise<void> {
+    const iinlim = encodeIinlim(s.inputCurrentLimitA);
+    const vindpm = encodeVindpm(s.inputVoltageLimitV);
     const reg00 = await this.readRegister(BQ_REG.inputSource);
-    await this.writeRegister(BQ_REG.inputSource, (reg00 & 0xc0) | encodeIinlim(s.inputCurrentLimitA));
-    await this.writeRegister(BQ_REG.vindpm, 0x80 | encodeVindpm(s.inputVoltageLimitV));
+    await this.writeRegister(BQ_REG.inputSource, (reg00 & 0xc0) | iinlim);
+    await this.writeRegister(BQ_REG.vindpm, 0x80 | vindpm);
+    const reg07 = await this.readRegister(BQ_REG.timerControl);
+    await this.writeRegister(BQ_REG.timerControl, reg07 & ~0x30);
   }
 
   /**
@@ -228,7 +240,7 @@ export class Bq25895 {
    */
   async ensureSolarSettings(s: SolarSettings): Promise<boolean> {
     const now = await this.readSolarSettings();
-    const same = now.forceVindpm
+    const same = now.forceVindpm && !now.watchdogEnabled
       && encodeIinlim(now.settings.inputCurrentLimitA) === encodeIinlim(s.inputCurrentLimitA)
       && encodeVindpm(now.settings.inputVoltageLimitV) === encodeVindpm(s.inputVoltageLimitV);
     if (!same) await this.applySolarSettings(s);

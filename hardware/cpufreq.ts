@@ -113,7 +113,7 @@ export class CpuFreq {
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === 'EACCES' || code === 'EPERM') {
-        throw new Error(`no permission to write ${file}: cpufreq and CPU hotplug files are root-only; run as root or install the udev rule from docs/hardware.md`);
+        throw new Error(`no permission to write ${file}: cpufreq and CPU hotplug files are root-only; run as root or install the tmpfiles.d rule from docs/hardware.md`);
       }
       throw new Error(`cannot write "${value}" to ${file}: ${errorText(err)}`);
     }

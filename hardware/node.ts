@@ -186,8 +186,9 @@ export class NodeHardware {
           this.chargerIdentified = true;
         }
         const status = await c.driver.readStatus();
-        // Every sunrise the charger forgets IINLIM/VINDPM; put them back before they cost harvest.
-        const settingsReapplied = status.powerGood ? await c.driver.ensureSolarSettings(c.solar) : false;
+        // Every sunrise the charger forgets IINLIM/VINDPM; put them back before they cost
+        // harvest. Also at night: the same call keeps the I2C watchdog off.
+        const settingsReapplied = await c.driver.ensureSolarSettings(c.solar);
         const faults = await c.driver.readFaults();
         const adc = await c.driver.readAdc();
         if (anyFault(faults.present)) health.push(`charger-fault:${JSON.stringify(faults.present)}`);

@@ -55,6 +55,14 @@ const RESET: Record<number, number> = {
   0x0d: 0x12, // relative VINDPM, 4.4 V
   0x14: 0x39, // PN 111 (BQ25895), DEV_REV 01
 };
+/**
+ * Bits of the registers the model uses that the register map marks as reset "by Watchdog":
+ * EN_HIZ/EN_ILIM, CONV_START/CONV_RATE/BOOST_FREQ/FORCE_DPDM, BAT_LOADEN/WD_RST/OTG_CONFIG/
+ * CHG_CONFIG, and REG04..REG06 (charge current and voltage). IINLIM and VINDPM are not.
+ */
+const WATCHDOG_RESET_MASK: Record<number, number> = { 0x00: 0xc0, 0x02: 0xe2, 0x03: 0xf0, 0x04: 0xff, 0x05: 0xff, 0x06: 0xff };
+/** REG07 WATCHDOG[5:4]: 00 off, 01 40 s (default), 10 80 s, 11 160 s. */
+const WATCHDOG_MS = [0, 40_000, 80_000, 160_000];
 const WRITABLE = new Set([0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0d, 0x14]);
 const SYS_MIN_V = 3.5;
 /** One-shot conversion time: the shortest tCONV of the timing table (the maximum is 1 s). */
@@ -71,6 +79,8 @@ export class VirtualBq25895 implements VirtualI2cDevice, ChargerControl {
   /** REG0C bits latched since the last read (SLUSC88C, "Multi-Read and Multi-Write"). */
   private latchedFaults = 0;
   private presentFaults = 0;
+  /** Last watchdog reset; null while in default mode (no host write since reset or expiry). */
+  private watchdogKickMs: number | null = null;
 
   constructor(private readonly analog: () => ChargerAnalog, private readonly clock: Clock) {
     this.reset();
@@ -80,6 +90,7 @@ export class VirtualBq25895 implements VirtualI2cDevice, ChargerControl {
     this.regs.fill(0);
     for (const [reg, value] of Object.entries(RESET)) this.regs[Number(reg)] = value;
     this.conversionStartMs = null;
+    this.watchdogKickMs = null;
   }
 
   settings(): ChargerSettings {
@@ -121,11 +132,15 @@ export class VirtualBq25895 implements VirtualI2cDevice, ChargerControl {
 
   write(bytes: readonly number[]): void {
     if (bytes.length === 0) return;
+    this.checkWatchdog();
+    // The first write puts the device in host mode, which starts the watchdog timer.
+    if (bytes.length > 1) this.watchdogKickMs ??= this.clock.now();
     this.pointer = bytes[0]!;
     for (let i = 1; i < bytes.length; i++) this.writeRegister(this.pointer + i - 1, bytes[i]!);
   }
 
   read(length: number): number[] {
+    this.checkWatchdog();
     const out: number[] = [];
     for (let i = 0; i < length; i++) out.push(this.readRegister(this.pointer + i, true));
     return out;
@@ -141,7 +156,9 @@ export class VirtualBq25895 implements VirtualI2cDevice, ChargerControl {
       if (value & 0x40) this.lastContinuousMs = -Infinity;
       else if (value & 0x80) this.conversionStartMs = this.clock.now();
     }
+    if (register === 0x03 && value & 0x40) this.watchdogKickMs = this.clock.now();
     if (register === 0x03) value &= ~0x40; // WD_RST reads back 0
+    if (register === 0x07) this.watchdogKickMs = this.clock.now(); // a new WATCHDOG setting restarts the timer
     if (register === 0x0d && !(value & 0x80)) value = RESET[0x0d]!; // VINDPM is read-only while FORCE_VINDPM = 0
     this.regs[register] = value;
   }
@@ -170,6 +187,18 @@ export class VirtualBq25895 implements VirtualI2cDevice, ChargerControl {
       }
     }
     return register < this.regs.length ? this.regs[register]! : 0;
+  }
+
+  /** Watchdog expiry: WATCHDOG_FAULT, "by Watchdog" bits to reset values, back to default mode. */
+  private checkWatchdog(): void {
+    const periodMs = WATCHDOG_MS[(this.regs[0x07]! >> 4) & 0x03]!;
+    if (this.watchdogKickMs === null || periodMs === 0 || this.clock.now() - this.watchdogKickMs < periodMs) return;
+    this.latchedFaults |= 0x80;
+    for (const [reg, mask] of Object.entries(WATCHDOG_RESET_MASK)) {
+      const r = Number(reg);
+      this.regs[r] = (this.regs[r]! & ~mask) | (RESET[r]! & mask);
+    }
+    this.watchdogKickMs = null;
   }
 
   private adcControl(): number {

@@ -147,3 +147,18 @@ test('an absent charger answers like the bus does: a clear error naming the addr
   bus.setAbsent(0x6a, true);
   await assert.rejects(bq.readStatus(), (e: unknown) => e instanceof Bq25895Error && e.kind === 'absent' && /0x6a/.test(e.message));
 });
+
+test('the I2C watchdog ends host mode after 40 s; the solar settings turn it off', async () => {
+  const { bq, clock, device } = rig();
+  await bq.startContinuousAdc(); // a host write: host mode, timer running
+  await clock.advance(41_000);
+  const expired = await bq.readFaults();
+  assert.equal(expired.latched.watchdog, true, 'WATCHDOG_FAULT latched');
+  assert.equal(device.peek(BQ_REG.adcControl) & 0x40, 0, 'CONV_RATE reset by the watchdog');
+  await bq.applySolarSettings({ inputCurrentLimitA: 2, inputVoltageLimitV: 6 });
+  assert.equal(device.peek(BQ_REG.timerControl) & 0x30, 0);
+  await clock.advance(600_000);
+  const quiet = await bq.readFaults();
+  assert.equal(quiet.latched.watchdog, false);
+  assert.ok(Math.abs(device.settings().inputCurrentLimitA - 2) < 1e-9);
+});
