@@ -95,13 +95,13 @@ async function generateCommand(opts: GenerateOptions): Promise<void> {
   const log = stderrLogger();
   const wanted: BackendName | 'auto' = parseBackendName(opts.backend ?? process.env[BACKEND_ENV] ?? 'auto');
   const checkpoint = openCheckpoint(resolveModelPath(opts.model));
-  const backend = await selectBackend({ backend: wanted });
-  log.info({ backend: backend.name, detail: backend.detail, skipped: backend.skipped }, `TF.js backend: ${backend.detail}`);
   const { config } = checkpoint;
   const tokenizer = tokenizerOf(checkpoint);
   if (opts.prompt !== undefined && !tokenizer) {
     throw new Error(`${checkpoint.path} has no tokenizer, so it cannot encode --prompt text; use --prompt-ids (BOS is 1)`);
   }
+  const backend = await selectBackend({ backend: wanted });
+  log.info({ backend: backend.name, detail: backend.detail, skipped: backend.skipped }, `TF.js backend: ${backend.detail}`);
   const bos = tokenizer?.bos ?? 1;
   const promptIds = opts.promptIds ?? (opts.prompt !== undefined ? tokenizer!.encode(opts.prompt, { bos: true }) : [bos]);
   const outOfRange = promptIds.find((id) => id >= config.vocabSize);
