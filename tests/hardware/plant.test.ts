@@ -113,17 +113,18 @@ test('battery Δ = harvested × efficiency − consumed, measured through the IN
       batteryTerminalJ += battery.powerW * 60;
       await clock.advance(60_000);
     }
-    estimator.update({ timeMs: clock.now(), voltageV: 4, currentA: 0 });
+    estimator.update({ timeMs: clock.now(), voltageV: 4, currentA: 0 }); // closes the last interval
+    node.plant.advanceTo(clock.now()); // …in the plant too
     const l = node.plant.ledger;
     assert.equal(l.unservedJ, 0, 'the battery never ran empty');
     const throughput = l.batteryInJ + l.batteryOutJ;
     assert.ok(throughput > 50_000, `the battery works: ${throughput} J through it`);
     const truthNet = l.batteryInJ - l.batteryOutJ;
-    assert.ok(Math.abs(netFromSensorsJ - truthNet) < 0.005 * throughput, `sensors ${netFromSensorsJ} J vs plant ${truthNet} J`);
-    assert.ok(Math.abs(batteryTerminalJ - truthNet) < 0.005 * throughput, `battery sensor ${batteryTerminalJ} J vs plant ${truthNet} J`);
+    assert.ok(Math.abs(netFromSensorsJ - truthNet) < 0.001 * throughput, `sensors ${netFromSensorsJ} J vs plant ${truthNet} J`);
+    assert.ok(Math.abs(batteryTerminalJ - truthNet) < 0.001 * throughput, `battery sensor ${batteryTerminalJ} J vs plant ${truthNet} J`);
     const storedDelta = node.plant.cell.energyJ - storedBefore;
     const estimatedDelta = estimator.estimate.energyJ - estimateBefore;
-    assert.ok(Math.abs(estimatedDelta - storedDelta) < 0.005 * throughput, `estimator Δ ${estimatedDelta} J vs stored Δ ${storedDelta} J`);
+    assert.ok(Math.abs(estimatedDelta - storedDelta) < 0.001 * throughput, `estimator Δ ${estimatedDelta} J vs stored Δ ${storedDelta} J`);
   } finally {
     node.dispose();
   }
