@@ -17,7 +17,8 @@ export interface NetworkFigure {
   xLabel: string;
   yLabel: string;
   xs: number[];
-  metric: (m: RunMetrics) => number;
+  /** The metric this figure plots. */
+  metric: keyof RunMetrics;
   scenario: (x: number, cal: Calibration) => NetworkScenario;
 }
 
@@ -78,27 +79,27 @@ export type NetworkFigureName = 'fig3a' | 'fig3b' | 'fig4a' | 'fig4b' | 'solar';
 export const NETWORK_FIGURES: Record<NetworkFigureName, NetworkFigure> = {
   fig3a: {
     name: 'fig3a', xLabel: 'average energy arrival [J/slot]', yLabel: 'fraction of inactive devices',
-    xs: range(25, 625, 25), metric: (m) => m.inactiveFraction,
+    xs: range(25, 625, 25), metric: 'inactiveFraction',
     scenario: (x, cal) => paperNetwork(cal.slots.fig3a, 0.3, x, cal),
   },
   fig3b: {
     name: 'fig3b', xLabel: 'job arrival probability p', yLabel: 'fraction of inactive devices',
-    xs: range(0.05, 1, 0.05), metric: (m) => m.inactiveFraction,
+    xs: range(0.05, 1, 0.05), metric: 'inactiveFraction',
     scenario: (x, cal) => paperNetwork(cal.slots.fig3b, x, 550, cal),
   },
   fig4a: {
     name: 'fig4a', xLabel: 'average energy arrival [J/slot]', yLabel: 'normalized throughput',
-    xs: range(0, 170, 10), metric: (m) => m.throughput,
+    xs: range(0, 170, 10), metric: 'throughput',
     scenario: (x, cal) => paperNetwork(cal.slots.fig4a, 0.3, x, cal),
   },
   fig4b: {
     name: 'fig4b', xLabel: 'job arrival probability p', yLabel: 'jobs dropped',
-    xs: range(0.1, 1, 0.05), metric: (m) => m.jobsDropped,
+    xs: range(0.1, 1, 0.05), metric: 'jobsDropped',
     scenario: (x, cal) => paperNetwork(cal.slots.fig4b, x, 550, cal),
   },
   solar: {
     name: 'solar', xLabel: 'average energy arrival over the day [J/slot]', yLabel: 'fraction of inactive devices',
-    xs: [100, 200, 300, 400, 500, 600, 800], metric: (m) => m.inactiveFraction,
+    xs: [100, 200, 300, 400, 500, 600, 800], metric: 'inactiveFraction',
     // Three days from a half-charged battery at midnight, p = 0.3 as in Figs. 3a/4a.
     scenario: (x, cal) => ({ ...paperNetwork(SOLAR_DAYS * SLOTS_PER_DAY, 0.3, x, cal), harvest: solarSpecs(x, cal), initialFraction: 0.5 }),
   },

@@ -88,8 +88,7 @@ export async function runFigures(opts: RunOptions): Promise<FigureResult[]> {
           fig.rows.push({ x, policy: task.policy, metric: 'inactive_fraction', ...result.inactiveFraction });
           fig.rows.push({ x, policy: task.policy, metric: 'throughput', ...result.throughput });
         } else {
-          const key = task.figure.startsWith('fig3') ? 'inactiveFraction' : task.figure === 'fig4a' ? 'throughput' : 'jobsDropped';
-          fig.rows.push({ x, policy: task.policy, metric: key, ...result[key] });
+          fig.rows.push({ x, policy: task.policy, metric: f.metric, ...result[f.metric] });
         }
       }
       done++;
