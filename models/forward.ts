@@ -115,7 +115,9 @@ export class BlockStack {
     const input = tf.tensor2d(hidden, [T, this.geometry.dim]);
     try {
       const output = this.forwardTensor(session, input);
-      const values = Float32Array.from(output.dataSync() as Float32Array);
+      // dataSync hands over a fresh array (a copy on wasm and native; on cpu the array of a
+      // tensor disposed right after), so it can be returned as is.
+      const values = output.dataSync() as Float32Array;
       output.dispose();
       return values;
     } finally {

@@ -51,7 +51,7 @@ export class ModelHead {
       const normed = tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), normEps)));
       return tf.matMul(normed, classifier);
     });
-    const values = Float32Array.from(out.dataSync() as Float32Array);
+    const values = out.dataSync() as Float32Array; // a fresh array, see BlockStack.forward
     out.dispose();
     return values;
   }
