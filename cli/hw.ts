@@ -131,10 +131,11 @@ export function registerHw(program: Command): void {
     .option('--config <file>', 'hardware config, YAML or JSON (see docs/hardware.md)')
     .option('--json', 'print JSON instead of a table')
     .option('--at <iso-time>', 'virtual node: start time of the simulation (default: now)');
-  common(hw.command('read').description('read every sensor once'))
+  common(hw.command('read').description('read every sensor once; exits with 1 if a sensor or the charger could not be read'))
     .action(async (opts: HwOptions) => {
       const reading = await readOnce(opts);
       console.log(opts.json ? JSON.stringify(reading, null, 2) : formatReading(reading, `heliomesh hw read (${opts.virtual ? 'virtual node' : 'hardware'})`));
+      if (!reading.charger.ok || reading.sensors.some((s) => !s.ok)) process.exitCode = 1;
     });
   common(hw.command('watch').description('read continuously and show a live table (Ctrl-C exits)'))
     .option('--period-ms <ms>', 'time between readings, real milliseconds', positive('--period-ms'), 1000)

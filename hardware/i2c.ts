@@ -1,6 +1,7 @@
 // The I2C bus as the drivers see it: the promise-based subset of `i2c-bus`'s
 // PromisifiedBus that they use. The real bus wraps `i2c-bus`; the virtual bus
 // (hardware/virtual/bus.ts) answers like the wire, byte order and missing ACKs included.
+import { access, constants } from 'node:fs/promises';
 
 export interface I2cBus {
   /** SMBus read byte: register `command`, one byte. */
@@ -71,16 +72,20 @@ export async function openI2cBus(busNumber: number): Promise<I2cBus> {
   } catch (err) {
     throw new Error(`cannot load the i2c-bus module (${errorText(err)}); on the Pi run \`npm install i2c-bus\`, or use the virtual node (--virtual)`);
   }
+  const device = `/dev/i2c-${busNumber}`;
   try {
+    // i2c-bus opens the device file lazily, at the first transfer; check it up front so
+    // the error can say what to do.
+    await access(device, constants.R_OK | constants.W_OK);
     return await mod.openPromisified(busNumber);
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ENOENT') {
-      throw new Error(`/dev/i2c-${busNumber} does not exist: enable I2C with \`sudo raspi-config nonint do_i2c 0\` (or dtparam=i2c_arm=on in /boot/firmware/config.txt) and reboot`);
+      throw new Error(`${device} does not exist: enable I2C with \`sudo raspi-config nonint do_i2c 0\` (or dtparam=i2c_arm=on in /boot/firmware/config.txt) and reboot`);
     }
     if (code === 'EACCES' || code === 'EPERM') {
-      throw new Error(`no permission to open /dev/i2c-${busNumber}: add the service user to the i2c group (\`sudo usermod -aG i2c $USER\`) and log in again`);
+      throw new Error(`no permission to open ${device}: add the service user to the i2c group (\`sudo usermod -aG i2c $USER\`) and log in again`);
     }
-    throw new Error(`cannot open /dev/i2c-${busNumber}: ${errorText(err)}`);
+    throw new Error(`cannot open ${device}: ${errorText(err)}`);
   }
 }

@@ -61,6 +61,11 @@ export class VirtualGpioLine implements GpioLine {
     return this.level();
   }
 
+  /** The lines are inputs: like onoff on a Pi, writing one fails with EPERM. */
+  async write(value: BinaryValue): Promise<void> {
+    throw Object.assign(new Error(`EPERM: GPIO ${this.bcm} is an input, cannot write ${value}`), { code: 'EPERM' });
+  }
+
   watch(callback: WatchCallback): void {
     this.watchers.add(callback);
   }

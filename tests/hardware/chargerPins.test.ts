@@ -57,6 +57,7 @@ test('pins are read with their configured polarity and decoded', async () => {
   inverted.drive('pg', true);
   assert.equal((await inverted.charger.read()).powerGood, true);
   assert.equal(inverted.gpio.line(13).level(), 1);
+  await assert.rejects(inverted.gpio.line(13).write(0), /EPERM/, 'an input line, as on the Pi');
 });
 
 test('a change of power-good arrives by interrupt, without a read', async () => {
