@@ -77,7 +77,7 @@ export class VirtualIna219 implements VirtualI2cDevice {
       this.cnvrCleared = false;
       if (this.mode().endsWith('triggered')) this.convert();
     } else if (register === INA219_REG.calibration) {
-      this.calibration = value & 0xfffe; // FS0 is not implemented (§8.6.4.1)
+      this.calibration = value & 0xfffe; // bit 0 (FS0) always reads 0 (§8.6.4.1)
     }
     // Data registers are read-only; writes to them are ignored.
   }
