@@ -1,0 +1,98 @@
+// Typed constructors for the points of each measurement, so writers name their values
+// in the domain's words and the tags/fields split of schema.ts is decided in one place.
+import { MEASUREMENTS, point, type StorePoint } from './schema.js';
+
+export interface NodeTags {
+  fleet: string;
+  node: string;
+  group: string;
+}
+
+export interface SlotSample {
+  seq: number;
+  batteryJ?: number;
+  batteryPct?: number;
+  harvestJ?: number;
+  consumedJ?: number;
+  harvestQ?: number;
+  energyQ?: number;
+  powerMode?: number;
+  gamma?: number;
+  queue?: number;
+  /** Slot records missing between this one and the previous one seen. */
+  seqGap?: number;
+}
+
+export function slotPoint(tags: NodeTags, s: SlotSample, timestampMs: number): StorePoint {
+  return point(MEASUREMENTS.nodeSlot, { ...tags }, { ...s }, timestampMs);
+}
+
+export interface StateChange {
+  online: boolean;
+  gamma?: number;
+  powerMode?: number;
+  /** Why: birth, will, silence, state. */
+  reason: string;
+}
+
+export function statePoint(tags: NodeTags, s: StateChange, timestampMs: number): StorePoint {
+  return point(MEASUREMENTS.nodeState, { ...tags }, { ...s }, timestampMs);
+}
+
+export interface JobRecord {
+  jobId: string;
+  outcome: 'done' | 'failed' | 'rejected';
+  model: string;
+  hops?: number;
+  promptTokens?: number;
+  outputTokens?: number;
+  latencyMs?: number;
+  energyJ?: number;
+}
+
+export function jobPoint(fleet: string, j: JobRecord, timestampMs: number): StorePoint {
+  const { outcome, model, ...fields } = j;
+  return point(MEASUREMENTS.job, { fleet, outcome, model }, fields, timestampMs);
+}
+
+export interface DecisionRecord {
+  group: string;
+  policy: string;
+  /** The node chosen. */
+  node: string;
+  jobId: string;
+  probability: number;
+  candidates: number;
+  available: number;
+}
+
+export function decisionPoint(fleet: string, d: DecisionRecord, timestampMs: number): StorePoint {
+  const { group, policy, node, ...fields } = d;
+  return point(MEASUREMENTS.decision, { fleet, group, policy, node }, fields, timestampMs);
+}
+
+export interface QLimRecord {
+  qLim: number;
+  qEnergy: number;
+  qProc: number;
+  weight?: number;
+  energyBinds: boolean;
+  solves: number;
+}
+
+export function qLimPoint(tags: NodeTags, q: QLimRecord, timestampMs: number): StorePoint {
+  return point(MEASUREMENTS.qLim, { ...tags }, { ...q }, timestampMs);
+}
+
+export interface BrokerStats {
+  clients: number;
+  publishesIn: number;
+  bytesIn: number;
+  refusedAuth: number;
+  refusedAcl: number;
+  droppedPoints?: number;
+}
+
+export function brokerPoint(fleet: string, b: BrokerStats, timestampMs: number): StorePoint {
+  return point(MEASUREMENTS.broker, { fleet }, { ...b }, timestampMs);
+}

@@ -1,0 +1,120 @@
+// The InfluxDB schema of the gateway: one measurement per kind of record. Tags are the
+// dimensions a dashboard groups by (fleet, node, group, ...); fields are typed once here
+// and node-influx enforces them on every point, so a field never changes type between
+// points (InfluxDB 1.x refuses a point whose field type differs from the shard's).
+// Conventions: energies, powers, percentages and rates are floats; counts, sequence
+// numbers, quanta and modes are integers; identifiers that would explode series
+// cardinality as tags (job ids) are string fields.
+import { FieldType, type IPoint, type ISchemaOptions } from 'influx';
+
+export const MEASUREMENTS = {
+  nodeSlot: 'node_slot',
+  nodeState: 'node_state',
+  job: 'job',
+  decision: 'scheduler_decision',
+  qLim: 'q_lim',
+  broker: 'broker_stats',
+} as const;
+
+const NODE_TAGS = ['fleet', 'node', 'group'];
+
+/** Field types per measurement; `docs/gateway.md` lists the same table for Grafana users. */
+export const SCHEMA: Omit<ISchemaOptions, 'database'>[] = [
+  {
+    measurement: MEASUREMENTS.nodeSlot,
+    tags: NODE_TAGS,
+    fields: {
+      seq: FieldType.INTEGER,
+      batteryJ: FieldType.FLOAT,
+      batteryPct: FieldType.FLOAT,
+      harvestJ: FieldType.FLOAT,
+      consumedJ: FieldType.FLOAT,
+      harvestQ: FieldType.INTEGER,
+      energyQ: FieldType.INTEGER,
+      powerMode: FieldType.INTEGER,
+      gamma: FieldType.INTEGER,
+      queue: FieldType.INTEGER,
+      seqGap: FieldType.INTEGER,
+    },
+  },
+  {
+    measurement: MEASUREMENTS.nodeState,
+    tags: NODE_TAGS,
+    fields: {
+      online: FieldType.BOOLEAN,
+      gamma: FieldType.INTEGER,
+      powerMode: FieldType.INTEGER,
+      reason: FieldType.STRING,
+    },
+  },
+  {
+    measurement: MEASUREMENTS.job,
+    tags: ['fleet', 'outcome', 'model'],
+    fields: {
+      jobId: FieldType.STRING,
+      hops: FieldType.INTEGER,
+      promptTokens: FieldType.INTEGER,
+      outputTokens: FieldType.INTEGER,
+      latencyMs: FieldType.FLOAT,
+      energyJ: FieldType.FLOAT,
+    },
+  },
+  {
+    measurement: MEASUREMENTS.decision,
+    tags: ['fleet', 'group', 'policy', 'node'],
+    fields: {
+      jobId: FieldType.STRING,
+      probability: FieldType.FLOAT,
+      candidates: FieldType.INTEGER,
+      available: FieldType.INTEGER,
+    },
+  },
+  {
+    measurement: MEASUREMENTS.qLim,
+    tags: NODE_TAGS,
+    fields: {
+      qLim: FieldType.FLOAT,
+      qEnergy: FieldType.FLOAT,
+      qProc: FieldType.FLOAT,
+      weight: FieldType.FLOAT,
+      energyBinds: FieldType.BOOLEAN,
+      solves: FieldType.INTEGER,
+    },
+  },
+  {
+    measurement: MEASUREMENTS.broker,
+    tags: ['fleet'],
+    fields: {
+      clients: FieldType.INTEGER,
+      publishesIn: FieldType.INTEGER,
+      bytesIn: FieldType.INTEGER,
+      refusedAuth: FieldType.INTEGER,
+      refusedAcl: FieldType.INTEGER,
+      droppedPoints: FieldType.INTEGER,
+    },
+  },
+];
+
+/** A point as the store queues it: the timestamp is kept in ms so it survives JSON. */
+export interface StorePoint {
+  measurement: string;
+  tags: Record<string, string>;
+  fields: Record<string, number | string | boolean>;
+  timestampMs: number;
+}
+
+export function toInfluxPoint(p: StorePoint): IPoint {
+  return { measurement: p.measurement, tags: p.tags, fields: p.fields, timestamp: p.timestampMs };
+}
+
+/** Drops undefined fields so optional values can be passed straight through. */
+export function point(
+  measurement: string,
+  tags: Record<string, string>,
+  fields: Record<string, number | string | boolean | undefined>,
+  timestampMs: number,
+): StorePoint {
+  const defined: Record<string, number | string | boolean> = {};
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) defined[k] = v;
+  return { measurement, tags, fields: defined, timestampMs };
+}
