@@ -3,6 +3,7 @@
 // here; this file only parses arguments and reports errors a user can act on.
 import { Command, CommanderError } from 'commander';
 import { registerBench } from './bench.js';
+import { registerGateway } from './gateway.js';
 import { registerHw } from './hw.js';
 import { registerModel } from './model.js';
 import { registerSim } from './sim.js';
@@ -18,6 +19,7 @@ registerSim(program);
 registerModel(program);
 registerBench(program);
 registerHw(program);
+registerGateway(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,224 @@
+// The embedded MQTT broker: aedes on TCP and optionally TLS, with per-node authentication,
+// the node ACL, connection rate limits and a packet size limit. The gateway's own parts
+// connect as one internal client with a secret made at start-up that exists only in memory.
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { NodeAcl, type NodeTopicPatterns } from './acl.js';
+import type { BrokerConfig } from './config.js';
+import { verifyPassword, type CredentialsFile } from './credentials.js';
+import { FrameGuard } from './frame-guard.js';
+
+/** The internal client's username; `$` cannot start a node id, so no node can claim it. */
+export const INTERNAL_USER = '$gateway';
+
+export interface BrokerDeps {
+  clock: Clock;
+  log: Logger;
+  credentials: CredentialsFile;
+  patterns: NodeTopicPatterns;
+  /** PEM contents, read by the caller, when `config.tls` is set. */
+  tls?: { cert: Buffer | string; key: Buffer | string; ca?: Buffer | string };
+}
+
+export interface BrokerCounters {
+  clients: number;
+  publishesIn: number;
+  bytesIn: number;
+  refusedAuth: number;
+  refusedAcl: number;
+  refusedRate: number;
+  refusedSize: number;
+}
+
+// Aedes' CONNACK codes (MQTT 3.1.1 §3.2.2.3).
+const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
+const SERVER_UNAVAILABLE = 3;
+
+function authError(message: string, returnCode: number): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+export class Broker {
+  readonly internal: { username: string; password: string };
+  private readonly aedes: Aedes;
+  private readonly acl: NodeAcl;
+  private readonly servers: Server[] = [];
+  private readonly addressOf = new WeakMap<object, string>();
+  private readonly connects = new Map<string, number[]>();
+  private readonly internalSecret: Buffer;
+  private readonly internalClients = new WeakSet<Client>();
+  private counters: BrokerCounters = { clients: 0, publishesIn: 0, bytesIn: 0, refusedAuth: 0, refusedAcl: 0, refusedRate: 0, refusedSize: 0 };
+  /** Ports actually bound (useful when configured as 0). */
+  readonly ports: { mqtt?: number; mqtts?: number } = {};
+
+  private constructor(private readonly config: BrokerConfig, private readonly deps: BrokerDeps) {
+    this.internalSecret = randomBytes(32);
+    this.internal = { username: INTERNAL_USER, password: this.internalSecret.toString('base64url') };
+    this.acl = new NodeAcl(deps.patterns);
+    this.aedes = new Aedes({
+      drainTimeout: config.drainTimeoutMs,
+      queueLimit: config.queueLimit,
+      connectTimeout: config.connectTimeoutMs,
+      keepaliveLimit: config.keepaliveLimitS,
+      maxClientsIdLength: 64,
+      preConnect: (client, _packet, done) => {
+        // aedes closes the connection only when refused with an error; `false` alone leaves it hanging.
+        if (this.admit(client)) done(null, true);
+        else done(new Error('connection rate limit'), false);
+      },
+      authenticate: (client, username, password, done) => void this.authenticate(client, username, password, done),
+      authorizePublish: (client, packet, done) => done(this.authorizePublish(client, packet.topic, packet.payload)),
+      authorizeSubscribe: (client, sub, done) => done(null, this.authorizeSubscribe(client, sub.topic) ? sub : null),
+    });
+    this.aedes.on('publish', (packet, client) => {
+      if (!client) return;
+      this.counters.publishesIn++;
+      this.counters.bytesIn += packet.payload.length;
+    });
+    this.aedes.on('clientError', (client, err) => deps.log.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
+    this.aedes.on('connectionError', (client, err) => deps.log.info({ clientId: client.id, err: err.message }, 'mqtt connection refused'));
+  }
+
+  static async start(config: BrokerConfig, deps: BrokerDeps): Promise<Broker> {
+    const broker = new Broker(config, deps);
+    await broker.aedes.listen();
+    const plain = createServer((socket) => broker.handle(socket));
+    broker.ports.mqtt = await broker.listen(plain, config.port);
+    if (config.tls) {
+      if (!deps.tls) throw new Error('broker.tls is configured but no certificate and key were loaded');
+      const secure = createTlsServer({
+        cert: deps.tls.cert,
+        key: deps.tls.key,
+        ca: deps.tls.ca,
+        requestCert: config.tls.requireClientCert,
+        rejectUnauthorized: config.tls.requireClientCert,
+      }, (socket) => broker.handle(socket));
+      secure.on('tlsClientError', (err, socket) => deps.log.info({ remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
+      broker.ports.mqtts = await broker.listen(secure, config.tls.port);
+    }
+    deps.log.info({ ports: broker.ports, nodes: Object.keys(deps.credentials.nodes).length }, 'MQTT broker listening');
+    return broker;
+  }
+
+  stats(): BrokerCounters {
+    return { ...this.counters, clients: this.aedes.connectedClients };
+  }
+
+  /** Replaces the credentials (after `add-node`) without dropping connected clients. */
+  setCredentials(credentials: CredentialsFile): void {
+    this.deps.credentials = credentials;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+  }
+
+  private listen(server: Server, port: number): Promise<number> {
+    this.servers.push(server);
+    server.maxConnections = this.config.maxClients;
+    return new Promise((resolve, reject) => {
+      server.once('error', (err) => reject(new Error(`cannot listen on ${this.config.host}:${port}: ${err.message} (is another broker running? choose another port)`)));
+      server.listen(port, this.config.host, () => {
+        const addr = server.address();
+        resolve(typeof addr === 'object' && addr ? addr.port : port);
+      });
+    });
+  }
+
+  private handle(socket: Socket): void {
+    const remote = socket.remoteAddress ?? 'unknown';
+    const guarded = new FrameGuard(socket, this.config.maxPacketBytes, (err) => {
+      this.counters.refusedSize++;
+      this.deps.log.warn({ remote, bytes: err.remainingLength, limit: err.maxPacketBytes }, 'oversized MQTT packet; connection closed');
+    });
+    this.addressOf.set(guarded, remote);
+    this.aedes.handle(guarded);
+  }
+
+  /** Connection rate limit per remote address, over a sliding minute of the injected clock. */
+  private admit(client: Client): boolean {
+    const remote = this.addressOf.get(client.conn) ?? 'unknown';
+    const now = this.deps.clock.now();
+    const recent = (this.connects.get(remote) ?? []).filter((t) => now - t < 60_000);
+    if (recent.length >= this.config.connectsPerMinutePerAddress) {
+      this.counters.refusedRate++;
+      this.deps.log.warn({ remote, clientId: client.id, limit: this.config.connectsPerMinutePerAddress }, 'too many MQTT connects from one address; refused');
+      this.connects.set(remote, recent);
+      return false;
+    }
+    recent.push(now);
+    this.connects.set(remote, recent);
+    if (this.connects.size > 10_000) this.connects.clear();
+    return true;
+  }
+
+  private async authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): Promise<void> {
+    const refuse = (why: string, code = BAD_USERNAME_OR_PASSWORD) => {
+      this.counters.refusedAuth++;
+      this.deps.log.warn({ clientId: client.id, username, remote: this.addressOf.get(client.conn) }, `MQTT login refused: ${why}`);
+      done(authError(why, code), false);
+    };
+    if (username === undefined || password === undefined) return refuse('no username or password');
+    if (username === INTERNAL_USER) {
+      const given = Buffer.from(password.toString(), 'base64url');
+      if (given.length !== this.internalSecret.length || !timingSafeEqual(given, this.internalSecret)) return refuse('wrong internal secret');
+      this.internalClients.add(client);
+      return done(null, true);
+    }
+    const entry = this.deps.credentials.nodes[username];
+    if (!entry) return refuse('unknown node');
+    // The client id is the node id, so a node cannot take over another node's session.
+    if (client.id !== username) return refuse(`client id must equal the node id ${username}`, NOT_AUTHORIZED);
+    let ok: boolean;
+    try {
+      ok = await verifyPassword(entry, password.toString('utf8'));
+    } catch (err) {
+      this.deps.log.error({ clientId: client.id, err: (err as Error).message }, 'password check failed');
+      return done(authError('password check failed', SERVER_UNAVAILABLE), false);
+    }
+    if (!ok) return refuse('wrong password');
+    done(null, true);
+  }
+
+  /** `null` is the broker itself (wills, $SYS). */
+  private isInternal(client: Client | null): boolean {
+    return client === null || this.internalClients.has(client);
+  }
+
+  /** An error here makes aedes close the client: a node publishing elsewhere is broken or hostile. */
+  private authorizePublish(client: Client | null, topic: string, payload: Buffer | string): Error | null {
+    if (this.isInternal(client) || client === null) return null;
+    const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    if (size > this.config.maxPacketBytes) {
+      this.counters.refusedSize++;
+      this.deps.log.warn({ clientId: client.id, topic, bytes: size }, 'oversized publish refused; client closed');
+      return new Error('payload too large');
+    }
+    if (topic.startsWith('$') || !this.acl.mayPublish(client.id, topic)) {
+      this.counters.refusedAcl++;
+      this.deps.log.warn({ clientId: client.id, topic }, 'publish outside the node\'s own topics refused; client closed');
+      return new Error(`node ${client.id} may not publish to ${topic}`);
+    }
+    return null;
+  }
+
+  /** A refused subscription gets SUBACK 0x80 (MQTT 3.1.1 §3.9.3) and the client stays. */
+  private authorizeSubscribe(client: Client, filter: string): boolean {
+    if (this.isInternal(client)) return true;
+    if (this.acl.maySubscribe(client.id, filter)) return true;
+    this.counters.refusedAcl++;
+    this.deps.log.warn({ clientId: client.id, filter }, 'subscription outside the node\'s command and job topics refused');
+    return false;
+  }
+}

@@ -1,0 +1,6 @@
+// The embedded MQTT broker: authentication, ACL, flood and size limits.
+export * from './acl.js';
+export * from './broker.js';
+export * from './config.js';
+export * from './credentials.js';
+export { FrameGuard, PacketTooLargeError } from './frame-guard.js';
