@@ -1,0 +1,97 @@
+// Each node's harvest law f(e) (SPEC.md §2), estimated from its own slot records: a
+// rolling histogram of the energy harvested per slot, in battery quanta, over the last
+// `windowSlots` slots, optionally kept separately for each hour of the day so that the
+// chain sees the sun of the hours ahead rather than the day's average.
+//
+// A slot's harvest is rarely a whole number of quanta. Rounding would shift the mean by up
+// to half a quantum per slot, so each sample's mass is split between the two neighbouring
+// levels in proportion to its distance from them, which keeps the mean exact (the same
+// rule `uniformOnGrid` uses for the paper's continuous laws).
+import { z } from 'zod';
+
+export const EstimatorConfigSchema = z.object({
+  /** Slots remembered (per hour of day when `byHourOfDay`). */
+  windowSlots: z.number().int().positive().default(2016),
+  /** Fewer samples than this and the estimate is not trusted: the node's profile prior is used. */
+  minSlots: z.number().int().positive().default(24),
+  byHourOfDay: z.boolean().default(false),
+  /** The site's offset from UTC, for the hour-of-day buckets. */
+  utcOffsetMinutes: z.number().int().min(-14 * 60).max(14 * 60).default(0),
+  /** An estimate counts as changed (worth a re-solve) once its total variation distance to the last solved one exceeds this. */
+  changeThreshold: z.number().positive().max(1).default(0.02),
+});
+
+export type EstimatorConfig = z.infer<typeof EstimatorConfigSchema>;
+
+/** A fixed-capacity ring of samples. */
+class Ring {
+  private readonly values: Float64Array;
+  private next = 0;
+  size = 0;
+  constructor(capacity: number) {
+    this.values = new Float64Array(capacity);
+  }
+
+  push(x: number): void {
+    this.values[this.next] = x;
+    this.next = (this.next + 1) % this.values.length;
+    if (this.size < this.values.length) this.size++;
+  }
+
+  forEach(fn: (x: number) => void): void {
+    for (let i = 0; i < this.size; i++) fn(this.values[i] as number);
+  }
+}
+
+export class HarvestEstimator {
+  private readonly buckets: Ring[];
+
+  constructor(readonly config: EstimatorConfig, readonly quantumJ: number) {
+    if (!(quantumJ > 0)) throw new Error(`battery quantum must be > 0 J, got ${quantumJ}`);
+    this.buckets = Array.from({ length: config.byHourOfDay ? 24 : 1 }, () => new Ring(config.windowSlots));
+  }
+
+  /** Records one slot's harvested energy; negative or non-finite values are refused. */
+  add(harvestJ: number, slotStartMs: number): void {
+    if (!(harvestJ >= 0) || !Number.isFinite(harvestJ)) throw new Error(`harvested energy must be a finite number ≥ 0 J, got ${harvestJ}`);
+    this.bucket(slotStartMs).push(harvestJ / this.quantumJ);
+  }
+
+  samples(atMs: number): number {
+    return this.bucket(atMs).size;
+  }
+
+  /** f(e) for the slots around `atMs`, or undefined while there are fewer than `minSlots` samples. */
+  pmf(atMs: number): Float64Array | undefined {
+    const ring = this.bucket(atMs);
+    if (ring.size < this.config.minSlots) return undefined;
+    let top = 0;
+    ring.forEach((x) => {
+      top = Math.max(top, Math.ceil(x));
+    });
+    const pmf = new Float64Array(top + 1);
+    ring.forEach((x) => {
+      const k = Math.floor(x);
+      const frac = x - k;
+      pmf[k] = (pmf[k] as number) + (1 - frac);
+      if (frac > 0) pmf[k + 1] = (pmf[k + 1] as number) + frac;
+    });
+    for (let i = 0; i < pmf.length; i++) pmf[i] = (pmf[i] as number) / ring.size;
+    return pmf;
+  }
+
+  private bucket(atMs: number): Ring {
+    if (this.buckets.length === 1) return this.buckets[0]!;
+    const minutes = Math.floor(atMs / 60_000) + this.config.utcOffsetMinutes;
+    const hour = Math.floor((((minutes % 1440) + 1440) % 1440) / 60);
+    return this.buckets[hour]!;
+  }
+}
+
+/** Total variation distance ½Σ|a−b| between two PMFs of possibly different lengths. */
+export function totalVariation(a: Float64Array, b: Float64Array): number {
+  let d = 0;
+  const n = Math.max(a.length, b.length);
+  for (let i = 0; i < n; i++) d += Math.abs((a[i] ?? 0) - (b[i] ?? 0));
+  return d / 2;
+}

@@ -1,0 +1,103 @@
+// Harvest estimation from synthetic slot records, and re-solving on worker threads.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EstimatorConfigSchema, HarvestEstimator, totalVariation } from '../../gateway/estimator.js';
+import { NodeSolver, SolverPool, paramsHash, type Solved } from '../../gateway/solver-pool.js';
+import { DeviceModel, PAPER_DYNAMIC_TABLE, PAPER_MODES, limits, mean, uniformOnGrid, type DeviceParams } from '../../gateway/scheduler/index.js';
+
+const HOUR = 3_600_000;
+const T0 = Date.UTC(2026, 5, 21, 0);
+
+test('the estimate is the histogram of harvest per slot in quanta, mean kept exactly', () => {
+  const est = new HarvestEstimator(EstimatorConfigSchema.parse({ minSlots: 4, windowSlots: 100 }), 1000);
+  const harvestsJ = [0, 1500, 2000, 2250, 0, 3000, 1000, 500];
+  harvestsJ.forEach((h, i) => est.add(h, T0 + i * 100_000));
+  const pmf = est.pmf(T0)!;
+  assert.ok(Math.abs(pmf.reduce((a, b) => a + b, 0) - 1) < 1e-12);
+  const meanQ = harvestsJ.reduce((a, b) => a + b, 0) / harvestsJ.length / 1000;
+  assert.ok(Math.abs(mean(pmf) - meanQ) < 1e-12, `mean ${mean(pmf)} vs ${meanQ}`);
+  // 1500 J = 1.5 quanta: half at 1, half at 2. Zeros: 2 of 8.
+  assert.ok(Math.abs(pmf[0]! - (2 + 0.5) / 8) < 1e-12);
+  assert.equal(pmf.length, 4);
+  assert.throws(() => est.add(-1, T0), /≥ 0 J/);
+});
+
+test('no estimate before minSlots; the window forgets old slots', () => {
+  const est = new HarvestEstimator(EstimatorConfigSchema.parse({ minSlots: 3, windowSlots: 5 }), 1);
+  est.add(10, T0);
+  est.add(10, T0);
+  assert.equal(est.pmf(T0), undefined);
+  for (let i = 0; i < 3; i++) est.add(10, T0);
+  assert.equal(mean(est.pmf(T0)!), 10);
+  for (let i = 0; i < 5; i++) est.add(2, T0);
+  assert.equal(mean(est.pmf(T0)!), 2, 'five newer slots push the old ones out of a 5-slot window');
+  assert.equal(est.samples(T0), 5);
+});
+
+test('by hour of day, noon and midnight keep separate laws, in the site\'s local time', () => {
+  const est = new HarvestEstimator(EstimatorConfigSchema.parse({ minSlots: 2, byHourOfDay: true, utcOffsetMinutes: 120 }), 1);
+  for (let day = 0; day < 5; day++) {
+    for (let h = 0; h < 24; h++) {
+      const local = (h + 2) % 24;
+      const sunny = local >= 8 && local < 18;
+      est.add(sunny ? 20 : 0, T0 + day * 24 * HOUR + h * HOUR);
+    }
+  }
+  assert.equal(mean(est.pmf(T0 + 10 * HOUR)!), 20, '10:00 UTC is 12:00 local');
+  assert.equal(mean(est.pmf(T0 + 22 * HOUR)!), 0, '22:00 UTC is midnight local');
+  assert.equal(mean(est.pmf(T0 + 6 * HOUR)!), 20, '06:00 UTC is 08:00 local');
+  assert.equal(mean(est.pmf(T0 + 5 * HOUR)!), 0);
+});
+
+test('total variation distance', () => {
+  assert.equal(totalVariation(new Float64Array([0.5, 0.5]), new Float64Array([0.5, 0.5])), 0);
+  assert.equal(totalVariation(new Float64Array([1]), new Float64Array([0, 1])), 1);
+});
+
+const params = (lo: number, hi: number): DeviceParams => ({
+  eMax: 100, eTh: 10, eThUp: 15, modes: PAPER_MODES, modeTable: PAPER_DYNAMIC_TABLE, harvestPmf: uniformOnGrid(lo, hi),
+});
+
+const pool = new SolverPool({ threads: 2, cacheSize: 8 });
+after(() => pool.close());
+
+test('the worker pool solves q_lim exactly as the scheduler does in-thread, and caches by parameters', async () => {
+  const p = params(0, 30);
+  const direct = limits(new DeviceModel(p), 0.01);
+  const first = await pool.solve(p, 0.01);
+  assert.equal(first.qLim, direct.qLim);
+  assert.equal(first.qEnergy, direct.qEnergy);
+  assert.equal(first.energyBinds, direct.energyBinds);
+  assert.ok(first.solves > 0);
+  const again = await pool.solve(params(0, 30), 0.01);
+  assert.equal(again.qLim, first.qLim);
+  assert.equal(again.solves, 0, 'answered from the cache');
+  assert.equal(pool.stats().cacheHits, 1);
+  assert.notEqual(paramsHash(p, 0.01), paramsHash(p, 0.02));
+  assert.notEqual(paramsHash(p, 0.01), paramsHash(params(0, 31), 0.01));
+  await assert.rejects(pool.solve({ ...p, eTh: 200 }, 0.01));
+  assert.equal(pool.stats().failed, 1);
+});
+
+test('NodeSolver reports only the newest estimate of a node', async () => {
+  const got: Array<[string, number, Solved]> = [];
+  const errors: string[] = [];
+  let resolveAll!: () => void;
+  const finished = new Promise<void>((r) => (resolveAll = r));
+  const solver = new NodeSolver(pool, (node, p, s) => {
+    got.push([node, mean(p.harvestPmf), s]);
+    if (got.length === 2) resolveAll();
+  }, (node, err) => errors.push(`${node}: ${err.message}`));
+  solver.update('pi-1', params(0, 10), 0.01);
+  solver.update('pi-1', params(0, 20), 0.01);
+  solver.update('pi-1', params(0, 40), 0.01);
+  solver.update('pi-2', params(5, 25), 0.01);
+  await finished;
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(errors, []);
+  const pi1 = got.filter(([n]) => n === 'pi-1');
+  assert.equal(pi1.length, 1, 'superseded estimates are not reported');
+  assert.ok(Math.abs(pi1[0]![1] - 20) < 1e-9, 'the newest estimate wins');
+  assert.equal(pi1[0]![2].qLim, limits(new DeviceModel(params(0, 40)), 0.01).qLim);
+  assert.equal(got.filter(([n]) => n === 'pi-2').length, 1);
+});
