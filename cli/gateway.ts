@@ -1,11 +1,95 @@
+// `heliomesh gateway --config FILE`: run the gateway (broker, InfluxDB store, solver pool).
 // `heliomesh gateway add-node ID`: issue MQTT credentials for one node.
-import { Command } from 'commander';
-import { addNode } from '../gateway/broker/index.js';
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { pino } from 'pino';
+import { parse as parseYaml } from 'yaml';
+import { addNode, loadCredentials } from '../gateway/broker/index.js';
+import { systemClock } from '../gateway/clock.js';
+import { parseGatewayConfig, type GatewayConfig } from '../gateway/config.js';
+import { startGateway } from '../gateway/index.js';
 
 export const DEFAULT_CREDENTIALS_FILE = 'gateway-nodes.json';
 
+interface RunOptions {
+  config?: string;
+  mqttPort?: number;
+  influx?: string;
+  pretty?: boolean;
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is an integer 0-65535');
+  return n;
+}
+
+/** Reads the config file; paths in it are relative to the file's own folder. */
+export async function loadGatewayConfig(opts: RunOptions): Promise<GatewayConfig> {
+  if (!opts.config) throw new Error('no gateway config: pass --config FILE (see docs/gateway.md for an example)');
+  let text: string;
+  try {
+    text = await readFile(opts.config, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read config ${opts.config}: ${(err as Error).message}`);
+  }
+  let raw: Record<string, unknown>;
+  try {
+    raw = (parseYaml(text) ?? {}) as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`${opts.config} is neither valid YAML nor JSON: ${(err as Error).message}`);
+  }
+  const broker = { ...((raw.broker ?? {}) as Record<string, unknown>) };
+  if (opts.mqttPort !== undefined) broker.port = opts.mqttPort;
+  const store = opts.influx ? { ...((raw.store ?? {}) as Record<string, unknown>), url: opts.influx } : raw.store;
+  const config = parseGatewayConfig({ ...raw, broker, store }, opts.config);
+  const base = dirname(resolve(opts.config));
+  const at = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  config.broker.credentialsPath = at(config.broker.credentialsPath);
+  if (config.broker.tls) {
+    const t = config.broker.tls;
+    t.certPath = at(t.certPath);
+    t.keyPath = at(t.keyPath);
+    if (t.caPath) t.caPath = at(t.caPath);
+  }
+  if (config.store?.spoolPath) config.store.spoolPath = at(config.store.spoolPath);
+  return config;
+}
+
 export function registerGateway(program: Command): void {
-  const gateway = program.command('gateway').description('the fleet gateway: MQTT broker, node registry, scheduler, InfluxDB logging');
+  const gateway = program
+    .command('gateway')
+    .description('run the fleet gateway: MQTT broker with node auth and ACL, InfluxDB logging, q_lim solver threads')
+    .option('--config <file>', 'gateway config, YAML or JSON (see docs/gateway.md)')
+    .option('--mqtt-port <n>', 'override broker.port', port)
+    .option('--influx <url>', 'log to InfluxDB at http://HOST:PORT/DATABASE (overrides store.url)')
+    .option('--pretty', 'human-readable logs instead of JSON lines')
+    .action(async (opts: RunOptions) => {
+      const config = await loadGatewayConfig(opts);
+      const log = pino({ level: config.log.level }, opts.pretty ? pino.transport({ target: 'pino-pretty' }) : undefined);
+      const gw = await startGateway(config, { clock: systemClock, log });
+      await new Promise<void>((done) => {
+        const stop = (signal: string) => {
+          log.info({ signal }, 'stopping');
+          gw.close().then(done, (err: Error) => {
+            log.error({ err: err.message }, 'error while stopping');
+            done();
+          });
+        };
+        // After `add-node`, SIGHUP loads the new credentials without dropping connected nodes.
+        process.on('SIGHUP', () => {
+          try {
+            gw.broker.setCredentials(loadCredentials(config.broker.credentialsPath));
+            log.info({ file: config.broker.credentialsPath }, 'credentials reloaded');
+          } catch (err) {
+            log.error({ err: (err as Error).message }, 'credentials not reloaded; the previous ones stay in use');
+          }
+        });
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+      });
+    });
 
   gateway
     .command('add-node')

@@ -24,6 +24,14 @@ export const BrokerConfigSchema = z.object({
   /** Longest keep-alive a client may ask for, in seconds (aedes keepaliveLimit). */
   keepaliveLimitS: z.number().int().positive().default(900),
   maxClients: z.number().int().positive().default(500),
+  /**
+   * The node ACL as MQTT filters, `{node}` standing for the node's id: where a node may
+   * publish, and which filters its subscriptions must lie within.
+   */
+  nodeTopics: z.object({
+    publish: z.array(z.string().min(1)).min(1),
+    subscribe: z.array(z.string().min(1)).min(1),
+  }).optional(),
   /** CONNECTs allowed per remote address per minute; more are refused before authentication. */
   connectsPerMinutePerAddress: z.number().int().positive().default(30),
 });

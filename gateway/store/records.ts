@@ -90,6 +90,10 @@ export interface BrokerStats {
   bytesIn: number;
   refusedAuth: number;
   refusedAcl: number;
+  /** CONNECTs over the per-address rate limit. */
+  refusedRate: number;
+  /** Packets over the size limit. */
+  refusedSize: number;
   droppedPoints?: number;
 }
 

@@ -90,6 +90,8 @@ export const SCHEMA: Omit<ISchemaOptions, 'database'>[] = [
       bytesIn: FieldType.INTEGER,
       refusedAuth: FieldType.INTEGER,
       refusedAcl: FieldType.INTEGER,
+      refusedRate: FieldType.INTEGER,
+      refusedSize: FieldType.INTEGER,
       droppedPoints: FieldType.INTEGER,
     },
   },

@@ -1,0 +1,34 @@
+// The gateway's configuration file, validated at the edge (YAML or JSON; see docs/gateway.md).
+import { z } from 'zod';
+import { BrokerConfigSchema } from './broker/config.js';
+import { EstimatorConfigSchema } from './estimator.js';
+import { StoreConfigSchema } from './store/config.js';
+
+export const GatewayConfigSchema = z.object({
+  /** Tag on every InfluxDB point, so several fleets can share one database. */
+  fleet: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'fleet names are letters, digits, _, . or -').default('default'),
+  broker: BrokerConfigSchema,
+  /** Absent: the gateway runs without logging to InfluxDB. */
+  store: StoreConfigSchema.optional(),
+  estimator: EstimatorConfigSchema.prefault({}),
+  scheduler: z.object({
+    policy: z.enum(['uniform', 'long-term', 'adaptive', 'foresight']).default('foresight'),
+    /** Tolerated risk ξ_lim for q^energy_lim (SPEC.md Eq. 5); the paper uses 0.01. */
+    xiLim: z.number().gt(0).lt(1).default(0.01),
+    solverThreads: z.number().int().min(1).max(16).default(1),
+  }).prefault({}),
+  /** How often broker and store counters are written to InfluxDB. */
+  statsIntervalMs: z.number().int().positive().default(10_000),
+  log: z.object({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  }).prefault({}),
+});
+
+export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;
+export type GatewayConfigInput = z.input<typeof GatewayConfigSchema>;
+
+export function parseGatewayConfig(raw: unknown, source = 'gateway config'): GatewayConfig {
+  const parsed = GatewayConfigSchema.safeParse(raw);
+  if (!parsed.success) throw new Error(`${source} is invalid:\n${z.prettifyError(parsed.error)}\n(see docs/gateway.md for every setting)`);
+  return parsed.data;
+}
