@@ -1,0 +1,254 @@
+// Live state of every node: what its birth declared (group, shard, power modes, battery),
+// what its slot records and state reports say now (battery, γ, PM, queue), its harvest
+// estimate, when it was last heard from and how many slot records went missing. From this
+// it builds the DeviceViews the scheduler's policies decide on (SPEC.md §5), and keeps
+// each node's q_lim and the group weights r_i (Eq. 6) up to date by re-solving off-thread.
+//
+// The registry takes already validated messages in the gateway's own terms; the MQTT
+// subscription and the protocol's schemas sit in front of it. Time comes in with each
+// call, so the same code runs on the live clock and in a simulated day.
+import { EstimatorConfigSchema, HarvestEstimator, totalVariation, type EstimatorConfig } from './estimator.js';
+import { DeviceModel, groupWeights, type DeviceParams, type DeviceView, type ModeStep, type PowerModeSpec } from './scheduler/index.js';
+import type { NodeSolver, Solved } from './solver-pool.js';
+
+/** What a node declares when it (re)starts. */
+export interface NodeProfile {
+  group: string;
+  shard?: string;
+  /** Size of one battery quantum (J): the chain's energy unit. */
+  quantumJ: number;
+  /** Usable battery capacity (J); E_max = floor(capacityJ / quantumJ). */
+  capacityJ: number;
+  /** E_th and E′_th (J). */
+  eThJ: number;
+  eThUpJ: number;
+  /** Modes with κ (slots per job) and C_E in quanta, and the dynamic table. */
+  modes: PowerModeSpec[];
+  modeTable: ModeStep[];
+  /** Harvest law to use until the node's own slot records give an estimate. */
+  priorHarvestPmf: Float64Array;
+}
+
+/** One slot record: the node's energy account over one slot. */
+export interface SlotReport {
+  seq: number;
+  slotStartMs: number;
+  batteryJ: number;
+  harvestJ: number;
+  gamma: 0 | 1;
+  powerMode: number;
+  /** Jobs held (running or waiting). */
+  queue: number;
+}
+
+/** An out-of-slot state change (entering power saving, taking a job). */
+export interface StateReport {
+  gamma: 0 | 1;
+  powerMode: number;
+  queue: number;
+  /** Energy still owed to jobs in hand (J). */
+  committedJ?: number;
+}
+
+export interface NodeState {
+  nodeId: string;
+  profile: NodeProfile;
+  online: boolean;
+  lastSeenMs: number;
+  batteryJ: number;
+  gamma: 0 | 1;
+  powerMode: number;
+  queue: number;
+  committedJ: number;
+  lastSeq: number | undefined;
+  /** Slot records missing over the node's lifetime, from sequence gaps. */
+  missedSlots: number;
+  estimator: HarvestEstimator;
+  /** The harvest law of the last parameters sent to the solver. */
+  solvedPmf: Float64Array | undefined;
+  solved: Solved | undefined;
+  model: DeviceModel | undefined;
+}
+
+export interface RegistryEvents {
+  online?(node: NodeState, online: boolean, reason: string, atMs: number): void;
+  slot?(node: NodeState, report: SlotReport, seqGap: number, atMs: number): void;
+  solved?(node: NodeState, solved: Solved, atMs: number): void;
+  solveFailed?(node: NodeState, err: Error): void;
+}
+
+export interface RegistryConfig {
+  /** A node not heard from for this long is offline. */
+  silenceMs: number;
+  xiLim: number;
+  estimator: EstimatorConfig;
+  /** Jobs a node may hold: one running and one waiting place (SPEC.md §2). */
+  queueCapacity?: number;
+}
+
+export class Registry {
+  private readonly nodes = new Map<string, NodeState>();
+
+  constructor(
+    private readonly config: RegistryConfig,
+    private readonly solver: Pick<NodeSolver, 'update' | 'forget'>,
+    private readonly events: RegistryEvents = {},
+  ) {}
+
+  get(nodeId: string): NodeState | undefined {
+    return this.nodes.get(nodeId);
+  }
+
+  all(): NodeState[] {
+    return [...this.nodes.values()];
+  }
+
+  birth(nodeId: string, profile: NodeProfile, atMs: number): void {
+    const params = toParams(profile, profile.priorHarvestPmf);
+    // Check the profile before it replaces anything: a bad birth must not break a known node.
+    new DeviceModel(params);
+    const old = this.nodes.get(nodeId);
+    const sameBattery = old && old.profile.quantumJ === profile.quantumJ;
+    const node: NodeState = {
+      nodeId,
+      profile,
+      online: true,
+      lastSeenMs: atMs,
+      batteryJ: old?.batteryJ ?? 0,
+      gamma: old?.gamma ?? 0,
+      powerMode: old?.powerMode ?? 0,
+      queue: 0,
+      committedJ: 0,
+      lastSeq: undefined,
+      missedSlots: old?.missedSlots ?? 0,
+      // The harvest history survives a restart when the quantum is unchanged.
+      estimator: sameBattery ? old.estimator : new HarvestEstimator(EstimatorConfigSchema.parse(this.config.estimator), profile.quantumJ),
+      solvedPmf: undefined,
+      solved: undefined,
+      model: undefined,
+    };
+    this.nodes.set(nodeId, node);
+    this.events.online?.(node, true, 'birth', atMs);
+    this.resolve(node, atMs);
+  }
+
+  slot(nodeId: string, report: SlotReport, atMs: number): void {
+    const node = this.seen(nodeId, atMs);
+    if (!node) return;
+    let gap = 0;
+    if (node.lastSeq !== undefined) {
+      if (report.seq <= node.lastSeq) return; // a duplicate or a late QoS 1 redelivery
+      gap = report.seq - node.lastSeq - 1;
+    }
+    node.lastSeq = report.seq;
+    node.missedSlots += gap;
+    node.batteryJ = report.batteryJ;
+    node.gamma = report.gamma;
+    node.powerMode = report.powerMode;
+    node.queue = report.queue;
+    node.estimator.add(report.harvestJ, report.slotStartMs);
+    this.events.slot?.(node, report, gap, atMs);
+    this.resolve(node, atMs);
+  }
+
+  state(nodeId: string, report: StateReport, atMs: number): void {
+    const node = this.seen(nodeId, atMs);
+    if (!node) return;
+    node.gamma = report.gamma;
+    node.powerMode = report.powerMode;
+    node.queue = report.queue;
+    node.committedJ = report.committedJ ?? 0;
+  }
+
+  /** The broker delivered the node's will: it is gone until its next birth. */
+  will(nodeId: string, atMs: number): void {
+    const node = this.nodes.get(nodeId);
+    if (node?.online) this.setOffline(node, 'will', atMs);
+  }
+
+  /** Marks nodes offline that have been silent too long; call it periodically. */
+  checkSilence(nowMs: number): void {
+    for (const node of this.nodes.values()) {
+      if (node.online && nowMs - node.lastSeenMs > this.config.silenceMs) this.setOffline(node, 'silence', nowMs);
+    }
+  }
+
+  groups(): string[] {
+    return [...new Set([...this.nodes.values()].map((n) => n.profile.group))].sort();
+  }
+
+  /** The group's nodes and their views, in a stable order, for one policy decision. */
+  views(group: string): { nodes: NodeState[]; views: DeviceView[] } {
+    const nodes = [...this.nodes.values()].filter((n) => n.profile.group === group).sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
+    // Eq. 6 over the group's online members: an offline node's capacity is not on offer.
+    const weights = groupWeights(nodes.map((n) => (n.online ? n.solved?.qLim ?? 0 : 0)));
+    const capacity = this.config.queueCapacity ?? 2;
+    const views = nodes.map((n, i): DeviceView => {
+      const eMax = Math.floor(n.profile.capacityJ / n.profile.quantumJ);
+      return {
+        available: n.online && n.gamma === 1 && n.queue < capacity,
+        busy: n.queue > 0,
+        powerMode: n.gamma === 1 ? n.powerMode : 0,
+        energyQ: Math.max(0, Math.min(eMax, Math.floor(n.batteryJ / n.profile.quantumJ))),
+        committedQ: Math.ceil(n.committedJ / n.profile.quantumJ),
+        weight: n.online ? weights[i]! : 0,
+        model: n.model,
+      };
+    });
+    return { nodes, views };
+  }
+
+  /** Called with the solver's answer for the parameters last sent for this node. */
+  applySolved(nodeId: string, params: DeviceParams, solved: Solved, atMs: number): void {
+    const node = this.nodes.get(nodeId);
+    if (!node) return;
+    node.solved = solved;
+    node.model = new DeviceModel(params);
+    this.events.solved?.(node, solved, atMs);
+  }
+
+  solveFailed(nodeId: string, err: Error): void {
+    const node = this.nodes.get(nodeId);
+    if (node) this.events.solveFailed?.(node, err);
+  }
+
+  private seen(nodeId: string, atMs: number): NodeState | undefined {
+    const node = this.nodes.get(nodeId);
+    // Without a birth there is no profile to interpret the report with; the node's next
+    // birth (sent on every connect) brings it in.
+    if (!node) return undefined;
+    node.lastSeenMs = atMs;
+    if (!node.online) {
+      node.online = true;
+      this.events.online?.(node, true, 'heard', atMs);
+    }
+    return node;
+  }
+
+  private setOffline(node: NodeState, reason: string, atMs: number): void {
+    node.online = false;
+    node.queue = 0;
+    node.committedJ = 0;
+    this.events.online?.(node, false, reason, atMs);
+  }
+
+  /** Re-solves when there is no solution yet or the harvest estimate has moved enough. */
+  private resolve(node: NodeState, atMs: number): void {
+    const pmf = node.estimator.pmf(atMs) ?? node.profile.priorHarvestPmf;
+    if (node.solvedPmf && totalVariation(pmf, node.solvedPmf) <= this.config.estimator.changeThreshold) return;
+    node.solvedPmf = pmf;
+    this.solver.update(node.nodeId, toParams(node.profile, pmf), this.config.xiLim);
+  }
+}
+
+export function toParams(profile: NodeProfile, harvestPmf: Float64Array): DeviceParams {
+  const q = profile.quantumJ;
+  return {
+    eMax: Math.floor(profile.capacityJ / q),
+    eTh: Math.round(profile.eThJ / q),
+    eThUp: Math.round(profile.eThUpJ / q),
+    modes: profile.modes,
+    modeTable: profile.modeTable,
+    harvestPmf,
+  };
+}

@@ -1,0 +1,137 @@
+// The registry: node life cycle (birth, slots, will, silence), sequence gaps, re-solving on
+// estimate changes, and the DeviceViews and weights the policies receive.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EstimatorConfigSchema } from '../../gateway/estimator.js';
+import { Registry, type NodeProfile, type RegistryConfig, type SlotReport } from '../../gateway/registry.js';
+import { POLICIES, PAPER_DYNAMIC_TABLE, PAPER_MODES, mean, uniformOnGrid, type DeviceParams } from '../../gateway/scheduler/index.js';
+import { NodeSolver, SolverPool, type Solved } from '../../gateway/solver-pool.js';
+
+const T0 = Date.UTC(2026, 5, 21, 8);
+const SLOT = 100_000;
+
+const profile = (group = 'g0'): NodeProfile => ({
+  group,
+  quantumJ: 1000,
+  capacityJ: 100_000,
+  eThJ: 10_000,
+  eThUpJ: 15_000,
+  modes: PAPER_MODES,
+  modeTable: PAPER_DYNAMIC_TABLE,
+  priorHarvestPmf: uniformOnGrid(0, 30),
+});
+
+const config: RegistryConfig = { silenceMs: 3 * SLOT, xiLim: 0.01, estimator: EstimatorConfigSchema.parse({ minSlots: 5, windowSlots: 50 }) };
+
+function fakeSolver() {
+  const updates: Array<{ nodeId: string; params: DeviceParams }> = [];
+  return { updates, update: (nodeId: string, params: DeviceParams) => void updates.push({ nodeId, params }), forget: () => {} };
+}
+
+const slot = (seq: number, over: Partial<SlotReport> = {}): SlotReport => ({
+  seq, slotStartMs: T0 + seq * SLOT, batteryJ: 60_000, harvestJ: 20_000, gamma: 1, powerMode: 3, queue: 0, ...over,
+});
+
+test('a birth brings a node online and solves its profile with the prior harvest law', () => {
+  const solver = fakeSolver();
+  const events: string[] = [];
+  const reg = new Registry(config, solver, { online: (n, on, why) => events.push(`${n.nodeId}:${on}:${why}`) });
+  reg.birth('pi-1', profile(), T0);
+  assert.deepEqual(events, ['pi-1:true:birth']);
+  assert.equal(solver.updates.length, 1);
+  const p = solver.updates[0]!.params;
+  assert.deepEqual([p.eMax, p.eTh, p.eThUp], [100, 10, 15]);
+  assert.ok(Math.abs(mean(p.harvestPmf) - 15) < 1e-9);
+  assert.throws(() => reg.birth('pi-2', { ...profile(), eThJ: 200_000 }, T0), /thresholds must satisfy/);
+  assert.equal(reg.get('pi-2'), undefined, 'an invalid profile is refused');
+});
+
+test('slot records: gaps are counted, duplicates ignored, the estimate replaces the prior once trusted', () => {
+  const solver = fakeSolver();
+  const gaps: number[] = [];
+  const reg = new Registry(config, solver, { slot: (_n, _r, gap) => gaps.push(gap) });
+  reg.birth('pi-1', profile(), T0);
+  reg.slot('pi-1', slot(1), T0 + SLOT);
+  reg.slot('pi-1', slot(2), T0 + 2 * SLOT);
+  reg.slot('pi-1', slot(2), T0 + 2 * SLOT);
+  reg.slot('pi-1', slot(5), T0 + 5 * SLOT);
+  assert.deepEqual(gaps, [0, 0, 2]);
+  assert.equal(reg.get('pi-1')!.missedSlots, 2);
+  assert.equal(solver.updates.length, 1, 'fewer than minSlots: still the prior');
+  for (let s = 6; s < 12; s++) reg.slot('pi-1', slot(s), T0 + s * SLOT);
+  assert.equal(solver.updates.length, 2, 'one re-solve when the estimate is trusted, none while it stays the same');
+  assert.equal(mean(solver.updates[1]!.params.harvestPmf), 20);
+  for (let s = 12; s < 40; s++) reg.slot('pi-1', slot(s, { harvestJ: 5000 }), T0 + s * SLOT);
+  const last = solver.updates.at(-1)!.params.harvestPmf;
+  assert.ok(solver.updates.length > 2 && mean(last) < 10, 'a darker sky moves the estimate and triggers re-solves');
+  reg.slot('pi-9', slot(1), T0);
+  assert.equal(reg.get('pi-9'), undefined, 'reports from a node without a birth are not guessed at');
+});
+
+test('wills and silence take nodes offline; hearing from them brings them back', () => {
+  const events: string[] = [];
+  const reg = new Registry(config, fakeSolver(), { online: (n, on, why) => events.push(`${n.nodeId}:${on}:${why}`) });
+  reg.birth('pi-1', profile(), T0);
+  reg.birth('pi-2', profile(), T0);
+  reg.will('pi-1', T0 + 10);
+  reg.slot('pi-2', slot(1), T0 + SLOT);
+  reg.checkSilence(T0 + SLOT + 3 * SLOT);
+  assert.equal(reg.get('pi-2')!.online, true, 'exactly silenceMs is not yet silence');
+  reg.checkSilence(T0 + SLOT + 3 * SLOT + 1);
+  reg.slot('pi-1', slot(1), T0 + 5 * SLOT);
+  assert.deepEqual(events, ['pi-1:true:birth', 'pi-2:true:birth', 'pi-1:false:will', 'pi-2:false:silence', 'pi-1:true:heard']);
+});
+
+test('views: availability, power saving, energy in quanta and Eq. 6 weights over online nodes', () => {
+  const reg = new Registry(config, fakeSolver());
+  for (const id of ['a', 'b', 'c', 'd']) reg.birth(id, profile(), T0);
+  reg.birth('x', profile('g1'), T0);
+  const solvedWith = (qLim: number): Solved => ({ qLim, qEnergy: qLim, qProc: 0.5, energyBinds: true, solves: 1, solveMs: 1, hash: String(qLim) });
+  const params = (p: NodeProfile): DeviceParams => ({ eMax: 100, eTh: 10, eThUp: 15, modes: p.modes, modeTable: p.modeTable, harvestPmf: p.priorHarvestPmf });
+  reg.applySolved('a', params(profile()), solvedWith(0.3), T0);
+  reg.applySolved('b', params(profile()), solvedWith(0.1), T0);
+  reg.applySolved('c', params(profile()), solvedWith(0.2), T0);
+  reg.slot('a', slot(1, { batteryJ: 250_000, queue: 1 }), T0);
+  reg.slot('b', slot(1, { batteryJ: 12_345, gamma: 0, powerMode: 1 }), T0);
+  reg.slot('c', slot(1, { batteryJ: 40_000, queue: 2 }), T0);
+  reg.state('d', { gamma: 1, powerMode: 2, queue: 0, committedJ: 2500 }, T0);
+  reg.will('c', T0);
+  const { nodes, views } = reg.views('g0');
+  assert.deepEqual(nodes.map((n) => n.nodeId), ['a', 'b', 'c', 'd']);
+  assert.deepEqual(views.map((v) => v.available), [true, false, false, true]);
+  assert.deepEqual(views.map((v) => v.busy), [true, false, false, false]);
+  assert.deepEqual(views.map((v) => v.powerMode), [3, 0, 3, 2]);
+  assert.deepEqual(views.map((v) => v.energyQ), [100, 12, 40, 0]);
+  assert.equal(views[3]!.committedQ, 3);
+  // c is offline, so a and b share: 0.3/0.4 and 0.1/0.4.
+  assert.deepEqual(views.map((v) => Number(v.weight.toFixed(6))), [0.75, 0.25, 0, 0]);
+  assert.ok(views[0]!.model, 'a solved node carries its model for foresight');
+  assert.deepEqual(reg.groups(), ['g0', 'g1']);
+});
+
+const pool = new SolverPool({ threads: 1 });
+after(() => pool.close());
+
+test('with the real solver pool, solved nodes feed the policies', async () => {
+  let reg!: Registry;
+  let pending = 2;
+  let done!: () => void;
+  const allSolved = new Promise<void>((r) => (done = r));
+  const solver = new NodeSolver(pool, (id, p, s) => {
+    reg.applySolved(id, p, s, T0);
+    if (--pending === 0) done();
+  }, (id, err) => assert.fail(`${id}: ${err.message}`));
+  reg = new Registry(config, solver);
+  reg.birth('sunny', { ...profile(), priorHarvestPmf: uniformOnGrid(10, 40) }, T0);
+  reg.birth('shady', { ...profile(), priorHarvestPmf: uniformOnGrid(0, 10) }, T0);
+  await allSolved;
+  reg.slot('sunny', slot(1, { batteryJ: 80_000 }), T0);
+  reg.slot('shady', slot(1, { batteryJ: 80_000 }), T0);
+  const { nodes, views } = reg.views('g0');
+  const w = Object.fromEntries(nodes.map((n, i) => [n.nodeId, views[i]!.weight]));
+  assert.ok(w.sunny! > w.shady!, `more sun, more weight: ${JSON.stringify(w)}`);
+  const p = POLICIES['long-term']!.probabilities(views);
+  assert.ok(Math.abs(p[0]! + p[1]! - 1) < 1e-12);
+  const f = POLICIES.foresight!.probabilities(views);
+  assert.equal(f.reduce((a, b) => a + b, 0), 1);
+});
