@@ -113,7 +113,6 @@ const pool = new SolverPool({ threads: 1 });
 after(() => pool.close());
 
 test('with the real solver pool, solved nodes feed the policies', async () => {
-  let reg!: Registry;
   let pending = 2;
   let done!: () => void;
   const allSolved = new Promise<void>((r) => (done = r));
@@ -121,7 +120,8 @@ test('with the real solver pool, solved nodes feed the policies', async () => {
     reg.applySolved(id, p, s, T0);
     if (--pending === 0) done();
   }, (id, err) => assert.fail(`${id}: ${err.message}`));
-  reg = new Registry(config, solver);
+  // The solver's callback runs only after the births below, so `reg` exists by then.
+  const reg = new Registry(config, solver);
   reg.birth('sunny', { ...profile(), priorHarvestPmf: uniformOnGrid(10, 40) }, T0);
   reg.birth('shady', { ...profile(), priorHarvestPmf: uniformOnGrid(0, 10) }, T0);
   await allSolved;
