@@ -17,6 +17,10 @@ export const GatewayConfigSchema = z.object({
     xiLim: z.number().gt(0).lt(1).default(0.01),
     solverThreads: z.number().int().min(1).max(16).default(1),
   }).prefault({}),
+  registry: z.object({
+    /** A node not heard from for this long is offline (a few slot lengths). */
+    silenceMs: z.number().int().positive().default(300_000),
+  }).prefault({}),
   /** How often broker and store counters are written to InfluxDB. */
   statsIntervalMs: z.number().int().positive().default(10_000),
   log: z.object({

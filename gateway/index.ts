@@ -7,8 +7,9 @@ import type { Logger } from 'pino';
 import { Broker, loadCredentials, type NodeTopicPatterns } from './broker/index.js';
 import type { Clock, Timer } from './clock.js';
 import type { GatewayConfig } from './config.js';
-import { SolverPool } from './solver-pool.js';
-import { brokerPoint, createStore, type Store } from './store/index.js';
+import { Registry } from './registry.js';
+import { NodeSolver, SolverPool } from './solver-pool.js';
+import { brokerPoint, createStore, qLimPoint, slotPoint, statePoint, type NodeTags, type Store } from './store/index.js';
 
 export interface GatewayDeps {
   clock: Clock;
@@ -19,6 +20,7 @@ export interface Gateway {
   broker: Broker;
   store: Store;
   solver: SolverPool;
+  registry: Registry;
   /** The gateway's own MQTT client (full access). */
   client: MqttClient;
   close(): Promise<void>;
@@ -50,6 +52,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
 
   const store = createStore(config.store, { clock, log: log.child({ part: 'store' }) });
   const solver = new SolverPool({ threads: config.scheduler.solverThreads });
+  const registry = wireRegistry(config, { clock, log: log.child({ part: 'registry' }), store, solver });
   let broker: Broker | undefined;
   try {
     broker = await Broker.start(config.broker, { clock, log: log.child({ part: 'broker' }), credentials, patterns, tls: tlsFiles });
@@ -60,6 +63,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     });
     client.on('error', (err) => log.error({ err: err.message }, 'gateway MQTT client error'));
     const b = broker;
+    const silence: Timer = clock.setInterval(() => registry.checkSilence(clock.now()), Math.max(1000, config.registry.silenceMs / 4));
     const stats: Timer = clock.setInterval(() => {
       store.write(brokerPoint(config.fleet, { ...b.stats(), droppedPoints: store.stats().dropped }, clock.now()));
     }, config.statsIntervalMs);
@@ -68,9 +72,11 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       broker: b,
       store,
       solver,
+      registry,
       client,
       async close() {
         stats.cancel();
+        silence.cancel();
         await client.endAsync();
         await b.close();
         await solver.close();
@@ -84,4 +90,52 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     await store.close();
     throw err;
   }
+}
+
+/** The registry, its re-solving, and its events written to the store. */
+function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; store: Store; solver: SolverPool }): Registry {
+  const { clock, log, store } = deps;
+  const tags = (nodeId: string, group: string): NodeTags => ({ fleet: config.fleet, node: nodeId, group });
+  // The callbacks below run only after `registry` exists: solves start from its births.
+  const nodeSolver = new NodeSolver(
+    deps.solver,
+    (nodeId, params, solved) => registry.applySolved(nodeId, params, solved, clock.now()),
+    (nodeId, err) => registry.solveFailed(nodeId, err),
+  );
+  const registry: Registry = new Registry(
+    { silenceMs: config.registry.silenceMs, xiLim: config.scheduler.xiLim, estimator: config.estimator },
+    nodeSolver,
+    {
+      online(node, online, reason, atMs) {
+        log.info({ node: node.nodeId, group: node.profile.group, online, reason }, online ? 'node online' : 'node offline');
+        store.write(statePoint(tags(node.nodeId, node.profile.group), { online, reason, gamma: node.gamma, powerMode: node.powerMode }, atMs));
+      },
+      slot(node, r, seqGap, atMs) {
+        if (seqGap > 0) log.warn({ node: node.nodeId, seq: r.seq, missed: seqGap }, 'slot records missing');
+        store.write(slotPoint(tags(node.nodeId, node.profile.group), {
+          seq: r.seq,
+          batteryJ: r.batteryJ,
+          batteryPct: (100 * r.batteryJ) / node.profile.capacityJ,
+          harvestJ: r.harvestJ,
+          energyQ: Math.floor(r.batteryJ / node.profile.quantumJ),
+          powerMode: r.powerMode,
+          gamma: r.gamma,
+          queue: r.queue,
+          seqGap,
+        }, atMs));
+      },
+      solved(node, s, atMs) {
+        const { views, nodes } = registry.views(node.profile.group);
+        const weight = views[nodes.indexOf(node)]?.weight;
+        log.debug({ node: node.nodeId, qLim: s.qLim, solves: s.solves, solveMs: s.solveMs }, 'q_lim solved');
+        store.write(qLimPoint(tags(node.nodeId, node.profile.group), {
+          qLim: s.qLim, qEnergy: s.qEnergy, qProc: s.qProc, energyBinds: s.energyBinds, solves: s.solves, weight,
+        }, atMs));
+      },
+      solveFailed(node, err) {
+        log.error({ node: node.nodeId, err: err.message }, 'q_lim solve failed; the node keeps its previous solution');
+      },
+    },
+  );
+  return registry;
 }

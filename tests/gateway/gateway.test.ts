@@ -10,6 +10,7 @@ import { addNode } from '../../gateway/broker/index.js';
 import { systemClock } from '../../gateway/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway } from '../../gateway/index.js';
+import { PAPER_DYNAMIC_TABLE, PAPER_MODES, uniformOnGrid } from '../../gateway/scheduler/index.js';
 import { TestInfluxd } from '../support/influxd.js';
 import { captureLog } from '../support/log.js';
 
@@ -77,6 +78,28 @@ test('a running gateway serves a node and writes broker counters to InfluxDB', a
     }
     assert.ok(publishes >= 1, 'the node\'s publish is counted in broker_stats');
     assert.deepEqual(seen, ['hm/node/pi-1/slot'], 'the gateway\'s own client receives node messages');
+
+    // The registry's events reach InfluxDB: a birth solves q_lim, slot records are logged.
+    const now = Date.now();
+    gw.registry.birth('pi-1', {
+      group: 'g0', quantumJ: 1000, capacityJ: 100_000, eThJ: 10_000, eThUpJ: 15_000,
+      modes: PAPER_MODES, modeTable: PAPER_DYNAMIC_TABLE, priorHarvestPmf: uniformOnGrid(0, 30),
+    }, now);
+    gw.registry.slot('pi-1', { seq: 1, slotStartMs: now, batteryJ: 50_000, harvestJ: 12_000, gamma: 1, powerMode: 2, queue: 0 }, now);
+    gw.registry.slot('pi-1', { seq: 4, slotStartMs: now + 1, batteryJ: 51_000, harvestJ: 12_000, gamma: 1, powerMode: 2, queue: 0 }, now + 1);
+    const rows = async (q: string) => ((await influxd.query('gw', q)) as { results: Array<{ series?: Array<{ values: unknown[][] }> }> }).results[0]?.series?.[0]?.values ?? [];
+    let qlim: unknown[][] = [];
+    let slots: unknown[][] = [];
+    const until = Date.now() + 10_000;
+    while (Date.now() < until && (qlim.length === 0 || slots.length < 2)) {
+      await new Promise((r) => setTimeout(r, 100));
+      qlim = await rows("SELECT qLim, energyBinds FROM q_lim WHERE node = 'pi-1'");
+      slots = await rows("SELECT seq, seqGap, batteryPct FROM node_slot WHERE node = 'pi-1'");
+    }
+    assert.equal(qlim.length, 1);
+    assert.ok((qlim[0]![1] as number) > 0 && (qlim[0]![1] as number) <= 1);
+    assert.deepEqual(slots.map((r) => r.slice(1)), [[1, 0, 50], [4, 2, 51]]);
+    assert.ok(cap.records.some((r) => r.msg === 'slot records missing' && r.missed === 2));
   } finally {
     await gw.close();
   }
