@@ -1,10 +1,12 @@
 // The registry behind `heliomesh bench <name>`. Each benchmark lives in its own file.
+import { brokerBench } from './broker.js';
 import { modelBench } from './model.js';
 import { simBench } from './sim.js';
 import { solverBench } from './solver.js';
 import type { Bench } from './types.js';
 
 export const benches: Record<string, Bench> = {
+  broker: brokerBench,
   model: modelBench,
   sim: simBench,
   solver: solverBench,
