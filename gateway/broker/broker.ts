@@ -32,6 +32,8 @@ export interface BrokerCounters {
   refusedAcl: number;
   refusedRate: number;
   refusedSize: number;
+  /** Clients disconnected because their socket did not drain within drainTimeoutMs. */
+  slowDisconnects: number;
 }
 
 // Aedes' CONNACK codes (MQTT 3.1.1 §3.2.2.3).
@@ -52,7 +54,8 @@ export class Broker {
   private readonly connects = new Map<string, number[]>();
   private readonly internalSecret: Buffer;
   private readonly internalClients = new WeakSet<Client>();
-  private counters: BrokerCounters = { clients: 0, publishesIn: 0, bytesIn: 0, refusedAuth: 0, refusedAcl: 0, refusedRate: 0, refusedSize: 0 };
+  private readonly slowClients = new WeakSet<Client>();
+  private counters: BrokerCounters = { clients: 0, publishesIn: 0, bytesIn: 0, refusedAuth: 0, refusedAcl: 0, refusedRate: 0, refusedSize: 0, slowDisconnects: 0 };
   /** Ports actually bound (useful when configured as 0). */
   readonly ports: { mqtt?: number; mqtts?: number } = {};
 
@@ -80,7 +83,17 @@ export class Broker {
       this.counters.publishesIn++;
       this.counters.bytesIn += packet.payload.length;
     });
-    this.aedes.on('clientError', (client, err) => deps.log.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
+    this.aedes.on('clientError', (client, err) => {
+      // aedes fails every write pending on a slow client with its own error; report the client once.
+      if (err.message === 'drain timeout') {
+        if (this.slowClients.has(client)) return;
+        this.slowClients.add(client);
+        this.counters.slowDisconnects++;
+        deps.log.warn({ clientId: client.id, drainTimeoutMs: config.drainTimeoutMs }, 'slow consumer disconnected: its socket did not drain in time');
+        return;
+      }
+      deps.log.debug({ clientId: client.id, err: err.message }, 'mqtt client error');
+    });
     this.aedes.on('connectionError', (client, err) => deps.log.info({ clientId: client.id, err: err.message }, 'mqtt connection refused'));
   }
 
@@ -115,8 +128,11 @@ export class Broker {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    // Stop accepting first; a server's close completes only once its connections have
+    // ended, which closing aedes (it disconnects every client) brings about.
+    const listening = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    await listening;
   }
 
   private listen(server: Server, port: number): Promise<number> {

@@ -94,6 +94,8 @@ export interface BrokerStats {
   refusedRate: number;
   /** Packets over the size limit. */
   refusedSize: number;
+  /** Slow consumers disconnected by the drain timeout. */
+  slowDisconnects: number;
   droppedPoints?: number;
 }
 

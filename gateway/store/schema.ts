@@ -92,6 +92,7 @@ export const SCHEMA: Omit<ISchemaOptions, 'database'>[] = [
       refusedAcl: FieldType.INTEGER,
       refusedRate: FieldType.INTEGER,
       refusedSize: FieldType.INTEGER,
+      slowDisconnects: FieldType.INTEGER,
       droppedPoints: FieldType.INTEGER,
     },
   },
