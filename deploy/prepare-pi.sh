@@ -322,19 +322,35 @@ do_install() {
   run sh -c 'printf "%s" "$1" > "$2"' sh "$SOURCE" "$INSTALL_DIR/$SOURCE_MARK"
 }
 
+# Account lookups read the prepared system's /etc/group and /etc/passwd under HELIOMESH_ROOT.
+group_exists() {
+  if [[ -n $ROOT ]]; then grep -q "^$1:" "$(p /etc/group)" 2>/dev/null; else getent group "$1" >/dev/null; fi
+}
+
+user_exists() {
+  if [[ -n $ROOT ]]; then grep -q "^$1:" "$(p /etc/passwd)" 2>/dev/null; else id -u "$1" >/dev/null 2>&1; fi
+}
+
+# Supplementary groups only: the ones the service needs are never a system user's primary group.
+user_in_group() {
+  if [[ -n $ROOT ]]; then
+    grep -Eq "^$2:[^:]*:[^:]*:(.*,)?$1(,.*)?$" "$(p /etc/group)" 2>/dev/null
+  else
+    [[ " $(id -nG "$1") " == *" $2 "* ]]
+  fi
+}
+
 do_user() {
   step user "create the system user $SERVICE_USER (no login shell) in groups i2c and gpio"
   local g
   for g in i2c gpio; do
     # Raspberry Pi OS has both groups (udev gives them /dev/i2c-* and the GPIO chips); other
     # images may not.
-    if getent group "$g" >/dev/null; then say "group $g exists"; else run groupadd --system "$g"; fi
+    if group_exists "$g"; then say "group $g exists"; else run groupadd --system "$g"; fi
   done
-  if id -u "$SERVICE_USER" >/dev/null 2>&1; then
-    local have
-    have=" $(id -nG "$SERVICE_USER") "
+  if user_exists "$SERVICE_USER"; then
     for g in i2c gpio; do
-      if [[ $have == *" $g "* ]]; then say "$SERVICE_USER is already in $g"; else run usermod -a -G "$g" "$SERVICE_USER"; fi
+      if user_in_group "$SERVICE_USER" "$g"; then say "$SERVICE_USER is already in $g"; else run usermod -a -G "$g" "$SERVICE_USER"; fi
     done
   else
     run useradd --system --no-create-home --home-dir /var/lib/heliomesh --shell /usr/sbin/nologin --groups i2c,gpio "$SERVICE_USER"

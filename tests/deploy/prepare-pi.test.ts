@@ -236,3 +236,33 @@ test('the service step fails clearly when the installed tree has no agent unit',
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('the user step adds only what is missing', () => {
+  const root = freshRoot();
+  try {
+    const group = join(root, 'etc/group');
+    const passwd = join(root, 'etc/passwd');
+    writeFileSync(group, 'root:x:0:\ni2c:x:998:\n');
+    writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\n');
+    const fresh = prepare(['--steps', 'user'], root);
+    assert.equal(fresh.code, 0, fresh.err);
+    assert.match(fresh.out, /group i2c exists/);
+    assert.match(fresh.out, /not run \(HELIOMESH_ROOT is set\): groupadd --system gpio/);
+    assert.match(fresh.out, /useradd --system --no-create-home --home-dir \/var\/lib\/heliomesh --shell \/usr\/sbin\/nologin --groups i2c,gpio heliomesh/);
+
+    writeFileSync(group, 'root:x:0:\ni2c:x:998:pi,heliomesh\ngpio:x:997:pi\nheliomesh:x:990:\n');
+    writeFileSync(passwd, 'root:x:0:0:root:/root:/bin/bash\nheliomesh:x:990:990::/var/lib/heliomesh:/usr/sbin/nologin\n');
+    const partly = prepare(['--steps', 'user'], root);
+    assert.equal(partly.code, 0, partly.err);
+    assert.match(partly.out, /heliomesh is already in i2c/);
+    assert.match(partly.out, /usermod -a -G gpio heliomesh/);
+    assert.doesNotMatch(partly.out, /useradd|groupadd/);
+
+    writeFileSync(group, 'root:x:0:\ni2c:x:998:pi,heliomesh\ngpio:x:997:heliomesh,pi\nheliomesh:x:990:\n');
+    const done = prepare(['--steps', 'user'], root);
+    assert.equal(done.code, 0, done.err);
+    assert.match(done.out, /already prepared: nothing changed/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
