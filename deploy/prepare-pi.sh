@@ -300,8 +300,8 @@ do_install() {
       run tar -xzf "$(realpath -m "$SOURCE")" -C "$INSTALL_DIR" --strip-components=1 --no-same-owner
       ;;
     npm)
-      run sh -c "cd /tmp && npm pack \"\$1\" --pack-destination /tmp --silent > /tmp/heliomesh-pack.name" sh "$SOURCE"
-      run sh -c 'tar -xzf "/tmp/$(cat /tmp/heliomesh-pack.name)" -C "$1" --strip-components=1 --no-same-owner' sh "$INSTALL_DIR"
+      # npm pack fetches the published tarball into an empty folder; it is the only .tgz there.
+      run sh -c 'd=$(mktemp -d) && cd "$d" && npm pack "$1" >/dev/null && tar -xzf "$d"/*.tgz -C "$2" --strip-components=1 --no-same-owner && rm -rf "$d"' sh "$SOURCE" "$INSTALL_DIR"
       ;;
     git)
       run git clone --depth 1 "${SOURCE#git+}" "$INSTALL_DIR"
@@ -309,14 +309,15 @@ do_install() {
   esac
   if [[ $kind == git ]]; then
     # A checkout has no dist/: build it with the dev tools, then drop them.
-    run npm --prefix "$INSTALL_DIR" ci
-    run npm --prefix "$INSTALL_DIR" prune --omit=dev
+    run sh -c 'cd "$1" && npm ci && npm prune --omit=dev' sh "$INSTALL_DIR"
   else
-    # A packed tarball already holds dist/, and its `prepare` script (a TypeScript build)
-    # would fail without the dev tools, so lifecycle scripts are skipped and the native
-    # dependencies (i2c-bus, onoff) are built by `npm rebuild` instead. npm pack never
-    # ships package-lock.json; without one, npm install resolves the same semver ranges.
-    run sh -c 'cd "$1" && if [ -f package-lock.json ] || [ -f npm-shrinkwrap.json ]; then npm ci --omit=dev --ignore-scripts; else npm install --omit=dev --ignore-scripts; fi && npm rebuild' sh "$INSTALL_DIR"
+    # A packed tarball already holds dist/. Its `prepare` script (the TypeScript build) would
+    # run on install and fail without the dev tools, so it is removed from the installed
+    # package.json; the dependencies' own install scripts (the native i2c-bus and onoff)
+    # still run. npm pack never ships package-lock.json; without one, npm install resolves
+    # the same semver ranges.
+    run sh -c 'cd "$1" && npm pkg delete scripts.prepare' sh "$INSTALL_DIR"
+    run sh -c 'cd "$1" && if [ -f package-lock.json ] || [ -f npm-shrinkwrap.json ]; then npm ci --omit=dev; else npm install --omit=dev; fi' sh "$INSTALL_DIR"
   fi
   run ln -sfn "$INSTALL_DIR/dist/cli/index.js" /usr/local/bin/heliomesh
   run sh -c 'printf "%s" "$1" > "$2"' sh "$SOURCE" "$INSTALL_DIR/$SOURCE_MARK"
