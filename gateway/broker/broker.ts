@@ -98,24 +98,34 @@ export class Broker {
   }
 
   static async start(config: BrokerConfig, deps: BrokerDeps): Promise<Broker> {
+    if (config.tls && !deps.tls) throw new Error('broker.tls is configured but no certificate and key were loaded');
     const broker = new Broker(config, deps);
     await broker.aedes.listen();
-    const plain = createServer((socket) => broker.handle(socket));
-    broker.ports.mqtt = await broker.listen(plain, config.port);
-    if (config.tls) {
-      if (!deps.tls) throw new Error('broker.tls is configured but no certificate and key were loaded');
+    try {
+      await broker.listenAll();
+    } catch (err) {
+      await broker.close();
+      throw err;
+    }
+    deps.log.info({ ports: broker.ports, nodes: Object.keys(deps.credentials.nodes).length }, 'MQTT broker listening');
+    return broker;
+  }
+
+  private async listenAll(): Promise<void> {
+    const { config, deps } = this;
+    const plain = createServer((socket) => this.handle(socket));
+    this.ports.mqtt = await this.listen(plain, config.port);
+    if (config.tls && deps.tls) {
       const secure = createTlsServer({
         cert: deps.tls.cert,
         key: deps.tls.key,
         ca: deps.tls.ca,
         requestCert: config.tls.requireClientCert,
         rejectUnauthorized: config.tls.requireClientCert,
-      }, (socket) => broker.handle(socket));
+      }, (socket) => this.handle(socket));
       secure.on('tlsClientError', (err, socket) => deps.log.info({ remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
-      broker.ports.mqtts = await broker.listen(secure, config.tls.port);
+      this.ports.mqtts = await this.listen(secure, config.tls.port);
     }
-    deps.log.info({ ports: broker.ports, nodes: Object.keys(deps.credentials.nodes).length }, 'MQTT broker listening');
-    return broker;
   }
 
   stats(): BrokerCounters {
@@ -136,11 +146,11 @@ export class Broker {
   }
 
   private listen(server: Server, port: number): Promise<number> {
-    this.servers.push(server);
     server.maxConnections = this.config.maxClients;
     return new Promise((resolve, reject) => {
       server.once('error', (err) => reject(new Error(`cannot listen on ${this.config.host}:${port}: ${err.message} (is another broker running? choose another port)`)));
       server.listen(port, this.config.host, () => {
+        this.servers.push(server);
         const addr = server.address();
         resolve(typeof addr === 'object' && addr ? addr.port : port);
       });
@@ -170,6 +180,8 @@ export class Broker {
     }
     recent.push(now);
     this.connects.set(remote, recent);
+    // Bound the table against a sweep of spoofed-looking addresses: forgetting everyone at
+    // once only lets each address start a fresh minute.
     if (this.connects.size > 10_000) this.connects.clear();
     return true;
   }

@@ -161,6 +161,10 @@ test('connects beyond the per-address rate are refused until the minute has pass
   }
 });
 
+test('a port already in use is reported with what to do', async () => {
+  await assert.rejects(startBroker({ port: broker.ports.mqtt }), /cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE.*choose another port/);
+});
+
 test('topic filters: matching and containment follow MQTT 3.1.1 §4.7', () => {
   assert.equal(topicMatches('a/+/c', 'a/b/c'), true);
   assert.equal(topicMatches('a/#', 'a'), true);
