@@ -57,6 +57,7 @@ Options:
 
 Environment:
   HELIOMESH_ROOT=DIR     treat DIR as the file-system root (for tests); commands are not run
+  HELIOMESH_SSH=CMD      use CMD instead of ssh for the gateway call (for tests)
 EOF
 }
 
@@ -386,16 +387,22 @@ do_register() {
   local remote=(heliomesh gateway add-node "$NODE_ID")
   [[ -z $NODES_FILE ]] || remote+=(--file "$NODES_FILE")
   [[ $REINSTALL == 0 ]] || remote+=(--replace)
-  if [[ $DRY_RUN == 1 || -n $ROOT ]]; then
-    run ssh "$GATEWAY_SSH" "${remote[@]}"
+  # ssh hands the remote shell one joined string, so each word is quoted for it.
+  local quoted
+  quoted=$(printf '%q ' "${remote[@]}")
+  quoted=${quoted% }
+  # Under HELIOMESH_ROOT only a stand-in named by HELIOMESH_SSH is called, never the real ssh.
+  local ssh_cmd=${HELIOMESH_SSH:-ssh}
+  if [[ $DRY_RUN == 1 || (-n $ROOT && -z ${HELIOMESH_SSH:-}) ]]; then
+    run ssh "$GATEWAY_SSH" "$quoted"
     NODE_PASSWORD='<printed by add-node>'
     return
   fi
-  echo "    + ssh $GATEWAY_SSH ${remote[*]}"
+  echo "    + ssh $GATEWAY_SSH $quoted"
   local out
   # add-node prints the password once, on a line 'password: …'; nothing else is kept.
-  out=$(ssh -o BatchMode=yes "$GATEWAY_SSH" "${remote[@]}") ||
-    die "register: 'ssh $GATEWAY_SSH ${remote[*]}' failed; check SSH access and that heliomesh is on the gateway's PATH (if the node already exists there, add --reinstall to issue a new password)"
+  out=$("$ssh_cmd" -o BatchMode=yes "$GATEWAY_SSH" "$quoted") ||
+    die "register: 'ssh $GATEWAY_SSH $quoted' failed; check SSH access and that heliomesh is on the gateway's PATH (if the node already exists there, add --reinstall to issue a new password)"
   NODE_PASSWORD=$(printf '%s\n' "$out" | sed -n 's/^password: //p' | head -n1)
   [[ -n $NODE_PASSWORD ]] || die "register: the gateway's add-node output had no 'password:' line"
   CHANGES=$((CHANGES + 1))

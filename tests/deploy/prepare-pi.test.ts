@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -11,14 +11,14 @@ import { join, resolve } from 'node:path';
 const SCRIPT = resolve(import.meta.dirname, '../../../deploy/prepare-pi.sh');
 const STEPS = ['i2c', 'node', 'install', 'user', 'register', 'config', 'service'];
 
-function bash(args: string[], root?: string) {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, LANG: 'C' };
+function bash(args: string[], root?: string, extraEnv: NodeJS.ProcessEnv = {}) {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, LANG: 'C', ...extraEnv };
   if (root !== undefined) env.HELIOMESH_ROOT = root;
   const r = spawnSync('bash', args, { env, encoding: 'utf8', timeout: 20_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-const prepare = (args: string[], root: string) => bash([SCRIPT, ...args], root);
+const prepare = (args: string[], root: string, env: NodeJS.ProcessEnv = {}) => bash([SCRIPT, ...args], root, env);
 
 /** A temporary root shaped like a fresh Bookworm image's files the script edits. */
 function freshRoot(configTxt = '# For more options see config.txt(5)\ndtparam=audio=on\n#dtparam=i2c_arm=on\n#dtparam=spi=on\n\n[pi4]\narm_boost=1\n'): string {
@@ -262,6 +262,49 @@ test('the user step adds only what is missing', () => {
     const done = prepare(['--steps', 'user'], root);
     assert.equal(done.code, 0, done.err);
     assert.match(done.out, /already prepared: nothing changed/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('registration over SSH keeps the password add-node prints, and asks only once', () => {
+  const root = freshRoot();
+  try {
+    // A stand-in for ssh that records its arguments and answers as `heliomesh gateway add-node` does.
+    const calls = join(root, 'ssh-calls');
+    const fakeSsh = join(root, 'fake-ssh');
+    const answer = (body: string) => {
+      writeFileSync(fakeSsh, `#!/usr/bin/env bash\nprintf '%s\\n' "$*" >> ${JSON.stringify(calls)}\n${body}\n`);
+      chmodSync(fakeSsh, 0o755);
+    };
+    answer("echo 'node pi-07 added to /srv/heliomesh nodes.json'; echo 'password: Zq9-x_Y2'; echo 'Put it in the node config now.'");
+    const env = { HELIOMESH_SSH: fakeSsh };
+    const args = ['--steps', 'register,config', '--node-id', 'pi-07', '--group', 'g1', '--gateway', 'mqtt://gw:1883',
+      '--gateway-ssh', 'admin@gw', '--gateway-nodes-file', '/srv/heliomesh nodes.json'];
+
+    const first = prepare(args, root, env);
+    assert.equal(first.code, 0, first.err);
+    assert.deepEqual(readFileSync(calls, 'utf8').split('\n').filter(Boolean),
+      ['-o BatchMode=yes admin@gw heliomesh gateway add-node pi-07 --file /srv/heliomesh\\ nodes.json']);
+    assert.match(readFileSync(join(root, 'etc/heliomesh/agent.yaml'), 'utf8'), /^ {2}password: 'Zq9-x_Y2'$/m);
+    assert.doesNotMatch(first.out, /Zq9-x_Y2/, 'the password is never printed');
+
+    const second = prepare(args, root, env);
+    assert.equal(second.code, 0, second.err);
+    assert.match(second.out, /already holds credentials for pi-07/);
+    assert.equal(readFileSync(calls, 'utf8').split('\n').filter(Boolean).length, 1, 'the gateway is not asked again');
+
+    rmSync(join(root, 'etc/heliomesh'), { recursive: true });
+    answer("echo 'heliomesh: node pi-07 already exists' >&2; exit 1");
+    const refused = prepare(args, root, env);
+    assert.equal(refused.code, 2);
+    assert.match(refused.err, /failed; check SSH access .* add --reinstall/);
+    assert.equal(existsSync(join(root, 'etc/heliomesh/agent.yaml')), false);
+
+    answer("echo 'something else'");
+    const garbled = prepare(args, root, env);
+    assert.equal(garbled.code, 2);
+    assert.match(garbled.err, /had no 'password:' line/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
