@@ -117,6 +117,7 @@ function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; 
           batteryJ: r.batteryJ,
           batteryPct: (100 * r.batteryJ) / node.profile.capacityJ,
           harvestJ: r.harvestJ,
+          consumedJ: r.consumedJ,
           energyQ: Math.floor(r.batteryJ / node.profile.quantumJ),
           powerMode: r.powerMode,
           gamma: r.gamma,

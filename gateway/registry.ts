@@ -11,8 +11,8 @@ import { EstimatorConfigSchema, HarvestEstimator, totalVariation, type Estimator
 import { DeviceModel, groupWeights, type DeviceParams, type DeviceView, type ModeStep, type PowerModeSpec } from './scheduler/index.js';
 import type { NodeSolver, Solved } from './solver-pool.js';
 
-/** What a node declares when it (re)starts. */
-export interface NodeProfile {
+/** What the chain needs of a node, from its birth, in the gateway's energy quanta. */
+export interface ChainProfile {
   group: string;
   shard?: string;
   /** Size of one battery quantum (J): the chain's energy unit. */
@@ -39,20 +39,23 @@ export interface SlotReport {
   powerMode: number;
   /** Jobs held (running or waiting). */
   queue: number;
+  consumedJ?: number;
 }
 
 /** An out-of-slot state change (entering power saving, taking a job). */
 export interface StateReport {
   gamma: 0 | 1;
   powerMode: number;
-  queue: number;
+  /** Jobs held; unchanged when the report does not say. */
+  queue?: number;
+  batteryJ?: number;
   /** Energy still owed to jobs in hand (J). */
   committedJ?: number;
 }
 
 export interface NodeState {
   nodeId: string;
-  profile: NodeProfile;
+  profile: ChainProfile;
   online: boolean;
   lastSeenMs: number;
   batteryJ: number;
@@ -103,7 +106,7 @@ export class Registry {
     return [...this.nodes.values()];
   }
 
-  birth(nodeId: string, profile: NodeProfile, atMs: number): void {
+  birth(nodeId: string, profile: ChainProfile, atMs: number): void {
     const params = toParams(profile, profile.priorHarvestPmf);
     // Check the profile before it replaces anything: a bad birth must not break a known node.
     new DeviceModel(params);
@@ -156,7 +159,8 @@ export class Registry {
     if (!node) return;
     node.gamma = report.gamma;
     node.powerMode = report.powerMode;
-    node.queue = report.queue;
+    if (report.queue !== undefined) node.queue = report.queue;
+    if (report.batteryJ !== undefined) node.batteryJ = report.batteryJ;
     node.committedJ = report.committedJ ?? 0;
   }
 
@@ -241,7 +245,7 @@ export class Registry {
   }
 }
 
-export function toParams(profile: NodeProfile, harvestPmf: Float64Array): DeviceParams {
+export function toParams(profile: ChainProfile, harvestPmf: Float64Array): DeviceParams {
   const q = profile.quantumJ;
   return {
     eMax: Math.floor(profile.capacityJ / q),

@@ -3,14 +3,14 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EstimatorConfigSchema } from '../../gateway/estimator.js';
-import { Registry, type NodeProfile, type RegistryConfig, type SlotReport } from '../../gateway/registry.js';
+import { Registry, type ChainProfile, type RegistryConfig, type SlotReport } from '../../gateway/registry.js';
 import { POLICIES, PAPER_DYNAMIC_TABLE, PAPER_MODES, mean, uniformOnGrid, type DeviceParams } from '../../gateway/scheduler/index.js';
 import { NodeSolver, SolverPool, type Solved } from '../../gateway/solver-pool.js';
 
 const T0 = Date.UTC(2026, 5, 21, 8);
 const SLOT = 100_000;
 
-const profile = (group = 'g0'): NodeProfile => ({
+const profile = (group = 'g0'): ChainProfile => ({
   group,
   quantumJ: 1000,
   capacityJ: 100_000,
@@ -87,7 +87,7 @@ test('views: availability, power saving, energy in quanta and Eq. 6 weights over
   for (const id of ['a', 'b', 'c', 'd']) reg.birth(id, profile(), T0);
   reg.birth('x', profile('g1'), T0);
   const solvedWith = (qLim: number): Solved => ({ qLim, qEnergy: qLim, qProc: 0.5, energyBinds: true, solves: 1, solveMs: 1, hash: String(qLim) });
-  const params = (p: NodeProfile): DeviceParams => ({ eMax: 100, eTh: 10, eThUp: 15, modes: p.modes, modeTable: p.modeTable, harvestPmf: p.priorHarvestPmf });
+  const params = (p: ChainProfile): DeviceParams => ({ eMax: 100, eTh: 10, eThUp: 15, modes: p.modes, modeTable: p.modeTable, harvestPmf: p.priorHarvestPmf });
   reg.applySolved('a', params(profile()), solvedWith(0.3), T0);
   reg.applySolved('b', params(profile()), solvedWith(0.1), T0);
   reg.applySolved('c', params(profile()), solvedWith(0.2), T0);
