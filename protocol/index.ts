@@ -1,0 +1,4 @@
+// The contract between agent and gateway: topics, JSON message schemas, activation frames.
+export * from './topics.js';
+export * from './messages.js';
+export * from './frame.js';

@@ -1,0 +1,228 @@
+// JSON messages on the node topics, as zod schemas. Every parser takes the raw MQTT payload
+// and never throws: a payload from the wire is either a typed value or a reason.
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Largest JSON payload either side accepts; a slot record is well under 2 KiB. */
+export const MAX_JSON_BYTES = 16 * 1024;
+
+const id = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1–64 letters, digits, "_", "." or "-"');
+const joules = z.number().finite().nonnegative();
+const ms = z.number().int().nonnegative();
+
+/** One row of the power-mode table: the paper's PM index, κ at δ, and C_E in joules. */
+export const powerModeEntrySchema = z.object({
+  /** 1..n; 0 is reserved for power saving (SPEC.md §3). */
+  powerMode: z.number().int().min(1),
+  /** cpufreq operating point name in the node's hardware config. */
+  name: z.string().min(1),
+  /** κ(PM): slots one job occupies (≥ 1). */
+  kappa: z.number().int().min(1),
+  /** C_E(PM): energy one job costs, J. */
+  costJ: joules,
+});
+export type PowerModeEntry = z.infer<typeof powerModeEntrySchema>;
+
+/** Dynamic power-mode table (SPEC.md §3): at or above `minFraction` of capacity use `powerMode`. */
+export const modeStepSchema = z.object({
+  minFraction: z.number().min(0).max(1),
+  powerMode: z.number().int().min(1),
+});
+export type ModeStep = z.infer<typeof modeStepSchema>;
+
+export const thresholdsSchema = z.object({
+  /** E_th: below it the node enters power saving. */
+  eThJ: joules,
+  /** E′_th: above it the node leaves power saving. */
+  eThUpJ: joules,
+  /** Below it the node shuts down. */
+  criticalJ: joules,
+});
+export type Thresholds = z.infer<typeof thresholdsSchema>;
+
+function checkTable(modes: PowerModeEntry[], table: ModeStep[], ctx: z.RefinementCtx, path: PropertyKey[]): void {
+  const known = new Set(modes.map((m) => m.powerMode));
+  if (known.size !== modes.length) ctx.addIssue({ code: 'custom', path: [...path.slice(0, -1), 'modes'], message: 'powerMode values must be unique' });
+  if (table[0]?.minFraction !== 0) ctx.addIssue({ code: 'custom', path, message: 'the first step must have minFraction 0' });
+  for (let i = 0; i < table.length; i++) {
+    if (!known.has(table[i]!.powerMode)) ctx.addIssue({ code: 'custom', path: [...path, i, 'powerMode'], message: `powerMode ${table[i]!.powerMode} is not in modes` });
+    if (i > 0 && table[i]!.minFraction <= table[i - 1]!.minFraction) ctx.addIssue({ code: 'custom', path: [...path, i, 'minFraction'], message: 'minFraction must increase' });
+  }
+}
+
+export function checkThresholds(t: Thresholds, capacityJ: number, ctx: z.RefinementCtx, path: PropertyKey[]): void {
+  if (!(t.criticalJ < t.eThJ)) ctx.addIssue({ code: 'custom', path: [...path, 'criticalJ'], message: 'criticalJ must be below eThJ' });
+  if (!(t.eThUpJ > t.eThJ)) ctx.addIssue({ code: 'custom', path: [...path, 'eThUpJ'], message: 'eThUpJ (E′_th) must be above eThJ (E_th) for hysteresis' });
+  if (!(t.eThUpJ < capacityJ)) ctx.addIssue({ code: 'custom', path: [...path, 'eThUpJ'], message: 'eThUpJ must be below the battery capacity' });
+}
+
+export const shardRefSchema = z.object({
+  model: z.string().min(1),
+  /** First and last transformer block held, inclusive. */
+  firstBlock: z.number().int().nonnegative(),
+  lastBlock: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+});
+
+export const profileSchema = z.object({
+  group: id,
+  shard: shardRefSchema.optional(),
+  slotMs: z.number().int().positive(),
+  capacityJ: z.number().positive(),
+  thresholds: thresholdsSchema,
+  modes: z.array(powerModeEntrySchema).min(1),
+  modeTable: z.array(modeStepSchema).min(1),
+  queueCapacity: z.number().int().min(1),
+}).superRefine((p, ctx) => {
+  checkTable(p.modes, p.modeTable, ctx, ['modeTable']);
+  checkThresholds(p.thresholds, p.capacityJ, ctx, ['thresholds']);
+});
+export type NodeProfile = z.infer<typeof profileSchema>;
+
+/** Retained on `state`: the birth (online, with profile) and the will (offline). */
+export const stateMessageSchema = z.discriminatedUnion('status', [
+  z.object({ v: z.literal(PROTOCOL_VERSION), status: z.literal('online'), nodeId: id, atMs: ms, profile: profileSchema }),
+  z.object({ v: z.literal(PROTOCOL_VERSION), status: z.literal('offline'), nodeId: id, atMs: ms.optional(), reason: z.string().max(200) }),
+]);
+export type StateMessage = z.infer<typeof stateMessageSchema>;
+
+/** One slot's energy account (SPEC.md §2): sequence numbers expose lost records. */
+export const slotRecordSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  nodeId: id,
+  /** Increments by one per slot for the node's lifetime (persists over restarts). */
+  seq: z.number().int().nonnegative(),
+  slotStartMs: ms,
+  slotMs: z.number().int().positive(),
+  harvestJ: joules,
+  consumedJ: joules,
+  batteryJ: joules,
+  batteryPct: z.number().min(0).max(100),
+  /** 0 in power saving, else the PM index used. */
+  powerMode: z.number().int().nonnegative(),
+  /** γ: 1 active, 0 power saving. */
+  gamma: z.union([z.literal(0), z.literal(1)]),
+  queue: z.number().int().nonnegative(),
+  charger: z.string().max(40).nullable(),
+  /** Sensor reads that failed in the slot; the energies then cover only the good samples. */
+  health: z.array(z.string().max(120)).max(32),
+  degraded: z.boolean(),
+  samples: z.number().int().nonnegative(),
+});
+export type SlotRecord = z.infer<typeof slotRecordSchema>;
+
+export const EVENT_KINDS = ['power-saving-enter', 'power-saving-exit', 'mode-change', 'critical', 'job-handed-back', 'config-changed'] as const;
+export const eventMessageSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  nodeId: id,
+  atMs: ms,
+  kind: z.enum(EVENT_KINDS),
+  batteryJ: joules,
+  batteryPct: z.number().min(0).max(100),
+  gamma: z.union([z.literal(0), z.literal(1)]),
+  powerMode: z.number().int().nonnegative(),
+  detail: z.string().max(500),
+});
+export type EventMessage = z.infer<typeof eventMessageSchema>;
+
+export const telemetrySchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  nodeId: id,
+  atMs: ms,
+  sensors: z.array(z.object({
+    name: z.string().max(40),
+    ok: z.boolean(),
+    busVoltageV: z.number().finite().optional(),
+    currentMa: z.number().finite().optional(),
+    powerMw: z.number().finite().optional(),
+  })).max(8),
+});
+export type TelemetryMessage = z.infer<typeof telemetrySchema>;
+
+const cmdId = z.string().min(1).max(64);
+export const commandSchema = z.discriminatedUnion('op', [
+  z.object({ v: z.literal(PROTOCOL_VERSION), id: cmdId, op: z.literal('ping') }),
+  z.object({ v: z.literal(PROTOCOL_VERSION), id: cmdId, op: z.literal('set-thresholds'), thresholds: thresholdsSchema }),
+  z.object({
+    v: z.literal(PROTOCOL_VERSION), id: cmdId, op: z.literal('set-mode-table'),
+    modes: z.array(powerModeEntrySchema).min(1), modeTable: z.array(modeStepSchema).min(1),
+  }).superRefine((c, ctx) => checkTable(c.modes, c.modeTable, ctx, ['modeTable'])),
+  z.object({ v: z.literal(PROTOCOL_VERSION), id: cmdId, op: z.literal('re-profile'), jobsPerMode: z.number().int().min(1).max(100).default(5) }),
+  z.object({ v: z.literal(PROTOCOL_VERSION), id: cmdId, op: z.literal('shutdown'), reason: z.string().max(200) }),
+]);
+export type Command = z.infer<typeof commandSchema>;
+
+export const commandReplySchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  /** The command's id, or null when the command was too broken to carry one. */
+  id: cmdId.nullable(),
+  ok: z.boolean(),
+  error: z.string().max(1000).optional(),
+  result: z.record(z.string(), z.unknown()).optional(),
+});
+export type CommandReply = z.infer<typeof commandReplySchema>;
+
+/** JSON on `job/in` beside the binary frames: the gateway offers or cancels a job. */
+export const jobControlSchema = z.discriminatedUnion('type', [
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('offer'), jobId: z.number().int().nonnegative(), sessionId: z.number().int().nonnegative() }),
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('cancel'), jobId: z.number().int().nonnegative(), reason: z.string().max(200) }),
+]);
+export type JobControl = z.infer<typeof jobControlSchema>;
+
+/** JSON on `job/out` beside the binary frames. */
+export const jobReportSchema = z.discriminatedUnion('type', [
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('accepted'), jobId: z.number().int().nonnegative() }),
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('refused'), jobId: z.number().int().nonnegative(), reason: z.string().max(300) }),
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('handed-back'), jobId: z.number().int().nonnegative(), reason: z.string().max(300) }),
+  z.object({
+    v: z.literal(PROTOCOL_VERSION), type: z.literal('report'), jobId: z.number().int().nonnegative(), sessionId: z.number().int().nonnegative(),
+    ok: z.boolean(), error: z.string().max(1000).optional(), steps: z.number().int().nonnegative(),
+    durationMs: z.number().nonnegative(), energyJ: z.number().finite(), baselineW: z.number().finite().nonnegative(), powerMode: z.number().int().nonnegative(),
+  }),
+]);
+export type JobReport = z.infer<typeof jobReportSchema>;
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string };
+
+function parseWith<T>(schema: z.ZodType<T>, what: string, payload: Buffer | Uint8Array): ParseResult<T> {
+  if (payload.length > MAX_JSON_BYTES) return { ok: false, error: `${what}: payload of ${payload.length} bytes exceeds the ${MAX_JSON_BYTES}-byte limit` };
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8'));
+  } catch (err) {
+    return { ok: false, error: `${what}: not JSON (${(err as Error).message})` };
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) {
+    const issues = r.error.issues.slice(0, 5).map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+    return { ok: false, error: `${what}: ${issues.join('; ')}` };
+  }
+  return { ok: true, value: r.data };
+}
+
+export const parseState = (p: Buffer | Uint8Array): ParseResult<StateMessage> => parseWith(stateMessageSchema, 'state', p);
+export const parseSlotRecord = (p: Buffer | Uint8Array): ParseResult<SlotRecord> => parseWith(slotRecordSchema, 'slot record', p);
+export const parseEvent = (p: Buffer | Uint8Array): ParseResult<EventMessage> => parseWith(eventMessageSchema, 'event', p);
+export const parseTelemetry = (p: Buffer | Uint8Array): ParseResult<TelemetryMessage> => parseWith(telemetrySchema, 'telemetry', p);
+export const parseCommand = (p: Buffer | Uint8Array): ParseResult<Command> => parseWith(commandSchema, 'command', p);
+export const parseCommandReply = (p: Buffer | Uint8Array): ParseResult<CommandReply> => parseWith(commandReplySchema, 'command reply', p);
+export const parseJobControl = (p: Buffer | Uint8Array): ParseResult<JobControl> => parseWith(jobControlSchema, 'job control', p);
+export const parseJobReport = (p: Buffer | Uint8Array): ParseResult<JobReport> => parseWith(jobReportSchema, 'job report', p);
+
+/** The id of a command that failed validation, if it carried a usable one, for the reply. */
+export function commandIdOf(payload: Buffer | Uint8Array): string | null {
+  if (payload.length > MAX_JSON_BYTES) return null;
+  try {
+    const j = JSON.parse(Buffer.from(payload).toString('utf8')) as unknown;
+    const r = cmdId.safeParse((j as { id?: unknown } | null)?.id);
+    return r.success ? r.data : null;
+  } catch {
+    return null; // not JSON: no id to answer with; the reply says so with id null
+  }
+}
+
+/** Serialises a message for publishing. */
+export function encodeJson(msg: object): Buffer {
+  return Buffer.from(JSON.stringify(msg), 'utf8');
+}
