@@ -20,6 +20,12 @@ export const GatewayConfigSchema = z.object({
   registry: z.object({
     /** A node not heard from for this long is offline (a few slot lengths). */
     silenceMs: z.number().int().positive().default(300_000),
+    /** Battery levels E_max of every node's chain; a node's quantum is its capacity / levels. */
+    levels: z.number().int().min(10).max(2000).default(100),
+    /** Harvest per slot assumed for a node until its own estimate is trusted (uniform on [loJ, hiJ]). */
+    priorHarvestJ: z.object({ loJ: z.number().nonnegative(), hiJ: z.number().nonnegative() })
+      .refine((p) => p.hiJ >= p.loJ, 'priorHarvestJ.hiJ must be ≥ loJ')
+      .default({ loJ: 0, hiJ: 0 }),
   }).prefault({}),
   /** How often broker and store counters are written to InfluxDB. */
   statsIntervalMs: z.number().int().positive().default(10_000),

@@ -2,11 +2,13 @@
 // the InfluxDB store, the MQTT broker and the gateway's own MQTT client, and writes the
 // broker's and the store's counters periodically. Nothing else in gateway/ reads files.
 import { readFileSync } from 'node:fs';
+import { nodeAclPatterns } from '../protocol/index.js';
 import { connectAsync, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { Broker, loadCredentials, type NodeTopicPatterns } from './broker/index.js';
 import type { Clock, Timer } from './clock.js';
 import type { GatewayConfig } from './config.js';
+import { NodeLink } from './link.js';
 import { Registry } from './registry.js';
 import { NodeSolver, SolverPool } from './solver-pool.js';
 import { brokerPoint, createStore, qLimPoint, slotPoint, statePoint, type NodeTags, type Store } from './store/index.js';
@@ -23,6 +25,8 @@ export interface Gateway {
   registry: Registry;
   /** The gateway's own MQTT client (full access). */
   client: MqttClient;
+  /** Node messages into the registry. */
+  link: NodeLink;
   close(): Promise<void>;
 }
 
@@ -34,10 +38,9 @@ function readPem(path: string, what: string): Buffer {
   }
 }
 
+/** The protocol's node ACL unless the config overrides it. */
 function nodeTopics(config: GatewayConfig): NodeTopicPatterns {
-  const t = config.broker.nodeTopics;
-  if (!t) throw new Error('broker.nodeTopics is not set: list the MQTT filters nodes may publish to and subscribe within, with {node} for the node id (see docs/gateway.md)');
-  return t;
+  return config.broker.nodeTopics ?? nodeAclPatterns(config.fleet);
 }
 
 export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
@@ -62,6 +65,11 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       reconnectPeriod: 1000,
     });
     client.on('error', (err) => log.error({ err: err.message }, 'gateway MQTT client error'));
+    const link = new NodeLink(
+      { fleet: config.fleet, levels: config.registry.levels, priorHarvestJ: config.registry.priorHarvestJ },
+      { client, registry, clock, log: log.child({ part: 'link' }) },
+    );
+    await link.start();
     const b = broker;
     const silence: Timer = clock.setInterval(() => registry.checkSilence(clock.now()), Math.max(1000, config.registry.silenceMs / 4));
     const stats: Timer = clock.setInterval(() => {
@@ -74,6 +82,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       solver,
       registry,
       client,
+      link,
       async close() {
         stats.cancel();
         silence.cancel();

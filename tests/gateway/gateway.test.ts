@@ -10,9 +10,10 @@ import { addNode } from '../../gateway/broker/index.js';
 import { systemClock } from '../../gateway/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway } from '../../gateway/index.js';
-import { PAPER_DYNAMIC_TABLE, PAPER_MODES, uniformOnGrid } from '../../gateway/scheduler/index.js';
+import { encodeJson, nodeTopic } from '../../protocol/index.js';
 import { TestInfluxd } from '../support/influxd.js';
 import { captureLog } from '../support/log.js';
+import { birth, slotRecord, will } from '../support/protocol-messages.js';
 
 let influxd: TestInfluxd;
 let dir: string;
@@ -38,68 +39,53 @@ test('config errors name the setting and point to the docs', () => {
   assert.equal(c.store, undefined);
 });
 
-test('the gateway refuses to start without node topic patterns', async () => {
-  const config = parseGatewayConfig({ broker: { credentialsPath: join(dir, 'none.json'), port: 0 } });
-  await assert.rejects(startGateway(config, { clock: systemClock, log: captureLog().log }), /broker.nodeTopics is not set/);
-});
-
-test('a running gateway serves a node and writes broker counters to InfluxDB', async () => {
+test('a running gateway takes node messages over MQTT into the registry and InfluxDB', async () => {
   const credentialsPath = join(dir, 'nodes.json');
   const password = await addNode(credentialsPath, 'pi-1');
   const config = parseGatewayConfig({
     fleet: 'itest',
-    broker: {
-      host: '127.0.0.1',
-      port: 0,
-      credentialsPath,
-      nodeTopics: { publish: ['hm/node/{node}/#'], subscribe: ['hm/node/{node}/cmd/#'] },
-    },
+    broker: { host: '127.0.0.1', port: 0, credentialsPath },
     store: { url: `${influxd.url}/gw`, flushIntervalMs: 50 },
     statsIntervalMs: 100,
   });
   const cap = captureLog();
   const gw = await startGateway(config, { clock: systemClock, log: cap.log });
   try {
-    const seen: string[] = [];
-    await gw.client.subscribeAsync('hm/#');
-    gw.client.on('message', (topic) => seen.push(topic));
-    const node = await connectAsync(`mqtt://127.0.0.1:${gw.broker.ports.mqtt}`, { clientId: 'pi-1', username: 'pi-1', password, reconnectPeriod: 0 });
-    await node.publishAsync('hm/node/pi-1/slot', 'x', { qos: 1 });
-    await node.endAsync();
-    const deadline = Date.now() + 5000;
-    let publishes = 0;
-    while (Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      const res = (await influxd.query('gw', "SELECT max(publishesIn) FROM broker_stats WHERE fleet = 'itest'")) as {
-        results: Array<{ series?: Array<{ values: number[][] }> }>;
-      };
-      publishes = res.results[0]?.series?.[0]?.values[0]?.[1] ?? 0;
-      if (publishes >= 1) break;
-    }
-    assert.ok(publishes >= 1, 'the node\'s publish is counted in broker_stats');
-    assert.deepEqual(seen, ['hm/node/pi-1/slot'], 'the gateway\'s own client receives node messages');
+    // The node's side, as the protocol has it: a retained birth, a retained will, slot records.
+    const stateTopic = nodeTopic('itest', 'pi-1', 'state');
+    const node = await connectAsync(`mqtt://127.0.0.1:${gw.broker.ports.mqtt}`, {
+      clientId: 'pi-1', username: 'pi-1', password, reconnectPeriod: 0,
+      will: { topic: stateTopic, payload: encodeJson(will('pi-1')), qos: 1, retain: true },
+    });
+    await node.publishAsync(stateTopic, encodeJson(birth('pi-1', Date.now())), { qos: 1, retain: true });
+    await node.publishAsync(nodeTopic('itest', 'pi-1', 'slot'), encodeJson(slotRecord('pi-1', 1, { batteryJ: 50_000 })), { qos: 1 });
+    await node.publishAsync(nodeTopic('itest', 'pi-1', 'slot'), encodeJson(slotRecord('pi-1', 4, { batteryJ: 51_000 })), { qos: 1 });
+    await assert.rejects(node.subscribeAsync(nodeTopic('itest', 'pi-2', 'cmd')), /Subscribe error/, 'the protocol ACL is the default');
 
-    // The registry's events reach InfluxDB: a birth solves q_lim, slot records are logged.
-    const now = Date.now();
-    gw.registry.birth('pi-1', {
-      group: 'g0', quantumJ: 1000, capacityJ: 100_000, eThJ: 10_000, eThUpJ: 15_000,
-      modes: PAPER_MODES, modeTable: PAPER_DYNAMIC_TABLE, priorHarvestPmf: uniformOnGrid(0, 30),
-    }, now);
-    gw.registry.slot('pi-1', { seq: 1, slotStartMs: now, batteryJ: 50_000, harvestJ: 12_000, gamma: 1, powerMode: 2, queue: 0 }, now);
-    gw.registry.slot('pi-1', { seq: 4, slotStartMs: now + 1, batteryJ: 51_000, harvestJ: 12_000, gamma: 1, powerMode: 2, queue: 0 }, now + 1);
     const rows = async (q: string) => ((await influxd.query('gw', q)) as { results: Array<{ series?: Array<{ values: unknown[][] }> }> }).results[0]?.series?.[0]?.values ?? [];
     let qlim: unknown[][] = [];
     let slots: unknown[][] = [];
+    let publishes: unknown[][] = [];
     const until = Date.now() + 10_000;
-    while (Date.now() < until && (qlim.length === 0 || slots.length < 2)) {
+    while (Date.now() < until && (qlim.length === 0 || slots.length < 2 || publishes.length === 0)) {
       await new Promise((r) => setTimeout(r, 100));
       qlim = await rows("SELECT qLim, energyBinds FROM q_lim WHERE node = 'pi-1'");
-      slots = await rows("SELECT seq, seqGap, batteryPct FROM node_slot WHERE node = 'pi-1'");
+      slots = await rows("SELECT seq, seqGap, batteryPct, consumedJ FROM node_slot WHERE node = 'pi-1'");
+      publishes = await rows("SELECT max(publishesIn) FROM broker_stats WHERE fleet = 'itest' AND publishesIn >= 3");
     }
-    assert.equal(qlim.length, 1);
-    assert.ok((qlim[0]![1] as number) > 0 && (qlim[0]![1] as number) <= 1);
-    assert.deepEqual(slots.map((r) => r.slice(1)), [[1, 0, 50], [4, 2, 51]]);
+    assert.equal(qlim.length, 1, 'the birth was solved and logged');
+    assert.ok((qlim[0]![1] as number) >= 0 && (qlim[0]![1] as number) <= 1);
+    assert.deepEqual(slots.map((r) => r.slice(1)), [[1, 0, 50, 15_000], [4, 2, 51, 15_000]]);
     assert.ok(cap.records.some((r) => r.msg === 'slot records missing' && r.missed === 2));
+    assert.equal(publishes.length, 1, 'broker counters are logged');
+    assert.equal(gw.registry.get('pi-1')?.profile.group, 'g0');
+
+    // An abrupt loss: the broker publishes the will and the registry takes the node offline.
+    node.stream.destroy();
+    const deadline = Date.now() + 5000;
+    while (gw.registry.get('pi-1')?.online && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(gw.registry.get('pi-1')?.online, false);
+    assert.equal(gw.link.counters.invalid, 0);
   } finally {
     await gw.close();
   }
