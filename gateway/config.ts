@@ -1,12 +1,13 @@
 // The gateway's configuration file, validated at the edge (YAML or JSON; see docs/gateway.md).
 import { z } from 'zod';
+import { idProblem } from '../protocol/index.js';
 import { BrokerConfigSchema } from './broker/config.js';
 import { EstimatorConfigSchema } from './estimator.js';
 import { StoreConfigSchema } from './store/config.js';
 
 export const GatewayConfigSchema = z.object({
   /** Tag on every InfluxDB point, so several fleets can share one database. */
-  fleet: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'fleet names are letters, digits, _, . or -').default('default'),
+  fleet: z.string().refine((f) => idProblem(f) === null, { error: (iss) => `fleet ${idProblem(String(iss.input))}` }).default('default'),
   broker: BrokerConfigSchema,
   /** Absent: the gateway runs without logging to InfluxDB. */
   store: StoreConfigSchema.optional(),

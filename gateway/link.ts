@@ -39,6 +39,7 @@ export function chainProfile(p: NodeProfile, config: Pick<LinkConfig, 'levels' |
     eThUpJ: p.thresholds.eThUpJ,
     modes: p.modes.map((m) => ({ powerMode: m.powerMode, name: m.name, kappa: m.kappa, costQ: Math.max(1, Math.round(m.costJ / quantumJ)) })),
     modeTable: p.modeTable,
+    queueCapacity: p.queueCapacity,
     priorHarvestPmf: uniformOnGrid(config.priorHarvestJ.loJ / quantumJ, config.priorHarvestJ.hiJ / quantumJ),
   };
 }

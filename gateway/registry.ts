@@ -27,6 +27,8 @@ export interface ChainProfile {
   modeTable: ModeStep[];
   /** Harvest law to use until the node's own slot records give an estimate. */
   priorHarvestPmf: Float64Array;
+  /** Jobs the node may hold at once (running and waiting); 2 in the paper's model. */
+  queueCapacity?: number;
 }
 
 /** One slot record: the node's energy account over one slot. */
@@ -85,8 +87,6 @@ export interface RegistryConfig {
   silenceMs: number;
   xiLim: number;
   estimator: EstimatorConfig;
-  /** Jobs a node may hold: one running and one waiting place (SPEC.md §2). */
-  queueCapacity?: number;
 }
 
 export class Registry {
@@ -186,11 +186,11 @@ export class Registry {
     const nodes = [...this.nodes.values()].filter((n) => n.profile.group === group).sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
     // Eq. 6 over the group's online members: an offline node's capacity is not on offer.
     const weights = groupWeights(nodes.map((n) => (n.online ? n.solved?.qLim ?? 0 : 0)));
-    const capacity = this.config.queueCapacity ?? 2;
     const views = nodes.map((n, i): DeviceView => {
       const eMax = Math.floor(n.profile.capacityJ / n.profile.quantumJ);
       return {
-        available: n.online && n.gamma === 1 && n.queue < capacity,
+        // One running and one waiting place unless the node says otherwise (SPEC.md §2).
+        available: n.online && n.gamma === 1 && n.queue < (n.profile.queueCapacity ?? 2),
         busy: n.queue > 0,
         powerMode: n.gamma === 1 ? n.powerMode : 0,
         energyQ: Math.max(0, Math.min(eMax, Math.floor(n.batteryJ / n.profile.quantumJ))),

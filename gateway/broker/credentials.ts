@@ -4,9 +4,8 @@
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
+import { idProblem } from '../../protocol/index.js';
 
-/** Node ids become MQTT topic levels and client ids: no separators or wildcards. */
-export const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 
 // N = 2^14, r = 8, p = 1: the interactive-login parameters of RFC 7914 §2's guidance;
 // about 16 MiB and tens of ms per check, acceptable for a connect and costly for a guesser.
@@ -24,7 +23,8 @@ const EntrySchema = z.object({
 
 export const CredentialsFileSchema = z.object({
   version: z.literal(1),
-  nodes: z.record(z.string().regex(NODE_ID, 'node ids are 1-63 letters, digits, _ or -'), EntrySchema),
+  // Node ids are topic levels and client ids; the protocol says which ones are valid.
+  nodes: z.record(z.string().refine((id) => idProblem(id) === null, { error: (iss) => `node id ${idProblem(String(iss.input))}` }), EntrySchema),
 });
 
 export type CredentialEntry = z.infer<typeof EntrySchema>;
@@ -78,7 +78,8 @@ export function loadCredentials(path: string): CredentialsFile {
  * password, which exists nowhere else afterwards.
  */
 export async function addNode(path: string, nodeId: string, opts: { replace?: boolean } = {}): Promise<string> {
-  if (!NODE_ID.test(nodeId)) throw new Error(`node id "${nodeId}" is invalid: use 1-63 letters, digits, _ or -, starting with a letter or digit`);
+  const problem = idProblem(nodeId);
+  if (problem) throw new Error(`node id ${problem}`);
   const file: CredentialsFile = existsSync(path) ? loadCredentials(path) : { version: 1, nodes: {} };
   if (file.nodes[nodeId] && !opts.replace) {
     throw new Error(`node ${nodeId} already has credentials in ${path}; pass --replace to issue a new password`);

@@ -68,7 +68,8 @@ test('the credentials file is private, salted and refuses duplicates', async () 
   assert.equal(await verifyPassword(a, passwords['pi-1']!), true);
   assert.equal(await verifyPassword(a, passwords['pi-2']!), false);
   await assert.rejects(addNode(credPath, 'pi-1'), /already has credentials.*--replace/);
-  await assert.rejects(addNode(credPath, 'bad/id'), /node id "bad\/id" is invalid/);
+  await assert.rejects(addNode(credPath, 'bad/id'), /node id "bad\/id" is not a valid id/);
+  await assert.rejects(addNode(credPath, '$gateway'), /not a valid id/, 'the internal client\'s name cannot be taken');
 
   const loose = join(dir, 'loose.json');
   writeFileSync(loose, readFileSync(credPath));

@@ -107,6 +107,11 @@ test('views: availability, power saving, energy in quanta and Eq. 6 weights over
   assert.deepEqual(views.map((v) => Number(v.weight.toFixed(6))), [0.75, 0.25, 0, 0]);
   assert.ok(views[0]!.model, 'a solved node carries its model for foresight');
   assert.deepEqual(reg.groups(), ['g0', 'g1']);
+  // A node that declares a single job place is full with one job.
+  reg.birth('y', { ...profile('g1'), queueCapacity: 1 }, T0);
+  reg.slot('y', slot(1, { queue: 1 }), T0);
+  reg.slot('x', slot(1, { queue: 1 }), T0);
+  assert.deepEqual(reg.views('g1').views.map((v) => v.available), [true, false]);
 });
 
 const pool = new SolverPool({ threads: 1 });
