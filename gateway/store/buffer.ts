@@ -9,7 +9,15 @@
 // written synchronously: it is touched only during an outage, the writes are small, and a
 // synchronous append keeps the file in exactly the queue's order.
 import { appendFileSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { z } from 'zod';
 import type { StorePoint } from './schema.js';
+
+const StorePointSchema = z.object({
+  measurement: z.string().min(1),
+  tags: z.record(z.string(), z.string()),
+  fields: z.record(z.string(), z.union([z.number(), z.string(), z.boolean()])),
+  timestampMs: z.number().int(),
+});
 
 export class PointBuffer {
   private queue: StorePoint[] = [];
@@ -28,9 +36,10 @@ export class PointBuffer {
 
   /**
    * Reads points left on disk by an earlier run. Lines that do not parse (a torn last line
-   * after a power cut) are counted, not loaded, and the caller reports them.
+   * after a power cut) or that `accept` refuses are counted, not loaded, and the caller
+   * reports them: one bad point must not block the queue for good.
    */
-  loadSpool(): { loaded: number; unreadable: number } {
+  loadSpool(accept: (p: StorePoint) => boolean = () => true): { loaded: number; unreadable: number } {
     if (!this.spoolPath || !existsSync(this.spoolPath)) return { loaded: 0, unreadable: 0 };
     const lines = readFileSync(this.spoolPath, 'utf8').split('\n').filter((l) => l.trim() !== '');
     let loaded = 0;
@@ -38,7 +47,9 @@ export class PointBuffer {
     for (const line of lines) {
       let p: StorePoint;
       try {
-        p = JSON.parse(line) as StorePoint;
+        const parsed = StorePointSchema.safeParse(JSON.parse(line));
+        if (!parsed.success || !accept(parsed.data)) throw new Error('not a point');
+        p = parsed.data;
       } catch {
         unreadable++;
         continue;

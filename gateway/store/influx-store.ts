@@ -70,11 +70,20 @@ export class InfluxStore implements Store {
 
   /** Recovers a spooled buffer and starts the periodic flush. */
   start(): void {
-    const { loaded, unreadable } = this.buffer.loadSpool();
+    const { loaded, unreadable } = this.buffer.loadSpool((p) => this.fitsSchema(p));
     if (loaded > 0 || unreadable > 0) {
       this.deps.log.info({ loaded, unreadable, spoolPath: this.config.spoolPath }, 'recovered points spooled during an earlier InfluxDB outage');
     }
     this.timer = this.deps.clock.setInterval(() => void this.flush(), this.config.flushIntervalMs);
+  }
+
+  private fitsSchema(p: StorePoint): boolean {
+    try {
+      this.influx.parsePoint(toInfluxPoint(p), { database: this.database, precision: 'ms' });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   write(p: StorePoint): void {
