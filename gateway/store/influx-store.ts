@@ -121,6 +121,12 @@ export class InfluxStore implements Store {
       const batch = this.buffer.peek(this.config.batchSize);
       try {
         if (!this.schemaReady) await this.ensureSchema();
+      } catch (err) {
+        // Whatever the cause (unreachable, wrong credentials), the points wait.
+        this.onFailure(err);
+        return;
+      }
+      try {
         await this.influx.writePoints(batch.map(toInfluxPoint), {
           precision: 'ms',
           retentionPolicy: this.config.retentionPolicy.name,
@@ -153,7 +159,7 @@ export class InfluxStore implements Store {
       // The database may come back empty (a new influxd), so check it again next time.
       this.schemaReady = false;
       this.deps.log.warn({ err: message, url: this.config.url, bound: this.config.maxBufferedPoints },
-        'cannot write to InfluxDB; buffering points until it answers (check that influxd runs and the url is right)');
+        'cannot write to InfluxDB; buffering points until it answers (check that influxd runs, and the url, username and password)');
     }
     this.buffer.startSpooling();
     if (this.buffer.dropped > this.droppedReported) {
@@ -196,8 +202,11 @@ export class NullStore implements Store {
   async close(): Promise<void> {}
 }
 
-/** A 4xx answer: InfluxDB is up and said no, as opposed to being unreachable or failing. */
+/**
+ * A 4xx answer about the points themselves: InfluxDB is up and said no. 401 and 403 are
+ * about our credentials, not the points, so those points wait like in an outage.
+ */
 function refusedByInflux(err: unknown): err is Error {
   const status = (err as { res?: { statusCode?: number } } | null)?.res?.statusCode;
-  return err instanceof Error && typeof status === 'number' && status >= 400 && status < 500;
+  return err instanceof Error && typeof status === 'number' && status >= 400 && status < 500 && status !== 401 && status !== 403;
 }

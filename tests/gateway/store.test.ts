@@ -148,6 +148,27 @@ test('a batch InfluxDB refuses is counted and does not block the queue', async (
   assert.deepEqual(await seqs('refuse'), [2]);
 });
 
+test('points wait, not vanish, while InfluxDB refuses our credentials', async () => {
+  const secured = await TestInfluxd.create({ auth: true });
+  await secured.start();
+  try {
+    const { store } = makeStore({ url: `${secured.url}/auth`, username: 'heliomesh', password: 'sunny-day' });
+    store.write(slotPoint(tags, { seq: 1 }, T0));
+    await store.flush();
+    assert.equal(store.stats().outage, true);
+    assert.equal(store.stats().refused, 0);
+    assert.equal(store.stats().buffered, 1);
+    // The operator creates the user; the store sends what it kept.
+    await secured.query('', "CREATE USER heliomesh WITH PASSWORD 'sunny-day' WITH ALL PRIVILEGES");
+    await until(() => store.stats().buffered === 0, 'the points to be sent once the user exists');
+    await store.close();
+    const res = (await secured.query('auth', 'SELECT seq FROM node_slot', { u: 'heliomesh', p: 'sunny-day' })) as { results: Array<{ series: Array<{ values: number[][] }> }> };
+    assert.deepEqual(res.results[0]!.series[0]!.values.map((v) => v[1]), [1]);
+  } finally {
+    await secured.destroy();
+  }
+});
+
 test('without InfluxDB the gateway says once that it is not logging', async () => {
   const cap = captureLog();
   const store = new NullStore(cap.log);

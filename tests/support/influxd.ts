@@ -16,7 +16,8 @@ export class TestInfluxd {
 
   private constructor(readonly dir: string, readonly httpPort: number, readonly rpcPort: number) {}
 
-  static async create(): Promise<TestInfluxd> {
+  /** `auth`: HTTP authentication on, with no users until a test creates one. */
+  static async create(opts: { auth?: boolean } = {}): Promise<TestInfluxd> {
     const dir = await mkdtemp(join(tmpdir(), 'heliomesh-influxd-'));
     const srv = new TestInfluxd(dir, await freePort(), await freePort());
     // Only the settings that must differ from the defaults: ports, folders, and quiet logs.
@@ -35,6 +36,7 @@ export class TestInfluxd {
       '[http]',
       `  bind-address = "127.0.0.1:${srv.httpPort}"`,
       '  log-enabled = false',
+      `  auth-enabled = ${opts.auth ? 'true' : 'false'}`,
       '[continuous_queries]',
       '  enabled = false',
       '',
@@ -96,8 +98,9 @@ export class TestInfluxd {
   }
 
   /** Runs an InfluxQL query over HTTP and returns the parsed JSON. */
-  async query(db: string, q: string): Promise<unknown> {
-    const res = await fetch(`${this.url}/query?db=${encodeURIComponent(db)}&q=${encodeURIComponent(q)}&epoch=ms`);
+  async query(db: string, q: string, auth?: { u: string; p: string }): Promise<unknown> {
+    const creds = auth ? `&u=${encodeURIComponent(auth.u)}&p=${encodeURIComponent(auth.p)}` : '';
+    const res = await fetch(`${this.url}/query?db=${encodeURIComponent(db)}&q=${encodeURIComponent(q)}&epoch=ms${creds}`, { method: 'POST' });
     if (!res.ok) throw new Error(`query failed with ${res.status}: ${await res.text()}`);
     return res.json();
   }
