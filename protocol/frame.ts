@@ -15,6 +15,7 @@
 //   28  4    dim (columns)
 //   32  4    CRC-32 of bytes 0..32 and the data
 import { crc32 } from 'node:zlib';
+import { getFloat16, setFloat16 } from '@petamoriken/float16';
 
 export const FRAME_MAGIC = 0x46414d48; // "HMAF" read as a little-endian u32
 export const FRAME_VERSION = 1;
@@ -48,46 +49,20 @@ export type DecodeResult = { ok: true; frame: Frame } | { ok: false; error: stri
 
 const u32 = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
 
-// IEEE 754 binary16 conversion by hand: Node 20 has no Float16Array, and the rule is short.
-const f32 = new Float32Array(1);
-const u32v = new Uint32Array(f32.buffer);
+// binary16 through @petamoriken/float16 (Node 20 has no Float16Array of its own); its
+// setFloat16 rounds to nearest even as IEEE 754 §4.3.1 requires.
+const scratch = new DataView(new ArrayBuffer(2));
 
 /** f32 → binary16 bits, rounding to nearest even; overflow gives ±Inf, NaN stays NaN. */
 export function toHalf(value: number): number {
-  f32[0] = value;
-  const x = u32v[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    // Subnormal half (or zero): shift the implicit-1 mantissa into place, then round.
-    if (e < -10) return sign;
-    const m = mant | 0x800000;
-    const shift = 14 - e;
-    let h = m >>> shift;
-    const rem = m & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && (h & 1))) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  // A carry out of the mantissa rolls into the exponent, which is exactly right (up to Inf).
-  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
-  return sign | h;
+  setFloat16(scratch, 0, value, true);
+  return scratch.getUint16(0, true);
 }
 
 /** binary16 bits → number. */
 export function fromHalf(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  scratch.setUint16(0, h, true);
+  return getFloat16(scratch, 0, true);
 }
 
 export interface FrameInput {

@@ -1,0 +1,197 @@
+// The energy ledger: samples the node's sensors on the clock, integrates power into joules
+// and closes one slot record every δ (SPEC.md §2). Energy is integrated only across
+// intervals bounded by two good samples (trapezoid rule); an interval with a failed read
+// is left out and the slot is flagged degraded, so a record can undercount but never
+// invent energy.
+import type { Clock, Timer } from '../hardware/clock.js';
+import type { NodeReading, SensorReading } from '../hardware/node.js';
+import type { SlotRecord } from '../protocol/index.js';
+import { PROTOCOL_VERSION } from '../protocol/index.js';
+
+export interface SensorSource {
+  read(): Promise<NodeReading>;
+}
+
+/** What the ledger records about the node's policy state at the close of a slot. */
+export interface PolicyView {
+  gamma(): 0 | 1;
+  /** PM index in force (0 in power saving). */
+  powerMode(): number;
+  queue(): number;
+}
+
+export interface LedgerOptions {
+  nodeId: string;
+  clock: Clock;
+  source: SensorSource;
+  policy: PolicyView;
+  slotMs: number;
+  samplePeriodMs: number;
+  /** Sequence number of the first slot closed (persisted by the caller across restarts). */
+  firstSeq: number;
+  onSlot(record: SlotRecord): void;
+  onSample?(reading: NodeReading): void;
+  onError?(err: Error): void;
+}
+
+export interface BatteryLevel {
+  energyJ: number;
+  capacityJ: number;
+  socPct: number;
+  atMs: number;
+}
+
+interface PowerPoint { atMs: number; harvestW: number | null; consumedW: number | null }
+
+/** Solar power in; load power out, or, without a load sensor, the balance harvest − battery. */
+function powersOf(sensors: SensorReading[]): { harvestW: number | null; consumedW: number | null } {
+  const by = (role: SensorReading['role']) => sensors.find((s) => s.role === role);
+  const solar = by('solar');
+  const harvestW = solar?.ok ? Math.max(0, solar.powerMw! / 1000) : null;
+  const load = by('load');
+  if (load) return { harvestW, consumedW: load.ok ? Math.max(0, load.powerMw! / 1000) : null };
+  const bat = by('battery');
+  // INA219 POWER is unsigned (datasheet §8.6.3.4); the sign comes from the current.
+  if (!bat?.ok || harvestW === null) return { harvestW, consumedW: null };
+  const batteryW = (bat.busVoltageV! * bat.currentMa!) / 1000;
+  return { harvestW, consumedW: Math.max(0, harvestW - batteryW) };
+}
+
+export class Ledger {
+  private seq: number;
+  private slotStartMs = 0;
+  private harvestJ = 0;
+  private consumedJ = 0;
+  private samples = 0;
+  private health = new Set<string>();
+  private last: PowerPoint | null = null;
+  private charger: string | null = null;
+  private battery: BatteryLevel | null = null;
+  private sampleTimer: Timer | undefined;
+  private slotTimer: Timer | undefined;
+  private reading: Promise<void> = Promise.resolve();
+  private closing: Promise<void> = Promise.resolve();
+  private readonly listeners = new Set<(b: BatteryLevel) => void>();
+
+  constructor(private readonly o: LedgerOptions) {
+    this.seq = o.firstSeq;
+  }
+
+  /** The next sequence number to be used. */
+  get nextSeq(): number {
+    return this.seq;
+  }
+
+  latest(): BatteryLevel | null {
+    return this.battery;
+  }
+
+  /** Called after every sample with a battery estimate. */
+  onBattery(listener: (b: BatteryLevel) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async start(): Promise<void> {
+    this.slotStartMs = this.o.clock.now();
+    await this.sample();
+    this.sampleTimer = this.o.clock.setInterval(() => void this.queueSample(), this.o.samplePeriodMs);
+    this.slotTimer = this.o.clock.setInterval(() => {
+      this.closing = this.closeSlot().then(() => undefined);
+    }, this.o.slotMs);
+  }
+
+  /**
+   * Resolves when the samples and slot closes started so far are done. Reads take real
+   * I/O time, so a caller stepping a virtual clock waits on this between steps.
+   */
+  async settled(): Promise<void> {
+    await this.reading;
+    await this.closing;
+  }
+
+  stop(): void {
+    this.sampleTimer?.cancel();
+    this.slotTimer?.cancel();
+    this.sampleTimer = this.slotTimer = undefined;
+  }
+
+  private queueSample(): Promise<void> {
+    // Reads are serialised: a slow bus must not interleave two samples.
+    this.reading = this.reading.then(async () => {
+      await this.sample();
+    });
+    return this.reading;
+  }
+
+  /** Takes one sample now (also used by the worker to meter a job). */
+  async sample(): Promise<NodeReading | null> {
+    let reading: NodeReading;
+    try {
+      reading = await this.o.source.read();
+    } catch (err) {
+      this.health.add(`read-failed:${(err as Error).message.slice(0, 80)}`);
+      this.last = null;
+      this.o.onError?.(err as Error);
+      return null;
+    }
+    this.samples++;
+    for (const h of reading.health) this.health.add(h);
+    const p = powersOf(reading.sensors);
+    const point: PowerPoint = { atMs: reading.timeMs, ...p };
+    const prev = this.last;
+    if (prev && point.atMs > prev.atMs) {
+      const dtS = (point.atMs - prev.atMs) / 1000;
+      if (prev.harvestW !== null && point.harvestW !== null) this.harvestJ += ((prev.harvestW + point.harvestW) / 2) * dtS;
+      if (prev.consumedW !== null && point.consumedW !== null) this.consumedJ += ((prev.consumedW + point.consumedW) / 2) * dtS;
+    }
+    if (p.harvestW === null) this.health.add('harvest-unmeasured');
+    if (p.consumedW === null) this.health.add('consumption-unmeasured');
+    this.last = point;
+    const c = reading.charger;
+    this.charger = c.status?.chrgStat ?? c.pins?.state ?? (c.ok ? null : 'unreadable');
+    if (reading.battery) {
+      this.battery = { energyJ: reading.battery.energyJ, capacityJ: reading.battery.capacityJ, socPct: reading.battery.socPct, atMs: reading.timeMs };
+      for (const l of this.listeners) l(this.battery);
+    }
+    this.o.onSample?.(reading);
+    return reading;
+  }
+
+  /** Closes the current slot: emits its record and starts the next. */
+  async closeSlot(): Promise<SlotRecord> {
+    // The slot ends with a fresh sample so its last interval is counted in this slot.
+    await this.queueSample();
+    const now = this.o.clock.now();
+    const b = this.battery;
+    const degraded = [...this.health].some((h) => !h.startsWith('power-good-inconsistent'));
+    const record: SlotRecord = {
+      v: PROTOCOL_VERSION,
+      nodeId: this.o.nodeId,
+      seq: this.seq++,
+      slotStartMs: this.slotStartMs,
+      slotMs: Math.max(1, now - this.slotStartMs),
+      harvestJ: round3(this.harvestJ),
+      consumedJ: round3(this.consumedJ),
+      batteryJ: round3(Math.max(0, b?.energyJ ?? 0)),
+      batteryPct: Math.min(100, Math.max(0, round3(b?.socPct ?? 0))),
+      powerMode: this.o.policy.powerMode(),
+      gamma: this.o.policy.gamma(),
+      queue: this.o.policy.queue(),
+      charger: this.charger,
+      health: [...this.health].slice(0, 32).map((h) => h.slice(0, 120)),
+      degraded: degraded || b === null,
+      samples: this.samples,
+    };
+    this.slotStartMs = now;
+    this.harvestJ = this.consumedJ = 0;
+    this.samples = 0;
+    this.health = new Set();
+    this.o.onSlot(record);
+    return record;
+  }
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

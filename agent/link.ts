@@ -1,0 +1,204 @@
+// The agent's MQTT link (MQTT.js): QoS 1 everywhere, a persistent session (`clean: false`
+// with a stable client id, MQTT 3.1.1 §3.1.2.4) so commands sent while the node was away
+// are delivered, a retained offline will, a retained online birth with the profile on
+// every (re)connect, and reconnects with doubling backoff. Slot records, events and
+// telemetry go through the spool: appended first, published when connected, removed on
+// PUBACK. Commands are validated and always answered on cmd/reply.
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import {
+  PROTOCOL_VERSION, commandIdOf, encodeJson, nodeTopics, parseCommand,
+  type Command, type CommandReply, type NodeTopicKind, type StateMessage,
+} from '../protocol/index.js';
+import type { Spool, SpoolClass } from './spool.js';
+
+export interface LinkLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface LinkOptions {
+  url: string;
+  fleet: string;
+  nodeId: string;
+  username?: string;
+  password?: string;
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized: boolean };
+  keepaliveS: number;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+  spool: Spool;
+  /** The retained online state, built fresh at every connect (the profile may have changed). */
+  birth(): StateMessage;
+  /** Runs a validated command; its return value is the reply's result. Throwing answers ok: false. */
+  onCommand(cmd: Command): Promise<Record<string, unknown> | undefined>;
+  onJobIn?(payload: Buffer): void;
+  log: LinkLog;
+  /** Spooled messages in flight at once. */
+  maxInflight?: number;
+}
+
+export class Link {
+  readonly topics: Record<NodeTopicKind, string>;
+  private client: MqttClient | undefined;
+  private readonly inflight = new Set<number>();
+  private backoffMs: number;
+  private drainWaiters: Array<() => void> = [];
+  private closing = false;
+  connects = 0;
+
+  constructor(private readonly o: LinkOptions) {
+    this.topics = nodeTopics(o.fleet, o.nodeId);
+    this.backoffMs = o.reconnectMinMs;
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  start(): void {
+    const willState: StateMessage = { v: PROTOCOL_VERSION, status: 'offline', nodeId: this.o.nodeId, reason: 'connection lost' };
+    const opts: IClientOptions = {
+      clientId: `heliomesh-${this.o.fleet}-${this.o.nodeId}`,
+      clean: false,
+      keepalive: this.o.keepaliveS,
+      reconnectPeriod: this.o.reconnectMinMs,
+      connectTimeout: 10_000,
+      username: this.o.username,
+      password: this.o.password,
+      protocolVersion: 4,
+      will: { topic: this.topics.state, payload: encodeJson(willState), qos: 1, retain: true },
+      ...(this.o.tls ? { ca: this.o.tls.ca, cert: this.o.tls.cert, key: this.o.tls.key, rejectUnauthorized: this.o.tls.rejectUnauthorized } : {}),
+    };
+    const client = mqtt.connect(this.o.url, opts);
+    this.client = client;
+    client.on('connect', (connack) => {
+      this.connects++;
+      this.backoffMs = this.o.reconnectMinMs;
+      client.options.reconnectPeriod = this.backoffMs;
+      this.o.log.info({ url: this.o.url, sessionPresent: connack.sessionPresent }, 'connected to the gateway broker');
+      client.publish(this.topics.state, encodeJson(this.o.birth()), { qos: 1, retain: true }, (err) => {
+        if (err) this.o.log.warn({ err: err.message }, 'birth not acknowledged');
+      });
+      if (!connack.sessionPresent) {
+        client.subscribe([this.topics.cmd, this.topics.jobIn], { qos: 1 }, (err, granted) => {
+          if (err) this.o.log.error({ err: err.message }, 'subscribing to commands failed');
+          else if (granted?.some((g) => g.qos === 128)) this.o.log.error({ granted }, 'the broker refused a subscription: check the node ACL');
+        });
+      }
+      // Messages published before the drop and not acknowledged are re-sent by MQTT.js
+      // from its own store when the session resumes; the rest come from the spool.
+      this.drain();
+    });
+    client.on('close', () => {
+      if (this.closing) return;
+      // Exponential backoff between attempts, reset on success.
+      this.backoffMs = Math.min(this.o.reconnectMaxMs, this.backoffMs * 2);
+      client.options.reconnectPeriod = this.backoffMs;
+    });
+    client.on('offline', () => this.o.log.warn({ retryMs: this.backoffMs }, 'gateway broker unreachable; spooling'));
+    client.on('error', (err) => this.o.log.warn({ err: err.message }, 'MQTT error'));
+    client.on('message', (topic, payload) => {
+      if (topic === this.topics.cmd) void this.command(payload);
+      else if (topic === this.topics.jobIn) this.o.onJobIn?.(payload);
+    });
+  }
+
+  /** Spools and (when connected) publishes a slot record, event or telemetry sample. */
+  send(cls: SpoolClass, msg: object): void {
+    const kind: NodeTopicKind = cls;
+    const entry = this.o.spool.append(cls, this.topics[kind], encodeJson(msg));
+    if (!entry) this.o.log.warn({ cls }, 'spool full of more important messages: dropped');
+    this.drain();
+  }
+
+  /** Publishes without spooling (job frames, replies); resolves on PUBACK. */
+  publishNow(kind: 'jobOut' | 'cmdReply' | 'state', payload: Buffer, retain = false): Promise<void> {
+    const client = this.client;
+    if (!client) return Promise.reject(new Error('link not started'));
+    return new Promise((resolve, reject) => {
+      client.publish(this.topics[kind], payload, { qos: 1, retain }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  private drain(): void {
+    const client = this.client;
+    if (!client?.connected) return;
+    const max = this.o.maxInflight ?? 32;
+    for (const e of this.o.spool.pending()) {
+      if (this.inflight.size >= max) break;
+      if (this.inflight.has(e.id)) continue;
+      this.inflight.add(e.id);
+      client.publish(e.topic, e.payload, { qos: 1, retain: e.retain }, (err) => {
+        this.inflight.delete(e.id);
+        if (err) {
+          // Not acknowledged: it stays in the spool and goes out again on the next drain.
+          if (!this.closing) this.o.log.warn({ err: err.message, id: e.id }, 'publish not acknowledged; kept in the spool');
+          return;
+        }
+        this.o.spool.remove(e.id);
+        this.drain();
+      });
+    }
+    if (this.o.spool.pending().length === 0) {
+      const w = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  /** Resolves true once the spool is empty, false after `timeoutMs` (real time). */
+  flush(timeoutMs: number): Promise<boolean> {
+    if (this.o.spool.pending().length === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(false), timeoutMs);
+      this.drainWaiters.push(() => {
+        clearTimeout(t);
+        resolve(true);
+      });
+      this.drain();
+    });
+  }
+
+  private async command(payload: Buffer): Promise<void> {
+    const parsed = parseCommand(payload);
+    let reply: CommandReply;
+    if (!parsed.ok) {
+      this.o.log.warn({ error: parsed.error }, 'refused a command');
+      reply = { v: PROTOCOL_VERSION, id: commandIdOf(payload), ok: false, error: parsed.error.slice(0, 1000) };
+    } else {
+      try {
+        const result = await this.o.onCommand(parsed.value);
+        reply = { v: PROTOCOL_VERSION, id: parsed.value.id, ok: true, ...(result ? { result } : {}) };
+      } catch (err) {
+        reply = { v: PROTOCOL_VERSION, id: parsed.value.id, ok: false, error: (err as Error).message.slice(0, 1000) };
+      }
+    }
+    try {
+      await this.publishNow('cmdReply', encodeJson(reply));
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message, id: reply.id }, 'command reply not delivered');
+    }
+  }
+
+  /**
+   * Leaves cleanly: publishes the retained offline state (the will is for unclean ends) and
+   * disconnects.
+   */
+  async close(reason: string): Promise<void> {
+    const client = this.client;
+    if (!client) return;
+    if (client.connected) {
+      const off: StateMessage = { v: PROTOCOL_VERSION, status: 'offline', nodeId: this.o.nodeId, reason: reason.slice(0, 200) };
+      await this.publishNow('state', encodeJson(off), true).catch((err: Error) => this.o.log.warn({ err: err.message }, 'offline state not delivered'));
+    }
+    this.closing = true;
+    await client.endAsync();
+  }
+
+  /** Drops the connection without the clean goodbye (tests: a crash). */
+  async kill(): Promise<void> {
+    this.closing = true;
+    await this.client?.endAsync(true);
+  }
+}
