@@ -14,8 +14,6 @@ import type { Bench } from './types.js';
 const SHAPE: LoadShape = {
   publishers: 4,
   messagesPerPublisher: 3000,
-  /** About the size of one slot record as JSON. */
-  payloadBytes: 300,
   /** Mosquitto's default max_inflight_messages: the same publisher behaviour on every broker. */
   window: 20,
   timeoutMs: 15_000,
@@ -86,7 +84,7 @@ export const brokerBench: Bench = {
     const gatewayRatio = roundRatio('gateway');
     const lost = CONTENDERS.reduce((s, c) => s + stats[c].lost, 0);
     const corrupted = CONTENDERS.reduce((s, c) => s + stats[c].corrupted, 0);
-    const payloadBytes = runs[0]?.result.payloadBytes ?? SHAPE.payloadBytes;
+    const payloadBytes = runs[0]?.result.payloadBytes ?? 0;
     const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
     const problems = CONTENDERS.filter((c) => stats[c].lost || stats[c].corrupted)
       .map((c) => `${c}: LOST ${stats[c].lost}, corrupted ${stats[c].corrupted}${stats[c].timedOutRuns ? `, ${stats[c].timedOutRuns} run(s) past ${SHAPE.timeoutMs / 1000} s` : ''}`);
@@ -94,7 +92,7 @@ export const brokerBench: Bench = {
       summary:
         `broker: aedes ${fmt(stats.aedes.medianMsgsPerS)} msg/s vs mosquitto ${fmt(stats.mosquitto.medianMsgsPerS)} msg/s, ratio ${ratio.toFixed(2)}; ` +
         `gateway broker ${fmt(stats.gateway.medianMsgsPerS)} msg/s (ratio ${gatewayRatio.toFixed(2)}) ` +
-        `(QoS 1, ${SHAPE.publishers} × ${SHAPE.messagesPerPublisher} msgs of ${payloadBytes} B → 1 subscriber, medians of ${ROUNDS} rotated rounds, load average ${loadAtStart.toFixed(1)}); ` +
+        `(QoS 1, ${SHAPE.publishers} × ${SHAPE.messagesPerPublisher} slot records (${payloadBytes} B) → 1 subscriber, medians of ${ROUNDS} rotated rounds, load average ${loadAtStart.toFixed(1)}); ` +
         (problems.length ? problems.join('; ') : 'every message delivered and verified'),
       metrics: {
         /** Median over rounds of (aedes msg/s ÷ mosquitto msg/s) in the same round. */

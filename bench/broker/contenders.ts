@@ -3,13 +3,14 @@
 // - `aedes`: aedes with the options the gateway gives it (gateway/broker/config.ts defaults),
 //   its default in-memory persistence, a plain TCP server on loopback, no hooks;
 // - `gateway`: the gateway's own Broker (gateway/broker), i.e. the same aedes plus node
-//   logins, the ACL and the packet size guard in front of every socket;
+//   logins, the protocol's node ACL and the packet size guard in front of every socket;
 // - `mosquitto`: Debian's /usr/sbin/mosquitto with a temporary config.
 import { Aedes } from 'aedes';
 import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { Broker, BrokerConfigSchema, makeEntry, type CredentialsFile } from '../../gateway/broker/index.js';
 import { systemClock } from '../../gateway/clock.js';
+import { fleetFilter, nodeAclPatterns, nodeTopic } from '../../protocol/index.js';
 import { runLoad, type LoadResult, type LoadSpec, type LoginOptions } from './load.js';
 import { startMosquitto } from './mosquitto.js';
 
@@ -19,7 +20,6 @@ export type Contender = (typeof CONTENDERS)[number];
 export interface LoadShape {
   publishers: number;
   messagesPerPublisher: number;
-  payloadBytes: number;
   window: number;
   timeoutMs: number;
 }
@@ -30,18 +30,18 @@ export interface ContenderRun {
   publishesIn?: number;
 }
 
+const FLEET = 'bench';
 const nodeId = (i: number) => `bench-${i}`;
-const FILTER = 'bench/node/+/slot';
 
 function spec(url: string, publishers: LoginOptions[], subscriber: LoginOptions, shape: LoadShape): LoadSpec {
   return {
     url,
     publishers,
-    topics: publishers.map((p) => `bench/node/${p.clientId}/slot`),
+    // The topics and the filter the agent and the gateway use for slot records.
+    topics: publishers.map((p) => nodeTopic(FLEET, p.clientId, 'slot')),
     subscriber,
-    filter: FILTER,
+    filter: fleetFilter(FLEET, 'slot'),
     messagesPerPublisher: shape.messagesPerPublisher,
-    payloadBytes: shape.payloadBytes,
     window: shape.window,
     timeoutMs: shape.timeoutMs,
   };
@@ -90,7 +90,7 @@ export async function contenders(publishers: number): Promise<Record<Contender, 
         clock: systemClock,
         log: pino({ level: 'silent' }),
         credentials,
-        patterns: { publish: ['bench/node/{node}/#'], subscribe: ['bench/node/{node}/cmd/#'] },
+        patterns: nodeAclPatterns(FLEET),
       });
       try {
         // Nodes log in with their own credentials; the subscriber is the gateway's internal client, as its own parts are.

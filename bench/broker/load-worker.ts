@@ -1,30 +1,42 @@
-// Worker side of bench/broker/load.ts: N publishers send M slot-record-sized messages each at
-// QoS 1 to one QoS 1 subscriber, which checks every message against what was sent.
+// Worker side of bench/broker/load.ts: N publishers send M slot records each at QoS 1 to one
+// QoS 1 subscriber, which checks every message byte for byte against what was sent.
 import { parentPort, workerData } from 'node:worker_threads';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { PROTOCOL_VERSION, encodeJson, parseSlotRecord, type SlotRecord } from '../../protocol/index.js';
 import type { LoadResult, LoadSpec, LoginOptions } from './load.js';
 
-/** A record shaped like an agent's slot record, padded to `bytes` so every message is the same size. */
-export function slotRecord(nodeId: string, seq: number, bytes: number): Buffer {
-  const rec = {
-    node: nodeId,
+/**
+ * Slot record `seq` of a node, as an agent publishes it (protocol/messages.ts), with
+ * daytime-like values. Checked against the protocol's schema so the load stays honest if the
+ * record changes.
+ */
+export function slotRecordPayload(nodeId: string, seq: number): Buffer {
+  const slotMs = 60_000;
+  const record: SlotRecord = {
+    v: PROTOCOL_VERSION,
+    nodeId,
     seq,
-    slotStartMs: 1_764_000_000_000 + seq * 60_000,
-    harvestedJ: 30 + (seq % 17) * 1.25,
-    consumedJ: 22 + (seq % 13) * 0.5,
-    batteryJ: 41_000 - seq,
-    batteryPct: 80 - (seq % 50) / 10,
-    powerMode: seq % 4,
-    gamma: 0.5,
+    slotStartMs: 1_764_000_000_000 + seq * slotMs,
+    slotMs,
+    harvestJ: 30.25 + (seq % 17) * 1.125,
+    consumedJ: 22.5 + (seq % 13) * 0.375,
+    batteryJ: 41_000.5 - seq * 0.25,
+    batteryPct: 80.5 - (seq % 50) / 8,
+    powerMode: 1 + (seq % 3),
+    gamma: 1,
     queue: seq % 2,
-    chrgStat: 'fast-charging',
+    charger: 'fast-charging',
+    health: [],
     degraded: false,
-    pad: '',
+    samples: 120,
   };
-  const base = Buffer.byteLength(JSON.stringify(rec));
-  rec.pad = '.'.repeat(Math.max(0, bytes - base));
-  return Buffer.from(JSON.stringify(rec));
+  const payload = encodeJson(record);
+  const check = parseSlotRecord(payload);
+  if (!check.ok) throw new Error(`the bench's slot record no longer matches the protocol: ${check.error}`);
+  return payload;
 }
+
+const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
 function open(url: string, login: LoginOptions): Promise<MqttClient> {
   const opts: IClientOptions = { ...login, clean: true, reconnectPeriod: 0, connectTimeout: 10_000, protocolVersion: 4 };
@@ -57,7 +69,7 @@ function publishAll(client: MqttClient, topic: string, payloads: Buffer[], windo
 async function run(spec: LoadSpec): Promise<LoadResult> {
   const n = spec.publishers.length;
   const m = spec.messagesPerPublisher;
-  const payloads = spec.publishers.map((p) => Array.from({ length: m }, (_, seq) => slotRecord(p.clientId, seq, spec.payloadBytes)));
+  const payloads = spec.publishers.map((p) => Array.from({ length: m }, (_, seq) => slotRecordPayload(p.clientId, seq)));
   const publisherOf = new Map(spec.topics.map((t, i) => [t, i]));
   const seen = spec.publishers.map(() => new Uint8Array(m));
   const total = n * m;
@@ -116,7 +128,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     elapsedMs: tEnd - t0,
     ackedMs: (tAcked || performance.now()) - t0,
     timedOut,
-    payloadBytes: payloads[0]?.[0]?.length ?? 0,
+    payloadBytes: median(payloads.flat().map((b) => b.length)),
   };
 }
 

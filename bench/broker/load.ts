@@ -18,7 +18,6 @@ export interface LoadSpec {
   /** The subscriber's filter; it must match every publisher's topic. */
   filter: string;
   messagesPerPublisher: number;
-  payloadBytes: number;
   /** QoS 1 publishes a publisher keeps unacknowledged at once. */
   window: number;
   /** Give up waiting for deliveries after this long, and report what is missing. */
@@ -39,6 +38,7 @@ export interface LoadResult {
   /** From the first publish to the last PUBACK the publishers received. */
   ackedMs: number;
   timedOut: boolean;
+  /** Median size of the slot records sent. */
   payloadBytes: number;
 }
 
