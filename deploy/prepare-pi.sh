@@ -359,11 +359,51 @@ do_user() {
   fi
 }
 
+# YAML is edited with the installed Heliomesh's own `yaml` library (the one the agent reads
+# its config with), so comments and every other key survive. Returns 1 when the library or
+# node is not there yet, e.g. in a dry run before the install step.
+have_yaml_lib() {
+  command -v node >/dev/null 2>&1 && [[ -f $(p "$INSTALL_DIR")/node_modules/yaml/package.json ]]
+}
+
+# yaml_tool get-password FILE | yaml_tool set FILE: reads the values from HM_* variables.
+yaml_tool() {
+  # shellcheck disable=SC2016 # the program is JavaScript, expanded by node, not by bash
+  node --input-type=module -e '
+    import { createRequire } from "node:module";
+    import { readFileSync } from "node:fs";
+    const [lib, mode, file] = process.argv.slice(1);
+    const YAML = createRequire(lib + "/package.json")("yaml");
+    const doc = YAML.parseDocument(readFileSync(file, "utf8"));
+    if (doc.errors.length) {
+      console.error(`${file} is not valid YAML: ${doc.errors[0].message}`);
+      process.exit(1);
+    }
+    const e = process.env;
+    if (mode === "get-password") {
+      const pw = doc.get("nodeId") === e.HM_NODE_ID ? doc.getIn(["gateway", "password"]) : undefined;
+      if (typeof pw !== "string" || pw === "") process.exit(1);
+      process.stdout.write(pw);
+    } else {
+      doc.set("nodeId", e.HM_NODE_ID);
+      doc.set("group", e.HM_GROUP);
+      doc.setIn(["gateway", "url"], e.HM_GATEWAY);
+      doc.setIn(["gateway", "username"], e.HM_NODE_ID);
+      doc.setIn(["gateway", "password"], e.HM_PASSWORD);
+      process.stdout.write(String(doc));
+    }
+  ' "$(p "$INSTALL_DIR")" "$@"
+}
+
 # The password already in agent.yaml for this node, if the file is for this node.
 existing_password() {
   local f
   f=$(p "$CONFIG_FILE")
   [[ -r $f ]] || return 1
+  if have_yaml_lib; then
+    HM_NODE_ID=$NODE_ID yaml_tool get-password "$f"
+    return
+  fi
   grep -qxF "nodeId: $NODE_ID" "$f" || return 1
   local line
   line=$(grep -E '^  password: ' "$f" | head -n1) || return 1
@@ -429,8 +469,22 @@ do_config() {
   f=$(p "$CONFIG_FILE")
   if [[ -z $password ]] && ! wants register; then password=$(existing_password || true); fi
   [[ -n $password ]] || die "config: no node password; run the register step too (--gateway-ssh or --node-password)"
-  local want
-  want=$(agent_yaml "$password")
+  # The base is the node's current file (an operator's later edits are kept), else the
+  # example config the installed tree ships.
+  local want base='' example
+  example=$(p "$INSTALL_DIR/deploy/agent.example.yaml")
+  if [[ -f $f ]]; then base=$f; elif [[ -f $example ]]; then base=$example; fi
+  if [[ -n $base ]] && have_yaml_lib; then
+    want=$(HM_NODE_ID=$NODE_ID HM_GROUP=$GROUP HM_GATEWAY=$GATEWAY HM_PASSWORD=$password yaml_tool set "$base") ||
+      die "config: could not fill in ${base#"$ROOT"}; fix the YAML error above and run again"
+    [[ $base == "$f" ]] || say "starting from $INSTALL_DIR/deploy/agent.example.yaml"
+  else
+    want=$(agent_yaml "$password")
+    if [[ ! -f $example && $DRY_RUN == 0 ]]; then
+      say "WARNING: $INSTALL_DIR/deploy/agent.example.yaml is missing, so only the node's keys are written;"
+      say "the agent also needs its hardware, powerModes, modeTable and spool settings in $CONFIG_FILE"
+    fi
+  fi
   if [[ -f $f && $(cat "$f") == "$want" ]]; then
     say "$CONFIG_FILE is up to date"
   elif [[ $DRY_RUN == 1 ]]; then

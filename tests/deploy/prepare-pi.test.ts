@@ -3,9 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, symlinkSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 
 // Compiled to dist/tests/deploy/, so the repository root is three levels up.
 const SCRIPT = resolve(import.meta.dirname, '../../../deploy/prepare-pi.sh');
@@ -183,12 +184,13 @@ test('the I2C edits are idempotent: a second run changes nothing and says so', (
   }
 });
 
-test('agent.yaml is written 0600 with the node settings, and rewritten only when they change', () => {
+test('without an example config, agent.yaml holds the node settings, 0600, rewritten only when they change', () => {
   const root = freshRoot();
   try {
     const args = ['--steps', 'config,register', '--node-id', 'pi-07', '--group', 'g1', '--gateway', 'mqtts://gw.example:8883', '--node-password', "it's"];
     const first = prepare(args, root);
     assert.equal(first.code, 0, first.err);
+    assert.match(first.out, /WARNING: \/opt\/heliomesh\/deploy\/agent.example.yaml is missing, so only the node's keys are written/);
     const file = join(root, 'etc/heliomesh/agent.yaml');
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const yaml = readFileSync(file, 'utf8');
@@ -305,6 +307,62 @@ test('registration over SSH keeps the password add-node prints, and asks only on
     const garbled = prepare(args, root, env);
     assert.equal(garbled.code, 2);
     assert.match(garbled.err, /had no 'password:' line/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('agent.yaml starts from the tree\'s example config and keeps an operator\'s later edits', () => {
+  const root = freshRoot();
+  try {
+    const tree = join(root, 'opt/heliomesh');
+    mkdirSync(join(tree, 'deploy'), { recursive: true });
+    // The installed tree's dependencies: this checkout's, which include the same yaml library.
+    symlinkSync(resolve(import.meta.dirname, '../../../node_modules'), join(tree, 'node_modules'));
+    writeFileSync(join(tree, 'deploy/agent.example.yaml'), [
+      '# Heliomesh agent (example)',
+      'nodeId: CHANGE-ME',
+      'group: g0',
+      'gateway:',
+      '  url: mqtt://gateway.local:1883',
+      '  tls:',
+      '    rejectUnauthorized: true',
+      'hardware:',
+      '  kind: virtual # the simulated node',
+      'spool:',
+      '  dir: /var/lib/heliomesh/spool',
+      '',
+    ].join('\n'));
+    const args = ['--steps', 'register,config', '--node-id', 'pi-07', '--group', 'g1', '--gateway', 'mqtt://gw:1883'];
+    const first = prepare([...args, '--node-password', "p:w #1 'q'"], root);
+    assert.equal(first.code, 0, first.err);
+    assert.match(first.out, /starting from \/opt\/heliomesh\/deploy\/agent.example.yaml/);
+    const file = join(root, 'etc/heliomesh/agent.yaml');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const text = readFileSync(file, 'utf8');
+    assert.deepEqual(parseYaml(text), {
+      nodeId: 'pi-07',
+      group: 'g1',
+      gateway: { url: 'mqtt://gw:1883', tls: { rejectUnauthorized: true }, username: 'pi-07', password: "p:w #1 'q'" },
+      hardware: { kind: 'virtual' },
+      spool: { dir: '/var/lib/heliomesh/spool' },
+    });
+    assert.match(text, /# the simulated node/, 'comments are kept');
+
+    writeFileSync(file, text + 'logLevel: debug\n', { mode: 0o600 });
+    const again = prepare(args, root);
+    assert.equal(again.code, 0, again.err);
+    assert.match(again.out, /already holds credentials for pi-07/);
+    assert.match(again.out, /agent.yaml is up to date/);
+    const kept = parseYaml(readFileSync(file, 'utf8')) as { logLevel: string; gateway: { password: string } };
+    assert.equal(kept.logLevel, 'debug');
+    assert.equal(kept.gateway.password, "p:w #1 'q'");
+
+    writeFileSync(join(root, 'etc/heliomesh/agent.yaml'), 'nodeId: [unclosed\n');
+    const broken = prepare([...args, '--node-password', 'x'], root);
+    assert.equal(broken.code, 2);
+    assert.match(broken.err, /agent.yaml is not valid YAML/);
+    assert.match(broken.err, /fix the YAML error above/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
