@@ -22,7 +22,7 @@ readonly ID_RE='^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$'
 ROOT=${HELIOMESH_ROOT:-}
 ROOT=${ROOT%/}
 DRY_RUN=0
-NODE_ID='' GROUP='' GATEWAY='' SOURCE='' GATEWAY_SSH='' NODES_FILE='' NODE_PASSWORD=''
+NODE_ID='' GROUP='' FLEET='' GATEWAY='' SOURCE='' GATEWAY_SSH='' NODES_FILE='' NODE_PASSWORD=''
 REINSTALL=0
 STEPS=("${STEPS_ALL[@]}")
 CHANGES=0
@@ -50,6 +50,7 @@ Registration (one of them, unless agent.yaml already holds a password):
   --node-password PASSWORD  a password the operator already issued with add-node
 
 Options:
+  --fleet FLEET          the fleet (topic prefix heliomesh/FLEET/...); the agent's default when omitted
   --steps LIST           comma-separated subset of: i2c,node,install,user,register,config,service
   --reinstall            reinstall Heliomesh and re-register even when already done
   --dry-run              print every step it would take and change nothing
@@ -79,6 +80,7 @@ parse_args() {
       --reinstall) REINSTALL=1; shift ;;
       --node-id) need_value "$@"; NODE_ID=$2; shift 2 ;;
       --group) need_value "$@"; GROUP=$2; shift 2 ;;
+      --fleet) need_value "$@"; FLEET=$2; shift 2 ;;
       --gateway) need_value "$@"; GATEWAY=$2; shift 2 ;;
       --source) need_value "$@"; SOURCE=$2; shift 2 ;;
       --gateway-ssh) need_value "$@"; GATEWAY_SSH=$2; shift 2 ;;
@@ -117,6 +119,10 @@ validate() {
   fi
   if [[ -n $GROUP && ! $GROUP =~ $ID_RE ]]; then
     die "--group '$GROUP' is not a valid group name: use 1-63 letters, digits, _ or -"
+  fi
+  # The protocol's rule for fleet ids (protocol/topics.ts): one MQTT topic level.
+  if [[ -n $FLEET && ! $FLEET =~ ^[A-Za-z0-9_.-]{1,64}$ ]]; then
+    die "--fleet '$FLEET' is not a valid fleet id: use 1-64 letters, digits, _, . or -"
   fi
   if [[ -n $GATEWAY ]]; then
     [[ $GATEWAY =~ ^mqtts?://[A-Za-z0-9.-]+(:([0-9]{1,5}))?/?$ ]] ||
@@ -387,6 +393,7 @@ yaml_tool() {
     } else {
       doc.set("nodeId", e.HM_NODE_ID);
       doc.set("group", e.HM_GROUP);
+      if (e.HM_FLEET) doc.set("fleet", e.HM_FLEET);
       doc.setIn(["gateway", "url"], e.HM_GATEWAY);
       doc.setIn(["gateway", "username"], e.HM_NODE_ID);
       doc.setIn(["gateway", "password"], e.HM_PASSWORD);
@@ -452,10 +459,11 @@ yaml_quote() { printf "'%s'" "${1//\'/\'\'}"; }
 
 agent_yaml() {
   cat <<EOF
-# Written by deploy/prepare-pi.sh. Settings not listed here take their defaults; see
-# deploy/agent.example.yaml for every key.
+# Written by deploy/prepare-pi.sh with the node's keys only. The agent also needs its
+# hardware, powerModes, modeTable and spool settings: see deploy/agent.example.yaml.
 nodeId: $NODE_ID
-group: $GROUP
+${FLEET:+fleet: $FLEET
+}group: $GROUP
 gateway:
   url: $GATEWAY
   username: $NODE_ID
@@ -475,7 +483,7 @@ do_config() {
   example=$(p "$INSTALL_DIR/deploy/agent.example.yaml")
   if [[ -f $f ]]; then base=$f; elif [[ -f $example ]]; then base=$example; fi
   if [[ -n $base ]] && have_yaml_lib; then
-    want=$(HM_NODE_ID=$NODE_ID HM_GROUP=$GROUP HM_GATEWAY=$GATEWAY HM_PASSWORD=$password yaml_tool set "$base") ||
+    want=$(HM_NODE_ID=$NODE_ID HM_GROUP=$GROUP HM_FLEET=$FLEET HM_GATEWAY=$GATEWAY HM_PASSWORD=$password yaml_tool set "$base") ||
       die "config: could not fill in ${base#"$ROOT"}; fix the YAML error above and run again"
     [[ $base == "$f" ]] || say "starting from $INSTALL_DIR/deploy/agent.example.yaml"
   else

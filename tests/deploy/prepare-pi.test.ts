@@ -87,6 +87,7 @@ test('missing and bad flags fail with the flag named', () => {
       [['--node-id'], /--node-id needs a value/],
       [['--node-id', 'pi 1', '--group', 'g', '--gateway', 'mqtt://h', '--source', 'heliomesh'], /--node-id 'pi 1' is not a valid node id/],
       [['--node-id', 'p', '--group', 'g/1', '--gateway', 'mqtt://h', '--source', 'heliomesh'], /--group 'g\/1'/],
+      [['--node-id', 'p', '--group', 'g', '--fleet', 'a+b', '--gateway', 'mqtt://h', '--source', 'heliomesh'], /--fleet 'a\+b' is not a valid fleet id/],
       [['--node-id', 'p', '--group', 'g', '--gateway', 'http://h:1883', '--source', 'heliomesh'], /--gateway 'http:\/\/h:1883' is not an MQTT URL/],
       [['--node-id', 'p', '--group', 'g', '--gateway', 'mqtt://h:70000', '--source', 'heliomesh'], /port 70000 is out of range/],
       [['--node-id', 'p', '--group', 'g', '--gateway', 'mqtt://h', '--source', '/nowhere/heliomesh.tgz'], /tarball '\/nowhere\/heliomesh.tgz' does not exist/],
@@ -334,7 +335,7 @@ test('agent.yaml starts from the tree\'s example config and keeps an operator\'s
       '',
     ].join('\n'));
     const args = ['--steps', 'register,config', '--node-id', 'pi-07', '--group', 'g1', '--gateway', 'mqtt://gw:1883'];
-    const first = prepare([...args, '--node-password', "p:w #1 'q'"], root);
+    const first = prepare([...args, '--fleet', 'f1', '--node-password', "p:w #1 'q'"], root);
     assert.equal(first.code, 0, first.err);
     assert.match(first.out, /starting from \/opt\/heliomesh\/deploy\/agent.example.yaml/);
     const file = join(root, 'etc/heliomesh/agent.yaml');
@@ -343,6 +344,7 @@ test('agent.yaml starts from the tree\'s example config and keeps an operator\'s
     assert.deepEqual(parseYaml(text), {
       nodeId: 'pi-07',
       group: 'g1',
+      fleet: 'f1',
       gateway: { url: 'mqtt://gw:1883', tls: { rejectUnauthorized: true }, username: 'pi-07', password: "p:w #1 'q'" },
       hardware: { kind: 'virtual' },
       spool: { dir: '/var/lib/heliomesh/spool' },
@@ -354,8 +356,9 @@ test('agent.yaml starts from the tree\'s example config and keeps an operator\'s
     assert.equal(again.code, 0, again.err);
     assert.match(again.out, /already holds credentials for pi-07/);
     assert.match(again.out, /agent.yaml is up to date/);
-    const kept = parseYaml(readFileSync(file, 'utf8')) as { logLevel: string; gateway: { password: string } };
+    const kept = parseYaml(readFileSync(file, 'utf8')) as { logLevel: string; fleet: string; gateway: { password: string } };
     assert.equal(kept.logLevel, 'debug');
+    assert.equal(kept.fleet, 'f1', 'a fleet set earlier stays when --fleet is not given');
     assert.equal(kept.gateway.password, "p:w #1 'q'");
 
     writeFileSync(join(root, 'etc/heliomesh/agent.yaml'), 'nodeId: [unclosed\n');
