@@ -62,6 +62,8 @@ export class Ledger {
   private slotStartMs = 0;
   private harvestJ = 0;
   private consumedJ = 0;
+  private consumedTotal = 0;
+  private consumedW: number | null = null;
   private samples = 0;
   private health = new Set<string>();
   private last: PowerPoint | null = null;
@@ -82,6 +84,16 @@ export class Ledger {
     return this.seq;
   }
 
+  /** Energy the node consumed since start, over measured intervals (J): the worker's job meter. */
+  get consumedTotalJ(): number {
+    return this.consumedTotal;
+  }
+
+  /** The node's consumption at the last good sample (W). */
+  get lastConsumedW(): number | null {
+    return this.consumedW;
+  }
+
   latest(): BatteryLevel | null {
     return this.battery;
   }
@@ -93,7 +105,7 @@ export class Ledger {
   }
 
   async start(): Promise<void> {
-    this.slotStartMs = this.o.clock.now();
+    this.slotStartMs = Math.round(this.o.clock.now());
     await this.sample();
     this.sampleTimer = this.o.clock.setInterval(() => void this.queueSample(), this.o.samplePeriodMs);
     this.slotTimer = this.o.clock.setInterval(() => {
@@ -143,11 +155,16 @@ export class Ledger {
     if (prev && point.atMs > prev.atMs) {
       const dtS = (point.atMs - prev.atMs) / 1000;
       if (prev.harvestW !== null && point.harvestW !== null) this.harvestJ += ((prev.harvestW + point.harvestW) / 2) * dtS;
-      if (prev.consumedW !== null && point.consumedW !== null) this.consumedJ += ((prev.consumedW + point.consumedW) / 2) * dtS;
+      if (prev.consumedW !== null && point.consumedW !== null) {
+        const j = ((prev.consumedW + point.consumedW) / 2) * dtS;
+        this.consumedJ += j;
+        this.consumedTotal += j;
+      }
     }
     if (p.harvestW === null) this.health.add('harvest-unmeasured');
     if (p.consumedW === null) this.health.add('consumption-unmeasured');
     this.last = point;
+    this.consumedW = p.consumedW;
     const c = reading.charger;
     this.charger = c.status?.chrgStat ?? c.pins?.state ?? (c.ok ? null : 'unreadable');
     if (reading.battery) {
@@ -162,7 +179,8 @@ export class Ledger {
   async closeSlot(): Promise<SlotRecord> {
     // The slot ends with a fresh sample so its last interval is counted in this slot.
     await this.queueSample();
-    const now = this.o.clock.now();
+    // Whole milliseconds on the wire; a scaled clock reads fractions.
+    const now = Math.round(this.o.clock.now());
     const b = this.battery;
     const degraded = [...this.health].some((h) => !h.startsWith('power-good-inconsistent'));
     const record: SlotRecord = {

@@ -59,7 +59,8 @@ export class Link {
   start(): void {
     const willState: StateMessage = { v: PROTOCOL_VERSION, status: 'offline', nodeId: this.o.nodeId, reason: 'connection lost' };
     const opts: IClientOptions = {
-      clientId: `heliomesh-${this.o.fleet}-${this.o.nodeId}`,
+      // The gateway's broker requires client id = node id = username (one session per node).
+      clientId: this.o.nodeId,
       clean: false,
       keepalive: this.o.keepaliveS,
       reconnectPeriod: this.o.reconnectMinMs,
@@ -101,6 +102,14 @@ export class Link {
     client.on('message', (topic, payload) => {
       if (topic === this.topics.cmd) void this.command(payload);
       else if (topic === this.topics.jobIn) this.o.onJobIn?.(payload);
+    });
+  }
+
+  /** Publishes the retained online state again (after the profile changed). */
+  announce(): void {
+    if (!this.client?.connected) return; // the next connect publishes it anyway
+    this.client.publish(this.topics.state, encodeJson(this.o.birth()), { qos: 1, retain: true }, (err) => {
+      if (err) this.o.log.warn({ err: err.message }, 'state update not acknowledged');
     });
   }
 

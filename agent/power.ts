@@ -124,7 +124,7 @@ export class PowerPolicy implements PolicyView {
 
   private event(kind: EventMessage['kind'], level: BatteryLevel, detail: string): void {
     const e: EventMessage = {
-      v: PROTOCOL_VERSION, nodeId: this.o.nodeId, atMs: this.o.clock.now(), kind,
+      v: PROTOCOL_VERSION, nodeId: this.o.nodeId, atMs: Math.round(this.o.clock.now()), kind,
       batteryJ: Math.max(0, level.energyJ), batteryPct: Math.min(100, Math.max(0, level.socPct)),
       gamma: this.g, powerMode: this.powerMode(), detail,
     };

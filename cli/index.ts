@@ -2,6 +2,7 @@
 // The single `heliomesh` command. Each verb lives in its own file and registers itself
 // here; this file only parses arguments and reports errors a user can act on.
 import { Command, CommanderError } from 'commander';
+import { registerAgent } from './agent.js';
 import { registerBench } from './bench.js';
 import { registerGateway } from './gateway.js';
 import { registerHw } from './hw.js';
@@ -20,6 +21,7 @@ registerModel(program);
 registerBench(program);
 registerHw(program);
 registerGateway(program);
+registerAgent(program);
 
 try {
   await program.parseAsync(process.argv);

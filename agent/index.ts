@@ -1,0 +1,234 @@
+// The agent's composition root: builds the hardware, the spool, the ledger, the power
+// policy, the MQTT link and the block worker from one validated config, and wires them.
+// Nothing below this file reads files, the environment or the wall clock on its own.
+import { execFile } from 'node:child_process';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Clock } from '../hardware/clock.js';
+import { buildNode, type NodeHardware } from '../hardware/node.js';
+import { selectBackend } from '../models/backend.js';
+import { PROTOCOL_VERSION, type Command, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';
+import { capacityJ, profileOf, thresholdsJ, type AgentConfig, type ThresholdsJ } from './config.js';
+import { Ledger, type BatteryLevel } from './ledger.js';
+import { Link } from './link.js';
+import { PowerPolicy } from './power.js';
+import { Spool } from './spool.js';
+import { BlockWorker } from './worker.js';
+
+export interface AgentDeps {
+  clock: Clock;
+  log: Logger;
+  /**
+   * What the critical level and the shutdown command do. Default: run the configured
+   * command (systemctl poweroff). The virtual node passes one that stops the process.
+   */
+  shutdown?: (reason: string) => Promise<void>;
+}
+
+/** Runs argv without a shell; a failure is reported, never ignored. */
+export function commandShutdown(argv: string[], log: Logger): (reason: string) => Promise<void> {
+  return (reason) => new Promise((resolve, reject) => {
+    log.warn({ argv, reason }, 'running the shutdown command');
+    execFile(argv[0]!, argv.slice(1), (err, _out, stderr) => (err ? reject(new Error(`${argv.join(' ')} failed: ${err.message} ${stderr}`)) : resolve()));
+  });
+}
+
+const SEQ_FILE = 'seq.json';
+
+function readNextSeq(dir: string): number {
+  try {
+    const j = JSON.parse(readFileSync(join(dir, SEQ_FILE), 'utf8')) as { nextSeq?: unknown };
+    return typeof j.nextSeq === 'number' && Number.isInteger(j.nextSeq) && j.nextSeq >= 0 ? j.nextSeq : 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw new Error(`cannot read ${join(dir, SEQ_FILE)}: ${(err as Error).message}; delete it to restart the slot sequence at 0`);
+  }
+}
+
+function writeNextSeq(dir: string, nextSeq: number): void {
+  const tmp = join(dir, `${SEQ_FILE}.tmp`);
+  writeFileSync(tmp, JSON.stringify({ nextSeq }));
+  renameSync(tmp, join(dir, SEQ_FILE));
+}
+
+export class Agent {
+  private stopped = false;
+
+  private constructor(
+    readonly config: AgentConfig,
+    readonly hardware: NodeHardware,
+    readonly spool: Spool,
+    readonly ledger: Ledger,
+    readonly policy: PowerPolicy,
+    readonly link: Link,
+    readonly worker: BlockWorker | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
+    const { clock, log } = deps;
+    const shutdown = deps.shutdown ?? commandShutdown(config.shutdownCommand, log);
+    const hardware = await buildNode(config.hardware, { clock });
+    hardware.virtual?.start();
+    const spool = Spool.open({ dir: config.spool.dir, maxBytes: config.spool.maxBytes });
+    const st = spool.stats();
+    if (st.entries || st.tornBytes) log.info({ pending: st.entries, tornBytes: st.tornBytes }, 'spool reopened');
+
+    if (config.model) {
+      const backend = await selectBackend();
+      log.info({ backend: backend.name, detail: backend.detail, skipped: backend.skipped }, 'TF.js backend selected');
+    }
+    const worker = config.model ? BlockWorker.load({
+      ...config.model, ...config.worker, clock, log,
+      powerMode: () => ref.policy?.powerMode() ?? 0,
+      onBusy: (busy) => hardware.virtual?.setJobRunning(busy),
+    }) : undefined;
+    // Late-bound: the policy's actions reach the link and the agent, built just below.
+    const ref: { link?: Link; agent?: Agent; policy?: PowerPolicy } = {};
+    const policy = new PowerPolicy({
+      nodeId: config.nodeId, clock, modes: config.powerModes, modeTable: config.modeTable, thresholds: thresholdsJ(config),
+      queue: () => worker?.queue() ?? 0,
+      log,
+      actions: {
+        applyMode: (name) => hardware.applyPowerMode(name),
+        enterSaving: async () => (worker ? worker.enterSaving((p) => ref.link?.publishNow('jobOut', p)) : 'no worker: nothing held'),
+        leaveSaving: () => worker?.leaveSaving(),
+        publishEvent: (e) => ref.link?.send('event', e),
+        critical: async (level: BatteryLevel) => {
+          await ref.agent?.stop(`critical battery ${level.energyJ.toFixed(0)} J`, true);
+          await shutdown('critical battery').catch((err: Error) => log.error({ err: err.message }, 'shutdown action failed'));
+        },
+      },
+    });
+    ref.policy = policy;
+    let lastTelemetryMs = -Infinity;
+    const ledger: Ledger = new Ledger({
+      nodeId: config.nodeId, clock, source: hardware, policy, slotMs: config.slotMs, samplePeriodMs: 1000 / config.sampleHz,
+      firstSeq: readNextSeq(config.spool.dir),
+      onSlot: (r) => {
+        ref.link?.send('slot', r);
+        writeNextSeq(config.spool.dir, r.seq + 1);
+        log.info({ seq: r.seq, harvestJ: r.harvestJ, consumedJ: r.consumedJ, batteryPct: r.batteryPct, gamma: r.gamma, powerMode: r.powerMode, degraded: r.degraded }, 'slot closed');
+      },
+      onSample: (reading) => {
+        worker?.observe(ledger.lastConsumedW);
+        if (config.telemetryPeriodMs <= 0 || reading.timeMs - lastTelemetryMs < config.telemetryPeriodMs) return;
+        lastTelemetryMs = reading.timeMs;
+        ref.link?.send('telemetry', {
+          v: PROTOCOL_VERSION, nodeId: config.nodeId, atMs: reading.timeMs,
+          sensors: reading.sensors.map((s) => ({ name: s.name.slice(0, 40), ok: s.ok, busVoltageV: s.busVoltageV, currentMa: s.currentMa, powerMw: s.powerMw })),
+        });
+      },
+      onError: (err) => log.warn({ err: err.message }, 'sensor read failed'),
+    });
+
+    if (worker) worker.meter = ledger;
+    const birth = (): StateMessage => ({
+      v: PROTOCOL_VERSION, status: 'online', nodeId: config.nodeId, atMs: Math.max(0, Math.round(clock.now())),
+      profile: profileOf(config, policy.modeTable.modes, policy.modeTable.modeTable, policy.thresholds),
+    });
+    const tls = config.gateway.tls;
+    const link: Link = new Link({
+      url: config.gateway.url, fleet: config.fleet, nodeId: config.nodeId,
+      username: config.gateway.username, password: config.gateway.password,
+      tls: tls.caFile || tls.certFile ? {
+        ca: tls.caFile ? readFileSync(tls.caFile) : undefined,
+        cert: tls.certFile ? readFileSync(tls.certFile) : undefined,
+        key: tls.keyFile ? readFileSync(tls.keyFile) : undefined,
+        rejectUnauthorized: tls.rejectUnauthorized,
+      } : undefined,
+      keepaliveS: config.gateway.keepaliveS, reconnectMinMs: config.gateway.reconnectMinMs, reconnectMaxMs: config.gateway.reconnectMaxMs,
+      spool, birth, log,
+      onCommand: (cmd) => ref.agent!.command(cmd, shutdown),
+      onJobIn: (payload) => {
+        worker?.handle(payload, (out) => link.publishNow('jobOut', out), policy.acceptsJobs())
+          .catch((err: Error) => log.warn({ err: err.message }, 'job message failed'));
+      },
+    });
+    ref.link = link;
+    const agent: Agent = new Agent(config, hardware, spool, ledger, policy, link, worker, log);
+    ref.agent = agent;
+
+    let first = true;
+    ledger.onBattery((b) => {
+      if (first) {
+        first = false;
+        void policy.initialise(b);
+      } else {
+        void policy.update(b);
+      }
+    });
+    await ledger.start();
+    link.start();
+    log.info({ nodeId: config.nodeId, fleet: config.fleet, group: config.group, gateway: config.gateway.url, slotMs: config.slotMs }, 'agent started');
+    return agent;
+  }
+
+  async command(cmd: Command, shutdown: (reason: string) => Promise<void>): Promise<Record<string, unknown> | undefined> {
+    this.log.info({ op: cmd.op, id: cmd.id }, 'command');
+    const level = this.ledger.latest();
+    switch (cmd.op) {
+      case 'ping':
+        return { nextSeq: this.ledger.nextSeq, gamma: this.policy.gamma(), powerMode: this.policy.powerMode(), batteryJ: level?.energyJ ?? null, spool: this.spool.stats() };
+      case 'set-thresholds': {
+        const t: ThresholdsJ = cmd.thresholds;
+        const cap = capacityJ(this.config);
+        if (!(t.criticalJ < t.eThJ && t.eThJ < t.eThUpJ && t.eThUpJ < cap)) throw new Error(`thresholds must satisfy criticalJ < eThJ < eThUpJ < capacity (${cap} J)`);
+        this.policy.setThresholds(t);
+        this.changed(`thresholds set to E_th ${t.eThJ} J, E′_th ${t.eThUpJ} J, critical ${t.criticalJ} J`);
+        if (level) await this.policy.update(level);
+        return undefined;
+      }
+      case 'set-mode-table':
+        this.setTable(cmd.modes, cmd.modeTable);
+        if (level) await this.policy.update(level);
+        return undefined;
+      case 're-profile':
+        throw new Error('re-profiling over MQTT is not available in this build; run `heliomesh agent profile` on the node');
+      case 'shutdown':
+        // Reply first (the caller publishes it when this returns), then go.
+        setImmediate(() => void (async () => {
+          await this.stop(`shutdown command: ${cmd.reason}`, true);
+          await shutdown(cmd.reason).catch((err: Error) => this.log.error({ err: err.message }, 'shutdown action failed'));
+        })());
+        return { shuttingDown: true };
+    }
+  }
+
+  private setTable(modes: PowerModeEntry[], table: ModeStep[]): void {
+    const known = this.hardware.powerModes.map((m) => m.name);
+    const unknown = modes.filter((m) => !known.includes(m.name));
+    if (unknown.length) throw new Error(`modes ${unknown.map((m) => m.name).join(', ')} are not in this node's hardware.cpu.modes (${known.join(', ')})`);
+    this.policy.setTable(modes, table);
+    this.changed(`power-mode table set: ${table.map((s) => `≥${s.minFraction}→PM${s.powerMode}`).join(' ')}`);
+  }
+
+  private changed(detail: string): void {
+    const level = this.ledger.latest();
+    this.link.send('event', {
+      v: PROTOCOL_VERSION, nodeId: this.config.nodeId, atMs: Math.round(this.hardware.clock.now()), kind: 'config-changed',
+      batteryJ: Math.max(0, level?.energyJ ?? 0), batteryPct: Math.min(100, Math.max(0, level?.socPct ?? 0)),
+      gamma: this.policy.gamma(), powerMode: this.policy.powerMode(), detail,
+    });
+    this.link.announce();
+  }
+
+  /** Stops sampling, closes the last partial slot, flushes the spool (up to 10 s) and leaves. */
+  async stop(reason: string, flush = true): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.ledger.stop();
+    await this.ledger.settled();
+    this.worker?.close();
+    if (flush && this.link.connected) {
+      const flushed = await this.link.flush(10_000);
+      if (!flushed) this.log.warn({ pending: this.spool.pending().length }, 'spool not empty at stop; it is kept on disk for the next start');
+    }
+    await this.link.close(reason);
+    this.spool.close();
+    this.hardware.virtual?.stop();
+    await this.hardware.close();
+    this.log.info({ reason }, 'agent stopped');
+  }
+}

@@ -1,0 +1,205 @@
+// The block worker: holds one model shard (sha256-verified on load) and runs its layer
+// range for the gateway's jobs. A job is offered (JSON on job/in), accepted only when the
+// node is active with queue room, then fed activation frames per session; each frame is
+// run through the layers with the session's KV cache and answered with an output frame of
+// the same header. A close frame (or the idle timeout) ends the session and the job, which
+// is reported with its duration and measured energy: the node's consumption integrated by
+// the ledger over the job, minus the idle baseline for the same time.
+import { readShards } from '../models/shards.js';
+import { BlockStack, type BlockSession } from '../models/forward.js';
+import type { Clock, Timer } from '../hardware/clock.js';
+import {
+  PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeJson, isFrame, parseJobControl, type Frame, type JobReport,
+} from '../protocol/index.js';
+
+/** Energy meter: the ledger's running consumption total. */
+export interface JobMeter {
+  readonly consumedTotalJ: number;
+  readonly lastConsumedW: number | null;
+}
+
+export interface WorkerLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface WorkerOptions {
+  shardDir: string;
+  firstBlock: number;
+  lastBlock: number;
+  queueCapacity: number;
+  sessionIdleMs: number;
+  clock: Clock;
+  log: WorkerLog;
+  /** Set later by the composition root (the ledger is built after the worker). */
+  meter?: JobMeter;
+  /** The PM index in force, for the report. */
+  powerMode?: () => number;
+  /** Told when a job starts and ends (the virtual node raises its load). */
+  onBusy?: (busy: boolean) => void;
+}
+
+interface HeldJob {
+  jobId: number;
+  sessionId: number;
+  session: BlockSession | undefined;
+  steps: number;
+  startedMs: number | undefined;
+  startJ: number;
+  idle: Timer | undefined;
+}
+
+type Send = (payload: Buffer) => Promise<void> | void;
+
+export class BlockWorker {
+  private readonly jobs = new Map<number, HeldJob>();
+  private idleW: number | null = null;
+  private saving = false;
+  meter: JobMeter | undefined;
+
+  private constructor(readonly stack: BlockStack, private readonly o: WorkerOptions) {
+    this.meter = o.meter;
+  }
+
+  /** Loads blocks [firstBlock, lastBlock] from our shard folder; every file's sha256 is checked. */
+  static load(o: WorkerOptions): BlockWorker {
+    const range = { from: o.firstBlock, to: o.lastBlock + 1 };
+    const weights = readShards(o.shardDir, { range, head: false });
+    const worker = new BlockWorker(new BlockStack(weights, range), o);
+    o.log.info({ shardDir: o.shardDir, from: range.from, to: range.to, dim: weights.config.dim }, 'shard loaded');
+    return worker;
+  }
+
+  queue(): number {
+    return this.jobs.size;
+  }
+
+  /** Feeds the idle baseline: the consumption seen while no job is held. */
+  observe(consumedW: number | null): void {
+    if (consumedW === null || this.jobs.size > 0) return;
+    // Exponential average over ~10 samples: steady enough, yet follows a drifting idle load.
+    this.idleW = this.idleW === null ? consumedW : this.idleW + 0.1 * (consumedW - this.idleW);
+  }
+
+  /**
+   * Power saving: no new jobs. A job already computing is finished (its energy is mostly
+   * spent, and handing it over would make the gateway replay its whole context elsewhere);
+   * a job accepted but not started is handed back so it can go to an active node now.
+   */
+  enterSaving(send?: Send): string {
+    this.saving = true;
+    const handed: number[] = [];
+    for (const job of [...this.jobs.values()]) {
+      if (job.steps > 0) continue;
+      this.drop(job);
+      handed.push(job.jobId);
+      const report: JobReport = { v: PROTOCOL_VERSION, type: 'handed-back', jobId: job.jobId, reason: 'node entered power saving before the job started' };
+      void send?.(encodeJson(report));
+    }
+    const running = [...this.jobs.values()].map((j) => j.jobId);
+    return `${running.length ? `finishing running job ${running.join(', ')}` : 'no running job'}; ${handed.length ? `handed back ${handed.join(', ')}` : 'nothing waiting'}`;
+  }
+
+  leaveSaving(): void {
+    this.saving = false;
+  }
+
+  /** One message from job/in: a JSON control message or an activation frame. */
+  async handle(payload: Buffer, send: Send, active: boolean): Promise<void> {
+    if (!isFrame(payload)) {
+      const c = parseJobControl(payload);
+      if (!c.ok) {
+        this.o.log.warn({ error: c.error }, 'refused a job message');
+        return;
+      }
+      if (c.value.type === 'offer') {
+        const { jobId, sessionId } = c.value;
+        let reason: string | null = null;
+        if (!active || this.saving) reason = 'node is in power saving';
+        else if (this.jobs.has(jobId)) reason = `job ${jobId} is already held`;
+        else if (this.jobs.size >= this.o.queueCapacity) reason = `queue full (${this.o.queueCapacity})`;
+        if (reason) {
+          await send(encodeJson({ v: PROTOCOL_VERSION, type: 'refused', jobId, reason } satisfies JobReport));
+          return;
+        }
+        this.jobs.set(jobId, { jobId, sessionId, session: undefined, steps: 0, startedMs: undefined, startJ: 0, idle: undefined });
+        this.touch(this.jobs.get(jobId)!, send);
+        await send(encodeJson({ v: PROTOCOL_VERSION, type: 'accepted', jobId } satisfies JobReport));
+      } else {
+        const job = this.jobs.get(c.value.jobId);
+        if (job) await this.finish(job, send, false, `cancelled: ${c.value.reason}`);
+      }
+      return;
+    }
+    const d = decodeFrame(payload);
+    if (!d.ok) {
+      this.o.log.warn({ error: d.error }, 'refused an activation frame');
+      return;
+    }
+    const f = d.frame;
+    const job = this.jobs.get(f.jobId);
+    if (!job || job.sessionId !== f.sessionId) {
+      this.o.log.warn({ jobId: f.jobId, sessionId: f.sessionId }, 'frame for a job this node does not hold');
+      return;
+    }
+    try {
+      const out = this.run(job, f);
+      if (out) await send(out);
+    } catch (err) {
+      await this.finish(job, send, false, (err as Error).message);
+      return;
+    }
+    if (f.close) await this.finish(job, send, true);
+    else this.touch(job, send);
+  }
+
+  /** Runs one frame; returns the output frame, or null for replay and empty close frames. */
+  run(job: HeldJob, f: Frame): Buffer | null {
+    if (f.rows === 0) return null;
+    const dim = this.stack.geometry.dim;
+    if (f.dim !== dim) throw new Error(`frame width ${f.dim} does not match this shard's dim ${dim}`);
+    if (!job.session) {
+      job.session = this.stack.openSession();
+      job.startedMs = this.o.clock.now();
+      job.startJ = this.meter?.consumedTotalJ ?? 0;
+      this.o.onBusy?.(true);
+    }
+    if (f.position !== job.session.length) throw new Error(`frame position ${f.position} but the session's cache holds ${job.session.length} positions; replay the context first`);
+    const out = this.stack.forward(job.session, f.data, f.rows);
+    job.steps++;
+    if (f.replay) return null;
+    return encodeFrame({ jobId: f.jobId, sessionId: f.sessionId, step: f.step, position: f.position, rows: f.rows, dim, dtype: f.dtype, data: out });
+  }
+
+  private touch(job: HeldJob, send: Send): void {
+    job.idle?.cancel();
+    job.idle = this.o.clock.setTimeout(() => void this.finish(job, send, false, `session idle for ${this.o.sessionIdleMs} ms`), this.o.sessionIdleMs);
+  }
+
+  private drop(job: HeldJob): void {
+    job.idle?.cancel();
+    job.session?.close();
+    this.jobs.delete(job.jobId);
+    if (job.session) this.o.onBusy?.(false);
+  }
+
+  private async finish(job: HeldJob, send: Send, ok: boolean, error?: string): Promise<void> {
+    if (!this.jobs.has(job.jobId)) return;
+    const now = this.o.clock.now();
+    const durationMs = job.startedMs === undefined ? 0 : now - job.startedMs;
+    const usedJ = (this.meter?.consumedTotalJ ?? 0) - job.startJ;
+    const baselineW = this.idleW ?? 0;
+    this.drop(job);
+    const report: JobReport = {
+      v: PROTOCOL_VERSION, type: 'report', jobId: job.jobId, sessionId: job.sessionId, ok, ...(error ? { error } : {}),
+      steps: job.steps, durationMs, energyJ: usedJ - baselineW * (durationMs / 1000), baselineW, powerMode: this.o.powerMode?.() ?? 0,
+    };
+    this.o.log.info({ jobId: job.jobId, ok, steps: job.steps, durationMs, energyJ: report.type === 'report' ? report.energyJ : 0, error }, 'job finished');
+    await send(encodeJson(report));
+  }
+
+  close(): void {
+    for (const job of [...this.jobs.values()]) this.drop(job);
+    this.stack.dispose();
+  }
+}

@@ -1,0 +1,117 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BlockWorker } from '../../agent/worker.js';
+import { VirtualClock } from '../../hardware/clock.js';
+import { selectBackend } from '../../models/backend.js';
+import { BlockStack } from '../../models/forward.js';
+import { readLlama2c } from '../../models/llama2c.js';
+import { readManifest, writeShards } from '../../models/shards.js';
+import { decodeFrame, encodeFrame, encodeJson, parseJobReport, type JobReport } from '../../protocol/index.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const stories = join(root, '..', 'shared', 'models', 'stories260K.bin');
+const quiet = { info() {}, warn() {} };
+
+function hidden(rows: number, dim: number, seed: number): Float32Array {
+  const a = new Float32Array(rows * dim);
+  let s = seed;
+  for (let i = 0; i < a.length; i++) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    a[i] = s / 2 ** 31 - 0.5;
+  }
+  return a;
+}
+
+test('the worker answers frames with exactly the layer range\'s in-process output, and reports the job', async (t) => {
+  await selectBackend({ backend: 'cpu' });
+  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-shards-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const model = readLlama2c(stories);
+  writeShards(model.config, (part) => readLlama2c(stories, part), { groups: 2, outDir: dir, dtype: 'f32' });
+  const second = readManifest(dir).blocks.at(-1)!;
+  const range = { from: second.from, to: second.to };
+  assert.ok(range.from > 0, 'the second group starts after layer 0');
+
+  const clock = new VirtualClock(0);
+  const meter = { consumedTotalJ: 100, lastConsumedW: 2 };
+  const worker = BlockWorker.load({ shardDir: dir, firstBlock: range.from, lastBlock: range.to - 1, queueCapacity: 1, sessionIdleMs: 60_000, clock, log: quiet, meter, powerMode: () => 2 });
+  t.after(() => worker.close());
+  for (let i = 0; i < 5; i++) worker.observe(2);
+  const reference = new BlockStack(model, range);
+  const refSession = reference.openSession();
+  const dim = model.config.dim;
+
+  const out: Buffer[] = [];
+  const send = (p: Buffer): void => { out.push(p); };
+  await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 7, sessionId: 70 }), send, true);
+  assert.deepEqual(parseJobReport(out.shift()!), { ok: true, value: { v: 1, type: 'accepted', jobId: 7 } });
+  // Queue capacity 1: a second offer is refused with the reason.
+  await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 8, sessionId: 80 }), send, true);
+  const refused = parseJobReport(out.shift()!);
+  assert.ok(refused.ok && refused.value.type === 'refused' && /queue full/.test(refused.value.reason));
+
+  const steps = [{ rows: 5, position: 0 }, { rows: 1, position: 5 }, { rows: 1, position: 6 }];
+  for (const [i, s] of steps.entries()) {
+    const input = hidden(s.rows, dim, i + 1);
+    await clock.advance(1000);
+    meter.consumedTotalJ += 3; // 3 J per second while computing: 1 J above the 2 W baseline
+    await worker.handle(encodeFrame({ jobId: 7, sessionId: 70, step: i, position: s.position, rows: s.rows, dim, data: input, close: i === steps.length - 1 }), send, true);
+    const frame = decodeFrame(out.shift()!);
+    assert.ok(frame.ok, !frame.ok ? frame.error : '');
+    assert.equal(frame.frame.step, i);
+    assert.equal(frame.frame.rows, s.rows);
+    const expected = reference.forward(refSession, input, s.rows);
+    assert.deepEqual(frame.frame.data, expected, `step ${i}: worker output equals the in-process layers`);
+  }
+  const report = parseJobReport(out.shift()!);
+  assert.ok(report.ok && report.value.type === 'report');
+  const r = report.value as Extract<JobReport, { type: 'report' }>;
+  assert.equal(r.ok, true);
+  assert.equal(r.steps, 3);
+  assert.equal(r.durationMs, 2000, 'from the first frame to the close');
+  assert.ok(Math.abs(r.energyJ - (9 - 3 - 2 * 2)) < 1e-9, `energy ${r.energyJ}: consumption minus the 2 W baseline`);
+  assert.equal(r.powerMode, 2);
+  assert.equal(worker.queue(), 0);
+  refSession.close();
+  reference.dispose();
+});
+
+test('sessions time out when idle; power saving refuses offers and hands back jobs not started', async (t) => {
+  await selectBackend({ backend: 'cpu' });
+  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-shards-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const model = readLlama2c(stories);
+  writeShards(model.config, (part) => readLlama2c(stories, part), { groups: 2, outDir: dir, dtype: 'f16' });
+  const clock = new VirtualClock(0);
+  const worker = BlockWorker.load({ shardDir: dir, firstBlock: 0, lastBlock: 0, queueCapacity: 2, sessionIdleMs: 5000, clock, log: quiet });
+  t.after(() => worker.close());
+  const out: JobReport[] = [];
+  const send = (p: Buffer): void => {
+    const r = parseJobReport(p);
+    if (r.ok) out.push(r.value);
+  };
+  const dim = model.config.dim;
+  await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 1, sessionId: 1 }), send, true);
+  await worker.handle(encodeFrame({ jobId: 1, sessionId: 1, step: 0, position: 0, rows: 2, dim, data: hidden(2, dim, 3) }), send, true);
+  await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 2, sessionId: 2 }), send, true);
+  assert.equal(worker.queue(), 2);
+  const said = worker.enterSaving(send);
+  assert.match(said, /finishing running job 1; handed back 2/);
+  assert.ok(out.some((r) => r.type === 'handed-back' && r.jobId === 2));
+  await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 3, sessionId: 3 }), send, true);
+  assert.ok(out.some((r) => r.type === 'refused' && r.jobId === 3 && /power saving/.test(r.reason)));
+  await clock.advance(6000);
+  const timedOut = out.find((r) => r.type === 'report' && r.jobId === 1);
+  assert.ok(timedOut && timedOut.type === 'report' && !timedOut.ok && /idle/.test(timedOut.error!));
+  assert.equal(worker.queue(), 0);
+  worker.leaveSaving();
+  // A frame at the wrong position is refused and ends the job with the reason.
+  await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 4, sessionId: 4 }), send, true);
+  await worker.handle(encodeFrame({ jobId: 4, sessionId: 4, step: 0, position: 3, rows: 1, dim, data: hidden(1, dim, 1) }), send, true);
+  const wrong = out.find((r) => r.type === 'report' && r.jobId === 4);
+  assert.ok(wrong && wrong.type === 'report' && /position 3/.test(wrong.error!));
+});
