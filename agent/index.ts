@@ -214,12 +214,14 @@ export class Agent {
     this.link.announce();
   }
 
-  /** Stops sampling, closes the last partial slot, flushes the spool (up to 10 s) and leaves. */
+  /** Stops sampling, closes the partial slot, flushes the spool (up to 10 s) and leaves. */
   async stop(reason: string, flush = true): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     this.ledger.stop();
     await this.ledger.settled();
+    // The partial slot is closed too, so its energy reaches the gateway before the node goes.
+    await this.ledger.closeSlot().catch((err: Error) => this.log.warn({ err: err.message }, 'last slot not closed'));
     this.worker?.close();
     if (flush && this.link.connected) {
       const flushed = await this.link.flush(10_000);

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { AgentConfigError, loadAgentConfigFile, parseAgentConfig, profileOf, thresholdsJ } from '../../agent/config.js';
 import { exampleDoc } from './fixtures.js';
@@ -46,4 +47,11 @@ test('a wrong key stops startup with its path and the reason', () => {
   assert.match(bad(() => {}, { HELIOMESH_GATEWAY_URL: 'ftp://x' }), /gateway\.url \(from HELIOMESH_GATEWAY_URL\)/);
   assert.match(bad((d) => { (d.hardware as { sensors: unknown[] }).sensors = []; }), /hardware\.sensors/);
   assert.throws(() => loadAgentConfigFile('/nonexistent/agent.yaml', {}), /cannot read the agent config/);
+});
+
+test('deploy/agent.example.yaml is a valid agent config', () => {
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  const c = loadAgentConfigFile(join(root, 'deploy', 'agent.example.yaml'), { HELIOMESH_GATEWAY_PASSWORD: 'x' });
+  assert.equal(c.hardware.kind, 'real');
+  assert.equal(c.powerModes.length, 3);
 });
