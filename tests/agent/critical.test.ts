@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { pino } from 'pino';
+import { Agent } from '../../agent/index.js';
+import { parseAgentConfig } from '../../agent/config.js';
+import { ScaledClock } from '../../hardware/clock.js';
+import { fleetFilter, parseEvent, parseSlotRecord, parseState } from '../../protocol/index.js';
+import { InProcessAedes } from './brokers.js';
+import { exampleDoc } from './fixtures.js';
+
+async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('critical battery at night: critical event, last slot and offline state delivered, spool empty, then the shutdown action', async (t) => {
+  const broker = await InProcessAedes.start();
+  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-crit-'));
+  t.after(async () => {
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const doc = exampleDoc() as { hardware: { battery: object; virtual: object } };
+  const start = Date.parse('2026-06-21T23:00:00Z');
+  // 4.5 % of 74 Wh at night: the Pi's ≈ 2.7 W reaches the 3 % critical level in about 15 min.
+  const hardware = {
+    ...doc.hardware,
+    battery: { ...doc.hardware.battery, initialSocPct: 4.5 },
+    virtual: { ...doc.hardware.virtual, startTime: new Date(start).toISOString(), initialSocPct: 4.5 },
+  };
+  const config = parseAgentConfig({ ...doc, hardware, gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, slotMs: 60_000, sampleHz: 0.2, spool: { dir } });
+  const obs = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, { clientId: 'observer' });
+  const got: Array<{ topic: string; payload: Buffer; at: number }> = [];
+  obs.on('message', (topic, payload) => got.push({ topic, payload, at: Date.now() }));
+  await obs.subscribeAsync([fleetFilter('solar', 'state'), fleetFilter('solar', 'slot'), fleetFilter('solar', 'event')], { qos: 1 });
+  const shutdowns: Array<{ reason: string; at: number }> = [];
+  const agent = await Agent.start(config, {
+    clock: new ScaledClock(600, start), log: pino({ level: 'silent' }),
+    shutdown: async (reason) => { shutdowns.push({ reason, at: Date.now() }); },
+  });
+  await until('shutdown', () => shutdowns.length > 0);
+  assert.equal(shutdowns.length, 1);
+  assert.equal(shutdowns[0]!.reason, 'critical battery');
+  const events = got.filter((g) => g.topic.endsWith('/event')).map((g) => parseEvent(g.payload)).filter((e) => e.ok).map((e) => e.ok && e.value);
+  const crit = events.find((e) => e && e.kind === 'critical');
+  assert.ok(crit && crit.batteryJ < 0.03 * 74 * 3600 && crit.gamma === 0);
+  // Started inside the hysteresis band, below E_th: in power saving, lowest mode.
+  assert.ok(events.some((e) => e && e.kind === 'mode-change' && /low/.test(e.detail)));
+  const offline = got.find((g) => { const s = g.topic.endsWith('/state') ? parseState(g.payload) : null; return !!s?.ok && s.value.status === 'offline'; });
+  assert.ok(offline && offline.at <= shutdowns[0]!.at, 'offline state before the power goes');
+  const slots = got.filter((g) => g.topic.endsWith('/slot')).map((g) => parseSlotRecord(g.payload));
+  assert.ok(slots.length > 0 && slots.every((s) => s.ok));
+  assert.deepEqual(slots.map((s) => s.ok && s.value.seq), slots.map((_, i) => i));
+  assert.ok(slots.every((s) => s.ok && s.value.gamma === 0));
+  assert.equal(agent.spool.stats().entries, 0);
+  await obs.endAsync();
+});
