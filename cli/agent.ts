@@ -1,11 +1,20 @@
 // `heliomesh agent --config FILE`: run the node agent on a Pi.
 // `heliomesh agent --virtual --gateway mqtt://HOST:PORT`: run it on the virtual node.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import cliProgress from 'cli-progress';
+import { stringify } from 'yaml';
 import { Command, InvalidArgumentError } from 'commander';
 import { pino, type Logger } from 'pino';
 import { Agent } from '../agent/index.js';
+import { Ledger } from '../agent/ledger.js';
+import { profileModes } from '../agent/profile.js';
+import { buildNode } from '../hardware/node.js';
+import { selectBackend } from '../models/backend.js';
+import { BlockStack } from '../models/forward.js';
+import { readShards } from '../models/shards.js';
 import { loadAgentConfigFile, parseAgentConfig, type AgentConfig, type AgentConfigInput } from '../agent/config.js';
 import { RealClock, ScaledClock, type Clock } from '../hardware/clock.js';
 import { referenceHardwareConfig } from '../hardware/config.js';
@@ -24,6 +33,8 @@ interface AgentCliOptions {
   spool?: string;
   pretty?: boolean;
 }
+
+const BUNDLED_SHARDS = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'bundled');
 
 function positive(value: string): number {
   const n = Number(value);
@@ -51,6 +62,8 @@ export function virtualAgentConfig(o: AgentCliOptions, env: Record<string, strin
     // SPEC.md §3's hand-found table: < 40 % → PM1, 40–60 % → PM2, ≥ 60 % → PM3.
     modeTable: [{ minFraction: 0, powerMode: 1 }, { minFraction: 0.4, powerMode: 2 }, { minFraction: 0.6, powerMode: 3 }],
     spool: { dir: o.spool ?? mkdtempSync(join(tmpdir(), 'heliomesh-agent-spool-')) },
+    // The bundled model's first block group.
+    model: { shardDir: BUNDLED_SHARDS, firstBlock: 0, lastBlock: 1 },
   };
   return parseAgentConfig(doc, env, 'virtual agent options');
 }
@@ -60,7 +73,7 @@ function logger(level: string, pretty: boolean): Logger {
 }
 
 export function registerAgent(program: Command): void {
-  program
+  const agentCmd = program
     .command('agent')
     .description('run the node agent: energy ledger, power policy, MQTT link with spool, block worker')
     .option('--config <file>', 'agent config, YAML or JSON (see docs/agent.md and deploy/agent.example.yaml)')
@@ -105,5 +118,56 @@ export function registerAgent(program: Command): void {
         process.once('SIGTERM', () => stop('SIGTERM'));
       });
       agent = undefined;
+    });
+
+  agentCmd
+    .command('profile')
+    .description('time and meter N standard jobs in each power mode and write the power-mode table (κ at δ, C_E in J)')
+    .option('--config <file>', 'agent config (its hardware, model, powerModes and slotMs)')
+    .option('--virtual', 'profile on the virtual node with the bundled model')
+    .option('--jobs <n>', 'jobs per power mode', positive, 5)
+    .option('--idle-ms <ms>', 'idle time measured per mode for the baseline', positive, 5000)
+    .option('--out <file>', 'write the powerModes YAML here (default: print it)')
+    .action(async (_: unknown, cmd: Command) => {
+      // --config and --virtual are also the parent's options; commander gives them to it.
+      const opts = cmd.optsWithGlobals<{ config?: string; virtual?: boolean; jobs: number; idleMs: number; out?: string }>();
+      if (!opts.config && !opts.virtual) throw new Error('pass --config FILE on a Pi, or --virtual');
+      const config = opts.config ? loadAgentConfigFile(opts.config, process.env) : virtualAgentConfig({ gateway: 'mqtt://localhost:1883' }, process.env);
+      if (!config.model) throw new Error('the config has no model: profiling runs the node\'s own block range (set model.shardDir, firstBlock, lastBlock)');
+      await selectBackend();
+      const clock = new RealClock();
+      const hardware = await buildNode(config.hardware, { clock });
+      hardware.virtual?.start();
+      const range = { from: config.model.firstBlock, to: config.model.lastBlock + 1 };
+      const stack = new BlockStack(readShards(config.model.shardDir, { range, head: false }), range);
+      const idle = { gamma: () => 1 as const, powerMode: () => 0, queue: () => 0 };
+      const ledger = new Ledger({ nodeId: config.nodeId, clock, source: hardware, policy: idle, slotMs: 3_600_000, samplePeriodMs: 1000 / config.sampleHz, firstSeq: 0, onSlot: () => {} });
+      await ledger.start();
+      const bar = new cliProgress.SingleBar({ format: 'profile [{bar}] {value}/{total} jobs | mode {mode} | {duration_formatted}', hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic);
+      bar.start(config.powerModes.length * opts.jobs, 0, { mode: '-' });
+      try {
+        const result = await profileModes({
+          hardware, stack, ledger, clock, modes: config.powerModes, slotMs: config.slotMs, jobsPerMode: Math.round(opts.jobs), idleMs: opts.idleMs,
+          onProgress: (done, _total, mode) => bar.update(done, { mode }),
+        });
+        bar.stop();
+        for (const r of result) {
+          console.error(`PM${r.powerMode} ${r.name}: ${r.jobs} jobs, ${r.meanDurationMs.toFixed(1)} ms and ${r.meanEnergyJ.toFixed(3)} J above a ${r.baselineW.toFixed(2)} W idle baseline per job → κ ${r.kappa}, C_E ${r.costJ} J`);
+          if (r.meanEnergyJ <= 0) console.error(`  PM${r.powerMode}: the job's energy is below what the meter resolves at ${config.sampleHz} Hz; raise sampleHz or the job count`);
+        }
+        const yaml = stringify({ powerModes: result.map((r) => ({ powerMode: r.powerMode, name: r.name, kappa: r.kappa, costJ: r.costJ })) });
+        if (opts.out) {
+          writeFileSync(opts.out, yaml);
+          console.error(`wrote ${opts.out}; paste it into the agent config, or send it to running agents with the set-mode-table command`);
+        } else {
+          process.stdout.write(yaml);
+        }
+      } finally {
+        bar.stop();
+        ledger.stop();
+        stack.dispose();
+        hardware.virtual?.stop();
+        await hardware.close();
+      }
     });
 }

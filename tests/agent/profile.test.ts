@@ -1,0 +1,48 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ledger } from '../../agent/ledger.js';
+import { profileModes } from '../../agent/profile.js';
+import { RealClock } from '../../hardware/clock.js';
+import { referenceHardwareConfig } from '../../hardware/config.js';
+import { buildNode } from '../../hardware/node.js';
+import { selectBackend } from '../../models/backend.js';
+import { BlockStack } from '../../models/forward.js';
+import { readLlama2c } from '../../models/llama2c.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const stories = join(root, '..', 'shared', 'models', 'stories260K.bin');
+
+test('profiling times and meters jobs per mode against the idle baseline of the virtual node', async () => {
+  await selectBackend({ backend: 'cpu' });
+  const clock = new RealClock();
+  const hw = referenceHardwareConfig('virtual');
+  const node = await buildNode({ ...hw, virtual: { ...hw.virtual, startTime: '2026-06-21T23:00:00Z' } }, { clock });
+  const range = { from: 0, to: 2 };
+  const stack = new BlockStack(readLlama2c(stories, { range, head: false }), range);
+  const ledger = new Ledger({ nodeId: 'p', clock, source: node, policy: { gamma: () => 1, powerMode: () => 0, queue: () => 0 }, slotMs: 3_600_000, samplePeriodMs: 50, firstSeq: 0, onSlot: () => {} });
+  await ledger.start();
+  const progress: string[] = [];
+  try {
+    const result = await profileModes({
+      hardware: node, stack, ledger, clock, slotMs: 60_000, jobsPerMode: 2, idleMs: 300, decodeTokens: 8,
+      modes: [{ powerMode: 1, name: 'low', kappa: 1, costJ: 1 }, { powerMode: 3, name: 'high', kappa: 1, costJ: 1 }],
+      onProgress: (done, total, mode) => progress.push(`${done}/${total} ${mode}`),
+    });
+    assert.deepEqual(progress, ['1/4 low', '2/4 low', '3/4 high', '4/4 high']);
+    assert.deepEqual(result.map((r) => r.name), ['low', 'high']);
+    for (const r of result) {
+      // The virtual Pi idles at its configured 2.7 W (hardware/config.ts virtual.load.idleW).
+      assert.ok(Math.abs(r.baselineW - 2.7) < 0.3, `${r.name}: baseline ${r.baselineW} W`);
+      assert.ok(r.meanDurationMs > 0);
+      assert.equal(r.kappa, 1, 'a job of this size is far shorter than a minute-long slot');
+      assert.ok(r.costJ >= 0);
+    }
+    assert.equal(node.virtual!.plant.state().loadW < 3, true, 'the job load is released after profiling');
+  } finally {
+    ledger.stop();
+    stack.dispose();
+    await node.close();
+  }
+});
