@@ -2,13 +2,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { Agent } from '../../agent/index.js';
 import { parseAgentConfig } from '../../agent/config.js';
 import { ScaledClock } from '../../hardware/clock.js';
-import { encodeJson, fleetFilter, parseCommandReply, parseEvent, parseSlotRecord, parseState } from '../../protocol/index.js';
+import { decodeFrame, encodeFrame, encodeJson, fleetFilter, isFrame, parseCommandReply, parseEvent, parseJobReport, parseSlotRecord, parseState } from '../../protocol/index.js';
+import { selectBackend } from '../../models/backend.js';
+import { BlockStack } from '../../models/forward.js';
+import { readShards } from '../../models/shards.js';
 import { InProcessAedes } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
 
@@ -59,5 +63,55 @@ test('the virtual agent on a scaled clock: retained birth, valid gapless slot re
   await agent.stop('test over');
   await until('offline state', () => got.some((g) => { const s = g.topic.endsWith('/state') ? parseState(g.payload) : null; return !!s?.ok && s.value.status === 'offline'; }));
   assert.equal(agent.spool.pending().length, 0, 'everything acknowledged before leaving');
+  await obs.endAsync();
+});
+
+test('a job over MQTT: offer accepted, frames answered with the shard\'s in-process output, report with duration', async (t) => {
+  await selectBackend({ backend: 'cpu' });
+  const broker = await InProcessAedes.start();
+  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-agent-'));
+  t.after(async () => {
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  const shardDir = join(root, 'models', 'bundled');
+  const config = parseAgentConfig({
+    ...exampleDoc(), gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, spool: { dir },
+    model: { shardDir, firstBlock: 0, lastBlock: 1 },
+  });
+  const obs = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, { clientId: 'gateway-test' });
+  const out: Buffer[] = [];
+  obs.on('message', (_topic, payload) => out.push(payload));
+  await obs.subscribeAsync('heliomesh/solar/node/pi-01/job/out', { qos: 1 });
+  const agent = await Agent.start(config, { clock: new ScaledClock(1), log: pino({ level: 'silent' }), shutdown: async () => {} });
+  t.after(() => agent.stop('test over'));
+  await until('connected and active', () => agent.link.connected && agent.policy.acceptsJobs());
+  await new Promise((r) => setTimeout(r, 100));
+  const jobIn = 'heliomesh/solar/node/pi-01/job/in';
+  await obs.publishAsync(jobIn, encodeJson({ v: 1, type: 'offer', jobId: 11, sessionId: 5 }), { qos: 1 });
+  await until('accepted', () => out.length >= 1);
+  assert.deepEqual(parseJobReport(out[0]!), { ok: true, value: { v: 1, type: 'accepted', jobId: 11 } });
+
+  const range = { from: 0, to: 2 };
+  const reference = new BlockStack(readShards(shardDir, { range, head: false }), range);
+  const session = reference.openSession();
+  const dim = reference.geometry.dim;
+  const input = new Float32Array(3 * dim).map((_, i) => Math.sin(i) * 0.3);
+  await obs.publishAsync(jobIn, encodeFrame({ jobId: 11, sessionId: 5, step: 0, position: 0, rows: 3, dim, data: input, dtype: 'f16', close: true }), { qos: 1 });
+  await until('output and report', () => out.length >= 3);
+  const frame = out.map((p) => (isFrame(p) ? decodeFrame(p) : null)).find((f) => f?.ok);
+  assert.ok(frame?.ok);
+  assert.equal(frame.frame.dtype, 'f16', 'answered in the dtype it was sent');
+  const sent = decodeFrame(encodeFrame({ jobId: 0, sessionId: 0, step: 0, position: 0, rows: 3, dim, data: input, dtype: 'f16' }));
+  assert.ok(sent.ok);
+  const expected = reference.forward(session, sent.frame.data, 3);
+  const expectedF16 = decodeFrame(encodeFrame({ jobId: 0, sessionId: 0, step: 0, position: 0, rows: 3, dim, data: expected, dtype: 'f16' }));
+  assert.ok(expectedF16.ok);
+  assert.deepEqual(frame.frame.data, expectedF16.frame.data);
+  const report = out.map((p) => (isFrame(p) ? null : parseJobReport(p))).find((r) => r?.ok && r.value.type === 'report');
+  assert.ok(report?.ok && report.value.type === 'report' && report.value.ok && report.value.steps === 1 && report.value.durationMs >= 0);
+  session.close();
+  reference.dispose();
   await obs.endAsync();
 });
