@@ -107,8 +107,10 @@ export class Agent {
       nodeId: config.nodeId, clock, source: hardware, policy, slotMs: config.slotMs, samplePeriodMs: 1000 / config.sampleHz,
       firstSeq: readNextSeq(config.spool.dir),
       onSlot: (r) => {
-        ref.link?.send('slot', r);
+        // The number is stored before the record is spooled: a crash in between leaves a
+        // gap the gateway counts, never two different records with one number.
         writeNextSeq(config.spool.dir, r.seq + 1);
+        ref.link?.send('slot', r);
         log.info({ seq: r.seq, harvestJ: r.harvestJ, consumedJ: r.consumedJ, batteryPct: r.batteryPct, gamma: r.gamma, powerMode: r.powerMode, degraded: r.degraded }, 'slot closed');
       },
       onSample: (reading) => {

@@ -7,7 +7,7 @@ export const PROTOCOL_VERSION = 1;
 /** Largest JSON payload either side accepts; a slot record is well under 2 KiB. */
 export const MAX_JSON_BYTES = 16 * 1024;
 
-const id = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1–64 letters, digits, "_", "." or "-"');
+const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/, 'must be 1–63 letters, digits, "_" or "-", starting with a letter or digit');
 const joules = z.number().finite().nonnegative();
 const ms = z.number().int().nonnegative();
 

@@ -27,12 +27,14 @@ export const NODE_TOPICS = {
 
 export type NodeTopicKind = keyof typeof NODE_TOPICS;
 
-const ID = /^[A-Za-z0-9_.-]{1,64}$/;
+// The gateway's broker uses the node id as MQTT client id and username: 1–63 characters,
+// starting with a letter or digit.
+const ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 
 /** Why `id` cannot be a fleet or node id, or null if it can. */
 export function idProblem(id: string): string | null {
   if (ID.test(id)) return null;
-  return `"${id}" is not a valid id: use 1–64 letters, digits, '_', '.' or '-' (no '/', '+', '#' or spaces)`;
+  return `"${id}" is not a valid id: use 1–63 letters, digits, '_' or '-', starting with a letter or digit (no '/', '+', '#', '.' or spaces)`;
 }
 
 function checkId(what: string, id: string): void {

@@ -23,6 +23,8 @@ test('topics are built, parsed back and refuse ids that would break MQTT levels'
   assert.equal(parseNodeTopic('elsewhere/solar/node/pi-01/slot'), null);
   assert.throws(() => nodeTopic('solar', 'a/b', 'slot'), /node id/);
   assert.throws(() => nodeTopic('solar', '+', 'slot'), /node id/);
+  assert.throws(() => nodeTopic('solar', '-x', 'slot'), /node id/);
+  assert.throws(() => nodeTopic('solar', 'x'.repeat(64), 'slot'), /node id/);
   assert.throws(() => nodeTopic('#', 'x', 'slot'), /fleet/);
   assert.equal(fleetFilter('solar', 'slot'), 'heliomesh/solar/node/+/slot');
 });
