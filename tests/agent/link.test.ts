@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -153,4 +155,35 @@ test('commands: malformed, oversized and unknown ones are refused and answered; 
   await link.close('done');
   spool.close();
   await obs.client.endAsync();
+});
+
+test('reconnect attempts back off, doubling up to the maximum', async (t) => {
+  // A server that accepts TCP and hangs up at once: every attempt fails like a broker outage.
+  const attempts: number[] = [];
+  const server = createServer((socket) => {
+    attempts.push(Date.now());
+    socket.destroy();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-link-'));
+  const spool = Spool.open({ dir, maxBytes: 1 << 20 });
+  t.after(async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+    spool.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const link = new Link({
+    url: `mqtt://127.0.0.1:${port}`, fleet: 't', nodeId: 'pi-01', keepaliveS: 5, reconnectMinMs: 40, reconnectMaxMs: 320,
+    spool, birth, onCommand: async () => undefined, log: quiet,
+  });
+  link.start();
+  await new Promise((r) => setTimeout(r, 1800));
+  await link.kill();
+  const gaps = attempts.slice(1).map((a, i) => a - attempts[i]!);
+  // Without backoff 40 ms apart would give ~45 attempts; doubling to 320 ms gives about 8.
+  assert.ok(attempts.length >= 4 && attempts.length <= 12, `${attempts.length} attempts, gaps ${gaps.join(', ')}`);
+  assert.ok(gaps.at(-1)! >= 250, `the last gap ${gaps.at(-1)} ms is near the 320 ms maximum`);
+  assert.ok(gaps[0]! < 200, `the first gap ${gaps[0]} ms is near the minimum`);
 });
