@@ -158,10 +158,10 @@ export function thresholdsJ(c: AgentConfig): ThresholdsJ {
 }
 
 /** The profile the birth message carries. */
-export function profileOf(c: AgentConfig, modes = c.powerModes, table = c.modeTable, thresholds = thresholdsJ(c)): NodeProfile {
+export function profileOf(c: AgentConfig, modes = c.powerModes, table = c.modeTable, thresholds = thresholdsJ(c), shard?: NodeProfile['shard']): NodeProfile {
   return {
     group: c.group,
-    ...(c.model ? { shard: { model: c.model.shardDir, firstBlock: c.model.firstBlock, lastBlock: c.model.lastBlock } } : {}),
+    ...(shard ? { shard } : {}),
     slotMs: c.slotMs,
     capacityJ: capacityJ(c),
     thresholds,

@@ -128,7 +128,7 @@ export class Agent {
     if (worker) worker.meter = ledger;
     const birth = (): StateMessage => ({
       v: PROTOCOL_VERSION, status: 'online', nodeId: config.nodeId, atMs: Math.max(0, Math.round(clock.now())),
-      profile: profileOf(config, policy.modeTable.modes, policy.modeTable.modeTable, policy.thresholds),
+      profile: profileOf(config, policy.modeTable.modes, policy.modeTable.modeTable, policy.thresholds, worker?.shard),
     });
     const tls = config.gateway.tls;
     const link: Link = new Link({

@@ -5,7 +5,8 @@
 // the same header. A close frame (or the idle timeout) ends the session and the job, which
 // is reported with its duration and measured energy: the node's consumption integrated by
 // the ledger over the job, minus the idle baseline for the same time.
-import { readShards } from '../models/shards.js';
+import { basename, resolve } from 'node:path';
+import { readManifest, readShards } from '../models/shards.js';
 import { BlockStack, type BlockSession } from '../models/forward.js';
 import type { Clock, Timer } from '../hardware/clock.js';
 import {
@@ -57,15 +58,21 @@ export class BlockWorker {
   private saving = false;
   meter: JobMeter | undefined;
 
-  private constructor(readonly stack: BlockStack, private readonly o: WorkerOptions) {
+  /** What the birth announces: the shard folder's name, the blocks and, when one file holds exactly them, its sha256. */
+  readonly shard: { model: string; firstBlock: number; lastBlock: number; sha256?: string };
+
+  private constructor(readonly stack: BlockStack, private readonly o: WorkerOptions, sha256: string | undefined) {
+    this.shard = { model: basename(resolve(o.shardDir)), firstBlock: o.firstBlock, lastBlock: o.lastBlock, ...(sha256 ? { sha256 } : {}) };
     this.meter = o.meter;
   }
 
   /** Loads blocks [firstBlock, lastBlock] from our shard folder; every file's sha256 is checked. */
   static load(o: WorkerOptions): BlockWorker {
     const range = { from: o.firstBlock, to: o.lastBlock + 1 };
-    const weights = readShards(o.shardDir, { range, head: false });
-    const worker = new BlockWorker(new BlockStack(weights, range), o);
+    const manifest = readManifest(o.shardDir);
+    const weights = readShards(o.shardDir, { range, head: false }, manifest);
+    const exact = manifest.blocks.find((b) => b.from === range.from && b.to === range.to);
+    const worker = new BlockWorker(new BlockStack(weights, range), o, exact?.sha256);
     o.log.info({ shardDir: o.shardDir, from: range.from, to: range.to, dim: weights.config.dim }, 'shard loaded');
     return worker;
   }

@@ -91,6 +91,8 @@ test('a job over MQTT: offer accepted, frames answered with the shard\'s in-proc
   const jobIn = 'heliomesh/solar/node/pi-01/job/in';
   await obs.publishAsync(jobIn, encodeJson({ v: 1, type: 'offer', jobId: 11, sessionId: 5 }), { qos: 1 });
   await until('accepted', () => out.length >= 1);
+  assert.deepEqual({ ...agent.worker!.shard, sha256: undefined }, { model: 'bundled', firstBlock: 0, lastBlock: 1, sha256: undefined });
+  assert.match(agent.worker!.shard.sha256 ?? '', /^[0-9a-f]{64}$/, 'the bundled shard blocks-0-2 holds exactly blocks 0..1');
   assert.deepEqual(parseJobReport(out[0]!), { ok: true, value: { v: 1, type: 'accepted', jobId: 11 } });
 
   const range = { from: 0, to: 2 };
