@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   MAX_JSON_BYTES, commandIdOf, encodeJson, fleetFilter, nodeAclPatterns, nodeTopic, nodeTopics, parseCommand, parseNodeTopic,
-  parseSlotRecord, parseState, type NodeProfile, type SlotRecord,
+  parseCommandReply, parseEvent, parseJobControl, parseJobReport, parseSlotRecord, parseState, parseTelemetry, type NodeProfile, type SlotRecord,
 } from '../../protocol/index.js';
 import { NodeAcl } from '../../gateway/broker/acl.js';
 
@@ -77,4 +77,29 @@ test('parsers never throw and say what is wrong', () => {
   assert.equal(commandIdOf(Buffer.from('garbage')), null);
   const ok = parseCommand(encodeJson({ v: 1, id: 'c2', op: 're-profile' }));
   assert.ok(ok.ok && ok.value.op === 're-profile' && ok.value.jobsPerMode === 5);
+});
+
+test('mutated payloads never make a parser throw', () => {
+  const seeds = [
+    encodeJson({ v: 1, status: 'online', nodeId: 'a', atMs: 0, profile }),
+    encodeJson({ v: 1, id: 'c', op: 'set-thresholds', thresholds: { eThJ: 1, eThUpJ: 2, criticalJ: 0 } }),
+    encodeJson({ v: 1, type: 'offer', jobId: 1, sessionId: 2 }),
+  ];
+  const parsers = [parseState, parseCommand, parseSlotRecord, parseJobControl, parseJobReport, parseEvent, parseCommandReply, parseTelemetry];
+  let s = 12345;
+  let accepted = 0;
+  for (let i = 0; i < 3000; i++) {
+    const b = Buffer.from(seeds[i % seeds.length]!);
+    for (let k = 0; k < 1 + (i % 4); k++) {
+      s = (s * 1103515245 + 12345) % 2 ** 31;
+      b[s % b.length] = (s >> 8) & 0xff;
+    }
+    for (const p of parsers) {
+      const r = p(b);
+      assert.equal(typeof r.ok, 'boolean');
+      if (r.ok) accepted++;
+      else assert.ok(r.error.length > 0);
+    }
+  }
+  assert.ok(accepted < 3000 * parsers.length);
 });
