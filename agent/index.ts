@@ -118,7 +118,7 @@ export class Agent {
         if (config.telemetryPeriodMs <= 0 || reading.timeMs - lastTelemetryMs < config.telemetryPeriodMs) return;
         lastTelemetryMs = reading.timeMs;
         ref.link?.send('telemetry', {
-          v: PROTOCOL_VERSION, nodeId: config.nodeId, atMs: reading.timeMs,
+          v: PROTOCOL_VERSION, nodeId: config.nodeId, atMs: Math.round(reading.timeMs),
           sensors: reading.sensors.map((s) => ({ name: s.name.slice(0, 40), ok: s.ok, busVoltageV: s.busVoltageV, currentMa: s.currentMa, powerMw: s.powerMw })),
         });
       },

@@ -196,7 +196,7 @@ export class Link {
    */
   async close(reason: string): Promise<void> {
     const client = this.client;
-    if (!client) return;
+    if (!client || this.closing) return;
     if (client.connected) {
       const off: StateMessage = { v: PROTOCOL_VERSION, status: 'offline', nodeId: this.o.nodeId, reason: reason.slice(0, 200) };
       await this.publishNow('state', encodeJson(off), true).catch((err: Error) => this.o.log.warn({ err: err.message }, 'offline state not delivered'));
@@ -207,6 +207,7 @@ export class Link {
 
   /** Drops the connection without the clean goodbye (tests: a crash). */
   async kill(): Promise<void> {
+    if (this.closing) return;
     this.closing = true;
     await this.client?.endAsync(true);
   }

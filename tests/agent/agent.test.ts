@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { Agent } from '../../agent/index.js';
 import { parseAgentConfig } from '../../agent/config.js';
 import { ScaledClock } from '../../hardware/clock.js';
-import { decodeFrame, encodeFrame, encodeJson, fleetFilter, isFrame, parseCommandReply, parseEvent, parseJobReport, parseSlotRecord, parseState } from '../../protocol/index.js';
+import { decodeFrame, encodeFrame, encodeJson, fleetFilter, isFrame, parseCommandReply, parseEvent, parseJobReport, parseSlotRecord, parseState, parseTelemetry } from '../../protocol/index.js';
 import { selectBackend } from '../../models/backend.js';
 import { BlockStack } from '../../models/forward.js';
 import { readShards } from '../../models/shards.js';
@@ -32,13 +32,15 @@ test('the virtual agent on a scaled clock: retained birth, valid gapless slot re
     rmSync(dir, { recursive: true, force: true });
   });
   const doc = exampleDoc();
-  const config = parseAgentConfig({ ...doc, gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, slotMs: 10_000, sampleHz: 1, spool: { dir } });
+  const config = parseAgentConfig({ ...doc, gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, slotMs: 10_000, sampleHz: 1, telemetryPeriodMs: 5000, spool: { dir } });
   const obs = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, { clientId: 'observer' });
   const got: Array<{ topic: string; payload: Buffer }> = [];
   obs.on('message', (topic, payload) => got.push({ topic, payload }));
-  await obs.subscribeAsync([fleetFilter('solar', 'state'), fleetFilter('solar', 'slot'), fleetFilter('solar', 'event'), fleetFilter('solar', 'cmdReply')], { qos: 1 });
+  await obs.subscribeAsync([fleetFilter('solar', 'state'), fleetFilter('solar', 'slot'), fleetFilter('solar', 'event'), fleetFilter('solar', 'cmdReply'), fleetFilter('solar', 'telemetry')], { qos: 1 });
   // 100× real time: a 10 s slot closes every 0.1 s.
   const agent = await Agent.start(config, { clock: new ScaledClock(100), log: pino({ level: 'silent' }), shutdown: async () => {} });
+  t.after(() => agent.stop('test over'));
+  t.after(() => obs.endAsync());
   const slots = () => got.filter((g) => g.topic.endsWith('/slot')).map((g) => parseSlotRecord(g.payload));
   await until('five slot records', () => slots().length >= 5);
   for (const s of slots()) assert.ok(s.ok, !s.ok ? s.error : '');
@@ -47,6 +49,9 @@ test('the virtual agent on a scaled clock: retained birth, valid gapless slot re
   const birth = got.map((g) => (g.topic.endsWith('/state') ? parseState(g.payload) : null)).find((s) => s?.ok);
   assert.ok(birth?.ok && birth.value.status === 'online' && birth.value.profile.thresholds.eThJ === 74 * 3600 * 0.1);
   assert.ok(got.some((g) => g.topic.endsWith('/event') && parseEvent(g.payload).ok), 'the first mode setting is announced');
+  const telemetry = got.filter((g) => g.topic.endsWith('/telemetry')).map((g) => parseTelemetry(g.payload));
+  assert.ok(telemetry.length >= 5, `${telemetry.length} telemetry messages`);
+  for (const m of telemetry) assert.ok(m.ok && m.value.sensors.length === 3, m.ok ? 'sensors' : m.error);
 
   const cmd = 'heliomesh/solar/node/pi-01/cmd';
   await obs.publishAsync(cmd, encodeJson({ v: 1, id: 't1', op: 'set-thresholds', thresholds: { eThJ: 30_000, eThUpJ: 60_000, criticalJ: 10_000 } }), { qos: 1 });

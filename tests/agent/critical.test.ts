@@ -45,6 +45,9 @@ test('critical battery at night: critical event, last slot and offline state del
     clock: new ScaledClock(600, start), log: pino({ level: 'silent' }),
     shutdown: async (reason) => { shutdowns.push({ reason, at: Date.now() }); },
   });
+  // Ends the agent and the observer even when an assertion fails, so the test cannot hang.
+  t.after(() => agent.stop('test over'));
+  t.after(() => obs.endAsync());
   await until('shutdown', () => shutdowns.length > 0);
   assert.equal(shutdowns.length, 1);
   assert.equal(shutdowns[0]!.reason, 'critical battery');
@@ -60,5 +63,4 @@ test('critical battery at night: critical event, last slot and offline state del
   assert.deepEqual(slots.map((s) => s.ok && s.value.seq), slots.map((_, i) => i));
   assert.ok(slots.every((s) => s.ok && s.value.gamma === 0));
   assert.equal(agent.spool.stats().entries, 0);
-  await obs.endAsync();
 });

@@ -65,6 +65,8 @@ test('broker stopped for a while and the agent restarted mid-spool: every slot r
   const obs = await observer(broker.port, 'heliomesh/t/node/+/slot', 'observer-slots');
   let spool = Spool.open({ dir, maxBytes: 1 << 20 });
   let link = makeLink(broker.port, spool);
+  t.after(() => link.kill());
+  t.after(() => obs.client.endAsync());
   await until('first connect', () => link.connected);
   for (let s = 0; s < 5; s++) link.send('slot', slot(s));
   await until('first records', () => obs.got.length >= 5);
@@ -79,6 +81,8 @@ test('broker stopped for a while and the agent restarted mid-spool: every slot r
   spool = Spool.open({ dir, maxBytes: 1 << 20 });
   assert.equal(spool.pending().length, 7);
   link = makeLink(broker.port, spool);
+  const second = link;
+  t.after(() => second.kill());
   for (let s = 12; s < 15; s++) link.send('slot', slot(s));
 
   await broker.up();
@@ -89,6 +93,7 @@ test('broker stopped for a while and the agent restarted mid-spool: every slot r
 
   // The retained birth carries the profile; a latecomer sees it.
   const late = await observer(broker.port, nodeTopics('t', 'pi-01').state, 'latecomer');
+  t.after(() => late.client.endAsync());
   await until('retained state', () => late.got.length > 0);
   const st = parseState(late.got[0]!.payload);
   assert.ok(st.ok && st.value.status === 'online' && st.value.profile.group === 'g1');
@@ -98,8 +103,6 @@ test('broker stopped for a while and the agent restarted mid-spool: every slot r
   await link.close('stopping');
   await until('offline state', () => late.got.some((g) => { const s = parseState(g.payload); return s.ok && s.value.status === 'offline'; }));
   spool.close();
-  await obs.client.endAsync();
-  await late.client.endAsync();
 });
 
 test('an agent that vanishes leaves its will: a retained offline state', async (t) => {
@@ -111,13 +114,14 @@ test('an agent that vanishes leaves its will: a retained offline state', async (
   });
   const spool = Spool.open({ dir, maxBytes: 1 << 20 });
   const link = makeLink(broker.port, spool);
+  t.after(() => link.kill());
   await until('connect', () => link.connected);
   const obs = await observer(broker.port, nodeTopics('t', 'pi-01').state, 'observer-will');
+  t.after(() => obs.client.endAsync());
   await until('birth', () => obs.got.length > 0);
   await link.kill();
   await until('will', () => obs.got.some((g) => { const s = parseState(g.payload); return s.ok && s.value.status === 'offline' && s.value.reason === 'connection lost'; }));
   spool.close();
-  await obs.client.endAsync();
 });
 
 test('commands: malformed, oversized and unknown ones are refused and answered; valid ones run', async (t) => {
@@ -133,9 +137,11 @@ test('commands: malformed, oversized and unknown ones are refused and answered; 
     ran.push('ping');
     return { pong: true };
   });
+  t.after(() => link.kill());
   await until('connect', () => link.connected);
   const topics = nodeTopics('t', 'pi-01');
   const obs = await observer(broker.port, topics.cmdReply, 'observer-cmd');
+  t.after(() => obs.client.endAsync());
   await until('agent subscribed', () => (broker.aedes as unknown as { connectedClients: number }).connectedClients >= 2);
   await new Promise((r) => setTimeout(r, 100));
   await obs.client.publishAsync(topics.cmd, Buffer.from('{not json'), { qos: 1 });
@@ -154,7 +160,6 @@ test('commands: malformed, oversized and unknown ones are refused and answered; 
   assert.deepEqual(ran, ['ping']);
   await link.close('done');
   spool.close();
-  await obs.client.endAsync();
 });
 
 test('reconnect attempts back off, doubling up to the maximum', async (t) => {
