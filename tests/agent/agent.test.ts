@@ -68,7 +68,6 @@ test('the virtual agent on a scaled clock: retained birth, valid gapless slot re
   await agent.stop('test over');
   await until('offline state', () => got.some((g) => { const s = g.topic.endsWith('/state') ? parseState(g.payload) : null; return !!s?.ok && s.value.status === 'offline'; }));
   assert.equal(agent.spool.pending().length, 0, 'everything acknowledged before leaving');
-  await obs.endAsync();
 });
 
 test('a job over MQTT: offer accepted, frames answered with the shard\'s in-process output, report with duration', async (t) => {
@@ -88,6 +87,7 @@ test('a job over MQTT: offer accepted, frames answered with the shard\'s in-proc
   const obs = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, { clientId: 'gateway-test' });
   const out: Buffer[] = [];
   obs.on('message', (_topic, payload) => out.push(payload));
+  t.after(() => obs.endAsync());
   await obs.subscribeAsync('heliomesh/solar/node/pi-01/job/out', { qos: 1 });
   const agent = await Agent.start(config, { clock: new ScaledClock(1), log: pino({ level: 'silent' }), shutdown: async () => {} });
   t.after(() => agent.stop('test over'));
@@ -120,5 +120,4 @@ test('a job over MQTT: offer accepted, frames answered with the shard\'s in-proc
   assert.ok(report?.ok && report.value.type === 'report' && report.value.ok && report.value.steps === 1 && report.value.durationMs >= 0);
   session.close();
   reference.dispose();
-  await obs.endAsync();
 });
