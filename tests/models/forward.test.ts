@@ -3,7 +3,6 @@
 // and both ways of updating the KV cache.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../../models/backend.js';
 import { BlockStack, type CacheUpdate } from '../../models/forward.js';
@@ -63,7 +62,7 @@ function tokensFor(config: LlamaConfig, n: number): number[] {
   return Array.from({ length: n }, (_, i) => (i * 7919 + 1) % config.vocabSize);
 }
 
-test('stories260K: TF.js logits match the float64 reference (prefill, then decode)', { skip: !existsSync(STORIES260K) && 'stories260K.bin not found' }, () => {
+test('stories260K: TF.js logits match the float64 reference (prefill, then decode)', () => {
   const weights = readLlama2c(STORIES260K);
   const tokens = [1, ...tokensFor(weights.config, 23)];
   const error = compare(weights, tokens, [8, ...Array<number>(16).fill(1)]);

@@ -2,7 +2,6 @@
 // stages and equal to the float64 reference's, no tensor leaks per token, and the sampler.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../../models/backend.js';
 import { emptyStats, Pipeline } from '../../models/generate.js';
@@ -12,7 +11,6 @@ import { llamaConfig, randomWeights } from '../../models/random.js';
 import { greedyDecode } from '../../models/reference.js';
 
 const STORIES260K = '../shared/models/stories260K.bin';
-const noCheckpoint = !existsSync(STORIES260K) && 'stories260K.bin not found';
 const greedy = { temperature: 0, topP: 1, seed: 0 };
 
 before(async () => {
@@ -23,7 +21,7 @@ function generateIds(pipeline: Pipeline, promptIds: number[], maxTokens: number,
   return [...pipeline.generate({ promptIds, maxTokens, sampler })];
 }
 
-test('stories260K: greedy ids are the same with 1, 2 and 3 stages, and equal the reference', { skip: noCheckpoint }, () => {
+test('stories260K: greedy ids are the same with 1, 2 and 3 stages, and equal the reference', () => {
   const weights = readLlama2c(STORIES260K);
   const runs = [1, 2, 3].map((groups) => {
     const pipeline = Pipeline.split(weights, groups);
@@ -53,7 +51,7 @@ test('random GQA model with a separate classifier: stages agree on a multi-token
   assert.deepEqual(runs[0], greedyDecode(weights, prompt, 20));
 });
 
-test('no tensor leaks per token over a long generation; sessions are freed at the end', { skip: noCheckpoint }, () => {
+test('no tensor leaks per token over a long generation; sessions are freed at the end', () => {
   const weights = readLlama2c(STORIES260K);
   const pipeline = Pipeline.split(weights, 2);
   const idle = tf.memory().numTensors;
