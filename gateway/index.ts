@@ -105,6 +105,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
 function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; store: Store; solver: SolverPool }): Registry {
   const { clock, log, store } = deps;
   const tags = (nodeId: string, group: string): NodeTags => ({ fleet: config.fleet, node: nodeId, group });
+  const lastSlotMs = new Map<string, number>();
   // The callbacks below run only after `registry` exists: solves start from its births.
   const nodeSolver = new NodeSolver(
     deps.solver,
@@ -121,6 +122,11 @@ function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; 
       },
       slot(node, r, seqGap, atMs) {
         if (seqGap > 0) log.warn({ node: node.nodeId, seq: r.seq, missed: seqGap }, 'slot records missing');
+        // A node's spool drains in a burst after an outage, many records in one millisecond;
+        // InfluxDB keeps one point per series and time, so each node's slot points get
+        // strictly increasing times, or all but the last of the burst would be overwritten.
+        const timeMs = Math.max(Math.round(atMs), (lastSlotMs.get(node.nodeId) ?? -Infinity) + 1);
+        lastSlotMs.set(node.nodeId, timeMs);
         store.write(slotPoint(tags(node.nodeId, node.profile.group), {
           seq: r.seq,
           batteryJ: r.batteryJ,
@@ -132,7 +138,7 @@ function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; 
           gamma: r.gamma,
           queue: r.queue,
           seqGap,
-        }, atMs));
+        }, timeMs));
       },
       solved(node, s, atMs) {
         const { views, nodes } = registry.views(node.profile.group);
