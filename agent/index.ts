@@ -13,6 +13,7 @@ import { capacityJ, profileOf, thresholdsJ, type AgentConfig, type ThresholdsJ }
 import { Ledger, type BatteryLevel } from './ledger.js';
 import { Link } from './link.js';
 import { PowerPolicy } from './power.js';
+import { profileModes } from './profile.js';
 import { Spool } from './spool.js';
 import { BlockWorker } from './worker.js';
 
@@ -54,6 +55,8 @@ function writeNextSeq(dir: string, nextSeq: number): void {
 
 export class Agent {
   private stopped = false;
+  /** True while a re-profile runs: offers are refused so the meter sees only the standard jobs. */
+  profiling = false;
 
   private constructor(
     readonly config: AgentConfig,
@@ -144,7 +147,7 @@ export class Agent {
       spool, birth, log,
       onCommand: (cmd) => ref.agent!.command(cmd, shutdown),
       onJobIn: (payload) => {
-        worker?.handle(payload, (out) => link.publishNow('jobOut', out), policy.acceptsJobs())
+        worker?.handle(payload, (out) => link.publishNow('jobOut', out), policy.acceptsJobs() && !ref.agent?.profiling)
           .catch((err: Error) => log.warn({ err: err.message }, 'job message failed'));
       },
     });
@@ -187,7 +190,7 @@ export class Agent {
         if (level) await this.policy.update(level);
         return undefined;
       case 're-profile':
-        throw new Error('re-profiling over MQTT is not available in this build; run `heliomesh agent profile` on the node');
+        return this.reprofile(cmd.jobsPerMode);
       case 'shutdown':
         // Reply first (the caller publishes it when this returns), then go.
         setImmediate(() => void (async () => {
@@ -195,6 +198,38 @@ export class Agent {
           await shutdown(cmd.reason).catch((err: Error) => this.log.error({ err: err.message }, 'shutdown action failed'));
         })());
         return { shuttingDown: true };
+    }
+  }
+
+  /**
+   * Measures κ and C_E per power mode on this node (agent/profile.ts) and makes the result
+   * the node's table: the birth is re-published with it, so the gateway re-solves the
+   * node's chain with measured values. Offers are refused meanwhile; a held job must end first.
+   */
+  private async reprofile(jobsPerMode: number): Promise<Record<string, unknown>> {
+    const worker = this.worker;
+    if (!worker) throw new Error('this node serves no model: there is no standard job to profile');
+    if (this.profiling) throw new Error('a re-profile is already running');
+    if (this.policy.gamma() === 0) throw new Error('the node is in power saving; profiling would spend the energy it is saving');
+    if (worker.queue() > 0) throw new Error(`the node holds ${worker.queue()} job(s); re-profile when it is idle`);
+    this.profiling = true;
+    const before = this.policy.powerMode();
+    try {
+      const modes = this.policy.modeTable.modes;
+      const result = await profileModes({
+        hardware: this.hardware, stack: worker.stack, ledger: this.ledger, clock: this.hardware.clock,
+        modes, slotMs: this.config.slotMs, jobsPerMode,
+        // Two samples at least, so the idle baseline is an average rather than one reading.
+        idleMs: Math.max(2000 / this.config.sampleHz, Math.min(5000, this.config.slotMs)),
+      });
+      const measured = result.map((r): PowerModeEntry => ({ powerMode: r.powerMode, name: r.name, kappa: r.kappa, costJ: r.costJ }));
+      this.setTable(measured, this.policy.modeTable.modeTable);
+      return { modes: measured, profile: result };
+    } finally {
+      // profileModes leaves the last mode applied; the policy's mode for the battery returns.
+      const mode = this.policy.modeTable.modes.find((m) => m.powerMode === before);
+      if (mode) await this.hardware.applyPowerMode(mode.name).catch((err: Error) => this.log.warn({ err: err.message }, 'power mode not restored after profiling'));
+      this.profiling = false;
     }
   }
 
