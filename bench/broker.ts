@@ -76,12 +76,14 @@ export const brokerBench: Bench = {
     const stats = Object.fromEntries(CONTENDERS.map((c) => [c, summarize(runs, c)])) as Record<Contender, ReturnType<typeof summarize>>;
     // Runs of one round are neighbours in time and share the machine's load of the moment,
     // so the ratio is taken within each round and its median reported.
-    const roundRatio = (name: Contender) => median(Array.from({ length: ROUNDS }, (_, round) => {
+    const roundRatio = (name: Contender, base: Contender = 'mosquitto') => median(Array.from({ length: ROUNDS }, (_, round) => {
       const rate = (c: Contender) => runs.find((r) => r.round === round && r.broker === c)!.msgsPerS;
-      return rate(name) / rate('mosquitto');
+      return rate(name) / rate(base);
     }));
     const ratio = roundRatio('aedes');
     const gatewayRatio = roundRatio('gateway');
+    // What the gateway's logins, ACL and packet guard cost against the same aedes without them.
+    const gatewayToAedes = roundRatio('gateway', 'aedes');
     const lost = CONTENDERS.reduce((s, c) => s + stats[c].lost, 0);
     const corrupted = CONTENDERS.reduce((s, c) => s + stats[c].corrupted, 0);
     const payloadBytes = runs[0]?.result.payloadBytes ?? 0;
@@ -91,13 +93,14 @@ export const brokerBench: Bench = {
     return {
       summary:
         `broker: aedes ${fmt(stats.aedes.medianMsgsPerS)} msg/s vs mosquitto ${fmt(stats.mosquitto.medianMsgsPerS)} msg/s, ratio ${ratio.toFixed(2)}; ` +
-        `gateway broker ${fmt(stats.gateway.medianMsgsPerS)} msg/s (ratio ${gatewayRatio.toFixed(2)}) ` +
+        `gateway broker ${fmt(stats.gateway.medianMsgsPerS)} msg/s (ratio ${gatewayRatio.toFixed(2)}, ${gatewayToAedes.toFixed(2)} of aedes) ` +
         `(QoS 1, ${SHAPE.publishers} × ${SHAPE.messagesPerPublisher} slot records (${payloadBytes} B) → 1 subscriber, medians of ${ROUNDS} rotated rounds, load average ${loadAtStart.toFixed(1)}); ` +
         (problems.length ? problems.join('; ') : 'every message delivered and verified'),
       metrics: {
         /** Median over rounds of (aedes msg/s ÷ mosquitto msg/s) in the same round. */
         ratioAedesToMosquitto: ratio,
         ratioGatewayToMosquitto: gatewayRatio,
+        ratioGatewayToAedes: gatewayToAedes,
         ratioOfMediansAedesToMosquitto: stats.aedes.medianMsgsPerS / stats.mosquitto.medianMsgsPerS,
         loadAverageAtStart: loadAtStart,
         ...stats,

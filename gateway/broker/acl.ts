@@ -42,13 +42,26 @@ export function filterWithin(allowed: string, requested: string): boolean {
 }
 
 export class NodeAcl {
+  // Every PUBLISH is checked, so each node's filters are made once. Only authenticated
+  // node ids reach the ACL, so the cache is bounded by the credentials file.
+  private readonly byNode = new Map<string, NodeTopicPatterns>();
+
   constructor(private readonly patterns: NodeTopicPatterns) {}
 
   mayPublish(nodeId: string, topic: string): boolean {
-    return forNode(this.patterns.publish, nodeId).some((f) => topicMatches(f, topic));
+    return this.filters(nodeId).publish.some((f) => topicMatches(f, topic));
   }
 
   maySubscribe(nodeId: string, filter: string): boolean {
-    return forNode(this.patterns.subscribe, nodeId).some((f) => filterWithin(f, filter));
+    return this.filters(nodeId).subscribe.some((f) => filterWithin(f, filter));
+  }
+
+  private filters(nodeId: string): NodeTopicPatterns {
+    let own = this.byNode.get(nodeId);
+    if (!own) {
+      own = { publish: forNode(this.patterns.publish, nodeId), subscribe: forNode(this.patterns.subscribe, nodeId) };
+      this.byNode.set(nodeId, own);
+    }
+    return own;
   }
 }

@@ -159,6 +159,9 @@ export class Broker {
 
   private handle(socket: Socket): void {
     const remote = socket.remoteAddress ?? 'unknown';
+    // Job frames travel hop by hop for every generated token: a frame's last partial TCP
+    // segment must not wait on Nagle's algorithm for the previous segment's ACK.
+    socket.setNoDelay(true);
     const guarded = new FrameGuard(socket, this.config.maxPacketBytes, (err) => {
       this.counters.refusedSize++;
       this.deps.log.warn({ remote, bytes: err.remainingLength, limit: err.maxPacketBytes }, 'oversized MQTT packet; connection closed');
