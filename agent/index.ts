@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../hardware/clock.js';
 import { buildNode, type NodeHardware } from '../hardware/node.js';
 import { selectBackend } from '../models/backend.js';
-import { PROTOCOL_VERSION, type Command, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';
+import { PROTOCOL_VERSION, parseSlotRecord, type Command, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';
 import { capacityJ, profileOf, thresholdsJ, type AgentConfig, type ThresholdsJ } from './config.js';
 import { Ledger, type BatteryLevel } from './ledger.js';
 import { Link } from './link.js';
@@ -45,6 +45,17 @@ function readNextSeq(dir: string): number {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
     throw new Error(`cannot read ${join(dir, SEQ_FILE)}: ${(err as Error).message}; delete it to restart the slot sequence at 0`);
   }
+}
+
+/** The stored next number, or one past the newest slot record still in the spool if that is later. */
+function nextSeqAfter(dir: string, spool: Spool): number {
+  let next = readNextSeq(dir);
+  for (const e of spool.pending()) {
+    if (e.cls !== 'slot') continue;
+    const r = parseSlotRecord(e.payload);
+    if (r.ok) next = Math.max(next, r.value.seq + 1);
+  }
+  return next;
 }
 
 function writeNextSeq(dir: string, nextSeq: number): void {
@@ -108,12 +119,13 @@ export class Agent {
     let lastTelemetryMs = -Infinity;
     const ledger: Ledger = new Ledger({
       nodeId: config.nodeId, clock, source: hardware, policy, slotMs: config.slotMs, samplePeriodMs: 1000 / config.sampleHz,
-      firstSeq: readNextSeq(config.spool.dir),
+      firstSeq: nextSeqAfter(config.spool.dir, spool),
       onSlot: (r) => {
-        // The number is stored before the record is spooled: a crash in between leaves a
-        // gap the gateway counts, never two different records with one number.
-        writeNextSeq(config.spool.dir, r.seq + 1);
+        // Spooled first, then the next number stored: a crash in between leaves the record
+        // in the spool, and the next start continues after it (nextSeqAfter), so the
+        // sequence has neither a gap nor a number used twice.
         ref.link?.send('slot', r);
+        writeNextSeq(config.spool.dir, r.seq + 1);
         log.info({ seq: r.seq, harvestJ: r.harvestJ, consumedJ: r.consumedJ, batteryPct: r.batteryPct, gamma: r.gamma, powerMode: r.powerMode, degraded: r.degraded }, 'slot closed');
       },
       onSample: (reading) => {
@@ -175,7 +187,12 @@ export class Agent {
     const level = this.ledger.latest();
     switch (cmd.op) {
       case 'ping':
-        return { nextSeq: this.ledger.nextSeq, gamma: this.policy.gamma(), powerMode: this.policy.powerMode(), batteryJ: level?.energyJ ?? null, spool: this.spool.stats() };
+        return {
+          nextSeq: this.ledger.nextSeq, gamma: this.policy.gamma(), powerMode: this.policy.powerMode(), batteryJ: level?.energyJ ?? null,
+          spool: this.spool.stats(), link: this.link.counters, jobs: { held: this.worker?.queue() ?? 0, ...this.worker?.counters },
+          // What the process costs the node: resident memory and CPU time since start.
+          process: { rssBytes: process.memoryUsage().rss, cpuUserUs: process.cpuUsage().user, cpuSystemUs: process.cpuUsage().system },
+        };
       case 'set-thresholds': {
         const t: ThresholdsJ = cmd.thresholds;
         const cap = capacityJ(this.config);

@@ -38,8 +38,19 @@ export interface LinkOptions {
   maxInflight?: number;
 }
 
+/** What arrived on the node's own topics, and what of it was refused (ping reports these). */
+export interface LinkCounters {
+  commands: number;
+  /** Unreadable or not valid by the protocol: answered with ok false and id null or the id read. */
+  commandsRefused: number;
+  /** Valid commands the agent could not carry out (answered ok false). */
+  commandsFailed: number;
+  jobMessages: number;
+}
+
 export class Link {
   readonly topics: Record<NodeTopicKind, string>;
+  readonly counters: LinkCounters = { commands: 0, commandsRefused: 0, commandsFailed: 0, jobMessages: 0 };
   private client: MqttClient | undefined;
   private readonly inflight = new Set<number>();
   private backoffMs: number;
@@ -100,8 +111,13 @@ export class Link {
     client.on('offline', () => this.o.log.warn({ retryMs: this.backoffMs }, 'gateway broker unreachable; spooling'));
     client.on('error', (err) => this.o.log.warn({ err: err.message }, 'MQTT error'));
     client.on('message', (topic, payload) => {
-      if (topic === this.topics.cmd) void this.command(payload);
-      else if (topic === this.topics.jobIn) this.o.onJobIn?.(payload);
+      if (topic === this.topics.cmd) {
+        this.counters.commands++;
+        void this.command(payload);
+      } else if (topic === this.topics.jobIn) {
+        this.counters.jobMessages++;
+        this.o.onJobIn?.(payload);
+      }
     });
   }
 
@@ -173,6 +189,7 @@ export class Link {
     const parsed = parseCommand(payload);
     let reply: CommandReply;
     if (!parsed.ok) {
+      this.counters.commandsRefused++;
       this.o.log.warn({ error: parsed.error }, 'refused a command');
       reply = { v: PROTOCOL_VERSION, id: commandIdOf(payload), ok: false, error: parsed.error.slice(0, 1000) };
     } else {
@@ -180,6 +197,7 @@ export class Link {
         const result = await this.o.onCommand(parsed.value);
         reply = { v: PROTOCOL_VERSION, id: parsed.value.id, ok: true, ...(result ? { result } : {}) };
       } catch (err) {
+        this.counters.commandsFailed++;
         reply = { v: PROTOCOL_VERSION, id: parsed.value.id, ok: false, error: (err as Error).message.slice(0, 1000) };
       }
     }

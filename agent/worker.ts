@@ -52,7 +52,20 @@ interface HeldJob {
 
 type Send = (payload: Buffer) => Promise<void> | void;
 
+/** Job messages by outcome; every message on job/in lands in exactly one of them. */
+export interface WorkerCounters {
+  accepted: number;
+  offersRefused: number;
+  cancelled: number;
+  frames: number;
+  /** Not a valid control message or frame by the protocol: dropped. */
+  invalid: number;
+  /** A valid frame or cancel for a job or session this node does not hold: dropped. */
+  notHeld: number;
+}
+
 export class BlockWorker {
+  readonly counters: WorkerCounters = { accepted: 0, offersRefused: 0, cancelled: 0, frames: 0, invalid: 0, notHeld: 0 };
   private readonly jobs = new Map<number, HeldJob>();
   private idleW: number | null = null;
   private saving = false;
@@ -116,6 +129,7 @@ export class BlockWorker {
     if (!isFrame(payload)) {
       const c = parseJobControl(payload);
       if (!c.ok) {
+        this.counters.invalid++;
         this.o.log.warn({ error: c.error }, 'refused a job message');
         return;
       }
@@ -126,29 +140,39 @@ export class BlockWorker {
         else if (this.jobs.has(jobId)) reason = `job ${jobId} is already held`;
         else if (this.jobs.size >= this.o.queueCapacity) reason = `queue full (${this.o.queueCapacity})`;
         if (reason) {
+          this.counters.offersRefused++;
           await send(encodeJson({ v: PROTOCOL_VERSION, type: 'refused', jobId, reason } satisfies JobReport));
           return;
         }
+        this.counters.accepted++;
         this.jobs.set(jobId, { jobId, sessionId, session: undefined, steps: 0, startedMs: undefined, startJ: 0, idle: undefined });
         this.touch(this.jobs.get(jobId)!, send);
         await send(encodeJson({ v: PROTOCOL_VERSION, type: 'accepted', jobId } satisfies JobReport));
       } else {
         const job = this.jobs.get(c.value.jobId);
-        if (job) await this.finish(job, send, false, `cancelled: ${c.value.reason}`);
+        if (job) {
+          this.counters.cancelled++;
+          await this.finish(job, send, false, `cancelled: ${c.value.reason}`);
+        } else {
+          this.counters.notHeld++;
+        }
       }
       return;
     }
     const d = decodeFrame(payload);
     if (!d.ok) {
+      this.counters.invalid++;
       this.o.log.warn({ error: d.error }, 'refused an activation frame');
       return;
     }
     const f = d.frame;
     const job = this.jobs.get(f.jobId);
     if (!job || job.sessionId !== f.sessionId) {
+      this.counters.notHeld++;
       this.o.log.warn({ jobId: f.jobId, sessionId: f.sessionId }, 'frame for a job this node does not hold');
       return;
     }
+    this.counters.frames++;
     try {
       const out = this.run(job, f);
       if (out) await send(out);
