@@ -1,4 +1,5 @@
-// `heliomesh gateway --config FILE`: run the gateway (broker, InfluxDB store, solver pool).
+// `heliomesh gateway --config FILE`: run the gateway (broker, InfluxDB store, solver pool,
+// model head and job router).
 // `heliomesh gateway add-node ID`: issue MQTT credentials for one node.
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -54,13 +55,14 @@ export async function loadGatewayConfig(opts: RunOptions): Promise<GatewayConfig
     if (t.caPath) t.caPath = at(t.caPath);
   }
   if (config.store?.spoolPath) config.store.spoolPath = at(config.store.spoolPath);
+  if (config.model.manifest) config.model.manifest = at(config.model.manifest);
   return config;
 }
 
 export function registerGateway(program: Command): void {
   const gateway = program
     .command('gateway')
-    .description('run the fleet gateway: MQTT broker with node auth and ACL, InfluxDB logging, q_lim solver threads')
+    .description('run the fleet gateway: MQTT broker with node auth and ACL, job router with failover, InfluxDB logging, q_lim solver threads')
     .option('--config <file>', 'gateway config, YAML or JSON (see docs/gateway.md)')
     .option('--mqtt-port <n>', 'override broker.port', port)
     .option('--influx <url>', 'log to InfluxDB at http://HOST:PORT/DATABASE (overrides store.url)')

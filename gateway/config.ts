@@ -28,6 +28,31 @@ export const GatewayConfigSchema = z.object({
       .refine((p) => p.hiJ >= p.loJ, 'priorHarvestJ.hiJ must be ≥ loJ')
       .default({ loJ: 0, hiJ: 0 }),
   }).prefault({}),
+  /**
+   * The gateway's part of the model: the head (embedding, final norm, classifier) and the
+   * tokenizer from a shard manifest. Absent `manifest`: the bundled model.
+   */
+  model: z.object({
+    manifest: z.string().min(1).optional(),
+    /** Group names, one per block range of the manifest in order; default g1, g2, ... */
+    groups: z.array(z.string().refine((g) => idProblem(g) === null, { error: (iss) => `group ${idProblem(String(iss.input))}` })).min(1).optional(),
+    /** TF.js backend for the head: auto, tensorflow, wasm or cpu. */
+    backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  }).prefault({}),
+  router: z.object({
+    /** How long one hop (an offer's answer, or a frame's output) may take before failover. */
+    hopTimeoutMs: z.number().int().positive().default(15_000),
+    /** How long a job may wait for a busy group's node to free a queue place. */
+    queueTimeoutMs: z.number().int().nonnegative().default(60_000),
+    /** How long the end of a job waits for the nodes' energy reports. */
+    reportTimeoutMs: z.number().int().nonnegative().default(2_000),
+    /** Activation frames: f32 keeps the text bit-identical to in-process generation; f16 halves the bytes. */
+    frameDtype: z.enum(['f32', 'f16']).default('f32'),
+    /** Seeds the scheduler's picks, so a run can be repeated. */
+    seed: z.number().int().nonnegative().default(1),
+    /** Finished jobs kept for `GET /api/jobs/:id`. */
+    keepJobs: z.number().int().min(1).default(1000),
+  }).prefault({}),
   /** How often broker and store counters are written to InfluxDB. */
   statsIntervalMs: z.number().int().positive().default(10_000),
   log: z.object({

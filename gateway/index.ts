@@ -1,15 +1,23 @@
-// The gateway's composition root: reads the files the configuration names, then starts
-// the InfluxDB store, the MQTT broker and the gateway's own MQTT client, and writes the
-// broker's and the store's counters periodically. Nothing else in gateway/ reads files.
+// The gateway's composition root: reads the files the configuration names (credentials,
+// TLS, the model's head and tokenizer), then starts the InfluxDB store, the MQTT broker,
+// the gateway's own MQTT client and the job router, and writes the broker's and the
+// store's counters periodically. Nothing else in gateway/ reads files.
 import { readFileSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { selectBackend } from '../models/backend.js';
+import { bundledManifestPath } from '../models/bundled.js';
+import { MANIFEST_FILE, readManifest, readShards } from '../models/shards.js';
+import { loadTokenizer } from '../models/tokenizers/index.js';
 import { nodeAclPatterns } from '../protocol/index.js';
 import { connectAsync, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { Broker, loadCredentials, type NodeTopicPatterns } from './broker/index.js';
 import type { Clock, Timer } from './clock.js';
 import type { GatewayConfig } from './config.js';
+import type { JobService } from './jobs.js';
 import { NodeLink } from './link.js';
 import { Registry } from './registry.js';
+import { GatewayModel, Router } from './router/index.js';
 import { NodeSolver, SolverPool } from './solver-pool.js';
 import { brokerPoint, createStore, qLimPoint, slotPoint, statePoint, type NodeTags, type Store } from './store/index.js';
 
@@ -27,7 +35,30 @@ export interface Gateway {
   client: MqttClient;
   /** Node messages into the registry. */
   link: NodeLink;
+  /** Completions through the fleet: what the HTTP API and the status command use. */
+  jobs: JobService;
+  /** The same object as `jobs`, with the router's internals (scheduler service, counters). */
+  router: Router;
+  model: GatewayModel;
   close(): Promise<void>;
+}
+
+/**
+ * The head part and tokenizer of the configured model (default: the bundled one). `path` is
+ * a shard folder or its manifest.json.
+ */
+export function loadGatewayModel(path: string | undefined, groupNames: string[] | undefined, createdS: number): GatewayModel {
+  const given = path ?? bundledManifestPath();
+  const dir = basename(given) === MANIFEST_FILE ? dirname(resolve(given)) : resolve(given);
+  let manifest;
+  try {
+    manifest = readManifest(dir);
+  } catch (err) {
+    throw new Error(`cannot load the model for model.manifest (${given}): ${(err as Error).message}`);
+  }
+  const head = readShards(dir, { range: { from: 0, to: 0 }, head: true }, manifest).head!;
+  const tokenizer = manifest.tokenizer ? loadTokenizer(dir, manifest.tokenizer) : undefined;
+  return new GatewayModel({ name: basename(dir), manifest, head, tokenizer, groupNames, createdS });
 }
 
 function readPem(path: string, what: string): Buffer {
@@ -53,10 +84,18 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     ca: config.broker.tls.caPath ? readPem(config.broker.tls.caPath, 'ca') : undefined,
   };
 
+  const backend = await selectBackend({ backend: config.model.backend });
+  log.info({ backend: backend.name, detail: backend.detail }, 'TF.js backend selected for the model head');
+  const model = loadGatewayModel(config.model.manifest, config.model.groups, Math.floor(clock.now() / 1000));
+  log.info({ model: model.name, groups: model.groups.map((g) => `${g.name}:${g.from}-${g.to - 1}`), tokenizer: model.tokenizer?.kind ?? null }, 'model head loaded');
+
   const store = createStore(config.store, { clock, log: log.child({ part: 'store' }) });
   const solver = new SolverPool({ threads: config.scheduler.solverThreads });
-  const registry = wireRegistry(config, { clock, log: log.child({ part: 'registry' }), store, solver });
+  // Late-bound: the registry's offline events reach the router built below.
+  const late: { router?: Router } = {};
+  const registry = wireRegistry(config, { clock, log: log.child({ part: 'registry' }), store, solver, late });
   let broker: Broker | undefined;
+  let router: Router | undefined;
   try {
     broker = await Broker.start(config.broker, { clock, log: log.child({ part: 'broker' }), credentials, patterns, tls: tlsFiles });
     const client = await connectAsync(`mqtt://127.0.0.1:${broker.ports.mqtt}`, {
@@ -65,9 +104,20 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       reconnectPeriod: 1000,
     });
     client.on('error', (err) => log.error({ err: err.message }, 'gateway MQTT client error'));
+    const r = new Router(
+      { fleet: config.fleet, policy: config.scheduler.policy, ...config.router },
+      {
+        model, registry, store, clock, log: log.child({ part: 'router' }),
+        publish: (topic, payload, qos) => client.publish(topic, payload, { qos }, (err) => {
+          if (err) log.warn({ topic, err: err.message }, 'job message not published');
+        }),
+      },
+    );
+    router = r;
+    late.router = r;
     const link = new NodeLink(
       { fleet: config.fleet, levels: config.registry.levels, priorHarvestJ: config.registry.priorHarvestJ },
-      { client, registry, clock, log: log.child({ part: 'link' }) },
+      { client, registry, clock, log: log.child({ part: 'link' }), jobs: r },
     );
     await link.start();
     const b = broker;
@@ -83,9 +133,13 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       registry,
       client,
       link,
+      jobs: r,
+      router: r,
+      model,
       async close() {
         stats.cancel();
         silence.cancel();
+        await r.close();
         await client.endAsync();
         await b.close();
         await solver.close();
@@ -94,6 +148,8 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       },
     };
   } catch (err) {
+    await router?.close();
+    if (!router) model.dispose();
     await broker?.close();
     await solver.close();
     await store.close();
@@ -102,7 +158,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
 }
 
 /** The registry, its re-solving, and its events written to the store. */
-function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; store: Store; solver: SolverPool }): Registry {
+function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; store: Store; solver: SolverPool; late: { router?: Router } }): Registry {
   const { clock, log, store } = deps;
   const tags = (nodeId: string, group: string): NodeTags => ({ fleet: config.fleet, node: nodeId, group });
   const lastSlotMs = new Map<string, number>();
@@ -119,6 +175,8 @@ function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; 
       online(node, online, reason, atMs) {
         log.info({ node: node.nodeId, group: node.profile.group, online, reason }, online ? 'node online' : 'node offline');
         store.write(statePoint(tags(node.nodeId, node.profile.group), { online, reason, gamma: node.gamma, powerMode: node.powerMode }, atMs));
+        // A will or silence fails the hops waiting on the node at once (no hop timeout to sit out).
+        if (!online) deps.late.router?.nodeDown(node.nodeId, reason);
       },
       slot(node, r, seqGap, atMs) {
         if (seqGap > 0) log.warn({ node: node.nodeId, seq: r.seq, missed: seqGap }, 'slot records missing');

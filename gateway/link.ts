@@ -1,6 +1,8 @@
 // The gateway's side of the node protocol: subscribes to every node's state, slot and
 // event topics, validates each payload with the protocol's schemas, and hands the result
-// to the registry. A payload that fails validation, or that names another node than its
+// to the registry. With a job sink it also subscribes to every node's job/out and passes
+// frames and reports to the router (which validates them), and tells it when a node enters
+// power saving or anything changed that could free a place for a waiting job. A payload that fails validation, or that names another node than its
 // topic, is logged with the node and dropped: nothing a node sends can crash the gateway.
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
@@ -33,6 +35,7 @@ export function chainProfile(p: NodeProfile, config: Pick<LinkConfig, 'levels' |
   return {
     group: p.group,
     shard: p.shard ? `${p.shard.model}:${p.shard.firstBlock}-${p.shard.lastBlock}` : undefined,
+    ...(p.shard ? { shardRef: { ...p.shard } } : {}),
     quantumJ,
     capacityJ: p.capacityJ,
     eThJ: p.thresholds.eThJ,
@@ -44,31 +47,52 @@ export function chainProfile(p: NodeProfile, config: Pick<LinkConfig, 'levels' |
   };
 }
 
+/** Where job traffic and the node changes the router cares about go (gateway/router). */
+export interface JobSink {
+  jobOut(nodeId: string, payload: Buffer): void;
+  nodePowerSaving(nodeId: string): void;
+  wake(): void;
+}
+
 export interface LinkCounters {
+  /** Messages on the fleet's state, slot and event topics. */
   messages: number;
+  /** Refused: not JSON, wrong schema, oversized, naming another node, or a profile the chain refuses. */
   invalid: number;
+  /** Well-formed reports from a node that has sent no birth yet, so nothing can interpret them. */
+  unknownNode: number;
+  /** Slot records whose sequence number was already seen (repeats, late QoS 1 redeliveries). */
+  duplicateSlots: number;
 }
 
 export class NodeLink {
-  readonly counters: LinkCounters = { messages: 0, invalid: 0 };
+  readonly counters: LinkCounters = { messages: 0, invalid: 0, unknownNode: 0, duplicateSlots: 0 };
 
   constructor(
     private readonly config: LinkConfig,
-    private readonly deps: { client: MqttClient; registry: Registry; clock: Clock; log: Logger },
+    private readonly deps: { client: MqttClient; registry: Registry; clock: Clock; log: Logger; jobs?: JobSink },
   ) {}
 
   async start(): Promise<void> {
     const { client } = this.deps;
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
     // QoS 1: births, wills and slot records must not be lost on the way in.
-    await client.subscribeAsync([fleetFilter(this.config.fleet, 'state'), fleetFilter(this.config.fleet, 'slot'), fleetFilter(this.config.fleet, 'event')], { qos: 1 });
+    const filters = [fleetFilter(this.config.fleet, 'state'), fleetFilter(this.config.fleet, 'slot'), fleetFilter(this.config.fleet, 'event')];
+    // job/out at QoS 1 too: a report carries the job's energy, and the agent publishes at 1.
+    if (this.deps.jobs) filters.push(fleetFilter(this.config.fleet, 'jobOut'));
+    await client.subscribeAsync(filters, { qos: 1 });
   }
 
   onMessage(topic: string, payload: Buffer): void {
     const t = parseNodeTopic(topic);
     if (!t || t.fleet !== this.config.fleet) return;
     this.counters.messages++;
-    const { registry, clock } = this.deps;
+    const { registry, clock, jobs } = this.deps;
+    if (t.kind === 'jobOut') {
+      // The router validates frames and reports itself (it never throws).
+      jobs?.jobOut(t.nodeId, payload);
+      return;
+    }
     const now = clock.now();
     try {
       switch (t.kind) {
@@ -79,7 +103,8 @@ export class NodeLink {
           if (!r.ok) return this.invalid(t.nodeId, topic, r.error);
           if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
           if (r.value.status === 'online') registry.birth(t.nodeId, chainProfile(r.value.profile, this.config), now);
-          else registry.will(t.nodeId, now);
+          else if (!registry.will(t.nodeId, now)) this.unknown(t.nodeId, topic);
+          jobs?.wake();
           return;
         }
         case 'slot': {
@@ -87,17 +112,21 @@ export class NodeLink {
           if (!r.ok) return this.invalid(t.nodeId, topic, r.error);
           if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
           const s = r.value;
-          registry.slot(t.nodeId, {
+          const taken = registry.slot(t.nodeId, {
             seq: s.seq, slotStartMs: s.slotStartMs, batteryJ: s.batteryJ, harvestJ: s.harvestJ, consumedJ: s.consumedJ,
             gamma: s.gamma, powerMode: s.powerMode, queue: s.queue,
           }, now);
+          if (taken === 'unknown-node') this.unknown(t.nodeId, topic);
+          else if (taken === 'duplicate') this.counters.duplicateSlots++;
+          this.gammaSeen(t.nodeId, s.gamma);
           return;
         }
         case 'event': {
           const r = parseEvent(payload);
           if (!r.ok) return this.invalid(t.nodeId, topic, r.error);
           if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
-          registry.state(t.nodeId, { gamma: r.value.gamma, powerMode: r.value.powerMode, batteryJ: r.value.batteryJ }, now);
+          if (!registry.state(t.nodeId, { gamma: r.value.gamma, powerMode: r.value.powerMode, batteryJ: r.value.batteryJ }, now)) this.unknown(t.nodeId, topic);
+          this.gammaSeen(t.nodeId, r.value.gamma);
           return;
         }
         default:
@@ -107,6 +136,18 @@ export class NodeLink {
       // The registry refused a well-formed message (its checks of the chain's parameters).
       this.invalid(t.nodeId, topic, (err as Error).message);
     }
+  }
+
+  /** γ = 0 moves the node's jobs elsewhere; any report may have freed a place for a waiting job. */
+  private gammaSeen(nodeId: string, gamma: 0 | 1): void {
+    if (gamma === 0) this.deps.jobs?.nodePowerSaving(nodeId);
+    else this.deps.jobs?.wake();
+  }
+
+  private unknown(nodeId: string, topic: string): void {
+    this.counters.unknownNode++;
+    // Debug only: after a restart a node's reports can race its birth.
+    this.deps.log.debug({ node: nodeId, topic }, 'report from a node without a birth ignored');
   }
 
   private invalid(nodeId: string, topic: string, error: string): void {

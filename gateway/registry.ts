@@ -11,10 +11,23 @@ import { EstimatorConfigSchema, HarvestEstimator, totalVariation, type Estimator
 import { DeviceModel, groupWeights, type DeviceParams, type DeviceView, type ModeStep, type PowerModeSpec } from './scheduler/index.js';
 import type { NodeSolver, Solved } from './solver-pool.js';
 
+/** The block range a node's birth says it holds (protocol `shard`). */
+export interface ShardRef {
+  /** The shard folder's name. */
+  model: string;
+  /** First and last block held, inclusive. */
+  firstBlock: number;
+  lastBlock: number;
+  /** The block file's sha256, when one file holds exactly these blocks. */
+  sha256?: string;
+}
+
 /** What the chain needs of a node, from its birth, in the gateway's energy quanta. */
 export interface ChainProfile {
   group: string;
   shard?: string;
+  /** The shard as announced, for the router's group membership. */
+  shardRef?: ShardRef;
   /** Size of one battery quantum (J): the chain's energy unit. */
   quantumJ: number;
   /** Usable battery capacity (J); E_max = floor(capacityJ / quantumJ). */
@@ -135,12 +148,13 @@ export class Registry {
     this.resolve(node, atMs);
   }
 
-  slot(nodeId: string, report: SlotReport, atMs: number): void {
+  /** What became of a slot record: taken, from a node without a birth, or already seen. */
+  slot(nodeId: string, report: SlotReport, atMs: number): 'applied' | 'unknown-node' | 'duplicate' {
     const node = this.seen(nodeId, atMs);
-    if (!node) return;
+    if (!node) return 'unknown-node';
     let gap = 0;
     if (node.lastSeq !== undefined) {
-      if (report.seq <= node.lastSeq) return; // a duplicate or a late QoS 1 redelivery
+      if (report.seq <= node.lastSeq) return 'duplicate'; // a repeat or a late QoS 1 redelivery
       gap = report.seq - node.lastSeq - 1;
     }
     node.lastSeq = report.seq;
@@ -152,22 +166,26 @@ export class Registry {
     node.estimator.add(report.harvestJ, report.slotStartMs);
     this.events.slot?.(node, report, gap, atMs);
     this.resolve(node, atMs);
+    return 'applied';
   }
 
-  state(nodeId: string, report: StateReport, atMs: number): void {
+  /** False when the node has sent no birth yet: the report is not taken. */
+  state(nodeId: string, report: StateReport, atMs: number): boolean {
     const node = this.seen(nodeId, atMs);
-    if (!node) return;
+    if (!node) return false;
     node.gamma = report.gamma;
     node.powerMode = report.powerMode;
     if (report.queue !== undefined) node.queue = report.queue;
     if (report.batteryJ !== undefined) node.batteryJ = report.batteryJ;
     node.committedJ = report.committedJ ?? 0;
+    return true;
   }
 
-  /** The broker delivered the node's will: it is gone until its next birth. */
-  will(nodeId: string, atMs: number): void {
+  /** The broker delivered the node's will: it is gone until its next birth. False for a node never born. */
+  will(nodeId: string, atMs: number): boolean {
     const node = this.nodes.get(nodeId);
     if (node?.online) this.setOffline(node, 'will', atMs);
+    return node !== undefined;
   }
 
   /** Marks nodes offline that have been silent too long; call it periodically. */

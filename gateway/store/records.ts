@@ -41,13 +41,19 @@ export function statePoint(tags: NodeTags, s: StateChange, timestampMs: number):
 
 export interface JobRecord {
   jobId: string;
-  outcome: 'done' | 'failed' | 'rejected';
+  outcome: 'ok' | 'failed' | 'cancelled';
   model: string;
+  /** Frames answered by the nodes (groups × forward steps, plus repeats after failovers). */
   hops?: number;
   promptTokens?: number;
   outputTokens?: number;
   latencyMs?: number;
   energyJ?: number;
+  failovers?: number;
+  /** Comma-separated node ids in group order. */
+  nodes?: string;
+  /** Output tokens per second of the job's whole latency. */
+  tokensPerS?: number;
 }
 
 export function jobPoint(fleet: string, j: JobRecord, timestampMs: number): StorePoint {

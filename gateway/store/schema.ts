@@ -57,6 +57,10 @@ export const SCHEMA: Omit<ISchemaOptions, 'database'>[] = [
       outputTokens: FieldType.INTEGER,
       latencyMs: FieldType.FLOAT,
       energyJ: FieldType.FLOAT,
+      failovers: FieldType.INTEGER,
+      /** Comma-separated node ids in group order (a group's replacements follow it). */
+      nodes: FieldType.STRING,
+      tokensPerS: FieldType.FLOAT,
     },
   },
   {

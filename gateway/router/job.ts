@@ -1,0 +1,428 @@
+// One job through the block pipeline: tokenize → embed → for each group in order, the
+// hidden states to the chosen node and back → head → sample, per token, as
+// `Pipeline.generate` does in one process (models/generate.ts). A hop that fails (timeout,
+// will, refusal, hand-back, failed report, power saving) moves the group to another node,
+// which first replays the group's history so its KV cache holds every earlier position.
+import type { Logger } from 'pino';
+import { Sampler } from '../../models/head.js';
+import { PROTOCOL_VERSION, encodeFrame, encodeJson, type Frame, type JobControl, type JobReport } from '../../protocol/index.js';
+import type { Clock, Timer } from '../clock.js';
+import { JobError, type CompletionRequest, type JobHandle, type JobStatus, type JobSummary, type TokenEvent } from '../jobs.js';
+import { Lane } from './lane.js';
+import type { GatewayModel } from './model.js';
+import type { SchedulerService } from './scheduler.js';
+import { StopText } from './text.js';
+
+export interface RouterSettings {
+  hopTimeoutMs: number;
+  queueTimeoutMs: number;
+  reportTimeoutMs: number;
+  frameDtype: 'f32' | 'f16';
+}
+
+export interface JobDeps {
+  model: GatewayModel;
+  scheduler: SchedulerService;
+  settings: RouterSettings;
+  clock: Clock;
+  log: Logger;
+  /** Publishes on the node's job/in topic. */
+  send(nodeId: string, payload: Buffer, qos: 0 | 1): void;
+  isOnline(nodeId: string): boolean;
+  nextSessionId(): number;
+}
+
+/** Why a hop did not come back; the group moves to another node. */
+class HopFailure extends Error {
+  constructor(message: string, readonly silent = false) {
+    super(message);
+  }
+}
+
+type Waiting =
+  | { kind: 'offer'; nodeId: string }
+  | { kind: 'frame'; nodeId: string; sessionId: number; step: number; rows: number }
+  | { kind: 'room' }
+  | { kind: 'reports' };
+
+interface Pending {
+  what: Waiting;
+  resolve(data?: Float32Array): void;
+  reject(err: Error): void;
+  timer: Timer | undefined;
+}
+
+export class Job implements JobHandle {
+  readonly id: string;
+  readonly done: Promise<JobSummary>;
+  status: JobStatus = 'queued';
+  readonly createdMs: number;
+  finishedMs: number | undefined;
+  failovers = 0;
+  hops = 0;
+  energyJ = 0;
+  completionTokens = 0;
+  finishReason: 'stop' | 'length' | undefined;
+  error: JobError | undefined;
+  private readonly lanes: Lane[];
+  private readonly text: StopText;
+  private readonly listeners: Array<(t: TokenEvent) => void> = [];
+  private pending: Pending | undefined;
+  private aborted: JobError | undefined;
+  /** Energy reports by node and session, so a repeated report counts once. */
+  private readonly reports = new Map<string, number>();
+  private awaitedReports = new Set<string>();
+  private settle!: { resolve(s: JobSummary): void; reject(e: JobError): void };
+
+  constructor(
+    readonly num: number,
+    readonly req: CompletionRequest,
+    readonly promptIds: number[],
+    private readonly deps: JobDeps,
+  ) {
+    this.id = `job-${num}`;
+    this.createdMs = deps.clock.now();
+    const rows = Math.min(deps.model.config.seqLen, promptIds.length + req.maxTokens);
+    this.lanes = deps.model.groups.map((g) => new Lane(g, deps.model.config.dim, rows));
+    this.text = new StopText(deps.model.tokenizer, req.stop);
+    this.done = new Promise<JobSummary>((resolve, reject) => {
+      this.settle = { resolve, reject };
+    });
+    // The caller may only look at `done` later; an unobserved rejection must not crash the process.
+    this.done.catch(() => undefined);
+  }
+
+  onToken(listener: (t: TokenEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  cancel(reason: string): void {
+    this.abort(new JobError(`job ${this.id} cancelled: ${reason}`, 'cancelled'));
+  }
+
+  abort(err: JobError): void {
+    if (this.aborted || this.finishedMs !== undefined) return;
+    this.aborted = err;
+    this.fail(err);
+  }
+
+  get finished(): boolean {
+    return this.finishedMs !== undefined;
+  }
+
+  /** Runs the job to its end; never rejects (the outcome goes to `done`). */
+  async run(): Promise<void> {
+    try {
+      await this.generate();
+      await this.close();
+      this.end('done');
+    } catch (err) {
+      const e = err instanceof JobError ? err : new JobError(`job ${this.id} failed: ${(err as Error).message}`, 'internal');
+      for (const lane of this.lanes) if (lane.nodeId) this.leave(lane, e.message);
+      this.end(e.kind === 'cancelled' ? 'cancelled' : 'failed', e);
+    }
+  }
+
+  private async generate(): Promise<void> {
+    const { model } = this.deps;
+    const { req, promptIds } = this;
+    const sampler = new Sampler({ temperature: req.temperature, topP: req.topP, seed: req.seed });
+    const stop = new Set(model.stopIds);
+    // As Pipeline.generate: the last token is never fed back, so P + maxTokens - 1 positions suffice.
+    const capacity = Math.min(model.config.seqLen, promptIds.length + Math.max(0, req.maxTokens - 1));
+    if (req.maxTokens === 0) {
+      this.finishReason = 'length';
+      return;
+    }
+    let x = model.head.embed(promptIds);
+    let rows = promptIds.length;
+    let position = 0;
+    for (let step = 0; ; step++) {
+      for (const lane of this.lanes) x = await this.hop(lane, x, rows, position, step);
+      const token = sampler.sample(model.head.logits(x));
+      position += rows;
+      if (stop.has(token)) {
+        this.finishReason = 'stop';
+        return;
+      }
+      const { events, stopped } = this.text.push(this.completionTokens, token);
+      this.completionTokens++;
+      this.emit(events);
+      if (stopped) {
+        this.finishReason = 'stop';
+        return;
+      }
+      if (this.completionTokens >= req.maxTokens || position >= capacity) {
+        this.finishReason = 'length';
+        return;
+      }
+      x = model.head.embed([token]);
+      rows = 1;
+    }
+  }
+
+  /** One group's forward of `x` (rows at `position`): the output rows, from whichever node serves. */
+  private async hop(lane: Lane, x: Float32Array, rows: number, position: number, step: number): Promise<Float32Array> {
+    const { dim } = this.deps.model.config;
+    const dtype = this.deps.settings.frameDtype;
+    for (;;) {
+      this.checkAbort();
+      if (lane.nodeId && lane.move) this.abandon(lane, lane.move);
+      if (!lane.nodeId) await this.assign(lane);
+      const nodeId = lane.nodeId!;
+      const { sessionId } = lane;
+      if (lane.fresh && position > 0) {
+        // The replacement rebuilds its cache from the group's inputs so far, without output.
+        this.deps.send(nodeId, encodeFrame({ jobId: this.num, sessionId, step, position: 0, rows: position, dim, dtype, replay: true, data: lane.history.view(position) }), 0);
+      }
+      lane.fresh = false;
+      const wait = this.expect({ kind: 'frame', nodeId, sessionId, step, rows }, this.deps.settings.hopTimeoutMs);
+      this.deps.send(nodeId, encodeFrame({ jobId: this.num, sessionId, step, position, rows, dim, dtype, data: x }), 0);
+      try {
+        const out = (await wait)!;
+        lane.history.append(x);
+        this.hops++;
+        return out;
+      } catch (err) {
+        if (!(err instanceof HopFailure)) throw err;
+        this.abandon(lane, err.message, err.silent);
+      }
+    }
+  }
+
+  /** Picks a node for the lane and has it accept the job; waits while the group is only busy. */
+  private async assign(lane: Lane): Promise<void> {
+    const { scheduler, settings, clock } = this.deps;
+    const group = lane.group;
+    const waitUntil = clock.now() + settings.queueTimeoutMs;
+    for (;;) {
+      this.checkAbort();
+      const reason = lane.served.length > 0 || lane.tried.size > 0 ? 'failover' : 'dispatch';
+      const pick = scheduler.pick(this.id, group, lane.tried, reason);
+      if (!pick.ok) {
+        if (pick.why === 'none') throw new JobError(pick.message, 'no-node', group.name);
+        const left = waitUntil - clock.now();
+        if (left <= 0) {
+          throw new JobError(`group ${group.name}: every node's queue stayed full for ${settings.queueTimeoutMs} ms (${pick.message}); retry later`, 'no-node', group.name);
+        }
+        await this.expect({ kind: 'room' }, left, true);
+        const none = scheduler.servable(group, lane.tried);
+        if (none && !none.ok) throw new JobError(none.message, 'no-node', group.name);
+        continue;
+      }
+      const nodeId = pick.nodeId;
+      scheduler.hold(nodeId);
+      const sessionId = this.deps.nextSessionId();
+      const wait = this.expect({ kind: 'offer', nodeId }, settings.hopTimeoutMs);
+      this.control(nodeId, { v: PROTOCOL_VERSION, type: 'offer', jobId: this.num, sessionId });
+      try {
+        await wait;
+      } catch (err) {
+        scheduler.release(nodeId);
+        // It may still accept later: tell it the job is gone, so its queue place frees.
+        this.cancelAt(nodeId, err instanceof HopFailure ? err.message : 'job ended');
+        if (!(err instanceof HopFailure)) throw err;
+        lane.tried.add(nodeId);
+        this.failovers++;
+        if (err.silent) scheduler.suspect(nodeId, clock.now());
+        this.deps.log.warn({ jobId: this.id, group: group.name, node: nodeId, reason: err.message }, 'offer not taken; trying another node');
+        continue;
+      }
+      lane.nodeId = nodeId;
+      lane.sessionId = sessionId;
+      lane.fresh = true;
+      lane.move = undefined;
+      lane.served.push(nodeId);
+      if (this.status === 'queued') this.status = 'running';
+      return;
+    }
+  }
+
+  /** Leaves the lane's node for good in this job and counts a failover. */
+  private abandon(lane: Lane, reason: string, silent = false): void {
+    const nodeId = lane.nodeId!;
+    this.deps.log.warn({ jobId: this.id, group: lane.group.name, node: nodeId, reason }, 'failover: the group moves to another node');
+    lane.tried.add(nodeId);
+    if (silent) this.deps.scheduler.suspect(nodeId, this.deps.clock.now());
+    this.leave(lane, reason);
+    this.failovers++;
+  }
+
+  /** Releases the lane's node, cancelling its session when it can still hear us. */
+  private leave(lane: Lane, reason: string): void {
+    const nodeId = lane.nodeId!;
+    this.deps.scheduler.release(nodeId);
+    this.cancelAt(nodeId, reason);
+    lane.nodeId = undefined;
+    lane.move = undefined;
+  }
+
+  private cancelAt(nodeId: string, reason: string): void {
+    if (this.deps.isOnline(nodeId)) this.control(nodeId, { v: PROTOCOL_VERSION, type: 'cancel', jobId: this.num, reason: reason.slice(0, 200) });
+  }
+
+  private control(nodeId: string, msg: JobControl): void {
+    // QoS 1: an offer or cancel that is lost would hold a queue place until the node's idle timeout.
+    this.deps.send(nodeId, encodeJson(msg), 1);
+  }
+
+  /** Close frames to every serving node, then their energy reports (up to reportTimeoutMs). */
+  private async close(): Promise<void> {
+    const { dim } = this.deps.model.config;
+    for (const lane of this.lanes) {
+      const nodeId = lane.nodeId;
+      if (!nodeId) continue;
+      const key = `${nodeId}:${lane.sessionId}`;
+      if (!this.reports.has(key)) this.awaitedReports.add(key);
+      // The close frame frees the node's queue place: QoS 1, and the place is ours no more.
+      this.deps.send(nodeId, encodeFrame({ jobId: this.num, sessionId: lane.sessionId, step: 0, position: lane.history.rows, rows: 0, dim, close: true, data: new Float32Array(0) }), 1);
+      this.deps.scheduler.release(nodeId);
+      lane.nodeId = undefined;
+    }
+    if (this.awaitedReports.size === 0) return;
+    try {
+      await this.expect({ kind: 'reports' }, this.deps.settings.reportTimeoutMs, true);
+    } catch {
+      // Cancelled or shut down while only the energy reports were outstanding: the text is complete.
+    }
+  }
+
+  private emit(events: TokenEvent[]): void {
+    for (const e of events) {
+      for (const l of this.listeners) {
+        try {
+          l(e);
+        } catch (err) {
+          this.deps.log.warn({ jobId: this.id, err: (err as Error).message }, 'a token listener threw');
+        }
+      }
+    }
+  }
+
+  private end(status: 'done' | 'failed' | 'cancelled', err?: JobError): void {
+    if (status === 'done') this.emit(this.text.end());
+    this.status = status;
+    this.finishedMs = this.deps.clock.now();
+    this.error = err;
+    if (err) this.settle.reject(err);
+    else this.settle.resolve(this.summary());
+  }
+
+  // --- what the nodes say, routed here by the router -----------------------------------
+
+  onFrame(nodeId: string, f: Frame): boolean {
+    const w = this.pending?.what;
+    if (w?.kind !== 'frame' || w.nodeId !== nodeId || w.sessionId !== f.sessionId || w.step !== f.step || f.replay) return false;
+    if (f.rows !== w.rows || f.dim !== this.deps.model.config.dim) {
+      this.fail(new HopFailure(`answered with a [${f.rows}, ${f.dim}] frame for [${w.rows}, ${this.deps.model.config.dim}]`));
+    } else {
+      this.resolve(f.data);
+    }
+    return true;
+  }
+
+  onReport(nodeId: string, r: JobReport): void {
+    const w = this.pending?.what;
+    const waitingOn = w && 'nodeId' in w && w.nodeId === nodeId;
+    const lane = this.lanes.find((l) => l.nodeId === nodeId);
+    switch (r.type) {
+      case 'accepted':
+        if (waitingOn && w.kind === 'offer') this.resolve();
+        return;
+      case 'refused':
+        if (waitingOn && w.kind === 'offer') this.fail(new HopFailure(`refused: ${r.reason}`));
+        return;
+      case 'handed-back':
+        if (waitingOn) this.fail(new HopFailure(`handed back: ${r.reason}`));
+        else if (lane) lane.move = `handed back: ${r.reason}`;
+        return;
+      case 'report': {
+        const key = `${nodeId}:${r.sessionId}`;
+        if (!this.reports.has(key)) {
+          this.reports.set(key, r.energyJ);
+          this.energyJ += r.energyJ;
+        }
+        if (!r.ok && lane && lane.sessionId === r.sessionId) {
+          const why = `failed: ${r.error ?? 'no reason given'}`;
+          if (waitingOn) this.fail(new HopFailure(why));
+          else lane.move = why;
+        }
+        this.awaitedReports.delete(key);
+        if (w?.kind === 'reports' && this.awaitedReports.size === 0) this.resolve();
+        return;
+      }
+    }
+  }
+
+  /** The node's will, or its silence: a hop waiting on it fails now. */
+  onNodeDown(nodeId: string, reason: string): void {
+    const w = this.pending?.what;
+    if (w && 'nodeId' in w && w.nodeId === nodeId) this.fail(new HopFailure(reason));
+    const lane = this.lanes.find((l) => l.nodeId === nodeId);
+    if (lane) lane.move = reason;
+    for (const key of this.awaitedReports) if (key.startsWith(`${nodeId}:`)) this.awaitedReports.delete(key);
+    if (w?.kind === 'reports' && this.awaitedReports.size === 0) this.resolve();
+  }
+
+  /** The node entered power saving: the group leaves it before its next hop. */
+  onPowerSaving(nodeId: string): void {
+    const lane = this.lanes.find((l) => l.nodeId === nodeId);
+    if (lane) lane.move = 'entered power saving';
+  }
+
+  /** Queue room or a node's state changed somewhere: a job waiting for room looks again. */
+  wake(): void {
+    if (this.pending?.what.kind === 'room') this.resolve();
+  }
+
+  // --- waiting ---------------------------------------------------------------------------
+
+  /** One wait at a time; on timeout it fails (HopFailure, silent) or, with `timeoutResolves`, ends. */
+  private expect(what: Waiting, timeoutMs: number, timeoutResolves = false): Promise<Float32Array | undefined> {
+    return new Promise((resolve, reject) => {
+      const timer = this.deps.clock.setTimeout(() => {
+        if (timeoutResolves) this.resolve();
+        else this.fail(new HopFailure(`no answer within ${timeoutMs} ms`, true));
+      }, timeoutMs);
+      this.pending = { what, resolve, reject, timer };
+    });
+  }
+
+  private resolve(data?: Float32Array): void {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = undefined;
+    p.timer?.cancel();
+    p.resolve(data);
+  }
+
+  private fail(err: Error): void {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = undefined;
+    p.timer?.cancel();
+    p.reject(err);
+  }
+
+  private checkAbort(): void {
+    if (this.aborted) throw this.aborted;
+  }
+
+  summary(): JobSummary {
+    return {
+      id: this.id,
+      status: this.status,
+      model: this.deps.model.name,
+      createdMs: this.createdMs,
+      ...(this.finishedMs !== undefined ? { finishedMs: this.finishedMs, latencyMs: this.finishedMs - this.createdMs } : {}),
+      promptTokens: this.promptIds.length,
+      completionTokens: this.completionTokens,
+      text: this.text.text,
+      ...(this.finishReason ? { finishReason: this.finishReason } : {}),
+      energyJ: this.energyJ,
+      failovers: this.failovers,
+      served: this.lanes.map((l) => ({ group: l.group.name, nodes: [...l.served] })),
+      ...(this.error ? { error: { ...(this.error.group ? { group: this.error.group } : {}), message: this.error.message } } : {}),
+    };
+  }
+}

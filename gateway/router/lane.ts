@@ -1,0 +1,53 @@
+// One group's part of one job: which node serves it now, the session it holds there, the
+// nodes it has been through, and the hidden states sent to the group so far — the job's
+// history that a replacement node replays to rebuild its KV cache (as a Petals client
+// keeps each span's inputs).
+import type { ModelGroup } from './model.js';
+
+/** The rows [T][dim] sent to one group so far, in position order. */
+export class RowHistory {
+  private data: Float32Array;
+  private used = 0;
+
+  constructor(private readonly dim: number, initialRows: number) {
+    this.data = new Float32Array(Math.max(1, initialRows) * dim);
+  }
+
+  get rows(): number {
+    return this.used / this.dim;
+  }
+
+  append(rows: Float32Array): void {
+    if (this.used + rows.length > this.data.length) {
+      const grown = new Float32Array(Math.max(this.data.length * 2, this.used + rows.length));
+      grown.set(this.data.subarray(0, this.used));
+      this.data = grown;
+    }
+    this.data.set(rows, this.used);
+    this.used += rows.length;
+  }
+
+  /** The first `rows` rows, without copying. */
+  view(rows: number): Float32Array {
+    return this.data.subarray(0, rows * this.dim);
+  }
+}
+
+export class Lane {
+  /** The node serving the group now. */
+  nodeId: string | undefined;
+  sessionId = 0;
+  /** The node has no cache for this job yet: the history must be replayed before the next frame. */
+  fresh = false;
+  /** Set when the node must be left before the next hop (power saving, handed back). */
+  move: string | undefined;
+  /** Nodes that accepted the job for this group, in order. */
+  readonly served: string[] = [];
+  /** Nodes this job gave up on in this group (refused, failed, silent, gone). */
+  readonly tried = new Set<string>();
+  readonly history: RowHistory;
+
+  constructor(readonly group: ModelGroup, dim: number, rows: number) {
+    this.history = new RowHistory(dim, rows);
+  }
+}

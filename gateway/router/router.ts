@@ -1,0 +1,218 @@
+// The job service: takes completion requests, runs each as a Job over the fleet, routes
+// what nodes send on job/out to the job it belongs to, and keeps finished jobs, counters
+// and the scheduler's live view for the front ends (gateway/jobs.ts).
+import type { Logger } from 'pino';
+import { decodeFrame, isFrame, nodeTopic, parseJobReport } from '../../protocol/index.js';
+import type { Clock } from '../clock.js';
+import {
+  JobError, type CompletionRequest, type JobCounters, type JobHandle, type JobService, type JobSummary, type ModelCard, type SchedulerView,
+} from '../jobs.js';
+import type { Registry } from '../registry.js';
+import { jobPoint, type Store } from '../store/index.js';
+import { Job, type RouterSettings } from './job.js';
+import type { GatewayModel } from './model.js';
+import { SchedulerService } from './scheduler.js';
+
+export interface RouterConfig extends RouterSettings {
+  fleet: string;
+  policy: string;
+  seed: number;
+  /** Finished jobs kept for lookup. */
+  keepJobs: number;
+}
+
+export interface RouterDeps {
+  model: GatewayModel;
+  registry: Registry;
+  store: Store;
+  clock: Clock;
+  log: Logger;
+  /** Publishes with the gateway's own MQTT client. */
+  publish(topic: string, payload: Buffer, qos: 0 | 1): void;
+}
+
+export interface RouterStats {
+  /** Messages on job/out that failed validation. */
+  invalid: number;
+  /** Valid messages for a job or session that is over (late frames, repeated reports). */
+  stale: number;
+}
+
+export class Router implements JobService {
+  /** The live scheduler (named apart from JobService.scheduler(), its view). */
+  readonly scheduling: SchedulerService;
+  readonly stats: RouterStats = { invalid: 0, stale: 0 };
+  private readonly jobs = new Map<string, Job>();
+  private readonly byNum = new Map<number, Job>();
+  private readonly active = new Set<Job>();
+  private nextJob = 1;
+  private nextSession = 1;
+  private closing = false;
+  private readonly totals: Omit<JobCounters, 'active'> = {
+    submitted: 0, completed: 0, failed: 0, cancelled: 0, failovers: 0, promptTokens: 0, completionTokens: 0, energyJ: 0,
+  };
+
+  constructor(private readonly config: RouterConfig, private readonly deps: RouterDeps) {
+    this.scheduling = new SchedulerService(
+      { fleet: config.fleet, policy: config.policy, seed: config.seed },
+      { registry: deps.registry, model: deps.model, store: deps.store, clock: deps.clock, log: deps.log.child({ part: 'scheduler' }) },
+    );
+  }
+
+  get model(): ModelCard {
+    return this.deps.model.card;
+  }
+
+  encode(text: string): number[] {
+    const tokenizer = this.deps.model.tokenizer;
+    if (!tokenizer) throw new JobError(`model ${this.deps.model.name} has no tokenizer; send the prompt as token ids`, 'bad-request');
+    return tokenizer.encode(text, { bos: true });
+  }
+
+  submit(req: CompletionRequest): JobHandle {
+    if (this.closing) throw new JobError('the gateway is shutting down; retry on its next start', 'shutdown');
+    const promptIds = this.checked(req);
+    const num = this.nextJob++;
+    const log = this.deps.log;
+    const job = new Job(num, req, promptIds, {
+      model: this.deps.model,
+      scheduler: this.scheduling,
+      settings: this.config,
+      clock: this.deps.clock,
+      log,
+      send: (nodeId, payload, qos) => this.deps.publish(nodeTopic(this.config.fleet, nodeId, 'jobIn'), payload, qos),
+      isOnline: (nodeId) => this.deps.registry.get(nodeId)?.online ?? false,
+      // Session ids only have to differ per node and job; one counter keeps them unique.
+      nextSessionId: () => (this.nextSession = (this.nextSession + 1) >>> 0),
+    });
+    this.jobs.set(job.id, job);
+    this.byNum.set(num, job);
+    this.active.add(job);
+    this.totals.submitted++;
+    log.info({ jobId: job.id, promptTokens: promptIds.length, maxTokens: req.maxTokens, temperature: req.temperature }, 'job submitted');
+    void job.run().then(() => this.finished(job));
+    return job;
+  }
+
+  job(id: string): JobSummary | undefined {
+    return this.jobs.get(id)?.summary();
+  }
+
+  recent(limit: number): JobSummary[] {
+    return [...this.jobs.values()].slice(-Math.max(0, limit)).reverse().map((j) => j.summary());
+  }
+
+  scheduler(): SchedulerView {
+    return this.scheduling.view();
+  }
+
+  counters(): JobCounters {
+    return { ...this.totals, active: this.active.size };
+  }
+
+  // --- from the link ----------------------------------------------------------------------
+
+  /** A message on a node's job/out: a frame or a JSON report, validated here; never throws. */
+  jobOut(nodeId: string, payload: Buffer): void {
+    try {
+      if (isFrame(payload)) {
+        const d = decodeFrame(payload);
+        if (!d.ok) return this.invalid(nodeId, d.error);
+        this.scheduling.heard(nodeId);
+        if (!this.byNum.get(d.frame.jobId)?.onFrame(nodeId, d.frame)) this.stats.stale++;
+        return;
+      }
+      const r = parseJobReport(payload);
+      if (!r.ok) return this.invalid(nodeId, r.error);
+      this.scheduling.heard(nodeId);
+      const job = this.byNum.get(r.value.jobId);
+      if (job) job.onReport(nodeId, r.value);
+      else this.stats.stale++;
+    } catch (err) {
+      this.invalid(nodeId, `handling failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** The node went offline (will or silence). */
+  nodeDown(nodeId: string, reason: string): void {
+    for (const job of this.active) job.onNodeDown(nodeId, `node ${nodeId} went offline (${reason})`);
+    this.wake();
+  }
+
+  /** The node reported γ = 0. */
+  nodePowerSaving(nodeId: string): void {
+    for (const job of this.active) job.onPowerSaving(nodeId);
+    this.wake();
+  }
+
+  /** Something about a node changed (birth, slot, event): jobs waiting for room look again. */
+  wake(): void {
+    for (const job of this.active) job.wake();
+  }
+
+  /** Fails every active job with JobError('shutdown') and waits for them to end. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const jobs = [...this.active];
+    for (const job of jobs) job.abort(new JobError('the gateway is shutting down', 'shutdown'));
+    await Promise.allSettled(jobs.map((j) => j.done));
+    this.deps.model.dispose();
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private finished(job: Job): void {
+    this.active.delete(job);
+    const s = job.summary();
+    const t = this.totals;
+    if (s.status === 'done') t.completed++;
+    else if (s.status === 'cancelled') t.cancelled++;
+    else t.failed++;
+    t.failovers += s.failovers;
+    t.promptTokens += s.promptTokens;
+    t.completionTokens += s.completionTokens;
+    t.energyJ += s.energyJ;
+    const latencyMs = s.latencyMs ?? 0;
+    const outcome = s.status === 'done' ? 'ok' : s.status === 'cancelled' ? 'cancelled' : 'failed';
+    this.deps.store.write(jobPoint(this.config.fleet, {
+      jobId: s.id, outcome, model: s.model, hops: job.hops, promptTokens: s.promptTokens, outputTokens: s.completionTokens,
+      latencyMs, energyJ: s.energyJ, failovers: s.failovers,
+      nodes: s.served.flatMap((g) => g.nodes).join(','),
+      tokensPerS: latencyMs > 0 ? (1000 * s.completionTokens) / latencyMs : 0,
+    }, job.finishedMs ?? this.deps.clock.now()));
+    const level = s.status === 'done' ? 'info' : 'warn';
+    this.deps.log[level]({
+      jobId: s.id, status: s.status, tokens: s.completionTokens, latencyMs, failovers: s.failovers, energyJ: s.energyJ,
+      served: s.served, ...(s.error ? { error: s.error.message } : {}),
+    }, 'job finished');
+    // Keep the newest finished jobs; the oldest go first.
+    for (const [id, j] of this.jobs) {
+      if (this.jobs.size <= this.config.keepJobs) break;
+      if (!j.finished) continue;
+      this.jobs.delete(id);
+      this.byNum.delete(j.num);
+    }
+    this.wake();
+  }
+
+  private checked(req: CompletionRequest): number[] {
+    const bad = (msg: string) => new JobError(msg, 'bad-request');
+    const { config } = this.deps.model;
+    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 0) throw bad(`maxTokens must be a whole number >= 0, got ${req.maxTokens}`);
+    if (!Number.isFinite(req.temperature) || req.temperature < 0) throw bad(`temperature must be a finite number >= 0, got ${req.temperature}`);
+    if (!(req.topP > 0 && req.topP <= 1)) throw bad(`topP must be in (0, 1], got ${req.topP}`);
+    if (!Number.isInteger(req.seed)) throw bad(`seed must be an integer, got ${req.seed}`);
+    if (!Array.isArray(req.stop) || req.stop.some((s) => typeof s !== 'string')) throw bad('stop must be a list of strings');
+    const ids = typeof req.prompt === 'string' ? this.encode(req.prompt) : req.prompt.ids;
+    if (ids.length === 0) throw bad('the prompt is empty; start it with BOS at least');
+    const wrong = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= config.vocabSize);
+    if (wrong !== undefined) throw bad(`prompt token id ${wrong} is outside the vocabulary [0, ${config.vocabSize})`);
+    if (ids.length > config.seqLen) throw bad(`the prompt has ${ids.length} tokens; the model's context is ${config.seqLen}: shorten it`);
+    return [...ids];
+  }
+
+  private invalid(nodeId: string, error: string): void {
+    this.stats.invalid++;
+    this.deps.log.warn({ node: nodeId, err: error }, 'job message refused');
+  }
+}
