@@ -86,7 +86,10 @@ export class InfluxStore implements Store {
     }
   }
 
-  write(p: StorePoint): void {
+  write(given: StorePoint): void {
+    // Line protocol at ms precision takes whole numbers only ("bad timestamp" refuses the
+    // whole batch), and an accelerated clock (ScaledClock) reads fractions of a ms.
+    const p = Number.isInteger(given.timestampMs) ? given : { ...given, timestampMs: Math.round(given.timestampMs) };
     // Checks the point against the schema now, so a malformed point fails at its writer
     // instead of blocking the queue later.
     this.influx.parsePoint(toInfluxPoint(p), { database: this.database, precision: 'ms' });
