@@ -59,14 +59,19 @@ export interface LinkCounters {
   messages: number;
   /** Refused: not JSON, wrong schema, oversized, naming another node, or a profile the chain refuses. */
   invalid: number;
-  /** Well-formed reports from a node that has sent no birth yet, so nothing can interpret them. */
+}
+
+/** Well-formed messages the registry had no use for, by why. */
+export interface IgnoredCounters {
+  /** Reports and wills from a node that has sent no birth, so nothing can interpret them. */
   unknownNode: number;
   /** Slot records whose sequence number was already seen (repeats, late QoS 1 redeliveries). */
   duplicateSlots: number;
 }
 
 export class NodeLink {
-  readonly counters: LinkCounters = { messages: 0, invalid: 0, unknownNode: 0, duplicateSlots: 0 };
+  readonly counters: LinkCounters = { messages: 0, invalid: 0 };
+  readonly ignored: IgnoredCounters = { unknownNode: 0, duplicateSlots: 0 };
 
   constructor(
     private readonly config: LinkConfig,
@@ -117,7 +122,7 @@ export class NodeLink {
             gamma: s.gamma, powerMode: s.powerMode, queue: s.queue,
           }, now);
           if (taken === 'unknown-node') this.unknown(t.nodeId, topic);
-          else if (taken === 'duplicate') this.counters.duplicateSlots++;
+          else if (taken === 'duplicate') this.ignored.duplicateSlots++;
           this.gammaSeen(t.nodeId, s.gamma);
           return;
         }
@@ -145,7 +150,7 @@ export class NodeLink {
   }
 
   private unknown(nodeId: string, topic: string): void {
-    this.counters.unknownNode++;
+    this.ignored.unknownNode++;
     // Debug only: after a restart a node's reports can race its birth.
     this.deps.log.debug({ node: nodeId, topic }, 'report from a node without a birth ignored');
   }
