@@ -1,10 +1,13 @@
-// The embedded MQTT broker: aedes on TCP and optionally TLS, with per-node authentication,
+// The embedded MQTT broker: aedes on TCP and optionally TLS and WebSocket, with per-node authentication,
 // the node ACL, connection rate limits and a packet size limit. The gateway's own parts
 // connect as one internal client with a secret made at start-up that exists only in memory.
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
+import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { NodeAcl, type NodeTopicPatterns } from './acl.js';
@@ -57,7 +60,8 @@ export class Broker {
   private readonly slowClients = new WeakSet<Client>();
   private counters: BrokerCounters = { clients: 0, publishesIn: 0, bytesIn: 0, refusedAuth: 0, refusedAcl: 0, refusedRate: 0, refusedSize: 0, slowDisconnects: 0 };
   /** Ports actually bound (useful when configured as 0). */
-  readonly ports: { mqtt?: number; mqtts?: number } = {};
+  readonly ports: { mqtt?: number; mqtts?: number; ws?: number } = {};
+  private webSockets: WebSocketServer | undefined;
 
   private constructor(private readonly config: BrokerConfig, private readonly deps: BrokerDeps) {
     this.internalSecret = randomBytes(32);
@@ -113,7 +117,7 @@ export class Broker {
 
   private async listenAll(): Promise<void> {
     const { config, deps } = this;
-    const plain = createServer((socket) => this.handle(socket));
+    const plain = createServer((socket) => this.handleSocket(socket));
     this.ports.mqtt = await this.listen(plain, config.port);
     if (config.tls && deps.tls) {
       const secure = createTlsServer({
@@ -122,10 +126,36 @@ export class Broker {
         ca: deps.tls.ca,
         requestCert: config.tls.requireClientCert,
         rejectUnauthorized: config.tls.requireClientCert,
-      }, (socket) => this.handle(socket));
+      }, (socket) => this.handleSocket(socket));
       secure.on('tlsClientError', (err, socket) => deps.log.info({ remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
       this.ports.mqtts = await this.listen(secure, config.tls.port);
     }
+    if (config.websocket) await this.listenWebSocket(config.websocket);
+  }
+
+  /** MQTT over WebSocket (MQTT 3.1.1 §6): the WebSocket's bytes go through the same guard, logins and ACL. */
+  private async listenWebSocket(ws: NonNullable<BrokerConfig['websocket']>): Promise<void> {
+    const http = createHttpServer((_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
+      res.end(`this port speaks MQTT over WebSocket only: connect to ws://HOST:PORT${ws.path}\n`);
+    });
+    this.webSockets = new WebSocketServer({
+      server: http,
+      path: ws.path,
+      // ws reads a whole message before handing it on; this bounds it by the announced
+      // length, before buffering. A message holds at most one packet of maxPacketBytes
+      // plus its fixed header (1 type byte and up to 4 length bytes, §2.2).
+      maxPayload: this.config.maxPacketBytes + 5,
+    });
+    this.webSockets.on('connection', (socket, req) => {
+      socket.on('error', (err: Error & { code?: string }) => {
+        if (err.code !== 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return;
+        this.counters.refusedSize++;
+        this.deps.log.warn({ remote: req.socket.remoteAddress, limit: this.config.maxPacketBytes }, 'oversized WebSocket message; connection closed');
+      });
+      this.handle(createWebSocketStream(socket), req.socket.remoteAddress ?? 'unknown');
+    });
+    this.ports.ws = await this.listen(http, ws.port);
   }
 
   stats(): BrokerCounters {
@@ -141,6 +171,7 @@ export class Broker {
     // Stop accepting first; a server's close completes only once its connections have
     // ended, which closing aedes (it disconnects every client) brings about.
     const listening = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    this.webSockets?.close();
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     await listening;
   }
@@ -157,11 +188,14 @@ export class Broker {
     });
   }
 
-  private handle(socket: Socket): void {
-    const remote = socket.remoteAddress ?? 'unknown';
+  private handleSocket(socket: Socket): void {
     // Job frames travel hop by hop for every generated token: a frame's last partial TCP
     // segment must not wait on Nagle's algorithm for the previous segment's ACK.
     socket.setNoDelay(true);
+    this.handle(socket, socket.remoteAddress ?? 'unknown');
+  }
+
+  private handle(socket: Duplex, remote: string): void {
     const guarded = new FrameGuard(socket, this.config.maxPacketBytes, (err) => {
       this.counters.refusedSize++;
       this.deps.log.warn({ remote, bytes: err.remainingLength, limit: err.maxPacketBytes }, 'oversized MQTT packet; connection closed');

@@ -2,10 +2,29 @@
 // read by the composition root and handed in as contents.
 import { z } from 'zod';
 
+/**
+ * An external broker (Mosquitto, EMQX) the gateway joins as a client instead of running its
+ * own; that broker then authenticates the nodes and enforces their ACL.
+ */
+export const ExternalBrokerSchema = z.object({
+  url: z.string().refine((u) => /^(mqtts?|wss?):\/\/[^/]/.test(u), 'use mqtt://HOST:PORT, mqtts://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH'),
+  /** Also the session the external broker keeps for the gateway while it is away. */
+  clientId: z.string().min(1).max(64).default('heliomesh-gateway'),
+  username: z.string().min(1).optional(),
+  /** Prefer `passwordPath`, so the secret stays out of the config file. */
+  password: z.string().min(1).optional(),
+  passwordPath: z.string().min(1).optional(),
+  /** CA bundle that signed the external broker's certificate (mqtts://, wss://). */
+  caPath: z.string().min(1).optional(),
+}).refine((e) => !(e.password && e.passwordPath), { message: 'set password or passwordPath, not both', path: ['passwordPath'] });
+
+export type ExternalBrokerConfig = z.infer<typeof ExternalBrokerSchema>;
+
 export const BrokerConfigSchema = z.object({
   host: z.string().default('0.0.0.0'),
   port: z.number().int().min(0).max(65535).default(1883),
-  credentialsPath: z.string().min(1),
+  /** Required for the embedded broker; unused with `external`. */
+  credentialsPath: z.string().min(1).optional(),
   tls: z.object({
     port: z.number().int().min(0).max(65535).default(8883),
     certPath: z.string().min(1),
@@ -14,6 +33,13 @@ export const BrokerConfigSchema = z.object({
     caPath: z.string().min(1).optional(),
     requireClientCert: z.boolean().default(false),
   }).optional(),
+  /** MQTT over WebSocket (MQTT 3.1.1 §6) on its own port, behind the same logins, ACL and limits. */
+  websocket: z.object({
+    port: z.number().int().min(0).max(65535).default(8083),
+    path: z.string().startsWith('/').default('/mqtt'),
+  }).optional(),
+  /** Join this broker as a client instead of running one (`heliomesh gateway --broker URL`). */
+  external: ExternalBrokerSchema.optional(),
   /** Largest MQTT packet accepted (Remaining Length, bytes); larger ones close the client. */
   maxPacketBytes: z.number().int().positive().default(1024 * 1024),
   /** A client whose socket does not drain within this time is disconnected (aedes drainTimeout). */
@@ -34,6 +60,10 @@ export const BrokerConfigSchema = z.object({
   }).optional(),
   /** CONNECTs allowed per remote address per minute; more are refused before authentication. */
   connectsPerMinutePerAddress: z.number().int().positive().default(30),
+}).superRefine((b, ctx) => {
+  if (!b.external && !b.credentialsPath) {
+    ctx.addIssue({ code: 'custom', path: ['credentialsPath'], message: 'credentialsPath is required for the embedded broker (create the file with heliomesh gateway add-node), unless broker.external is set' });
+  }
 });
 
 export type BrokerConfig = z.infer<typeof BrokerConfigSchema>;

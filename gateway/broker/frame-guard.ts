@@ -1,11 +1,12 @@
 // Refuses oversized MQTT packets before they are buffered. aedes' parser (mqtt-packet) reads
 // a packet whole before anyone can look at it, and the Remaining Length field allows
 // 256 MiB (MQTT 3.1.1 §2.2.3), so a single client could make the gateway hold that much.
-// This Duplex sits between the socket and aedes: it reads each fixed header's Remaining
-// Length as the bytes stream past and closes the connection as soon as one exceeds the
-// limit. The bytes themselves pass through untouched.
+// This Duplex sits between the connection (a TCP or TLS socket, or a WebSocket's byte
+// stream) and aedes: it reads each fixed header's Remaining Length as the bytes stream past
+// and closes the connection as soon as one exceeds the limit. The bytes themselves pass
+// through untouched.
+import { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import type { Socket } from 'node:net';
 
 export class PacketTooLargeError extends Error {
   constructor(readonly remainingLength: number, readonly maxPacketBytes: number) {
@@ -20,7 +21,7 @@ export class FrameGuard extends Duplex {
   private lengthValue = 0;
   private lengthShift = 0;
 
-  constructor(readonly socket: Socket, readonly maxPacketBytes: number, private readonly onRefused: (err: PacketTooLargeError) => void) {
+  constructor(readonly socket: Duplex, readonly maxPacketBytes: number, private readonly onRefused: (err: PacketTooLargeError) => void) {
     super({ allowHalfOpen: false });
     socket.on('data', (chunk: Buffer) => {
       const err = this.scan(chunk);
@@ -44,9 +45,14 @@ export class FrameGuard extends Duplex {
   // aedes writes each packet as several small chunks under cork() (mqtt-packet's
   // writeToStream). Forwarding them one `write` at a time sent one small TCP segment per
   // chunk, and Nagle's algorithm then held each one back for the peer's delayed ACK: the
-  // broker idled at a tenth of plain aedes' rate. Handing the corked batch to the socket
-  // as one corked batch keeps a packet in one segment, as it is on a bare socket.
+  // broker idled at a tenth of plain aedes' rate. A socket gets the batch corked, so it
+  // leaves in one writev as it would from a bare socket; a WebSocket stream gets it joined,
+  // so a packet is one WebSocket message rather than one message per chunk.
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    if (!(this.socket instanceof Socket)) {
+      this.afterWrite(this.socket.write(Buffer.concat(chunks.map((c) => c.chunk))), cb);
+      return;
+    }
     this.socket.cork();
     let ok = true;
     for (const { chunk } of chunks) ok = this.socket.write(chunk);
