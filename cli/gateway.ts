@@ -9,13 +9,14 @@ import { parse as parseYaml } from 'yaml';
 import { addNode, loadCredentials } from '../gateway/broker/index.js';
 import { systemClock } from '../gateway/clock.js';
 import { parseGatewayConfig, type GatewayConfig } from '../gateway/config.js';
-import { startGateway } from '../gateway/index.js';
+import { startGatewayOnAnyBroker } from '../gateway/index.js';
 
 export const DEFAULT_CREDENTIALS_FILE = 'gateway-nodes.json';
 
 interface RunOptions {
   config?: string;
   mqttPort?: number;
+  broker?: string;
   influx?: string;
   pretty?: boolean;
 }
@@ -43,11 +44,15 @@ export async function loadGatewayConfig(opts: RunOptions): Promise<GatewayConfig
   }
   const broker = { ...((raw.broker ?? {}) as Record<string, unknown>) };
   if (opts.mqttPort !== undefined) broker.port = opts.mqttPort;
+  if (opts.broker !== undefined) broker.external = { ...((broker.external ?? {}) as Record<string, unknown>), url: opts.broker };
   const store = opts.influx ? { ...((raw.store ?? {}) as Record<string, unknown>), url: opts.influx } : raw.store;
   const config = parseGatewayConfig({ ...raw, broker, store }, opts.config);
   const base = dirname(resolve(opts.config));
   const at = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
-  config.broker.credentialsPath = at(config.broker.credentialsPath);
+  if (config.broker.credentialsPath) config.broker.credentialsPath = at(config.broker.credentialsPath);
+  const ext = config.broker.external;
+  if (ext?.passwordPath) ext.passwordPath = at(ext.passwordPath);
+  if (ext?.caPath) ext.caPath = at(ext.caPath);
   if (config.broker.tls) {
     const t = config.broker.tls;
     t.certPath = at(t.certPath);
@@ -65,12 +70,13 @@ export function registerGateway(program: Command): void {
     .description('run the fleet gateway: MQTT broker with node auth and ACL, job router with failover, InfluxDB logging, q_lim solver threads')
     .option('--config <file>', 'gateway config, YAML or JSON (see docs/gateway.md)')
     .option('--mqtt-port <n>', 'override broker.port', port)
+    .option('--broker <url>', 'run no broker: join the external one at mqtt://HOST:PORT (or mqtts://, ws://, wss://) as a client (sets broker.external.url)')
     .option('--influx <url>', 'log to InfluxDB at http://HOST:PORT/DATABASE (overrides store.url)')
     .option('--pretty', 'human-readable logs instead of JSON lines')
     .action(async (opts: RunOptions) => {
       const config = await loadGatewayConfig(opts);
       const log = pino({ level: config.log.level }, opts.pretty ? pino.transport({ target: 'pino-pretty' }) : undefined);
-      const gw = await startGateway(config, { clock: systemClock, log });
+      const gw = await startGatewayOnAnyBroker(config, { clock: systemClock, log });
       await new Promise<void>((done) => {
         const stop = (signal: string) => {
           log.info({ signal }, 'stopping');
@@ -81,9 +87,11 @@ export function registerGateway(program: Command): void {
         };
         // After `add-node`, SIGHUP loads the new credentials without dropping connected nodes.
         process.on('SIGHUP', () => {
+          const file = config.broker.credentialsPath;
+          if (!gw.broker || !file) return void log.info('SIGHUP ignored: an external broker keeps the node credentials');
           try {
-            gw.broker.setCredentials(loadCredentials(config.broker.credentialsPath));
-            log.info({ file: config.broker.credentialsPath }, 'credentials reloaded');
+            gw.broker.setCredentials(loadCredentials(file));
+            log.info({ file }, 'credentials reloaded');
           } catch (err) {
             log.error({ err: (err as Error).message }, 'credentials not reloaded; the previous ones stay in use');
           }

@@ -11,7 +11,7 @@ import { loadTokenizer } from '../models/tokenizers/index.js';
 import { nodeAclPatterns } from '../protocol/index.js';
 import { connectAsync, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { Broker, loadCredentials, type NodeTopicPatterns } from './broker/index.js';
+import { Broker, connectExternal, loadCredentials, safeUrl, type ExternalSecrets, type NodeTopicPatterns } from './broker/index.js';
 import type { Clock, Timer } from './clock.js';
 import type { GatewayConfig } from './config.js';
 import type { JobService } from './jobs.js';
@@ -26,8 +26,10 @@ export interface GatewayDeps {
   log: Logger;
 }
 
-export interface Gateway {
-  broker: Broker;
+/** `B` is `Broker | undefined` when the gateway may be a client of an external broker (`broker.external`). */
+export interface Gateway<B extends Broker | undefined = Broker> {
+  /** The embedded broker, or undefined as a client of an external one. */
+  broker: B;
   store: Store;
   solver: SolverPool;
   registry: Registry;
@@ -69,16 +71,72 @@ function readPem(path: string, what: string): Buffer {
   }
 }
 
+/** The external broker's password and CA, read from the files the config names. */
+function externalSecrets(e: NonNullable<GatewayConfig['broker']['external']>): ExternalSecrets {
+  const read = (path: string, setting: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new Error(`cannot read ${path}: ${(err as Error).message} (fix broker.external.${setting})`);
+    }
+  };
+  return {
+    password: e.passwordPath ? read(e.passwordPath, 'passwordPath').toString('utf8').trim() : e.password,
+    ca: e.caPath ? read(e.caPath, 'caPath') : undefined,
+  };
+}
+
+/**
+ * The gateway's MQTT client: of the embedded broker, started here, or of the external
+ * broker `broker.external` names, with no broker of its own.
+ */
+async function openMqtt(
+  config: GatewayConfig,
+  files: { external?: ExternalSecrets; credentials?: ReturnType<typeof loadCredentials>; tls?: { cert: Buffer; key: Buffer; ca?: Buffer } },
+  deps: GatewayDeps,
+): Promise<{ broker?: Broker; client: MqttClient }> {
+  const log = deps.log.child({ part: 'broker' });
+  if (config.broker.external && files.external) return { client: await connectExternal(config.broker.external, files.external, log) };
+  if (!files.credentials) throw new Error('no node credentials loaded for the embedded broker (set broker.credentialsPath)');
+  const broker = await Broker.start(config.broker, { clock: deps.clock, log, credentials: files.credentials, patterns: nodeTopics(config), tls: files.tls });
+  try {
+    const client = await connectAsync(`mqtt://127.0.0.1:${broker.ports.mqtt}`, {
+      clientId: 'heliomesh-gateway',
+      ...broker.internal,
+      reconnectPeriod: 1000,
+    });
+    return { broker, client };
+  } catch (err) {
+    await broker.close();
+    throw err;
+  }
+}
+
 /** The protocol's node ACL unless the config overrides it. */
 function nodeTopics(config: GatewayConfig): NodeTopicPatterns {
   return config.broker.nodeTopics ?? nodeAclPatterns(config.fleet);
 }
 
+/** Starts the gateway with its embedded broker; `startGatewayOnAnyBroker` also takes `broker.external`. */
 export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
+  if (config.broker.external) throw new Error('broker.external is set: this gateway has no embedded broker (start it with startGatewayOnAnyBroker)');
+  const gw = await startGatewayOnAnyBroker(config, deps);
+  if (hasBroker(gw)) return gw;
+  await gw.close();
+  throw new Error('the embedded broker did not start');
+}
+
+function hasBroker(gw: Gateway<Broker | undefined>): gw is Gateway {
+  return gw.broker !== undefined;
+}
+
+/** Starts the gateway with its embedded broker, or as a client of the external broker `broker.external` names. */
+export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway<Broker | undefined>> {
   const { clock, log } = deps;
-  const patterns = nodeTopics(config);
-  const credentials = loadCredentials(config.broker.credentialsPath);
-  const tlsFiles = config.broker.tls && {
+  const external = config.broker.external && externalSecrets(config.broker.external);
+  // The schema requires credentialsPath unless the broker is external.
+  const credentials = external || !config.broker.credentialsPath ? undefined : loadCredentials(config.broker.credentialsPath);
+  const tlsFiles = !external && config.broker.tls && {
     cert: readPem(config.broker.tls.certPath, 'cert'),
     key: readPem(config.broker.tls.keyPath, 'key'),
     ca: config.broker.tls.caPath ? readPem(config.broker.tls.caPath, 'ca') : undefined,
@@ -97,12 +155,9 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   let broker: Broker | undefined;
   let router: Router | undefined;
   try {
-    broker = await Broker.start(config.broker, { clock, log: log.child({ part: 'broker' }), credentials, patterns, tls: tlsFiles });
-    const client = await connectAsync(`mqtt://127.0.0.1:${broker.ports.mqtt}`, {
-      clientId: 'heliomesh-gateway',
-      ...broker.internal,
-      reconnectPeriod: 1000,
-    });
+    const mqtt = await openMqtt(config, { external, credentials, tls: tlsFiles || undefined }, deps);
+    broker = mqtt.broker;
+    const client = mqtt.client;
     client.on('error', (err) => log.error({ err: err.message }, 'gateway MQTT client error'));
     const r = new Router(
       { fleet: config.fleet, policy: config.scheduler.policy, ...config.router },
@@ -122,10 +177,14 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     await link.start();
     const b = broker;
     const silence: Timer = clock.setInterval(() => registry.checkSilence(clock.now()), Math.max(1000, config.registry.silenceMs / 4));
+    // An external broker keeps its own counters ($SYS); broker_stats are the embedded one's.
     const stats: Timer = clock.setInterval(() => {
-      store.write(brokerPoint(config.fleet, { ...b.stats(), droppedPoints: store.stats().dropped }, clock.now()));
+      if (b) store.write(brokerPoint(config.fleet, { ...b.stats(), droppedPoints: store.stats().dropped }, clock.now()));
     }, config.statsIntervalMs);
-    log.info({ fleet: config.fleet, mqtt: b.ports.mqtt, mqtts: b.ports.mqtts ?? null, influx: config.store?.url ?? null }, 'gateway started');
+    log.info({
+      fleet: config.fleet, mqtt: b?.ports.mqtt ?? null, mqtts: b?.ports.mqtts ?? null, ws: b?.ports.ws ?? null,
+      externalBroker: config.broker.external ? safeUrl(config.broker.external.url) : null, influx: config.store?.url ?? null,
+    }, 'gateway started');
     return {
       broker: b,
       store,
@@ -141,7 +200,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
         silence.cancel();
         await r.close();
         await client.endAsync();
-        await b.close();
+        await b?.close();
         await solver.close();
         await store.close();
         log.info('gateway stopped');
