@@ -276,6 +276,11 @@ export class Agent {
     await this.ledger.settled();
     // The partial slot is closed too, so its energy reaches the gateway before the node goes.
     await this.ledger.closeSlot().catch((err: Error) => this.log.warn({ err: err.message }, 'last slot not closed'));
+    if (this.worker && this.link.connected) {
+      const abandoned = await this.worker.abandon((p) => this.link.publishNow('jobOut', p), `node stopping: ${reason}`.slice(0, 1000))
+        .catch((err: Error) => this.log.warn({ err: err.message }, 'held jobs not reported'));
+      if (abandoned) this.log.warn({ jobs: abandoned, reason }, 'held jobs reported failed');
+    }
     this.worker?.close();
     if (flush && this.link.connected) {
       const flushed = await this.link.flush(10_000);

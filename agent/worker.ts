@@ -218,7 +218,8 @@ export class BlockWorker {
     if (!this.jobs.has(job.jobId)) return;
     const now = this.o.clock.now();
     const durationMs = job.startedMs === undefined ? 0 : now - job.startedMs;
-    const usedJ = (this.meter?.consumedTotalJ ?? 0) - job.startJ;
+    // A job that never started used nothing (startJ is only set when its first frame runs).
+    const usedJ = job.startedMs === undefined ? 0 : (this.meter?.consumedTotalJ ?? 0) - job.startJ;
     const baselineW = this.idleW ?? 0;
     this.drop(job);
     const report: JobReport = {
@@ -227,6 +228,17 @@ export class BlockWorker {
     };
     this.o.log.info({ jobId: job.jobId, ok, steps: job.steps, durationMs, energyJ: report.type === 'report' ? report.energyJ : 0, error }, 'job finished');
     await send(encodeJson(report));
+  }
+
+  /**
+   * The node is going away (critical battery, shutdown command, SIGTERM): every job it
+   * holds is reported failed with `reason`, so the gateway can fail over now instead of
+   * waiting for the session to time out.
+   */
+  async abandon(send: Send, reason: string): Promise<number> {
+    const held = [...this.jobs.values()];
+    for (const job of held) await this.finish(job, send, false, reason);
+    return held.length;
   }
 
   close(): void {
