@@ -148,12 +148,13 @@ export class Broker {
       maxPayload: this.config.maxPacketBytes + 5,
     });
     this.webSockets.on('connection', (socket, req) => {
+      const guard = this.handle(createWebSocketStream(socket), req.socket.remoteAddress ?? 'unknown');
       socket.on('error', (err: Error & { code?: string }) => {
-        if (err.code !== 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return;
+        // A packet the guard already refused by its header may still arrive as a message too large.
+        if (err.code !== 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || guard.refused) return;
         this.counters.refusedSize++;
         this.deps.log.warn({ remote: req.socket.remoteAddress, limit: this.config.maxPacketBytes }, 'oversized WebSocket message; connection closed');
       });
-      this.handle(createWebSocketStream(socket), req.socket.remoteAddress ?? 'unknown');
     });
     this.ports.ws = await this.listen(http, ws.port);
   }
@@ -195,13 +196,14 @@ export class Broker {
     this.handle(socket, socket.remoteAddress ?? 'unknown');
   }
 
-  private handle(socket: Duplex, remote: string): void {
+  private handle(socket: Duplex, remote: string): FrameGuard {
     const guarded = new FrameGuard(socket, this.config.maxPacketBytes, (err) => {
       this.counters.refusedSize++;
       this.deps.log.warn({ remote, bytes: err.remainingLength, limit: err.maxPacketBytes }, 'oversized MQTT packet; connection closed');
     });
     this.addressOf.set(guarded, remote);
     this.aedes.handle(guarded);
+    return guarded;
   }
 
   /** Connection rate limit per remote address, over a sliding minute of the injected clock. */

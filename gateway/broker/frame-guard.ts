@@ -20,12 +20,15 @@ export class FrameGuard extends Duplex {
   private inHeader = false;
   private lengthValue = 0;
   private lengthShift = 0;
+  /** Set once this connection was closed for an oversized packet. */
+  refused = false;
 
   constructor(readonly socket: Duplex, readonly maxPacketBytes: number, private readonly onRefused: (err: PacketTooLargeError) => void) {
     super({ allowHalfOpen: false });
     socket.on('data', (chunk: Buffer) => {
       const err = this.scan(chunk);
       if (err) {
+        this.refused = true;
         this.onRefused(err);
         socket.destroy();
         this.destroy();
