@@ -1,5 +1,6 @@
 // The registry behind `heliomesh bench <name>`. Each benchmark lives in its own file.
 import { brokerBench } from './broker.js';
+import { gatewayBench } from './gateway.js';
 import { modelBench } from './model.js';
 import { simBench } from './sim.js';
 import { solverBench } from './solver.js';
@@ -7,6 +8,7 @@ import type { Bench } from './types.js';
 
 export const benches: Record<string, Bench> = {
   broker: brokerBench,
+  gateway: gatewayBench,
   model: modelBench,
   sim: simBench,
   solver: solverBench,

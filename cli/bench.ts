@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benches } from '../bench/index.js';
 
@@ -10,19 +10,27 @@ export function registerBench(program: Command): void {
     .description(`run a benchmark and write its JSON result (${Object.keys(benches).join(', ') || 'none registered'})`)
     .argument('<name>', 'which benchmark')
     .option('--out <dir>', 'folder for the JSON result', 'results/bench')
-    .option('--model <path>', 'checkpoint or manifest, for benchmarks that run a model')
-    .action(async (name: string, opts: { out: string; model?: string }) => {
+    .option('--model <path>', 'checkpoint or manifest, for benchmarks that run a model (pipeline: stories15M or bundled)')
+    .option('--nodes <n>', 'gateway: virtual nodes')
+    .option('--jobs-per-s <rate>', 'gateway: mean job arrivals per second (Poisson)')
+    .option('--seconds <s>', 'gateway: length of the measured window')
+    .option('--tokens <n>', 'gateway, pipeline: tokens generated per job')
+    .action(async (name: string, opts: { out: string; model?: string; nodes?: string; jobsPerS?: string; seconds?: string; tokens?: string }) => {
       const bench = benches[name];
       if (!bench) {
         throw new Error(`unknown benchmark '${name}'; choose one of: ${Object.keys(benches).join(', ')}`);
       }
-      const result = await bench.run({ outDir: opts.out, args: { model: opts.model } });
+      // The machine is shared: its load during the run says how far to trust the numbers.
+      const loadAtStart = loadavg();
+      const { out, ...args } = opts;
+      const result = await bench.run({ outDir: out, args });
       const machine = {
         cpu: cpus()[0]?.model ?? 'unknown',
         cores: cpus().length,
         memoryGiB: Math.round(totalmem() / 2 ** 30),
         node: process.version,
         platform: `${process.platform}/${process.arch}`,
+        loadAverage: { atStart: loadAtStart, atEnd: loadavg() },
       };
       mkdirSync(opts.out, { recursive: true });
       const file = join(opts.out, `${name}.json`);
