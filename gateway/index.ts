@@ -3,6 +3,7 @@
 // the gateway's own MQTT client and the job router, and writes the broker's and the
 // store's counters periodically. Nothing else in gateway/ reads files.
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
 import { selectBackend } from '../models/backend.js';
 import { bundledManifestPath } from '../models/bundled.js';
@@ -112,6 +113,21 @@ async function openMqtt(
   }
 }
 
+/**
+ * Nagle off on the gateway client's TCP socket, now and after every reconnect. MQTT.js
+ * leaves it on, and a hop is a PUBACK for the last output followed at once by the next
+ * frame: with Nagle the frame waits for the broker's delayed ACK of the PUBACK (40 ms on
+ * Linux), which measured as ~45 ms per hop on the bundled model.
+ */
+function noDelay(client: MqttClient): void {
+  const apply = () => {
+    const stream = client.stream as Partial<Socket> | undefined;
+    stream?.setNoDelay?.(true);
+  };
+  apply();
+  client.on('connect', apply);
+}
+
 /** The protocol's node ACL unless the config overrides it. */
 function nodeTopics(config: GatewayConfig): NodeTopicPatterns {
   return config.broker.nodeTopics ?? nodeAclPatterns(config.fleet);
@@ -159,6 +175,7 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
     broker = mqtt.broker;
     const client = mqtt.client;
     client.on('error', (err) => log.error({ err: err.message }, 'gateway MQTT client error'));
+    noDelay(client);
     const r = new Router(
       { fleet: config.fleet, policy: config.scheduler.policy, ...config.router },
       {
