@@ -1,0 +1,96 @@
+// The gateway as a client of an external broker: Debian's Mosquitto with logins and the
+// protocol's node ACL (tests/security/mosquitto.ts), a virtual agent logged in to it, and the
+// gateway started with broker.external. The gateway runs no broker and still learns the
+// node's birth and slot records.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Agent } from '../../agent/index.js';
+import { parseAgentConfig } from '../../agent/config.js';
+import { systemClock } from '../../gateway/clock.js';
+import { parseGatewayConfig } from '../../gateway/config.js';
+import { startGateway, startGatewayOnAnyBroker, type Gateway } from '../../gateway/index.js';
+import type { Broker } from '../../gateway/broker/index.js';
+import { ScaledClock } from '../../hardware/clock.js';
+import { exampleDoc } from '../agent/fixtures.js';
+import { captureLog } from '../support/log.js';
+import { mosquittoNodeAcl, SecuredMosquitto } from '../security/mosquitto.js';
+
+const GATEWAY_USER = 'heliomesh-gateway';
+let dir: string;
+let mosquitto: SecuredMosquitto;
+const secret = { gateway: randomBytes(18).toString('base64url'), node: randomBytes(18).toString('base64url') };
+let passwordPath: string;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'heliomesh-external-'));
+  passwordPath = join(dir, 'gateway.secret');
+  await writeFile(passwordPath, `${secret.gateway}\n`, { mode: 0o600 });
+  mosquitto = await SecuredMosquitto.start({
+    users: { [GATEWAY_USER]: secret.gateway, 'pi-01': secret.node },
+    acl: mosquittoNodeAcl('solar', GATEWAY_USER),
+  });
+});
+
+after(async () => {
+  await mosquitto.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function externalConfig(over: Record<string, unknown> = {}) {
+  return parseGatewayConfig({
+    fleet: 'solar',
+    broker: { external: { url: `mqtt://127.0.0.1:${mosquitto.port}`, username: GATEWAY_USER, passwordPath, ...over } },
+  });
+}
+
+test('with broker.external the gateway runs no broker and registers a virtual agent\'s birth and slot records from Mosquitto', async (t) => {
+  const cap = captureLog();
+  const gw: Gateway<Broker | undefined> = await startGatewayOnAnyBroker(externalConfig(), { clock: systemClock, log: cap.log });
+  t.after(() => gw.close());
+  assert.equal(gw.broker, undefined, 'no embedded broker');
+  assert.ok(cap.records.some((r) => r.msg === 'gateway started' && r.mqtt === null && r.externalBroker === `mqtt://127.0.0.1:${mosquitto.port}`));
+
+  const spool = join(dir, 'spool');
+  const agent = await Agent.start(parseAgentConfig({
+    ...exampleDoc(),
+    gateway: { url: `mqtt://127.0.0.1:${mosquitto.port}`, username: 'pi-01', password: secret.node, reconnectMinMs: 50 },
+    slotMs: 10_000, sampleHz: 1, spool: { dir: spool },
+  }), { clock: new ScaledClock(100), log: pino({ level: 'silent' }), shutdown: async () => {} });
+  t.after(() => agent.stop('test over'));
+
+  await until('the birth and three slot records in the registry', () => (gw.registry.get('pi-01')?.lastSeq ?? -1) >= 2);
+  const node = gw.registry.get('pi-01')!;
+  assert.equal(node.online, true);
+  assert.equal(node.profile.group, 'g1');
+  assert.equal(node.missedSlots, 0, 'slot records arrive gapless through Mosquitto');
+  assert.equal(gw.link.counters.invalid, 0);
+
+  await agent.stop('test over');
+  await until('the will or offline state', () => gw.registry.get('pi-01')?.online === false);
+});
+
+test('a wrong password or an unreachable external broker stops the gateway with what to check', async () => {
+  const wrong = join(dir, 'wrong.secret');
+  await writeFile(wrong, 'not-the-password\n', { mode: 0o600 });
+  const log = pino({ level: 'silent' });
+  await assert.rejects(startGatewayOnAnyBroker(externalConfig({ passwordPath: wrong }), { clock: systemClock, log }),
+    /cannot connect to the external broker mqtt:\/\/127\.0\.0\.1:\d+: .*(Not authorized|Bad username or password).*check broker\.external\.url/);
+  await assert.rejects(startGatewayOnAnyBroker(externalConfig({ url: 'mqtt://127.0.0.1:1', passwordPath }), { clock: systemClock, log }),
+    /cannot connect to the external broker mqtt:\/\/127\.0\.0\.1:1: /);
+  await assert.rejects(startGateway(externalConfig(), { clock: systemClock, log }), /broker\.external is set.*startGatewayOnAnyBroker/);
+  assert.throws(() => externalConfig({ password: 'x' }), /set password or passwordPath, not both/);
+  assert.throws(() => parseGatewayConfig({ broker: { external: { url: 'http://x' } } }), /use mqtt:\/\/HOST:PORT/);
+});
