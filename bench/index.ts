@@ -2,6 +2,7 @@
 import { brokerBench } from './broker.js';
 import { gatewayBench } from './gateway.js';
 import { modelBench } from './model.js';
+import { pipelineBench } from './pipeline.js';
 import { simBench } from './sim.js';
 import { solverBench } from './solver.js';
 import type { Bench } from './types.js';
@@ -10,6 +11,7 @@ export const benches: Record<string, Bench> = {
   broker: brokerBench,
   gateway: gatewayBench,
   model: modelBench,
+  pipeline: pipelineBench,
   sim: simBench,
   solver: solverBench,
 };

@@ -1,0 +1,256 @@
+// `heliomesh bench pipeline`: decode tokens/s of one completion through the gateway and 3
+// real agents (each its own process and its own block range, over MQTT on loopback), against
+// the same model generated in this process as 3 stages (models/generate.ts Pipeline), with
+// the same prompt, sampler and seed, in rounds that alternate the two. The token ids must be
+// identical (f32 frames carry the hidden states exactly). Also reported: where a decode
+// token's time goes on the fleet path (each hop's round trip split into the node's forward,
+// the frame codec and the MQTT legs; the gateway's own share).
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { addNode } from '../gateway/broker/index.js';
+import { systemClock } from '../gateway/clock.js';
+import { parseGatewayConfig } from '../gateway/config.js';
+import { startGateway, type Gateway } from '../gateway/index.js';
+import { selectBackend } from '../models/backend.js';
+import { emptyStats, type GenerationStats, type Pipeline } from '../models/generate.js';
+import { AgentProcess, type AgentSpec } from './pipeline/agents.js';
+import { GROUPS, inProcessPipeline, parseBenchModel, prepareModel } from './pipeline/model.js';
+import { readManifest } from '../models/shards.js';
+import { frameCodecUs, HopTrace } from './pipeline/trace.js';
+import type { Bench, BenchOptions, BenchResult } from './types.js';
+
+const FLEET = 'bench';
+const ROUNDS = 5;
+const PROMPT_TOKENS = 16;
+/** Sampled, not greedy: the seed must carry over for the ids to match. */
+const SAMPLER = { temperature: 0.8, topP: 0.95, seed: 7 };
+const GOAL_RATIO = 0.8;
+
+interface InProcessRun {
+  ids: number[];
+  decodeTokensPerS: number;
+  stats: GenerationStats;
+}
+
+interface FleetRun {
+  ids: number[];
+  decodeTokensPerS: number;
+  jobNum: number;
+  latencyMs: number;
+  failovers: number;
+}
+
+function inProcess(pipeline: Pipeline, promptIds: number[], maxTokens: number, stopIds: readonly number[]): InProcessRun {
+  const stats = emptyStats(pipeline.stages.length);
+  const ids = [...pipeline.generate({ promptIds, maxTokens, sampler: SAMPLER, stopIds }, stats)];
+  return { ids, stats, decodeTokensPerS: (stats.decodeTokens / stats.decodeMs) * 1000 };
+}
+
+async function viaFleet(gw: Gateway, promptIds: number[], maxTokens: number): Promise<FleetRun> {
+  const at: number[] = [];
+  const ids: number[] = [];
+  const handle = gw.jobs.submit({ prompt: { ids: promptIds }, maxTokens, ...SAMPLER, stop: [] });
+  handle.onToken((t) => {
+    at[t.index] = performance.now();
+    ids[t.index] = t.id;
+  });
+  const s = await handle.done;
+  // As the in-process stats count it: tokens after the first, each one decode step.
+  const decodeTokens = ids.length - 1;
+  return {
+    ids,
+    decodeTokensPerS: decodeTokens > 0 ? (decodeTokens / (at[ids.length - 1]! - at[0]!)) * 1000 : 0,
+    jobNum: Number(handle.id.replace(/^job-/, '')),
+    latencyMs: s.latencyMs ?? 0,
+    failovers: s.failovers,
+  };
+}
+
+/** A prompt of PROMPT_TOKENS ids: BOS, then ids spread over the vocabulary (as bench model's). */
+function promptFor(gw: Gateway): number[] {
+  const vocab = gw.model.config.vocabSize;
+  const text = gw.model.tokenizer ? gw.jobs.encode('Once upon a time, there was a little') : [];
+  if (text.length >= PROMPT_TOKENS) return text.slice(0, PROMPT_TOKENS);
+  return [1, ...Array.from({ length: PROMPT_TOKENS - 1 }, (_, i) => (i * 7919 + 3) % vocab)];
+}
+
+async function until(what: string, timeoutMs: number, cond: () => boolean): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+interface Round {
+  inProcess: InProcessRun;
+  fleet: FleetRun;
+  /** Mean round trip of each node's decode hops, in pipeline order, ms. */
+  hopMs: number[];
+  idsIdentical: boolean;
+}
+
+/** The fleet: credentials, a gateway on loopback holding the head, one agent process per block range. */
+async function startFleet(dir: string, work: string, agents: AgentProcess[]): Promise<Gateway> {
+  const blocks = readManifest(dir).blocks;
+  const credentialsPath = join(work, 'credentials.json');
+  // The gateway's default group names: g1, g2, ... in block order.
+  const specs: AgentSpec[] = [];
+  for (const [i, b] of blocks.entries()) {
+    const nodeId = `stage-${i + 1}`;
+    specs.push({ nodeId, password: await addNode(credentialsPath, nodeId), group: `g${i + 1}`, firstBlock: b.from, lastBlock: b.to - 1 });
+  }
+  const gw = await startGateway(parseGatewayConfig({
+    fleet: FLEET,
+    broker: { host: '127.0.0.1', port: 0, credentialsPath },
+    model: { manifest: join(dir, 'manifest.json') },
+    // f32 frames: the hidden states cross the wire unrounded, so the ids can be compared exactly.
+    router: { frameDtype: 'f32' },
+  }), { clock: systemClock, log: pino({ level: 'warn' }, pino.destination(join(work, 'gateway.log'))) });
+  const url = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
+  for (const spec of specs) agents.push(AgentProcess.start(spec, { fleet: FLEET, url, shardDir: dir, dir: join(work, 'agents') }));
+  // Loading TF.js and a shard takes an agent a few seconds; it is ready once the gateway has its birth, γ = 1 and a solved chain.
+  await until('the 3 agents online, active and solved at the gateway', 180_000, () => {
+    const dead = agents.find((a) => !a.running);
+    if (dead) throw new Error(`agent ${dead.nodeId} exited; see its log ${dead.logFile}`);
+    return specs.every((s) => {
+      const n = gw.registry.get(s.nodeId);
+      return !!n && n.online && n.gamma === 1 && n.solved !== undefined;
+    });
+  });
+  return gw;
+}
+
+async function run(opts: BenchOptions): Promise<BenchResult> {
+  const which = parseBenchModel(opts.args.model);
+  const maxTokens = opts.args.tokens === undefined ? 128 : Number(opts.args.tokens);
+  if (!Number.isInteger(maxTokens) || maxTokens < 2) throw new Error(`--tokens must be a whole number ≥ 2, got '${opts.args.tokens}'`);
+  const backend = await selectBackend();
+  const loadAtStart = loadavg();
+  const work = mkdtempSync(join(tmpdir(), 'heliomesh-bench-pipeline-'));
+  const agents: AgentProcess[] = [];
+  let gw: Gateway | undefined;
+  let pipeline: Pipeline | undefined;
+  try {
+    const model = prepareModel(which, work);
+    mkdirSync(join(work, 'agents'));
+    gw = await startFleet(model.dir, work, agents);
+    const trace = new HopTrace(gw.client);
+    pipeline = inProcessPipeline(model.dir);
+    const promptIds = promptFor(gw);
+    const stopIds = gw.model.stopIds;
+    const codec = frameCodecUs(gw.model.config.dim);
+
+    // Warm-up: the first forward of each kernel pays for setup (XNNPACK packs the weights) on every side.
+    inProcess(pipeline, promptIds, 4, stopIds);
+    await viaFleet(gw, promptIds, 4);
+
+    const rounds: Round[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const local = inProcess(pipeline, promptIds, maxTokens, stopIds);
+      trace.clear();
+      const fleet = await viaFleet(gw, promptIds, maxTokens);
+      const trips = trace.decodeRoundTrips(fleet.jobNum);
+      const hopMs = agents.map((a) => trips.get(a.nodeId)?.meanMs ?? NaN);
+      const idsIdentical = local.ids.length === fleet.ids.length && local.ids.every((id, i) => id === fleet.ids[i]);
+      rounds.push({ inProcess: local, fleet, hopMs, idsIdentical });
+      process.stderr.write(`bench pipeline: round ${r + 1}/${ROUNDS}: in-process ${local.decodeTokensPerS.toFixed(1)} tok/s, ` +
+        `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
+    }
+    return report({ which, description: model.description, maxTokens, promptIds, backend: backend.detail, rounds, codec, loadAtStart, loadAtEnd: loadavg() });
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+    pipeline?.dispose();
+    await gw?.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+interface Measured {
+  which: string;
+  description: string;
+  maxTokens: number;
+  promptIds: number[];
+  backend: string;
+  rounds: Round[];
+  codec: ReturnType<typeof frameCodecUs>;
+  loadAtStart: number[];
+  loadAtEnd: number[];
+}
+
+function report(m: Measured): BenchResult {
+  const { rounds, codec } = m;
+  const ratios = rounds.map((r) => r.fleet.decodeTokensPerS / r.inProcess.decodeTokensPerS);
+  const ratio = median(ratios);
+  const bestLocal = rounds.reduce((a, b) => (b.inProcess.decodeTokensPerS > a.inProcess.decodeTokensPerS ? b : a));
+  const bestFleet = rounds.reduce((a, b) => (b.fleet.decodeTokensPerS > a.fleet.decodeTokensPerS ? b : a));
+  const identical = rounds.every((r) => r.idsIdentical);
+  // The breakdown of the median-ratio round: its fleet and in-process runs were neighbours in time.
+  const mid = rounds[ratios.indexOf(ratio)]!;
+  const s = mid.inProcess.stats;
+  const tokenMs = 1000 / mid.fleet.decodeTokensPerS;
+  const codecMs = (codec.encodeUs + codec.decodeUs) / 1000;
+  const hops = mid.hopMs.map((rttMs, i) => {
+    const forwardMs = s.stageDecodeMs[i]! / s.decodeTokens;
+    // Each hop: the node decodes the frame in, runs its blocks, encodes the frame out.
+    return { group: `g${i + 1}`, roundTripMs: rttMs, forwardMs, codecMs, mqttMs: rttMs - forwardMs - codecMs };
+  });
+  const hopsMs = hops.reduce((a, h) => a + h.roundTripMs, 0);
+  const breakdown = {
+    tokenMs,
+    inProcessTokenMs: 1000 / mid.inProcess.decodeTokensPerS,
+    hops,
+    /** What the gateway spends per token outside the hops: head (embed, norm, classifier, sampling), its side of the codec, the router. */
+    gatewayMs: tokenMs - hopsMs,
+    inProcessHeadMs: s.headDecodeMs / s.decodeTokens,
+    mqttMsPerToken: hops.reduce((a, h) => a + h.mqttMs, 0),
+    codecMsPerToken: 2 * GROUPS * codecMs,
+  };
+  const f = (x: number, d = 1) => x.toFixed(d);
+  const hopText = hops.map((h) => `${h.group} ${f(h.roundTripMs, 2)} ms (forward ${f(h.forwardMs, 2)}, MQTT ${f(h.mqttMs, 2)})`).join(', ');
+  const summary =
+    `pipeline [${m.which}, ${m.backend}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
+    `ratio ${f(ratio, 2)} (median of ${rounds.length} rounds; goal ≥ ${GOAL_RATIO} for stories15M), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
+    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
+    `frame codec ${f(codec.encodeUs, 0)} + ${f(codec.decodeUs, 0)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;
+  return {
+    summary,
+    metrics: {
+      model: m.which,
+      modelDescription: m.description,
+      backend: m.backend,
+      goalRatio: GOAL_RATIO,
+      ratio,
+      ratioOfBests: bestFleet.fleet.decodeTokensPerS / bestLocal.inProcess.decodeTokensPerS,
+      idsIdentical: identical,
+      promptTokens: m.promptIds.length,
+      maxTokens: m.maxTokens,
+      sampler: SAMPLER,
+      frameDtype: 'f32',
+      codec,
+      breakdownOfMedianRound: breakdown,
+      rounds: rounds.map((r, i) => ({
+        round: i,
+        inProcessDecodeTokensPerS: r.inProcess.decodeTokensPerS,
+        fleetDecodeTokensPerS: r.fleet.decodeTokensPerS,
+        ratio: ratios[i],
+        tokens: r.fleet.ids.length,
+        idsIdentical: r.idsIdentical,
+        hopRoundTripMs: r.hopMs,
+        inProcessStageMs: r.inProcess.stats.stageDecodeMs.map((ms) => ms / r.inProcess.stats.decodeTokens),
+        fleetLatencyMs: r.fleet.latencyMs,
+        failovers: r.fleet.failovers,
+      })),
+      loadAverage: { atStart: m.loadAtStart, atEnd: m.loadAtEnd },
+    },
+  };
+}
+
+export const pipelineBench: Bench = {
+  description: 'decode tokens/s through the gateway and 3 agents over MQTT against in-process generation with 3 stages; identical ids; time per hop',
+  run,
+};

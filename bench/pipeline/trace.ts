@@ -1,0 +1,80 @@
+// Where a token's time goes on the way through the fleet: every activation frame the
+// gateway's MQTT client publishes to a node's job/in is stamped when it leaves, and the
+// node's output frame when it arrives (before the gateway decodes it), so one hop's round
+// trip is the node's decode, forward and encode plus the MQTT legs both ways. The frame
+// codec's own cost is timed apart, on frames of the model's width.
+import type { MqttClient } from 'mqtt';
+import { FLAG_CLOSE, FLAG_REPLAY, FRAME_HEADER_BYTES, decodeFrame, encodeFrame, isFrame, parseNodeTopic } from '../../protocol/index.js';
+
+interface Stamp {
+  sentMs: number;
+  backMs?: number;
+}
+
+/** Header fields of a frame payload that identify one hop (protocol/frame.ts layout). */
+function hopKey(nodeId: string, payload: Buffer): { key: string; step: number; data: boolean } | undefined {
+  if (payload.length < FRAME_HEADER_BYTES || !isFrame(payload)) return undefined;
+  const flags = payload.readUInt16LE(6);
+  const rows = payload.readUInt32LE(24);
+  const jobId = payload.readUInt32LE(8);
+  const step = payload.readUInt32LE(16);
+  return { key: `${jobId}:${nodeId}:${step}`, step, data: rows > 0 && (flags & (FLAG_REPLAY | FLAG_CLOSE)) === 0 };
+}
+
+export class HopTrace {
+  private readonly stamps = new Map<string, Stamp>();
+
+  /** Stamps the gateway client's frames out (publish) and in (first `message` listener). */
+  constructor(client: MqttClient) {
+    const publish = client.publish.bind(client) as (...args: unknown[]) => MqttClient;
+    client.publish = ((topic: string, message: string | Buffer, ...rest: unknown[]) => {
+      const t = parseNodeTopic(topic);
+      if (t?.kind === 'jobIn' && Buffer.isBuffer(message)) {
+        const hop = hopKey(t.nodeId, message);
+        if (hop?.data) this.stamps.set(hop.key, { sentMs: performance.now() });
+      }
+      return publish(topic, message, ...rest);
+    }) as MqttClient['publish'];
+    client.prependListener('message', (topic: string, payload: Buffer) => {
+      const t = parseNodeTopic(topic);
+      if (t?.kind !== 'jobOut') return;
+      const hop = hopKey(t.nodeId, payload);
+      const stamp = hop && this.stamps.get(hop.key);
+      if (stamp && stamp.backMs === undefined) stamp.backMs = performance.now();
+    });
+  }
+
+  clear(): void {
+    this.stamps.clear();
+  }
+
+  /** Mean round trip per node over the decode steps (step ≥ 1) of job `jobNum`, ms. */
+  decodeRoundTrips(jobNum: number): Map<string, { meanMs: number; hops: number }> {
+    const sums = new Map<string, { total: number; hops: number }>();
+    for (const [key, s] of this.stamps) {
+      const [job, nodeId, step] = key.split(':');
+      if (Number(job) !== jobNum || Number(step) < 1 || s.backMs === undefined) continue;
+      const acc = sums.get(nodeId!) ?? { total: 0, hops: 0 };
+      acc.total += s.backMs - s.sentMs;
+      acc.hops++;
+      sums.set(nodeId!, acc);
+    }
+    return new Map([...sums].map(([n, a]) => [n, { meanMs: a.total / a.hops, hops: a.hops }]));
+  }
+}
+
+/** Mean µs to encode and to decode one decode-step frame ([1, dim] f32), over `n` of each. */
+export function frameCodecUs(dim: number, n = 2000): { encodeUs: number; decodeUs: number; bytes: number } {
+  const data = Float32Array.from({ length: dim }, (_, i) => Math.sin(i));
+  const frame = { jobId: 1, sessionId: 1, step: 1, position: 16, rows: 1, dim, dtype: 'f32' as const, data };
+  for (let i = 0; i < 200; i++) decodeFrame(encodeFrame(frame));
+  let payload = encodeFrame(frame);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) payload = encodeFrame(frame);
+  const t1 = performance.now();
+  for (let i = 0; i < n; i++) {
+    if (!decodeFrame(payload).ok) throw new Error('the frame codec refused its own frame');
+  }
+  const t2 = performance.now();
+  return { encodeUs: ((t1 - t0) * 1000) / n, decodeUs: ((t2 - t1) * 1000) / n, bytes: payload.length };
+}
