@@ -1,0 +1,136 @@
+// GET /metrics in Prometheus' text exposition format 0.0.4. prom-client is the maintained
+// standard for Node (escaping, HELP/TYPE lines, label sets, content type); writing the
+// format by hand would repeat it. Its own registry keeps several gateways in one process
+// apart. Most values live elsewhere (the job service, registry, broker, store and link
+// keep their own counters), so they are read at scrape time in `collect`; a counter whose
+// total is kept elsewhere is set with reset() + inc(total). Only the HTTP counters are
+// counted here, as requests happen.
+import { collectDefaultMetrics, Counter, Gauge, Registry as PromRegistry } from 'prom-client';
+import { nodeViews, type GatewaySources } from './views.js';
+
+/** nginx's code for a client that closed the connection before its answer; not its fault. */
+export const CLIENT_LEFT = 499;
+
+const METHODS = new Set(['GET', 'POST', 'OPTIONS', 'HEAD', 'PUT', 'PATCH', 'DELETE']);
+
+export class ApiMetrics {
+  readonly registry = new PromRegistry();
+  private readonly requests: Counter<'route' | 'method' | 'status'>;
+  private readonly badRequests: Counter<'status'>;
+
+  constructor(sources: GatewaySources) {
+    const registers = [this.registry];
+    // Process CPU, memory and event-loop lag: what runs short first on a small gateway box.
+    collectDefaultMetrics({ register: this.registry, prefix: 'heliomesh_' });
+
+    this.requests = new Counter({ name: 'heliomesh_http_requests_total', help: 'HTTP requests answered, by route pattern, method and status (499: the client left first)', labelNames: ['route', 'method', 'status'], registers });
+    this.badRequests = new Counter({ name: 'heliomesh_http_bad_requests_total', help: 'Requests refused for what the client sent (any 4xx), by status', labelNames: ['status'], registers });
+
+    const jobs = () => sources.jobs.counters();
+    total('heliomesh_jobs_submitted_total', 'Jobs accepted by the router', () => jobs().submitted);
+    new Counter({
+      name: 'heliomesh_jobs_finished_total', help: 'Jobs finished, by outcome', labelNames: ['outcome'], registers,
+      collect() {
+        const c = jobs();
+        this.reset();
+        this.inc({ outcome: 'completed' }, c.completed);
+        this.inc({ outcome: 'failed' }, c.failed);
+        this.inc({ outcome: 'cancelled' }, c.cancelled);
+      },
+    });
+    gauge('heliomesh_jobs_active', 'Jobs queued or running', () => jobs().active);
+    total('heliomesh_job_failovers_total', 'Hops moved to another node of the same group mid-job', () => jobs().failovers);
+    new Counter({
+      name: 'heliomesh_tokens_total', help: 'Tokens processed, by kind', labelNames: ['kind'], registers,
+      collect() {
+        const c = jobs();
+        this.reset();
+        this.inc({ kind: 'prompt' }, c.promptTokens);
+        this.inc({ kind: 'completion' }, c.completionTokens);
+      },
+    });
+    total('heliomesh_job_energy_joules_total', 'Energy the serving nodes reported for finished jobs (J)', () => jobs().energyJ);
+
+    const node = (name: string, help: string, value: (v: ReturnType<typeof nodeViews>[number]) => number | null) =>
+      new Gauge({
+        name, help, labelNames: ['node', 'group'], registers,
+        collect() {
+          this.reset();
+          for (const v of nodeViews(sources.registry)) {
+            const x = value(v);
+            if (x !== null) this.set({ node: v.node, group: v.group }, x);
+          }
+        },
+      });
+    node('heliomesh_node_battery_joules', 'Battery energy from the last slot record or state report (J)', (v) => v.batteryJ);
+    node('heliomesh_node_battery_percent', 'Battery energy as a percentage of the usable capacity', (v) => v.batteryPct);
+    node('heliomesh_node_q_lim', 'q_lim from the node\'s solved chain (SPEC.md Eq. 5)', (v) => v.qLim);
+    node('heliomesh_node_weight', 'Eq. 6 weight r_i within the node\'s group', (v) => v.weight);
+    node('heliomesh_node_online', '1 while the node is online', (v) => (v.online ? 1 : 0));
+    node('heliomesh_node_gamma', 'γ: 1 active, 0 in power saving', (v) => v.gamma);
+    node('heliomesh_node_power_mode', 'Current power mode (PM)', (v) => v.powerMode);
+    node('heliomesh_node_queue', 'Jobs the node holds', (v) => v.queue);
+    node('heliomesh_node_missed_slots', 'Slot records missing from sequence gaps', (v) => v.missedSlots);
+    node('heliomesh_node_last_seen_seconds', 'When the node was last heard from (Unix seconds)', (v) => v.lastSeenMs / 1000);
+
+    gauge('heliomesh_broker_up', '1 while the gateway\'s MQTT client is connected to the broker', () => (sources.brokerUp() ? 1 : 0));
+    const broker = () => sources.brokerStats();
+    gauge('heliomesh_broker_clients', 'MQTT clients connected to the embedded broker', () => broker()?.clients ?? null);
+    total('heliomesh_broker_publishes_total', 'PUBLISH packets received from clients', () => broker()?.publishesIn ?? null);
+    total('heliomesh_broker_received_bytes_total', 'Payload bytes received from clients', () => broker()?.bytesIn ?? null);
+    total('heliomesh_broker_slow_disconnects_total', 'Clients disconnected for not draining their socket', () => broker()?.slowDisconnects ?? null);
+    new Counter({
+      name: 'heliomesh_broker_refused_total', help: 'Connections and packets the broker refused, by reason', labelNames: ['reason'], registers,
+      collect() {
+        const b = broker();
+        this.reset();
+        if (!b) return;
+        this.inc({ reason: 'auth' }, b.refusedAuth);
+        this.inc({ reason: 'acl' }, b.refusedAcl);
+        this.inc({ reason: 'rate' }, b.refusedRate);
+        this.inc({ reason: 'size' }, b.refusedSize);
+      },
+    });
+
+    const store = () => sources.store.stats();
+    gauge('heliomesh_store_configured', '1 when InfluxDB logging is configured', () => (sources.store.configured ? 1 : 0));
+    gauge('heliomesh_store_buffered_points', 'Points waiting for InfluxDB', () => store().buffered);
+    gauge('heliomesh_store_outage', '1 while the last write to InfluxDB failed', () => (store().outage ? 1 : 0));
+    total('heliomesh_store_written_points_total', 'Points InfluxDB acknowledged', () => store().written);
+    total('heliomesh_store_dropped_points_total', 'Points dropped at the outage buffer\'s bound', () => store().dropped);
+    total('heliomesh_store_refused_points_total', 'Points in batches InfluxDB refused with a 4xx', () => store().refused);
+
+    total('heliomesh_link_messages_total', 'Node messages received on the fleet\'s topics', () => sources.linkCounters().messages);
+    total('heliomesh_link_invalid_messages_total', 'Node messages refused by validation', () => sources.linkCounters().invalid);
+
+    function gauge(name: string, help: string, value: () => number | null): void {
+      new Gauge({
+        name, help, registers,
+        collect() {
+          const x = value();
+          this.reset();
+          if (x !== null) this.set(x);
+        },
+      });
+    }
+    function total(name: string, help: string, value: () => number | null): void {
+      new Counter({
+        name, help, registers,
+        collect() {
+          const x = value();
+          this.reset();
+          if (x !== null) this.inc(x);
+        },
+      });
+    }
+  }
+
+  request(route: string, method: string, status: number): void {
+    this.requests.inc({ route, method: METHODS.has(method) ? method : 'other', status: String(status) });
+    if (status >= 400 && status < 500 && status !== CLIENT_LEFT) this.badRequests.inc({ status: String(status) });
+  }
+
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
