@@ -134,6 +134,11 @@ export class Job implements JobHandle {
       this.finishReason = 'length';
       return;
     }
+    // A group nobody can serve fails the job before any node is asked to hold it.
+    for (const lane of this.lanes) {
+      const none = this.deps.scheduler.servable(lane.group, lane.tried);
+      if (none && !none.ok) throw new JobError(none.message, 'no-node', lane.group.name);
+    }
     let x = model.head.embed(promptIds);
     let rows = promptIds.length;
     let position = 0;

@@ -126,3 +126,66 @@ test('concurrent jobs: no node holds more than its queue capacity (1), and all c
   }
   assert.equal(field.gateway.jobs.counters().active, 0);
 });
+
+test('a node entering power saving mid-job: the group moves before its next hop, and the text is unchanged', async () => {
+  const req = request({ prompt: 'The river', temperature: 0.6, topP: 0.9, seed: 5, maxTokens: 60 });
+  const expected = reference.generate(req).text;
+  const job = field.gateway.jobs.submit(req);
+  let tokens = 0;
+  job.onToken(() => tokens++);
+  await until('five tokens', () => tokens >= 5);
+  const node = field.gateway.jobs.job(job.id)!.served.find((g) => g.group === 'g1')!.nodes[0]!;
+  // The event as the node's power policy sends it, through the link's entry point.
+  const event = (gamma: 0 | 1) => Buffer.from(JSON.stringify({
+    v: 1, nodeId: node, atMs: Date.now(), kind: gamma ? 'power-saving-exit' : 'power-saving-enter',
+    batteryJ: 20_000, batteryPct: 7.5, gamma, powerMode: gamma, detail: 'test',
+  }));
+  const topic = `heliomesh/field/node/${node}/event`;
+  field.gateway.link.onMessage(topic, event(0));
+  try {
+    const s = await job.done;
+    assert.equal(s.text, expected);
+    const served = s.served.find((g) => g.group === 'g1')!.nodes;
+    assert.equal(served.length, 2, `served ${served.join(', ')}`);
+    assert.equal(served[0], node);
+    assert.ok(s.failovers >= 1);
+  } finally {
+    field.gateway.link.onMessage(topic, event(1));
+  }
+});
+
+test('an offer refused for a full queue goes to another node of the group', async () => {
+  const victim = 'g2-n1';
+  const jobIn = `heliomesh/field/node/${victim}/job/in`;
+  // A job the router does not know fills the node's only queue place.
+  await field.gateway.client.publishAsync(jobIn, Buffer.from(JSON.stringify({ v: 1, type: 'offer', jobId: 999_999, sessionId: 1 })), { qos: 1 });
+  await until('the foreign job is held', () => field.node(victim).agent!.worker!.queue() === 1);
+  try {
+    const sched = field.gateway.router.scheduling;
+    const pick = sched.pick.bind(sched);
+    // Steer the first pick of g2 to the full node, as any policy might.
+    let steered = false;
+    sched.pick = (jobId, group, exclude, reason) => {
+      if (group.name === 'g2' && !steered) {
+        steered = true;
+        const others = field.group('g2').map((n) => n.nodeId).filter((id) => id !== victim);
+        return pick(jobId, group, new Set([...exclude, ...others]), reason);
+      }
+      return pick(jobId, group, exclude, reason);
+    };
+    const req = request({ maxTokens: 12 });
+    try {
+      const s = await field.gateway.jobs.submit(req).done;
+      assert.equal(s.text, reference.generate(req).text);
+      assert.equal(s.failovers, 1);
+      const g2 = s.served.find((g) => g.group === 'g2')!.nodes;
+      assert.equal(g2.length, 1, 'a refusing node never served');
+      assert.notEqual(g2[0], victim);
+    } finally {
+      sched.pick = pick;
+    }
+  } finally {
+    await field.gateway.client.publishAsync(jobIn, Buffer.from(JSON.stringify({ v: 1, type: 'cancel', jobId: 999_999, reason: 'test over' })), { qos: 1 });
+    await until('the foreign job is gone', () => field.node(victim).agent!.worker!.queue() === 0);
+  }
+});

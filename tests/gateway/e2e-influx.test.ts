@@ -1,0 +1,74 @@
+// Jobs and scheduler decisions reach a real influxd with the fields the dashboards read:
+// one `scheduler_decision` point per group and job, one `job` point per job with its
+// outcome, failovers, serving nodes and rate.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { JobError } from '../../gateway/jobs.js';
+import { Field, until } from '../support/field.js';
+import { TestInfluxd } from '../support/influxd.js';
+import { request } from './e2e-reference.js';
+
+let influxd: TestInfluxd;
+let field: Field;
+
+before(async () => {
+  influxd = await TestInfluxd.create();
+  await influxd.start();
+  field = await Field.start({
+    nodesPerGroup: 1,
+    gateway: { store: { url: `${influxd.url}/jobs`, flushIntervalMs: 50 }, scheduler: { policy: 'long-term' }, router: { hopTimeoutMs: 3000 } },
+  });
+  await field.ready();
+});
+
+after(async () => {
+  await field?.close();
+  await influxd?.destroy();
+});
+
+type Series = { columns: string[]; values: unknown[][] };
+async function rows(q: string): Promise<Array<Record<string, unknown>>> {
+  const r = (await influxd.query('jobs', q)) as { results: Array<{ series?: Series[] }> };
+  const s = r.results[0]?.series?.[0];
+  return s ? s.values.map((v) => Object.fromEntries(s.columns.map((c, i) => [c, v[i]]))) : [];
+}
+
+test('a finished and a failed job, and their decisions, are in InfluxDB with the documented fields', async () => {
+  const ok = await field.gateway.jobs.submit(request({ maxTokens: 16 })).done;
+  await field.node('g3-n1').kill('stop');
+  await until('g3 offline', () => field.gateway.registry.get('g3-n1')?.online === false);
+  const failed = field.gateway.jobs.submit(request({ maxTokens: 16 }));
+  await assert.rejects(failed.done, (err: unknown) => err instanceof JobError && err.kind === 'no-node' && err.group === 'g3');
+
+  let jobs: Array<Record<string, unknown>> = [];
+  let decisions: Array<Record<string, unknown>> = [];
+  for (let i = 0; i < 100 && (jobs.length < 2 || decisions.length < 3); i++) {
+    jobs = await rows('SELECT * FROM job');
+    decisions = await rows('SELECT * FROM scheduler_decision');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(jobs.length, 2);
+  const done = jobs.find((j) => j.jobId === ok.id)!;
+  assert.equal(done.outcome, 'ok');
+  assert.equal(done.model, 'bundled');
+  assert.equal(done.fleet, 'field');
+  assert.equal(done.failovers, 0);
+  assert.equal(done.nodes, 'g1-n1,g2-n1,g3-n1');
+  assert.equal(done.outputTokens, ok.completionTokens);
+  assert.equal(done.promptTokens, ok.promptTokens);
+  assert.equal(done.hops, 3 * ok.completionTokens, 'three groups per forward step');
+  assert.ok((done.tokensPerS as number) > 0 && (done.latencyMs as number) > 0);
+  assert.equal(done.energyJ, ok.energyJ);
+  const lost = jobs.find((j) => j.jobId === failed.id)!;
+  assert.equal(lost.outcome, 'failed');
+  assert.equal(lost.nodes, '', 'no node was asked to hold a job that g3 could not serve');
+  assert.equal(lost.outputTokens, 0);
+  // One decision per group for the first job; none for the failed one.
+  assert.deepEqual(decisions.map((d) => `${d.jobId}:${d.group}:${d.node}`), [`${ok.id}:g1:g1-n1`, `${ok.id}:g2:g2-n1`, `${ok.id}:g3:g3-n1`]);
+  for (const d of decisions) {
+    assert.equal(d.policy, 'long-term');
+    assert.equal(d.probability, 1);
+    assert.equal(d.candidates, 1);
+    assert.equal(d.available, 1);
+  }
+});
