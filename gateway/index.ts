@@ -12,7 +12,7 @@ import { loadTokenizer } from '../models/tokenizers/index.js';
 import { nodeAclPatterns } from '../protocol/index.js';
 import { connectAsync, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { Broker, connectExternal, loadCredentials, safeUrl, type ExternalSecrets, type NodeTopicPatterns } from './broker/index.js';
+import { assertPrivateFile, Broker, connectExternal, loadCredentials, safeUrl, type ExternalSecrets, type NodeTopicPatterns } from './broker/index.js';
 import type { Clock, Timer } from './clock.js';
 import type { GatewayConfig } from './config.js';
 import type { JobService } from './jobs.js';
@@ -74,15 +74,16 @@ function readPem(path: string, what: string): Buffer {
 
 /** The external broker's password and CA, read from the files the config names. */
 function externalSecrets(e: NonNullable<GatewayConfig['broker']['external']>): ExternalSecrets {
-  const read = (path: string, setting: string) => {
+  const read = (path: string, setting: string, secret = false) => {
     try {
+      if (secret) assertPrivateFile(path, 'the gateway\'s password for the external broker');
       return readFileSync(path);
     } catch (err) {
       throw new Error(`cannot read ${path}: ${(err as Error).message} (fix broker.external.${setting})`);
     }
   };
   return {
-    password: e.passwordPath ? read(e.passwordPath, 'passwordPath').toString('utf8').trim() : e.password,
+    password: e.passwordPath ? read(e.passwordPath, 'passwordPath', true).toString('utf8').trim() : e.password,
     ca: e.caPath ? read(e.caPath, 'caPath') : undefined,
   };
 }

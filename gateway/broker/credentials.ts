@@ -51,15 +51,23 @@ export async function verifyPassword(entry: CredentialEntry, password: string): 
   return actual.length === expected.length && timingSafeEqual(actual, expected);
 }
 
+/**
+ * Refuses a file of secrets that its group or others can read: they would learn what it
+ * holds without needing the gateway's account.
+ */
+export function assertPrivateFile(path: string, holds: string): void {
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) {
+    throw new Error(`${path} has mode ${mode.toString(8)}; it holds ${holds}, so make it private: chmod 600 ${path}`);
+  }
+}
+
 /** Reads and validates a credentials file; refuses one that others can read. */
 export function loadCredentials(path: string): CredentialsFile {
   if (!existsSync(path)) {
     throw new Error(`credentials file ${path} does not exist; create it with: heliomesh gateway add-node NODE_ID --file ${path}`);
   }
-  const mode = statSync(path).mode & 0o777;
-  if (mode & 0o077) {
-    throw new Error(`credentials file ${path} has mode ${mode.toString(8)}; it holds password hashes, so make it private: chmod 600 ${path}`);
-  }
+  assertPrivateFile(path, 'password hashes');
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
