@@ -8,6 +8,7 @@ import { registerGateway } from './gateway.js';
 import { registerHw } from './hw.js';
 import { registerModel } from './model.js';
 import { registerSim } from './sim.js';
+import { registerStatus } from './status.js';
 
 const program = new Command();
 program
@@ -21,6 +22,7 @@ registerModel(program);
 registerBench(program);
 registerHw(program);
 registerGateway(program);
+registerStatus(program);
 registerAgent(program);
 
 try {
