@@ -4,7 +4,7 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const ours = ['protocol', 'hardware', 'models', 'agent', 'gateway', 'sim', 'bench', 'cli'];
+const ours = ['protocol', 'hardware', 'models', 'agent', 'gateway', 'sim', 'demo', 'bench', 'cli'];
 
 /** Forbid relative imports that reach into any of `forbidden` from files under `folder`. */
 function layer(folder, forbidden) {
@@ -34,7 +34,10 @@ export default tseslint.config(
   layer('protocol', ours.filter((f) => f !== 'protocol')),
   layer('hardware', ours.filter((f) => f !== 'hardware')),
   layer('models', ours.filter((f) => f !== 'models')),
-  layer('agent', ['gateway', 'sim', 'bench', 'cli']),
-  layer('gateway', ['hardware', 'agent', 'sim', 'bench', 'cli']),
-  layer('sim', ['protocol', 'hardware', 'models', 'agent', 'bench', 'cli']),
+  layer('agent', ['gateway', 'sim', 'demo', 'bench', 'cli']),
+  layer('gateway', ['hardware', 'agent', 'sim', 'demo', 'bench', 'cli']),
+  layer('sim', ['protocol', 'hardware', 'models', 'agent', 'demo', 'bench', 'cli']),
+  // The demo composes both sides in one process (its field is a composition root), so it
+  // may import agent/ and gateway/ alike; nothing but cli/, bench/ and tests/ imports it.
+  layer('demo', ['sim', 'bench', 'cli']),
 );

@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerAgent } from './agent.js';
 import { registerBench } from './bench.js';
+import { registerDemo } from './demo.js';
 import { registerGateway } from './gateway.js';
 import { registerHw } from './hw.js';
 import { registerModel } from './model.js';
@@ -24,6 +25,7 @@ registerHw(program);
 registerGateway(program);
 registerStatus(program);
 registerAgent(program);
+registerDemo(program);
 
 try {
   await program.parseAsync(process.argv);

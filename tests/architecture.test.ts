@@ -9,7 +9,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const folders = ['protocol', 'hardware', 'models', 'agent', 'gateway', 'sim', 'bench', 'cli'];
+const folders = ['protocol', 'hardware', 'models', 'agent', 'gateway', 'sim', 'demo', 'bench', 'cli'];
 const allowed: Record<string, string[]> = {
   protocol: [],
   hardware: [],
@@ -17,6 +17,7 @@ const allowed: Record<string, string[]> = {
   agent: ['protocol', 'hardware', 'models'],
   gateway: ['protocol', 'models'],
   sim: ['gateway/scheduler'],
+  demo: ['protocol', 'hardware', 'models', 'agent', 'gateway'],
   bench: folders,
   cli: folders,
 };

@@ -1,0 +1,160 @@
+// The demo's composition root: a gateway with its embedded broker (and HTTP API), and a
+// field of G×N real agents on virtual hardware, each with its own credentials, battery,
+// panel and sky, all on one scaled clock and talking to the gateway only over MQTT.
+// Tests use it too (a short accelerated run, optionally logging to a given InfluxDB).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { parseAgentConfig } from '../agent/config.js';
+import { ScaledClock } from '../hardware/clock.js';
+import { addNode } from '../gateway/broker/index.js';
+import { parseGatewayConfig, type GatewayConfig } from '../gateway/config.js';
+import { startGateway, type Gateway } from '../gateway/index.js';
+import type { JobService } from '../gateway/jobs.js';
+import { prepareModel, type FieldModel } from './model.js';
+import { FieldNode } from './node.js';
+import { MODE_TABLE, planField, slotMsFor, type NodePlan } from './plan.js';
+
+export const POLICIES = ['uniform', 'long-term', 'adaptive', 'foresight'] as const;
+export type Policy = (typeof POLICIES)[number];
+export const FLEET = 'demo';
+
+export interface FieldOptions {
+  groups: number;
+  nodesPerGroup: number;
+  seed: number;
+  /** Wall-clock minutes per simulated day. */
+  dayMinutes: number;
+  policy: Policy;
+  /** Broker port; 0 picks a free one. */
+  mqttPort: number;
+  /** HTTP API port (already checked free by the caller); undefined: no HTTP API. */
+  httpPort?: number;
+  /** InfluxDB as http://HOST:PORT/DATABASE; undefined: no logging to InfluxDB. */
+  influxUrl?: string;
+  /** Simulated time at start (ms since the epoch). */
+  startMs: number;
+  /** Site of the field (the sun's path). */
+  latitudeDeg: number;
+  longitudeDeg: number;
+  log: Logger;
+  /** Level of the agents' own logs (slot closes are info: nine nodes make a lot of lines). */
+  agentLogLevel?: string;
+}
+
+export interface Field {
+  gateway: Gateway;
+  jobs: JobService;
+  clock: ScaledClock;
+  /** δ of every node, simulated ms. */
+  slotMs: number;
+  nodes: FieldNode[];
+  model: FieldModel;
+  ports: { mqtt: number; http?: number };
+  /** Folder with the credentials file, spools and any re-split model; removed by stop(). */
+  dir: string;
+  credentialsPath: string;
+  options: FieldOptions;
+  stop(): Promise<void>;
+}
+
+const DAY_MS = 86_400_000;
+
+/** Clock speed that runs a day in `dayMinutes` of wall time. */
+export function speedFor(dayMinutes: number): number {
+  return DAY_MS / (dayMinutes * 60_000);
+}
+
+function gatewayConfig(o: FieldOptions, credentialsPath: string, speed: number, model: FieldModel): GatewayConfig {
+  const slotMs = slotMsFor(speed);
+  return parseGatewayConfig({
+    fleet: FLEET,
+    // Loopback only: the demo's nodes live in this process.
+    broker: { host: '127.0.0.1', port: o.mqttPort, credentialsPath },
+    // Simulated time runs ahead of the wall clock; a finite retention would drop points
+    // the moment the day passes it, so the demo's database keeps them.
+    store: o.influxUrl ? { url: o.influxUrl, retentionPolicy: { name: 'heliomesh', duration: 'INF' } } : undefined,
+    scheduler: { policy: o.policy },
+    registry: {
+      // Three slots of silence, but never less than 15 s of wall time: on a loaded 2-core
+      // machine the event loop can stall for seconds, and a stall is not a dead node.
+      silenceMs: Math.max(3 * slotMs, 15_000 * speed),
+    },
+    // The router's waits are about the host (a busy event loop, MQTT round trips), not the
+    // simulated Pi, so they are set in wall-clock time and scaled to the simulated clock.
+    router: { hopTimeoutMs: Math.round(10_000 * speed), queueTimeoutMs: Math.round(20_000 * speed), reportTimeoutMs: Math.round(2_000 * speed) },
+    // Counters once per simulated 10 minutes (several times a wall-clock minute).
+    statsIntervalMs: 600_000,
+    ...(o.httpPort !== undefined ? { http: { host: '0.0.0.0', port: o.httpPort } } : {}),
+    ...(model.split ? { model: { manifest: join(model.dir, 'manifest.json') } } : {}),
+  }, 'demo gateway config');
+}
+
+function agentConfig(plan: NodePlan, o: { url: string; password: string; spoolDir: string; model: FieldModel; level: string; speed: number; slotMs: number }) {
+  const range = o.model.ranges[plan.groupIndex]!;
+  return parseAgentConfig({
+    nodeId: plan.nodeId,
+    fleet: FLEET,
+    group: plan.group,
+    gateway: { url: o.url, username: plan.nodeId, password: o.password, reconnectMinMs: 500, reconnectMaxMs: 5000 },
+    hardware: plan.hardware,
+    slotMs: o.slotMs,
+    powerModes: plan.powerModes,
+    modeTable: MODE_TABLE,
+    model: { shardDir: o.model.dir, firstBlock: range.from, lastBlock: range.to - 1 },
+    // Five samples a slot (every 20 s of simulated time at δ = 100 s; the plant holds an
+    // operating point for 10 s): enough for the ledger's trapezoid without queuing reads.
+    sampleHz: 5 / (o.slotMs / 1000),
+    spool: { dir: o.spoolDir },
+    // A session between two tokens idles for host time, not Pi time: 30 s of wall clock.
+    worker: { queueCapacity: 1, sessionIdleMs: Math.round(30_000 * o.speed) },
+    logLevel: o.level,
+  }, {}, `demo node ${plan.nodeId}`);
+}
+
+export async function startField(o: FieldOptions): Promise<Field> {
+  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-demo-'));
+  const speed = speedFor(o.dayMinutes);
+  const clock = new ScaledClock(speed, o.startMs);
+  const log = o.log;
+  const nodes: FieldNode[] = [];
+  let gateway: Gateway | undefined;
+  const cleanup = async (reason: string) => {
+    // Agents first, so their last slots and offline states reach the broker.
+    await Promise.all(nodes.map((n) => n.stop(reason).catch((err: Error) => log.error({ node: n.nodeId, err: err.message }, 'agent did not stop cleanly'))));
+    await gateway?.close().catch((err: Error) => log.error({ err: err.message }, 'gateway did not stop cleanly'));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const model = prepareModel(o.groups, dir);
+    const slotMs = slotMsFor(speed);
+    const plans = planField({ slotMs, groups: o.groups, nodesPerGroup: o.nodesPerGroup, seed: o.seed, latitudeDeg: o.latitudeDeg, longitudeDeg: o.longitudeDeg });
+    // Each node its own password, known only to this process; the broker holds their hashes
+    // and refuses everyone else, as on a real site.
+    const credentialsPath = join(dir, 'credentials.json');
+    const passwords = new Map<string, string>();
+    for (const p of plans) passwords.set(p.nodeId, await addNode(credentialsPath, p.nodeId));
+    gateway = await startGateway(gatewayConfig(o, credentialsPath, speed, model), { clock, log: log.child({ part: 'gateway' }) });
+    const mqtt = gateway.broker.ports.mqtt!;
+    for (const plan of plans) {
+      const config = agentConfig(plan, {
+        url: `mqtt://127.0.0.1:${mqtt}`, password: passwords.get(plan.nodeId)!, spoolDir: join(dir, 'spool', plan.nodeId), model, level: o.agentLogLevel ?? 'warn', speed, slotMs,
+      });
+      const node = new FieldNode(plan, config, clock, log.child({ node: plan.nodeId }, { level: config.logLevel }));
+      nodes.push(node);
+      await node.start();
+    }
+    log.info({ nodes: nodes.length, groups: o.groups, speed, mqtt, http: o.httpPort ?? null, influx: o.influxUrl ?? null, model: model.dir }, 'field started');
+    const jobs = gateway.jobs;
+    let stopping: Promise<void> | undefined;
+    return {
+      gateway, jobs, clock, slotMs, nodes, model, dir, credentialsPath, options: o,
+      ports: { mqtt, ...(o.httpPort !== undefined ? { http: o.httpPort } : {}) },
+      stop: () => (stopping ??= cleanup('demo stopped')),
+    };
+  } catch (err) {
+    await cleanup('demo failed to start');
+    throw err;
+  }
+}
