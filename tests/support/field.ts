@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { Agent } from '../../agent/index.js';
 import { parseAgentConfig, type AgentConfig } from '../../agent/config.js';
-import { addNode } from '../../gateway/broker/index.js';
+import { addNode, type BrokerConfigInput } from '../../gateway/broker/index.js';
 import { systemClock } from '../../gateway/clock.js';
 import { parseGatewayConfig, type GatewayConfigInput } from '../../gateway/config.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
@@ -143,6 +143,8 @@ export interface FieldOptions {
   queueCapacity?: number;
   /** Merged over the field's gateway config (broker and fleet are the field's). */
   gateway?: Omit<GatewayConfigInput, 'broker' | 'fleet'>;
+  /** Broker limits merged under the field's host, port and credentials (e.g. a higher connect rate for many restarts). */
+  broker?: Omit<BrokerConfigInput, 'host' | 'port' | 'credentialsPath'>;
   log?: Logger;
 }
 
@@ -170,7 +172,7 @@ export class Field {
       gateway = await startGateway(parseGatewayConfig({
         ...opts.gateway,
         fleet,
-        broker: { host: '127.0.0.1', port: 0, credentialsPath },
+        broker: { ...opts.broker, host: '127.0.0.1', port: 0, credentialsPath },
       }), { clock: systemClock, log: log.child({ part: 'gateway' }) });
       const brokerPort = gateway.broker.ports.mqtt;
       if (brokerPort === undefined) throw new Error('the field\'s gateway broker has no plain MQTT port');
