@@ -44,7 +44,8 @@ export class Router implements JobService {
   readonly stats: RouterStats = { invalid: 0, stale: 0 };
   private readonly jobs = new Map<string, Job>();
   private readonly byNum = new Map<number, Job>();
-  private readonly active = new Set<Job>();
+  /** Running jobs, each with the promise of its run (which settles after its point is written). */
+  private readonly active = new Map<Job, Promise<void>>();
   private nextJob = 1;
   private nextSession = 1;
   private closing = false;
@@ -55,7 +56,11 @@ export class Router implements JobService {
   constructor(private readonly config: RouterConfig, private readonly deps: RouterDeps) {
     this.scheduling = new SchedulerService(
       { fleet: config.fleet, policy: config.policy, seed: config.seed },
-      { registry: deps.registry, model: deps.model, store: deps.store, clock: deps.clock, log: deps.log.child({ part: 'scheduler' }) },
+      {
+        registry: deps.registry, model: deps.model, store: deps.store, clock: deps.clock, log: deps.log.child({ part: 'scheduler' }),
+        // A freed queue place lets a job waiting for one look again at once.
+        onRelease: () => this.wake(),
+      },
     );
   }
 
@@ -87,10 +92,9 @@ export class Router implements JobService {
     });
     this.jobs.set(job.id, job);
     this.byNum.set(num, job);
-    this.active.add(job);
     this.totals.submitted++;
     log.info({ jobId: job.id, promptTokens: promptIds.length, maxTokens: req.maxTokens, temperature: req.temperature }, 'job submitted');
-    void job.run().then(() => this.finished(job));
+    this.active.set(job, job.run().then(() => this.finished(job)));
     return job;
   }
 
@@ -99,7 +103,8 @@ export class Router implements JobService {
   }
 
   recent(limit: number): JobSummary[] {
-    return [...this.jobs.values()].slice(-Math.max(0, limit)).reverse().map((j) => j.summary());
+    if (!(limit > 0)) return [];
+    return [...this.jobs.values()].slice(-limit).reverse().map((j) => j.summary());
   }
 
   scheduler(): SchedulerView {
@@ -135,27 +140,28 @@ export class Router implements JobService {
 
   /** The node went offline (will or silence). */
   nodeDown(nodeId: string, reason: string): void {
-    for (const job of this.active) job.onNodeDown(nodeId, `node ${nodeId} went offline (${reason})`);
+    for (const job of this.active.keys()) job.onNodeDown(nodeId, `node ${nodeId} went offline (${reason})`);
     this.wake();
   }
 
   /** The node reported γ = 0. */
   nodePowerSaving(nodeId: string): void {
-    for (const job of this.active) job.onPowerSaving(nodeId);
+    for (const job of this.active.keys()) job.onPowerSaving(nodeId);
     this.wake();
   }
 
   /** Something about a node changed (birth, slot, event): jobs waiting for room look again. */
   wake(): void {
-    for (const job of this.active) job.wake();
+    for (const job of this.active.keys()) job.wake();
   }
 
   /** Fails every active job with JobError('shutdown') and waits for them to end. */
   async close(): Promise<void> {
     this.closing = true;
-    const jobs = [...this.active];
-    for (const job of jobs) job.abort(new JobError('the gateway is shutting down', 'shutdown'));
-    await Promise.allSettled(jobs.map((j) => j.done));
+    const running = [...this.active];
+    for (const [job] of running) job.abort(new JobError('the gateway is shutting down', 'shutdown'));
+    // The runs settle after their job points are written, so the store still takes them.
+    await Promise.allSettled(running.map(([, run]) => run));
     this.deps.model.dispose();
   }
 

@@ -44,7 +44,7 @@ export class SchedulerService {
 
   constructor(
     private readonly config: SchedulerServiceConfig,
-    private readonly deps: { registry: Registry; model: GatewayModel; store: Store; clock: Clock; log: Logger },
+    private readonly deps: { registry: Registry; model: GatewayModel; store: Store; clock: Clock; log: Logger; onRelease?: () => void },
   ) {
     const policy = POLICIES[config.policy];
     if (!policy) throw new Error(`unknown scheduler policy '${config.policy}'; choose one of ${Object.keys(POLICIES).join(', ')}`);
@@ -60,6 +60,7 @@ export class SchedulerService {
     const n = (this.held.get(nodeId) ?? 0) - 1;
     if (n > 0) this.held.set(nodeId, n);
     else this.held.delete(nodeId);
+    this.deps.onRelease?.();
   }
 
   inHand(nodeId: string): number {
