@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import { assertPrivateFile, Broker, connectExternal, loadCredentials, safeUrl, type ExternalSecrets, type NodeTopicPatterns } from './broker/index.js';
 import type { Clock, Timer } from './clock.js';
 import type { GatewayConfig } from './config.js';
+import { HttpApi, type HttpConfig } from './http/index.js';
 import type { JobService } from './jobs.js';
 import { NodeLink } from './link.js';
 import { Registry } from './registry.js';
@@ -43,6 +44,8 @@ export interface Gateway<B extends Broker | undefined = Broker> {
   /** The same object as `jobs`, with the router's internals (scheduler service, counters). */
   router: Router;
   model: GatewayModel;
+  /** The HTTP API, when `config.http` is set. */
+  http: HttpApi | undefined;
   close(): Promise<void>;
 }
 
@@ -129,6 +132,20 @@ function noDelay(client: MqttClient): void {
   client.on('connect', apply);
 }
 
+/** The HTTP API's bearer key, from the config or the private file it names. */
+function apiKey(http: HttpConfig): string | undefined {
+  if (!http.apiKeyFile) return http.apiKey;
+  let key: string;
+  try {
+    assertPrivateFile(http.apiKeyFile, 'the HTTP API key');
+    key = readFileSync(http.apiKeyFile, 'utf8').trim();
+  } catch (err) {
+    throw new Error(`cannot read the HTTP API key: ${(err as Error).message} (fix http.apiKeyFile)`);
+  }
+  if (key.length < 16) throw new Error(`${http.apiKeyFile} holds no API key of at least 16 characters (fix http.apiKeyFile)`);
+  return key;
+}
+
 /** The protocol's node ACL unless the config overrides it. */
 function nodeTopics(config: GatewayConfig): NodeTopicPatterns {
   return config.broker.nodeTopics ?? nodeAclPatterns(config.fleet);
@@ -194,13 +211,27 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
     );
     await link.start();
     const b = broker;
+    let http: HttpApi | undefined;
+    try {
+      http = config.http && await HttpApi.start(config.http, {
+        jobs: r,
+        registry,
+        brokerUp: () => client.connected,
+        brokerStats: () => b?.stats(),
+        store: { configured: config.store !== undefined, stats: () => store.stats() },
+        linkCounters: () => link.counters,
+      }, { clock, log: log.child({ part: 'http' }), apiKey: apiKey(config.http) });
+    } catch (err) {
+      await client.endAsync();
+      throw err;
+    }
     const silence: Timer = clock.setInterval(() => registry.checkSilence(clock.now()), Math.max(1000, config.registry.silenceMs / 4));
     // An external broker keeps its own counters ($SYS); broker_stats are the embedded one's.
     const stats: Timer = clock.setInterval(() => {
       if (b) store.write(brokerPoint(config.fleet, { ...b.stats(), droppedPoints: store.stats().dropped }, clock.now()));
     }, config.statsIntervalMs);
     log.info({
-      fleet: config.fleet, mqtt: b?.ports.mqtt ?? null, mqtts: b?.ports.mqtts ?? null, ws: b?.ports.ws ?? null,
+      fleet: config.fleet, http: http?.port ?? null, mqtt: b?.ports.mqtt ?? null, mqtts: b?.ports.mqtts ?? null, ws: b?.ports.ws ?? null,
       externalBroker: config.broker.external ? safeUrl(config.broker.external.url) : null, influx: config.store?.url ?? null,
     }, 'gateway started');
     return {
@@ -213,10 +244,14 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
       jobs: r,
       router: r,
       model,
+      http,
       async close() {
         stats.cancel();
         silence.cancel();
+        // First the API: its open streams cancel their jobs before the router closes.
+        await http?.close();
         await r.close();
+        model.dispose();
         await client.endAsync();
         await b?.close();
         await solver.close();
@@ -226,7 +261,7 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
     };
   } catch (err) {
     await router?.close();
-    if (!router) model.dispose();
+    model.dispose();
     await broker?.close();
     await solver.close();
     await store.close();

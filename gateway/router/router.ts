@@ -162,7 +162,6 @@ export class Router implements JobService {
     for (const [job] of running) job.abort(new JobError('the gateway is shutting down', 'shutdown'));
     // The runs settle after their job points are written, so the store still takes them.
     await Promise.allSettled(running.map(([, run]) => run));
-    this.deps.model.dispose();
   }
 
   // ---------------------------------------------------------------------------------------
