@@ -16,6 +16,7 @@ export const DEFAULT_CREDENTIALS_FILE = 'gateway-nodes.json';
 interface RunOptions {
   config?: string;
   mqttPort?: number;
+  httpPort?: number;
   broker?: string;
   influx?: string;
   pretty?: boolean;
@@ -45,8 +46,11 @@ export async function loadGatewayConfig(opts: RunOptions): Promise<GatewayConfig
   const broker = { ...((raw.broker ?? {}) as Record<string, unknown>) };
   if (opts.mqttPort !== undefined) broker.port = opts.mqttPort;
   if (opts.broker !== undefined) broker.external = { ...((broker.external ?? {}) as Record<string, unknown>), url: opts.broker };
+  // The command always serves the HTTP API: `http` may be absent from the file, not off.
+  const http = { ...((raw.http ?? {}) as Record<string, unknown>) };
+  if (opts.httpPort !== undefined) http.port = opts.httpPort;
   const store = opts.influx ? { ...((raw.store ?? {}) as Record<string, unknown>), url: opts.influx } : raw.store;
-  const config = parseGatewayConfig({ ...raw, broker, store }, opts.config);
+  const config = parseGatewayConfig({ ...raw, broker, store, http }, opts.config);
   const base = dirname(resolve(opts.config));
   const at = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   if (config.broker.credentialsPath) config.broker.credentialsPath = at(config.broker.credentialsPath);
@@ -60,6 +64,7 @@ export async function loadGatewayConfig(opts: RunOptions): Promise<GatewayConfig
     if (t.caPath) t.caPath = at(t.caPath);
   }
   if (config.store?.spoolPath) config.store.spoolPath = at(config.store.spoolPath);
+  if (config.http?.apiKeyFile) config.http.apiKeyFile = at(config.http.apiKeyFile);
   if (config.model.manifest) config.model.manifest = at(config.model.manifest);
   return config;
 }
@@ -70,6 +75,7 @@ export function registerGateway(program: Command): void {
     .description('run the fleet gateway: MQTT broker with node auth and ACL, job router with failover, InfluxDB logging, q_lim solver threads')
     .option('--config <file>', 'gateway config, YAML or JSON (see docs/gateway.md)')
     .option('--mqtt-port <n>', 'override broker.port', port)
+    .option('--http-port <n>', 'override http.port (the HTTP API; default 8080)', port)
     .option('--broker <url>', 'run no broker: join the external one at mqtt://HOST:PORT (or mqtts://, ws://, wss://) as a client (sets broker.external.url)')
     .option('--influx <url>', 'log to InfluxDB at http://HOST:PORT/DATABASE (overrides store.url)')
     .option('--pretty', 'human-readable logs instead of JSON lines')

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { idProblem } from '../protocol/index.js';
 import { BrokerConfigSchema } from './broker/config.js';
 import { EstimatorConfigSchema } from './estimator.js';
+import { HttpConfigSchema } from './http/config.js';
 import { StoreConfigSchema } from './store/config.js';
 
 export const GatewayConfigSchema = z.object({
@@ -11,6 +12,11 @@ export const GatewayConfigSchema = z.object({
   broker: BrokerConfigSchema,
   /** Absent: the gateway runs without logging to InfluxDB. */
   store: StoreConfigSchema.optional(),
+  /**
+   * The HTTP API (OpenAI-compatible completions, /api, /metrics). `heliomesh gateway` always
+   * serves it (port 8080 unless set); a gateway started in code serves it only when set.
+   */
+  http: HttpConfigSchema.optional(),
   estimator: EstimatorConfigSchema.prefault({}),
   scheduler: z.object({
     policy: z.enum(['uniform', 'long-term', 'adaptive', 'foresight']).default('foresight'),

@@ -39,7 +39,9 @@ test('add-node prints the password once and a running gateway accepts it', async
     "    subscribe: ['hm/node/{node}/cmd/#']",
     '',
   ].join('\n'));
-  const gw = spawn('node', [CLI, 'gateway', '--config', join(dir, 'gateway.yaml'), '--mqtt-port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The command always serves the HTTP API; a free port keeps it off the default 8080.
+  const httpPort = await freePort();
+  const gw = spawn('node', [CLI, 'gateway', '--config', join(dir, 'gateway.yaml'), '--mqtt-port', String(port), '--http-port', String(httpPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   gw.stdout.on('data', (b: Buffer) => (out += b.toString()));
   gw.stderr.on('data', (b: Buffer) => (out += b.toString()));
