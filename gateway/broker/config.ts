@@ -8,7 +8,7 @@ import { z } from 'zod';
  */
 export const ExternalBrokerSchema = z.object({
   url: z.string().refine((u) => /^(mqtts?|wss?):\/\/[^/]/.test(u), 'use mqtt://HOST:PORT, mqtts://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH'),
-  /** Also the session the external broker keeps for the gateway while it is away. */
+  /** The gateway's client id at the external broker. */
   clientId: z.string().min(1).max(64).default('heliomesh-gateway'),
   username: z.string().min(1).optional(),
   /** Prefer `passwordPath`, so the secret stays out of the config file. */

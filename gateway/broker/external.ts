@@ -29,9 +29,11 @@ export async function connectExternal(config: ExternalBrokerConfig, secrets: Ext
     username: config.username,
     password: secrets.password,
     ca: secrets.ca,
-    // A persistent session: the external broker outlives the gateway, and keeps the QoS 1
-    // slot records, births and wills that arrive while the gateway restarts.
-    clean: false,
+    // A clean session, as on the embedded broker. A persistent one would not save the slot
+    // records sent while the gateway is down: the broker hands queued messages over right
+    // after CONNACK, before the registry has the births (retained, re-sent only on
+    // SUBSCRIBE) it needs to take a node's reports. docs/gateway.md says what is lost.
+    clean: true,
     reconnectPeriod: 1000,
     connectTimeout: 10_000,
     protocolVersion: 4,

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connectAsync } from 'mqtt';
 import { pino } from 'pino';
 import { Agent } from '../../agent/index.js';
 import { parseAgentConfig } from '../../agent/config.js';
@@ -16,8 +17,10 @@ import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway, startGatewayOnAnyBroker, type Gateway } from '../../gateway/index.js';
 import type { Broker } from '../../gateway/broker/index.js';
 import { ScaledClock } from '../../hardware/clock.js';
+import { encodeJson, nodeTopic } from '../../protocol/index.js';
 import { exampleDoc } from '../agent/fixtures.js';
 import { captureLog } from '../support/log.js';
+import { birth } from '../support/protocol-messages.js';
 import { mosquittoNodeAcl, SecuredMosquitto } from '../security/mosquitto.js';
 
 const GATEWAY_USER = 'heliomesh-gateway';
@@ -80,6 +83,23 @@ test('with broker.external the gateway runs no broker and registers a virtual ag
 
   await agent.stop('test over');
   await until('the will or offline state', () => gw.registry.get('pi-01')?.online === false);
+});
+
+test('Mosquitto with the documented ACL drops a node\'s publish on another node\'s topic without closing it', async (t) => {
+  const gw = await startGatewayOnAnyBroker(externalConfig(), { clock: systemClock, log: pino({ level: 'silent' }) });
+  t.after(() => gw.close());
+  const node = await connectAsync(`mqtt://127.0.0.1:${mosquitto.port}`, { clientId: 'pi-01', username: 'pi-01', password: secret.node, reconnectPeriod: 0 });
+  t.after(() => node.endAsync());
+  const invalid = gw.link.counters.invalid;
+  await node.publishAsync(nodeTopic('solar', 'pi-02', 'state'), encodeJson(birth('pi-02', Date.now())), { qos: 1 });
+  assert.equal(node.connected, true, 'acknowledged and still connected: Mosquitto drops silently');
+  // Published after the spoof on the same connection, so it arrives after it would have.
+  await node.publishAsync(nodeTopic('solar', 'pi-01', 'state'), encodeJson(birth('pi-01', Date.now())), { qos: 1 });
+  await until('pi-01\'s own birth', () => gw.registry.get('pi-01')?.online === true);
+  assert.equal(gw.registry.get('pi-02'), undefined);
+  assert.equal(gw.link.counters.invalid, invalid);
+  // Leave no retained birth behind for the next test.
+  await node.publishAsync(nodeTopic('solar', 'pi-01', 'state'), '', { qos: 1, retain: true });
 });
 
 test('a wrong password or an unreachable external broker stops the gateway with what to check', async () => {

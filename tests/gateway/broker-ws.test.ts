@@ -108,6 +108,11 @@ test('an oversized packet over WebSocket closes the connection and is counted', 
 
 test('the WebSocket port answers only its path, and plain HTTP is told what to use', async () => {
   await assert.rejects(connect(`ws://127.0.0.1:${broker.ports.ws}/elsewhere`, { clientId: 'pi-1', username: 'pi-1', password: passwords['pi-1'] }));
+  const elsewhere = new WebSocket(`ws://127.0.0.1:${broker.ports.ws}/elsewhere`, 'mqtt');
+  elsewhere.on('error', () => undefined);
+  const [, response] = (await once(elsewhere, 'unexpected-response')) as [unknown, { statusCode: number }];
+  assert.equal(response.statusCode, 400);
+  elsewhere.terminate();
   const res = await fetch(`http://127.0.0.1:${broker.ports.ws}/mqtt`);
   assert.equal(res.status, 426);
   assert.match(await res.text(), /MQTT over WebSocket only: connect to ws:\/\/HOST:PORT\/mqtt/);
