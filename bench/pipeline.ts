@@ -18,7 +18,7 @@ import { emptyStats, type GenerationStats, type Pipeline } from '../models/gener
 import { AgentProcess, type AgentSpec } from './pipeline/agents.js';
 import { GROUPS, inProcessPipeline, parseBenchModel, prepareModel } from './pipeline/model.js';
 import { readManifest } from '../models/shards.js';
-import { frameCodecUs, HopTrace } from './pipeline/trace.js';
+import { frameCodecUs, HopTrace, mqttRoundTrips, type RoundTrips } from './pipeline/trace.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
 
 const FLEET = 'bench';
@@ -46,6 +46,35 @@ function inProcess(pipeline: Pipeline, promptIds: number[], maxTokens: number, s
   const stats = emptyStats(pipeline.stages.length);
   const ids = [...pipeline.generate({ promptIds, maxTokens, sampler: SAMPLER, stopIds }, stats)];
   return { ids, stats, decodeTokensPerS: (stats.decodeTokens / stats.decodeMs) * 1000 };
+}
+
+/**
+ * Decode time per token of each stage with sessions opened as an agent opens them
+ * (agent/worker.ts: no capacity given, so the model's whole context): attention runs over
+ * the session's whole capacity (models/forward.ts), so this is the forward an agent does,
+ * measured here on the same weights, feeding the ids the generation produced.
+ */
+function fullContextStageMs(pipeline: Pipeline, promptIds: number[], ids: number[]): number[] {
+  const sessions = pipeline.stages.map((s) => s.openSession());
+  try {
+    let hidden = pipeline.head.embed(promptIds);
+    pipeline.stages.forEach((stage, i) => {
+      hidden = stage.forward(sessions[i]!, hidden);
+    });
+    const ms = pipeline.stages.map(() => 0);
+    const fed = ids.slice(0, -1);
+    for (const id of fed) {
+      let x = pipeline.head.embed([id]);
+      pipeline.stages.forEach((stage, i) => {
+        const t0 = performance.now();
+        x = stage.forward(sessions[i]!, x);
+        ms[i]! += performance.now() - t0;
+      });
+    }
+    return ms.map((m) => m / Math.max(1, fed.length));
+  } finally {
+    for (const s of sessions) s.close();
+  }
 }
 
 async function viaFleet(gw: Gateway, promptIds: number[], maxTokens: number): Promise<FleetRun> {
@@ -91,6 +120,10 @@ interface Round {
   fleet: FleetRun;
   /** Mean round trip of each node's decode hops, in pipeline order, ms. */
   hopMs: number[];
+  /** The MQTT legs of a hop alone, measured with a node that computes nothing, just after. */
+  mqtt: RoundTrips;
+  /** Each stage's decode forward with a session of the model's whole context, as an agent runs it, ms per token. */
+  agentForwardMs: number[];
   idsIdentical: boolean;
 }
 
@@ -157,7 +190,9 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       const trips = trace.decodeRoundTrips(fleet.jobNum);
       const hopMs = agents.map((a) => trips.get(a.nodeId)?.meanMs ?? NaN);
       const idsIdentical = local.ids.length === fleet.ids.length && local.ids.every((id, i) => id === fleet.ids[i]);
-      rounds.push({ inProcess: local, fleet, hopMs, idsIdentical });
+      const mqtt = await mqttRoundTrips(`mqtt://127.0.0.1:${gw.broker.ports.mqtt}`, gw.broker.internal, gw.model.config.dim, 200);
+      const agentForwardMs = fullContextStageMs(pipeline, promptIds, local.ids);
+      rounds.push({ inProcess: local, fleet, hopMs, mqtt, agentForwardMs, idsIdentical });
       process.stderr.write(`bench pipeline: round ${r + 1}/${ROUNDS}: in-process ${local.decodeTokensPerS.toFixed(1)} tok/s, ` +
         `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
     }
@@ -195,9 +230,13 @@ function report(m: Measured): BenchResult {
   const tokenMs = 1000 / mid.fleet.decodeTokensPerS;
   const codecMs = (codec.encodeUs + codec.decodeUs) / 1000;
   const hops = mid.hopMs.map((rttMs, i) => {
-    const forwardMs = s.stageDecodeMs[i]! / s.decodeTokens;
-    // Each hop: the node decodes the frame in, runs its blocks, encodes the frame out.
-    return { group: `g${i + 1}`, roundTripMs: rttMs, forwardMs, codecMs, mqttMs: rttMs - forwardMs - codecMs };
+    const inProcessForwardMs = s.stageDecodeMs[i]! / s.decodeTokens;
+    const forwardMs = mid.agentForwardMs[i]!;
+    // Each hop: the MQTT legs (measured apart with a node that computes nothing), the node's
+    // decode of the frame in, its blocks' forward, its encode of the frame out; what is left
+    // is the agent's own handling (worker bookkeeping, tensor copies, its event loop).
+    const mqttMs = mid.mqtt.medianMs;
+    return { group: `g${i + 1}`, roundTripMs: rttMs, forwardMs, inProcessForwardMs, codecMs, mqttMs, agentOtherMs: rttMs - forwardMs - codecMs - mqttMs };
   });
   const hopsMs = hops.reduce((a, h) => a + h.roundTripMs, 0);
   const breakdown = {
@@ -211,11 +250,11 @@ function report(m: Measured): BenchResult {
     codecMsPerToken: 2 * GROUPS * codecMs,
   };
   const f = (x: number, d = 1) => x.toFixed(d);
-  const hopText = hops.map((h) => `${h.group} ${f(h.roundTripMs, 2)} ms (forward ${f(h.forwardMs, 2)}, MQTT ${f(h.mqttMs, 2)})`).join(', ');
+  const hopText = hops.map((h) => `${h.group} ${f(h.roundTripMs, 2)} ms (forward ${f(h.forwardMs, 2)} at full context vs ${f(h.inProcessForwardMs, 2)} in-process, other ${f(h.agentOtherMs, 2)})`).join(', ');
   const summary =
     `pipeline [${m.which}, ${m.backend}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
     `ratio ${f(ratio, 2)} (median of ${rounds.length} rounds; goal ≥ ${GOAL_RATIO} for stories15M), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
-    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
+    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}, each with an MQTT round trip of ${f(mid.mqtt.medianMs, 2)} ms (median, no compute); gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
     `frame codec ${f(codec.encodeUs, 0)} + ${f(codec.decodeUs, 0)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;
   return {
     summary,
@@ -241,7 +280,9 @@ function report(m: Measured): BenchResult {
         tokens: r.fleet.ids.length,
         idsIdentical: r.idsIdentical,
         hopRoundTripMs: r.hopMs,
+        mqttRoundTripMs: r.mqtt,
         inProcessStageMs: r.inProcess.stats.stageDecodeMs.map((ms) => ms / r.inProcess.stats.decodeTokens),
+        agentForwardMs: r.agentForwardMs,
         fleetLatencyMs: r.fleet.latencyMs,
         failovers: r.fleet.failovers,
       })),

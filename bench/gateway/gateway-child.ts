@@ -41,6 +41,9 @@ export class GatewayChild {
   /** Sends `msg` and resolves with the reply of type `type` (one request at a time). */
   request<T extends FromGateway['type']>(msg: ToGateway, type: T): Promise<Reply<T>> {
     if (this.waiting) return Promise.reject(new Error(`bench gateway busy with '${this.waiting.type}'`));
+    if (!this.child.connected) {
+      return Promise.reject(new Error(`the bench gateway has ended (exit code ${this.child.exitCode}, signal ${this.child.signalCode}): ${this.stderr.trim() || 'no output'}`));
+    }
     return new Promise<Reply<T>>((resolve, reject) => {
       this.waiting = { type, resolve: resolve as (m: FromGateway) => void, reject };
       this.child.send(msg);

@@ -3,7 +3,9 @@
 // node's output frame when it arrives (before the gateway decodes it), so one hop's round
 // trip is the node's decode, forward and encode plus the MQTT legs both ways. The frame
 // codec's own cost is timed apart, on frames of the model's width.
-import type { MqttClient } from 'mqtt';
+import { fork } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { connectAsync, type MqttClient } from 'mqtt';
 import { FLAG_CLOSE, FLAG_REPLAY, FRAME_HEADER_BYTES, decodeFrame, encodeFrame, isFrame, parseNodeTopic } from '../../protocol/index.js';
 
 interface Stamp {
@@ -77,4 +79,50 @@ export function frameCodecUs(dim: number, n = 2000): { encodeUs: number; decodeU
   }
   const t2 = performance.now();
   return { encodeUs: ((t1 - t0) * 1000) / n, decodeUs: ((t2 - t1) * 1000) / n, bytes: payload.length };
+}
+
+export interface RoundTrips {
+  samples: number;
+  medianMs: number;
+  meanMs: number;
+  p90Ms: number;
+}
+
+/**
+ * The MQTT legs of one hop alone: a decode-step frame published at QoS 0 (as the router sends
+ * it) to a node process that computes nothing and answers at QoS 1 (as an agent does), through
+ * the gateway's broker, timed from publish to the answer's arrival, `n` times in a row.
+ */
+export async function mqttRoundTrips(url: string, login: { username: string; password: string }, dim: number, n = 300): Promise<RoundTrips> {
+  const inTopic = 'heliomesh/bench/node/echo/job/in';
+  const outTopic = 'heliomesh/bench/node/echo/job/out';
+  const echo = fork(new URL('./echo-node.js', import.meta.url), [JSON.stringify({ url, ...login, inTopic, outTopic })], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const client = await connectAsync(url, { clientId: `bench-probe-${process.pid}`, ...login, reconnectPeriod: 0 });
+  try {
+    // As the gateway's own client (gateway/index.ts): Nagle off.
+    (client.stream as Partial<Socket> | undefined)?.setNoDelay?.(true);
+    await new Promise<void>((resolve, reject) => {
+      echo.stdout?.once('data', () => resolve());
+      echo.once('exit', (code) => reject(new Error(`the echo node exited (code ${code}) before it was ready`)));
+    });
+    await client.subscribeAsync(outTopic, { qos: 1 });
+    const payload = encodeFrame({ jobId: 1, sessionId: 1, step: 1, position: 16, rows: 1, dim, dtype: 'f32', data: new Float32Array(dim) });
+    let answered: () => void = () => undefined;
+    client.on('message', () => answered());
+    const once = async (): Promise<number> => {
+      const back = new Promise<void>((resolve) => (answered = resolve));
+      const t0 = performance.now();
+      client.publish(inTopic, payload, { qos: 0 });
+      await back;
+      return performance.now() - t0;
+    };
+    for (let i = 0; i < 30; i++) await once();
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) times.push(await once());
+    times.sort((a, b) => a - b);
+    return { samples: n, medianMs: times[Math.floor(n / 2)]!, meanMs: times.reduce((a, b) => a + b, 0) / n, p90Ms: times[Math.floor(0.9 * n)]! };
+  } finally {
+    await client.endAsync(true);
+    echo.disconnect();
+  }
 }
