@@ -3,7 +3,7 @@
 // with `--groups 3` token for token, also when the serving node of a group dies mid-job.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { JobError, type JobSummary } from '../../gateway/jobs.js';
+import { JobError, type CompletionRequest, type JobHandle, type JobSummary } from '../../gateway/jobs.js';
 import { Field, until } from '../support/field.js';
 import { Reference, request } from './e2e-reference.js';
 
@@ -47,18 +47,22 @@ test('a sampled completion (temperature 0.9, top-p 0.95, seed 7) equals in-proce
   assert.equal(s.completionTokens, expected.ids.length);
 });
 
-/** Submits a long job, kills the node serving `group` after a few tokens, and returns the summary. */
-async function killMidJob(group: string, mode: 'will' | 'silence'): Promise<{ s: JobSummary; expected: string; victim: string }> {
-  const req = request({ prompt: 'A tree', temperature: 0.7, topP: 0.9, seed: 11, maxTokens: 80 });
+/** Submits `req` and waits for five tokens: the job, its expected text and the node serving `group`. */
+async function midJob(req: CompletionRequest, group: string): Promise<{ job: JobHandle; expected: string; node: string }> {
   const expected = reference.generate(req).text;
   const job = field.gateway.jobs.submit(req);
   let tokens = 0;
   job.onToken(() => tokens++);
   await until('five tokens', () => tokens >= 5);
-  const victim = field.gateway.jobs.job(job.id)!.served.find((g) => g.group === group)!.nodes[0]!;
-  await field.node(victim).kill(mode);
-  const s = await job.done;
-  return { s, expected, victim };
+  const node = field.gateway.jobs.job(job.id)!.served.find((g) => g.group === group)!.nodes[0]!;
+  return { job, expected, node };
+}
+
+/** Kills the node serving `group` of a long job after a few tokens, and returns the summary. */
+async function killMidJob(group: string, mode: 'will' | 'silence'): Promise<{ s: JobSummary; expected: string; victim: string }> {
+  const { job, expected, node } = await midJob(request({ prompt: 'A tree', temperature: 0.7, topP: 0.9, seed: 11, maxTokens: 80 }), group);
+  await field.node(node).kill(mode);
+  return { s: await job.done, expected, victim: node };
 }
 
 for (const [group, mode] of [['g2', 'will'], ['g3', 'silence']] as const) {
@@ -128,13 +132,7 @@ test('concurrent jobs: no node holds more than its queue capacity (1), and all c
 });
 
 test('a node entering power saving mid-job: the group moves before its next hop, and the text is unchanged', async () => {
-  const req = request({ prompt: 'The river', temperature: 0.6, topP: 0.9, seed: 5, maxTokens: 60 });
-  const expected = reference.generate(req).text;
-  const job = field.gateway.jobs.submit(req);
-  let tokens = 0;
-  job.onToken(() => tokens++);
-  await until('five tokens', () => tokens >= 5);
-  const node = field.gateway.jobs.job(job.id)!.served.find((g) => g.group === 'g1')!.nodes[0]!;
+  const { job, expected, node } = await midJob(request({ prompt: 'The river', temperature: 0.6, topP: 0.9, seed: 5, maxTokens: 60 }), 'g1');
   // The event as the node's power policy sends it, through the link's entry point.
   const event = (gamma: 0 | 1) => Buffer.from(JSON.stringify({
     v: 1, nodeId: node, atMs: Date.now(), kind: gamma ? 'power-saving-exit' : 'power-saving-enter',
