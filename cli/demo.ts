@@ -73,6 +73,7 @@ async function run(o: DemoOptions): Promise<void> {
       influxd = await DemoInfluxd.start(binary);
       influxUrl = influxd.url;
       notes.push(`logging to a private InfluxDB at ${influxUrl} (removed on exit; pass --influx URL to keep the data)`);
+      log.info({ url: influxUrl, pid: influxd.pid }, 'private influxd started');
     } else {
       say('no influxd on this machine: running without InfluxDB (install influxdb, or pass --influx http://HOST:PORT/DB)');
     }

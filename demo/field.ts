@@ -103,14 +103,27 @@ function agentConfig(plan: NodePlan, o: { url: string; password: string; spoolDi
     powerModes: plan.powerModes,
     modeTable: MODE_TABLE,
     model: { shardDir: o.model.dir, firstBlock: range.from, lastBlock: range.to - 1 },
-    // Five samples a slot (every 20 s of simulated time at δ = 100 s; the plant holds an
-    // operating point for 10 s): enough for the ledger's trapezoid without queuing reads.
-    sampleHz: 5 / (o.slotMs / 1000),
+    // Two samples a slot besides the one that closes it (every 50 s of simulated time at
+    // δ = 100 s, the plant holding an operating point for 10 s), and at most three a
+    // wall-clock second: enough for the ledger's trapezoid, and few enough that the reads
+    // (slow under inference load, see plan.ts) never queue up behind each other.
+    sampleHz: Math.min(2 / (o.slotMs / 1000), 3 / o.speed),
     spool: { dir: o.spoolDir },
     // A session between two tokens idles for host time, not Pi time: 30 s of wall clock.
     worker: { queueCapacity: 1, sessionIdleMs: Math.round(30_000 * o.speed) },
     logLevel: o.level,
   }, {}, `demo node ${plan.nodeId}`);
+}
+
+/** Resolves once the gateway has every node's birth, so a first request finds them all. */
+async function allOnline(gateway: Gateway, ids: string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const missing = ids.filter((id) => !gateway.registry.get(id)?.online);
+    if (missing.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`nodes ${missing.join(', ')} did not come online at the gateway within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 export async function startField(o: FieldOptions): Promise<Field> {
@@ -145,12 +158,13 @@ export async function startField(o: FieldOptions): Promise<Field> {
       nodes.push(node);
       await node.start();
     }
-    log.info({ nodes: nodes.length, groups: o.groups, speed, mqtt, http: o.httpPort ?? null, influx: o.influxUrl ?? null, model: model.dir }, 'field started');
+    await allOnline(gateway, nodes.map((n) => n.nodeId), 30_000);
+    log.info({ nodes: nodes.length, groups: o.groups, speed, slotMs, dir, mqtt, http: o.httpPort ?? null, influx: o.influxUrl ?? null, model: model.dir }, 'field started');
     const jobs = gateway.jobs;
     let stopping: Promise<void> | undefined;
     return {
       gateway, jobs, clock, slotMs, nodes, model, dir, credentialsPath, options: o,
-      ports: { mqtt, ...(o.httpPort !== undefined ? { http: o.httpPort } : {}) },
+      ports: { mqtt, ...(gateway.http ? { http: gateway.http.port } : {}) },
       stop: () => (stopping ??= cleanup('demo stopped')),
     };
   } catch (err) {

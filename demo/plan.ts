@@ -12,11 +12,12 @@ import type { ModeStep, PowerModeEntry } from '../protocol/index.js';
  */
 export const PAPER_SLOT_MS = 100_000;
 /**
- * A slot close costs the agent a sensor read and an fsync'd spool append; much more often
- * than twice a wall-clock second per node they queue up behind each other. Faster days
- * get longer slots.
+ * A slot close costs the agent a sensor read and an fsync'd spool append; a read of the
+ * virtual sensors waits on several driver timers and takes 10 ms of wall time when idle,
+ * up to a few hundred under inference load, and reads queue behind each other. So a slot
+ * lasts at least 0.6 s of wall time: days faster than the default get longer slots.
  */
-const MIN_SLOT_WALL_MS = 500;
+const MIN_SLOT_WALL_MS = 600;
 
 export function slotMsFor(speed: number): number {
   return Math.max(PAPER_SLOT_MS, Math.ceil((MIN_SLOT_WALL_MS * speed) / 1000) * 1000);

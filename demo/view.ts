@@ -66,9 +66,10 @@ function served(j: JobSummary): string {
   return j.served.map((s) => s.nodes.join('→')).join(' | ');
 }
 
-function jobLine(j: JobSummary, st: Style): string {
-  const status = j.status === 'done' ? st.green('ok  ') : j.status === 'failed' ? st.red('fail') : st.yellow(pad(j.status, 4));
-  const latency = j.latencyMs === undefined ? '-' : `${(j.latencyMs / 1000).toFixed(2)}s`;
+/** Latency in wall-clock seconds (what a client waits); the job service counts simulated ms. */
+function jobLine(j: JobSummary, speed: number, st: Style): string {
+  const status = j.status === 'done' ? st.green('ok  ') : j.status === 'failed' ? st.red('fail') : st.yellow(j.status === 'running' ? 'run ' : pad(j.status, 4));
+  const latency = j.latencyMs === undefined ? '-' : `${(j.latencyMs / speed / 1000).toFixed(2)}s`;
   const failovers = j.failovers ? st.yellow(` failovers ${j.failovers}`) : '';
   const text = JSON.stringify(j.text.length > 28 ? j.text.slice(0, 27) + '…' : j.text);
   return `${pad(j.id, 9)} ${status} ${rpad(latency, 6)} ${rpad(String(j.completionTokens), 4)} tok ${rpad(j.energyJ.toFixed(0), 5)} J  ${pad(served(j), 26)}${failovers} ${st.dim(text)}`;
@@ -94,7 +95,7 @@ export function renderView(s: Snapshot, st: Style): string[] {
     const refused = Object.entries(s.load.byKind).map(([k, v]) => `${k} ${v}`).join(', ');
     lines.push(st.dim(`load: ${s.load.sent} sent, ${s.load.ok} ok, ${s.load.failed} failed${refused ? ` (${refused})` : ''}`));
   }
-  for (const j of s.jobs) lines.push(jobLine(j, st));
+  for (const j of s.jobs) lines.push(jobLine(j, s.speed, st));
   lines.push('');
   for (const note of s.notes) lines.push(st.dim(note));
   if (s.curl) {
