@@ -100,10 +100,14 @@ export async function serveCompletion(kind: Kind, raw: unknown, req: IncomingMes
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
     return;
   }
-  await streamJob(kind, handle, head, request, res, deps.log);
+  await streamJob(kind, handle, head, request, res, deps);
 }
 
-async function streamJob(kind: Kind, handle: JobHandle, head: object, request: CompletionRequest, res: ServerResponse, log: Logger): Promise<void> {
+/** An SSE comment this often keeps proxies from closing a stream whose job waits for a node. */
+const HEARTBEAT_MS = 15_000;
+
+async function streamJob(kind: Kind, handle: JobHandle, head: object, request: CompletionRequest, res: ServerResponse, deps: CompletionDeps): Promise<void> {
+  const { log } = deps;
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',
@@ -122,10 +126,14 @@ async function streamJob(kind: Kind, handle: JobHandle, head: object, request: C
     streamed += t.text;
     send({ ...head, choices: [choice(kind, t.text, null, true)] });
   });
+  const heartbeat = deps.clock.setInterval(() => {
+    if (!res.destroyed) res.write(': waiting\n\n');
+  }, HEARTBEAT_MS);
   let job: JobSummary;
   try {
     job = await handle.done;
   } catch (err) {
+    heartbeat.cancel();
     // The status line has gone out; the error travels as an event, in OpenAI's shape.
     const api = asApiError(err);
     if (!(api instanceof ApiError)) log.error({ job: handle.id, err: err instanceof Error ? err.stack ?? err.message : String(err) }, 'job failed mid-stream');
@@ -135,6 +143,7 @@ async function streamJob(kind: Kind, handle: JobHandle, head: object, request: C
     }
     return;
   }
+  heartbeat.cancel();
   // Text the tokens did not carry (a tokenizer's last partial piece) goes with the final chunk.
   const consistent = job.text.startsWith(streamed);
   if (!consistent) log.warn({ job: job.id }, 'the streamed tokens and the job\'s final text differ');

@@ -59,6 +59,9 @@ export class HttpApi {
   private readonly keyDigest: Buffer | undefined;
   private readonly completion: CompletionDeps;
   private boundPort = 0;
+  /** Responses not yet finished or abandoned. */
+  private readonly inFlight = new Set<ServerResponse>();
+  private closed: Promise<void> | undefined;
 
   private constructor(private readonly config: HttpConfig, private readonly sources: GatewaySources, private readonly deps: HttpApiDeps) {
     this.metrics = new ApiMetrics(sources);
@@ -92,11 +95,26 @@ export class HttpApi {
     return this.boundPort;
   }
 
-  /** Stops listening and ends open connections; streams in flight cancel their jobs. */
-  async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+  /**
+   * Stops taking connections. Requests in flight go on, so that a gateway shutting down can
+   * answer them (a 503, or an error event on a stream) before `close` ends the connections.
+   */
+  stopAccepting(): void {
+    this.closed ??= new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /**
+   * Stops listening, waits up to `graceMs` for the answers in flight to go out, then ends
+   * every connection; a stream still open then cancels its job.
+   */
+  async close(graceMs = 2_000): Promise<void> {
+    this.stopAccepting();
+    const answered = [...this.inFlight].map((res) => new Promise<void>((resolve) => res.once('close', () => resolve())));
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(answered), new Promise<void>((resolve) => (grace = setTimeout(resolve, graceMs)))]);
+    clearTimeout(grace);
     this.server.closeAllConnections();
-    await closed;
+    await this.closed;
   }
 
   private table(): Route[] {
@@ -160,7 +178,11 @@ export class HttpApi {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
     let routeName = 'unmatched';
-    res.once('close', () => this.metrics.request(routeName, method, res.headersSent ? res.statusCode : CLIENT_LEFT));
+    this.inFlight.add(res);
+    res.once('close', () => {
+      this.inFlight.delete(res);
+      this.metrics.request(routeName, method, res.headersSent ? res.statusCode : CLIENT_LEFT);
+    });
     try {
       this.cors(req, res);
       const url = new URL(req.url ?? '/', 'http://gateway');
@@ -195,6 +217,11 @@ export class HttpApi {
 
   private fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {
     const api = err instanceof ApiError ? err : internal();
+    if (res.destroyed && err instanceof ApiError) {
+      // The client left first (its job was cancelled): nobody to answer, nothing went wrong here.
+      this.deps.log.debug({ path: req.url, err: api.message }, 'HTTP client gone before its answer');
+      return;
+    }
     if (api.status >= 500) this.deps.log.error({ path: req.url, status: api.status, err: err instanceof Error ? err.stack ?? err.message : String(err) }, 'HTTP request failed');
     else this.deps.log.debug({ path: req.url, status: api.status, err: api.message }, 'HTTP request refused');
     if (res.destroyed) return;

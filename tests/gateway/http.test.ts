@@ -3,6 +3,7 @@
 // fleet's views, health, metrics, and a client leaving mid-stream.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { systemClock, type Clock } from '../../gateway/clock.js';
 import { CHAT_TURN_STOP, chatPrompt } from '../../gateway/http/index.js';
 import { FAKE_TEXT, postJson, readSse, startApi, type ApiUnderTest, type Completion } from './http-support.js';
 
@@ -132,6 +133,22 @@ test('a client that disconnects mid-stream cancels its job', async () => {
     assert.equal(job.status, 'cancelled');
     assert.ok(job.completionTokens < 200);
     assert.equal(slow.jobs.counters().active, 0);
+  } finally {
+    await slow.api.close();
+  }
+});
+
+test('a stream whose job is slow sends heartbeat comments, which SSE clients skip', async () => {
+  // The API's clock runs its intervals 1000 times faster: the 15 s heartbeat comes every 15 ms.
+  const fast: Clock = { ...systemClock, setInterval: (fn, ms) => systemClock.setInterval(fn, ms / 1000) };
+  const slow = await startApi({}, { tokenMs: 40, clock: fast });
+  try {
+    const res = await postJson(slow.base, '/v1/completions', { model: 'fake-char', prompt: 'x', max_tokens: 5, stream: true });
+    const text = await res.clone().text();
+    assert.match(text, /^: waiting$/m);
+    const sse = await readSse(res);
+    assert.ok(sse.done);
+    assert.equal((sse.events as Completion[]).map((e) => e.choices[0]!.text).join(''), 'abcde');
   } finally {
     await slow.api.close();
   }
