@@ -58,6 +58,8 @@ export class Broker {
   private readonly internalSecret: Buffer;
   private readonly internalClients = new WeakSet<Client>();
   private readonly slowClients = new WeakSet<Client>();
+  /** Connected node sessions by node id (never the internal client), for revocation. */
+  private readonly nodeClients = new Map<string, Client>();
   private counters: BrokerCounters = { clients: 0, publishesIn: 0, bytesIn: 0, refusedAuth: 0, refusedAcl: 0, refusedRate: 0, refusedSize: 0, slowDisconnects: 0 };
   /** Ports actually bound (useful when configured as 0). */
   readonly ports: { mqtt?: number; mqtts?: number; ws?: number } = {};
@@ -81,6 +83,12 @@ export class Broker {
       authenticate: (client, username, password, done) => void this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => done(this.authorizePublish(client, packet.topic, packet.payload)),
       authorizeSubscribe: (client, sub, done) => done(null, this.authorizeSubscribe(client, sub.topic) ? sub : null),
+    });
+    this.aedes.on('client', (client) => {
+      if (!this.internalClients.has(client)) this.nodeClients.set(client.id, client);
+    });
+    this.aedes.on('clientDisconnect', (client) => {
+      if (this.nodeClients.get(client.id) === client) this.nodeClients.delete(client.id);
     });
     this.aedes.on('publish', (packet, client) => {
       if (!client) return;
@@ -163,9 +171,25 @@ export class Broker {
     return { ...this.counters, clients: this.aedes.connectedClients };
   }
 
-  /** Replaces the credentials (after `add-node`) without dropping connected clients. */
-  setCredentials(credentials: CredentialsFile): void {
+  /**
+   * Replaces the credentials (after `add-node` or `remove-node`). Nodes whose entry is
+   * unchanged stay connected; a node whose entry was removed or given a new password is
+   * disconnected at once, so revoking a password also ends the session it opened.
+   * Returns the ids of the nodes disconnected.
+   */
+  setCredentials(credentials: CredentialsFile): string[] {
+    const before = this.deps.credentials.nodes;
     this.deps.credentials = credentials;
+    const revoked = Object.keys(before).filter((id) => credentials.nodes[id]?.hash !== before[id]!.hash);
+    const disconnected: string[] = [];
+    for (const id of revoked) {
+      const client = this.nodeClients.get(id);
+      if (!client) continue;
+      disconnected.push(id);
+      this.deps.log.warn({ clientId: id }, 'node credentials revoked or replaced; its session is closed');
+      client.close();
+    }
+    return disconnected;
   }
 
   async close(): Promise<void> {

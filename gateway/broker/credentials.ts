@@ -81,6 +81,22 @@ export function loadCredentials(path: string): CredentialsFile {
   return parsed.data;
 }
 
+function writePrivate(path: string, file: CredentialsFile): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, path);
+}
+
+/** Removes a node's entry, so its password no longer logs in anywhere; false if it had none. */
+export function removeNode(path: string, nodeId: string): boolean {
+  const file = loadCredentials(path);
+  if (!file.nodes[nodeId]) return false;
+  delete file.nodes[nodeId];
+  writePrivate(path, file);
+  return true;
+}
+
 /**
  * Adds a node with a fresh random password, written atomically with mode 0600; returns the
  * password, which exists nowhere else afterwards.
@@ -95,9 +111,6 @@ export async function addNode(path: string, nodeId: string, opts: { replace?: bo
   // 24 random bytes: 192 bits, far beyond guessing even at scrypt's cost per try.
   const password = randomBytes(24).toString('base64url');
   file.nodes[nodeId] = await makeEntry(password);
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, path);
+  writePrivate(path, file);
   return password;
 }
