@@ -6,7 +6,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { parse as parseYaml } from 'yaml';
-import { addNode, loadCredentials } from '../gateway/broker/index.js';
+import { addNode, loadCredentials, removeNode } from '../gateway/broker/index.js';
 import { systemClock } from '../gateway/clock.js';
 import { parseGatewayConfig, type GatewayConfig } from '../gateway/config.js';
 import { startGatewayOnAnyBroker } from '../gateway/index.js';
@@ -91,13 +91,14 @@ export function registerGateway(program: Command): void {
             done();
           });
         };
-        // After `add-node`, SIGHUP loads the new credentials without dropping connected nodes.
+        // After `add-node` or `remove-node`, SIGHUP loads the new credentials; only nodes
+        // whose entry was removed or replaced are disconnected.
         process.on('SIGHUP', () => {
           const file = config.broker.credentialsPath;
           if (!gw.broker || !file) return void log.info('SIGHUP ignored: an external broker keeps the node credentials');
           try {
-            gw.broker.setCredentials(loadCredentials(file));
-            log.info({ file }, 'credentials reloaded');
+            const disconnected = gw.broker.setCredentials(loadCredentials(file));
+            log.info({ file, disconnected }, 'credentials reloaded');
           } catch (err) {
             log.error({ err: (err as Error).message }, 'credentials not reloaded; the previous ones stay in use');
           }
@@ -118,5 +119,15 @@ export function registerGateway(program: Command): void {
       console.log(`node ${id} added to ${opts.file}`);
       console.log(`password: ${password}`);
       console.log('Put it in the node\'s config now; it is not stored anywhere and cannot be shown again.');
+    });
+
+  gateway
+    .command('remove-node')
+    .description('revoke a node: delete its credentials entry (send the running gateway SIGHUP to close its session)')
+    .argument('<id>', 'node id')
+    .option('--file <path>', 'credentials file', DEFAULT_CREDENTIALS_FILE)
+    .action((id: string, opts: { file: string }) => {
+      if (!removeNode(opts.file, id)) throw new Error(`node ${id} has no credentials in ${opts.file}; nothing to remove`);
+      console.log(`node ${id} removed from ${opts.file}; send the gateway SIGHUP (systemctl reload heliomesh-gateway) to close its session`);
     });
 }
