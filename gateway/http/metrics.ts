@@ -13,6 +13,9 @@ export const CLIENT_LEFT = 499;
 
 const METHODS = new Set(['GET', 'POST', 'OPTIONS', 'HEAD', 'PUT', 'PATCH', 'DELETE']);
 
+/** prom-client throws on a counter increment that is negative or not a number. */
+const countable = (x: number | null): x is number => x !== null && Number.isFinite(x) && x >= 0;
+
 export class ApiMetrics {
   readonly registry = new PromRegistry();
   private readonly requests: Counter<'route' | 'method' | 'status'>;
@@ -28,28 +31,19 @@ export class ApiMetrics {
 
     const jobs = () => sources.jobs.counters();
     total('heliomesh_jobs_submitted_total', 'Jobs accepted by the router', () => jobs().submitted);
-    new Counter({
-      name: 'heliomesh_jobs_finished_total', help: 'Jobs finished, by outcome', labelNames: ['outcome'], registers,
-      collect() {
-        const c = jobs();
-        this.reset();
-        this.inc({ outcome: 'completed' }, c.completed);
-        this.inc({ outcome: 'failed' }, c.failed);
-        this.inc({ outcome: 'cancelled' }, c.cancelled);
-      },
+    byLabel('heliomesh_jobs_finished_total', 'Jobs finished, by outcome', 'outcome', () => {
+      const c = jobs();
+      return { completed: c.completed, failed: c.failed, cancelled: c.cancelled };
     });
     gauge('heliomesh_jobs_active', 'Jobs queued or running', () => jobs().active);
     total('heliomesh_job_failovers_total', 'Hops moved to another node of the same group mid-job', () => jobs().failovers);
-    new Counter({
-      name: 'heliomesh_tokens_total', help: 'Tokens processed, by kind', labelNames: ['kind'], registers,
-      collect() {
-        const c = jobs();
-        this.reset();
-        this.inc({ kind: 'prompt' }, c.promptTokens);
-        this.inc({ kind: 'completion' }, c.completionTokens);
-      },
+    byLabel('heliomesh_tokens_total', 'Tokens processed, by kind', 'kind', () => {
+      const c = jobs();
+      return { prompt: c.promptTokens, completion: c.completionTokens };
     });
-    total('heliomesh_job_energy_joules_total', 'Energy the serving nodes reported for finished jobs (J)', () => jobs().energyJ);
+    // A gauge, not a counter: nodes report job energy net of their idle baseline, so a short
+    // job can add a little less than nothing and the sum can fall.
+    gauge('heliomesh_job_energy_joules', 'Sum of the energy the serving nodes reported for finished jobs (J)', () => jobs().energyJ);
 
     const node = (name: string, help: string, value: (v: ReturnType<typeof nodeViews>[number]) => number | null) =>
       new Gauge({
@@ -58,7 +52,7 @@ export class ApiMetrics {
           this.reset();
           for (const v of nodeViews(sources.registry)) {
             const x = value(v);
-            if (x !== null) this.set({ node: v.node, group: v.group }, x);
+            if (x !== null && Number.isFinite(x)) this.set({ node: v.node, group: v.group }, x);
           }
         },
       });
@@ -79,17 +73,9 @@ export class ApiMetrics {
     total('heliomesh_broker_publishes_total', 'PUBLISH packets received from clients', () => broker()?.publishesIn ?? null);
     total('heliomesh_broker_received_bytes_total', 'Payload bytes received from clients', () => broker()?.bytesIn ?? null);
     total('heliomesh_broker_slow_disconnects_total', 'Clients disconnected for not draining their socket', () => broker()?.slowDisconnects ?? null);
-    new Counter({
-      name: 'heliomesh_broker_refused_total', help: 'Connections and packets the broker refused, by reason', labelNames: ['reason'], registers,
-      collect() {
-        const b = broker();
-        this.reset();
-        if (!b) return;
-        this.inc({ reason: 'auth' }, b.refusedAuth);
-        this.inc({ reason: 'acl' }, b.refusedAcl);
-        this.inc({ reason: 'rate' }, b.refusedRate);
-        this.inc({ reason: 'size' }, b.refusedSize);
-      },
+    byLabel('heliomesh_broker_refused_total', 'Connections and packets the broker refused, by reason', 'reason', () => {
+      const b = broker();
+      return b ? { auth: b.refusedAuth, acl: b.refusedAcl, rate: b.refusedRate, size: b.refusedSize } : null;
     });
 
     const store = () => sources.store.stats();
@@ -109,7 +95,18 @@ export class ApiMetrics {
         collect() {
           const x = value();
           this.reset();
-          if (x !== null) this.set(x);
+          if (x !== null && Number.isFinite(x)) this.set(x);
+        },
+      });
+    }
+    /** A counter kept elsewhere, one total per label value. */
+    function byLabel(name: string, help: string, label: string, values: () => Record<string, number> | null): void {
+      new Counter({
+        name, help, labelNames: [label], registers,
+        collect() {
+          const v = values();
+          this.reset();
+          for (const [key, x] of Object.entries(v ?? {})) if (countable(x)) this.inc({ [label]: key }, x);
         },
       });
     }
@@ -119,7 +116,7 @@ export class ApiMetrics {
         collect() {
           const x = value();
           this.reset();
-          if (x !== null) this.inc(x);
+          if (countable(x)) this.inc(x);
         },
       });
     }

@@ -125,7 +125,7 @@ test('GET /metrics exposes jobs, nodes, broker, store, link and HTTP counters in
   assert.equal(sample(text, 'heliomesh_jobs_submitted_total'), c.submitted);
   assert.equal(sample(text, 'heliomesh_jobs_finished_total{outcome="completed"}'), c.completed);
   assert.equal(sample(text, 'heliomesh_tokens_total{kind="completion"}'), c.completionTokens);
-  assert.equal(sample(text, 'heliomesh_job_energy_joules_total'), c.energyJ);
+  assert.equal(sample(text, 'heliomesh_job_energy_joules'), c.energyJ);
   assert.equal(sample(text, 'heliomesh_job_failovers_total'), c.failovers);
   assert.equal(sample(text, 'heliomesh_node_battery_joules{node="pi-1",group="g0"}'), 63_000);
   assert.equal(sample(text, 'heliomesh_node_q_lim{node="pi-1",group="g0"}'), 0.42);
@@ -143,4 +143,18 @@ test('GET /metrics exposes jobs, nodes, broker, store, link and HTTP counters in
   assert.match(text, /^# TYPE heliomesh_node_battery_percent gauge$/m);
   assert.match(text, /^# TYPE heliomesh_jobs_submitted_total counter$/m);
   assert.ok(sample(text, 'heliomesh_process_resident_memory_bytes')! > 0);
+});
+
+test('a negative energy sum (jobs below the idle baseline) is exposed, not an error', async () => {
+  const cold = await startApi();
+  try {
+    assert.equal((await postJson(cold.base, '/v1/completions', { model: 'fake-char', prompt: 'COLD', max_tokens: 1 })).status, 200);
+    const res = await fetch(`${cold.base}/metrics`);
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.equal(sample(text, 'heliomesh_job_energy_joules'), -0.75);
+    assert.match(text, /^# TYPE heliomesh_job_energy_joules gauge$/m);
+  } finally {
+    await cold.api.close();
+  }
 });

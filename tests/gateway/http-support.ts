@@ -88,7 +88,8 @@ export class FakeJobs implements JobService {
           job.status = 'done';
           job.finishedMs = Date.now();
           job.latencyMs = job.finishedMs - job.createdMs;
-          job.energyJ = 0.5 * job.completionTokens;
+          // A short job on a node below its idle baseline reports a little less than nothing.
+          job.energyJ = prompt.includes('COLD') ? -0.75 : 0.5 * job.completionTokens;
           job.served = [{ group: 'g0', nodes: ['pi-1'] }, { group: 'g1', nodes: ['pi-2', 'pi-3'] }];
           job.failovers = 1;
           this.counts.active--;
