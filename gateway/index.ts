@@ -248,9 +248,11 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
       async close() {
         stats.cancel();
         silence.cancel();
-        // First the API: its open streams cancel their jobs before the router closes.
-        await http?.close();
+        // No new requests; the router's shutdown then fails the jobs in flight, and their
+        // HTTP callers get that answer (503 'shutdown') before the API ends the connections.
+        http?.stopAccepting();
         await r.close();
+        await http?.close();
         model.dispose();
         await client.endAsync();
         await b?.close();
