@@ -125,13 +125,18 @@ export class Agent {
         // in the spool, and the next start continues after it (nextSeqAfter), so the
         // sequence has neither a gap nor a number used twice.
         ref.link?.send('slot', r);
-        writeNextSeq(config.spool.dir, r.seq + 1);
+        try {
+          writeNextSeq(config.spool.dir, r.seq + 1);
+        } catch (err) {
+          // The record is spooled; until it is acknowledged a restart still continues after it.
+          log.error({ err: (err as Error).message, seq: r.seq }, 'cannot store the next slot number: check the spool folder (disk full or read-only?)');
+        }
         log.info({ seq: r.seq, harvestJ: r.harvestJ, consumedJ: r.consumedJ, batteryPct: r.batteryPct, gamma: r.gamma, powerMode: r.powerMode, degraded: r.degraded }, 'slot closed');
       },
       onSample: (reading) => {
         worker?.observe(ledger.lastConsumedW);
-        if (config.telemetryPeriodMs <= 0 || reading.timeMs - lastTelemetryMs < config.telemetryPeriodMs) return;
-        lastTelemetryMs = reading.timeMs;
+        if (config.telemetryPeriodMs <= 0 || reading.monotonicMs - lastTelemetryMs < config.telemetryPeriodMs) return;
+        lastTelemetryMs = reading.monotonicMs;
         ref.link?.send('telemetry', {
           v: PROTOCOL_VERSION, nodeId: config.nodeId, atMs: Math.round(reading.timeMs),
           sensors: reading.sensors.map((s) => ({ name: s.name.slice(0, 40), ok: s.ok, busVoltageV: s.busVoltageV, currentMa: s.currentMa, powerMw: s.powerMw })),

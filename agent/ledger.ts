@@ -3,7 +3,7 @@
 // intervals bounded by two good samples (trapezoid rule); an interval with a failed read
 // is left out and the slot is flagged degraded, so a record can undercount but never
 // invent energy.
-import type { Clock, Timer } from '../hardware/clock.js';
+import { monotonicMs, type Clock, type Timer } from '../hardware/clock.js';
 import type { NodeReading, SensorReading } from '../hardware/node.js';
 import type { SlotRecord } from '../protocol/index.js';
 import { PROTOCOL_VERSION } from '../protocol/index.js';
@@ -60,6 +60,8 @@ function powersOf(sensors: SensorReading[]): { harvestW: number | null; consumed
 export class Ledger {
   private seq: number;
   private slotStartMs = 0;
+  /** Monotonic time the slot started at: its length is measured on it, never on the wall clock. */
+  private slotStartMono = 0;
   private harvestJ = 0;
   private consumedJ = 0;
   private consumedTotal = 0;
@@ -106,6 +108,7 @@ export class Ledger {
 
   async start(): Promise<void> {
     this.slotStartMs = Math.round(this.o.clock.now());
+    this.slotStartMono = monotonicMs(this.o.clock);
     await this.sample();
     this.sampleTimer = this.o.clock.setInterval(() => void this.queueSample(), this.o.samplePeriodMs);
     this.slotTimer = this.o.clock.setInterval(() => {
@@ -150,7 +153,8 @@ export class Ledger {
     this.samples++;
     for (const h of reading.health) this.health.add(h);
     const p = powersOf(reading.sensors);
-    const point: PowerPoint = { atMs: reading.timeMs, ...p };
+    // Intervals on monotonic time: an NTP step of the wall clock neither adds nor removes energy.
+    const point: PowerPoint = { atMs: reading.monotonicMs, ...p };
     const prev = this.last;
     if (prev && point.atMs > prev.atMs) {
       const dtS = (point.atMs - prev.atMs) / 1000;
@@ -179,8 +183,11 @@ export class Ledger {
   async closeSlot(): Promise<SlotRecord> {
     // The slot ends with a fresh sample so its last interval is counted in this slot.
     await this.queueSample();
-    // Whole milliseconds on the wire; a scaled clock reads fractions.
+    // Whole milliseconds on the wire; a scaled clock reads fractions. The start is wall time
+    // (the node's best idea of when the slot began, stepped if NTP stepped), the length is
+    // monotonic (how long it really lasted).
     const now = Math.round(this.o.clock.now());
+    const mono = monotonicMs(this.o.clock);
     const b = this.battery;
     const degraded = [...this.health].some((h) => !h.startsWith('power-good-inconsistent'));
     const record: SlotRecord = {
@@ -188,7 +195,7 @@ export class Ledger {
       nodeId: this.o.nodeId,
       seq: this.seq++,
       slotStartMs: this.slotStartMs,
-      slotMs: Math.max(1, now - this.slotStartMs),
+      slotMs: Math.max(1, Math.round(mono - this.slotStartMono)),
       harvestJ: round3(this.harvestJ),
       consumedJ: round3(this.consumedJ),
       batteryJ: round3(Math.max(0, b?.energyJ ?? 0)),
@@ -202,6 +209,7 @@ export class Ledger {
       samples: this.samples,
     };
     this.slotStartMs = now;
+    this.slotStartMono = mono;
     this.harvestJ = this.consumedJ = 0;
     this.samples = 0;
     this.health = new Set();

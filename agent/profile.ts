@@ -6,7 +6,7 @@
 // A standard job is one stage of a generation: a prefill of `promptTokens` rows, then
 // `decodeTokens` single-row steps through this node's blocks. The forward pass is
 // synchronous, so the event loop is given back between steps to let the ledger sample.
-import type { Clock } from '../hardware/clock.js';
+import { monotonicMs, type Clock } from '../hardware/clock.js';
 import type { NodeHardware } from '../hardware/node.js';
 import type { BlockStack } from '../models/forward.js';
 import type { PowerModeEntry } from '../protocol/index.js';
@@ -42,11 +42,11 @@ const yieldLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 async function meterSpan(o: ProfileOptions, run: () => Promise<void>): Promise<{ ms: number; energyJ: number }> {
   await o.ledger.sample();
-  const t0 = o.clock.now();
+  const t0 = monotonicMs(o.clock);
   const e0 = o.ledger.consumedTotalJ;
   await run();
   await o.ledger.sample();
-  return { ms: o.clock.now() - t0, energyJ: o.ledger.consumedTotalJ - e0 };
+  return { ms: monotonicMs(o.clock) - t0, energyJ: o.ledger.consumedTotalJ - e0 };
 }
 
 export async function profileModes(o: ProfileOptions): Promise<ModeProfile[]> {

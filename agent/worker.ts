@@ -8,7 +8,7 @@
 import { basename, resolve } from 'node:path';
 import { readManifest, readShards } from '../models/shards.js';
 import { BlockStack, type BlockSession } from '../models/forward.js';
-import type { Clock, Timer } from '../hardware/clock.js';
+import { monotonicMs, type Clock, type Timer } from '../hardware/clock.js';
 import {
   PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeJson, isFrame, parseJobControl, type Frame, type JobReport,
 } from '../protocol/index.js';
@@ -191,7 +191,7 @@ export class BlockWorker {
     if (f.dim !== dim) throw new Error(`frame width ${f.dim} does not match this shard's dim ${dim}`);
     if (!job.session) {
       job.session = this.stack.openSession();
-      job.startedMs = this.o.clock.now();
+      job.startedMs = monotonicMs(this.o.clock);
       job.startJ = this.meter?.consumedTotalJ ?? 0;
       this.o.onBusy?.(true);
     }
@@ -216,7 +216,7 @@ export class BlockWorker {
 
   private async finish(job: HeldJob, send: Send, ok: boolean, error?: string): Promise<void> {
     if (!this.jobs.has(job.jobId)) return;
-    const now = this.o.clock.now();
+    const now = monotonicMs(this.o.clock);
     const durationMs = job.startedMs === undefined ? 0 : now - job.startedMs;
     // A job that never started used nothing (startJ is only set when its first frame runs).
     const usedJ = job.startedMs === undefined ? 0 : (this.meter?.consumedTotalJ ?? 0) - job.startJ;

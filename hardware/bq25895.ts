@@ -1,6 +1,6 @@
 // BQ25895 single-cell switching charger with power path (TI SLUSC88C). Register names,
 // fields, offsets and steps are those of the datasheet's register map (REG00..REG14).
-import type { Clock } from './clock.js';
+import { monotonicMs, type Clock } from './clock.js';
 import { type I2cBus, errorText, isNoAck, withRetries } from './i2c.js';
 
 export const BQ25895_ADDRESS = 0x6a;
@@ -250,12 +250,12 @@ export class Bq25895 {
   private async convertOnce(): Promise<void> {
     const reg02 = await this.readRegister(BQ_REG.adcControl);
     await this.writeRegister(BQ_REG.adcControl, (reg02 & ~0x40) | 0x80); // CONV_START, one shot
-    const deadline = this.clock.now() + this.adcTimeoutMs;
+    const deadline = monotonicMs(this.clock) + this.adcTimeoutMs;
     // CONV_START stays set during conversion and the device clears it when done (REG02[7]).
     for (;;) {
       await this.clock.sleep(10);
       if (((await this.readRegister(BQ_REG.adcControl)) & 0x80) === 0) return;
-      if (this.clock.now() >= deadline) {
+      if (monotonicMs(this.clock) >= deadline) {
         throw new Bq25895Error('timeout', `BQ25895 at 0x${this.address.toString(16)}: ADC conversion did not finish within ${this.adcTimeoutMs} ms (CONV_START still set); the ADC does not run in battery-only mode with VBAT below SYS_MIN`);
       }
     }

@@ -1,7 +1,7 @@
 // Charger status from open-drain status pins, for boards without an I2C charger:
 // Microchip MCP73871 (STAT1, STAT2, PG) and TI BQ24074 (PGOOD, CHG). A pin is "asserted"
 // when its open-drain output pulls low; with a pull-up that reads 0, hence activeLow.
-import type { Clock } from './clock.js';
+import { monotonicMs, type Clock } from './clock.js';
 import type { BinaryValue, GpioLine, GpioOpener, WatchCallback } from './gpio.js';
 
 export type PinChargerKind = 'mcp73871' | 'bq24074';
@@ -131,7 +131,8 @@ export class ChargerPins {
   }
 
   isFlapping(): boolean {
-    const since = this.options.clock.now() - this.flapWindowMs;
+    // Monotonic: an NTP step must not empty or stretch the window.
+    const since = monotonicMs(this.options.clock) - this.flapWindowMs;
     while (this.pgEdges.length && this.pgEdges[0]! < since) this.pgEdges.shift();
     return this.pgEdges.length > this.flapEdges;
   }
@@ -151,7 +152,7 @@ export class ChargerPins {
       return;
     }
     if (name !== POWER_GOOD_PIN[this.options.kind]) return;
-    this.pgEdges.push(this.options.clock.now());
+    this.pgEdges.push(monotonicMs(this.options.clock));
     if (this.isFlapping()) return;
     const powerGood = isAsserted(value, this.lines.get(name)!.spec);
     for (const listener of this.listeners) listener(powerGood);

@@ -15,6 +15,13 @@ export interface Timer {
 export interface Clock {
   /** Milliseconds since the Unix epoch, in this clock's time. */
   now(): number;
+  /**
+   * Milliseconds from an arbitrary origin that never step: what durations and energy
+   * integration are measured on. A Pi without an RTC boots with a wrong wall clock and NTP
+   * steps it later, forwards or back; now() follows the step, this does not. A clock whose
+   * now() never steps may leave it out (monotonicMs() then falls back to now()).
+   */
+  monotonic?(): number;
   /** Resolves once `ms` of this clock's time has passed. */
   sleep(ms: number): Promise<void>;
   /** Calls `fn` once after `ms`. */
@@ -23,9 +30,19 @@ export interface Clock {
   setInterval(fn: () => void, periodMs: number): Timer;
 }
 
+/** The clock's monotonic time, or its wall time for a clock that never steps. */
+export function monotonicMs(clock: Clock): number {
+  return clock.monotonic ? clock.monotonic() : clock.now();
+}
+
 export class RealClock implements Clock {
   now(): number {
     return Date.now();
+  }
+
+  /** CLOCK_MONOTONIC through the high-resolution timer: NTP steps do not move it. */
+  monotonic(): number {
+    return performance.now();
   }
 
   sleep(ms: number): Promise<void> {
@@ -171,4 +188,58 @@ export class VirtualClock implements Clock {
       this.running = undefined;
     }
   }
+}
+
+/**
+ * A clock whose wall time can be stepped the way NTP steps a Pi without an RTC, while its
+ * timers and monotonic time run on undisturbed — as the kernel's do. For fault tests and
+ * demos of a node whose clock jumps.
+ */
+export class SteppedClock implements Clock {
+  private offsetMs = 0;
+
+  constructor(private readonly base: Clock) {}
+
+  now(): number {
+    return this.base.now() + this.offsetMs;
+  }
+
+  monotonic(): number {
+    return monotonicMs(this.base);
+  }
+
+  /** Steps the wall clock by `deltaMs` (negative: backwards). */
+  step(deltaMs: number): void {
+    this.offsetMs += deltaMs;
+  }
+
+  sleep(ms: number): Promise<void> {
+    return this.base.sleep(ms);
+  }
+
+  setTimeout(fn: () => void, ms: number): Timer {
+    return this.base.setTimeout(fn, ms);
+  }
+
+  setInterval(fn: () => void, periodMs: number): Timer {
+    return this.base.setInterval(fn, periodMs);
+  }
+}
+
+/**
+ * Wall time as physics sees it: the wall time when this is called, carried forward on the
+ * clock's monotonic time, so later steps of the wall clock do not move it. The virtual
+ * node's sun, battery and sensors run on it: the plant does not jump an hour because the
+ * node's clock did.
+ */
+export function steadyClock(clock: Clock): Clock {
+  const startWall = clock.now();
+  const startMono = monotonicMs(clock);
+  return {
+    now: () => startWall + (monotonicMs(clock) - startMono),
+    monotonic: () => monotonicMs(clock),
+    sleep: (ms) => clock.sleep(ms),
+    setTimeout: (fn, ms) => clock.setTimeout(fn, ms),
+    setInterval: (fn, periodMs) => clock.setInterval(fn, periodMs),
+  };
 }

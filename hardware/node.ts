@@ -1,7 +1,7 @@
 // One node's drivers, built from its hardware config — over the Pi's real buses or over
 // the virtual node — and one reading of all of them. The agent and `heliomesh hw` share it.
 // A failing part never fails the reading: it shows up as an error and a health flag.
-import type { Clock } from './clock.js';
+import { monotonicMs, type Clock } from './clock.js';
 import { BatteryEstimator, EnergyIntegrator, type BatteryEstimate } from './battery.js';
 import { Bq25895, type Bq25895Adc, type Bq25895Faults, type Bq25895Status, type SolarSettings, anyFault } from './bq25895.js';
 import { ChargerPins, type PinChargerReading } from './chargerPins.js';
@@ -40,7 +40,10 @@ export interface ChargerReading {
 }
 
 export interface NodeReading {
+  /** Wall time of the reading (steps with NTP). */
   timeMs: number;
+  /** Monotonic time of the reading: what intervals between readings are measured on. */
+  monotonicMs: number;
   sensors: SensorReading[];
   charger: ChargerReading;
   battery: BatteryEstimate | null;
@@ -122,6 +125,7 @@ export class NodeHardware {
 
   async read(): Promise<NodeReading> {
     const timeMs = this.clock.now();
+    const monoMs = monotonicMs(this.clock);
     const health: string[] = [];
     // The charger first: if it has just forgotten its input limits, they are restored
     // before the sensors see the input.
@@ -130,11 +134,13 @@ export class NodeHardware {
     for (const s of this.sensors) sensors.push(await this.readSensor(s, health));
 
     const solar = sensors.find((s) => s.role === 'solar' && s.ok);
-    if (solar) this.harvest.add(timeMs, solar.powerMw! / 1000);
+    // Energy is power × elapsed time, so it is integrated on monotonic time: a wall-clock
+    // step would otherwise add (or lose) the step's length worth of energy.
+    if (solar) this.harvest.add(monoMs, solar.powerMw! / 1000);
     else health.push('harvest-unmeasured');
     const bat = sensors.find((s) => s.role === 'battery' && s.ok);
     let battery: BatteryEstimate | null = null;
-    if (bat) battery = this.battery.update({ timeMs, voltageV: bat.busVoltageV!, currentA: bat.currentMa! / 1000 });
+    if (bat) battery = this.battery.update({ timeMs: monoMs, voltageV: bat.busVoltageV!, currentA: bat.currentMa! / 1000 });
     else health.push('battery-estimate-stale');
 
     // A stuck power-good line is only visible against the panel's own current and voltage.
@@ -150,7 +156,7 @@ export class NodeHardware {
     } catch (err) {
       health.push(`cpufreq-error:${errorText(err)}`);
     }
-    return { timeMs, sensors, charger, battery, harvest: { totalJ: this.harvest.totalJ, unmeasuredMs: this.harvest.unmeasuredMs }, powerMode, cpu, health };
+    return { timeMs, monotonicMs: monoMs, sensors, charger, battery, harvest: { totalJ: this.harvest.totalJ, unmeasuredMs: this.harvest.unmeasuredMs }, powerMode, cpu, health };
   }
 
   async close(): Promise<void> {

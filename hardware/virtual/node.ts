@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Clock, Timer } from '../clock.js';
+import { steadyClock, type Clock, type Timer } from '../clock.js';
 import type { HardwareConfig } from '../config.js';
 import type { BinaryValue } from '../gpio.js';
 import { VirtualI2cBus, type VirtualI2cDevice } from './bus.js';
@@ -46,7 +46,10 @@ export class VirtualNode {
   private readonly config: HardwareConfig;
 
   constructor(options: VirtualNodeOptions) {
-    const { config, clock } = options;
+    const { config } = options;
+    // The plant and its devices live in physical time, which a step of the node's wall
+    // clock (NTP after a boot without RTC) does not move.
+    const clock = steadyClock(options.clock);
     this.clock = clock;
     this.config = config;
     const v = config.virtual;
