@@ -1,6 +1,6 @@
 // The gateway's configuration file, validated at the edge (YAML or JSON; see docs/gateway.md).
 import { z } from 'zod';
-import { idProblem } from '../protocol/index.js';
+import { MAX_FRAME_BYTES, idProblem } from '../protocol/index.js';
 import { BrokerConfigSchema } from './broker/config.js';
 import { EstimatorConfigSchema } from './estimator.js';
 import { HttpConfigSchema } from './http/config.js';
@@ -54,6 +54,11 @@ export const GatewayConfigSchema = z.object({
     reportTimeoutMs: z.number().int().nonnegative().default(2_000),
     /** Activation frames: f32 keeps the text bit-identical to in-process generation; f16 halves the bytes. */
     frameDtype: z.enum(['f32', 'f16']).default('f32'),
+    /**
+     * Largest activation frame; a longer prompt or replay goes in several. It must fit the
+     * broker's packet limit with the topic: the default leaves 47 KiB of broker.maxPacketBytes' 1 MiB.
+     */
+    maxFrameBytes: z.number().int().min(1024).max(MAX_FRAME_BYTES).default(1_000_000),
     /** Seeds the scheduler's picks, so a run can be repeated. */
     seed: z.number().int().nonnegative().default(1),
     /** Finished jobs kept for `GET /api/jobs/:id`. */
@@ -64,6 +69,15 @@ export const GatewayConfigSchema = z.object({
   log: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   }).prefault({}),
+}).superRefine((c, ctx) => {
+  // The gateway's own client is held to the embedded broker's packet limit too; 1 KiB covers
+  // the MQTT header and the job/in topic (at most ~170 bytes with 63-character ids).
+  if (!c.broker.external && c.router.maxFrameBytes + 1024 > c.broker.maxPacketBytes) {
+    ctx.addIssue({
+      code: 'custom', path: ['router', 'maxFrameBytes'],
+      message: `${c.router.maxFrameBytes} does not fit broker.maxPacketBytes ${c.broker.maxPacketBytes} with 1024 bytes for the MQTT header and topic; lower it or raise broker.maxPacketBytes`,
+    });
+  }
 });
 
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;

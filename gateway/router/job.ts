@@ -5,7 +5,7 @@
 // which first replays the group's history so its KV cache holds every earlier position.
 import type { Logger } from 'pino';
 import { Sampler } from '../../models/head.js';
-import { PROTOCOL_VERSION, encodeFrame, encodeJson, type Frame, type JobControl, type JobReport } from '../../protocol/index.js';
+import { FRAME_HEADER_BYTES, PROTOCOL_VERSION, encodeFrame, encodeJson, type Frame, type JobControl, type JobReport } from '../../protocol/index.js';
 import type { Clock, Timer } from '../clock.js';
 import { JobError, type CompletionRequest, type JobHandle, type JobStatus, type JobSummary, type TokenEvent } from '../jobs.js';
 import { Lane } from './lane.js';
@@ -18,6 +18,8 @@ export interface RouterSettings {
   queueTimeoutMs: number;
   reportTimeoutMs: number;
   frameDtype: 'f32' | 'f16';
+  /** Largest activation frame sent; longer row blocks (prompt, replay) go in several. */
+  maxFrameBytes: number;
 }
 
 export interface JobDeps {
@@ -41,7 +43,7 @@ class HopFailure extends Error {
 
 type Waiting =
   | { kind: 'offer'; nodeId: string }
-  | { kind: 'frame'; nodeId: string; sessionId: number; step: number; rows: number }
+  | { kind: 'frame'; nodeId: string; sessionId: number; step: number; position: number; rows: number }
   | { kind: 'room' }
   | { kind: 'reports' };
 
@@ -65,6 +67,8 @@ export class Job implements JobHandle {
   finishReason: 'stop' | 'length' | undefined;
   error: JobError | undefined;
   private readonly lanes: Lane[];
+  /** Rows per activation frame at most (maxFrameBytes). */
+  private readonly maxRows: number;
   private readonly text: StopText;
   private readonly listeners: Array<(t: TokenEvent) => void> = [];
   private pending: Pending | undefined;
@@ -82,8 +86,10 @@ export class Job implements JobHandle {
   ) {
     this.id = `job-${num}`;
     this.createdMs = deps.clock.now();
-    const rows = Math.min(deps.model.config.seqLen, promptIds.length + req.maxTokens);
-    this.lanes = deps.model.groups.map((g) => new Lane(g, deps.model.config.dim, rows));
+    const { dim, seqLen } = deps.model.config;
+    // Room for the prompt and a few dozen tokens; the history doubles when it needs more.
+    this.lanes = deps.model.groups.map((g) => new Lane(g, dim, Math.min(seqLen, promptIds.length + Math.min(req.maxTokens, 64))));
+    this.maxRows = maxFrameRows(deps.settings, dim);
     this.text = new StopText(deps.model.tokenizer, req.stop);
     this.done = new Promise<JobSummary>((resolve, reject) => {
       this.settle = { resolve, reject };
@@ -169,7 +175,7 @@ export class Job implements JobHandle {
   /** One group's forward of `x` (rows at `position`): the output rows, from whichever node serves. */
   private async hop(lane: Lane, x: Float32Array, rows: number, position: number, step: number): Promise<Float32Array> {
     const { dim } = this.deps.model.config;
-    const dtype = this.deps.settings.frameDtype;
+    const frame = { jobId: this.num, step, dim, dtype: this.deps.settings.frameDtype };
     for (;;) {
       this.checkAbort();
       if (lane.nodeId && lane.move) this.abandon(lane, lane.move);
@@ -178,16 +184,24 @@ export class Job implements JobHandle {
       const { sessionId } = lane;
       if (lane.fresh && position > 0) {
         // The replacement rebuilds its cache from the group's inputs so far, without output.
-        this.deps.send(nodeId, encodeFrame({ jobId: this.num, sessionId, step, position: 0, rows: position, dim, dtype, replay: true, data: lane.history.view(position) }), 0);
+        for (const [at, n] of blocks(position, this.maxRows)) {
+          this.deps.send(nodeId, encodeFrame({ ...frame, sessionId, position: at, rows: n, replay: true, data: lane.history.rows(at, n) }), 0);
+        }
       }
       lane.fresh = false;
-      const wait = this.expect({ kind: 'frame', nodeId, sessionId, step, rows }, this.deps.settings.hopTimeoutMs);
-      this.deps.send(nodeId, encodeFrame({ jobId: this.num, sessionId, step, position, rows, dim, dtype, data: x }), 0);
       try {
-        const out = (await wait)!;
+        // One frame per hop, unless the rows (a long prompt) exceed maxFrameBytes.
+        let out: Float32Array | undefined;
+        for (const [at, n] of blocks(rows, this.maxRows)) {
+          const wait = this.expect({ kind: 'frame', nodeId, sessionId, step, position: position + at, rows: n }, this.deps.settings.hopTimeoutMs);
+          this.deps.send(nodeId, encodeFrame({ ...frame, sessionId, position: position + at, rows: n, data: n === rows ? x : x.subarray(at * dim, (at + n) * dim) }), 0);
+          const part = (await wait)!;
+          if (n === rows) out = part;
+          else (out ??= new Float32Array(rows * dim)).set(part, at * dim);
+        }
         lane.history.append(x);
         this.hops++;
-        return out;
+        return out!;
       } catch (err) {
         if (!(err instanceof HopFailure)) throw err;
         this.abandon(lane, err.message, err.silent);
@@ -280,7 +294,7 @@ export class Job implements JobHandle {
       const key = `${nodeId}:${lane.sessionId}`;
       if (!this.reports.has(key)) this.awaitedReports.add(key);
       // The close frame frees the node's queue place: QoS 1, and the place is ours no more.
-      this.deps.send(nodeId, encodeFrame({ jobId: this.num, sessionId: lane.sessionId, step: 0, position: lane.history.rows, rows: 0, dim, close: true, data: new Float32Array(0) }), 1);
+      this.deps.send(nodeId, encodeFrame({ jobId: this.num, sessionId: lane.sessionId, step: 0, position: lane.history.length, rows: 0, dim, close: true, data: new Float32Array(0) }), 1);
       this.deps.scheduler.release(nodeId);
       lane.nodeId = undefined;
     }
@@ -317,7 +331,7 @@ export class Job implements JobHandle {
 
   onFrame(nodeId: string, f: Frame): boolean {
     const w = this.pending?.what;
-    if (w?.kind !== 'frame' || w.nodeId !== nodeId || w.sessionId !== f.sessionId || w.step !== f.step || f.replay) return false;
+    if (w?.kind !== 'frame' || w.nodeId !== nodeId || w.sessionId !== f.sessionId || w.step !== f.step || w.position !== f.position || f.replay) return false;
     if (f.rows !== w.rows || f.dim !== this.deps.model.config.dim) {
       this.fail(new HopFailure(`answered with a [${f.rows}, ${f.dim}] frame for [${w.rows}, ${this.deps.model.config.dim}]`));
     } else {
@@ -430,4 +444,17 @@ export class Job implements JobHandle {
       ...(this.error ? { error: { ...(this.error.group ? { group: this.error.group } : {}), message: this.error.message } } : {}),
     };
   }
+}
+
+/** Rows per activation frame that fit in `maxFrameBytes` (at least one). */
+export function maxFrameRows(settings: Pick<RouterSettings, 'maxFrameBytes' | 'frameDtype'>, dim: number): number {
+  const rowBytes = dim * (settings.frameDtype === 'f32' ? 4 : 2);
+  const rows = Math.floor((settings.maxFrameBytes - FRAME_HEADER_BYTES) / rowBytes);
+  if (rows < 1) throw new Error(`router.maxFrameBytes ${settings.maxFrameBytes} cannot hold one row of ${rowBytes} bytes; raise it`);
+  return rows;
+}
+
+/** [start, count] blocks of at most `max` covering [0, total). */
+function* blocks(total: number, max: number): Generator<[number, number]> {
+  for (let at = 0; at < total; at += max) yield [at, Math.min(max, total - at)];
 }

@@ -13,7 +13,7 @@ export class RowHistory {
     this.data = new Float32Array(Math.max(1, initialRows) * dim);
   }
 
-  get rows(): number {
+  get length(): number {
     return this.used / this.dim;
   }
 
@@ -27,9 +27,9 @@ export class RowHistory {
     this.used += rows.length;
   }
 
-  /** The first `rows` rows, without copying. */
-  view(rows: number): Float32Array {
-    return this.data.subarray(0, rows * this.dim);
+  /** Rows [from, from + count), without copying. */
+  rows(from: number, count: number): Float32Array {
+    return this.data.subarray(from * this.dim, (from + count) * this.dim);
   }
 }
 

@@ -9,7 +9,7 @@ import {
 } from '../jobs.js';
 import type { Registry } from '../registry.js';
 import { jobPoint, type Store } from '../store/index.js';
-import { Job, type RouterSettings } from './job.js';
+import { Job, maxFrameRows, type RouterSettings } from './job.js';
 import type { GatewayModel } from './model.js';
 import { SchedulerService } from './scheduler.js';
 
@@ -54,6 +54,7 @@ export class Router implements JobService {
   };
 
   constructor(private readonly config: RouterConfig, private readonly deps: RouterDeps) {
+    maxFrameRows(config, deps.model.config.dim); // a frame size that holds no row fails here, not per job
     this.scheduling = new SchedulerService(
       { fleet: config.fleet, policy: config.policy, seed: config.seed },
       {

@@ -27,7 +27,7 @@ before(async () => {
 type Behaviour = (f: Frame) => 'answer' | 'fail' | 'ignore';
 
 /** Nodes that speak the job protocol: accept every offer, and answer frames per `behaviour`. */
-function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviour = () => () => 'answer') {
+function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviour = () => () => 'answer', maxFrameBytes = 1_000_000) {
   const registry = new Registry({ silenceMs: 60_000, xiLim: 0.01, estimator: EstimatorConfigSchema.parse({}) }, { update() {}, forget() {} });
   for (const g of model.groups) {
     for (let i = 1; i <= nodesPerGroup; i++) {
@@ -40,7 +40,7 @@ function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviou
   const frames: Array<{ nodeId: string; frame: Frame; qos: number }> = [];
   const controls: Array<{ nodeId: string; type: string; qos: number }> = [];
   const router: Router = new Router(
-    { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 2000, queueTimeoutMs: 0, reportTimeoutMs: 200, frameDtype: 'f32' },
+    { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 2000, queueTimeoutMs: 0, reportTimeoutMs: 200, frameDtype: 'f32', maxFrameBytes },
     {
       model, registry, store: new NullStore(quiet), clock: systemClock, log: quiet,
       publish(topic, payload, qos) {
@@ -145,4 +145,27 @@ test('whatever a node sends on job/out, the router counts what it cannot use and
   router.jobOut('g1-n1', good);
   router.jobOut('g1-n1', encodeJson({ v: 1, type: 'accepted', jobId: 424242 }));
   assert.equal(router.stats.stale, 2, 'valid messages for jobs that do not exist');
+});
+
+test('rows beyond maxFrameBytes go in several frames, for the prompt and for a replay, with the same result', async () => {
+  const long = { ...req, prompt: { ids: [1, 20, 30, 40, 50, 60, 70, 80] }, maxTokens: 5 };
+  const whole = await emulated(1).router.submit(long).done;
+  // 3 rows of 192 f32 values and the header per frame.
+  const maxFrameBytes = 36 + 3 * 192 * 4;
+  let g1Frames = 0;
+  const { router, frames } = emulated(2, (nodeId) => () => (nodeId === 'g1-n1' && ++g1Frames === 5 ? 'fail' : 'answer'), maxFrameBytes);
+  router.scheduling.hold('g1-n2');
+  const job = router.submit(long);
+  await new Promise<void>((r) => setImmediate(r));
+  router.scheduling.release('g1-n2');
+  const s = await job.done;
+  assert.equal(s.text, whole.text);
+  assert.ok(frames.every((f) => f.frame.rows <= 3), 'no frame over the limit');
+  const g2 = frames.filter((f) => f.nodeId.startsWith('g2-') && !f.frame.close).map((f) => [f.frame.position, f.frame.rows]);
+  assert.deepEqual(g2.slice(0, 3), [[0, 3], [3, 3], [6, 2]], 'the prompt in three frames');
+  // g1-n1 answered the 3 prompt frames and step 1, then failed step 2 (position 9): the
+  // replacement replays 9 rows in three frames before the step's own frame.
+  const n2 = frames.filter((f) => f.nodeId === 'g1-n2').map((f) => [f.frame.replay, f.frame.position, f.frame.rows]);
+  assert.deepEqual(n2.slice(0, 4), [[true, 0, 3], [true, 3, 3], [true, 6, 3], [false, 9, 1]]);
+  assert.throws(() => emulated(1, undefined, 36 + 100), /router.maxFrameBytes 136 cannot hold one row of 768 bytes/);
 });

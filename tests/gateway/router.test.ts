@@ -141,7 +141,7 @@ test('picks are drawn from a seeded generator: the same seed repeats them, and e
 
 test('requests that cannot run are refused at once with bad-request', () => {
   const router = new Router(
-    { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 1000, queueTimeoutMs: 0, reportTimeoutMs: 0, frameDtype: 'f32' },
+    { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 1000, queueTimeoutMs: 0, reportTimeoutMs: 0, frameDtype: 'f32', maxFrameBytes: 1_000_000 },
     { model, registry: fleet(0), store: new CapturingStore(), clock: systemClock, log: quiet, publish() {} },
   );
   const base = { prompt: 'hi', maxTokens: 4, temperature: 0, topP: 1, seed: 1, stop: [] };
