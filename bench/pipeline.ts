@@ -15,6 +15,7 @@ import { parseGatewayConfig } from '../gateway/config.js';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import { selectBackend } from '../models/backend.js';
 import { emptyStats, type GenerationStats, type Pipeline } from '../models/generate.js';
+import { AgentCpu } from './pipeline/agent-cpu.js';
 import { AgentProcess, type AgentSpec } from './pipeline/agents.js';
 import { GROUPS, inProcessPipeline, parseBenchModel, prepareModel } from './pipeline/model.js';
 import { readManifest } from '../models/shards.js';
@@ -124,6 +125,8 @@ interface Round {
   mqtt: RoundTrips;
   /** Each stage's decode forward with a session of the model's whole context, as an agent runs it, ms per token. */
   agentForwardMs: number[];
+  /** Each agent process's CPU time over the job (its ping before and after) per hop it served, ms. */
+  agentCpuMs: number[];
   idsIdentical: boolean;
 }
 
@@ -168,12 +171,23 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   const agents: AgentProcess[] = [];
   let gw: Gateway | undefined;
   let pipeline: Pipeline | undefined;
+  let cpu: AgentCpu | undefined;
   try {
     const model = prepareModel(which, work);
     mkdirSync(join(work, 'agents'));
     gw = await startFleet(model.dir, work, agents);
     const trace = new HopTrace(gw.client);
+    const url = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
+    cpu = await AgentCpu.connect(url, gw.broker.internal, FLEET);
+    const nodeIds = agents.map((a) => a.nodeId);
     pipeline = inProcessPipeline(model.dir);
+    // Each agent's CPU while it holds no job (its ledger sampling the virtual node, its link),
+    // per ms of wall time: subtracted from a job's CPU, so what is left is the job's.
+    const idle0 = await cpu.readAll(nodeIds);
+    const idleT0 = performance.now();
+    await new Promise((r) => setTimeout(r, 3000));
+    const idle1 = await cpu.readAll(nodeIds);
+    const idleCpuPerMs = idle1.map((us, i) => (us - idle0[i]!) / 1000 / (performance.now() - idleT0));
     const promptIds = promptFor(gw);
     const stopIds = gw.model.stopIds;
     const codec = frameCodecUs(gw.model.config.dim);
@@ -186,18 +200,25 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     for (let r = 0; r < ROUNDS; r++) {
       const local = inProcess(pipeline, promptIds, maxTokens, stopIds);
       trace.clear();
+      const cpuBefore = await cpu.readAll(nodeIds);
+      const jobT0 = performance.now();
       const fleet = await viaFleet(gw, promptIds, maxTokens);
+      const cpuAfter = await cpu.readAll(nodeIds);
+      const jobMs = performance.now() - jobT0;
+      // One hop per token: the prompt's forward, then one per decode step.
+      const agentCpuMs = cpuAfter.map((us, i) => ((us - cpuBefore[i]!) / 1000 - idleCpuPerMs[i]! * jobMs) / fleet.ids.length);
       const trips = trace.decodeRoundTrips(fleet.jobNum);
       const hopMs = agents.map((a) => trips.get(a.nodeId)?.meanMs ?? NaN);
       const idsIdentical = local.ids.length === fleet.ids.length && local.ids.every((id, i) => id === fleet.ids[i]);
-      const mqtt = await mqttRoundTrips(`mqtt://127.0.0.1:${gw.broker.ports.mqtt}`, gw.broker.internal, gw.model.config.dim, 200);
+      const mqtt = await mqttRoundTrips(url, gw.broker.internal, gw.model.config.dim, 200);
       const agentForwardMs = fullContextStageMs(pipeline, promptIds, local.ids);
-      rounds.push({ inProcess: local, fleet, hopMs, mqtt, agentForwardMs, idsIdentical });
+      rounds.push({ inProcess: local, fleet, hopMs, mqtt, agentForwardMs, agentCpuMs, idsIdentical });
       process.stderr.write(`bench pipeline: round ${r + 1}/${ROUNDS}: in-process ${local.decodeTokensPerS.toFixed(1)} tok/s, ` +
         `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
     }
-    return report({ which, description: model.description, maxTokens, promptIds, backend: backend.detail, rounds, codec, loadAtStart, loadAtEnd: loadavg() });
+    return report({ which, description: model.description, maxTokens, promptIds, backend: backend.detail, rounds, codec, idleCpuPct: idleCpuPerMs.map((x) => 100 * x), loadAtStart, loadAtEnd: loadavg() });
   } finally {
+    await cpu?.close();
     await Promise.all(agents.map((a) => a.stop()));
     pipeline?.dispose();
     await gw?.close();
@@ -213,6 +234,8 @@ interface Measured {
   backend: string;
   rounds: Round[];
   codec: ReturnType<typeof frameCodecUs>;
+  /** Each agent's CPU while idle, % of one core. */
+  idleCpuPct: number[];
   loadAtStart: number[];
   loadAtEnd: number[];
 }
@@ -236,7 +259,12 @@ function report(m: Measured): BenchResult {
     // decode of the frame in, its blocks' forward, its encode of the frame out; what is left
     // is the agent's own handling (worker bookkeeping, tensor copies, its event loop).
     const mqttMs = mid.mqtt.medianMs;
-    return { group: `g${i + 1}`, roundTripMs: rttMs, forwardMs, inProcessForwardMs, codecMs, mqttMs, agentOtherMs: rttMs - forwardMs - codecMs - mqttMs };
+    const agentCpuMs = mid.agentCpuMs[i]!;
+    return {
+      group: `g${i + 1}`, roundTripMs: rttMs, forwardMs, inProcessForwardMs, codecMs, mqttMs, agentOtherMs: rttMs - forwardMs - codecMs - mqttMs,
+      // What the agent process computed per hop (the job's CPU above its idle rate, prompt included); the rest of the round trip it was not computing.
+      agentCpuMs, notComputingMs: rttMs - agentCpuMs,
+    };
   });
   const hopsMs = hops.reduce((a, h) => a + h.roundTripMs, 0);
   const breakdown = {
@@ -250,7 +278,7 @@ function report(m: Measured): BenchResult {
     codecMsPerToken: 2 * GROUPS * codecMs,
   };
   const f = (x: number, d = 1) => x.toFixed(d);
-  const hopText = hops.map((h) => `${h.group} ${f(h.roundTripMs, 2)} ms (forward ${f(h.forwardMs, 2)} at full context vs ${f(h.inProcessForwardMs, 2)} in-process, other ${f(h.agentOtherMs, 2)})`).join(', ');
+  const hopText = hops.map((h) => `${h.group} ${f(h.roundTripMs, 2)} ms (agent CPU ${f(h.agentCpuMs, 2)}, forward ${f(h.forwardMs, 2)} at full context vs ${f(h.inProcessForwardMs, 2)} in-process)`).join(', ');
   const summary =
     `pipeline [${m.which}, ${m.backend}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
     `ratio ${f(ratio, 2)} (median of ${rounds.length} rounds; goal ≥ ${GOAL_RATIO} for stories15M), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
@@ -271,6 +299,7 @@ function report(m: Measured): BenchResult {
       sampler: SAMPLER,
       frameDtype: 'f32',
       codec,
+      agentIdleCpuPct: m.idleCpuPct,
       breakdownOfMedianRound: breakdown,
       rounds: rounds.map((r, i) => ({
         round: i,
@@ -283,6 +312,7 @@ function report(m: Measured): BenchResult {
         mqttRoundTripMs: r.mqtt,
         inProcessStageMs: r.inProcess.stats.stageDecodeMs.map((ms) => ms / r.inProcess.stats.decodeTokens),
         agentForwardMs: r.agentForwardMs,
+        agentCpuMs: r.agentCpuMs,
         fleetLatencyMs: r.fleet.latencyMs,
         failovers: r.fleet.failovers,
       })),
