@@ -9,6 +9,7 @@ import type { Clock } from '../clock.js';
 import type { CompletionRequest, JobHandle, JobService, JobSummary } from '../jobs.js';
 import { ApiError, asApiError, internal } from './errors.js';
 import { ChatBodySchema, CompletionBodySchema, chatRequest, completionRequest, parseBody } from './openai.js';
+import { sendJson } from './respond.js';
 
 export interface CompletionDeps {
   jobs: JobService;
@@ -97,7 +98,7 @@ export async function serveCompletion(kind: Kind, raw: unknown, req: IncomingMes
       throw asApiError(err);
     }
     const body = { ...head, choices: [choice(kind, job.text, job.finishReason, false)], usage: usage(job), heliomesh: heliomeshBlock(job, request.seed) };
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
+    sendJson(res, 200, body);
     return;
   }
   await streamJob(kind, handle, head, request, res, deps);

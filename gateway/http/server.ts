@@ -8,11 +8,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
-import { readJson } from './body.js';
+import { declaredLength, readJson } from './body.js';
 import { serveCompletion, type CompletionDeps } from './completions.js';
 import type { HttpConfig } from './config.js';
 import { ApiError, internal } from './errors.js';
 import { ApiMetrics, CLIENT_LEFT } from './metrics.js';
+import { sendJson } from './respond.js';
 import { health, nodeViews, type GatewaySources } from './views.js';
 
 export interface HttpApiDeps {
@@ -46,10 +47,6 @@ const JobsQuery = z.object({
   limit: z.coerce.number({ error: 'limit must be an integer in [1, 1000]' }).int().min(1).max(1000).default(20),
 });
 
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers }).end(JSON.stringify(body));
-}
-
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
 export class HttpApi {
@@ -69,6 +66,14 @@ export class HttpApi {
     this.completion = { jobs: sources.jobs, clock: deps.clock, log: deps.log, seed: deps.seed ?? (() => randomInt(0, 2 ** 31)) };
     this.routes = this.table();
     this.server = createServer((req, res) => void this.handle(req, res));
+    // `Expect: 100-continue` (curl sends it for bodies over 1 KiB): a body declared too large
+    // is refused before the client sends it, and the connection closed, since the client
+    // may then either send nothing or send it anyway.
+    this.server.on('checkContinue', (req, res) => {
+      if ((declaredLength(req) ?? 0) > config.maxBodyBytes) res.shouldKeepAlive = false;
+      else res.writeContinue();
+      void this.handle(req, res);
+    });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       // Unparseable HTTP never reaches a route; it still counts as a bad request.
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;

@@ -112,6 +112,47 @@ test('a body over http.maxBodyBytes is a 413, declared or chunked', async () => 
   });
   const res = await fetch(`${t.base}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chunked, duplex: 'half' } as RequestInit);
   await expectError(res, 413);
+  assert.equal((await post(ok)).status, 200, 'the server goes on after draining them');
+});
+
+/** Writes `head` (and `body`, if any) on a raw socket; resolves with all the server sends until it closes or `idleMs` pass. */
+function rawExchange(port: number, head: string, body?: Buffer, idleMs = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => {
+      s.write(head);
+      if (body) s.write(body);
+    });
+    let out = '';
+    const done = () => {
+      s.destroy();
+      resolve(out);
+    };
+    let idle = setTimeout(done, idleMs);
+    s.on('data', (b) => {
+      out += b.toString();
+      clearTimeout(idle);
+      idle = setTimeout(done, idleMs);
+    });
+    s.on('close', () => {
+      clearTimeout(idle);
+      resolve(out);
+    });
+    s.on('error', reject);
+  });
+}
+
+test('an oversized body gets its whole 413, with or without Expect: 100-continue', async () => {
+  const size = 64 * 1024;
+  const head = (extra: string) => `POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${size}\r\n${extra}\r\n`;
+  // Expect: the 413 comes instead of 100 Continue, before any byte of the body, and the connection closes.
+  const expecting = await rawExchange(t.api.port, head('expect: 100-continue\r\n'));
+  assert.match(expecting, /^HTTP\/1.1 413 /);
+  assert.doesNotMatch(expecting, /100 Continue/);
+  assert.match(expecting, /"code":"body_too_large"\}\}$/);
+  // Without Expect the client sends it all at once: the body is drained, not reset, so the answer arrives whole.
+  const sent = await rawExchange(t.api.port, head(''), Buffer.alloc(size, 0x61));
+  assert.match(sent, /^HTTP\/1.1 413 /);
+  assert.match(sent, /"code":"body_too_large"\}\}$/);
 });
 
 test('a POST without a JSON content type is a 415; a wrong method a 405; an unknown route a 404', async () => {
