@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { nodeTopic } from '../../protocol/index.js';
-import { connectPacket, publishPacket, rawConnect } from './packets.js';
+import { connectPacket, publishPacket, sendRaw } from '../fuzz/mqtt-raw.js';
 import { FLEET, login, open, startTestGateway, until, type TestGateway } from './support.js';
 
 const BAD_USERNAME_OR_PASSWORD = 4;
@@ -52,12 +52,11 @@ test('logins without credentials, with a wrong password, an unknown username or 
 
 test('packets pipelined behind a refused CONNECT are never delivered', async () => {
   const before = t.broker.stats().refusedAuth;
-  const raw = await rawConnect(t.broker.ports.mqtt!);
   const spoofTopic = nodeTopic(FLEET, 'node-b', 'slot');
   // One write: the CONNECT with a wrong password and, right behind it, a PUBLISH as node-b.
-  raw.socket.write(Buffer.concat([connectPacket('node-b', 'node-b', 'guess'), publishPacket(spoofTopic, 'pipelined spoof')]));
-  await raw.closed;
-  assert.deepEqual([...raw.received()], [0x20, 2, 0, BAD_USERNAME_OR_PASSWORD], 'CONNACK refused, and nothing else');
+  const raw = await sendRaw(t.broker.ports.mqtt!, Buffer.concat([connectPacket('node-b', 'node-b', 'guess'), publishPacket(spoofTopic, Buffer.from('pipelined spoof'))]), 5000);
+  assert.equal(raw.closed, true, 'the broker closed the connection');
+  assert.deepEqual([...raw.received], [0x20, 2, 0, BAD_USERNAME_OR_PASSWORD], 'CONNACK refused, and nothing else');
   assert.equal(t.broker.stats().refusedAuth - before, 1);
   // A marker from the real node-b, published after the refusal, arrives; the spoof never does.
   const b = await open(t, t.url, { clientId: 'node-b', username: 'node-b', password: t.passwords['node-b'] });

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodeTopic } from '../../protocol/index.js';
-import { connectPacket, rawConnect } from './packets.js';
+import { connectPacket, sendRaw } from '../fuzz/mqtt-raw.js';
 import { FLEET, login, open, startTestGateway, until, type TestGateway } from './support.js';
 
 let pki: string;
@@ -84,10 +84,9 @@ test('a client that does not trust the fleet CA fails the handshake before any M
 
 test('plain MQTT on the TLS port gets no CONNACK', async () => {
   const before = t.broker.stats();
-  const raw = await rawConnect(t.broker.ports.mqtts!);
-  raw.socket.write(connectPacket('node-a', 'node-a', t.passwords['node-a']));
-  await raw.closed;
-  const reply = raw.received();
+  const raw = await sendRaw(t.broker.ports.mqtts!, connectPacket('node-a', 'node-a', t.passwords['node-a']!), 5000);
+  assert.equal(raw.closed, true, 'the broker closed the connection');
+  const reply = raw.received;
   assert.notEqual(reply[0], 0x20, 'no CONNACK');
   // What comes back, if anything, is a TLS record: an alert (content type 21, §6.2 of RFC 8446).
   if (reply.length > 0) assert.equal(reply[0], 21);
