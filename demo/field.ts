@@ -39,6 +39,8 @@ export interface FieldOptions {
   latitudeDeg: number;
   longitudeDeg: number;
   log: Logger;
+  /** Every battery starts here instead of at its seeded level (a test of the night). */
+  initialSocPct?: number;
   /** Level of the agents' own logs (slot closes are info: nine nodes make a lot of lines). */
   agentLogLevel?: string;
 }
@@ -142,7 +144,7 @@ export async function startField(o: FieldOptions): Promise<Field> {
   try {
     const model = prepareModel(o.groups, dir);
     const slotMs = slotMsFor(speed);
-    const plans = planField({ slotMs, groups: o.groups, nodesPerGroup: o.nodesPerGroup, seed: o.seed, latitudeDeg: o.latitudeDeg, longitudeDeg: o.longitudeDeg });
+    const plans = planField({ slotMs, groups: o.groups, nodesPerGroup: o.nodesPerGroup, seed: o.seed, latitudeDeg: o.latitudeDeg, longitudeDeg: o.longitudeDeg, initialSocPct: o.initialSocPct });
     // Each node its own password, known only to this process; the broker holds their hashes
     // and refuses everyone else, as on a real site.
     const credentialsPath = join(dir, 'credentials.json');
@@ -159,7 +161,7 @@ export async function startField(o: FieldOptions): Promise<Field> {
       await node.start();
     }
     await allOnline(gateway, nodes.map((n) => n.nodeId), 30_000);
-    log.info({ nodes: nodes.length, groups: o.groups, speed, slotMs, dir, mqtt, http: o.httpPort ?? null, influx: o.influxUrl ?? null, model: model.dir }, 'field started');
+    log.info({ nodes: nodes.length, groups: o.groups, speed, slotMs, dir, mqtt, http: gateway.http?.port ?? null, influx: o.influxUrl ?? null, model: model.dir }, 'field started');
     const jobs = gateway.jobs;
     let stopping: Promise<void> | undefined;
     return {

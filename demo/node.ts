@@ -78,7 +78,7 @@ export class FieldNode {
   private async wake(socPct: number): Promise<void> {
     this.dropHalted();
     const hw = this.config.hardware;
-    this.config = { ...this.config, hardware: { ...hw, virtual: { ...hw.virtual, initialSocPct: socPct } } };
+    this.config = { ...this.config, hardware: { ...hw, battery: { ...hw.battery, initialSocPct: socPct }, virtual: { ...hw.virtual, initialSocPct: socPct } } };
     this.restarts++;
     this.log.info({ node: this.nodeId, batteryPct: Number(socPct.toFixed(1)) }, 'node powered on by the wake path');
     await this.start();

@@ -69,6 +69,8 @@ export interface FieldPlanOptions {
   seed: number;
   latitudeDeg?: number;
   longitudeDeg?: number;
+  /** Overrides every node's seeded start level. */
+  initialSocPct?: number;
 }
 
 export function groupName(i: number): string {
@@ -124,11 +126,14 @@ export function planField(o: FieldPlanOptions): NodePlan[] {
       const panelW = pick(rng, PANEL_W);
       const derate = between(rng, DERATE);
       const cloudCover = between(rng, CLOUD_COVER);
-      const initialSocPct = between(rng, INITIAL_SOC_PCT);
+      const seededSocPct = between(rng, INITIAL_SOC_PCT);
+      const initialSocPct = o.initialSocPct ?? seededSocPct;
       const batteryWh = Math.round(cells * CELL_WH * 10) / 10;
       const hardware = parseHardwareConfig({
         ...base,
-        battery: { ...base.battery, capacityWh: batteryWh },
+        // The agent's estimator starts from the plant's true level, as an agent restarted
+        // on a Pi starts from its last estimate, instead of guessing it from the voltage.
+        battery: { ...base.battery, capacityWh: batteryWh, initialSocPct },
         cpu: { ...base.cpu, modes: PI4_POWER_MODES },
         virtual: {
           ...base.virtual,
