@@ -5,6 +5,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +21,7 @@ import type { Broker } from '../../gateway/broker/index.js';
 import { ScaledClock } from '../../hardware/clock.js';
 import { encodeJson, nodeTopic } from '../../protocol/index.js';
 import { exampleDoc } from '../agent/fixtures.js';
+import { freePort } from '../support/ports.js';
 import { captureLog } from '../support/log.js';
 import { birth } from '../support/protocol-messages.js';
 import { mosquittoNodeAcl, SecuredMosquitto } from '../security/mosquitto.js';
@@ -100,6 +103,28 @@ test('Mosquitto with the documented ACL drops a node\'s publish on another node\
   assert.equal(gw.link.counters.invalid, invalid);
   // Leave no retained birth behind for the next test.
   await node.publishAsync(nodeTopic('solar', 'pi-01', 'state'), '', { qos: 1, retain: true });
+});
+
+test('heliomesh gateway --broker URL joins the external broker, with paths relative to the config file', async () => {
+  const httpPort = await freePort();
+  // No credentialsPath: the embedded broker is not started, so none is needed.
+  writeFileSync(join(dir, 'external.yaml'), `fleet: solar\nbroker:\n  external:\n    url: mqtt://192.0.2.1:1\n    username: ${GATEWAY_USER}\n    passwordPath: gateway.secret\n`);
+  const url = `mqtt://127.0.0.1:${mosquitto.port}`;
+  const gw = spawn('node', ['dist/cli/index.js', 'gateway', '--config', join(dir, 'external.yaml'), '--broker', url, '--http-port', String(httpPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  gw.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  gw.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((r) => gw.once('exit', (code) => r(code)));
+  try {
+    await until('gateway started', () => out.includes('"msg":"gateway started"') || gw.exitCode !== null, 30_000);
+    const started = out.split('\n').filter((l) => l.includes('"msg":"gateway started"')).map((l) => JSON.parse(l) as Record<string, unknown>)[0];
+    assert.ok(started, out);
+    assert.equal(started.externalBroker, url, '--broker overrides broker.external.url');
+    assert.equal(started.mqtt, null, 'no embedded broker');
+  } finally {
+    gw.kill('SIGTERM');
+  }
+  assert.equal(await exited, 0, out);
 });
 
 test('a wrong password or an unreachable external broker stops the gateway with what to check', async () => {
