@@ -1,4 +1,5 @@
 // The registry behind `heliomesh bench <name>`. Each benchmark lives in its own file.
+import { agentBench } from './agent.js';
 import { brokerBench } from './broker.js';
 import { gatewayBench } from './gateway.js';
 import { modelBench } from './model.js';
@@ -8,6 +9,7 @@ import { solverBench } from './solver.js';
 import type { Bench } from './types.js';
 
 export const benches: Record<string, Bench> = {
+  agent: agentBench,
   broker: brokerBench,
   gateway: gatewayBench,
   model: modelBench,
