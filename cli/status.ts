@@ -31,7 +31,8 @@ export type StatusNode = z.infer<typeof NodesSchema>['nodes'][number];
 export async function fetchNodes(gateway: string, apiKey: string | undefined): Promise<{ raw: unknown; nodes: StatusNode[] }> {
   let url: URL;
   try {
-    url = new URL('/api/nodes', gateway);
+    // Relative to the given URL, so a gateway behind a reverse proxy's path prefix works too.
+    url = new URL('api/nodes', gateway.endsWith('/') ? gateway : `${gateway}/`);
   } catch {
     throw new Error(`--gateway ${gateway} is not a URL: pass http://HOST:PORT`);
   }

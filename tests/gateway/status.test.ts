@@ -38,7 +38,7 @@ test('status prints the nodes table from a running gateway', async () => {
 });
 
 test('status --json prints the gateway\'s answer', async () => {
-  const { stdout } = await run('node', [CLI, 'status', '--gateway', open.base, '--json'], { env });
+  const { stdout } = await run('node', [CLI, 'status', '--gateway', `${open.base}/`, '--json'], { env });
   const body = JSON.parse(stdout) as { nodes: Array<{ node: string; qLim: number | null }> };
   assert.deepEqual(body.nodes.map((n) => [n.node, n.qLim]), [['pi-1', 0.42], ['pi-2', null]]);
 });
