@@ -48,7 +48,8 @@ test('a finished and a failed job, and their decisions, are in InfluxDB with the
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.equal(jobs.length, 2);
-  const done = jobs.find((j) => j.jobId === ok.id)!;
+  const done = jobs.find((j) => j.jobId === ok.id);
+  assert.ok(done, JSON.stringify(jobs));
   assert.equal(done.outcome, 'ok');
   assert.equal(done.model, 'bundled');
   assert.equal(done.fleet, 'field');
@@ -59,7 +60,8 @@ test('a finished and a failed job, and their decisions, are in InfluxDB with the
   assert.equal(done.hops, 3 * ok.completionTokens, 'three groups per forward step');
   assert.ok((done.tokensPerS as number) > 0 && (done.latencyMs as number) > 0);
   assert.equal(done.energyJ, ok.energyJ);
-  const lost = jobs.find((j) => j.jobId === failed.id)!;
+  const lost = jobs.find((j) => j.jobId === failed.id);
+  assert.ok(lost, JSON.stringify(jobs));
   assert.equal(lost.outcome, 'failed');
   assert.equal(lost.nodes, '', 'no node was asked to hold a job that g3 could not serve');
   assert.equal(lost.outputTokens, 0);
