@@ -76,6 +76,8 @@ export class Job implements JobHandle {
   /** Energy reports by node and session, so a repeated report counts once. */
   private readonly reports = new Map<string, number>();
   private awaitedReports = new Set<string>();
+  /** `node:session` of every offer this job made: only those sessions may report to it. */
+  private readonly offered = new Set<string>();
   private settle!: { resolve(s: JobSummary): void; reject(e: JobError): void };
 
   constructor(
@@ -222,7 +224,7 @@ export class Job implements JobHandle {
         if (pick.why === 'none') throw new JobError(pick.message, 'no-node', group.name);
         const left = waitUntil - clock.now();
         if (left <= 0) {
-          throw new JobError(`group ${group.name}: every node's queue stayed full for ${settings.queueTimeoutMs} ms (${pick.message}); retry later`, 'no-node', group.name);
+          throw new JobError(`${pick.message} for ${settings.queueTimeoutMs} ms; retry later`, 'no-node', group.name);
         }
         await this.expect({ kind: 'room' }, left, true);
         const none = scheduler.servable(group, lane.tried);
@@ -232,6 +234,7 @@ export class Job implements JobHandle {
       const nodeId = pick.nodeId;
       scheduler.hold(nodeId);
       const sessionId = this.deps.nextSessionId();
+      this.offered.add(`${nodeId}:${sessionId}`);
       const wait = this.expect({ kind: 'offer', nodeId }, settings.hopTimeoutMs);
       this.control(nodeId, { v: PROTOCOL_VERSION, type: 'offer', jobId: this.num, sessionId });
       try {
@@ -340,23 +343,29 @@ export class Job implements JobHandle {
     return true;
   }
 
-  onReport(nodeId: string, r: JobReport): void {
+  /**
+   * False when the message is not about this job's hops: from a node it is not waiting on
+   * and that serves none of its groups, or an energy report for a session it never offered
+   * (anyone could otherwise add energy to a job).
+   */
+  onReport(nodeId: string, r: JobReport): boolean {
     const w = this.pending?.what;
     const waitingOn = w && 'nodeId' in w && w.nodeId === nodeId;
     const lane = this.lanes.find((l) => l.nodeId === nodeId);
     switch (r.type) {
       case 'accepted':
         if (waitingOn && w.kind === 'offer') this.resolve();
-        return;
+        return !!waitingOn || lane !== undefined;
       case 'refused':
         if (waitingOn && w.kind === 'offer') this.fail(new HopFailure(`refused: ${r.reason}`));
-        return;
+        return !!waitingOn || lane !== undefined;
       case 'handed-back':
         if (waitingOn) this.fail(new HopFailure(`handed back: ${r.reason}`));
         else if (lane) lane.move = `handed back: ${r.reason}`;
-        return;
+        return !!waitingOn || lane !== undefined;
       case 'report': {
         const key = `${nodeId}:${r.sessionId}`;
+        if (!this.offered.has(key)) return false;
         if (!this.reports.has(key)) {
           this.reports.set(key, r.energyJ);
           this.energyJ += r.energyJ;
@@ -368,7 +377,7 @@ export class Job implements JobHandle {
         }
         this.awaitedReports.delete(key);
         if (w?.kind === 'reports' && this.awaitedReports.size === 0) this.resolve();
-        return;
+        return true;
       }
     }
   }

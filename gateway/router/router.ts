@@ -34,7 +34,7 @@ export interface RouterDeps {
 export interface RouterStats {
   /** Messages on job/out that failed validation. */
   invalid: number;
-  /** Valid messages for a job or session that is over (late frames, repeated reports). */
+  /** Valid messages for no job, a job or session that is over (late frames), or from a node not serving the job. */
   stale: number;
 }
 
@@ -132,8 +132,7 @@ export class Router implements JobService {
       if (!r.ok) return this.invalid(nodeId, r.error);
       this.scheduling.heard(nodeId);
       const job = this.byNum.get(r.value.jobId);
-      if (job) job.onReport(nodeId, r.value);
-      else this.stats.stale++;
+      if (!job?.onReport(nodeId, r.value)) this.stats.stale++;
     } catch (err) {
       this.invalid(nodeId, `handling failed: ${(err as Error).message}`);
     }
