@@ -60,6 +60,8 @@ before(async () => {
       connectsPerMinutePerAddress: 100_000,
     },
     model: { backend: 'cpu' },
+    // Activation frames must fit in a packet; the bundled model's are a few KiB.
+    router: { maxFrameBytes: MAX_PACKET / 2 },
   }), { clock: systemClock, log: cap.log });
   port = gw.broker.ports.mqtt!;
 });
