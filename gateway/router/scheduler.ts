@@ -184,6 +184,7 @@ function whyNone(group: ModelGroup, model: string, reasons: string[]): string {
   for (const r of members) counts.set(r, (counts.get(r) ?? 0) + 1);
   const detail = [...counts].map(([r, n]) => `${n} ${r}`).join(', ');
   const all = members.length === 1 ? 'its only node is' : `all ${members.length} nodes are`;
+  if (members.every((r) => r === 'busy')) return `group ${group.name}: ${all} busy (queue full)`;
   const down = members.every((r) => r === 'offline' || r === 'in power saving');
   return `group ${group.name}: ${all} ${down ? 'offline or in power saving' : 'unavailable'} (${detail})`;
 }

@@ -27,7 +27,7 @@ before(async () => {
 type Behaviour = (f: Frame) => 'answer' | 'fail' | 'ignore';
 
 /** Nodes that speak the job protocol: accept every offer, and answer frames per `behaviour`. */
-function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviour = () => () => 'answer', maxFrameBytes = 1_000_000) {
+function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviour = () => () => 'answer', maxFrameBytes = 1_000_000, queueTimeoutMs = 0) {
   const registry = new Registry({ silenceMs: 60_000, xiLim: 0.01, estimator: EstimatorConfigSchema.parse({}) }, { update() {}, forget() {} });
   for (const g of model.groups) {
     for (let i = 1; i <= nodesPerGroup; i++) {
@@ -40,7 +40,7 @@ function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviou
   const frames: Array<{ nodeId: string; frame: Frame; qos: number }> = [];
   const controls: Array<{ nodeId: string; type: string; qos: number }> = [];
   const router: Router = new Router(
-    { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 2000, queueTimeoutMs: 0, reportTimeoutMs: 200, frameDtype: 'f32', maxFrameBytes },
+    { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 2000, queueTimeoutMs, reportTimeoutMs: 200, frameDtype: 'f32', maxFrameBytes },
     {
       model, registry, store: new NullStore(quiet), clock: systemClock, log: quiet,
       publish(topic, payload, qos) {
@@ -168,4 +168,24 @@ test('rows beyond maxFrameBytes go in several frames, for the prompt and for a r
   const n2 = frames.filter((f) => f.nodeId === 'g1-n2').map((f) => [f.frame.replay, f.frame.position, f.frame.rows]);
   assert.deepEqual(n2.slice(0, 4), [[true, 0, 3], [true, 3, 3], [true, 6, 3], [false, 9, 1]]);
   assert.throws(() => emulated(1, undefined, 36 + 100), /router.maxFrameBytes 136 cannot hold one row of 768 bytes/);
+});
+
+test('a job waits while every node of a group is busy, runs when a place frees, and gives up after queueTimeoutMs', async () => {
+  const { router } = emulated(1, undefined, undefined, 5000);
+  const first = router.submit({ ...req, maxTokens: 20 });
+  const second = router.submit(req);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(router.job(second.id)!.status, 'queued', 'queue capacity 1: the second job waits for g1-n1');
+  const [a, b] = await Promise.all([first.done, second.done]);
+  assert.equal(a.status, 'done');
+  assert.equal(b.status, 'done');
+  assert.ok(b.finishedMs! >= a.finishedMs!, 'the second ran after the first freed its places');
+
+  const stuck = emulated(1, () => () => 'ignore', undefined, 300);
+  const holder = stuck.router.submit(req);
+  const waiter = stuck.router.submit(req);
+  await assert.rejects(waiter.done, (e: unknown) => e instanceof JobError && e.kind === 'no-node' && e.group === 'g1' &&
+    e.message === 'group g1: its only node is busy (queue full) for 300 ms; retry later');
+  holder.cancel('test over');
+  await assert.rejects(holder.done);
 });
