@@ -78,6 +78,8 @@ interface Loss {
   /** Sequence gaps the registry counted (records that arrived after a later one count here too). */
   gaps: number;
   nodesMissing: number;
+  /** Why the registry's account could not be read or did not catch up, if so. */
+  accountError?: string;
 }
 
 function lossOf(published: Map<string, number>, accounts: NodeAccount[]): Loss {
@@ -165,13 +167,16 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     // The last acknowledged records may still be on their way from the broker to the registry.
     let accounts: NodeAccount[] = [];
     let extra: { linkInvalid: number; brokerRefused: Record<string, number> } = { linkInvalid: 0, brokerRefused: {} };
-    await until('the registry to account for the last slot records', 60_000, async () => {
+    let accountError: string | undefined;
+    await until('the registry to account for the last slot records', 120_000, async () => {
       const a = await gateway.request({ type: 'account' }, 'account');
       accounts = a.nodes;
       extra = { linkInvalid: a.linkInvalid, brokerRefused: a.brokerRefused };
       return lossOf(published, accounts).received >= expected;
-    }).catch(() => undefined);
-    const loss = lossOf(published, accounts);
+    }).catch((err: Error) => {
+      accountError = err.message;
+    });
+    const loss: Loss = { ...lossOf(published, accounts), ...(accountError ? { accountError } : {}) };
     return report({
       nodes, seconds, jobsPerS, maxTokens, runJobs, loginS, result, loss, allAcked,
       fleet: { ...fleet.counters }, extra, loadavg: { atStart: loadAtStart, windowStart: loadInWindow, windowEnd: loadAfterWindow },
@@ -207,7 +212,8 @@ function report(m: Measured): BenchResult {
     : 'jobs not run (--jobs-per-s 0)';
   const lossText = m.loss.lost === 0 && m.loss.gaps === 0 && m.loss.nodesMissing === 0
     ? `message loss 0 of ${m.loss.published.toLocaleString('en-US')} slot records`
-    : `MESSAGE LOSS ${m.loss.lost} of ${m.loss.published} slot records (${m.loss.gaps} gaps, ${m.loss.nodesMissing} nodes unknown)`;
+    : `MESSAGE LOSS ${m.loss.lost} of ${m.loss.published} slot records (${m.loss.gaps} gaps, ${m.loss.nodesMissing} nodes unknown` +
+      `${m.loss.accountError ? `; the registry's account: ${m.loss.accountError}` : ''})`;
   const summary =
     `gateway: ${m.nodes} nodes × 1 slot record/s, ${m.runJobs ? `${m.jobsPerS} jobs/s` : 'no jobs'}, ${f(r.seconds, 0)} s: ` +
     `CPU ${f(r.cpuPct)} % of one core (goal < ${GOALS.cpuPct} %; main thread busy ${f(100 * r.eventLoopUtilization)} %, solver ${f(r.solver.solveMs / 10 / r.seconds)} %), ` +
