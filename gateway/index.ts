@@ -254,8 +254,15 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
         await r.close();
         await http?.close();
         model.dispose();
-        await client.endAsync();
-        await b?.close();
+        // The embedded broker closes first: a node's record it acknowledged after our own
+        // client had left would be acknowledged and lost. What it has already passed to the
+        // client is in the client's socket and still read before the forced end.
+        if (b) {
+          await b.close();
+          await client.endAsync(true);
+        } else {
+          await client.endAsync();
+        }
         await solver.close();
         await store.close();
         log.info('gateway stopped');
