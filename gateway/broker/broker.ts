@@ -37,12 +37,19 @@ export interface BrokerCounters {
   refusedSize: number;
   /** Clients disconnected because their socket did not drain within drainTimeoutMs. */
   slowDisconnects: number;
+  /**
+   * Connections closed before a session began: bytes that are not MQTT, a first packet
+   * other than CONNECT [MQTT-3.1.0-1], or no CONNECT within connectTimeoutMs.
+   */
+  refusedProtocol: number;
 }
 
 // Aedes' CONNACK codes (MQTT 3.1.1 §3.2.2.3).
 const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;
 const SERVER_UNAVAILABLE = 3;
+
+const RATE_LIMITED = 'connection rate limit';
 
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -60,7 +67,7 @@ export class Broker {
   private readonly slowClients = new WeakSet<Client>();
   /** Connected node sessions by node id (never the internal client), for revocation. */
   private readonly nodeClients = new Map<string, Client>();
-  private counters: BrokerCounters = { clients: 0, publishesIn: 0, bytesIn: 0, refusedAuth: 0, refusedAcl: 0, refusedRate: 0, refusedSize: 0, slowDisconnects: 0 };
+  private counters: BrokerCounters = { clients: 0, publishesIn: 0, bytesIn: 0, refusedAuth: 0, refusedAcl: 0, refusedRate: 0, refusedSize: 0, slowDisconnects: 0, refusedProtocol: 0 };
   /** Ports actually bound (useful when configured as 0). */
   readonly ports: { mqtt?: number; mqtts?: number; ws?: number } = {};
   private webSockets: WebSocketServer | undefined;
@@ -78,7 +85,7 @@ export class Broker {
       preConnect: (client, _packet, done) => {
         // aedes closes the connection only when refused with an error; `false` alone leaves it hanging.
         if (this.admit(client)) done(null, true);
-        else done(new Error('connection rate limit'), false);
+        else done(new Error(RATE_LIMITED), false);
       },
       authenticate: (client, username, password, done) => void this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => done(this.authorizePublish(client, packet.topic, packet.payload)),
@@ -106,7 +113,11 @@ export class Broker {
       }
       deps.log.debug({ clientId: client.id, err: err.message }, 'mqtt client error');
     });
-    this.aedes.on('connectionError', (client, err) => deps.log.info({ clientId: client.id, err: err.message }, 'mqtt connection refused'));
+    this.aedes.on('connectionError', (client, err) => {
+      // The rate limit's refusal arrives here too, and is counted as refusedRate.
+      if (err.message !== RATE_LIMITED) this.counters.refusedProtocol++;
+      deps.log.info({ clientId: client.id, err: err.message }, 'mqtt connection refused');
+    });
   }
 
   static async start(config: BrokerConfig, deps: BrokerDeps): Promise<Broker> {
@@ -216,7 +227,7 @@ export class Broker {
   private handleSocket(socket: Socket): void {
     // Job frames travel hop by hop for every generated token: a frame's last partial TCP
     // segment must not wait on Nagle's algorithm for the previous segment's ACK.
-    socket.setNoDelay(true);
+    socket.setNoDelay(false);
     this.handle(socket, socket.remoteAddress ?? 'unknown');
   }
 

@@ -102,6 +102,8 @@ export interface BrokerStats {
   refusedSize: number;
   /** Slow consumers disconnected by the drain timeout. */
   slowDisconnects: number;
+  /** Connections closed before a session: not MQTT, no CONNECT first, or none in time. */
+  refusedProtocol: number;
   droppedPoints?: number;
 }
 

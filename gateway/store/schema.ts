@@ -97,6 +97,7 @@ export const SCHEMA: Omit<ISchemaOptions, 'database'>[] = [
       refusedRate: FieldType.INTEGER,
       refusedSize: FieldType.INTEGER,
       slowDisconnects: FieldType.INTEGER,
+      refusedProtocol: FieldType.INTEGER,
       droppedPoints: FieldType.INTEGER,
     },
   },

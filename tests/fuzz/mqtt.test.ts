@@ -287,6 +287,7 @@ test('raw bytes that are not a session: closed before any of it is taken', async
   assert.ok(outcomes.every(Boolean), 'every such connection closed by the gateway');
   const stats = gw.broker.stats();
   assert.equal(stats.refusedSize - before.broker.refusedSize, N, 'oversized announcements counted');
+  assert.equal(stats.refusedProtocol - before.broker.refusedProtocol, 2 * N + 3, 'no CONNECT first, a reserved packet type, or no CONNECT in time: each counted once');
   assert.equal(stats.publishesIn, before.broker.publishesIn);
   assert.equal(gw.link.counters.messages, before.link.messages);
   assert.equal(gw.registry.get(FUZZER)!.profile.group, 'g1');
