@@ -2,25 +2,23 @@
 // can be bound, so a taken port gives a message and a fallback instead of a crash.
 import { createServer } from 'node:net';
 
-/** Binds `port` on `host` and lets it go; resolves false when it is taken. */
-export function canListen(port: number, host = '0.0.0.0'): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, host, () => srv.close(() => resolve(true)));
+/** Binds `port` (0: any) on `host`, lets it go again and resolves with the port bound. */
+function bindOnce(port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer().unref().once('error', reject);
+    srv.listen(port, host, () => {
+      const addr = srv.address();
+      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error(`no address for ${host}:${port}`))));
+    });
   });
+}
+
+/** Resolves false when `port` is taken on `host`. */
+export function canListen(port: number, host = '0.0.0.0'): Promise<boolean> {
+  return bindOnce(port, host).then(() => true, () => false);
 }
 
 /** A port the kernel considers free right now (another process could take it before use). */
 export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port from the kernel'))));
-    });
-  });
+  return bindOnce(0, '127.0.0.1');
 }
