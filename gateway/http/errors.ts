@@ -34,9 +34,12 @@ export function fromJobError(err: JobError): ApiError {
   switch (err.kind) {
     case 'bad-request':
       return new ApiError(400, err.message, 'invalid_request_error', null, 'invalid_request');
-    case 'no-node':
-      return new ApiError(503, `${err.group ? `group ${err.group} has no available node: ` : ''}${err.message}`,
+    case 'no-node': {
+      // The router's own messages name the group already; others get it in front.
+      const named = !err.group || err.message.includes(`group ${err.group}`);
+      return new ApiError(503, named ? err.message : `group ${err.group} has no available node: ${err.message}`,
         'server_error', null, 'no_available_node');
+    }
     case 'timeout':
       return new ApiError(504, err.message, 'server_error', null, 'timeout');
     case 'cancelled':

@@ -96,3 +96,35 @@ test('heliomesh status, /healthz and /metrics show the live fleet', async () => 
   assert.ok(c.completed >= 3);
   assert.equal((metrics.match(/^heliomesh_node_online\{.*\} 1$/gm) ?? []).length, 6);
 });
+
+test('a group lost mid-stream ends the stream with an error naming it; a plain request then gets 503', async () => {
+  const g2 = field.group('g2');
+  const res = await postJson(base, '/v1/completions', { model, prompt: 'A tree', max_tokens: 200, temperature: 0.7, seed: 4, stream: true });
+  assert.equal(res.status, 200);
+  const reader = res.body!.getReader();
+  let got = '';
+  while ((got.match(/^data: /gm) ?? []).length < 3) {
+    const { value, done } = await reader.read();
+    if (done) assert.fail(`the stream ended early: ${got}`);
+    got += new TextDecoder().decode(value);
+  }
+  await Promise.all(g2.map((n) => n.kill('will')));
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      got += new TextDecoder().decode(value);
+    }
+    const last = got.trimEnd().split('\n\n').at(-1)!;
+    assert.doesNotMatch(got, /\[DONE\]/);
+    const { error } = JSON.parse(last.slice('data: '.length)) as { error: { message: string; code: string } };
+    assert.equal(error.code, 'no_available_node');
+    assert.match(error.message, /group g2/);
+    const plain = await postJson(base, '/v1/completions', { model, prompt: 'A tree', max_tokens: 4 });
+    assert.equal(plain.status, 503);
+    assert.match((await plain.json() as { error: { message: string } }).error.message, /^group g2: all 2 nodes are offline/);
+  } finally {
+    await Promise.all(g2.map((n) => n.start()));
+    await field.ready();
+  }
+});
