@@ -22,7 +22,9 @@ export function prepareModel(groups: number, scratchDir: string): FieldModel {
     return { dir: bundled, manifest, ranges: manifest.blocks.map((b) => ({ from: b.from, to: b.to })), split: false };
   }
   // Throws with the allowed range when `groups` exceeds the model's layers.
-  const dir = join(scratchDir, 'model');
+  // The folder's name is the model's name on the wire and in the API (agents announce
+  // their shard by it), so it says what this is.
+  const dir = join(scratchDir, `bundled-${groups}-groups`);
   const tokenizer = manifest.tokenizer ? { kind: manifest.tokenizer.kind, path: join(bundled, manifest.tokenizer.file) } : undefined;
   const written = writeShards({ ...manifest.architecture }, (part) => readShards(bundled, part, manifest), {
     groups, outDir: dir, dtype: manifest.head.dtype, tokenizer,
