@@ -5,13 +5,14 @@
 // which first replays the group's history so its KV cache holds every earlier position.
 import type { Logger } from 'pino';
 import { Sampler } from '../../models/head.js';
-import { FRAME_HEADER_BYTES, PROTOCOL_VERSION, encodeFrame, encodeJson, type Frame, type JobControl, type JobReport } from '../../protocol/index.js';
-import type { Clock, Timer } from '../clock.js';
+import { PROTOCOL_VERSION, encodeFrame, encodeJson, type Frame, type JobControl, type JobReport } from '../../protocol/index.js';
+import type { Clock } from '../clock.js';
 import { JobError, type CompletionRequest, type JobHandle, type JobStatus, type JobSummary, type TokenEvent } from '../jobs.js';
-import { Lane } from './lane.js';
+import { Lane, blocks, maxFrameRows } from './lane.js';
 import type { GatewayModel } from './model.js';
 import type { SchedulerService } from './scheduler.js';
 import { StopText } from './text.js';
+import { HopFailure, OneWait } from './wait.js';
 
 export interface RouterSettings {
   hopTimeoutMs: number;
@@ -34,26 +35,6 @@ export interface JobDeps {
   nextSessionId(): number;
 }
 
-/** Why a hop did not come back; the group moves to another node. */
-class HopFailure extends Error {
-  constructor(message: string, readonly silent = false) {
-    super(message);
-  }
-}
-
-type Waiting =
-  | { kind: 'offer'; nodeId: string }
-  | { kind: 'frame'; nodeId: string; sessionId: number; step: number; position: number; rows: number }
-  | { kind: 'room' }
-  | { kind: 'reports' };
-
-interface Pending {
-  what: Waiting;
-  resolve(data?: Float32Array): void;
-  reject(err: Error): void;
-  timer: Timer | undefined;
-}
-
 export class Job implements JobHandle {
   readonly id: string;
   readonly done: Promise<JobSummary>;
@@ -71,7 +52,7 @@ export class Job implements JobHandle {
   private readonly maxRows: number;
   private readonly text: StopText;
   private readonly listeners: Array<(t: TokenEvent) => void> = [];
-  private pending: Pending | undefined;
+  private readonly wait: OneWait;
   private aborted: JobError | undefined;
   /** Energy reports by node and session, so a repeated report counts once. */
   private readonly reports = new Map<string, number>();
@@ -88,6 +69,7 @@ export class Job implements JobHandle {
   ) {
     this.id = `job-${num}`;
     this.createdMs = deps.clock.now();
+    this.wait = new OneWait(deps.clock);
     const { dim, seqLen } = deps.model.config;
     // Room for the prompt and a few dozen tokens; the history doubles when it needs more.
     this.lanes = deps.model.groups.map((g) => new Lane(g, dim, Math.min(seqLen, promptIds.length + Math.min(req.maxTokens, 64))));
@@ -111,7 +93,7 @@ export class Job implements JobHandle {
   abort(err: JobError): void {
     if (this.aborted || this.finishedMs !== undefined) return;
     this.aborted = err;
-    this.fail(err);
+    this.wait.fail(err);
   }
 
   get finished(): boolean {
@@ -195,7 +177,7 @@ export class Job implements JobHandle {
         // One frame per hop, unless the rows (a long prompt) exceed maxFrameBytes.
         let out: Float32Array | undefined;
         for (const [at, n] of blocks(rows, this.maxRows)) {
-          const wait = this.expect({ kind: 'frame', nodeId, sessionId, step, position: position + at, rows: n }, this.deps.settings.hopTimeoutMs);
+          const wait = this.wait.expect({ kind: 'frame', nodeId, sessionId, step, position: position + at, rows: n }, this.deps.settings.hopTimeoutMs);
           this.deps.send(nodeId, encodeFrame({ ...frame, sessionId, position: position + at, rows: n, data: n === rows ? x : x.subarray(at * dim, (at + n) * dim) }), 0);
           const part = (await wait)!;
           if (n === rows) out = part;
@@ -226,7 +208,7 @@ export class Job implements JobHandle {
         if (left <= 0) {
           throw new JobError(`${pick.message} for ${settings.queueTimeoutMs} ms; retry later`, 'no-node', group.name);
         }
-        await this.expect({ kind: 'room' }, left, true);
+        await this.wait.expect({ kind: 'room' }, left, true);
         const none = scheduler.servable(group, lane.tried);
         if (none && !none.ok) throw new JobError(none.message, 'no-node', group.name);
         continue;
@@ -235,7 +217,7 @@ export class Job implements JobHandle {
       scheduler.hold(nodeId);
       const sessionId = this.deps.nextSessionId();
       this.offered.add(`${nodeId}:${sessionId}`);
-      const wait = this.expect({ kind: 'offer', nodeId }, settings.hopTimeoutMs);
+      const wait = this.wait.expect({ kind: 'offer', nodeId }, settings.hopTimeoutMs);
       this.control(nodeId, { v: PROTOCOL_VERSION, type: 'offer', jobId: this.num, sessionId });
       try {
         await wait;
@@ -303,7 +285,7 @@ export class Job implements JobHandle {
     }
     if (this.awaitedReports.size === 0) return;
     try {
-      await this.expect({ kind: 'reports' }, this.deps.settings.reportTimeoutMs, true);
+      await this.wait.expect({ kind: 'reports' }, this.deps.settings.reportTimeoutMs, true);
     } catch {
       // Cancelled or shut down while only the energy reports were outstanding: the text is complete.
     }
@@ -333,12 +315,12 @@ export class Job implements JobHandle {
   // --- what the nodes say, routed here by the router -----------------------------------
 
   onFrame(nodeId: string, f: Frame): boolean {
-    const w = this.pending?.what;
+    const w = this.wait.what;
     if (w?.kind !== 'frame' || w.nodeId !== nodeId || w.sessionId !== f.sessionId || w.step !== f.step || w.position !== f.position || f.replay) return false;
     if (f.rows !== w.rows || f.dim !== this.deps.model.config.dim) {
-      this.fail(new HopFailure(`answered with a [${f.rows}, ${f.dim}] frame for [${w.rows}, ${this.deps.model.config.dim}]`));
+      this.wait.fail(new HopFailure(`answered with a [${f.rows}, ${f.dim}] frame for [${w.rows}, ${this.deps.model.config.dim}]`));
     } else {
-      this.resolve(f.data);
+      this.wait.resolve(f.data);
     }
     return true;
   }
@@ -349,18 +331,18 @@ export class Job implements JobHandle {
    * (anyone could otherwise add energy to a job).
    */
   onReport(nodeId: string, r: JobReport): boolean {
-    const w = this.pending?.what;
+    const w = this.wait.what;
     const waitingOn = w && 'nodeId' in w && w.nodeId === nodeId;
     const lane = this.lanes.find((l) => l.nodeId === nodeId);
     switch (r.type) {
       case 'accepted':
-        if (waitingOn && w.kind === 'offer') this.resolve();
+        if (waitingOn && w.kind === 'offer') this.wait.resolve();
         return !!waitingOn || lane !== undefined;
       case 'refused':
-        if (waitingOn && w.kind === 'offer') this.fail(new HopFailure(`refused: ${r.reason}`));
+        if (waitingOn && w.kind === 'offer') this.wait.fail(new HopFailure(`refused: ${r.reason}`));
         return !!waitingOn || lane !== undefined;
       case 'handed-back':
-        if (waitingOn) this.fail(new HopFailure(`handed back: ${r.reason}`));
+        if (waitingOn) this.wait.fail(new HopFailure(`handed back: ${r.reason}`));
         else if (lane) lane.move = `handed back: ${r.reason}`;
         return !!waitingOn || lane !== undefined;
       case 'report': {
@@ -372,11 +354,11 @@ export class Job implements JobHandle {
         }
         if (!r.ok && lane && lane.sessionId === r.sessionId) {
           const why = `failed: ${r.error ?? 'no reason given'}`;
-          if (waitingOn) this.fail(new HopFailure(why));
+          if (waitingOn) this.wait.fail(new HopFailure(why));
           else lane.move = why;
         }
         this.awaitedReports.delete(key);
-        if (w?.kind === 'reports' && this.awaitedReports.size === 0) this.resolve();
+        if (w?.kind === 'reports' && this.awaitedReports.size === 0) this.wait.resolve();
         return true;
       }
     }
@@ -384,12 +366,12 @@ export class Job implements JobHandle {
 
   /** The node's will, or its silence: a hop waiting on it fails now. */
   onNodeDown(nodeId: string, reason: string): void {
-    const w = this.pending?.what;
-    if (w && 'nodeId' in w && w.nodeId === nodeId) this.fail(new HopFailure(reason));
+    const w = this.wait.what;
+    if (w && 'nodeId' in w && w.nodeId === nodeId) this.wait.fail(new HopFailure(reason));
     const lane = this.lanes.find((l) => l.nodeId === nodeId);
     if (lane) lane.move = reason;
     for (const key of this.awaitedReports) if (key.startsWith(`${nodeId}:`)) this.awaitedReports.delete(key);
-    if (w?.kind === 'reports' && this.awaitedReports.size === 0) this.resolve();
+    if (w?.kind === 'reports' && this.awaitedReports.size === 0) this.wait.resolve();
   }
 
   /** The node entered power saving: the group leaves it before its next hop. */
@@ -400,36 +382,7 @@ export class Job implements JobHandle {
 
   /** Queue room or a node's state changed somewhere: a job waiting for room looks again. */
   wake(): void {
-    if (this.pending?.what.kind === 'room') this.resolve();
-  }
-
-  // --- waiting ---------------------------------------------------------------------------
-
-  /** One wait at a time; on timeout it fails (HopFailure, silent) or, with `timeoutResolves`, ends. */
-  private expect(what: Waiting, timeoutMs: number, timeoutResolves = false): Promise<Float32Array | undefined> {
-    return new Promise((resolve, reject) => {
-      const timer = this.deps.clock.setTimeout(() => {
-        if (timeoutResolves) this.resolve();
-        else this.fail(new HopFailure(`no answer within ${timeoutMs} ms`, true));
-      }, timeoutMs);
-      this.pending = { what, resolve, reject, timer };
-    });
-  }
-
-  private resolve(data?: Float32Array): void {
-    const p = this.pending;
-    if (!p) return;
-    this.pending = undefined;
-    p.timer?.cancel();
-    p.resolve(data);
-  }
-
-  private fail(err: Error): void {
-    const p = this.pending;
-    if (!p) return;
-    this.pending = undefined;
-    p.timer?.cancel();
-    p.reject(err);
+    if (this.wait.what?.kind === 'room') this.wait.resolve();
   }
 
   private checkAbort(): void {
@@ -453,17 +406,4 @@ export class Job implements JobHandle {
       ...(this.error ? { error: { ...(this.error.group ? { group: this.error.group } : {}), message: this.error.message } } : {}),
     };
   }
-}
-
-/** Rows per activation frame that fit in `maxFrameBytes` (at least one). */
-export function maxFrameRows(settings: Pick<RouterSettings, 'maxFrameBytes' | 'frameDtype'>, dim: number): number {
-  const rowBytes = dim * (settings.frameDtype === 'f32' ? 4 : 2);
-  const rows = Math.floor((settings.maxFrameBytes - FRAME_HEADER_BYTES) / rowBytes);
-  if (rows < 1) throw new Error(`router.maxFrameBytes ${settings.maxFrameBytes} cannot hold one row of ${rowBytes} bytes; raise it`);
-  return rows;
-}
-
-/** [start, count] blocks of at most `max` covering [0, total). */
-function* blocks(total: number, max: number): Generator<[number, number]> {
-  for (let at = 0; at < total; at += max) yield [at, Math.min(max, total - at)];
 }

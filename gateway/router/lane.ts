@@ -2,6 +2,7 @@
 // nodes it has been through, and the hidden states sent to the group so far — the job's
 // history that a replacement node replays to rebuild its KV cache (as a Petals client
 // keeps each span's inputs).
+import { FRAME_HEADER_BYTES } from '../../protocol/index.js';
 import type { ModelGroup } from './model.js';
 
 /** The rows [T][dim] sent to one group so far, in position order. */
@@ -50,4 +51,17 @@ export class Lane {
   constructor(readonly group: ModelGroup, dim: number, rows: number) {
     this.history = new RowHistory(dim, rows);
   }
+}
+
+/** Rows per activation frame that fit in `maxFrameBytes` (at least one). */
+export function maxFrameRows(settings: { maxFrameBytes: number; frameDtype: 'f32' | 'f16' }, dim: number): number {
+  const rowBytes = dim * (settings.frameDtype === 'f32' ? 4 : 2);
+  const rows = Math.floor((settings.maxFrameBytes - FRAME_HEADER_BYTES) / rowBytes);
+  if (rows < 1) throw new Error(`router.maxFrameBytes ${settings.maxFrameBytes} cannot hold one row of ${rowBytes} bytes; raise it`);
+  return rows;
+}
+
+/** [start, count] blocks of at most `max` covering [0, total). */
+export function* blocks(total: number, max: number): Generator<[number, number]> {
+  for (let at = 0; at < total; at += max) yield [at, Math.min(max, total - at)];
 }

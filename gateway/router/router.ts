@@ -9,7 +9,8 @@ import {
 } from '../jobs.js';
 import type { Registry } from '../registry.js';
 import { jobPoint, type Store } from '../store/index.js';
-import { Job, maxFrameRows, type RouterSettings } from './job.js';
+import { Job, type RouterSettings } from './job.js';
+import { maxFrameRows } from './lane.js';
 import type { GatewayModel } from './model.js';
 import { SchedulerService } from './scheduler.js';
 
