@@ -70,6 +70,8 @@ function choice(kind: Kind, text: string, finish: JobSummary['finishReason'] | n
 
 export async function serveCompletion(kind: Kind, raw: unknown, req: IncomingMessage, res: ServerResponse, deps: CompletionDeps): Promise<void> {
   const { request, stream } = prepare(kind, raw, deps);
+  // A client that left while its body was read would never cancel the job below.
+  if (res.destroyed) throw new ApiError(400, 'the client closed the connection before its job began', 'invalid_request_error', null, 'client_gone');
   let handle: JobHandle;
   try {
     handle = deps.jobs.submit(request);
