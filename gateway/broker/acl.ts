@@ -41,25 +41,40 @@ export function filterWithin(allowed: string, requested: string): boolean {
   return a.length === r.length;
 }
 
+const hasWildcard = (filter: string) => filter.includes('+') || filter.includes('#');
+
+interface OwnFilters extends NodeTopicPatterns {
+  /** The publish filters without wildcards, which match only themselves (all of the protocol's). */
+  exactPublish: ReadonlySet<string>;
+  wildcardPublish: readonly string[];
+}
+
 export class NodeAcl {
   // Every PUBLISH is checked, so each node's filters are made once. Only authenticated
   // node ids reach the ACL, so the cache is bounded by the credentials file.
-  private readonly byNode = new Map<string, NodeTopicPatterns>();
+  private readonly byNode = new Map<string, OwnFilters>();
 
   constructor(private readonly patterns: NodeTopicPatterns) {}
 
   mayPublish(nodeId: string, topic: string): boolean {
-    return this.filters(nodeId).publish.some((f) => topicMatches(f, topic));
+    const own = this.filters(nodeId);
+    return own.exactPublish.has(topic) || own.wildcardPublish.some((f) => topicMatches(f, topic));
   }
 
   maySubscribe(nodeId: string, filter: string): boolean {
     return this.filters(nodeId).subscribe.some((f) => filterWithin(f, filter));
   }
 
-  private filters(nodeId: string): NodeTopicPatterns {
+  private filters(nodeId: string): OwnFilters {
     let own = this.byNode.get(nodeId);
     if (!own) {
-      own = { publish: forNode(this.patterns.publish, nodeId), subscribe: forNode(this.patterns.subscribe, nodeId) };
+      const publish = forNode(this.patterns.publish, nodeId);
+      own = {
+        publish,
+        subscribe: forNode(this.patterns.subscribe, nodeId),
+        exactPublish: new Set(publish.filter((f) => !hasWildcard(f))),
+        wildcardPublish: publish.filter(hasWildcard),
+      };
       this.byNode.set(nodeId, own);
     }
     return own;

@@ -227,7 +227,7 @@ export class Broker {
   private handleSocket(socket: Socket): void {
     // Job frames travel hop by hop for every generated token: a frame's last partial TCP
     // segment must not wait on Nagle's algorithm for the previous segment's ACK.
-    socket.setNoDelay(false);
+    socket.setNoDelay(true);
     this.handle(socket, socket.remoteAddress ?? 'unknown');
   }
 
