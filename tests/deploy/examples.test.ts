@@ -37,6 +37,7 @@ test('the TLS gateway example validates with the gateway\'s loader and matches t
   assert.equal(gw.broker.tls.certPath, join(DEPLOY, 'examples/tls/gateway.crt'), 'relative paths are taken from the file\'s folder');
   assert.ok(gw.store, 'InfluxDB logging is configured');
   assert.match(gw.store.url, /\/heliomesh$/, 'the database the Grafana datasource defaults to');
+  assert.equal(gw.http?.apiKeyFile, join(DEPLOY, 'examples/api-key'), 'the HTTP API with its key in a private file');
   const bq = loadAgentConfigFile(join(DEPLOY, 'examples/node-pi-bq25895.yaml'), {});
   assert.equal(bq.fleet, gw.fleet);
   assert.equal(bq.gateway.url, `mqtts://gateway.local:${gw.broker.tls.port}`, 'the node uses the gateway\'s TLS port');
