@@ -123,7 +123,8 @@ export class NodeLink {
           }, now);
           if (taken === 'unknown-node') this.unknown(t.nodeId, topic);
           else if (taken === 'duplicate') this.ignored.duplicateSlots++;
-          this.gammaSeen(t.nodeId, s.gamma);
+          // A late record's γ is history, not news for the router.
+          else this.gammaSeen(t.nodeId, s.gamma);
           return;
         }
         case 'event': {
@@ -131,7 +132,7 @@ export class NodeLink {
           if (!r.ok) return this.invalid(t.nodeId, topic, r.error);
           if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
           if (!registry.state(t.nodeId, { gamma: r.value.gamma, powerMode: r.value.powerMode, batteryJ: r.value.batteryJ }, now)) this.unknown(t.nodeId, topic);
-          this.gammaSeen(t.nodeId, r.value.gamma);
+          else this.gammaSeen(t.nodeId, r.value.gamma);
           return;
         }
         default:
