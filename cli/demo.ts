@@ -1,6 +1,7 @@
 // `heliomesh demo` (= `npm start`): the virtual solar field in one process — gateway with
 // its broker and HTTP API, G×N agents on virtual hardware, a load generator and a live
 // terminal view; optionally logging to InfluxDB. Ctrl-C stops it all; twice forces.
+import { rmSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
@@ -80,7 +81,13 @@ async function run(o: DemoOptions): Promise<void> {
   }
   const now = Date.now();
   const site = summerSite(now);
-  let field: Field;
+  let field: Field | undefined;
+  // If the process ends any other way than through stop() below (an uncaught error, a
+  // forced second Ctrl-C), no influxd may outlive it and no temporary folder stay behind.
+  process.once('exit', () => {
+    influxd?.killNow();
+    if (field) rmSync(field.dir, { recursive: true, force: true });
+  });
   try {
     field = await startField({
       groups: o.nodes.groups, nodesPerGroup: o.nodes.perGroup, seed: o.seed, dayMinutes: o.dayMinutes, policy: o.policy,

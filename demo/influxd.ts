@@ -75,6 +75,12 @@ export class DemoInfluxd {
     }
   }
 
+  /** For a process that is exiting now (a crash, a forced exit): SIGKILL and the folder, synchronously. */
+  killNow(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
   /** SIGTERM, SIGKILL after 5 s, then the folder goes. */
   async stop(): Promise<void> {
     const child = this.child;
