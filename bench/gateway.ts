@@ -155,6 +155,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     // One slot of warm-up, so every node is publishing when the window opens.
     await new Promise((r) => setTimeout(r, SLOT_MS + 1000));
     const loadInWindow = loadavg();
+    const windowStartMs = Date.now();
     const runJobs = jobsPerS > 0;
     const { result } = await gateway.request({
       type: 'measure', seconds, drainMs: 30_000, jobs: runJobs ? { jobsPerS, maxTokens, seed: 1 } : null,
@@ -179,7 +180,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     const loss: Loss = { ...lossOf(published, accounts), ...(accountError ? { accountError } : {}) };
     return report({
       nodes, seconds, jobsPerS, maxTokens, runJobs, loginS, result, loss, allAcked,
-      fleet: { ...fleet.counters }, extra, loadavg: { atStart: loadAtStart, windowStart: loadInWindow, windowEnd: loadAfterWindow },
+      fleet: { ...fleet.counters, errors: { ...fleet.counters.errors }, firstDropAfterWindowStartS: fleet.counters.firstDropAtMs === null ? null : (fleet.counters.firstDropAtMs - windowStartMs) / 1000 }, extra, loadavg: { atStart: loadAtStart, windowStart: loadInWindow, windowEnd: loadAfterWindow },
     });
   } finally {
     await fleet.end();
@@ -198,7 +199,7 @@ interface Measured {
   result: WindowResult;
   loss: Loss;
   allAcked: boolean;
-  fleet: BenchFleet['counters'];
+  fleet: BenchFleet['counters'] & { firstDropAfterWindowStartS: number | null };
   extra: { linkInvalid: number; brokerRefused: Record<string, number> };
   loadavg: Record<string, number[]>;
 }
@@ -218,6 +219,7 @@ function report(m: Measured): BenchResult {
     `gateway: ${m.nodes} nodes × 1 slot record/s, ${m.runJobs ? `${m.jobsPerS} jobs/s` : 'no jobs'}, ${f(r.seconds, 0)} s: ` +
     `CPU ${f(r.cpuPct)} % of one core (goal < ${GOALS.cpuPct} %; main thread busy ${f(100 * r.eventLoopUtilization)} %, solver ${f(r.solver.solveMs / 10 / r.seconds)} %), ` +
     `event-loop lag p99 ${f(r.eventLoopLagMs.p99)} ms, ${decision}, ${lossText}; ${jobs}; ` +
+    (m.fleet.dropped ? `${m.fleet.dropped} NODE CONNECTIONS LOST (the first ${f(m.fleet.firstDropAfterWindowStartS ?? 0, 0)} s into the window); ` : '') +
     `load average ${f(m.loadavg.windowStart![0]!)} → ${f(m.loadavg.windowEnd![0]!)}`;
   return {
     summary,

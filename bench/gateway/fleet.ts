@@ -23,6 +23,9 @@ export interface FleetCounters {
   connected: number;
   /** Connections lost after the node was up: each one is a failure of the run. */
   dropped: number;
+  /** When the first connection was lost (ms since the Unix epoch), and the client errors seen, for the diagnosis. */
+  firstDropAtMs: number | null;
+  errors: Record<string, number>;
   slotsPublished: number;
   slotsAcked: number;
   publishErrors: number;
@@ -67,7 +70,14 @@ class VirtualNode {
       client.once('close', () => reject(new Error(`${nodeId}: ${url} closed the connection before CONNACK`)));
     });
     this.counters.connected++;
-    client.on('close', () => this.counters.dropped++);
+    client.on('close', () => {
+      this.counters.dropped++;
+      this.counters.firstDropAtMs ??= Date.now();
+    });
+    client.on('error', (err) => {
+      const errors = this.counters.errors;
+      if (Object.keys(errors).length < 10 || errors[err.message] !== undefined) errors[err.message] = (errors[err.message] ?? 0) + 1;
+    });
     client.on('message', (_topic, payload) => this.onJobIn(payload));
     const granted = await client.subscribeAsync(this.topics.jobIn, { qos: 1 });
     if (granted[0]?.qos !== 1) throw new Error(`${nodeId}: the gateway granted ${this.topics.jobIn} QoS ${granted[0]?.qos}`);
@@ -159,7 +169,7 @@ class VirtualNode {
 
 export class BenchFleet {
   readonly counters: FleetCounters = {
-    connected: 0, dropped: 0, slotsPublished: 0, slotsAcked: 0, publishErrors: 0, offers: 0, refused: 0, framesEchoed: 0, replays: 0, reports: 0,
+    connected: 0, dropped: 0, firstDropAtMs: null, errors: {}, slotsPublished: 0, slotsAcked: 0, publishErrors: 0, offers: 0, refused: 0, framesEchoed: 0, replays: 0, reports: 0,
   };
   private readonly nodes: VirtualNode[];
 
