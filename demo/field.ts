@@ -74,8 +74,8 @@ function gatewayConfig(o: FieldOptions, credentialsPath: string, speed: number, 
     fleet: FLEET,
     // Loopback only: the demo's nodes live in this process.
     broker: { host: '127.0.0.1', port: o.mqttPort, credentialsPath },
-    // Simulated time runs ahead of the wall clock; a finite retention would drop points
-    // the moment the day passes it, so the demo's database keeps them.
+    // A field may run on a day far from today (the tests replay 21 June); InfluxDB refuses
+    // points older than a finite retention, so the demo's database keeps everything.
     store: o.influxUrl ? { url: o.influxUrl, retentionPolicy: { name: 'heliomesh', duration: 'INF' } } : undefined,
     scheduler: { policy: o.policy },
     registry: {
@@ -88,7 +88,8 @@ function gatewayConfig(o: FieldOptions, credentialsPath: string, speed: number, 
     router: { hopTimeoutMs: Math.round(10_000 * speed), queueTimeoutMs: Math.round(20_000 * speed), reportTimeoutMs: Math.round(2_000 * speed) },
     // Counters once per simulated 10 minutes (several times a wall-clock minute).
     statsIntervalMs: 600_000,
-    ...(o.httpPort !== undefined ? { http: { host: '0.0.0.0', port: o.httpPort } } : {}),
+    // The demo's API has no key, so it answers on this machine only.
+    ...(o.httpPort !== undefined ? { http: { host: '127.0.0.1', port: o.httpPort } } : {}),
     ...(model.split ? { model: { manifest: join(model.dir, 'manifest.json') } } : {}),
   }, 'demo gateway config');
 }
