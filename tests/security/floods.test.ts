@@ -52,6 +52,7 @@ test('a packet announcing 200 MiB is refused from its header, before any login',
   const after = t.broker.stats();
   assert.equal(after.refusedSize - before.refusedSize, 1);
   assert.equal(after.refusedAuth, before.refusedAuth, 'it never reached the login');
+  assert.equal(after.refusedProtocol, before.refusedProtocol, 'counted once, as oversized');
 });
 
 test('connects over the per-address rate are refused before the password check, until the minute has passed', async () => {

@@ -3,10 +3,13 @@
 // refuses the old password, while the other nodes stay connected.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { addNode, loadCredentials } from '../../gateway/broker/index.js';
-import { closedByBroker, login, open, startTestGateway, type TestGateway } from './support.js';
+import { freePort } from '../support/ports.js';
+import { closedByBroker, login, open, startTestGateway, until, type TestGateway } from './support.js';
 
 const run = promisify(execFile);
 let t: TestGateway;
@@ -47,4 +50,35 @@ test('remove-node revokes a node: its session closes on reload and it can no lon
   await assert.rejects(run('node', ['dist/cli/index.js', 'gateway', 'remove-node', 'node-b', '--file', t.credentialsPath]), /node node-b has no credentials/);
   assert.deepEqual(t.broker.setCredentials(loadCredentials(t.credentialsPath)), [], 'an unchanged file disconnects nobody');
   assert.equal(c.connected, true);
+});
+
+test('through the CLI: SIGHUP to a running gateway closes the session of a node removed with remove-node', async () => {
+  const file = join(t.dir, 'cli-nodes.json');
+  const keep = await addNode(file, 'node-k');
+  const gone = await addNode(file, 'node-g');
+  writeFileSync(join(t.dir, 'cli.yaml'), 'fleet: sec\nbroker:\n  host: 127.0.0.1\n  credentialsPath: cli-nodes.json\n');
+  const [mqttPort, httpPort] = [await freePort(), await freePort()];
+  const gw = spawn('node', ['dist/cli/index.js', 'gateway', '--config', join(t.dir, 'cli.yaml'), '--mqtt-port', String(mqttPort), '--http-port', String(httpPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  gw.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  gw.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((r) => gw.once('exit', (code) => r(code)));
+  try {
+    await until('gateway started', () => out.includes('"msg":"gateway started"') || gw.exitCode !== null, 30_000);
+    const url = `mqtt://127.0.0.1:${mqttPort}`;
+    const k = await open(t, url, { clientId: 'node-k', username: 'node-k', password: keep });
+    const g = await open(t, url, { clientId: 'node-g', username: 'node-g', password: gone });
+    await run('node', ['dist/cli/index.js', 'gateway', 'remove-node', 'node-g', '--file', file]);
+    gw.kill('SIGHUP');
+    await closedByBroker(g);
+    await until('the reload logged', () => out.includes('"msg":"credentials reloaded"'));
+    const reloaded = out.split('\n').filter((l) => l.includes('"msg":"credentials reloaded"')).map((l) => JSON.parse(l) as { disconnected: string[] })[0]!;
+    assert.deepEqual(reloaded.disconnected, ['node-g']);
+    assert.equal(k.connected, true);
+    const refused = await login(t, url, { clientId: 'node-g', username: 'node-g', password: gone });
+    assert.ok(!refused.connected && refused.code === 4);
+  } finally {
+    gw.kill('SIGTERM');
+  }
+  assert.equal(await exited, 0, out);
 });
