@@ -132,6 +132,12 @@ function noDelay(client: MqttClient): void {
   client.on('connect', apply);
 }
 
+/** Resolves once the broker has acknowledged every QoS 1 publish of `client`, or after `ms`. */
+async function acknowledged(client: MqttClient, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (Object.keys(client.outgoing).length > 0 && client.connected && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+}
+
 /** The HTTP API's bearer key, from the config or the private file it names. */
 function apiKey(http: HttpConfig): string | undefined {
   if (!http.apiKeyFile) return http.apiKey;
@@ -252,6 +258,9 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
         // HTTP callers get that answer (503 'shutdown') before the API ends the connections.
         http?.stopAccepting();
         await r.close();
+        // The router's cancels (QoS 1) must be through the broker before it stops, or every
+        // node that served a job keeps its queue place until its session idles out.
+        await acknowledged(client, 2_000);
         await http?.close();
         model.dispose();
         // The embedded broker closes first: a node's record it acknowledged after our own
