@@ -15,6 +15,7 @@ import { systemClock } from '../../gateway/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import { encodeFrame, encodeJson, nodeTopic, nodeTopics, type NodeTopicKind } from '../../protocol/index.js';
+import { until } from '../faults/support.js';
 import { captureLog, type Captured } from '../support/log.js';
 import { Rng, badMessages, eventMessage, validBirth, validSlot } from './generator.js';
 import { cheapEntry, connectPacket, publishPacket, remainingLength, sendRaw } from './mqtt-raw.js';
@@ -76,14 +77,6 @@ async function connectNode(nodeId: string, over: Record<string, unknown> = {}): 
   const c = await connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: nodeId, username: nodeId, password: PASSWORD[nodeId], reconnectPeriod: 0, ...over });
   clients.push(c);
   return c;
-}
-
-async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** Publishes in order with at most `window` QoS 1 messages in flight. */

@@ -23,6 +23,7 @@ import { readManifest } from '../../models/shards.js';
 import { exampleDoc } from '../agent/fixtures.js';
 import { Reference, request } from '../gateway/e2e-reference.js';
 import { freePort } from '../support/ports.js';
+import { until } from '../faults/support.js';
 import { writeCredentials } from './light-nodes.js';
 
 const FLEET = 'restart';
@@ -85,14 +86,6 @@ function post(port: number, body: object): Promise<{ status: number; body: strin
     req.on('error', (err) => resolve({ status: 0, body: '', error: err.message }));
     req.end(JSON.stringify(body));
   });
-}
-
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** Every agent online, active and solved at `gw`. */

@@ -13,6 +13,7 @@ import { startGateway, type Gateway } from '../../gateway/index.js';
 import { ScaledClock } from '../../hardware/clock.js';
 import { TestInfluxd } from '../support/influxd.js';
 import { captureLog } from '../support/log.js';
+import { storedSeqs, until } from '../faults/support.js';
 import { LightNode, writeCredentials } from './light-nodes.js';
 
 const FLEET = 'sun';
@@ -38,19 +39,9 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-async function storedSeqs(db: string, node: string): Promise<number[]> {
-  const res = (await influxd.query(db, `SELECT seq FROM node_slot WHERE node = '${node}'`)) as {
-    results: Array<{ series?: Array<{ values: Array<[number, number]> }> }>;
-  };
-  return (res.results[0]?.series?.[0]?.values ?? []).map((v) => v[1]).sort((a, b) => a - b);
+/** The node's stored slot sequence numbers, ascending. */
+async function sortedSeqs(db: string, node: string): Promise<number[]> {
+  return (await storedSeqs(influxd, db, node)).sort((a, b) => a - b);
 }
 
 const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
@@ -85,7 +76,7 @@ test('InfluxDB down for 5 simulated minutes under load: every slot point arrives
   const nodes = await startNodes(gw, clock, t);
   for (const n of nodes) n.startSlots();
   await until('ten slots from every node in InfluxDB', async () => {
-    for (const id of NODES) if ((await storedSeqs('outage', id)).length < 10) return false;
+    for (const id of NODES) if ((await sortedSeqs('outage', id)).length < 10) return false;
     return true;
   });
 
@@ -112,7 +103,7 @@ test('InfluxDB down for 5 simulated minutes under load: every slot point arrives
   for (const n of nodes) {
     assert.deepEqual(n.errors, []);
     assert.equal(gw.registry.get(n.nodeId)!.missedSlots, 0);
-    assert.deepEqual(await storedSeqs('outage', n.nodeId), range(0, n.nextSeq), `${n.nodeId}: exactly one point per seq 0..${n.nextSeq - 1}`);
+    assert.deepEqual(await sortedSeqs('outage', n.nodeId), range(0, n.nextSeq), `${n.nodeId}: exactly one point per seq 0..${n.nextSeq - 1}`);
   }
   const s = gw.store.stats();
   assert.equal(s.dropped, 0);
@@ -160,7 +151,7 @@ test('a buffer bound smaller than the outage: exactly the overflow is lost, olde
 
   let missing = 0;
   for (const n of nodes) {
-    const seqs = await storedSeqs('bounded', n.nodeId);
+    const seqs = await sortedSeqs('bounded', n.nodeId);
     const gone = range(0, n.nextSeq).filter((s) => !seqs.includes(s));
     missing += gone.length;
     // The oldest go first: what is missing is the start of the node's outage records.
