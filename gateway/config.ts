@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { MAX_FRAME_BYTES, idProblem } from '../protocol/index.js';
 import { BrokerConfigSchema } from './broker/config.js';
 import { EstimatorConfigSchema } from './estimator.js';
+import { HomeAssistantConfigSchema } from './homeassistant.js';
 import { HttpConfigSchema } from './http/config.js';
 import { StoreConfigSchema } from './store/config.js';
 
@@ -64,6 +65,8 @@ export const GatewayConfigSchema = z.object({
     /** Finished jobs kept for `GET /api/jobs/:id`. */
     keepJobs: z.number().int().min(1).default(1000),
   }).prefault({}),
+  /** Home Assistant MQTT discovery (docs/monitoring.md); absent: off. */
+  homeAssistant: HomeAssistantConfigSchema.optional(),
   /** How often broker and store counters are written to InfluxDB. */
   statsIntervalMs: z.number().int().positive().default(10_000),
   log: z.object({

@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import { assertPrivateFile, Broker, connectExternal, loadCredentials, safeUrl, type ExternalSecrets, type NodeTopicPatterns } from './broker/index.js';
 import type { Clock, Timer } from './clock.js';
 import type { GatewayConfig } from './config.js';
+import { HomeAssistantDiscovery } from './homeassistant.js';
 import { HttpApi, type HttpConfig } from './http/index.js';
 import type { JobService } from './jobs.js';
 import { NodeLink } from './link.js';
@@ -190,7 +191,7 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
   const store = createStore(config.store, { clock, log: log.child({ part: 'store' }) });
   const solver = new SolverPool({ threads: config.scheduler.solverThreads });
   // Late-bound: the registry's offline events reach the router built below.
-  const late: { router?: Router } = {};
+  const late: { router?: Router; homeAssistant?: HomeAssistantDiscovery } = {};
   const registry = wireRegistry(config, { clock, log: log.child({ part: 'registry' }), store, solver, late });
   let broker: Broker | undefined;
   let router: Router | undefined;
@@ -211,6 +212,15 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
     );
     router = r;
     late.router = r;
+    if (config.homeAssistant) {
+      late.homeAssistant = new HomeAssistantDiscovery({ ...config.homeAssistant, fleet: config.fleet }, {
+        // Retained, so Home Assistant finds every node's device when it (re)starts.
+        publish: (m) => client.publish(m.topic, m.payload, { qos: 1, retain: true }, (err) => {
+          if (err) log.warn({ topic: m.topic, err: err.message }, 'Home Assistant discovery not published');
+        }),
+        log: log.child({ part: 'homeassistant' }),
+      });
+    }
     const link = new NodeLink(
       { fleet: config.fleet, levels: config.registry.levels, priorHarvestJ: config.registry.priorHarvestJ },
       { client, registry, clock, log: log.child({ part: 'link' }), jobs: r },
@@ -288,7 +298,7 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
 }
 
 /** The registry, its re-solving, and its events written to the store. */
-function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; store: Store; solver: SolverPool; late: { router?: Router } }): Registry {
+function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; store: Store; solver: SolverPool; late: { router?: Router; homeAssistant?: HomeAssistantDiscovery } }): Registry {
   const { clock, log, store } = deps;
   const tags = (nodeId: string, group: string): NodeTags => ({ fleet: config.fleet, node: nodeId, group });
   const lastSlotMs = new Map<string, number>();
@@ -307,6 +317,7 @@ function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; 
         store.write(statePoint(tags(node.nodeId, node.profile.group), { online, reason, gamma: node.gamma, powerMode: node.powerMode }, atMs));
         // A will or silence fails the hops waiting on the node at once (no hop timeout to sit out).
         if (!online) deps.late.router?.nodeDown(node.nodeId, reason);
+        else deps.late.homeAssistant?.announce(node.nodeId, node.profile.group);
       },
       slot(node, r, seqGap, atMs) {
         if (seqGap > 0) log.warn({ node: node.nodeId, seq: r.seq, missed: seqGap }, 'slot records missing');
