@@ -305,6 +305,8 @@ export class Job implements JobHandle {
 
   private end(status: 'done' | 'failed' | 'cancelled', err?: JobError): void {
     if (status === 'done') this.emit(this.text.end());
+    // A kept job must not hold its hidden states: rows × dim floats per group.
+    for (const lane of this.lanes) lane.history.release();
     this.status = status;
     this.finishedMs = this.deps.clock.now();
     this.error = err;

@@ -28,6 +28,12 @@ export class RowHistory {
     this.used += rows.length;
   }
 
+  /** Frees the rows once the job is over (finished jobs are kept for lookup). */
+  release(): void {
+    this.data = new Float32Array(0);
+    this.used = 0;
+  }
+
   /** Rows [from, from + count), without copying. */
   rows(from: number, count: number): Float32Array {
     return this.data.subarray(from * this.dim, (from + count) * this.dim);
