@@ -6,8 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AgentConfigInput } from '../../agent/config.js';
-import { referenceHardwareConfig } from '../../hardware/config.js';
+import type { AgentConfig } from '../../agent/config.js';
+import { virtualAgentConfig } from '../../cli/agent.js';
 
 export interface AgentSpec {
   nodeId: string;
@@ -19,22 +19,12 @@ export interface AgentSpec {
 
 const CLI = fileURLToPath(new URL('../../cli/index.js', import.meta.url));
 
-/** The virtual node's config (as `heliomesh agent --virtual` builds it), serving `spec`'s blocks of `shardDir`. */
-function agentDoc(spec: AgentSpec, fleet: string, url: string, shardDir: string, dir: string): AgentConfigInput {
+/** The config `heliomesh agent --virtual` builds (cli/agent.ts), serving `spec`'s blocks of `shardDir`. */
+function agentDoc(spec: AgentSpec, fleet: string, url: string, shardDir: string, dir: string): AgentConfig {
+  const base = virtualAgentConfig({ nodeId: spec.nodeId, group: spec.group, fleet, gateway: url, username: spec.nodeId, password: spec.password, spool: join(dir, 'spool') }, {});
   return {
-    nodeId: spec.nodeId,
-    fleet,
-    group: spec.group,
-    gateway: { url, username: spec.nodeId, password: spec.password },
-    hardware: referenceHardwareConfig('virtual'),
-    powerModes: [
-      { powerMode: 1, name: 'low', kappa: 3, costJ: 30 },
-      { powerMode: 2, name: 'medium', kappa: 2, costJ: 35 },
-      { powerMode: 3, name: 'high', kappa: 1, costJ: 45 },
-    ],
-    modeTable: [{ minFraction: 0, powerMode: 1 }, { minFraction: 0.4, powerMode: 2 }, { minFraction: 0.6, powerMode: 3 }],
+    ...base,
     model: { shardDir, firstBlock: spec.firstBlock, lastBlock: spec.lastBlock },
-    spool: { dir: join(dir, 'spool') },
     // On the virtual node a critical battery only ends the process.
     shutdownCommand: ['true'],
     logLevel: 'warn',
