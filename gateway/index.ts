@@ -236,6 +236,8 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
         brokerStats: () => b?.stats(),
         store: { configured: config.store !== undefined, stats: () => store.stats() },
         linkCounters: () => link.counters,
+        linkIgnored: () => link.ignored,
+        jobMessages: () => r.stats,
       }, { clock, log: log.child({ part: 'http' }), apiKey: apiKey(config.http) });
     } catch (err) {
       await client.endAsync();

@@ -88,6 +88,11 @@ export class ApiMetrics {
 
     total('heliomesh_link_messages_total', 'Node messages received on the fleet\'s topics', () => sources.linkCounters().messages);
     total('heliomesh_link_invalid_messages_total', 'Node messages refused by validation', () => sources.linkCounters().invalid);
+    byLabel('heliomesh_link_ignored_messages_total', 'Well-formed node messages the registry had no use for, by reason', 'reason', () => {
+      const i = sources.linkIgnored?.();
+      return i ? { unknown_node: i.unknownNode, duplicate_slot: i.duplicateSlots } : null;
+    });
+    byLabel('heliomesh_job_messages_refused_total', 'Messages on job/out refused: invalid, or stale (about no live hop of a job)', 'reason', () => sources.jobMessages?.() ?? null);
 
     function gauge(name: string, help: string, value: () => number | null): void {
       new Gauge({

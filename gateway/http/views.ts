@@ -2,7 +2,7 @@
 // `heliomesh status`), and the gateway's health (GET /healthz).
 import type { BrokerCounters } from '../broker/index.js';
 import type { JobService } from '../jobs.js';
-import type { LinkCounters } from '../link.js';
+import type { IgnoredCounters, LinkCounters } from '../link.js';
 import type { Registry } from '../registry.js';
 import type { StoreStats } from '../store/index.js';
 
@@ -16,6 +16,10 @@ export interface GatewaySources {
   brokerStats(): BrokerCounters | undefined;
   store: { configured: boolean; stats(): StoreStats };
   linkCounters(): LinkCounters;
+  /** Well-formed node messages the registry had no use for (absent: not exposed). */
+  linkIgnored?(): IgnoredCounters;
+  /** job/out messages the router refused or found about no live hop (absent: not exposed). */
+  jobMessages?(): { invalid: number; stale: number };
 }
 
 export interface NodeView {

@@ -63,6 +63,7 @@ before(async () => {
     model: { backend: 'cpu' },
     // Activation frames must fit in a packet; the bundled model's are a few KiB.
     router: { maxFrameBytes: MAX_PACKET / 2 },
+    http: { host: '127.0.0.1', port: 0 },
   }), { clock: systemClock, log: cap.log });
   port = gw.broker.ports.mqtt!;
 });
@@ -303,4 +304,24 @@ test('after the fuzz the gateway serves a valid node as before', async () => {
   await again.publishAsync(nodeTopic(FLEET, UNBORN, 'state'), validBirth(UNBORN, 'g2'), { qos: 1 });
   await until('the late birth', () => gw.registry.get(UNBORN)?.online === true);
   assert.deepEqual(gw.registry.all().map((n) => n.nodeId).sort(), [GOOD, FUZZER, UNBORN]);
+});
+
+test('/metrics exposes every refusal and ignored message the fuzz caused', async () => {
+  const text = await (await fetch(`http://127.0.0.1:${gw.http!.port}/metrics`)).text();
+  const value = (name: string, labels = '') => {
+    const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
+    assert.ok(line, `${name}${labels} is exposed`);
+    return Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
+  const b = gw.broker.stats();
+  assert.equal(value('heliomesh_link_invalid_messages_total'), gw.link.counters.invalid);
+  assert.equal(value('heliomesh_link_invalid_messages_total'), BAD_JSON);
+  assert.equal(value('heliomesh_link_ignored_messages_total', '{reason="unknown_node"}'), gw.link.ignored.unknownNode);
+  assert.equal(value('heliomesh_link_ignored_messages_total', '{reason="duplicate_slot"}'), REPEATED_SLOTS);
+  assert.equal(value('heliomesh_job_messages_refused_total', '{reason="invalid"}'), JOB_OUT_BAD);
+  assert.equal(value('heliomesh_job_messages_refused_total', '{reason="stale"}'), JOB_OUT_STALE);
+  for (const [reason, n] of [['auth', b.refusedAuth], ['acl', b.refusedAcl], ['size', b.refusedSize], ['protocol', b.refusedProtocol]] as const) {
+    assert.equal(value('heliomesh_broker_refused_total', `{reason="${reason}"}`), n, reason);
+  }
+  assert.equal(b.refusedAcl, ACL_PUBLISHES + ACL_SUBSCRIBES);
 });
