@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Aedes } from 'aedes';
 
@@ -45,6 +45,9 @@ export class Mosquitto {
       'allow_anonymous true',
       'persistence true',
       `persistence_location ${this.dir}/`,
+      // Started as root, mosquitto switches to the user "mosquitto", which cannot write this
+      // root-owned folder, and persistence then fails silently. Run as whoever started it.
+      `user ${userInfo().username}`,
       'log_dest none',
       '',
     ].join('\n'));
