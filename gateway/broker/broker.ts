@@ -3,10 +3,11 @@
 // connect as one internal client with a secret made at start-up that exists only in memory.
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createServer as createTlsServer } from 'node:tls';
+import { createServer as createTlsServer, type Server as TlsServer, type TlsOptions } from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
@@ -139,25 +140,38 @@ export class Broker {
     const plain = createServer((socket) => this.handleSocket(socket));
     this.ports.mqtt = await this.listen(plain, config.port);
     if (config.tls && deps.tls) {
-      const secure = createTlsServer({
-        cert: deps.tls.cert,
-        key: deps.tls.key,
-        ca: deps.tls.ca,
-        requestCert: config.tls.requireClientCert,
-        rejectUnauthorized: config.tls.requireClientCert,
-      }, (socket) => this.handleSocket(socket));
-      secure.on('tlsClientError', (err, socket) => deps.log.info({ remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
+      const secure = createTlsServer(this.tlsOptions(), (socket) => this.handleSocket(socket));
+      this.logHandshakeFailures(secure);
       this.ports.mqtts = await this.listen(secure, config.tls.port);
     }
     if (config.websocket) await this.listenWebSocket(config.websocket);
   }
 
   /** MQTT over WebSocket (MQTT 3.1.1 §6): the WebSocket's bytes go through the same guard, logins and ACL. */
+  /** The TLS port's options: the configured certificate, and client certificates when required. */
+  private tlsOptions(): TlsOptions {
+    const { tls } = this.deps;
+    const required = this.config.tls?.requireClientCert ?? false;
+    return { cert: tls?.cert, key: tls?.key, ca: tls?.ca, requestCert: required, rejectUnauthorized: required };
+  }
+
+  private logHandshakeFailures(server: TlsServer): void {
+    server.on('tlsClientError', (err, socket) => this.deps.log.info({ remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
+  }
+
   private async listenWebSocket(ws: NonNullable<BrokerConfig['websocket']>): Promise<void> {
-    const http = createHttpServer((_req, res) => {
+    const scheme = ws.secure ? 'wss' : 'ws';
+    const onRequest = (_req: IncomingMessage, res: ServerResponse) => {
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
-      res.end(`this port speaks MQTT over WebSocket only: connect to ws://HOST:PORT${ws.path}\n`);
-    });
+      res.end(`this port speaks MQTT over WebSocket only: connect to ${scheme}://HOST:PORT${ws.path}\n`);
+    };
+    let http;
+    if (ws.secure) {
+      http = createHttpsServer(this.tlsOptions(), onRequest);
+      this.logHandshakeFailures(http);
+    } else {
+      http = createHttpServer(onRequest);
+    }
     this.webSockets = new WebSocketServer({
       server: http,
       path: ws.path,

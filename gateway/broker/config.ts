@@ -37,6 +37,8 @@ export const BrokerConfigSchema = z.object({
   websocket: z.object({
     port: z.number().int().min(0).max(65535).default(8083),
     path: z.string().startsWith('/').default('/mqtt'),
+    /** wss:// with broker.tls's certificate, key and client-certificate rule (requires broker.tls). */
+    secure: z.boolean().default(false),
   }).optional(),
   /** Join this broker as a client instead of running one (`heliomesh gateway --broker URL`). */
   external: ExternalBrokerSchema.optional(),
@@ -63,6 +65,9 @@ export const BrokerConfigSchema = z.object({
 }).superRefine((b, ctx) => {
   if (!b.external && !b.credentialsPath) {
     ctx.addIssue({ code: 'custom', path: ['credentialsPath'], message: 'credentialsPath is required for the embedded broker (create the file with heliomesh gateway add-node), unless broker.external is set' });
+  }
+  if (b.websocket?.secure && !b.tls) {
+    ctx.addIssue({ code: 'custom', path: ['websocket', 'secure'], message: 'websocket.secure uses broker.tls\'s certificate and key: configure broker.tls too' });
   }
 });
 

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BrokerConfigSchema } from '../../gateway/broker/index.js';
 import { nodeTopic } from '../../protocol/index.js';
 import { connectPacket, sendRaw } from '../fuzz/mqtt-raw.js';
 import { FLEET, login, open, startTestGateway, until, type TestGateway } from './support.js';
@@ -42,7 +43,7 @@ before(async () => {
   issue('node-a', 'node-a', 'fleet-ca', 'extendedKeyUsage=clientAuth\n');
   issue('intruder', 'node-a', 'other-ca', 'extendedKeyUsage=clientAuth\n');
   const tls = { port: 0, certPath: join(pki, 'gateway.crt'), keyPath: join(pki, 'gateway.key') };
-  t = await startTestGateway({ nodes: ['node-a'], broker: { tls } });
+  t = await startTestGateway({ nodes: ['node-a'], broker: { tls, websocket: { port: 0, secure: true } } });
   strict = await startTestGateway({ nodes: ['node-a'], broker: { tls: { ...tls, caPath: join(pki, 'fleet-ca.crt'), requireClientCert: true } } });
 });
 
@@ -94,6 +95,24 @@ test('plain MQTT on the TLS port gets no CONNACK', async () => {
   assert.ok(!viaClient.connected && viaClient.code === undefined, 'MQTT.js over plain TCP: closed without CONNACK');
   assert.equal(t.broker.stats().refusedAuth, before.refusedAuth);
   await until('handshake failures logged', () => t.cap.records.filter((r) => r.msg === 'TLS handshake failed').length >= 2);
+});
+
+test('MQTT over secure WebSocket: a node that trusts the CA connects with wss://, one that does not fails', async () => {
+  const wss = `wss://127.0.0.1:${t.broker.ports.ws}/mqtt`;
+  const creds = { clientId: 'node-a', username: 'node-a', password: t.passwords['node-a'] };
+  const observer = await open(t, t.url, { clientId: 'observer-wss', ...t.broker.internal });
+  const topic = nodeTopic(FLEET, 'node-a', 'telemetry');
+  await observer.subscribeAsync(topic, { qos: 1 });
+  const got = new Promise<string>((resolve) => observer.once('message', (_t, payload) => resolve(payload.toString())));
+  const a = await open(t, wss, { ...creds, ca: pem('fleet-ca.crt') });
+  await a.publishAsync(topic, 'over wss', { qos: 1 });
+  assert.equal(await got, 'over wss');
+  await a.endAsync();
+  const untrusted = await login(t, wss, creds);
+  assert.ok(!untrusted.connected && untrusted.code === undefined, 'no CONNACK without trusting the CA');
+  const plain = await login(t, `ws://127.0.0.1:${t.broker.ports.ws}/mqtt`, creds);
+  assert.ok(!plain.connected && plain.code === undefined, 'plain ws:// on the wss port: no CONNACK');
+  assert.throws(() => BrokerConfigSchema.parse({ credentialsPath: 'x', websocket: { secure: true } }), /websocket\.secure uses broker\.tls/);
 });
 
 test('with requireClientCert, only a certificate from the fleet CA gets a node to the login', async () => {
