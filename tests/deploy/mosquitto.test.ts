@@ -60,6 +60,7 @@ before(async () => {
   chmodSync(dir, 0o755);
   for (const u of ['pi-a', 'pi-b']) passwords[u] = await addNode(join(dir, 'nodes.json'), u);
   passwords[GATEWAY_USER] = 'gateway-secret';
+  passwords.homeassistant = 'ha-secret';
   const pw = join(dir, 'passwd');
   for (const [i, [user, password]] of Object.entries(passwords).entries()) {
     const r = spawnSync('mosquitto_passwd', [...(i === 0 ? ['-c'] : []), '-b', pw, user, password], { encoding: 'utf8' });
@@ -206,4 +207,28 @@ test('anonymous clients and a node claiming another client id', async () => {
   const end = Date.now() + 3000;
   while (!seen.includes(nodeTopic(FLEET, 'pi-a', 'state')) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
   assert.deepEqual(seen, [nodeTopic(FLEET, 'pi-a', 'state')]);
+});
+
+test('Home Assistant\'s login reads the nodes\' slots and states and the gateway\'s discovery configs, and commands nothing', async () => {
+  const url = `mqtt://127.0.0.1:${mosquittoPort}`;
+  const gw = await mqtt(url, { clientId: GATEWAY_USER, username: GATEWAY_USER, password: passwords[GATEWAY_USER] });
+  const config = 'homeassistant/sensor/heliomesh_rooftop_pi_a_battery/config';
+  await gw.publishAsync(config, '{"name":"Battery"}', { qos: 1, retain: true });
+  const a = await mqtt(url, { clientId: 'pi-a', username: 'pi-a', password: passwords['pi-a'] });
+  const seenByA: string[] = [];
+  a.on('message', (t) => seenByA.push(t));
+  await a.subscribeAsync(nodeTopic(FLEET, 'pi-a', 'cmd'), { qos: 1 });
+  const ha = await mqtt(url, { clientId: 'homeassistant', username: 'homeassistant', password: passwords.homeassistant });
+  const seenByHa: string[] = [];
+  ha.on('message', (t) => seenByHa.push(t));
+  await ha.subscribeAsync([`heliomesh/${FLEET}/node/+/slot`, `heliomesh/${FLEET}/node/+/state`, 'homeassistant/#'], { qos: 1 });
+  await a.publishAsync(nodeTopic(FLEET, 'pi-a', 'slot'), '{}', { qos: 1 });
+  await a.publishAsync(nodeTopic(FLEET, 'pi-a', 'state'), '{}', { qos: 1 });
+  await ha.publishAsync(nodeTopic(FLEET, 'pi-a', 'cmd'), '{}', { qos: 1 });
+  // The gateway's command after Home Assistant's: once A has it, Home Assistant's would have come first.
+  await gw.publishAsync(nodeTopic(FLEET, 'pi-a', 'cmd'), '{"from":"gateway"}', { qos: 1 });
+  const end = Date.now() + 3000;
+  while ((seenByHa.length < 3 || seenByA.length < 1) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(seenByHa.sort(), [config, nodeTopic(FLEET, 'pi-a', 'slot'), nodeTopic(FLEET, 'pi-a', 'state')].sort());
+  assert.deepEqual(seenByA, [nodeTopic(FLEET, 'pi-a', 'cmd')], 'only the gateway\'s command reached the node');
 });
