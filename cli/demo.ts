@@ -65,8 +65,25 @@ async function run(o: DemoOptions): Promise<void> {
     log.warn(msg);
     if (o.ui) console.error(msg);
   };
-  const httpPort = await chooseHttpPort(o.httpPort, say);
   let influxd: DemoInfluxd | undefined;
+  let field: Field | undefined;
+  // If the process ends any other way than through stop() below (an uncaught error, a
+  // forced second Ctrl-C), no influxd may outlive it and no temporary folder stay behind.
+  process.once('exit', () => {
+    influxd?.killNow();
+    if (field) rmSync(field.dir, { recursive: true, force: true });
+  });
+  // A Ctrl-C while the field is still starting is kept and acted on as soon as it is up
+  // (the default action would kill the process and leave influxd and the folders behind).
+  let early: string | undefined;
+  const startingSignal = (signal: string) => {
+    if (early) process.exit(130);
+    early = signal;
+    console.error(`heliomesh demo: ${signal} received; stopping as soon as the field is up (again to force)`);
+  };
+  process.on('SIGINT', startingSignal);
+  process.on('SIGTERM', startingSignal);
+  const httpPort = await chooseHttpPort(o.httpPort, say);
   let influxUrl = o.influx;
   if (!influxUrl) {
     const binary = findInfluxd();
@@ -81,13 +98,6 @@ async function run(o: DemoOptions): Promise<void> {
   }
   const now = Date.now();
   const site = summerSite(now);
-  let field: Field | undefined;
-  // If the process ends any other way than through stop() below (an uncaught error, a
-  // forced second Ctrl-C), no influxd may outlive it and no temporary folder stay behind.
-  process.once('exit', () => {
-    influxd?.killNow();
-    if (field) rmSync(field.dir, { recursive: true, force: true });
-  });
   try {
     field = await startField({
       groups: o.nodes.groups, nodesPerGroup: o.nodes.perGroup, seed: o.seed, dayMinutes: o.dayMinutes, policy: o.policy,
@@ -149,9 +159,12 @@ async function run(o: DemoOptions): Promise<void> {
         resolve();
       })();
     };
+    process.off('SIGINT', startingSignal);
+    process.off('SIGTERM', startingSignal);
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
-    if (o.duration) setTimeout(() => stop(`--duration ${o.duration}`), o.duration * 1000).unref();
+    if (early) stop(early);
+    else if (o.duration) setTimeout(() => stop(`--duration ${o.duration}`), o.duration * 1000).unref();
   });
 }
 
