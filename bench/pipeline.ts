@@ -33,6 +33,8 @@ interface InProcessRun {
   ids: number[];
   decodeTokensPerS: number;
   stats: GenerationStats;
+  /** This process's CPU time over the whole generation (prompt included), per token. */
+  cpuMsPerToken: number;
 }
 
 interface FleetRun {
@@ -41,12 +43,16 @@ interface FleetRun {
   jobNum: number;
   latencyMs: number;
   failovers: number;
+  /** This process's CPU time (gateway, broker, head) over the whole job, per token. */
+  gatewayCpuMsPerToken: number;
 }
 
 function inProcess(pipeline: Pipeline, promptIds: number[], maxTokens: number, stopIds: readonly number[]): InProcessRun {
   const stats = emptyStats(pipeline.stages.length);
+  const cpu0 = process.cpuUsage();
   const ids = [...pipeline.generate({ promptIds, maxTokens, sampler: SAMPLER, stopIds }, stats)];
-  return { ids, stats, decodeTokensPerS: (stats.decodeTokens / stats.decodeMs) * 1000 };
+  const cpu = process.cpuUsage(cpu0);
+  return { ids, stats, decodeTokensPerS: (stats.decodeTokens / stats.decodeMs) * 1000, cpuMsPerToken: (cpu.user + cpu.system) / 1000 / ids.length };
 }
 
 /**
@@ -81,12 +87,14 @@ function fullContextStageMs(pipeline: Pipeline, promptIds: number[], ids: number
 async function viaFleet(gw: Gateway, promptIds: number[], maxTokens: number): Promise<FleetRun> {
   const at: number[] = [];
   const ids: number[] = [];
+  const cpu0 = process.cpuUsage();
   const handle = gw.jobs.submit({ prompt: { ids: promptIds }, maxTokens, ...SAMPLER, stop: [] });
   handle.onToken((t) => {
     at[t.index] = performance.now();
     ids[t.index] = t.id;
   });
   const s = await handle.done;
+  const cpu = process.cpuUsage(cpu0);
   // As the in-process stats count it: tokens after the first, each one decode step.
   const decodeTokens = ids.length - 1;
   return {
@@ -95,6 +103,7 @@ async function viaFleet(gw: Gateway, promptIds: number[], maxTokens: number): Pr
     jobNum: Number(handle.id.replace(/^job-/, '')),
     latencyMs: s.latencyMs ?? 0,
     failovers: s.failovers,
+    gatewayCpuMsPerToken: (cpu.user + cpu.system) / 1000 / Math.max(1, ids.length),
   };
 }
 
@@ -274,6 +283,16 @@ function report(m: Measured): BenchResult {
     /** What the gateway spends per token outside the hops: head (embed, norm, classifier, sampling), its side of the codec, the router. */
     gatewayMs: tokenMs - hopsMs,
     inProcessHeadMs: s.headDecodeMs / s.decodeTokens,
+    /**
+     * CPU time per token, whole generation (prompt included), whatever the machine's load:
+     * in-process, against the fleet's gateway process plus its three agents.
+     */
+    cpuMsPerToken: {
+      inProcess: mid.inProcess.cpuMsPerToken,
+      fleet: mid.fleet.gatewayCpuMsPerToken + mid.agentCpuMs.reduce((a, b) => a + b, 0),
+      fleetGateway: mid.fleet.gatewayCpuMsPerToken,
+      fleetAgents: mid.agentCpuMs,
+    },
     mqttMsPerToken: hops.reduce((a, h) => a + h.mqttMs, 0),
     codecMsPerToken: 2 * GROUPS * codecMs,
   };
@@ -283,6 +302,7 @@ function report(m: Measured): BenchResult {
     `pipeline [${m.which}, ${m.backend}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
     `ratio ${f(ratio, 2)} (median of ${rounds.length} rounds; goal ≥ ${GOAL_RATIO} for stories15M), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
     `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}, each with an MQTT round trip of ${f(mid.mqtt.medianMs, 2)} ms (median, no compute); gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
+    `CPU per token: fleet ${f(breakdown.cpuMsPerToken.fleet, 2)} ms (gateway ${f(breakdown.cpuMsPerToken.fleetGateway, 2)}) vs in-process ${f(breakdown.cpuMsPerToken.inProcess, 2)} ms; ` +
     `frame codec ${f(codec.encodeUs, 0)} + ${f(codec.decodeUs, 0)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;
   return {
     summary,
@@ -313,6 +333,8 @@ function report(m: Measured): BenchResult {
         inProcessStageMs: r.inProcess.stats.stageDecodeMs.map((ms) => ms / r.inProcess.stats.decodeTokens),
         agentForwardMs: r.agentForwardMs,
         agentCpuMs: r.agentCpuMs,
+        inProcessCpuMsPerToken: r.inProcess.cpuMsPerToken,
+        gatewayCpuMsPerToken: r.fleet.gatewayCpuMsPerToken,
         fleetLatencyMs: r.fleet.latencyMs,
         failovers: r.fleet.failovers,
       })),
