@@ -37,12 +37,15 @@ type DemoOptions = z.infer<typeof optionsSchema>;
 class LogTail extends Writable {
   readonly lines: string[] = [];
   override _write(chunk: Buffer, _enc: string, done: () => void): void {
-    try {
-      const o = JSON.parse(chunk.toString()) as { msg?: string; node?: string; err?: string };
-      this.lines.push(`${o.node ? `${o.node}: ` : ''}${o.msg ?? ''}${o.err ? ` (${o.err})` : ''}`);
-      if (this.lines.length > 3) this.lines.shift();
-    } catch {
-      // a non-JSON line cannot come from pino; nothing to show
+    for (const line of chunk.toString().split('\n')) {
+      if (!line) continue;
+      try {
+        const o = JSON.parse(line) as { msg?: string; node?: string; err?: string };
+        this.lines.push(`${o.node ? `${o.node}: ` : ''}${o.msg ?? ''}${o.err ? ` (${o.err})` : ''}`);
+        if (this.lines.length > 3) this.lines.shift();
+      } catch {
+        // a non-JSON line cannot come from pino; nothing to show
+      }
     }
     done();
   }
@@ -60,10 +63,11 @@ async function run(o: DemoOptions): Promise<void> {
   const tail = new LogTail();
   const log: Logger = o.ui ? pino({ level: 'warn' }, tail) : pino({ level: 'info' });
   const notes: string[] = [];
+  // Said once: in plain mode as a log line, in the view as a note under the jobs.
   const say = (msg: string) => {
     notes.push(msg);
-    log.warn(msg);
     if (o.ui) console.error(msg);
+    else log.warn(msg);
   };
   let influxd: DemoInfluxd | undefined;
   let field: Field | undefined;
