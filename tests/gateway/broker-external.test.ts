@@ -5,7 +5,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -25,6 +24,7 @@ import { freePort } from '../support/ports.js';
 import { captureLog } from '../support/log.js';
 import { birth } from '../support/protocol-messages.js';
 import { mosquittoNodeAcl, SecuredMosquitto } from '../security/mosquitto.js';
+import { spawnGateway } from '../security/support.js';
 
 const GATEWAY_USER = 'heliomesh-gateway';
 let dir: string;
@@ -110,21 +110,16 @@ test('heliomesh gateway --broker URL joins the external broker, with paths relat
   // No credentialsPath: the embedded broker is not started, so none is needed.
   writeFileSync(join(dir, 'external.yaml'), `fleet: solar\nbroker:\n  external:\n    url: mqtt://192.0.2.1:1\n    username: ${GATEWAY_USER}\n    passwordPath: gateway.secret\n`);
   const url = `mqtt://127.0.0.1:${mosquitto.port}`;
-  const gw = spawn('node', ['dist/cli/index.js', 'gateway', '--config', join(dir, 'external.yaml'), '--broker', url, '--http-port', String(httpPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  gw.stdout.on('data', (b: Buffer) => (out += b.toString()));
-  gw.stderr.on('data', (b: Buffer) => (out += b.toString()));
-  const exited = new Promise<number | null>((r) => gw.once('exit', (code) => r(code)));
+  const gw = spawnGateway(['--config', join(dir, 'external.yaml'), '--broker', url, '--http-port', String(httpPort)]);
+  let stopped: Awaited<ReturnType<typeof gw.stop>>;
   try {
-    await until('gateway started', () => out.includes('"msg":"gateway started"') || gw.exitCode !== null, 30_000);
-    const started = out.split('\n').filter((l) => l.includes('"msg":"gateway started"')).map((l) => JSON.parse(l) as Record<string, unknown>)[0];
-    assert.ok(started, out);
+    const started = await gw.logged('gateway started');
     assert.equal(started.externalBroker, url, '--broker overrides broker.external.url');
     assert.equal(started.mqtt, null, 'no embedded broker');
   } finally {
-    gw.kill('SIGTERM');
+    stopped = await gw.stop();
   }
-  assert.equal(await exited, 0, out);
+  assert.equal(stopped.code, 0, stopped.out);
 });
 
 test('a wrong password or an unreachable external broker stops the gateway with what to check', async () => {

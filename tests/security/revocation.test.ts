@@ -3,13 +3,13 @@
 // refuses the old password, while the other nodes stay connected.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { addNode, loadCredentials } from '../../gateway/broker/index.js';
 import { freePort } from '../support/ports.js';
-import { closedByBroker, login, open, startTestGateway, until, type TestGateway } from './support.js';
+import { closedByBroker, login, open, spawnGateway, startTestGateway, type TestGateway } from './support.js';
 
 const run = promisify(execFile);
 let t: TestGateway;
@@ -58,27 +58,23 @@ test('through the CLI: SIGHUP to a running gateway closes the session of a node 
   const gone = await addNode(file, 'node-g');
   writeFileSync(join(t.dir, 'cli.yaml'), 'fleet: sec\nbroker:\n  host: 127.0.0.1\n  credentialsPath: cli-nodes.json\n');
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
-  const gw = spawn('node', ['dist/cli/index.js', 'gateway', '--config', join(t.dir, 'cli.yaml'), '--mqtt-port', String(mqttPort), '--http-port', String(httpPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  gw.stdout.on('data', (b: Buffer) => (out += b.toString()));
-  gw.stderr.on('data', (b: Buffer) => (out += b.toString()));
-  const exited = new Promise<number | null>((r) => gw.once('exit', (code) => r(code)));
+  const gw = spawnGateway(['--config', join(t.dir, 'cli.yaml'), '--mqtt-port', String(mqttPort), '--http-port', String(httpPort)]);
+  let stopped: Awaited<ReturnType<typeof gw.stop>>;
   try {
-    await until('gateway started', () => out.includes('"msg":"gateway started"') || gw.exitCode !== null, 30_000);
+    await gw.logged('gateway started');
     const url = `mqtt://127.0.0.1:${mqttPort}`;
     const k = await open(t, url, { clientId: 'node-k', username: 'node-k', password: keep });
     const g = await open(t, url, { clientId: 'node-g', username: 'node-g', password: gone });
     await run('node', ['dist/cli/index.js', 'gateway', 'remove-node', 'node-g', '--file', file]);
-    gw.kill('SIGHUP');
+    gw.signal('SIGHUP');
     await closedByBroker(g);
-    await until('the reload logged', () => out.includes('"msg":"credentials reloaded"'));
-    const reloaded = out.split('\n').filter((l) => l.includes('"msg":"credentials reloaded"')).map((l) => JSON.parse(l) as { disconnected: string[] })[0]!;
+    const reloaded = await gw.logged('credentials reloaded', 5000);
     assert.deepEqual(reloaded.disconnected, ['node-g']);
     assert.equal(k.connected, true);
     const refused = await login(t, url, { clientId: 'node-g', username: 'node-g', password: gone });
     assert.ok(!refused.connected && refused.code === 4);
   } finally {
-    gw.kill('SIGTERM');
+    stopped = await gw.stop();
   }
-  assert.equal(await exited, 0, out);
+  assert.equal(stopped.code, 0, stopped.out);
 });

@@ -1,6 +1,7 @@
 // The real gateway (startGateway: its broker with the protocol's node ACL, its own client,
 // registry and router) in a temporary folder, with node credentials made by add-node, and a
 // login probe that reports the CONNACK return code.
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -99,4 +100,35 @@ export async function until(what: string, cond: () => boolean, ms = 5000): Promi
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+export interface GatewayProcess {
+  /** The first JSON log line with this `msg`, once it has been written. */
+  logged(msg: string, ms?: number): Promise<Record<string, unknown>>;
+  signal(sig: NodeJS.Signals): void;
+  /** SIGTERM, then the exit code and everything the process wrote. */
+  stop(): Promise<{ code: number | null; out: string }>;
+}
+
+/** `heliomesh gateway ARGS` as a user runs it, its JSON log lines collected. */
+export function spawnGateway(args: string[]): GatewayProcess {
+  const gw = spawn('node', ['dist/cli/index.js', 'gateway', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  gw.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  gw.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((r) => gw.once('exit', (code) => r(code)));
+  const find = (msg: string) => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).find((r) => r.msg === msg);
+  return {
+    async logged(msg, ms = 30_000) {
+      await until(`'${msg}' in the gateway's log`, () => find(msg) !== undefined || gw.exitCode !== null, ms);
+      const record = find(msg);
+      if (!record) throw new Error(`the gateway exited before logging '${msg}':\n${out}`);
+      return record;
+    },
+    signal: (sig) => gw.kill(sig),
+    async stop() {
+      gw.kill('SIGTERM');
+      return { code: await exited, out };
+    },
+  };
 }
