@@ -47,7 +47,8 @@ export class AgentProcess {
     const logFile = join(dir, 'agent.log');
     const out = openSync(logFile, 'a');
     try {
-      const child = spawn(process.execPath, [CLI, 'agent', '--config', configFile], { stdio: ['ignore', out, out] });
+      // The bench's own Node flags carry over (e.g. --cpu-prof), as they do to a forked process.
+      const child = spawn(process.execPath, [...process.execArgv, CLI, 'agent', '--config', configFile], { stdio: ['ignore', out, out] });
       return new AgentProcess(spec.nodeId, child, logFile);
     } finally {
       closeSync(out);
