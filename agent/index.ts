@@ -65,7 +65,7 @@ function writeNextSeq(dir: string, nextSeq: number): void {
 }
 
 export class Agent {
-  private stopped = false;
+  stopped = false;
   /** True while a re-profile runs: offers are refused so the meter sees only the standard jobs. */
   profiling = false;
 
@@ -182,6 +182,8 @@ export class Agent {
       }
     });
     await ledger.start();
+    // A battery below critical at the first reading has already stopped the agent.
+    if (agent.stopped) return agent;
     link.start();
     log.info({ nodeId: config.nodeId, fleet: config.fleet, group: config.group, gateway: config.gateway.url, slotMs: config.slotMs }, 'agent started');
     return agent;

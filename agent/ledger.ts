@@ -106,10 +106,16 @@ export class Ledger {
     return () => this.listeners.delete(listener);
   }
 
+  private stopped = false;
+
   async start(): Promise<void> {
+    this.stopped = false;
     this.slotStartMs = Math.round(this.o.clock.now());
     this.slotStartMono = monotonicMs(this.o.clock);
     await this.sample();
+    // The first reading can stop the node (a battery already below critical): no timers then,
+    // or they would keep sampling into a closed spool.
+    if (this.stopped) return;
     this.sampleTimer = this.o.clock.setInterval(() => void this.queueSample(), this.o.samplePeriodMs);
     this.slotTimer = this.o.clock.setInterval(() => {
       this.closing = this.closeSlot().then(() => undefined);
@@ -126,6 +132,7 @@ export class Ledger {
   }
 
   stop(): void {
+    this.stopped = true;
     this.sampleTimer?.cancel();
     this.slotTimer?.cancel();
     this.sampleTimer = this.slotTimer = undefined;

@@ -64,3 +64,37 @@ test('critical battery at night: critical event, last slot and offline state del
   assert.ok(slots.every((s) => s.ok && s.value.gamma === 0));
   assert.equal(agent.spool.stats().entries, 0);
 });
+
+test('a battery already below critical at the first reading: the agent stops at once and keeps no timers on its closed spool', async (t) => {
+  const broker = await InProcessAedes.start();
+  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-crit-'));
+  t.after(async () => {
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const doc = exampleDoc() as { hardware: { battery: object; virtual: object } };
+  const start = Date.parse('2026-06-21T23:00:00Z');
+  const hardware = {
+    ...doc.hardware,
+    battery: { ...doc.hardware.battery, initialSocPct: 1 },
+    virtual: { ...doc.hardware.virtual, startTime: new Date(start).toISOString(), initialSocPct: 1 },
+  };
+  const config = parseAgentConfig({ ...doc, hardware, gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, slotMs: 1_000, sampleHz: 20, spool: { dir } });
+  const shutdowns: string[] = [];
+  const uncaught: Error[] = [];
+  const onUncaught = (err: Error) => uncaught.push(err);
+  process.on('uncaughtException', onUncaught);
+  t.after(() => process.off('uncaughtException', onUncaught));
+  const agent = await Agent.start(config, {
+    clock: new ScaledClock(10, start), log: pino({ level: 'silent' }),
+    shutdown: async (reason) => { shutdowns.push(reason); },
+  });
+  t.after(() => agent.stop('test over'));
+  await until('shutdown', () => shutdowns.length > 0);
+  assert.deepEqual(shutdowns, ['critical battery']);
+  assert.equal(agent.stopped, true);
+  // 20 samples a second on a 10× clock: half a second is ~100 sample periods with no timer left.
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(uncaught.map((e) => e.message), []);
+  assert.equal(agent.link.connected, false);
+});
