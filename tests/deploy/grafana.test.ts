@@ -120,6 +120,32 @@ test('the provisioning files: one InfluxQL datasource whose uid the dashboard de
   assert.equal(datasource.database, DATABASE, 'the default database is the one the gateway example writes to');
 });
 
+test('the dashboard\'s structure: unique panel ids, every panel on the datasource variable, no overlapping panels', async () => {
+  const raw = JSON.parse(await readFile(join(GRAFANA, 'dashboards/heliomesh.json'), 'utf8')) as {
+    panels: Array<{ id: number; type: string; title: string; datasource?: { uid: string }; gridPos: { x: number; y: number; w: number; h: number }; targets?: Array<{ refId: string; datasource?: { uid: string } }> }>;
+  };
+  const ids = raw.panels.map((p) => p.id);
+  assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
+  const cells = new Map<string, string>();
+  for (const p of raw.panels) {
+    if (p.type !== 'row') {
+      assert.equal(p.datasource?.uid, '${datasource}', `${p.title} uses the datasource variable`);
+      for (const t of p.targets ?? []) assert.equal(t.datasource?.uid, '${datasource}', `${p.title}/${t.refId} uses the datasource variable`);
+      const refs = (p.targets ?? []).map((t) => t.refId);
+      assert.equal(new Set(refs).size, refs.length, `${p.title}: unique refIds`);
+    }
+    const { x, y, w, h } = p.gridPos;
+    assert.ok(x >= 0 && x + w <= 24, `${p.title} fits the 24-column grid`);
+    for (let i = x; i < x + w; i++) {
+      for (let j = y; j < y + h; j++) {
+        const other = cells.get(`${i},${j}`);
+        assert.equal(other, undefined, `${p.title} overlaps ${String(other)}`);
+        cells.set(`${i},${j}`, p.title);
+      }
+    }
+  }
+});
+
 test('every field a panel reads is one the gateway writes (gateway/store/schema.ts)', () => {
   const known = new Map(SCHEMA.map((m) => [m.measurement, new Set([...Object.keys(m.fields), ...m.tags])]));
   const problems: string[] = [];
