@@ -12,7 +12,7 @@ import { loadTokenizer } from '../models/tokenizers/index.js';
 import { nodeAclPatterns } from '../protocol/index.js';
 import { connectAsync, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { assertPrivateFile, Broker, connectExternal, loadCredentials, safeUrl, type ExternalSecrets, type NodeTopicPatterns } from './broker/index.js';
+import { assertPrivateFile, Broker, connectExternal, loadCredentials, safeUrl, type EarlyMessage, type ExternalSecrets, type NodeTopicPatterns } from './broker/index.js';
 import type { Clock, Timer } from './clock.js';
 import type { GatewayConfig } from './config.js';
 import { HomeAssistantDiscovery } from './homeassistant.js';
@@ -100,9 +100,9 @@ async function openMqtt(
   config: GatewayConfig,
   files: { external?: ExternalSecrets; credentials?: ReturnType<typeof loadCredentials>; tls?: { cert: Buffer; key: Buffer; ca?: Buffer } },
   deps: GatewayDeps,
-): Promise<{ broker?: Broker; client: MqttClient }> {
+): Promise<{ broker?: Broker; client: MqttClient; takeEarly?: () => EarlyMessage[] }> {
   const log = deps.log.child({ part: 'broker' });
-  if (config.broker.external && files.external) return { client: await connectExternal(config.broker.external, files.external, log) };
+  if (config.broker.external && files.external) return connectExternal(config.broker.external, files.external, log);
   if (!files.credentials) throw new Error('no node credentials loaded for the embedded broker (set broker.credentialsPath)');
   const broker = await Broker.start(config.broker, { clock: deps.clock, log, credentials: files.credentials, patterns: nodeTopics(config), tls: files.tls });
   try {
@@ -225,7 +225,7 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
       { fleet: config.fleet, levels: config.registry.levels, priorHarvestJ: config.registry.priorHarvestJ },
       { client, registry, clock, log: log.child({ part: 'link' }), jobs: r },
     );
-    await link.start();
+    await link.start(mqtt.takeEarly);
     const b = broker;
     let http: HttpApi | undefined;
     try {

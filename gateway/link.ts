@@ -10,7 +10,7 @@ import {
   fleetFilter, parseEvent, parseNodeTopic, parseSlotRecord, parseState, type NodeProfile,
 } from '../protocol/index.js';
 import type { Clock } from './clock.js';
-import type { ChainProfile, Registry } from './registry.js';
+import type { ChainProfile, Registry, SlotReport } from './registry.js';
 import { uniformOnGrid } from './scheduler/index.js';
 
 export interface LinkConfig {
@@ -67,20 +67,39 @@ export interface IgnoredCounters {
   unknownNode: number;
   /** Slot records whose sequence number was already seen (repeats, late QoS 1 redeliveries). */
   duplicateSlots: number;
+  /** Slot records held for a node without a birth and dropped because the hold was full. */
+  heldDropped: number;
 }
+
+/**
+ * Slot records held per node until its birth arrives, and nodes held at most. A broker
+ * that kept the gateway's session hands over the records queued while the gateway was away
+ * right after CONNACK, before the retained births that SUBSCRIBE brings: an hour of 10 s
+ * slots is 360 records, so a day's outage of a 100 s-slot fleet fits.
+ */
+const HOLD_PER_NODE = 1024;
+const HOLD_NODES = 1024;
 
 export class NodeLink {
   readonly counters: LinkCounters = { messages: 0, invalid: 0 };
-  readonly ignored: IgnoredCounters = { unknownNode: 0, duplicateSlots: 0 };
+  readonly ignored: IgnoredCounters = { unknownNode: 0, duplicateSlots: 0, heldDropped: 0 };
+  private readonly held = new Map<string, SlotReport[]>();
 
   constructor(
     private readonly config: LinkConfig,
     private readonly deps: { client: MqttClient; registry: Registry; clock: Clock; log: Logger; jobs?: JobSink },
   ) {}
 
-  async start(): Promise<void> {
+  /**
+   * Listens, then handles `takeEarly`'s messages (those an external broker handed over
+   * before anyone listened) before any live one, then subscribes.
+   */
+  async start(takeEarly?: () => Array<[string, Buffer]>): Promise<void> {
     const { client } = this.deps;
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    const early = takeEarly?.() ?? [];
+    if (early.length) this.deps.log.info({ messages: early.length }, 'messages the broker kept while the gateway was away');
+    for (const [topic, payload] of early) this.onMessage(topic, payload);
     // QoS 1: births, wills and slot records must not be lost on the way in.
     const filters = [fleetFilter(this.config.fleet, 'state'), fleetFilter(this.config.fleet, 'slot'), fleetFilter(this.config.fleet, 'event')];
     // job/out at QoS 1 too: a report carries the job's energy, and the agent publishes at 1.
@@ -107,8 +126,10 @@ export class NodeLink {
           const r = parseState(payload);
           if (!r.ok) return this.invalid(t.nodeId, topic, r.error);
           if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
-          if (r.value.status === 'online') registry.birth(t.nodeId, chainProfile(r.value.profile, this.config), now);
-          else if (!registry.will(t.nodeId, now)) this.unknown(t.nodeId, topic);
+          if (r.value.status === 'online') {
+            registry.birth(t.nodeId, chainProfile(r.value.profile, this.config), now);
+            this.release(t.nodeId, now);
+          } else if (!registry.will(t.nodeId, now)) this.unknown(t.nodeId, topic);
           jobs?.wake();
           return;
         }
@@ -117,11 +138,12 @@ export class NodeLink {
           if (!r.ok) return this.invalid(t.nodeId, topic, r.error);
           if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
           const s = r.value;
-          const taken = registry.slot(t.nodeId, {
+          const report: SlotReport = {
             seq: s.seq, slotStartMs: s.slotStartMs, batteryJ: s.batteryJ, harvestJ: s.harvestJ, consumedJ: s.consumedJ,
             gamma: s.gamma, powerMode: s.powerMode, queue: s.queue,
-          }, now);
-          if (taken === 'unknown-node') this.unknown(t.nodeId, topic);
+          };
+          const taken = registry.slot(t.nodeId, report, now);
+          if (taken === 'unknown-node') this.hold(t.nodeId, report, topic);
           else if (taken === 'duplicate') this.ignored.duplicateSlots++;
           // A late record's γ is history, not news for the router.
           else this.gammaSeen(t.nodeId, s.gamma);
@@ -148,6 +170,31 @@ export class NodeLink {
   private gammaSeen(nodeId: string, gamma: 0 | 1): void {
     if (gamma === 0) this.deps.jobs?.nodePowerSaving(nodeId);
     else this.deps.jobs?.wake();
+  }
+
+  /** Keeps a slot record of a node without a birth until the birth comes (see HOLD_PER_NODE). */
+  private hold(nodeId: string, report: SlotReport, topic: string): void {
+    let list = this.held.get(nodeId);
+    if (!list && this.held.size >= HOLD_NODES) return this.unknown(nodeId, topic);
+    if (!list) this.held.set(nodeId, (list = []));
+    if (list.length >= HOLD_PER_NODE) {
+      list.shift();
+      this.ignored.heldDropped++;
+    }
+    list.push(report);
+    this.deps.log.debug({ node: nodeId, seq: report.seq, held: list.length }, 'slot record held until the node\'s birth');
+  }
+
+  /** A birth arrived: the held records go to the registry in sequence order. */
+  private release(nodeId: string, now: number): void {
+    const list = this.held.get(nodeId);
+    if (!list) return;
+    this.held.delete(nodeId);
+    list.sort((a, b) => a.seq - b.seq);
+    for (const report of list) {
+      if (this.deps.registry.slot(nodeId, report, now) === 'duplicate') this.ignored.duplicateSlots++;
+    }
+    this.deps.log.info({ node: nodeId, records: list.length }, 'slot records held before the node\'s birth taken');
   }
 
   private unknown(nodeId: string, topic: string): void {

@@ -4,4 +4,4 @@ export * from './broker.js';
 export * from './config.js';
 export * from './credentials.js';
 export { FrameGuard, PacketTooLargeError } from './frame-guard.js';
-export { connectExternal, safeUrl, type ExternalSecrets } from './external.js';
+export { connectExternal, safeUrl, type EarlyMessage, type ExternalConnection, type ExternalSecrets } from './external.js';

@@ -90,7 +90,7 @@ export class ApiMetrics {
     total('heliomesh_link_invalid_messages_total', 'Node messages refused by validation', () => sources.linkCounters().invalid);
     byLabel('heliomesh_link_ignored_messages_total', 'Well-formed node messages the registry had no use for, by reason', 'reason', () => {
       const i = sources.linkIgnored?.();
-      return i ? { unknown_node: i.unknownNode, duplicate_slot: i.duplicateSlots } : null;
+      return i ? { unknown_node: i.unknownNode, duplicate_slot: i.duplicateSlots, held_dropped: i.heldDropped } : null;
     });
     byLabel('heliomesh_job_messages_refused_total', 'Messages on job/out refused: invalid, or stale (about no live hop of a job)', 'reason', () => sources.jobMessages?.() ?? null);
 

@@ -88,6 +88,40 @@ test('with broker.external the gateway runs no broker and registers a virtual ag
   await until('the will or offline state', () => gw.registry.get('pi-01')?.online === false);
 });
 
+test('slot records a node publishes while the gateway is away are kept by Mosquitto and taken after its return, none missing', async (t) => {
+  const spool = join(dir, 'spool-away');
+  const agent = await Agent.start(parseAgentConfig({
+    ...exampleDoc(),
+    gateway: { url: `mqtt://127.0.0.1:${mosquitto.port}`, username: 'pi-01', password: secret.node, reconnectMinMs: 50 },
+    slotMs: 10_000, sampleHz: 1, spool: { dir: spool },
+  }), { clock: new ScaledClock(100), log: pino({ level: 'silent' }), shutdown: async () => {} });
+  t.after(() => agent.stop('test over'));
+  const first = await startGatewayOnAnyBroker(externalConfig(), { clock: systemClock, log: pino({ level: 'silent' }) });
+  let firstOpen = true;
+  t.after(() => (firstOpen ? first.close() : undefined));
+  await until('three slot records at the first gateway', () => (first.registry.get('pi-01')?.lastSeq ?? -1) >= 2);
+  await first.close();
+  firstOpen = false;
+  const lastSeen = first.registry.get('pi-01')!.lastSeq!;
+
+  // A 10 s slot every 0.1 s: about ten records are published while no gateway listens.
+  await new Promise((r) => setTimeout(r, 1000));
+  const publishedAway = agent.ledger.nextSeq - 1;
+  assert.ok(publishedAway >= lastSeen + 5, `records ${lastSeen + 1}..${publishedAway} published while the gateway was away`);
+  assert.equal(agent.spool.pending().length <= 1, true, 'Mosquitto acknowledged them: the agent spooled nothing');
+
+  const cap = captureLog();
+  const second = await startGatewayOnAnyBroker(externalConfig(), { clock: systemClock, log: cap.log });
+  t.after(() => second.close());
+  await until('the second gateway past the records sent while it was away', () => (second.registry.get('pi-01')?.lastSeq ?? -1) >= publishedAway + 2);
+  const held = cap.records.filter((r) => r.msg === 'slot record held until the node\'s birth').map((r) => r.seq as number);
+  assert.equal(held[0], lastSeen + 1, 'the first record after the first gateway closed was kept for the second');
+  assert.deepEqual(held, held.map((_, i) => lastSeen + 1 + i), 'held in order, one each');
+  assert.ok(held.length >= publishedAway - lastSeen, `held ${held.length}`);
+  assert.equal(second.registry.get('pi-01')!.missedSlots, 0, 'no gap from the first record after the outage on');
+  assert.equal(second.link.ignored.heldDropped, 0);
+});
+
 test('Mosquitto with the documented ACL drops a node\'s publish on another node\'s topic without closing it', async (t) => {
   const gw = await startGatewayOnAnyBroker(externalConfig(), { clock: systemClock, log: pino({ level: 'silent' }) });
   t.after(() => gw.close());
