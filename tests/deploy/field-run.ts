@@ -63,12 +63,14 @@ async function within<T>(what: string, work: Promise<T>, ms: number): Promise<T>
 
 export async function runAcceleratedField(o: FieldRunOptions): Promise<FieldRun> {
   const log = o.log ?? pino({ level: 'silent' });
-  const slots = o.slots ?? 12;
-  // Dawn on a June day (04:00 solar time): the first slots are dark, then the sun rises and
-  // the panels' harvests part ways. Four wall-clock minutes a day: one slot every ~0.6 s.
+  // The gateway trusts a node's own harvest estimate after estimator.minSlots (24) records;
+  // before that q_lim is solved on the cautious no-harvest prior.
+  const slots = o.slots ?? 26;
+  // 07:00 solar time on a June day, the sun a few hours up: the panels harvest, each as its
+  // orientation and sky allow. Four wall-clock minutes a day: one slot every ~0.6 s.
   const field = await startField({
     groups: 3, nodesPerGroup: 2, seed: 3, dayMinutes: 4, policy: 'foresight', mqttPort: 0,
-    startMs: defaultStartMs(Date.UTC(2026, 5, 21, 12), SITE.longitudeDeg), ...SITE,
+    startMs: defaultStartMs(Date.UTC(2026, 5, 21, 12), SITE.longitudeDeg) + 3 * 3_600_000, ...SITE,
     influxUrl: o.influxUrl, log, agentLogLevel: 'error',
   });
   const fromMs = field.options.startMs;

@@ -208,11 +208,15 @@ test('a query naming a field the gateway does not write returns nothing', async 
   assert.deepEqual(await rows(wrong), []);
 });
 
-test('the run behind the data: slots from every node, jobs by outcome, a power-saving period, an offline node', async () => {
+test('the run behind the data: slots from every node, harvest, q_lim, jobs by outcome, a power-saving period, an offline node', async () => {
   const f = `"fleet" = '${run.fleet}'`;
   const counts = await rows(`SELECT count("seq") FROM "node_slot" WHERE ${f} GROUP BY "node"`);
   assert.deepEqual(counts.map((s) => s.tags?.node).sort(), run.nodes);
-  for (const s of counts) assert.ok((s.values[0]![1] as number) >= 12, `${s.tags?.node}: ${String(s.values[0]![1])} slot records`);
+  for (const s of counts) assert.ok((s.values[0]![1] as number) >= 20, `${s.tags?.node}: ${String(s.values[0]![1])} slot records`);
+  const harvest = await rows(`SELECT max("harvestJ") FROM "node_slot" WHERE ${f} GROUP BY "node"`);
+  assert.ok(harvest.some((s) => (s.values[0]![1] as number) > 0), 'the panels harvested');
+  const qLim = await rows(`SELECT max("qLim") FROM "q_lim" WHERE ${f}`);
+  assert.ok((qLim[0]?.values[0]?.[1] as number) > 0, 'q_lim solved on the nodes\' own harvest estimates');
   const outcomes = await rows(`SELECT count("jobId") FROM "job" WHERE ${f} GROUP BY "outcome"`);
   assert.deepEqual(Object.fromEntries(outcomes.map((s) => [s.tags?.outcome, s.values[0]![1]])), { ok: run.jobs.done.length, cancelled: 1 });
   const saving = await rows(`SELECT count("gamma") FROM "node_slot" WHERE ${f} AND "node" = '${run.savingNode}' AND "gamma" = 0`);
