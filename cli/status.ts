@@ -9,6 +9,8 @@ const TIMEOUT_MS = 10_000;
 
 // The gateway's answer is external input like any other: checked before it is printed.
 const NodesSchema = z.object({
+  /** The gateway's clock, which `lastSeenMs` is on (a demo's runs faster than the wall's). */
+  nowMs: z.number().optional(),
   nodes: z.array(z.object({
     node: z.string(),
     group: z.string(),
@@ -28,7 +30,7 @@ const NodesSchema = z.object({
 export type StatusNode = z.infer<typeof NodesSchema>['nodes'][number];
 
 /** GET /api/nodes, with errors that say what to do. */
-export async function fetchNodes(gateway: string, apiKey: string | undefined): Promise<{ raw: unknown; nodes: StatusNode[] }> {
+export async function fetchNodes(gateway: string, apiKey: string | undefined): Promise<{ raw: unknown; nodes: StatusNode[]; nowMs: number }> {
   let url: URL;
   try {
     // Relative to the given URL, so a gateway behind a reverse proxy's path prefix works too.
@@ -65,7 +67,7 @@ export async function fetchNodes(gateway: string, apiKey: string | undefined): P
   }
   const parsed = NodesSchema.safeParse(raw);
   if (!parsed.success) throw new Error(`${url.href} did not answer with the gateway's node list (${z.prettifyError(parsed.error).split('\n')[0]}): are the gateway and this command the same version?`);
-  return { raw, nodes: parsed.data.nodes };
+  return { raw, nodes: parsed.data.nodes, nowMs: parsed.data.nowMs ?? Date.now() };
 }
 
 export function ago(ms: number): string {
@@ -103,7 +105,7 @@ export function registerStatus(program: Command): void {
     .option('--json', 'print the gateway\'s /api/nodes answer as JSON')
     .option('--api-key <key>', 'bearer key when the gateway sets http.apiKey (default: $HELIOMESH_API_KEY)')
     .action(async (opts: { gateway: string; json?: boolean; apiKey?: string }) => {
-      const { raw, nodes } = await fetchNodes(opts.gateway, opts.apiKey ?? process.env.HELIOMESH_API_KEY);
-      console.log(opts.json ? JSON.stringify(raw, null, 2) : nodesTable(nodes, Date.now()));
+      const { raw, nodes, nowMs } = await fetchNodes(opts.gateway, opts.apiKey ?? process.env.HELIOMESH_API_KEY);
+      console.log(opts.json ? JSON.stringify(raw, null, 2) : nodesTable(nodes, nowMs));
     });
 }

@@ -141,7 +141,7 @@ export class HttpApi {
           },
         },
       },
-      { name: '/api/nodes', match: /^\/api\/nodes$/, methods: { GET: (x) => sendJson(x.res, 200, { nodes: nodeViews(sources.registry) }) } },
+      { name: '/api/nodes', match: /^\/api\/nodes$/, methods: { GET: (x) => sendJson(x.res, 200, { nowMs: this.deps.clock.now(), nodes: nodeViews(sources.registry) }) } },
       {
         name: '/api/jobs', match: /^\/api\/jobs$/, methods: {
           GET: (x) => {
