@@ -91,7 +91,9 @@ export interface Chain {
 /** Harvest PMFs per stage length κ, shared across solves of one parameter set. */
 export function stageHarvest(params: DeviceParams): Map<number, Float64Array> {
   const byKappa = new Map<number, Float64Array>([[1, params.harvestPmf]]);
-  for (const m of params.modes) if (!byKappa.has(m.kappa)) byKappa.set(m.kappa, kFold(params.harvestPmf, m.kappa));
+  // Harvest beyond E_max + the largest cost ends every stage at E_max (Eq. 1): lumped there.
+  const cap = params.eMax + Math.max(0, ...params.modes.map((m) => m.costQ));
+  for (const m of params.modes) if (!byKappa.has(m.kappa)) byKappa.set(m.kappa, kFold(params.harvestPmf, m.kappa, cap));
   return byKappa;
 }
 

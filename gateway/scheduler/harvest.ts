@@ -22,12 +22,36 @@ export function convolve(a: Float64Array, b: Float64Array): Float64Array {
   return out;
 }
 
-/** The κ-fold convolution f^{*κ}: harvest over a κ-slot stage of i.i.d. slots (SPEC.md §2). */
-export function kFold(pmf: Float64Array, kappa: number): Float64Array {
+/**
+ * The κ-fold convolution f^{*κ}: harvest over a κ-slot stage of i.i.d. slots (SPEC.md §2),
+ * by repeated squaring. With `cap`, all mass at or above `cap` quanta is lumped at `cap`:
+ * exact for the chain when cap ≥ E_max + the largest C_E, since Eq. 1 then clips every such
+ * stage at E_max whatever the level it starts from; min(min(X, c) + min(Y, c), c) =
+ * min(X + Y, c) keeps it exact through every product. It bounds the work by the battery's
+ * size instead of κ, so a node declaring a huge κ cannot stall the solver.
+ */
+export function kFold(pmf: Float64Array, kappa: number, cap = Infinity): Float64Array {
   if (!Number.isInteger(kappa) || kappa < 1) throw new Error(`κ must be an integer ≥ 1, got ${kappa}`);
-  let out = pmf;
-  for (let k = 1; k < kappa; k++) out = convolve(out, pmf);
-  return trimTail(out);
+  let base = lumpAbove(pmf, cap);
+  let out: Float64Array | undefined;
+  for (let k = kappa; ;) {
+    if (k % 2 === 1) out = out ? lumpAbove(convolve(out, base), cap) : base;
+    k = Math.floor(k / 2);
+    if (k === 0) break;
+    base = lumpAbove(convolve(base, base), cap);
+  }
+  // f's own rounding (a sum of 1 − ε) compounds to 1 − κε: renormalised, so rows of P sum to 1.
+  return trimTail(kappa > 1 ? normalize(out!) : out!);
+}
+
+/** `pmf` with the mass of every index above `cap` moved to `cap`. */
+function lumpAbove(pmf: Float64Array, cap: number): Float64Array {
+  if (!(cap < pmf.length - 1)) return pmf;
+  const out = pmf.slice(0, cap + 1);
+  let tail = 0;
+  for (let i = cap + 1; i < pmf.length; i++) tail += pmf[i] as number;
+  out[cap] = (out[cap] as number) + tail;
+  return out;
 }
 
 /** Drop a negligible tail so convolutions stay short without moving measurable mass. */

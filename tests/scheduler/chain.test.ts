@@ -21,6 +21,36 @@ test('uniform harvest on the grid keeps its mean and total mass', () => {
   assert.throws(() => uniformOnGrid(3, 1), /lo ≤ hi/);
 });
 
+test('κ-fold harvest lumped above E_max + C_E gives the same chain, and a huge κ stays small', () => {
+  const f = uniformOnGrid(0, 20);
+  // Repeated squaring agrees with κ−1 plain convolutions.
+  let plain = f;
+  for (let k = 1; k < 7; k++) {
+    const next = new Float64Array(plain.length + f.length - 1);
+    for (let i = 0; i < plain.length; i++) for (let j = 0; j < f.length; j++) next[i + j]! += plain[i]! * f[j]!;
+    plain = next;
+  }
+  const squared = kFold(f, 7);
+  assert.equal(squared.length, plain.length);
+  for (let i = 0; i < plain.length; i++) assert.ok(Math.abs(squared[i]! - plain[i]!) < 1e-15, `index ${i}`);
+  // Lumping: the mass above the cap sits at the cap, the rest is untouched.
+  const lumped = kFold(f, 7, 50);
+  assert.equal(lumped.length, 51);
+  for (let i = 0; i < 50; i++) assert.ok(Math.abs(lumped[i]! - plain[i]!) < 1e-15);
+  assert.ok(Math.abs(lumped[50]! - plain.slice(50).reduce((a, b) => a + b, 0)) < 1e-12);
+  // The chain built from lumped stage harvests (what buildChain does) equals the one from full ones.
+  const p = params(fixedTable(1), 0, 20, { modes: [{ powerMode: 1, name: 'slow', kappa: 7, costQ: 30 }], modeTable: fixedTable(1) });
+  const full = new Map([[1, p.harvestPmf], [7, kFold(p.harvestPmf, 7)]]);
+  const a = buildChain(p, 0.4);
+  const b = buildChain(p, 0.4, stateSpace(p), full);
+  assert.equal(a.matrix.length, b.matrix.length);
+  for (let i = 0; i < a.matrix.length; i++) assert.ok(Math.abs(a.matrix[i]! - b.matrix[i]!) < 1e-14, `entry ${i}`);
+  // A node declaring κ = 5·10^7 costs a few dozen convolutions of at most cap + 1 levels.
+  const huge = kFold(f, 50_000_000, 130);
+  assert.equal(huge.length, 131);
+  assert.ok(Math.abs(huge[130]! - 1) < 1e-9, 'all of a 5·10^7-slot stage\'s harvest is beyond the cap');
+});
+
 test('every row of P sums to 1, clipping at 0 and E_max included', () => {
   for (const table of [fixedTable(1), fixedTable(2), fixedTable(3), PAPER_DYNAMIC_TABLE]) {
     for (const [lo, hi] of [[0, 20], [0, 60], [0, 0.5]] as const) {
