@@ -146,7 +146,7 @@ export class NodeLink {
           if (taken === 'unknown-node') this.hold(t.nodeId, report, topic);
           else if (taken === 'duplicate') this.ignored.duplicateSlots++;
           // A late record's γ is history, not news for the router.
-          else this.gammaSeen(t.nodeId, s.gamma);
+          else if (taken === 'applied') this.gammaSeen(t.nodeId, s.gamma);
           return;
         }
         case 'event': {

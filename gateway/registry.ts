@@ -81,6 +81,8 @@ export interface NodeState {
   lastSeq: number | undefined;
   /** Slot records missing over the node's lifetime, from sequence gaps. */
   missedSlots: number;
+  /** Sequence numbers of the gaps since the birth, so a late record can fill its gap (bounded by MISSING_KEPT). */
+  missing: Set<number>;
   estimator: HarvestEstimator;
   /** The harvest law of the last parameters sent to the solver. */
   solvedPmf: Float64Array | undefined;
@@ -101,6 +103,9 @@ export interface RegistryConfig {
   xiLim: number;
   estimator: EstimatorConfig;
 }
+
+/** Gaps remembered per node for late records to fill: a day of 100 s slots. */
+const MISSING_KEPT = 1024;
 
 export class Registry {
   private readonly nodes = new Map<string, NodeState>();
@@ -137,6 +142,7 @@ export class Registry {
       committedJ: 0,
       lastSeq: undefined,
       missedSlots: old?.missedSlots ?? 0,
+      missing: new Set(),
       // The harvest history survives a restart when the quantum is unchanged.
       estimator: sameBattery ? old.estimator : new HarvestEstimator(EstimatorConfigSchema.parse(this.config.estimator), profile.quantumJ),
       solvedPmf: undefined,
@@ -148,14 +154,29 @@ export class Registry {
     this.resolve(node, atMs);
   }
 
-  /** What became of a slot record: taken, from a node without a birth, or already seen. */
-  slot(nodeId: string, report: SlotReport, atMs: number): 'applied' | 'unknown-node' | 'duplicate' {
+  /**
+   * What became of a slot record: taken, taken late (it fills a gap: its energy counts, but
+   * it is history, not the node's state now), from a node without a birth, or already seen.
+   */
+  slot(nodeId: string, report: SlotReport, atMs: number): 'applied' | 'late' | 'unknown-node' | 'duplicate' {
     const node = this.seen(nodeId, atMs);
     if (!node) return 'unknown-node';
     let gap = 0;
     if (node.lastSeq !== undefined) {
-      if (report.seq <= node.lastSeq) return 'duplicate'; // a repeat or a late QoS 1 redelivery
+      if (report.seq <= node.lastSeq) {
+        // QoS 1 keeps order on one connection, not across a reconnect's resends and spool drains.
+        if (!node.missing.delete(report.seq)) return 'duplicate';
+        node.missedSlots--;
+        node.estimator.add(report.harvestJ, report.slotStartMs);
+        this.events.slot?.(node, report, 0, atMs);
+        return 'late';
+      }
       gap = report.seq - node.lastSeq - 1;
+      for (let k = Math.max(node.lastSeq + 1, report.seq - MISSING_KEPT); k < report.seq; k++) node.missing.add(k);
+      for (const k of node.missing) {
+        if (node.missing.size <= MISSING_KEPT) break;
+        node.missing.delete(k); // the oldest gaps first: Sets iterate in insertion order
+      }
     }
     node.lastSeq = report.seq;
     node.missedSlots += gap;

@@ -68,6 +68,21 @@ test('slot records: gaps are counted, duplicates ignored, the estimate replaces 
   assert.equal(reg.get('pi-9'), undefined, 'reports from a node without a birth are not guessed at');
 });
 
+test('a late record fills its gap once: counted back, logged, never as the node\'s current state', () => {
+  const slots: Array<[number, number]> = [];
+  const reg = new Registry(config, fakeSolver(), { slot: (_n, r, gap) => slots.push([r.seq, gap]) });
+  reg.birth('pi-1', profile(), T0);
+  assert.equal(reg.slot('pi-1', slot(1, { batteryJ: 40_000 }), T0), 'applied');
+  assert.equal(reg.slot('pi-1', slot(4, { batteryJ: 41_000 }), T0), 'applied');
+  assert.equal(reg.get('pi-1')!.missedSlots, 2);
+  assert.equal(reg.slot('pi-1', slot(3, { batteryJ: 1 }), T0), 'late');
+  assert.equal(reg.slot('pi-1', slot(3), T0), 'duplicate', 'a gap is filled once');
+  assert.equal(reg.slot('pi-1', slot(1), T0), 'duplicate', 'a record seen in order is not a gap');
+  assert.equal(reg.get('pi-1')!.missedSlots, 1, 'seq 2 is still missing');
+  assert.equal(reg.get('pi-1')!.batteryJ, 41_000, 'the late record does not overwrite the newest state');
+  assert.deepEqual(slots, [[1, 0], [4, 2], [3, 0]]);
+});
+
 test('wills and silence take nodes offline; hearing from them brings them back', () => {
   const events: string[] = [];
   const reg = new Registry(config, fakeSolver(), { online: (n, on, why) => events.push(`${n.nodeId}:${on}:${why}`) });
