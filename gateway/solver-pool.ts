@@ -116,6 +116,11 @@ export class SolverPool {
     return result;
   }
 
+  /** True once close() began: solves then fail, and nobody is waiting for them. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   stats(): { solved: number; cacheHits: number; failed: number; queued: number } {
     return { ...this.counts, queued: this.queue.length };
   }
@@ -154,6 +159,7 @@ export class NodeSolver {
   ) {}
 
   update(nodeId: string, params: DeviceParams, xiLim: number): void {
+    if (this.pool.isClosed) return; // the gateway is stopping: no one will read the answer
     if (this.running.has(nodeId)) {
       this.waiting.set(nodeId, { params, xiLim });
       return;
@@ -161,7 +167,8 @@ export class NodeSolver {
     this.running.add(nodeId);
     this.pool.solve(params, xiLim).then(
       (solved) => this.done(nodeId, () => this.onSolved(nodeId, params, solved)),
-      (err: Error) => this.done(nodeId, () => this.onError(nodeId, err)),
+      // Solves cut short by close() are not failures of the node's parameters.
+      (err: Error) => this.done(nodeId, () => (this.pool.isClosed ? undefined : this.onError(nodeId, err))),
     );
   }
 

@@ -101,3 +101,15 @@ test('NodeSolver reports only the newest estimate of a node', async () => {
   assert.equal(pi1[0]![2].qLim, limits(new DeviceModel(params(0, 40)), 0.01).qLim);
   assert.equal(got.filter(([n]) => n === 'pi-2').length, 1);
 });
+
+test('solves cut short by closing the pool are neither reported nor counted as the node\'s failures', async () => {
+  const own = new SolverPool({ threads: 1 });
+  const reports: string[] = [];
+  const solver = new NodeSolver(own, (node) => reports.push(`${node}: solved`), (node, err) => reports.push(`${node}: ${err.message}`));
+  for (let i = 0; i < 6; i++) solver.update(`pi-${i}`, params(0, 10 + i), 0.01);
+  await own.close();
+  solver.update('pi-late', params(0, 30), 0.01);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(reports.filter((r) => !r.endsWith(': solved')), []);
+  assert.ok(reports.length < 7, `the queued solves were dropped at close (${reports.length} reported)`);
+});
