@@ -108,7 +108,11 @@ export class Agent {
         applyMode: (name) => hardware.applyPowerMode(name),
         enterSaving: async () => (worker ? worker.enterSaving((p) => ref.link?.publishNow('jobOut', p)) : 'no worker: nothing held'),
         leaveSaving: () => worker?.leaveSaving(),
-        publishEvent: (e) => ref.link?.send('event', e),
+        publishEvent: (e) => {
+          ref.link?.send('event', e);
+          // The retained birth carries γ: a gateway that starts later must not see a stale one.
+          if (e.kind === 'power-saving-enter' || e.kind === 'power-saving-exit') ref.link?.announce();
+        },
         critical: async (level: BatteryLevel) => {
           await ref.agent?.stop(`critical battery ${level.energyJ.toFixed(0)} J`, true);
           await shutdown('critical battery').catch((err: Error) => log.error({ err: err.message }, 'shutdown action failed'));
@@ -149,6 +153,8 @@ export class Agent {
     const birth = (): StateMessage => ({
       v: PROTOCOL_VERSION, status: 'online', nodeId: config.nodeId, atMs: Math.max(0, Math.round(clock.now())),
       profile: profileOf(config, policy.modeTable.modes, policy.modeTable.modeTable, policy.thresholds, worker?.shard),
+      gamma: policy.gamma(), powerMode: policy.powerMode(),
+      ...(ledger.latest() ? { batteryJ: Math.max(0, ledger.latest()!.energyJ) } : {}),
     });
     const tls = config.gateway.tls;
     const link: Link = new Link({

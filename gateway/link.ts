@@ -127,7 +127,9 @@ export class NodeLink {
           if (!r.ok) return this.invalid(t.nodeId, topic, r.error);
           if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
           if (r.value.status === 'online') {
-            registry.birth(t.nodeId, chainProfile(r.value.profile, this.config), now);
+            const b = r.value;
+            registry.birth(t.nodeId, chainProfile(b.profile, this.config), now);
+            if (b.gamma !== undefined && b.powerMode !== undefined) registry.state(t.nodeId, { gamma: b.gamma, powerMode: b.powerMode, batteryJ: b.batteryJ }, now);
             this.release(t.nodeId, now);
           } else if (!registry.will(t.nodeId, now)) this.unknown(t.nodeId, topic);
           jobs?.wake();

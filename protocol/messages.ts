@@ -82,7 +82,14 @@ export type NodeProfile = z.infer<typeof profileSchema>;
 
 /** Retained on `state`: the birth (online, with profile) and the will (offline). */
 export const stateMessageSchema = z.discriminatedUnion('status', [
-  z.object({ v: z.literal(PROTOCOL_VERSION), status: z.literal('online'), nodeId: id, atMs: ms, profile: profileSchema }),
+  z.object({
+    v: z.literal(PROTOCOL_VERSION), status: z.literal('online'), nodeId: id, atMs: ms, profile: profileSchema,
+    // The node's state when the birth was sent (it is re-sent on every γ change), so a
+    // gateway that (re)starts knows at once which nodes can take jobs.
+    gamma: z.union([z.literal(0), z.literal(1)]).optional(),
+    powerMode: z.number().int().nonnegative().optional(),
+    batteryJ: joules.optional(),
+  }),
   z.object({ v: z.literal(PROTOCOL_VERSION), status: z.literal('offline'), nodeId: id, atMs: ms.optional(), reason: z.string().max(200) }),
 ]);
 export type StateMessage = z.infer<typeof stateMessageSchema>;

@@ -56,6 +56,9 @@ test('critical battery at night: critical event, last slot and offline state del
   assert.ok(crit && crit.batteryJ < 0.03 * 74 * 3600 && crit.gamma === 0);
   // Started inside the hysteresis band, below E_th: in power saving, lowest mode.
   assert.ok(events.some((e) => e && e.kind === 'mode-change' && /low/.test(e.detail)));
+  const births = got.map((g) => (g.topic.endsWith('/state') ? parseState(g.payload) : null)).filter((s) => s?.ok && s.value.status === 'online');
+  assert.ok(births.length > 0 && births.every((b) => b!.ok && b!.value.status === 'online' && b!.value.gamma === 0 && b!.value.batteryJ! > 0),
+    'the birth says the node is in power saving, with its battery');
   const offline = got.find((g) => { const s = g.topic.endsWith('/state') ? parseState(g.payload) : null; return !!s?.ok && s.value.status === 'offline'; });
   assert.ok(offline && offline.at <= shutdowns[0]!.at, 'offline state before the power goes');
   const slots = got.filter((g) => g.topic.endsWith('/slot')).map((g) => parseSlotRecord(g.payload));

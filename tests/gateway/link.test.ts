@@ -55,6 +55,19 @@ test('births, slot records, events and wills reach the registry', () => {
   assert.equal(link.counters.invalid, 0);
 });
 
+test('a birth that carries the node\'s state makes it available at once; one without waits for a report', () => {
+  const { registry, link } = setup();
+  link.onMessage(nodeTopic('f1', 'pi-1', 'state'), encodeJson(birth('pi-1', 1)));
+  assert.equal(registry.get('pi-1')!.gamma, 0, 'no state in the birth: not assumed active');
+  link.onMessage(nodeTopic('f1', 'pi-2', 'state'), encodeJson({ ...birth('pi-2', 1), gamma: 1, powerMode: 3, batteryJ: 61_000 }));
+  assert.deepEqual([registry.get('pi-2')!.gamma, registry.get('pi-2')!.powerMode, registry.get('pi-2')!.batteryJ], [1, 3, 61_000]);
+  link.onMessage(nodeTopic('f1', 'pi-2', 'state'), encodeJson({ ...birth('pi-2', 2), gamma: 0, powerMode: 1 }));
+  assert.equal(registry.get('pi-2')!.gamma, 0, 'a birth re-sent on entering power saving');
+  link.onMessage(nodeTopic('f1', 'pi-3', 'state'), encodeJson({ ...birth('pi-3', 1), gamma: 2 }));
+  assert.equal(registry.get('pi-3'), undefined);
+  assert.equal(link.counters.invalid, 1, 'γ outside {0, 1} is refused');
+});
+
 test('broken or mislabelled messages are refused, logged and counted', () => {
   const { registry, link, cap } = setup();
   link.onMessage(nodeTopic('f1', 'pi-1', 'state'), Buffer.from('{not json'));
