@@ -174,6 +174,11 @@ export class NodeLink {
     else this.deps.jobs?.wake();
   }
 
+  /** Slot records held for `nodeId` until its birth. */
+  heldFor(nodeId: string): number {
+    return this.held.get(nodeId)?.length ?? 0;
+  }
+
   /** Keeps a slot record of a node without a birth until the birth comes (see HOLD_PER_NODE). */
   private hold(nodeId: string, report: SlotReport, topic: string): void {
     let list = this.held.get(nodeId);

@@ -57,11 +57,15 @@ export async function connectExternal(config: ExternalBrokerConfig, secrets: Ext
   const early: EarlyMessage[] = [];
   const keep = (topic: string, payload: Buffer): void => void early.push([topic, payload]);
   client.on('message', keep);
+  // Only these listeners are removed afterwards: MQTT.js keeps its own on 'close' (reconnecting).
+  let onError: (err: Error) => void = () => {};
+  const onClose = (): void => onError(new Error('connection closed'));
   try {
     await new Promise<void>((resolve, reject) => {
+      onError = reject;
       client.once('connect', () => resolve());
-      client.once('error', reject);
-      client.once('close', () => reject(new Error('connection closed')));
+      client.on('error', onError);
+      client.on('close', onClose);
       client.connect();
     });
   } catch (err) {
@@ -72,8 +76,8 @@ export async function connectExternal(config: ExternalBrokerConfig, secrets: Ext
       '(check broker.external.url, that the broker is running, and the gateway\'s username and password there)',
     );
   }
-  client.removeAllListeners('error');
-  client.removeAllListeners('close');
+  client.removeListener('error', onError);
+  client.removeListener('close', onClose);
   // The first attempt worked, so the settings are right: from now on, keep reconnecting.
   client.options.reconnectPeriod = 1000;
   client.on('reconnect', () => log.warn({ url: safeUrl(config.url) }, 'reconnecting to the external broker'));

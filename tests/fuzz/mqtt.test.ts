@@ -218,7 +218,7 @@ test('publishes outside its own topics close the client; refused subscriptions l
   assert.equal(gw.registry.get(GOOD)!.lastSeq, 4);
 });
 
-test('a node without a birth: its well-formed reports and will are counted as from an unknown node, and bring nothing in', async () => {
+test('a node without a birth: its slot records are held for a birth, its events and will counted as from an unknown node; nothing comes in', async () => {
   const before = { ...gw.link.ignored };
   const c = await connectNode(UNBORN);
   const t = nodeTopics(FLEET, UNBORN);
@@ -228,8 +228,10 @@ test('a node without a birth: its well-formed reports and will are counted as fr
     { topic: t.state, payload: encodeJson({ v: 1, status: 'offline', nodeId: UNBORN, reason: 'test' }) },
   ];
   await publishAll(c, msgs);
-  await until('the reports counted', () => gw.link.ignored.unknownNode - before.unknownNode >= msgs.length);
-  assert.equal(gw.link.ignored.unknownNode - before.unknownNode, msgs.length);
+  // A broker may hand over a node's queued records before its retained birth (gateway/link.ts).
+  await until('the reports counted', () => gw.link.ignored.unknownNode - before.unknownNode >= 11 && gw.link.heldFor(UNBORN) >= 20);
+  assert.equal(gw.link.ignored.unknownNode - before.unknownNode, 11);
+  assert.equal(gw.link.heldFor(UNBORN), 20);
   assert.equal(gw.registry.get(UNBORN), undefined);
   await c.endAsync();
 });
