@@ -174,7 +174,11 @@ test('a job waits while every node of a group is busy, runs when a place frees, 
   const { router } = emulated(1, undefined, undefined, 5000);
   const first = router.submit({ ...req, maxTokens: 20 });
   const second = router.submit(req);
-  await new Promise((r) => setTimeout(r, 20));
+  // Looked at as soon as the first job holds the node (a fixed delay lets a fast machine finish it).
+  const firstTokens: number[] = [];
+  first.onToken((t) => firstTokens.push(t.index));
+  while (firstTokens.length === 0) await new Promise((r) => setImmediate(r));
+  assert.equal(router.job(first.id)!.status, 'running');
   assert.equal(router.job(second.id)!.status, 'queued', 'queue capacity 1: the second job waits for g1-n1');
   const [a, b] = await Promise.all([first.done, second.done]);
   assert.equal(a.status, 'done');
