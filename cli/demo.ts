@@ -11,7 +11,7 @@ import { DemoInfluxd, findInfluxd } from '../demo/influxd.js';
 import { LoadGenerator } from '../demo/load.js';
 import { defaultStartMs, summerSite } from '../demo/plan.js';
 import { canListen, freePort } from '../demo/ports.js';
-import { RateMeter, takeSnapshot } from '../demo/snapshot.js';
+import { RateMeter, curlLine, takeSnapshot } from '../demo/snapshot.js';
 import { ANSI, PLAIN, SCREEN, frame, renderView } from '../demo/view.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -113,7 +113,11 @@ async function run(o: DemoOptions): Promise<void> {
   }
   const load = new LoadGenerator({ jobs: field.jobs, perMinute: o.load, seed: o.seed, maxTokens: o.maxTokens, log: log.child({ part: 'load' }) });
   load.start();
-  log.info({ mqtt: field.ports.mqtt, http: field.ports.http, nodes: field.nodes.length, speed: speedFor(o.dayMinutes), load: o.load }, 'demo running');
+  log.info({
+    mqtt: field.ports.mqtt, http: field.ports.http, nodes: field.nodes.length, speed: speedFor(o.dayMinutes), load: o.load,
+    // The same line the live view ends with, so plain logs say how to send a prompt too.
+    ...(field.ports.http !== undefined ? { try: curlLine(field.ports.http, field.jobs.model.id) } : {}),
+  }, 'demo running');
 
   const rate = new RateMeter();
   const style = process.env.NO_COLOR ? PLAIN : ANSI;

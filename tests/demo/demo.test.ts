@@ -78,6 +78,7 @@ test('heliomesh demo: starts, serves a completion with its energy over HTTP, ref
   const field = find('field started');
   assert.ok(field?.dir && existsSync(field.dir), 'the field\'s temporary folder exists while it runs');
   assert.equal(field.http, httpPort);
+  assert.match(String(find('demo running')!.try), new RegExp(`^curl -s http://localhost:${httpPort}/v1/completions `), 'plain logs say how to send a prompt');
 
   // The README's request, with fetch.
   const res = await fetch(`http://localhost:${httpPort}/v1/completions`, {
