@@ -15,14 +15,9 @@ import { BlockStack } from '../../models/forward.js';
 import { readShards } from '../../models/shards.js';
 import { InProcessAedes } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
+import { until as waitUntil } from '../support/until.js';
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => waitUntil(what, cond, ms);
 
 test('the virtual agent on a scaled clock: retained birth, valid gapless slot records, commands, clean stop', async (t) => {
   const broker = await InProcessAedes.start();

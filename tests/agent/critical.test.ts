@@ -11,14 +11,9 @@ import { ScaledClock } from '../../hardware/clock.js';
 import { fleetFilter, parseEvent, parseSlotRecord, parseState } from '../../protocol/index.js';
 import { InProcessAedes } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
+import { until as waitUntil } from '../support/until.js';
 
-async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> => waitUntil(what, cond, ms);
 
 test('critical battery at night: critical event, last slot and offline state delivered, spool empty, then the shutdown action', async (t) => {
   const broker = await InProcessAedes.start();

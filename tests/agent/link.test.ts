@@ -13,6 +13,7 @@ import {
   type CommandReply, type NodeProfile, type SlotRecord, type StateMessage,
 } from '../../protocol/index.js';
 import { InProcessAedes, Mosquitto } from './brokers.js';
+import { until as waitUntil } from '../support/until.js';
 
 const quiet = { info() {}, warn() {}, error() {} };
 const profile: NodeProfile = {
@@ -39,13 +40,7 @@ function makeLink(port: number, spool: Spool, onCommand = async () => undefined 
   return link;
 }
 
-async function until(what: string, cond: () => boolean, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 8000): Promise<void> => waitUntil(what, cond, ms);
 
 async function observer(port: number, filter: string, id: string): Promise<{ client: MqttClient; got: Array<{ topic: string; payload: Buffer; retain: boolean }> }> {
   const got: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];

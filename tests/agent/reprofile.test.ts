@@ -16,14 +16,9 @@ import { selectBackend } from '../../models/backend.js';
 import { encodeJson, fleetFilter, parseCommandReply, parseJobReport, parseState, type PowerModeEntry } from '../../protocol/index.js';
 import { InProcessAedes } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
+import { until as waitUntil } from '../support/until.js';
 
-async function until(what: string, cond: () => boolean, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> => waitUntil(what, cond, ms);
 
 test('re-profile over MQTT measures the table, publishes it in the birth, and refuses offers meanwhile', async (t) => {
   await selectBackend({ backend: 'cpu' });

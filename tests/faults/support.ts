@@ -10,18 +10,13 @@ import { parseAgentConfig, type AgentConfig } from '../../agent/config.js';
 import type { Clock } from '../../hardware/clock.js';
 import { exampleDoc } from '../agent/fixtures.js';
 import type { TestInfluxd } from '../support/influxd.js';
+import { until as waitUntil } from '../support/until.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const BUNDLED = join(REPO, 'models', 'bundled');
 export const CLI = join(REPO, 'dist', 'cli', 'index.js');
 
-export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> => waitUntil(what, cond, ms);
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `heliomesh-${prefix}-`));

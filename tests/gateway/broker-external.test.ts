@@ -25,6 +25,7 @@ import { captureLog } from '../support/log.js';
 import { birth } from '../support/protocol-messages.js';
 import { mosquittoNodeAcl, SecuredMosquitto } from '../security/mosquitto.js';
 import { spawnGateway } from '../security/support.js';
+import { until as waitUntil } from '../support/until.js';
 
 const GATEWAY_USER = 'heliomesh-gateway';
 let dir: string;
@@ -47,13 +48,7 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> => waitUntil(what, cond, ms);
 
 function externalConfig(over: Record<string, unknown> = {}) {
   return parseGatewayConfig({

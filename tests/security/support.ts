@@ -11,6 +11,7 @@ import { systemClock, type Clock } from '../../gateway/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import { captureLog, type Captured } from '../support/log.js';
+import { until as waitUntil } from '../support/until.js';
 
 export const FLEET = 'sec';
 
@@ -94,13 +95,7 @@ export async function closedByBroker(c: MqttClient): Promise<void> {
   await new Promise<void>((resolve) => c.once('close', () => resolve()));
 }
 
-export async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+export const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> => waitUntil(what, cond, ms);
 
 export interface GatewayProcess {
   /** The first JSON log line with this `msg`, once it has been written. */

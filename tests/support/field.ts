@@ -20,6 +20,7 @@ import { ScaledClock } from '../../hardware/clock.js';
 import { bundledModelDir } from '../../models/bundled.js';
 import { readManifest } from '../../models/shards.js';
 import { exampleDoc } from '../agent/fixtures.js';
+import { until as waitUntil } from './until.js';
 
 /** A TCP relay between one agent and the broker that can go silent or drop the line. */
 class Relay {
@@ -225,10 +226,4 @@ export class Field {
   }
 }
 
-export async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+export const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => waitUntil(what, cond, ms);
