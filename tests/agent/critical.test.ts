@@ -15,7 +15,10 @@ import { until as waitUntil } from '../support/until.js';
 
 const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> => waitUntil(what, cond, ms);
 
-test('critical battery at night: critical event, last slot and offline state delivered, spool empty, then the shutdown action', async (t) => {
+const NIGHT = Date.parse('2026-06-21T23:00:00Z');
+
+/** A broker and a virtual node at night with its battery at `socPct`; both removed after the test. */
+async function nightNode(t: { after(fn: () => Promise<void> | void): void }, socPct: number, over: Record<string, unknown>) {
   const broker = await InProcessAedes.start();
   const dir = mkdtempSync(join(tmpdir(), 'heliomesh-crit-'));
   t.after(async () => {
@@ -23,14 +26,18 @@ test('critical battery at night: critical event, last slot and offline state del
     rmSync(dir, { recursive: true, force: true });
   });
   const doc = exampleDoc() as { hardware: { battery: object; virtual: object } };
-  const start = Date.parse('2026-06-21T23:00:00Z');
-  // 4.5 % of 74 Wh at night: the Pi's ≈ 2.7 W reaches the 3 % critical level in about 15 min.
   const hardware = {
     ...doc.hardware,
-    battery: { ...doc.hardware.battery, initialSocPct: 4.5 },
-    virtual: { ...doc.hardware.virtual, startTime: new Date(start).toISOString(), initialSocPct: 4.5 },
+    battery: { ...doc.hardware.battery, initialSocPct: socPct },
+    virtual: { ...doc.hardware.virtual, startTime: new Date(NIGHT).toISOString(), initialSocPct: socPct },
   };
-  const config = parseAgentConfig({ ...doc, hardware, gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, slotMs: 60_000, sampleHz: 0.2, spool: { dir } });
+  const config = parseAgentConfig({ ...doc, hardware, gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, spool: { dir }, ...over });
+  return { broker, config, start: NIGHT };
+}
+
+test('critical battery at night: critical event, last slot and offline state delivered, spool empty, then the shutdown action', async (t) => {
+  // 4.5 % of 74 Wh at night: the Pi's ≈ 2.7 W reaches the 3 % critical level in about 15 min.
+  const { broker, config, start } = await nightNode(t, 4.5, { slotMs: 60_000, sampleHz: 0.2 });
   const obs = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, { clientId: 'observer' });
   const got: Array<{ topic: string; payload: Buffer; at: number }> = [];
   obs.on('message', (topic, payload) => got.push({ topic, payload, at: Date.now() }));
@@ -64,20 +71,7 @@ test('critical battery at night: critical event, last slot and offline state del
 });
 
 test('a battery already below critical at the first reading: the agent stops at once and keeps no timers on its closed spool', async (t) => {
-  const broker = await InProcessAedes.start();
-  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-crit-'));
-  t.after(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const doc = exampleDoc() as { hardware: { battery: object; virtual: object } };
-  const start = Date.parse('2026-06-21T23:00:00Z');
-  const hardware = {
-    ...doc.hardware,
-    battery: { ...doc.hardware.battery, initialSocPct: 1 },
-    virtual: { ...doc.hardware.virtual, startTime: new Date(start).toISOString(), initialSocPct: 1 },
-  };
-  const config = parseAgentConfig({ ...doc, hardware, gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, slotMs: 1_000, sampleHz: 20, spool: { dir } });
+  const { config, start } = await nightNode(t, 1, { slotMs: 1_000, sampleHz: 20 });
   const shutdowns: string[] = [];
   const uncaught: Error[] = [];
   const onUncaught = (err: Error) => uncaught.push(err);

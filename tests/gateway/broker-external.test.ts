@@ -57,6 +57,15 @@ function externalConfig(over: Record<string, unknown> = {}) {
   });
 }
 
+/** The virtual agent pi-01 logged in to Mosquitto, a 10 s slot every 0.1 s. */
+function startAgent(spool: string): Promise<Agent> {
+  return Agent.start(parseAgentConfig({
+    ...exampleDoc(),
+    gateway: { url: `mqtt://127.0.0.1:${mosquitto.port}`, username: 'pi-01', password: secret.node, reconnectMinMs: 50 },
+    slotMs: 10_000, sampleHz: 1, spool: { dir: join(dir, spool) },
+  }), { clock: new ScaledClock(100), log: pino({ level: 'silent' }), shutdown: async () => {} });
+}
+
 test('with broker.external the gateway runs no broker and registers a virtual agent\'s birth and slot records from Mosquitto', async (t) => {
   const cap = captureLog();
   const gw: Gateway<Broker | undefined> = await startGatewayOnAnyBroker(externalConfig(), { clock: systemClock, log: cap.log });
@@ -64,12 +73,7 @@ test('with broker.external the gateway runs no broker and registers a virtual ag
   assert.equal(gw.broker, undefined, 'no embedded broker');
   assert.ok(cap.records.some((r) => r.msg === 'gateway started' && r.mqtt === null && r.externalBroker === `mqtt://127.0.0.1:${mosquitto.port}`));
 
-  const spool = join(dir, 'spool');
-  const agent = await Agent.start(parseAgentConfig({
-    ...exampleDoc(),
-    gateway: { url: `mqtt://127.0.0.1:${mosquitto.port}`, username: 'pi-01', password: secret.node, reconnectMinMs: 50 },
-    slotMs: 10_000, sampleHz: 1, spool: { dir: spool },
-  }), { clock: new ScaledClock(100), log: pino({ level: 'silent' }), shutdown: async () => {} });
+  const agent = await startAgent('spool');
   t.after(() => agent.stop('test over'));
 
   await until('the birth and three slot records in the registry', () => (gw.registry.get('pi-01')?.lastSeq ?? -1) >= 2);
@@ -84,12 +88,7 @@ test('with broker.external the gateway runs no broker and registers a virtual ag
 });
 
 test('slot records a node publishes while the gateway is away are kept by Mosquitto and taken after its return, none missing', async (t) => {
-  const spool = join(dir, 'spool-away');
-  const agent = await Agent.start(parseAgentConfig({
-    ...exampleDoc(),
-    gateway: { url: `mqtt://127.0.0.1:${mosquitto.port}`, username: 'pi-01', password: secret.node, reconnectMinMs: 50 },
-    slotMs: 10_000, sampleHz: 1, spool: { dir: spool },
-  }), { clock: new ScaledClock(100), log: pino({ level: 'silent' }), shutdown: async () => {} });
+  const agent = await startAgent('spool-away');
   t.after(() => agent.stop('test over'));
   const first = await startGatewayOnAnyBroker(externalConfig(), { clock: systemClock, log: pino({ level: 'silent' }) });
   let firstOpen = true;
