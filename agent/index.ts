@@ -106,7 +106,7 @@ export class Agent {
       log,
       actions: {
         applyMode: (name) => hardware.applyPowerMode(name),
-        enterSaving: async () => (worker ? worker.enterSaving((p) => ref.link?.publishNow('jobOut', p)) : 'no worker: nothing held'),
+        enterSaving: async () => (worker ? worker.enterSaving((p) => ref.link?.publishJobOut(p)) : 'no worker: nothing held'),
         leaveSaving: () => worker?.leaveSaving(),
         publishEvent: (e) => {
           ref.link?.send('event', e);
@@ -170,7 +170,7 @@ export class Agent {
       spool, birth, log,
       onCommand: (cmd) => ref.agent!.command(cmd, shutdown),
       onJobIn: (payload) => {
-        worker?.handle(payload, (out) => link.publishNow('jobOut', out), policy.acceptsJobs() && !ref.agent?.profiling)
+        worker?.handle(payload, (out) => link.publishJobOut(out), policy.acceptsJobs() && !ref.agent?.profiling)
           .catch((err: Error) => log.warn({ err: err.message }, 'job message failed'));
       },
     });
@@ -290,7 +290,7 @@ export class Agent {
     // The partial slot is closed too, so its energy reaches the gateway before the node goes.
     await this.ledger.closeSlot().catch((err: Error) => this.log.warn({ err: err.message }, 'last slot not closed'));
     if (this.worker && this.link.connected) {
-      const abandoned = await this.worker.abandon((p) => this.link.publishNow('jobOut', p), `node stopping: ${reason}`.slice(0, 1000))
+      const abandoned = await this.worker.abandon((p) => this.link.publishJobOut(p), `node stopping: ${reason}`.slice(0, 1000))
         .catch((err: Error) => this.log.warn({ err: err.message }, 'held jobs not reported'));
       if (abandoned) this.log.warn({ jobs: abandoned, reason }, 'held jobs reported failed');
     }

@@ -6,7 +6,7 @@
 // PUBACK. Commands are validated and always answered on cmd/reply.
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import {
-  PROTOCOL_VERSION, commandIdOf, encodeJson, nodeTopics, parseCommand,
+  PROTOCOL_VERSION, commandIdOf, encodeJson, isFrame, nodeTopics, parseCommand,
   type Command, type CommandReply, type NodeTopicKind, type StateMessage,
 } from '../protocol/index.js';
 import type { Spool, SpoolClass } from './spool.js';
@@ -137,13 +137,24 @@ export class Link {
     this.drain();
   }
 
-  /** Publishes without spooling (job frames, replies); resolves on PUBACK. */
-  publishNow(kind: 'jobOut' | 'cmdReply' | 'state', payload: Buffer, retain = false): Promise<void> {
+  /** Publishes without spooling (replies, state); resolves on PUBACK (QoS 1) or once written (QoS 0). */
+  publishNow(kind: 'jobOut' | 'cmdReply' | 'state', payload: Buffer, retain = false, qos: 0 | 1 = 1): Promise<void> {
     const client = this.client;
     if (!client) return Promise.reject(new Error('link not started'));
     return new Promise((resolve, reject) => {
-      client.publish(this.topics[kind], payload, { qos: 1, retain }, (err) => (err ? reject(err) : resolve()));
+      client.publish(this.topics[kind], payload, { qos, retain }, (err) => (err ? reject(err) : resolve()));
     });
+  }
+
+  /**
+   * job/out. Output frames go at QoS 0, as the gateway sends its frames: within a connection
+   * TCP delivers them, and across a reconnect the gateway's hop timeout and replay recover
+   * the job, so a PUBACK would only add two packets per hop on the critical path. The JSON
+   * answers (accepted, refused, handed back, the energy report) stay QoS 1: a lost one
+   * would leave the gateway holding a place or missing a job's energy.
+   */
+  publishJobOut(payload: Buffer): Promise<void> {
+    return this.publishNow('jobOut', payload, false, isFrame(payload) ? 0 : 1);
   }
 
   private drain(): void {

@@ -43,6 +43,8 @@ export interface WorkerOptions {
 interface HeldJob {
   jobId: number;
   sessionId: number;
+  /** KV-cache size asked by the offer (clamped to the model's context); undefined: the whole context. */
+  positions: number | undefined;
   session: BlockSession | undefined;
   steps: number;
   startedMs: number | undefined;
@@ -135,6 +137,7 @@ export class BlockWorker {
       }
       if (c.value.type === 'offer') {
         const { jobId, sessionId } = c.value;
+        const positions = c.value.positions === undefined ? undefined : Math.min(c.value.positions, this.stack.config.seqLen);
         let reason: string | null = null;
         if (!active || this.saving) reason = 'node is in power saving';
         else if (this.jobs.has(jobId)) reason = `job ${jobId} is already held`;
@@ -145,7 +148,7 @@ export class BlockWorker {
           return;
         }
         this.counters.accepted++;
-        this.jobs.set(jobId, { jobId, sessionId, session: undefined, steps: 0, startedMs: undefined, startJ: 0, idle: undefined });
+        this.jobs.set(jobId, { jobId, sessionId, positions, session: undefined, steps: 0, startedMs: undefined, startJ: 0, idle: undefined });
         this.touch(this.jobs.get(jobId)!, send);
         await send(encodeJson({ v: PROTOCOL_VERSION, type: 'accepted', jobId } satisfies JobReport));
       } else {
@@ -190,7 +193,7 @@ export class BlockWorker {
     const dim = this.stack.geometry.dim;
     if (f.dim !== dim) throw new Error(`frame width ${f.dim} does not match this shard's dim ${dim}`);
     if (!job.session) {
-      job.session = this.stack.openSession();
+      job.session = this.stack.openSession({ capacity: job.positions });
       job.startedMs = monotonicMs(this.o.clock);
       job.startJ = this.meter?.consumedTotalJ ?? 0;
       this.o.onBusy?.(true);

@@ -10,7 +10,7 @@ import { bundledManifestPath } from '../models/bundled.js';
 import { MANIFEST_FILE, readManifest, readShards } from '../models/shards.js';
 import { loadTokenizer } from '../models/tokenizers/index.js';
 import { nodeAclPatterns } from '../protocol/index.js';
-import { connectAsync, type MqttClient } from 'mqtt';
+import { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { assertPrivateFile, Broker, connectExternal, loadCredentials, safeUrl, type EarlyMessage, type ExternalSecrets, type NodeTopicPatterns } from './broker/index.js';
 import type { Clock, Timer } from './clock.js';
@@ -106,11 +106,8 @@ async function openMqtt(
   if (!files.credentials) throw new Error('no node credentials loaded for the embedded broker (set broker.credentialsPath)');
   const broker = await Broker.start(config.broker, { clock: deps.clock, log, credentials: files.credentials, patterns: nodeTopics(config), tls: files.tls });
   try {
-    const client = await connectAsync(`mqtt://127.0.0.1:${broker.ports.mqtt}`, {
-      clientId: 'heliomesh-gateway',
-      ...broker.internal,
-      reconnectPeriod: 1000,
-    });
+    // In process rather than over loopback TCP: every job frame crosses this link twice per hop.
+    const client = await connectInProcess(broker);
     return { broker, client };
   } catch (err) {
     await broker.close();
@@ -118,8 +115,25 @@ async function openMqtt(
   }
 }
 
+/** The gateway's client of its embedded broker, over an in-process stream; after a drop it reconnects as over TCP. */
+function connectInProcess(broker: Broker): Promise<MqttClient> {
+  const client = new MqttClient(() => broker.connectInProcess(), { clientId: 'heliomesh-gateway', ...broker.internal, reconnectPeriod: 1000 });
+  return new Promise((resolve, reject) => {
+    const fail = (err: Error) => {
+      client.end(true);
+      reject(err);
+    };
+    client.once('error', fail);
+    client.once('connect', () => {
+      client.removeListener('error', fail);
+      resolve(client);
+    });
+  });
+}
+
 /**
- * Nagle off on the gateway client's TCP socket, now and after every reconnect. MQTT.js
+ * Nagle off on the gateway client's TCP socket (an external broker's: the embedded
+ * broker's client has no socket), now and after every reconnect. MQTT.js
  * leaves it on, and a hop is a PUBACK for the last output followed at once by the next
  * frame: with Nagle the frame waits for the broker's delayed ACK of the PUBACK (40 ms on
  * Linux), which measured as ~45 ms per hop on the bundled model.

@@ -172,7 +172,13 @@ export type CommandReply = z.infer<typeof commandReplySchema>;
 
 /** JSON on `job/in` beside the binary frames: the gateway offers or cancels a job. */
 export const jobControlSchema = z.discriminatedUnion('type', [
-  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('offer'), jobId: z.number().int().nonnegative(), sessionId: z.number().int().nonnegative() }),
+  z.object({
+    v: z.literal(PROTOCOL_VERSION), type: z.literal('offer'), jobId: z.number().int().nonnegative(), sessionId: z.number().int().nonnegative(),
+    // The context positions the job can reach (prompt + max tokens − 1). The node sizes the
+    // session's KV cache to it, so attention spans what the job uses, not the model's whole
+    // context. Absent: the whole context, as before this field existed.
+    positions: z.number().int().positive().max(1 << 20).optional(),
+  }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('cancel'), jobId: z.number().int().nonnegative(), reason: z.string().max(200) }),
 ]);
 export type JobControl = z.infer<typeof jobControlSchema>;

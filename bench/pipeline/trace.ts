@@ -4,8 +4,8 @@
 // trip is the node's decode, forward and encode plus the MQTT legs both ways. The frame
 // codec's own cost is timed apart, on frames of the model's width.
 import { fork } from 'node:child_process';
-import type { Socket } from 'node:net';
-import { connectAsync, type MqttClient } from 'mqtt';
+import { MqttClient } from 'mqtt';
+import type { Broker } from '../../gateway/broker/index.js';
 import { FLAG_CLOSE, FLAG_REPLAY, FRAME_HEADER_BYTES, decodeFrame, encodeFrame, isFrame, parseNodeTopic } from '../../protocol/index.js';
 
 interface Stamp {
@@ -93,14 +93,18 @@ export interface RoundTrips {
  * it) to a node process that computes nothing and answers at QoS 1 (as an agent does), through
  * the gateway's broker, timed from publish to the answer's arrival, `n` times in a row.
  */
-export async function mqttRoundTrips(url: string, login: { username: string; password: string }, dim: number, n = 300): Promise<RoundTrips> {
+export async function mqttRoundTrips(url: string, broker: Broker, dim: number, n = 300): Promise<RoundTrips> {
   const inTopic = 'heliomesh/bench/node/echo/job/in';
   const outTopic = 'heliomesh/bench/node/echo/job/out';
+  const login = broker.internal;
   const echo = fork(new URL('./echo-node.js', import.meta.url), [JSON.stringify({ url, ...login, inTopic, outTopic })], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
-  const client = await connectAsync(url, { clientId: `bench-probe-${process.pid}`, ...login, reconnectPeriod: 0 });
+  // As the gateway's own client (gateway/index.ts): in process, not over TCP.
+  const client = new MqttClient(() => broker.connectInProcess(), { clientId: `bench-probe-${process.pid}`, ...login, reconnectPeriod: 0 });
   try {
-    // As the gateway's own client (gateway/index.ts): Nagle off.
-    (client.stream as Partial<Socket> | undefined)?.setNoDelay?.(true);
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve());
+      client.once('error', reject);
+    });
     await new Promise<void>((resolve, reject) => {
       echo.stdout?.once('data', () => resolve());
       echo.once('exit', (code) => reject(new Error(`the echo node exited (code ${code}) before it was ready`)));

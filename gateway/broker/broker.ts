@@ -15,6 +15,7 @@ import { NodeAcl, type NodeTopicPatterns } from './acl.js';
 import type { BrokerConfig } from './config.js';
 import { verifyPassword, type CredentialsFile } from './credentials.js';
 import { FrameGuard } from './frame-guard.js';
+import { inProcessPipe } from './in-process.js';
 
 /** The internal client's username; `$` cannot start a node id, so no node can claim it. */
 export const INTERNAL_USER = '$gateway';
@@ -51,6 +52,8 @@ const NOT_AUTHORIZED = 5;
 const SERVER_UNAVAILABLE = 3;
 
 const RATE_LIMITED = 'connection rate limit';
+/** The remote address recorded for the in-process connection. */
+const IN_PROCESS = 'in-process';
 
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -238,6 +241,18 @@ export class Broker {
     });
   }
 
+  /**
+   * The stream for an MQTT client in this process (the gateway's own): it speaks MQTT to
+   * aedes like any connection, and logs in with the internal secret like any client, but
+   * its bytes never leave the process. It is trusted, so it skips the packet-size guard.
+   */
+  connectInProcess(): Duplex {
+    const [client, broker] = inProcessPipe();
+    this.addressOf.set(broker, IN_PROCESS);
+    this.aedes.handle(broker);
+    return client;
+  }
+
   private handleSocket(socket: Socket): void {
     // Job frames travel hop by hop for every generated token: a frame's last partial TCP
     // segment must not wait on Nagle's algorithm for the previous segment's ACK.
@@ -258,6 +273,8 @@ export class Broker {
   /** Connection rate limit per remote address, over a sliding minute of the injected clock. */
   private admit(client: Client): boolean {
     const remote = this.addressOf.get(client.conn) ?? 'unknown';
+    // The in-process stream is this gateway's own client: no one outside can open it.
+    if (remote === IN_PROCESS) return true;
     const now = this.deps.clock.now();
     const recent = (this.connects.get(remote) ?? []).filter((t) => now - t < 60_000);
     if (recent.length >= this.config.connectsPerMinutePerAddress) {

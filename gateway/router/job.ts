@@ -59,6 +59,8 @@ export class Job implements JobHandle {
   private awaitedReports = new Set<string>();
   /** `node:session` of every offer this job made: only those sessions may report to it. */
   private readonly offered = new Set<string>();
+  /** The context positions the job can reach; each offer carries it, so nodes size their caches to it. */
+  private positions = 0;
   private settle!: { resolve(s: JobSummary): void; reject(e: JobError): void };
 
   constructor(
@@ -120,6 +122,7 @@ export class Job implements JobHandle {
     const stop = new Set(model.stopIds);
     // As Pipeline.generate: the last token is never fed back, so P + maxTokens - 1 positions suffice.
     const capacity = Math.min(model.config.seqLen, promptIds.length + Math.max(0, req.maxTokens - 1));
+    this.positions = capacity;
     if (req.maxTokens === 0) {
       this.finishReason = 'length';
       return;
@@ -218,7 +221,7 @@ export class Job implements JobHandle {
       const sessionId = this.deps.nextSessionId();
       this.offered.add(`${nodeId}:${sessionId}`);
       const wait = this.wait.expect({ kind: 'offer', nodeId }, settings.hopTimeoutMs);
-      this.control(nodeId, { v: PROTOCOL_VERSION, type: 'offer', jobId: this.num, sessionId });
+      this.control(nodeId, { v: PROTOCOL_VERSION, type: 'offer', jobId: this.num, sessionId, positions: this.positions });
       try {
         await wait;
       } catch (err) {

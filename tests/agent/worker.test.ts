@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,19 @@ function hidden(rows: number, dim: number, seed: number): Float32Array {
     a[i] = s / 2 ** 31 - 0.5;
   }
   return a;
+}
+
+/** Shards of stories260K in 2 groups in a temporary folder, and a worker over blocks [0, 0]. */
+async function firstBlockWorker(t: TestContext, dtype: 'f16' | 'f32', sessionIdleMs: number) {
+  await selectBackend({ backend: 'cpu' });
+  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-shards-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const model = readLlama2c(stories);
+  writeShards(model.config, (part) => readLlama2c(stories, part), { groups: 2, outDir: dir, dtype });
+  const clock = new VirtualClock(0);
+  const worker = BlockWorker.load({ shardDir: dir, firstBlock: 0, lastBlock: 0, queueCapacity: 2, sessionIdleMs, clock, log: quiet });
+  t.after(() => worker.close());
+  return { model, clock, worker, dim: model.config.dim };
 }
 
 test('the worker answers frames with exactly the layer range\'s in-process output, and reports the job', async (t) => {
@@ -81,20 +94,12 @@ test('the worker answers frames with exactly the layer range\'s in-process outpu
 });
 
 test('sessions time out when idle; power saving refuses offers and hands back jobs not started', async (t) => {
-  await selectBackend({ backend: 'cpu' });
-  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-shards-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const model = readLlama2c(stories);
-  writeShards(model.config, (part) => readLlama2c(stories, part), { groups: 2, outDir: dir, dtype: 'f16' });
-  const clock = new VirtualClock(0);
-  const worker = BlockWorker.load({ shardDir: dir, firstBlock: 0, lastBlock: 0, queueCapacity: 2, sessionIdleMs: 5000, clock, log: quiet });
-  t.after(() => worker.close());
+  const { clock, worker, dim } = await firstBlockWorker(t, 'f16', 5000);
   const out: JobReport[] = [];
   const send = (p: Buffer): void => {
     const r = parseJobReport(p);
     if (r.ok) out.push(r.value);
   };
-  const dim = model.config.dim;
   await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 1, sessionId: 1 }), send, true);
   await worker.handle(encodeFrame({ jobId: 1, sessionId: 1, step: 0, position: 0, rows: 2, dim, data: hidden(2, dim, 3) }), send, true);
   await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 2, sessionId: 2 }), send, true);
@@ -114,4 +119,39 @@ test('sessions time out when idle; power saving refuses offers and hands back jo
   await worker.handle(encodeFrame({ jobId: 4, sessionId: 4, step: 0, position: 3, rows: 1, dim, data: hidden(1, dim, 1) }), send, true);
   const wrong = out.find((r) => r.type === 'report' && r.jobId === 4);
   assert.ok(wrong && wrong.type === 'report' && /position 3/.test(wrong.error!));
+});
+
+test('an offer\'s positions size the session: outputs match a reference of that size, and a frame beyond it ends the job', async (t) => {
+  const { model, worker, dim } = await firstBlockWorker(t, 'f32', 60_000);
+  const reference = new BlockStack(model, { from: 0, to: 1 });
+  t.after(() => reference.dispose());
+  const refSession = reference.openSession({ capacity: 6 });
+  t.after(() => refSession.close());
+  const frames: Buffer[] = [];
+  const reports: JobReport[] = [];
+  const send = (p: Buffer): void => {
+    const r = parseJobReport(p);
+    if (r.ok) reports.push(r.value);
+    else frames.push(p);
+  };
+
+  // More positions than the model has are clamped to its context, not refused.
+  await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 2, sessionId: 2, positions: 1_000_000 }), send, true);
+  await worker.handle(encodeFrame({ jobId: 2, sessionId: 2, step: 0, position: 0, rows: 1, dim, data: hidden(1, dim, 9) }), send, true);
+  assert.equal(frames.length, 1, 'the clamped session computed');
+  frames.length = 0;
+
+  await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 1, sessionId: 1, positions: 6 }), send, true);
+  for (const [i, s] of [{ rows: 5, position: 0 }, { rows: 1, position: 5 }].entries()) {
+    const input = hidden(s.rows, dim, i + 1);
+    await worker.handle(encodeFrame({ jobId: 1, sessionId: 1, step: i, position: s.position, rows: s.rows, dim, data: input }), send, true);
+    const frame = decodeFrame(frames.shift()!);
+    assert.ok(frame.ok, !frame.ok ? frame.error : '');
+    assert.deepEqual(frame.frame.data, reference.forward(refSession, input, s.rows), `step ${i}: equals a 6-position session in-process`);
+  }
+  await worker.handle(encodeFrame({ jobId: 1, sessionId: 1, step: 2, position: 6, rows: 1, dim, data: hidden(1, dim, 3) }), send, true);
+  const full = reports.find((r) => r.type === 'report' && r.jobId === 1);
+  assert.ok(full && full.type === 'report' && !full.ok && /capacity of 6/.test(full.error!), `report: ${JSON.stringify(full)}`);
+  assert.equal(frames.length, 0, 'nothing computed past the offered positions');
+  assert.equal(worker.queue(), 1, 'only the clamped job is still held');
 });

@@ -38,7 +38,7 @@ function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviou
     }
   }
   const frames: Array<{ nodeId: string; frame: Frame; qos: number }> = [];
-  const controls: Array<{ nodeId: string; type: string; qos: number }> = [];
+  const controls: Array<{ nodeId: string; type: string; qos: number; positions?: number }> = [];
   const router: Router = new Router(
     { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 2000, queueTimeoutMs, reportTimeoutMs: 200, frameDtype: 'f32', maxFrameBytes },
     {
@@ -49,7 +49,7 @@ function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviou
         if (!isFrame(payload)) {
           const c = parseJobControl(payload);
           assert.ok(c.ok);
-          controls.push({ nodeId, type: c.value.type, qos });
+          controls.push({ nodeId, type: c.value.type, qos, ...(c.value.type === 'offer' ? { positions: c.value.positions } : {}) });
           if (c.value.type === 'offer') reply({ v: PROTOCOL_VERSION, type: 'accepted', jobId: c.value.jobId });
           return;
         }
@@ -81,6 +81,8 @@ test('one hop per group per step, offers and close frames at QoS 1, activation f
   assert.equal(s.status, 'done');
   assert.equal(s.completionTokens + (s.finishReason === 'stop' ? 1 : 0), frames.filter((f) => !f.frame.close && f.nodeId === 'g1-n1').length);
   assert.deepEqual(controls.map((c) => `${c.nodeId}:${c.type}:${c.qos}`), ['g1-n1:offer:1', 'g2-n1:offer:1', 'g3-n1:offer:1']);
+  // 4 prompt rows + 6 tokens − 1 (the last token is never fed back): the nodes size their caches to it.
+  assert.ok(controls.every((c) => c.positions === 9), `offers: ${JSON.stringify(controls)}`);
   const g2 = frames.filter((f) => f.nodeId === 'g2-n1').map((f) => f.frame);
   assert.deepEqual(g2.map((f) => [f.position, f.rows, f.close]).slice(0, 2), [[0, 4, false], [4, 1, false]]);
   assert.equal(g2.at(-1)!.close, true);
@@ -104,6 +106,7 @@ test('a failed report moves the group: the replacement gets the group\'s history
   assert.deepEqual(s.served.find((g) => g.group === 'g2')!.nodes, ['g2-n1', 'g2-n2']);
   assert.equal(s.failovers, 1);
   assert.ok(controls.some((c) => c.nodeId === 'g2-n1' && c.type === 'cancel'), 'the failed node is told the job is gone');
+  assert.equal(controls.find((c) => c.nodeId === 'g2-n2' && c.type === 'offer')!.positions, 9, 'the replacement is offered the whole job\'s positions');
   const n2 = frames.filter((f) => f.nodeId === 'g2-n2').map((f) => f.frame);
   // n1 answered steps 0 (4 prompt rows) and 1, and failed step 2 at position 5.
   assert.deepEqual([n2[0]!.replay, n2[0]!.position, n2[0]!.rows], [true, 0, 5]);
