@@ -153,7 +153,7 @@ export class Agent {
     const birth = (): StateMessage => ({
       v: PROTOCOL_VERSION, status: 'online', nodeId: config.nodeId, atMs: Math.max(0, Math.round(clock.now())),
       profile: profileOf(config, policy.modeTable.modes, policy.modeTable.modeTable, policy.thresholds, worker?.shard),
-      gamma: policy.gamma(), powerMode: policy.powerMode(),
+      gamma: policy.gamma(), powerMode: policy.powerMode(), nextSeq: ledger.nextSeq,
       ...(ledger.latest() ? { batteryJ: Math.max(0, ledger.latest()!.energyJ) } : {}),
     });
     const tls = config.gateway.tls;

@@ -124,12 +124,20 @@ export class Registry {
     return [...this.nodes.values()];
   }
 
-  birth(nodeId: string, profile: ChainProfile, atMs: number): void {
+  /**
+   * `nextSeq`, when the birth carries it, keeps the node's sequence across the birth: a
+   * reconnect continues where its records left off, so records lost while it was away
+   * still count as missing, and records resent from its spool are still seen as repeats.
+   * A `nextSeq` at or below the last one seen means the node's counter started again: the
+   * sequence starts afresh, as it does for a birth without `nextSeq`.
+   */
+  birth(nodeId: string, profile: ChainProfile, atMs: number, nextSeq?: number): void {
     const params = toParams(profile, profile.priorHarvestPmf);
     // Check the profile before it replaces anything: a bad birth must not break a known node.
     new DeviceModel(params);
     const old = this.nodes.get(nodeId);
     const sameBattery = old && old.profile.quantumJ === profile.quantumJ;
+    const continues = old?.lastSeq !== undefined && nextSeq !== undefined && nextSeq > old.lastSeq;
     const node: NodeState = {
       nodeId,
       profile,
@@ -140,9 +148,9 @@ export class Registry {
       powerMode: old?.powerMode ?? 0,
       queue: 0,
       committedJ: 0,
-      lastSeq: undefined,
+      lastSeq: continues ? old.lastSeq : undefined,
       missedSlots: old?.missedSlots ?? 0,
-      missing: new Set(),
+      missing: continues ? old.missing : new Set(),
       // The harvest history survives a restart when the quantum is unchanged.
       estimator: sameBattery ? old.estimator : new HarvestEstimator(EstimatorConfigSchema.parse(this.config.estimator), profile.quantumJ),
       solvedPmf: undefined,

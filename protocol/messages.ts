@@ -89,6 +89,10 @@ export const stateMessageSchema = z.discriminatedUnion('status', [
     gamma: z.union([z.literal(0), z.literal(1)]).optional(),
     powerMode: z.number().int().nonnegative().optional(),
     batteryJ: joules.optional(),
+    // The sequence number the node's next slot record will carry. A birth comes with every
+    // connect: this tells a reconnect, whose records continue the sequence (and whose gaps
+    // still count), from a node whose counter started again (its spool was lost).
+    nextSeq: z.number().int().nonnegative().optional(),
   }),
   z.object({ v: z.literal(PROTOCOL_VERSION), status: z.literal('offline'), nodeId: id, atMs: ms.optional(), reason: z.string().max(200) }),
 ]);

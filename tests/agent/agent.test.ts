@@ -43,6 +43,7 @@ test('the virtual agent on a scaled clock: retained birth, valid gapless slot re
   assert.deepEqual(seqs.slice(0, 5), [0, 1, 2, 3, 4]);
   const birth = got.map((g) => (g.topic.endsWith('/state') ? parseState(g.payload) : null)).find((s) => s?.ok);
   assert.ok(birth?.ok && birth.value.status === 'online' && birth.value.profile.thresholds.eThJ === 74 * 3600 * 0.1);
+  assert.equal(birth.value.status === 'online' && birth.value.nextSeq, 0, 'a fresh node announces that its first record is seq 0');
   assert.ok(got.some((g) => g.topic.endsWith('/event') && parseEvent(g.payload).ok), 'the first mode setting is announced');
   const telemetry = got.filter((g) => g.topic.endsWith('/telemetry')).map((g) => parseTelemetry(g.payload));
   assert.ok(telemetry.length >= 5, `${telemetry.length} telemetry messages`);
@@ -58,7 +59,7 @@ test('the virtual agent on a scaled clock: retained birth, valid gapless slot re
   assert.equal(replies.find((r) => r.id === 't2')!.ok, false, 'E′_th below E_th is refused by the schema');
   assert.match(replies.find((r) => r.id === 't3')!.error!, /warp/);
   assert.deepEqual(agent.policy.thresholds, { eThJ: 30_000, eThUpJ: 60_000, criticalJ: 10_000 });
-  await until('re-announced birth', () => got.some((g) => { const s = g.topic.endsWith('/state') ? parseState(g.payload) : null; return !!s?.ok && s.value.status === 'online' && s.value.profile.thresholds.eThJ === 30_000; }));
+  await until('re-announced birth', () => got.some((g) => { const s = g.topic.endsWith('/state') ? parseState(g.payload) : null; return !!s?.ok && s.value.status === 'online' && s.value.profile.thresholds.eThJ === 30_000 && s.value.nextSeq! >= 5; }));
 
   await agent.stop('test over');
   await until('offline state', () => got.some((g) => { const s = g.topic.endsWith('/state') ? parseState(g.payload) : null; return !!s?.ok && s.value.status === 'offline'; }));
