@@ -1,7 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
@@ -13,19 +11,14 @@ import { decodeFrame, encodeFrame, encodeJson, fleetFilter, isFrame, parseComman
 import { selectBackend } from '../../models/backend.js';
 import { BlockStack } from '../../models/forward.js';
 import { readShards } from '../../models/shards.js';
-import { InProcessAedes } from './brokers.js';
+import { aedesWithFolder } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
 import { until as waitUntil } from '../support/until.js';
 
 const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => waitUntil(what, cond, ms);
 
 test('the virtual agent on a scaled clock: retained birth, valid gapless slot records, commands, clean stop', async (t) => {
-  const broker = await InProcessAedes.start();
-  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-agent-'));
-  t.after(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { broker, dir } = await aedesWithFolder(t, 'agent');
   const doc = exampleDoc();
   const config = parseAgentConfig({ ...doc, gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, slotMs: 10_000, sampleHz: 1, telemetryPeriodMs: 5000, spool: { dir } });
   const obs = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, { clientId: 'observer' });
@@ -68,12 +61,7 @@ test('the virtual agent on a scaled clock: retained birth, valid gapless slot re
 
 test('a job over MQTT: offer accepted, frames answered with the shard\'s in-process output, report with duration', async (t) => {
   await selectBackend({ backend: 'cpu' });
-  const broker = await InProcessAedes.start();
-  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-agent-'));
-  t.after(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { broker, dir } = await aedesWithFolder(t, 'agent');
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   const shardDir = join(root, 'models', 'bundled');
   const config = parseAgentConfig({

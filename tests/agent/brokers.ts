@@ -7,17 +7,10 @@ import { createConnection, createServer, type Server } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Aedes } from 'aedes';
+import { freePort } from '../support/ports.js';
 
 export const MOSQUITTO = process.env.MOSQUITTO_BIN ?? '/usr/sbin/mosquitto';
 
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function waitForPort(port: number, deadlineMs: number): Promise<void> {
   for (;;) {
@@ -98,4 +91,15 @@ export class InProcessAedes {
     await new Promise<void>((r) => this.aedes.close(() => r()));
     await closed;
   }
+}
+
+/** An in-process aedes and a temporary folder, both gone when the test ends. */
+export async function aedesWithFolder(t: { after(fn: () => Promise<void>): void }, prefix: string): Promise<{ broker: InProcessAedes; dir: string }> {
+  const broker = await InProcessAedes.start();
+  const dir = mkdtempSync(join(tmpdir(), `heliomesh-${prefix}-`));
+  t.after(async () => {
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { broker, dir };
 }

@@ -1,15 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { Agent } from '../../agent/index.js';
 import { parseAgentConfig } from '../../agent/config.js';
 import { ScaledClock } from '../../hardware/clock.js';
 import { fleetFilter, parseEvent, parseSlotRecord, parseState } from '../../protocol/index.js';
-import { InProcessAedes } from './brokers.js';
+import { aedesWithFolder } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
 import { until as waitUntil } from '../support/until.js';
 
@@ -19,12 +16,7 @@ const NIGHT = Date.parse('2026-06-21T23:00:00Z');
 
 /** A broker and a virtual node at night with its battery at `socPct`; both removed after the test. */
 async function nightNode(t: { after(fn: () => Promise<void> | void): void }, socPct: number, over: Record<string, unknown>) {
-  const broker = await InProcessAedes.start();
-  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-crit-'));
-  t.after(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { broker, dir } = await aedesWithFolder(t, 'crit');
   const doc = exampleDoc() as { hardware: { battery: object; virtual: object } };
   const hardware = {
     ...doc.hardware,

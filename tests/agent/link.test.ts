@@ -12,7 +12,7 @@ import {
   MAX_JSON_BYTES, PROTOCOL_VERSION, encodeJson, nodeTopics, parseCommandReply, parseSlotRecord, parseState,
   type CommandReply, type NodeProfile, type SlotRecord, type StateMessage,
 } from '../../protocol/index.js';
-import { InProcessAedes, Mosquitto } from './brokers.js';
+import { Mosquitto, aedesWithFolder } from './brokers.js';
 import { until as waitUntil } from '../support/until.js';
 
 const quiet = { info() {}, warn() {}, error() {} };
@@ -101,12 +101,7 @@ test('broker stopped for a while and the agent restarted mid-spool: every slot r
 });
 
 test('an agent that vanishes leaves its will: a retained offline state', async (t) => {
-  const broker = await InProcessAedes.start();
-  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-link-'));
-  t.after(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { broker, dir } = await aedesWithFolder(t, 'link');
   const spool = Spool.open({ dir, maxBytes: 1 << 20 });
   const link = makeLink(broker.port, spool);
   t.after(() => link.kill());
@@ -120,12 +115,7 @@ test('an agent that vanishes leaves its will: a retained offline state', async (
 });
 
 test('commands: malformed, oversized and unknown ones are refused and answered; valid ones run', async (t) => {
-  const broker = await InProcessAedes.start();
-  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-link-'));
-  t.after(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { broker, dir } = await aedesWithFolder(t, 'link');
   const spool = Spool.open({ dir, maxBytes: 1 << 20 });
   const ran: string[] = [];
   const link = makeLink(broker.port, spool, async () => {

@@ -3,8 +3,6 @@
 // while the meter must see only the standard jobs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
@@ -14,7 +12,7 @@ import { parseAgentConfig } from '../../agent/config.js';
 import { ScaledClock } from '../../hardware/clock.js';
 import { selectBackend } from '../../models/backend.js';
 import { encodeJson, fleetFilter, parseCommandReply, parseJobReport, parseState, type PowerModeEntry } from '../../protocol/index.js';
-import { InProcessAedes } from './brokers.js';
+import { aedesWithFolder } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
 import { until as waitUntil } from '../support/until.js';
 
@@ -22,12 +20,7 @@ const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 60_000
 
 test('re-profile over MQTT measures the table, publishes it in the birth, and refuses offers meanwhile', async (t) => {
   await selectBackend({ backend: 'cpu' });
-  const broker = await InProcessAedes.start();
-  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-agent-'));
-  t.after(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { broker, dir } = await aedesWithFolder(t, 'agent');
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   const config = parseAgentConfig({
     ...exampleDoc(), gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, spool: { dir },

@@ -6,7 +6,6 @@
 // retained offline state, then the shutdown action.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { thresholdsJ } from '../../agent/config.js';
 import { VirtualClock } from '../../hardware/clock.js';
@@ -15,8 +14,8 @@ import { selectBackend } from '../../models/backend.js';
 import {
   encodeFrame, encodeJson, isFrame, nodeTopics, parseEvent, parseJobReport, parseSlotRecord, parseState, type JobReport,
 } from '../../protocol/index.js';
-import { InProcessAedes } from '../agent/brokers.js';
-import { BUNDLED, agentConfig, range, startAgent, tempDir, until } from './support.js';
+import { aedesWithFolder } from '../agent/brokers.js';
+import { BUNDLED, agentConfig, range, startAgent, until } from './support.js';
 
 const NIGHT = Date.parse('2026-06-21T23:00:00Z');
 const SAMPLE_MS = 5000;
@@ -25,12 +24,7 @@ interface Seen { topic: string; payload: Buffer; order: number }
 
 test('drained to critical during jobs: waiting job handed back, running job reported failed, never accepting below critical, clean shutdown', async (t) => {
   await selectBackend({ backend: 'cpu' });
-  const broker = await InProcessAedes.start();
-  const dir = tempDir('battery');
-  t.after(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { broker, dir } = await aedesWithFolder(t, 'battery');
   const hw = referenceHardwareConfig('virtual');
   // 11 % at night; a narrow band (E_th 10 %, E′_th 10.5 %, critical 9.5 %) keeps the drain
   // to about twenty simulated minutes.

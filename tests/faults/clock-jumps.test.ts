@@ -5,13 +5,12 @@
 // plant's own books (the plant runs in physical time, which the step does not move).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { SteppedClock, VirtualClock } from '../../hardware/clock.js';
 import { referenceHardwareConfig } from '../../hardware/config.js';
 import { nodeTopics, parseSlotRecord, type SlotRecord } from '../../protocol/index.js';
-import { InProcessAedes } from '../agent/brokers.js';
-import { agentConfig, range, startAgent, tempDir, until } from './support.js';
+import { aedesWithFolder } from '../agent/brokers.js';
+import { agentConfig, range, startAgent, until } from './support.js';
 
 const MORNING = Date.parse('2026-06-21T09:00:00Z');
 const SLOT_MS = 60_000;
@@ -20,12 +19,7 @@ const FORWARD_MS = 3_600_000;
 const BACK_MS = -1_800_000;
 
 test('NTP steps the wall clock forward and back: consecutive slots of δ each, energies matching the plant', async (t) => {
-  const broker = await InProcessAedes.start();
-  const dir = tempDir('clock');
-  t.after(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { broker, dir } = await aedesWithFolder(t, 'clock');
   const hw = referenceHardwareConfig('virtual');
   // The estimate starts from the cell's true charge, so what follows measures only the integration.
   const hardware = { ...hw, battery: { ...hw.battery, initialSocPct: hw.virtual.initialSocPct }, virtual: { ...hw.virtual, startTime: new Date(MORNING).toISOString(), clouds: { ...hw.virtual.clouds, meanCover: 0, sdCover: 0 } } };

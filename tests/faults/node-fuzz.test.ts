@@ -6,16 +6,15 @@
 // afterwards.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { ScaledClock } from '../../hardware/clock.js';
 import { selectBackend } from '../../models/backend.js';
 import {
   decodeFrame, encodeFrame, encodeJson, isFrame, nodeTopics, parseCommand, parseCommandReply, parseJobControl, parseJobReport, type CommandReply,
 } from '../../protocol/index.js';
-import { InProcessAedes } from '../agent/brokers.js';
+import { aedesWithFolder } from '../agent/brokers.js';
 import { Rng } from '../fuzz/generator.js';
-import { BUNDLED, agentConfig, startAgent, tempDir, until } from './support.js';
+import { BUNDLED, agentConfig, startAgent, until } from './support.js';
 import { CMD_CATEGORIES, JOB_CATEGORIES, NOT_HELD, badCommand, badJobMessage, type JobCategory } from './node-fuzz.js';
 
 const COMMANDS = 4500;
@@ -26,12 +25,7 @@ const BATCH = 300;
 
 test('10,000+ bad payloads on cmd and job/in: the agent answers or drops and counts each, changes nothing, and still serves a job', async (t) => {
   await selectBackend({ backend: 'cpu' });
-  const broker = await InProcessAedes.start();
-  const dir = tempDir('fuzz');
-  t.after(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { broker, dir } = await aedesWithFolder(t, 'fuzz');
   const config = agentConfig({
     gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, spool: { dir },
     model: { shardDir: BUNDLED, firstBlock: 0, lastBlock: 1 },

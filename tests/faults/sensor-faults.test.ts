@@ -5,14 +5,13 @@
 // sent through MQTT to the worker while every fault is active completes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { VirtualClock } from '../../hardware/clock.js';
 import { referenceHardwareConfig } from '../../hardware/config.js';
 import { selectBackend } from '../../models/backend.js';
 import { encodeFrame, encodeJson, isFrame, nodeTopics, parseJobReport, parseSlotRecord, type SlotRecord } from '../../protocol/index.js';
-import { InProcessAedes } from '../agent/brokers.js';
-import { BUNDLED, agentConfig, startAgent, tempDir, until } from './support.js';
+import { aedesWithFolder } from '../agent/brokers.js';
+import { BUNDLED, agentConfig, startAgent, until } from './support.js';
 
 const NOON = Date.parse('2026-06-21T12:00:00Z');
 const SLOT_MS = 60_000;
@@ -21,12 +20,7 @@ const PG_BCM = 13;
 
 test('I2C errors, brown-outs and a flapping power-good line: exactly the faulted slots are degraded, energies stay physical, a job completes', async (t) => {
   await selectBackend({ backend: 'cpu' });
-  const broker = await InProcessAedes.start();
-  const dir = tempDir('sensors');
-  t.after(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { broker, dir } = await aedesWithFolder(t, 'sensors');
   const hw = referenceHardwareConfig('virtual');
   const hardware = {
     ...hw,

@@ -8,7 +8,8 @@ import { createConnection } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { nodeAclPatterns } from '../../protocol/index.js';
-import { freePort, MOSQUITTO } from '../agent/brokers.js';
+import { MOSQUITTO } from '../agent/brokers.js';
+import { freePort } from '../support/ports.js';
 
 export const MOSQUITTO_PASSWD = process.env.MOSQUITTO_PASSWD_BIN ?? '/usr/bin/mosquitto_passwd';
 
