@@ -30,6 +30,17 @@ after(async () => {
   reference?.dispose();
 });
 
+
+/** Reads a server-sent event stream until it holds `n` data events; the text read so far. */
+async function readEvents(reader: ReadableStreamDefaultReader<Uint8Array>, n: number): Promise<string> {
+  let got = '';
+  while ((got.match(/^data: /gm) ?? []).length < n) {
+    const { value, done } = await reader.read();
+    if (done) assert.fail(`the stream ended early: ${got}`);
+    got += new TextDecoder().decode(value);
+  }
+  return got;
+}
 test('a completion over HTTP equals in-process generation, plain and streamed', async () => {
   const req = request({ prompt: 'The little robot', maxTokens: 32, temperature: 0.8, topP: 0.95, seed: 5 });
   const expected = reference.generate(req).text;
@@ -67,12 +78,7 @@ test('a client that disconnects mid-stream cancels its job in the router', async
     body: JSON.stringify({ model, prompt: 'Once upon a time', max_tokens: 200, temperature: 0.9, seed: 3, stream: true }),
   });
   const reader = res.body!.getReader();
-  let got = '';
-  while ((got.match(/^data: /gm) ?? []).length < 3) {
-    const { value, done } = await reader.read();
-    if (done) assert.fail(`the stream ended early: ${got}`);
-    got += new TextDecoder().decode(value);
-  }
+  const got = await readEvents(reader, 3);
   const id = (JSON.parse(/^data: (.*)$/m.exec(got)![1]!) as Completion).id;
   abort.abort();
   await until('the job is cancelled', () => field.gateway.jobs.job(id)?.status === 'cancelled');
@@ -102,12 +108,7 @@ test('a group lost mid-stream ends the stream with an error naming it; a plain r
   const res = await postJson(base, '/v1/completions', { model, prompt: 'A tree', max_tokens: 200, temperature: 0.7, seed: 4, stream: true });
   assert.equal(res.status, 200);
   const reader = res.body!.getReader();
-  let got = '';
-  while ((got.match(/^data: /gm) ?? []).length < 3) {
-    const { value, done } = await reader.read();
-    if (done) assert.fail(`the stream ended early: ${got}`);
-    got += new TextDecoder().decode(value);
-  }
+  let got = await readEvents(reader, 3);
   await Promise.all(g2.map((n) => n.kill('will')));
   try {
     for (;;) {
