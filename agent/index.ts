@@ -2,6 +2,7 @@
 // policy, the MQTT link and the block worker from one validated config, and wires them.
 // Nothing below this file reads files, the environment or the wall clock on its own.
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -37,30 +38,47 @@ export function commandShutdown(argv: string[], log: Logger): (reason: string) =
 
 const SEQ_FILE = 'seq.json';
 
-function readNextSeq(dir: string): number {
+/**
+ * The slot sequence's state on disk: the next number, and the epoch, a random id drawn
+ * when the sequence starts at 0 (first start, or the spool folder lost). Births carry
+ * both, so the gateway tells a node that reconnects from one whose count started again.
+ */
+interface SeqState {
+  nextSeq: number;
+  epoch: string;
+}
+
+function readSeqState(dir: string): SeqState | null {
   try {
-    const j = JSON.parse(readFileSync(join(dir, SEQ_FILE), 'utf8')) as { nextSeq?: unknown };
-    return typeof j.nextSeq === 'number' && Number.isInteger(j.nextSeq) && j.nextSeq >= 0 ? j.nextSeq : 0;
+    const j = JSON.parse(readFileSync(join(dir, SEQ_FILE), 'utf8')) as { nextSeq?: unknown; epoch?: unknown };
+    const nextSeq = typeof j.nextSeq === 'number' && Number.isInteger(j.nextSeq) && j.nextSeq >= 0 ? j.nextSeq : 0;
+    // A file from before epochs existed gets one now: the gateway then starts the sequence afresh once.
+    const epoch = typeof j.epoch === 'string' && /^[0-9a-f]{16}$/.test(j.epoch) ? j.epoch : newEpoch();
+    return { nextSeq, epoch };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new Error(`cannot read ${join(dir, SEQ_FILE)}: ${(err as Error).message}; delete it to restart the slot sequence at 0`);
   }
 }
 
-/** The stored next number, or one past the newest slot record still in the spool if that is later. */
-function nextSeqAfter(dir: string, spool: Spool): number {
-  let next = readNextSeq(dir);
+function newEpoch(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/** The stored state, its next number moved past the newest slot record still in the spool if that is later. */
+function seqStateAfter(dir: string, spool: Spool): SeqState {
+  const state = readSeqState(dir) ?? { nextSeq: 0, epoch: newEpoch() };
   for (const e of spool.pending()) {
     if (e.cls !== 'slot') continue;
     const r = parseSlotRecord(e.payload);
-    if (r.ok) next = Math.max(next, r.value.seq + 1);
+    if (r.ok) state.nextSeq = Math.max(state.nextSeq, r.value.seq + 1);
   }
-  return next;
+  return state;
 }
 
-function writeNextSeq(dir: string, nextSeq: number): void {
+function writeSeqState(dir: string, state: SeqState): void {
   const tmp = join(dir, `${SEQ_FILE}.tmp`);
-  writeFileSync(tmp, JSON.stringify({ nextSeq }));
+  writeFileSync(tmp, JSON.stringify(state));
   renameSync(tmp, join(dir, SEQ_FILE));
 }
 
@@ -121,16 +139,23 @@ export class Agent {
     });
     ref.policy = policy;
     let lastTelemetryMs = -Infinity;
+    const seq = seqStateAfter(config.spool.dir, spool);
+    try {
+      // Stored now, so a new epoch holds even if the node stops before its first slot closes.
+      writeSeqState(config.spool.dir, seq);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'cannot store the slot sequence: check the spool folder (disk full or read-only?)');
+    }
     const ledger: Ledger = new Ledger({
       nodeId: config.nodeId, clock, source: hardware, policy, slotMs: config.slotMs, samplePeriodMs: 1000 / config.sampleHz,
-      firstSeq: nextSeqAfter(config.spool.dir, spool),
+      firstSeq: seq.nextSeq,
       onSlot: (r) => {
         // Spooled first, then the next number stored: a crash in between leaves the record
-        // in the spool, and the next start continues after it (nextSeqAfter), so the
+        // in the spool, and the next start continues after it (seqStateAfter), so the
         // sequence has neither a gap nor a number used twice.
         ref.link?.send('slot', r);
         try {
-          writeNextSeq(config.spool.dir, r.seq + 1);
+          writeSeqState(config.spool.dir, { nextSeq: r.seq + 1, epoch: seq.epoch });
         } catch (err) {
           // The record is spooled; until it is acknowledged a restart still continues after it.
           log.error({ err: (err as Error).message, seq: r.seq }, 'cannot store the next slot number: check the spool folder (disk full or read-only?)');
@@ -153,7 +178,7 @@ export class Agent {
     const birth = (): StateMessage => ({
       v: PROTOCOL_VERSION, status: 'online', nodeId: config.nodeId, atMs: Math.max(0, Math.round(clock.now())),
       profile: profileOf(config, policy.modeTable.modes, policy.modeTable.modeTable, policy.thresholds, worker?.shard),
-      gamma: policy.gamma(), powerMode: policy.powerMode(), nextSeq: ledger.nextSeq,
+      gamma: policy.gamma(), powerMode: policy.powerMode(), nextSeq: ledger.nextSeq, seqEpoch: seq.epoch,
       ...(ledger.latest() ? { batteryJ: Math.max(0, ledger.latest()!.energyJ) } : {}),
     });
     const tls = config.gateway.tls;

@@ -128,7 +128,7 @@ export class NodeLink {
           if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
           if (r.value.status === 'online') {
             const b = r.value;
-            registry.birth(t.nodeId, chainProfile(b.profile, this.config), now, b.nextSeq);
+            registry.birth(t.nodeId, chainProfile(b.profile, this.config), now, b.nextSeq === undefined ? undefined : { next: b.nextSeq, epoch: b.seqEpoch });
             if (b.gamma !== undefined && b.powerMode !== undefined) registry.state(t.nodeId, { gamma: b.gamma, powerMode: b.powerMode, batteryJ: b.batteryJ }, now);
             this.release(t.nodeId, now);
           } else if (!registry.will(t.nodeId, now)) this.unknown(t.nodeId, topic);

@@ -79,6 +79,8 @@ export interface NodeState {
   queue: number;
   committedJ: number;
   lastSeq: number | undefined;
+  /** The epoch of the node's slot count, from its birth (see birth()). */
+  seqEpoch: string | undefined;
   /** Slot records missing over the node's lifetime, from sequence gaps. */
   missedSlots: number;
   /** Sequence numbers of the gaps since the birth, so a late record can fill its gap (bounded by MISSING_KEPT). */
@@ -125,19 +127,19 @@ export class Registry {
   }
 
   /**
-   * `nextSeq`, when the birth carries it, keeps the node's sequence across the birth: a
+   * `seq`, when the birth carries it, keeps the node's sequence across the birth: a
    * reconnect continues where its records left off, so records lost while it was away
    * still count as missing, and records resent from its spool are still seen as repeats.
-   * A `nextSeq` at or below the last one seen means the node's counter started again: the
-   * sequence starts afresh, as it does for a birth without `nextSeq`.
+   * A new epoch, or a next number at or below the last one seen, means the node's count
+   * started again: the sequence starts afresh, as it does for a birth without `seq`.
    */
-  birth(nodeId: string, profile: ChainProfile, atMs: number, nextSeq?: number): void {
+  birth(nodeId: string, profile: ChainProfile, atMs: number, seq?: { next: number; epoch?: string }): void {
     const params = toParams(profile, profile.priorHarvestPmf);
     // Check the profile before it replaces anything: a bad birth must not break a known node.
     new DeviceModel(params);
     const old = this.nodes.get(nodeId);
     const sameBattery = old && old.profile.quantumJ === profile.quantumJ;
-    const continues = old?.lastSeq !== undefined && nextSeq !== undefined && nextSeq > old.lastSeq;
+    const continues = old?.lastSeq !== undefined && seq !== undefined && seq.epoch === old.seqEpoch && seq.next > old.lastSeq;
     const node: NodeState = {
       nodeId,
       profile,
@@ -149,6 +151,7 @@ export class Registry {
       queue: 0,
       committedJ: 0,
       lastSeq: continues ? old.lastSeq : undefined,
+      seqEpoch: seq?.epoch,
       missedSlots: old?.missedSlots ?? 0,
       missing: continues ? old.missing : new Set(),
       // The harvest history survives a restart when the quantum is unchanged.

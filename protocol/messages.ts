@@ -93,6 +93,9 @@ export const stateMessageSchema = z.discriminatedUnion('status', [
     // connect: this tells a reconnect, whose records continue the sequence (and whose gaps
     // still count), from a node whose counter started again (its spool was lost).
     nextSeq: z.number().int().nonnegative().optional(),
+    // Drawn when the node's count starts at 0, and kept with it: a new epoch says the count
+    // started again, whatever numbers it has reached since.
+    seqEpoch: z.string().min(1).max(64).optional(),
   }),
   z.object({ v: z.literal(PROTOCOL_VERSION), status: z.literal('offline'), nodeId: id, atMs: ms.optional(), reason: z.string().max(200) }),
 ]);

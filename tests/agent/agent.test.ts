@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
@@ -37,6 +38,9 @@ test('the virtual agent on a scaled clock: retained birth, valid gapless slot re
   const birth = got.map((g) => (g.topic.endsWith('/state') ? parseState(g.payload) : null)).find((s) => s?.ok);
   assert.ok(birth?.ok && birth.value.status === 'online' && birth.value.profile.thresholds.eThJ === 74 * 3600 * 0.1);
   assert.equal(birth.value.status === 'online' && birth.value.nextSeq, 0, 'a fresh node announces that its first record is seq 0');
+  const epoch = birth.value.status === 'online' ? birth.value.seqEpoch : undefined;
+  assert.match(epoch ?? '', /^[0-9a-f]{16}$/, 'and the epoch its count started in');
+  assert.equal((JSON.parse(readFileSync(join(dir, 'seq.json'), 'utf8')) as { epoch: string }).epoch, epoch, 'kept with the count on disk');
   assert.ok(got.some((g) => g.topic.endsWith('/event') && parseEvent(g.payload).ok), 'the first mode setting is announced');
   const telemetry = got.filter((g) => g.topic.endsWith('/telemetry')).map((g) => parseTelemetry(g.payload));
   assert.ok(telemetry.length >= 5, `${telemetry.length} telemetry messages`);
@@ -52,7 +56,7 @@ test('the virtual agent on a scaled clock: retained birth, valid gapless slot re
   assert.equal(replies.find((r) => r.id === 't2')!.ok, false, 'E′_th below E_th is refused by the schema');
   assert.match(replies.find((r) => r.id === 't3')!.error!, /warp/);
   assert.deepEqual(agent.policy.thresholds, { eThJ: 30_000, eThUpJ: 60_000, criticalJ: 10_000 });
-  await until('re-announced birth', () => got.some((g) => { const s = g.topic.endsWith('/state') ? parseState(g.payload) : null; return !!s?.ok && s.value.status === 'online' && s.value.profile.thresholds.eThJ === 30_000 && s.value.nextSeq! >= 5; }));
+  await until('re-announced birth', () => got.some((g) => { const s = g.topic.endsWith('/state') ? parseState(g.payload) : null; return !!s?.ok && s.value.status === 'online' && s.value.profile.thresholds.eThJ === 30_000 && s.value.nextSeq! >= 5 && s.value.seqEpoch === epoch; }));
 
   await agent.stop('test over');
   await until('offline state', () => got.some((g) => { const s = g.topic.endsWith('/state') ? parseState(g.payload) : null; return !!s?.ok && s.value.status === 'offline'; }));

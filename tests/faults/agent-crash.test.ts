@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import { appendFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { encodeJson, nodeTopics, parseCommandReply, parseSlotRecord } from '../../protocol/index.js';
+import { encodeJson, nodeTopics, parseCommandReply, parseSlotRecord, parseState } from '../../protocol/index.js';
 import { InProcessAedes } from '../agent/brokers.js';
 import { CLI, range, tempDir, until } from './support.js';
 
@@ -43,6 +43,7 @@ test('SIGKILL while spooling, a torn spool tail, a restart: every slot number ar
   const topics = nodeTopics('default', NODE);
   const slots: Array<{ seq: number; at: number }> = [];
   const replies: Buffer[] = [];
+  const births: Array<{ nextSeq?: number; seqEpoch?: string }> = [];
   const obs = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, { clientId: 'crash-observer', clean: false, reconnectPeriod: 100 });
   t.after(() => obs.endAsync());
   obs.on('message', (topic, payload) => {
@@ -52,9 +53,12 @@ test('SIGKILL while spooling, a torn spool tail, a restart: every slot number ar
       slots.push({ seq: r.value.seq, at: Date.now() });
     } else if (topic === topics.cmdReply) {
       replies.push(payload);
+    } else if (topic === topics.state) {
+      const r = parseState(payload);
+      if (r.ok && r.value.status === 'online') births.push({ nextSeq: r.value.nextSeq, seqEpoch: r.value.seqEpoch });
     }
   });
-  await obs.subscribeAsync([topics.slot, topics.cmdReply], { qos: 1 });
+  await obs.subscribeAsync([topics.slot, topics.cmdReply, topics.state], { qos: 1 });
 
   const spool = join(dir, 'spool');
   const first = spawnAgent(broker.port, spool);
@@ -96,4 +100,9 @@ test('SIGKILL while spooling, a torn spool tail, a restart: every slot number ar
   assert.ok(last >= nextSeq, 'the partial slot closed at the stop arrived too');
   assert.equal(seqs.length, new Set(seqs).size, `no slot number twice: ${seqs.join(',')}`);
   assert.deepEqual([...seqs].sort((a, b) => a - b), range(last + 1), 'no gap across the crash');
+  // Both processes announced the same count: one epoch, and the restart's next number past what had arrived.
+  assert.ok(births.length >= 2, `${births.length} births`);
+  assert.match(births[0]!.seqEpoch ?? '', /^[0-9a-f]{16}$/);
+  assert.ok(births.every((b) => b.seqEpoch === births[0]!.seqEpoch), JSON.stringify(births));
+  assert.ok(births.some((b) => b.nextSeq! >= killedAfter), `a birth after the restart continues the count: ${JSON.stringify(births)}`);
 });

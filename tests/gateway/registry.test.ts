@@ -83,24 +83,28 @@ test('a late record fills its gap once: counted back, logged, never as the node\
   assert.deepEqual(slots, [[1, 0], [4, 2], [3, 0]]);
 });
 
-test('a birth with nextSeq keeps the sequence across a reconnect; one at or below the last seq starts it again', () => {
+test('a birth\'s sequence (next number and epoch) carries it across a reconnect; a new epoch or a lower number starts it again', () => {
   const slots: Array<[number, number]> = [];
   const reg = new Registry(config, fakeSolver(), { slot: (_n, r, gap) => slots.push([r.seq, gap]) });
-  reg.birth('pi-1', profile(), T0, 0);
+  const A = 'a1a1a1a1a1a1a1a1';
+  reg.birth('pi-1', profile(), T0, { next: 0, epoch: A });
   for (let s = 0; s < 5; s++) assert.equal(reg.slot('pi-1', slot(s), T0), 'applied');
   // Reconnect after an outage in which the spool lost seqs 5..7: the next record is 8.
-  reg.birth('pi-1', profile(), T0, 8);
+  reg.birth('pi-1', profile(), T0, { next: 8, epoch: A });
   assert.equal(reg.slot('pi-1', slot(4), T0), 'duplicate', 'a record resent from the spool is still a repeat');
   assert.equal(reg.slot('pi-1', slot(8), T0), 'applied');
   assert.equal(reg.get('pi-1')!.missedSlots, 3, 'the records lost while away are counted');
   assert.equal(reg.slot('pi-1', slot(6), T0), 'late', 'and one of them may still fill its gap');
-  // A birth from before this field existed, or a node whose counter started again (its spool was lost).
-  reg.birth('pi-1', profile(), T0, 2);
-  assert.equal(reg.slot('pi-1', slot(2), T0), 'applied', 'a new count is not mistaken for repeats');
-  assert.equal(reg.slot('pi-1', slot(3), T0), 'applied');
+  // The spool folder was lost and the node counted to 20 before it reached the gateway: a new epoch.
+  reg.birth('pi-1', profile(), T0, { next: 20, epoch: 'b2b2b2b2b2b2b2b2' });
+  assert.equal(reg.slot('pi-1', slot(3), T0), 'applied', 'a new count is not mistaken for repeats');
+  assert.equal(reg.slot('pi-1', slot(4), T0), 'applied');
+  // A lower next number in the same epoch (a seq file restored from a backup), and a birth without a sequence.
+  reg.birth('pi-1', profile(), T0, { next: 2, epoch: 'b2b2b2b2b2b2b2b2' });
+  assert.equal(reg.slot('pi-1', slot(2), T0), 'applied');
   reg.birth('pi-1', profile(), T0);
   assert.equal(reg.slot('pi-1', slot(0), T0), 'applied');
-  assert.deepEqual(slots, [[0, 0], [1, 0], [2, 0], [3, 0], [4, 0], [8, 3], [6, 0], [2, 0], [3, 0], [0, 0]]);
+  assert.deepEqual(slots, [[0, 0], [1, 0], [2, 0], [3, 0], [4, 0], [8, 3], [6, 0], [3, 0], [4, 0], [2, 0], [0, 0]]);
   assert.equal(reg.get('pi-1')!.missedSlots, 2, 'the count survives births');
 });
 
