@@ -30,8 +30,10 @@ export class HfTokenizer implements Tokenizer {
     } catch (err) {
       throw new Error(`${source}: cannot load this tokenizer (${(err as Error).message})`);
     }
-    const vocab = this.impl.get_vocab(true);
-    this.vocabSize = Math.max(...vocab.values()) + 1;
+    // A loop, not Math.max(...ids): spreading a 128k-entry vocabulary overflows the stack.
+    let maxId = -1;
+    for (const id of this.impl.get_vocab(true).values()) if (id > maxId) maxId = id;
+    this.vocabSize = maxId + 1;
     const find = (configured: TokenConfigValue, names: string[], what: string): number => {
       const candidates = [tokenName(configured), ...names].filter((n): n is string => n !== undefined);
       for (const name of candidates) {

@@ -5,7 +5,25 @@
 // (bytes + 3 when the code point is not a piece), then repeated merges of the adjacent
 // pair whose merged piece has the best score. Decoding drops the space after BOS and turns
 // "<0xHH>" pieces back into bytes.
+//
+// The same encoder serves any SentencePiece BPE vocabulary given as pieces and scores (a
+// GGUF file's `llama` tokenizer, see gguf.ts): SentencePieceOptions then says where its
+// special and byte pieces are instead of run.c's fixed layout.
 import type { EncodeOptions, Tokenizer } from './types.js';
+
+/** Where a vocabulary keeps what run.c assumes at fixed ids; every field defaults to run.c's layout. */
+export interface SentencePieceOptions {
+  /** BOS id (run.c: 1). */
+  bos?: number;
+  /** EOS id (run.c: 2). */
+  eos?: number;
+  /** The id of each byte's fallback piece, 256 entries (run.c: byte + 3). */
+  byteIds?: readonly number[];
+  /** Ids that decode to "" (run.c: BOS, EOS and 0, `<unk>`). */
+  hiddenIds?: Iterable<number>;
+  /** Prepend the dummy-prefix space to non-empty text (run.c: always). */
+  spacePrefix?: boolean;
+}
 
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 const utf8 = new TextDecoder('utf-8');
@@ -13,15 +31,24 @@ const utf8Encoder = new TextEncoder();
 
 export class Llama2cTokenizer implements Tokenizer {
   readonly kind = 'llama2c' as const;
-  /** run.c: BOS = 1, EOS = 2, the sentencepiece defaults. */
-  readonly bos = 1;
-  readonly eos = 2;
+  /** run.c: BOS = 1, EOS = 2, the sentencepiece defaults (other ids through SentencePieceOptions). */
+  readonly bos: number;
+  readonly eos: number;
   readonly vocabSize: number;
   private readonly pieceIds = new Map<string, number>();
   private readonly pieceBytes: Uint8Array[];
+  private readonly byteIds: readonly number[] | undefined;
+  private readonly hiddenIds: ReadonlySet<number>;
+  private readonly spacePrefix: boolean;
 
-  constructor(readonly pieces: string[], readonly scores: Float32Array, readonly maxTokenLength: number) {
+  constructor(readonly pieces: string[], readonly scores: Float32Array, readonly maxTokenLength: number, options: SentencePieceOptions = {}) {
     this.vocabSize = pieces.length;
+    this.bos = options.bos ?? 1;
+    this.eos = options.eos ?? 2;
+    if (options.byteIds !== undefined && options.byteIds.length !== 256) throw new Error(`byteIds has ${options.byteIds.length} entries, not 256`);
+    this.byteIds = options.byteIds;
+    this.hiddenIds = new Set(options.hiddenIds ?? [this.bos, this.eos, 0]);
+    this.spacePrefix = options.spacePrefix ?? true;
     // First occurrence wins, as run.c's sorted lookup would return one of equal strings.
     pieces.forEach((p, i) => { if (!this.pieceIds.has(p)) this.pieceIds.set(p, i); });
     this.pieceBytes = pieces.map((p) => {
@@ -72,7 +99,7 @@ export class Llama2cTokenizer implements Tokenizer {
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     const tokens: number[] = [];
-    if (text.length > 0) {
+    if (text.length > 0 && this.spacePrefix) {
       const space = this.pieceIds.get(' ');
       if (space === undefined) throw new Error('tokenizer has no " " piece for the dummy prefix');
       tokens.push(space);
@@ -80,7 +107,7 @@ export class Llama2cTokenizer implements Tokenizer {
     for (const codePoint of text) {
       const id = this.pieceIds.get(codePoint);
       if (id !== undefined) tokens.push(id);
-      else for (const byte of utf8Encoder.encode(codePoint)) tokens.push(byte + 3);
+      else for (const byte of utf8Encoder.encode(codePoint)) tokens.push(this.byteIds === undefined ? byte + 3 : this.byteIds[byte]!);
     }
     // Greedy merges: each round merges the leftmost adjacent pair with the highest score.
     for (;;) {
@@ -107,7 +134,7 @@ export class Llama2cTokenizer implements Tokenizer {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
       throw new Error(`token id ${id} is outside the vocabulary [0, ${this.vocabSize})`);
     }
-    if (id === this.bos || id === this.eos || id === 0) return new Uint8Array(0);
+    if (this.hiddenIds.has(id)) return new Uint8Array(0);
     const bytes = this.pieceBytes[id]!;
     // run.c: after BOS, sentencepiece strips the leading whitespace of the first piece.
     return prev === this.bos && bytes[0] === 0x20 ? bytes.subarray(1) : bytes;
