@@ -1,0 +1,410 @@
+// The matmul runtime: our WebAssembly SIMD kernel (matmul.as) on one shared memory per
+// runtime, run by the calling thread plus (threads − 1) worker threads.
+//
+// A runtime holds the weight matrices of one pipeline stage, each exactly once and in its
+// stored encoding (f32, f16, bf16, Q8_0, Q4_0; models/weights.ts), and computes
+// out_i[T][rows_i] = x[T][cols] · W_iᵀ (+ bias_i) for several matrices sharing one input.
+// Rows of all the matrices of a call are split into contiguous chunks, one per thread;
+// every output row is computed by one thread in an order that does not depend on the
+// chunking, so results are bit-identical for any thread count.
+//
+// Memory: one WebAssembly.Memory per runtime (shared, at most 4 GiB), grown as matrices are
+// uploaded; a bump allocator managed here (layout.ts). Scratch for a call (its input, the
+// quantized input, outputs, biases) lives above the last weight and is reused by the next
+// call or overwritten by the next upload, so memory is weights + a fixed 320 KiB + the
+// largest call's scratch.
+//
+// Threads: the workers (worker.ts, next to this file once compiled) instantiate the same
+// compiled module on the same memory and sleep in Atomics.wait on their own wake word; a
+// call writes the job descriptor, bumps the wake words of the workers it needs, runs share
+// 0 itself and waits (a short spin, then Atomics.wait) for the count of pending workers to
+// reach 0. Workers are unref'd, so a runtime never keeps the process alive; close() ends them.
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { checkMatrix, rowBytes, type WeightMatrix, type WeightType } from '../weights.js';
+import * as L from './layout.js';
+import type { WorkerData } from './worker.js';
+
+export interface KernelOptions {
+  /** Threads, the calling one included (default: os.availableParallelism()). */
+  threads?: number;
+  /** How long a thread spins on its wake word or on the workers before it sleeps (default 100 µs). */
+  spinMicros?: number;
+  /**
+   * Weight bytes × tokens a call needs per thread before it uses another one (default
+   * 256 KiB): a tiny matmul is faster on one thread than the wake-up of a second. 0 makes
+   * every call use all threads. Results do not depend on it.
+   */
+  minBytesPerThread?: number;
+}
+
+export interface KernelMatrix {
+  readonly type: WeightType;
+  readonly rows: number;
+  readonly cols: number;
+  readonly bytes: number;
+}
+
+interface Placed {
+  readonly owner: MatmulRuntime;
+  readonly ptr: number;
+  readonly rowBytes: number;
+}
+
+/** Where each uploaded matrix lives; private to this module. */
+const placement = new WeakMap<KernelMatrix, Placed>();
+
+let compiled: L.WasmModule | undefined;
+
+function kernelModule(): L.WasmModule {
+  if (!compiled) {
+    const url = new URL('./matmul.wasm', import.meta.url);
+    let bytes: Uint8Array;
+    try {
+      bytes = readFileSync(url);
+    } catch (e) {
+      throw new Error(`the matmul kernel ${fileURLToPath(url)} cannot be read (${(e as Error).message}); run \`npm run build\`, which compiles it`);
+    }
+    compiled = new L.wasm.Module(bytes);
+  }
+  return compiled;
+}
+
+const align = (n: number, a: number) => Math.ceil(n / a) * a;
+
+/**
+ * Workers inherit Node's flags, except --input-type (given to `node -e`), which makes a
+ * worker started from a file fail to load; only then is an explicit list passed.
+ */
+function workerExecArgv(): { execArgv?: string[] } {
+  const all = process.execArgv;
+  const kept = all.filter((a, i) => !a.startsWith('--input-type') && !(all[i - 1] === '--input-type' && !a.startsWith('-')));
+  return kept.length === all.length ? {} : { execArgv: kept };
+}
+
+/**
+ * A shared memory that may grow to 4 GiB; where the address space cannot hold that (a
+ * 32-bit system), to the largest of 2 GiB, 1 GiB, 512 MiB that it can.
+ */
+function sharedMemory(): [L.WasmMemory, number] {
+  for (let maximum = L.MAX_PAGES; ; maximum /= 2) {
+    try {
+      return [new L.wasm.Memory({ initial: L.HEAP_BASE / L.PAGE, maximum, shared: true }), maximum];
+    } catch (e) {
+      if (maximum <= L.MAX_PAGES / 8) throw e;
+    }
+  }
+}
+
+const WORKER_START_MS = 15_000;
+const TOKEN_BLOCK_BYTES = 256 * 1024;
+
+export class MatmulRuntime {
+  readonly threads: number;
+  private readonly memory: L.WasmMemory;
+  private readonly maxPages: number;
+  private readonly exports: L.KernelExports;
+  private readonly ctl: Int32Array;
+  private readonly job: Uint32Array;
+  private readonly workers: Worker[] = [];
+  private readonly spinMicros: number;
+  private readonly minBytesPerThread: number;
+  private readonly created = performance.now();
+  private u8!: Uint8Array;
+  private f32!: Float32Array;
+  private top = L.HEAP_BASE;
+  private weights = 0;
+  private workersReady = false;
+  /** The bandwidth buffer above the weights, while no upload has moved it. */
+  private noise: { ptr: number; bytes: number } | undefined;
+  private closed = false;
+
+  static create(opts: KernelOptions = {}): MatmulRuntime {
+    return new MatmulRuntime(opts);
+  }
+
+  private constructor(opts: KernelOptions) {
+    const threads = opts.threads ?? availableParallelism();
+    if (!Number.isInteger(threads) || threads < 1 || threads > L.MAX_THREADS) {
+      throw new Error(`threads must be an integer from 1 to ${L.MAX_THREADS}, got ${threads}`);
+    }
+    this.threads = threads;
+    this.spinMicros = opts.spinMicros ?? 100;
+    this.minBytesPerThread = opts.minBytesPerThread ?? 256 * 1024;
+    const module = kernelModule();
+    [this.memory, this.maxPages] = sharedMemory();
+    this.exports = L.instantiate(module, this.memory);
+    if (this.exports.layoutCheck() >>> 0 !== L.LAYOUT_CHECK) {
+      throw new Error('the matmul kernel and its runtime disagree on the memory layout (a stale matmul.wasm?); run `npm run build`');
+    }
+    if (this.exports.dataEnd() > L.STATIC_END) {
+      throw new Error(`the matmul kernel's static data ends at ${this.exports.dataEnd()}, above the control area at ${L.STATIC_END}`);
+    }
+    this.refreshViews();
+    this.ctl = new Int32Array(this.memory.buffer, 0, (L.JOB + 4096) / 4);
+    this.job = new Uint32Array(this.memory.buffer, L.JOB, 1024);
+    this.exports.initTable(L.TABLE);
+    for (let i = 1; i < threads; i++) {
+      const workerData: WorkerData = { module, memory: this.memory, index: i, spinMicros: this.spinMicros };
+      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData, ...workerExecArgv() });
+      worker.unref();
+      worker.on('error', (e) => {
+        console.error(`matmul kernel worker ${i} failed:`, e);
+      });
+      this.workers.push(worker);
+    }
+  }
+
+  /** Copies the matrix's stored bytes into this runtime's memory once; the caller may then drop m.data. */
+  upload(m: WeightMatrix): KernelMatrix {
+    this.checkOpen();
+    checkMatrix(m);
+    const bytes = m.data.byteLength;
+    const ptr = align(this.top, 64);
+    this.reserve(ptr + bytes, `uploading a ${m.type} [${m.rows}][${m.cols}] matrix`);
+    this.u8.set(m.data, ptr);
+    this.top = ptr + bytes;
+    this.weights += bytes;
+    const handle: KernelMatrix = Object.freeze({ type: m.type, rows: m.rows, cols: m.cols, bytes });
+    placement.set(handle, { owner: this, ptr, rowBytes: rowBytes(m.type, m.cols) });
+    return handle;
+  }
+
+  /**
+   * For each matrix W_i [rows_i][cols]: out_i[T][rows_i] = x[T][cols] · W_iᵀ (+ bias_i per
+   * row when given). All matrices share the same input x and cols. Returns fresh arrays.
+   */
+  matmul(x: Float32Array, T: number, ms: readonly KernelMatrix[], biases?: readonly (Float32Array | undefined)[]): Float32Array[] {
+    this.checkOpen();
+    if (!Number.isInteger(T) || T < 1) throw new Error(`matmul: T must be a positive integer, got ${T}`);
+    if (ms.length === 0) return [];
+    if (ms.length > L.MAX_MATRICES) throw new Error(`matmul: at most ${L.MAX_MATRICES} matrices per call, got ${ms.length}`);
+    const places = ms.map((m, i) => this.placed(m, `matmul: matrix ${i}`));
+    const cols = ms[0]!.cols;
+    ms.forEach((m, i) => {
+      if (m.cols !== cols) throw new Error(`matmul: all matrices must have the same cols; matrix 0 has ${cols}, matrix ${i} has ${m.cols}`);
+    });
+    if (x.length !== T * cols) throw new Error(`matmul: x has ${x.length} values, expected T × cols = ${T} × ${cols} = ${T * cols}`);
+    if (biases !== undefined) {
+      if (biases.length !== ms.length) throw new Error(`matmul: ${biases.length} biases for ${ms.length} matrices`);
+      biases.forEach((b, i) => {
+        if (b !== undefined && b.length !== ms[i]!.rows) throw new Error(`matmul: bias ${i} has ${b.length} values, matrix ${i} has ${ms[i]!.rows} rows`);
+      });
+    }
+    const needQ8 = ms.some((m) => m.type === 'q8_0');
+    const needQ4 = ms.some((m) => m.type === 'q4_0');
+    const nb = cols / 32;
+
+    // Scratch above the last weight.
+    let p = align(this.top, 64);
+    const take = (bytes: number) => {
+      const at = p;
+      p = align(p + bytes, 64);
+      return at;
+    };
+    const xPtr = take(T * cols * 4);
+    const xq = needQ8 ? take(T * nb * L.XBLOCK) : 0;
+    const x4 = needQ4 ? take(T * nb * L.XBLOCK) : 0;
+    const outs = ms.map((m) => take(T * m.rows * 4));
+    const biasPtrs = ms.map((m, i) => (biases?.[i] ? take(m.rows * 4) : 0));
+    this.reserve(p, `a matmul of T = ${T} over ${ms.length} matrices`);
+
+    this.f32.set(x, xPtr / 4);
+    biasPtrs.forEach((b, i) => {
+      if (b) this.f32.set(biases![i]!, b / 4);
+    });
+    const job = this.job;
+    job.fill(0, 0, L.J_MATS + ms.length * L.MAT_WORDS);
+    job[L.J_CMD] = L.CMD_MATMUL;
+    job[L.J_NMAT] = ms.length;
+    job[L.J_T] = T;
+    job[L.J_COLS] = cols;
+    job[L.J_X] = xPtr;
+    job[L.J_XQ] = xq;
+    job[L.J_X4] = x4;
+    job[L.J_TABLE] = L.TABLE;
+    const perToken = cols * 4 + ((needQ8 ? 1 : 0) + (needQ4 ? 1 : 0)) * nb * L.XBLOCK;
+    job[L.J_TB] = Math.max(1, Math.floor(TOKEN_BLOCK_BYTES / perToken));
+    let total = 0;
+    let work = 0;
+    ms.forEach((m, i) => {
+      const w = L.J_MATS + i * L.MAT_WORDS;
+      job[w + L.M_TYPE] = L.TYPE_CODE[m.type];
+      job[w + L.M_ROWS] = m.rows;
+      job[w + L.M_W] = places[i]!.ptr;
+      job[w + L.M_OUT] = outs[i]!;
+      job[w + L.M_BIAS] = biasPtrs[i]!;
+      job[w + L.M_START] = total;
+      job[w + L.M_ROWBYTES] = places[i]!.rowBytes;
+      total += m.rows;
+      work += m.bytes;
+    });
+    job[L.J_TOTAL] = total;
+    if (needQ8 || needQ4) this.exports.quantizeActivations(L.JOB);
+    const wanted = this.minBytesPerThread > 0 ? Math.floor((work * T) / this.minBytesPerThread) : this.threads;
+    this.dispatch(Math.max(1, Math.min(this.threads, wanted, total)));
+    return ms.map((m, i) => this.f32.slice(outs[i]! / 4, outs[i]! / 4 + T * m.rows));
+  }
+
+  /** f32 values of row r of an uploaded matrix (embedding lookup from the kernel's own copy). */
+  row(m: KernelMatrix, r: number): Float32Array {
+    this.checkOpen();
+    const at = this.placed(m, 'row');
+    if (!Number.isInteger(r) || r < 0 || r >= m.rows) throw new Error(`row ${r} is outside [0, ${m.rows})`);
+    const out = align(this.top, 64);
+    this.reserve(out + m.cols * 4, 'a row');
+    this.exports.decodeRow(L.TYPE_CODE[m.type], at.ptr + r * at.rowBytes, m.cols, L.TABLE, out);
+    return this.f32.slice(out / 4, out / 4 + m.cols);
+  }
+
+  /** Bytes of this runtime's wasm memory. */
+  heapBytes(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  /** Bytes of the weights uploaded into it. */
+  weightBytes(): number {
+    return this.weights;
+  }
+
+  /**
+   * Measured read bandwidth (bytes/s) on all this runtime's threads: a SIMD sum over
+   * `bytes` (default 256 MiB), best of 5 runs after a warm-up. Reads the uploaded weights
+   * when there are enough of them; otherwise uses the space above them, which stays part
+   * of the memory (wasm memory does not shrink) and is reused by later uploads.
+   */
+  readBandwidth(bytes = 256 * 1024 * 1024): number {
+    this.checkOpen();
+    const n = Math.floor(bytes / 64) * 64;
+    if (n < 65536) throw new Error(`readBandwidth needs at least 64 KiB, got ${bytes}`);
+    let ptr = L.HEAP_BASE;
+    if (this.top - L.HEAP_BASE < n) {
+      ptr = align(this.top, 64);
+      if (!this.noise || this.noise.ptr !== ptr || this.noise.bytes < n) {
+        this.reserve(ptr + n, 'the bandwidth buffer');
+        // Noise, not a constant: untouched pages all map the zero page, and on some virtual
+        // machines pages of one repeated value read faster than real data (deduplication).
+        this.exports.fillNoise(ptr, n, 0x9e3779b9);
+        this.noise = { ptr, bytes: n };
+      }
+    }
+    const job = this.job;
+    let best = Infinity;
+    for (let run = 0; run < 6; run++) {
+      job[L.J_CMD] = L.CMD_BANDWIDTH;
+      job[L.J_BW_PTR] = ptr;
+      job[L.J_BW_BYTES] = n;
+      const t0 = performance.now();
+      this.dispatch(this.threads);
+      const dt = performance.now() - t0;
+      if (run > 0) best = Math.min(best, dt);
+    }
+    return n / (best / 1000);
+  }
+
+  /** Ends the workers. The runtime cannot be used afterwards; calling close() again does nothing. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.job[L.J_CMD] = L.CMD_EXIT;
+    for (let i = 1; i < this.threads; i++) {
+      Atomics.add(this.ctl, L.wakeWord(i), 1);
+      Atomics.notify(this.ctl, L.wakeWord(i));
+    }
+    for (const w of this.workers) w.terminate().catch(() => undefined);
+    this.workers.length = 0;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new Error('this MatmulRuntime is closed');
+  }
+
+  private placed(m: KernelMatrix, what: string): Placed {
+    const at = placement.get(m);
+    if (!at || at.owner !== this) throw new Error(`${what} was not uploaded to this runtime`);
+    return at;
+  }
+
+  /** Grows the memory so that [0, end) exists. */
+  private reserve(end: number, what: string): void {
+    const have = this.memory.buffer.byteLength;
+    if (end <= have) return;
+    if (end > this.maxPages * L.PAGE) {
+      throw new Error(`${what} needs ${(end / 2 ** 30).toFixed(2)} GiB of kernel memory; a runtime holds at most ${this.maxPages / 16384} GiB here (split the model over more stages)`);
+    }
+    try {
+      this.memory.grow(Math.ceil((end - have) / L.PAGE));
+    } catch (e) {
+      throw new Error(`${what}: cannot grow the kernel memory to ${end} bytes (${(e as Error).message})`);
+    }
+    this.refreshViews();
+  }
+
+  private refreshViews(): void {
+    const buffer = this.memory.buffer;
+    this.u8 = new Uint8Array(buffer);
+    this.f32 = new Float32Array(buffer);
+  }
+
+  /** Runs the job in the descriptor on threads [0, n) and returns when all are done. */
+  private dispatch(n: number): void {
+    const ctl = this.ctl;
+    if (n > 1) {
+      this.awaitWorkers();
+      Atomics.store(ctl, L.PENDING, n - 1);
+      this.job[L.J_THREADS] = n;
+      for (let i = 1; i < n; i++) {
+        Atomics.add(ctl, L.wakeWord(i), 1);
+        Atomics.notify(ctl, L.wakeWord(i), 1);
+      }
+    }
+    let failure: unknown;
+    try {
+      this.exports.run(L.JOB, 0, n);
+    } catch (e) {
+      failure = e;
+    }
+    if (n > 1) this.awaitPending();
+    if (failure !== undefined) throw failure;
+    const failed = Atomics.load(ctl, L.ERROR);
+    if (failed) {
+      this.close();
+      throw new Error(`matmul kernel worker ${failed} failed (see its message above); the runtime is closed`);
+    }
+  }
+
+  private awaitPending(): void {
+    const ctl = this.ctl;
+    if (Atomics.load(ctl, L.PENDING) === 0) return;
+    const until = performance.now() + this.spinMicros / 1000;
+    for (let i = 1; ; i++) {
+      if (Atomics.load(ctl, L.PENDING) === 0) return;
+      if ((i & 255) === 0 && performance.now() > until) break;
+    }
+    for (;;) {
+      const v = Atomics.load(ctl, L.PENDING);
+      if (v === 0) return;
+      Atomics.wait(ctl, L.PENDING, v);
+    }
+  }
+
+  /** The first call that needs the workers waits for them to have started. */
+  private awaitWorkers(): void {
+    if (this.workersReady) return;
+    for (let i = 1; i < this.threads; i++) {
+      for (;;) {
+        const state = Atomics.load(this.ctl, L.readyWord(i));
+        if (state === 1) break;
+        const left = this.created + WORKER_START_MS - performance.now();
+        if (state === 2 || left <= 0) {
+          this.close();
+          throw new Error(`matmul kernel worker ${i} did not start${state === 2 ? ' (it could not instantiate the kernel)' : ` within ${WORKER_START_MS / 1000} s`}; the runtime is closed`);
+        }
+        Atomics.wait(this.ctl, L.readyWord(i), state, Math.min(left, 1000));
+      }
+    }
+    this.workersReady = true;
+  }
+}
