@@ -53,6 +53,8 @@ export const agentConfigSchema = z.object({
     shardDir: z.string().min(1),
     firstBlock: z.number().int().nonnegative(),
     lastBlock: z.number().int().nonnegative(),
+    /** Threads of the block range's matmul kernel (default: every core of the node). */
+    threads: z.number().int().min(1).max(64).optional(),
   }).optional(),
   worker: z.object({
     queueCapacity: z.number().int().min(1).max(8).default(1),

@@ -30,6 +30,7 @@ const optionsSchema = z.object({
   influx: z.string().url().optional(),
   seed: z.coerce.number().int(),
   maxTokens: z.coerce.number().int().min(1).max(256),
+  model: z.string().min(1).optional(),
 });
 type DemoOptions = z.infer<typeof optionsSchema>;
 
@@ -104,7 +105,7 @@ async function run(o: DemoOptions): Promise<void> {
   const site = summerSite(now);
   try {
     field = await startField({
-      groups: o.nodes.groups, nodesPerGroup: o.nodes.perGroup, seed: o.seed, dayMinutes: o.dayMinutes, policy: o.policy,
+      groups: o.nodes.groups, nodesPerGroup: o.nodes.perGroup, seed: o.seed, dayMinutes: o.dayMinutes, policy: o.policy, model: o.model,
       mqttPort: o.mqttPort, httpPort, influxUrl, startMs: defaultStartMs(now, site.longitudeDeg), ...site, log,
     });
   } catch (err) {
@@ -191,6 +192,7 @@ export function registerDemo(program: Command): void {
     .option('--influx <url>', 'log to InfluxDB at http://HOST:PORT/DATABASE (default: a private influxd when one is installed)')
     .option('--seed <n>', 'seed for the field (panels, batteries, weather) and the load', '1')
     .option('--max-tokens <n>', 'tokens per background completion', '48')
+    .option('--model <path>', 'serve this model instead of the bundled one: a GGUF file, checkpoint or shard folder')
     .action(async (raw: Record<string, unknown>) => {
       const parsed = optionsSchema.safeParse(raw);
       if (!parsed.success) throw new Error(`invalid demo options:\n${z.prettifyError(parsed.error)}\n(run heliomesh demo --help)`);

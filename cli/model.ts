@@ -10,7 +10,7 @@ import { bundledManifestPath } from '../models/bundled.js';
 import { openCheckpoint, type Checkpoint } from '../models/checkpoint.js';
 import { Pipeline } from '../models/generate.js';
 import { splitRanges } from '../models/shards.js';
-import { loadTokenizer, TokenStream, type Tokenizer } from '../models/tokenizers/index.js';
+import { GgufTokenizer, loadTokenizer, readGgufTokenizer, TokenStream, type Tokenizer } from '../models/tokenizers/index.js';
 import { registerModelFiles } from './model-files.js';
 
 export function registerModel(program: Command): void {
@@ -18,7 +18,7 @@ export function registerModel(program: Command): void {
   model
     .command('generate')
     .description('generate text (or token ids) with a model, optionally through G in-process pipeline stages')
-    .option('--model <path>', 'llama2.c checkpoint (.bin), shard folder or its manifest.json (default: the bundled model)')
+    .option('--model <path>', 'GGUF file, llama2.c checkpoint (.bin), Hugging Face folder, shard folder or its manifest.json (default: the bundled model)')
     .option('--prompt <text>', 'prompt text (needs a model with a tokenizer)')
     .option('--prompt-ids <ids>', 'prompt as comma-separated token ids, e.g. 1,415,29')
     .option('--max-tokens <n>', 'new tokens to generate at most', '256')
@@ -27,6 +27,7 @@ export function registerModel(program: Command): void {
     .option('--seed <s>', 'PRNG seed (default: from the clock, and logged)')
     .option('--groups <g>', 'pipeline stages, each holding a contiguous layer range', '1')
     .option('--ids', 'print generated token ids, comma-separated, instead of text')
+    .option('--threads <n>', 'threads of each stage\'s matmul kernel (default: every core)')
     .option('--backend <name>', `TF.js backend: auto, ${BACKEND_NAMES.join(', ')} (env ${BACKEND_ENV})`)
     .action(async (raw: Record<string, unknown>) => {
       await generateCommand(parseOptions(raw));
@@ -55,6 +56,7 @@ const optionsSchema = z.object({
   topP: z.coerce.number({ error: '--top-p must be a number' }).gt(0, '--top-p must be in (0, 1]').max(1, '--top-p must be in (0, 1]'),
   seed: integer('--seed', 0).optional(),
   groups: integer('--groups', 1),
+  threads: integer('--threads', 1).optional(),
   ids: z.boolean().optional(),
   backend: z.string().optional(),
 });
@@ -87,6 +89,9 @@ function resolveModelPath(given: string | undefined): string {
 }
 
 function tokenizerOf(checkpoint: Checkpoint): Tokenizer | undefined {
+  if (checkpoint.kind === 'gguf') {
+    return checkpoint.tokenizerMetadata?.some(([k]) => k === 'tokenizer.ggml.model') ? readGgufTokenizer(checkpoint.path) : undefined;
+  }
   const spec = checkpoint.manifest?.tokenizer;
   return spec ? loadTokenizer(checkpoint.path, spec) : undefined;
 }
@@ -103,13 +108,15 @@ async function generateCommand(opts: GenerateOptions): Promise<void> {
   const backend = await selectBackend({ backend: wanted });
   log.info({ backend: backend.name, detail: backend.detail, skipped: backend.skipped }, `TF.js backend: ${backend.detail}`);
   const bos = tokenizer?.bos ?? 1;
-  const promptIds = opts.promptIds ?? (opts.prompt !== undefined ? tokenizer!.encode(opts.prompt, { bos: true }) : [bos]);
+  // a GGUF tokenizer adds BOS only when its file says the model wants one
+  const withBos = tokenizer instanceof GgufTokenizer ? tokenizer.addBos : true;
+  const promptIds = opts.promptIds ?? (opts.prompt !== undefined ? tokenizer!.encode(opts.prompt, { bos: withBos }) : [bos]);
   const outOfRange = promptIds.find((id) => id >= config.vocabSize);
   if (outOfRange !== undefined) throw new Error(`prompt id ${outOfRange} is outside the vocabulary [0, ${config.vocabSize})`);
   // Each stage reads only its own layers, as an agent would; the head part is read once.
   const ranges = splitRanges(config.nLayers, opts.groups);
   const head = checkpoint.read({ range: { from: 0, to: 0 }, head: true }).head!;
-  const pipeline = new Pipeline(config, head, ranges.map((range) => checkpoint.read({ range, head: false })));
+  const pipeline = new Pipeline(config, head, ranges.map((range) => checkpoint.read({ range, head: false })), { threads: opts.threads });
   const seed = opts.seed ?? (Date.now() % 2 ** 31);
   log.info({ model: checkpoint.path, kind: checkpoint.kind, stages: ranges, promptTokens: promptIds.length, seed },
     `generating with ${ranges.length} stage(s)`);
@@ -117,7 +124,8 @@ async function generateCommand(opts: GenerateOptions): Promise<void> {
   // Without a tokenizer there is no text to print: ids it is. llama2.c models end a story
   // with BOS (run.c stops there); a tokenizer names its own BOS and EOS.
   const printIds = opts.ids === true || !tokenizer;
-  const stopIds = tokenizer ? [tokenizer.bos, tokenizer.eos] : checkpoint.kind === 'llama2c' ? [1] : [];
+  const stopIds = tokenizer instanceof GgufTokenizer ? [...tokenizer.stopIds]
+    : tokenizer ? [tokenizer.bos, tokenizer.eos] : checkpoint.kind === 'llama2c' ? [1] : [];
   const stream = tokenizer ? new TokenStream(tokenizer) : undefined;
   let count = 0;
   try {

@@ -22,6 +22,8 @@ export const FLEET = 'demo';
 
 export interface FieldOptions {
   groups: number;
+  /** A model of the user's (GGUF file, checkpoint or shard folder); default: the bundled one. */
+  model?: string;
   nodesPerGroup: number;
   seed: number;
   /** Wall-clock minutes per simulated day. */
@@ -90,7 +92,7 @@ function gatewayConfig(o: FieldOptions, credentialsPath: string, speed: number, 
     statsIntervalMs: 600_000,
     // The demo's API has no key, so it answers on this machine only.
     ...(o.httpPort !== undefined ? { http: { host: '127.0.0.1', port: o.httpPort } } : {}),
-    ...(model.split ? { model: { manifest: join(model.dir, 'manifest.json') } } : {}),
+    ...(model.split || o.model !== undefined ? { model: { manifest: join(model.dir, 'manifest.json') } } : {}),
   }, 'demo gateway config');
 }
 
@@ -143,7 +145,7 @@ export async function startField(o: FieldOptions): Promise<Field> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const model = prepareModel(o.groups, dir);
+    const model = prepareModel(o.groups, dir, o.model);
     const slotMs = slotMsFor(speed);
     const plans = planField({ slotMs, groups: o.groups, nodesPerGroup: o.nodesPerGroup, seed: o.seed, latitudeDeg: o.latitudeDeg, longitudeDeg: o.longitudeDeg, initialSocPct: o.initialSocPct });
     // Each node its own password, known only to this process; the broker holds their hashes

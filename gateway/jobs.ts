@@ -129,4 +129,6 @@ export interface JobService {
   counters(): JobCounters;
   /** Tokenizes text as `submit` would (for usage counts and chat templates). */
   encode(text: string): number[];
+  /** The prompt ids of a conversation through the model's own chat template; undefined when it has none. */
+  chatIds(messages: { role: string; content: string }[]): number[] | undefined;
 }

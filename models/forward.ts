@@ -4,17 +4,19 @@
 // rmsnorm, q/k/v, RoPE, causal grouped-query attention, output projection and residual,
 // rmsnorm, SwiGLU feed-forward and residual.
 //
-// Decode is bound by per-operation overhead, not arithmetic, at the sizes a Pi runs; the
-// layout below is chosen to issue few operations per token (measurements in models/README.md):
-// - Q, K and V are one matmul, gate and up another, with weights transposed and norm gains
-//   folded in at load (layout.ts).
-// - RoPE is applied while copying the fresh q/k rows out of the q/k/v output: the k rows have
-//   to be written into the cache by us anyway, since TF.js has no in-place update.
+// The weight matmuls run in our own WebAssembly kernel (kernels/), which holds each matrix
+// once in its stored encoding (f32, f16, bf16, Q8_0, Q4_0) and splits rows across all cores;
+// everything else (norms, attention over the KV cache, SwiGLU, residuals) is TF.js, and
+// RoPE is host code. Layout choices (measurements in models/README.md):
+// - Q, K and V are one kernel call on the same input, gate and up another.
+// - RoPE is applied while copying the fresh q/k rows out of the kernel's output: the k rows
+//   have to be written into the cache by us anyway, since TF.js has no in-place update.
 // - The cache is preallocated for the session's capacity and written in place; attention
 //   runs over the whole capacity with a mask, because slicing a prefix copies it (and, on
 //   wasm, the whole source tensor) on every token.
 import * as tf from '@tensorflow/tfjs';
 import { readValues, storageView } from './backend.js';
+import { MatmulRuntime, type KernelMatrix } from './kernels/index.js';
 import { geometryOf, prepareLayer, type Geometry, type PreparedLayer } from './layout.js';
 import { BlockSession, type DecodeScratch, type LayerCache, type SessionOptions } from './session.js';
 import type { BlockRange, ModelWeights, LlamaConfig } from './types.js';
@@ -22,9 +24,20 @@ import type { BlockRange, ModelWeights, LlamaConfig } from './types.js';
 export { BlockSession, type CacheUpdate, type SessionOptions } from './session.js';
 export { geometryOf, type Geometry } from './layout.js';
 
-/** RMSNorm without its gain (folded into the next matmul): x / sqrt(mean(x²) + eps). */
-function rmsNormalize(x: tf.Tensor2D, eps: number): tf.Tensor2D {
-  return tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps)));
+/** RMSNorm: g ⊙ x / sqrt(mean(x²) + eps) (Zhang & Sennrich 2019, eq. 4). */
+export function rmsNorm(x: tf.Tensor2D, gain: tf.Tensor1D, eps: number): tf.Tensor2D {
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), gain);
+}
+
+export interface StackOptions {
+  /** Threads of this stage's matmul kernel (default: every core). */
+  threads?: number;
+}
+
+/** A layer as the block runs it: kernel matrices and the gains as tensors. */
+interface RunLayer extends PreparedLayer {
+  attnGain: tf.Tensor1D;
+  ffnGain: tf.Tensor1D;
 }
 
 /** The TF.js blocks of one layer range, ready to serve sessions. */
@@ -32,14 +45,20 @@ export class BlockStack {
   readonly config: LlamaConfig;
   readonly range: BlockRange;
   readonly geometry: Geometry;
-  private layers: PreparedLayer[];
+  private layers: RunLayer[];
+  /** This stage's own kernel and memory: a stage is never capped by another's 4 GiB heap. */
+  readonly kernel: MatmulRuntime;
   /** cos and sin of pos·theta^(-2i/headSize), [seqLen][headSize/2] (RoFormer, Su et al. 2021, eq. 34). */
   private readonly ropeCos: Float64Array;
   private readonly ropeSin: Float64Array;
   private readonly sessions = new Set<BlockSession>();
+  private disposed = false;
 
-  /** Loads the layers of `range` (default: all layers `weights` holds). */
-  constructor(weights: ModelWeights, range: BlockRange = weights.range) {
+  /**
+   * Loads the layers of `range` (default: all layers `weights` holds) into this stage's
+   * kernel; `weights` can be dropped afterwards, nothing here keeps its matrices.
+   */
+  constructor(weights: ModelWeights, range: BlockRange = weights.range, opts: StackOptions = {}) {
     const { config } = weights;
     if (range.from < weights.range.from || range.to > weights.range.to || range.from >= range.to) {
       throw new Error(`block range [${range.from}, ${range.to}) is not inside the weights' range ` +
@@ -49,15 +68,27 @@ export class BlockStack {
     this.range = { from: range.from, to: range.to };
     this.geometry = geometryOf(config);
     const g = this.geometry;
-    this.layers = weights.layers
-      .slice(range.from - weights.range.from, range.to - weights.range.from)
-      .map((layer) => prepareLayer(g, layer));
+    this.kernel = MatmulRuntime.create({ threads: opts.threads });
+    try {
+      this.layers = weights.layers
+        .slice(range.from - weights.range.from, range.to - weights.range.from)
+        .map((layer) => {
+          const p = prepareLayer(g, layer, this.kernel);
+          return { ...p, attnGain: tf.keep(tf.tensor1d(p.attnNorm)), ffnGain: tf.keep(tf.tensor1d(p.ffnNorm)) };
+        });
+    } catch (err) {
+      this.kernel.close();
+      throw err;
+    }
     const half = g.headSize / 2;
+    const factors = config.ropeFreqFactors;
+    if (factors && factors.length !== half) throw new Error(`ropeFreqFactors has ${factors.length} values, expected headSize/2 = ${half}`);
     this.ropeCos = new Float64Array(config.seqLen * half);
     this.ropeSin = new Float64Array(config.seqLen * half);
     for (let pos = 0; pos < config.seqLen; pos++) {
       for (let i = 0; i < half; i++) {
-        const angle = pos * Math.pow(config.ropeTheta, (-2 * i) / g.headSize);
+        // llama3 rope scaling divides each frequency by its factor (types.ts)
+        const angle = (pos * Math.pow(config.ropeTheta, (-2 * i) / g.headSize)) / (factors?.[i] ?? 1);
         this.ropeCos[pos * half + i] = Math.cos(angle);
         this.ropeSin[pos * half + i] = Math.sin(angle);
       }
@@ -69,17 +100,19 @@ export class BlockStack {
   }
 
   openSession(opts: SessionOptions = {}): BlockSession {
-    if (this.layers.length === 0 && this.config.nLayers > 0) throw new Error('this block stack has been disposed');
+    if (this.disposed) throw new Error('this block stack has been disposed');
     const session = new BlockSession(this.geometry, this.config.seqLen, this.layers.length, opts,
       () => this.sessions.delete(session));
     this.sessions.add(session);
     return session;
   }
 
-  /** Frees the weights and every open session's cache. */
+  /** Frees the weights (the kernel and its threads) and every open session's cache. */
   dispose(): void {
     for (const s of [...this.sessions]) s.close();
-    for (const l of this.layers) tf.dispose([l.wqkv, l.wo, l.w13, l.w2]);
+    for (const l of this.layers) tf.dispose([l.attnGain, l.ffnGain]);
+    if (!this.disposed) this.kernel.close();
+    this.disposed = true;
     this.layers = [];
   }
 
@@ -139,63 +172,67 @@ export class BlockStack {
   }
 
   /** One transformer block (run.c `forward`, loop body) on x [T, dim]. */
-  private block(w: PreparedLayer, cache: LayerCache, x: tf.Tensor2D, start: number, T: number, C: number,
+  private block(w: RunLayer, cache: LayerCache, x: tf.Tensor2D, start: number, T: number, C: number,
     mask: tf.Tensor2D, scratch: DecodeScratch | undefined): tf.Tensor2D {
     const g = this.geometry;
     const { nKvHeads, kvMul, headSize, qDim } = g;
+    const eps = this.config.normEps;
 
-    // attention rmsnorm and the q, k, v projections in one matmul
-    const qkv = tf.matMul(rmsNormalize(x, this.config.normEps), w.wqkv) as tf.Tensor2D;
+    // attention rmsnorm and the q, k, v projections in one kernel call
+    const [q0, k0, v0] = this.matmul(rmsNorm(x, w.attnGain, eps), w.qkv, w.qkvBias) as [Float32Array, Float32Array, Float32Array];
     // RoPE on q and k; q goes out as [nKvHeads][kvMul·T][headSize], k and v into the cache
-    const q = this.ropeAndCache(qkv, cache, start, T, C, scratch);
+    const q = this.ropeAndCache(q0, k0, v0, cache, start, T, C, scratch);
     // grouped-query attention: each KV head serves kvMul query heads (Vaswani et al. 2017,
-    // eq. 1, with the 1/sqrt(d_k) already in the q weights)
+    // eq. 1, with the 1/sqrt(d_k) already applied to q)
     const scores = tf.add(tf.matMul(q, cache.keys, false, true), mask);
     const att = tf.matMul(tf.softmax(scores), cache.valuesT, false, true); // [nKv][kvMul·T][headSize]
     const heads = T === 1
       ? tf.reshape(att, [1, qDim])
       : tf.reshape(tf.transpose(tf.reshape(att, [nKvHeads, kvMul, T, headSize]), [2, 0, 1, 3]), [T, qDim]);
-    x = tf.add(x, tf.matMul(heads, w.wo));
+    const [attnOut] = this.matmul(heads as tf.Tensor2D, [w.wo]);
+    x = tf.add(x, tf.tensor2d(attnOut!, [T, g.dim]));
 
     // feed-forward: w2(silu(w1 x) * w3 x) (SwiGLU, Shazeer 2020, eq. 6)
-    const gateUp = tf.matMul(rmsNormalize(x, this.config.normEps), w.w13);
-    const [gate, up] = tf.split(gateUp, 2, 1) as unknown as [tf.Tensor2D, tf.Tensor2D];
-    const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
-    return tf.add(x, tf.matMul(hidden, w.w2));
+    const [gate0, up0] = this.matmul(rmsNorm(x, w.ffnGain, eps), w.gateUp);
+    const gate = tf.tensor2d(gate0!, [T, g.hiddenDim]);
+    const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), tf.tensor2d(up0!, [T, g.hiddenDim]));
+    const [down] = this.matmul(hidden as tf.Tensor2D, [w.down]);
+    return tf.add(x, tf.tensor2d(down!, [T, g.dim]));
+  }
+
+  /** The kernel's matmul on a tensor's rows [T][cols]: one Float32Array [T][rows] per matrix. */
+  private matmul(x: tf.Tensor2D, ms: readonly KernelMatrix[], biases?: readonly (Float32Array | undefined)[]): Float32Array[] {
+    return this.kernel.matmul(readValues(x), x.shape[0], ms, biases);
   }
 
   /**
-   * Rotates the q and k parts of `qkv` [T][qDim + 2·kvDim] (interleaved pairs, run.c's
-   * convention), writes k and v of positions start..start+T-1 into the cache and returns q
-   * (in the session's decode scratch tensor when there is one).
+   * Rotates q [T][qDim] and k [T][kvDim] (interleaved pairs, run.c's convention), scales q
+   * by 1/sqrt(headSize), writes k and v [T][kvDim] of positions start..start+T-1 into the
+   * cache and returns q (in the session's decode scratch tensor when there is one).
    */
-  private ropeAndCache(qkv: tf.Tensor2D, cache: LayerCache, start: number, T: number, C: number,
-    scratch: DecodeScratch | undefined): tf.Tensor3D {
+  private ropeAndCache(qIn: Float32Array, kIn: Float32Array, vIn: Float32Array, cache: LayerCache, start: number,
+    T: number, C: number, scratch: DecodeScratch | undefined): tf.Tensor3D {
     const { nHeads, nKvHeads, kvMul, headSize, qDim, kvDim } = this.geometry;
-    const width = qDim + 2 * kvDim;
     const half = headSize / 2;
-    const src = readValues(qkv);
+    const qScale = 1 / Math.sqrt(headSize);
     const q = scratch ? storageView(scratch.q)! : new Float32Array(T * qDim);
     for (let t = 0; t < T; t++) {
-      const pos = start + t;
-      const row = t * width;
-      const trig = pos * half;
+      const trig = (start + t) * half;
       for (let h = 0; h < nHeads; h++) {
         // query head h = kvHead·kvMul + r lands in row r·T + t of its KV head's batch
         const dst = (h * T + t) * headSize;
-        rotate(src, row + h * headSize, q, dst, half, this.ropeCos, this.ropeSin, trig);
+        rotate(qIn, t * qDim + h * headSize, q, dst, half, this.ropeCos, this.ropeSin, trig, qScale);
       }
     }
     const keys = cache.keysView();
     const valuesT = cache.valuesTView();
     for (let t = 0; t < T; t++) {
       const pos = start + t;
-      const row = t * width;
       for (let h = 0; h < nKvHeads; h++) {
-        rotate(src, row + qDim + h * headSize, keys, (h * C + pos) * headSize, half, this.ropeCos, this.ropeSin, pos * half);
-        const v = row + qDim + kvDim + h * headSize;
+        const src = t * kvDim + h * headSize;
+        rotate(kIn, src, keys, (h * C + pos) * headSize, half, this.ropeCos, this.ropeSin, pos * half, 1);
         const base = h * headSize * C + pos;
-        for (let d = 0; d < headSize; d++) valuesT[base + d * C] = src[v + d]!;
+        for (let d = 0; d < headSize; d++) valuesT[base + d * C] = vIn[src + d]!;
       }
     }
     cache.written();
@@ -203,14 +240,14 @@ export class BlockStack {
   }
 }
 
-/** dst[i] = RoPE(src[i]) for one head of `half` interleaved pairs. */
+/** dst[i] = scale · RoPE(src[i]) for one head of `half` interleaved pairs. */
 function rotate(src: Float32Array, s: number, dst: Float32Array, d: number, half: number, cos: Float64Array,
-  sin: Float64Array, trig: number): void {
+  sin: Float64Array, trig: number, scale: number): void {
   for (let i = 0; i < half; i++) {
     const a = src[s + 2 * i]!;
     const b = src[s + 2 * i + 1]!;
-    const c = cos[trig + i]!;
-    const n = sin[trig + i]!;
+    const c = cos[trig + i]! * scale;
+    const n = sin[trig + i]! * scale;
     dst[d + 2 * i] = a * c - b * n;
     dst[d + 2 * i + 1] = a * n + b * c;
   }

@@ -34,6 +34,11 @@ export function emptyStats(stages: number): GenerationStats {
   return { promptTokens: 0, prefillMs: 0, decodeTokens: 0, decodeMs: 0, stageDecodeMs: Array<number>(stages).fill(0), headDecodeMs: 0 };
 }
 
+export interface PipelineOptions {
+  /** Threads of each stage's (and the head's) matmul kernel (default: every core). */
+  threads?: number;
+}
+
 /** The head part and G block stacks of one model. */
 export class Pipeline {
   readonly config: LlamaConfig;
@@ -44,7 +49,7 @@ export class Pipeline {
    * `parts` hold the stages' layers, in order, covering [0, nLayers) without gaps; each may
    * come from its own shard. A whole model split by `ranges` is `Pipeline.split`.
    */
-  constructor(config: LlamaConfig, head: HeadWeights, parts: readonly ModelWeights[]) {
+  constructor(config: LlamaConfig, head: HeadWeights, parts: readonly ModelWeights[], opts: PipelineOptions = {}) {
     let next = 0;
     for (const p of parts) {
       if (p.range.from !== next || p.range.to <= p.range.from) {
@@ -55,19 +60,25 @@ export class Pipeline {
     }
     if (next !== config.nLayers) throw new Error(`the stages end at layer ${next}, but the model has ${config.nLayers}`);
     this.config = config;
-    this.head = new ModelHead(config, head);
-    this.stages = parts.map((p) => new BlockStack(p));
+    this.head = new ModelHead(config, head, opts);
+    this.stages = [];
+    try {
+      for (const p of parts) this.stages.push(new BlockStack(p, p.range, opts));
+    } catch (err) {
+      this.dispose();
+      throw err;
+    }
   }
 
   /** A whole model cut into `groups` stages. */
-  static split(weights: ModelWeights, groups: number): Pipeline {
+  static split(weights: ModelWeights, groups: number, opts: PipelineOptions = {}): Pipeline {
     if (!weights.head) throw new Error('generation needs the head part (embedding, final norm, classifier)');
     const parts = splitRanges(weights.config.nLayers, groups).map((range): ModelWeights => ({
       config: weights.config,
       range,
       layers: weights.layers.slice(range.from - weights.range.from, range.to - weights.range.from),
     }));
-    return new Pipeline(weights.config, weights.head, parts);
+    return new Pipeline(weights.config, weights.head, parts, opts);
   }
 
   get ranges(): BlockRange[] {

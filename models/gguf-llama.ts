@@ -386,8 +386,8 @@ export function readGgufLlama(source: string | GgufFile, part: GgufReadPart = {}
 // Writing
 
 export interface GgufLlamaWriteOptions {
-  /** Encoding of the 2-D matrices (1-D tensors are always f32). */
-  type: WeightType;
+  /** Encoding of the 2-D matrices (1-D tensors are always f32); 'keep' writes each as it is stored. */
+  type: WeightType | 'keep';
   /** general.name */
   name?: string;
   /** tokenizer.* entries (tokens as strings, scores as f32, token types as i32, ...). */
@@ -467,12 +467,12 @@ function* rowChunks(m: WeightMatrix, target: WeightType, order?: Int32Array): It
 class TensorList {
   readonly specs: GgufTensorSpec[] = [];
   readonly fallbacks: string[] = [];
-  constructor(private readonly type: WeightType) {}
+  constructor(private readonly type: WeightType | 'keep') {}
 
   matrix(name: string, m: WeightMatrix, rows: number, cols: number, order?: Int32Array): void {
     if (m.rows !== rows || m.cols !== cols) throw new Error(`${name}: matrix is [${m.rows}][${m.cols}], expected [${rows}][${cols}]`);
     checkMatrix(m, name);
-    let target = this.type;
+    let target = this.type === 'keep' ? m.type : this.type;
     if (cols % BLOCK[target].values !== 0) {
       target = 'f16';
       this.fallbacks.push(name);
@@ -523,7 +523,7 @@ function writeModelFile(path: string, weights: ModelWeights, opts: GgufLlamaWrit
     t.vector('output_norm.weight', weights.head!.finalNorm, config.dim);
     if (!config.sharedClassifier) t.matrix('output.weight', weights.head!.classifier, config.vocabSize, config.dim);
   }
-  const metadata = mergeMetadata(ggufLlamaMetadata(config, opts), partMetadata, opts.tokenizerMetadata, opts.extraMetadata);
+  const metadata = mergeMetadata(ggufLlamaMetadata(config, { name: opts.name, type: opts.type === 'keep' ? undefined : opts.type }), partMetadata, opts.tokenizerMetadata, opts.extraMetadata);
   const result = writeGguf(path, { metadata, tensors: t.specs });
   return { ...result, f16Fallbacks: t.fallbacks };
 }

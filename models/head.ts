@@ -1,27 +1,40 @@
 // The gateway's part of the model, as a Petals client holds it: the token embedding, the
 // final RMSNorm, the classifier (LM head) and the sampler.
 import * as tf from '@tensorflow/tfjs';
+import { readValues } from './backend.js';
+import { rmsNorm } from './forward.js';
+import { MatmulRuntime, type KernelMatrix } from './kernels/index.js';
 import type { HeadWeights, LlamaConfig } from './types.js';
+import { dequantizeRows, type WeightMatrix } from './weights.js';
+
+export interface HeadOptions {
+  /** Threads of the head's matmul kernel (default: every core). */
+  threads?: number;
+}
 
 export class ModelHead {
   readonly config: LlamaConfig;
-  private readonly tokenEmbedding: Float32Array;
-  /** [dim][vocabSize], finalNorm folded into its rows (see forward.ts). */
-  private classifier: tf.Tensor2D | undefined;
+  /** The classifier, once, in its stored encoding, in the head's own kernel. */
+  private readonly classifier: KernelMatrix;
+  /** A separate embedding stays a host matrix (one row is read per token); a tied one is the classifier. */
+  private readonly tokenEmbedding: WeightMatrix | undefined;
+  private readonly finalNorm: tf.Tensor1D;
+  private readonly kernel: MatmulRuntime;
+  private closed = false;
 
-  constructor(config: LlamaConfig, head: HeadWeights) {
+  constructor(config: LlamaConfig, head: HeadWeights, opts: HeadOptions = {}) {
     const { dim, vocabSize } = config;
-    if (head.tokenEmbedding.length !== vocabSize * dim || head.classifier.length !== vocabSize * dim
-      || head.finalNorm.length !== dim) {
-      throw new Error(`head weights do not match the config (vocab ${vocabSize}, dim ${dim})`);
+    for (const [name, m] of [['token embedding', head.tokenEmbedding], ['classifier', head.classifier]] as const) {
+      if (m.rows !== vocabSize || m.cols !== dim) {
+        throw new Error(`head weights do not match the config: ${name} is [${m.rows}][${m.cols}], expected [${vocabSize}][${dim}]`);
+      }
     }
+    if (head.finalNorm.length !== dim) throw new Error(`head weights do not match the config: final norm has ${head.finalNorm.length} values, expected ${dim}`);
     this.config = config;
-    this.tokenEmbedding = head.tokenEmbedding;
-    const t = new Float32Array(dim * vocabSize);
-    for (let v = 0; v < vocabSize; v++) {
-      for (let c = 0; c < dim; c++) t[c * vocabSize + v] = head.classifier[v * dim + c]! * head.finalNorm[c]!;
-    }
-    this.classifier = tf.tensor2d(t, [dim, vocabSize]);
+    this.kernel = MatmulRuntime.create({ threads: opts.threads });
+    this.classifier = this.kernel.upload(head.classifier);
+    this.tokenEmbedding = head.tokenEmbedding === head.classifier ? undefined : head.tokenEmbedding;
+    this.finalNorm = tf.keep(tf.tensor1d(head.finalNorm));
   }
 
   /** Hidden states [T][dim] of `tokens` (run.c: the content row of each token). */
@@ -32,7 +45,7 @@ export class ModelHead {
       if (!Number.isInteger(token) || token < 0 || token >= vocabSize) {
         throw new Error(`token id ${token} is outside the vocabulary [0, ${vocabSize})`);
       }
-      out.set(this.tokenEmbedding.subarray(token * dim, (token + 1) * dim), t * dim);
+      out.set(this.tokenEmbedding ? dequantizeRows(this.tokenEmbedding, token, token + 1) : this.kernel.row(this.classifier, token), t * dim);
     });
     return out;
   }
@@ -40,25 +53,21 @@ export class ModelHead {
   /** Logits [vocabSize] of the last row of `hidden` [T][dim]: final RMSNorm, then classifier. */
   logits(hidden: Float32Array): Float32Array {
     const { dim, normEps } = this.config;
-    if (!this.classifier) throw new Error('this model head has been disposed');
+    if (this.closed) throw new Error('this model head has been disposed');
     if (hidden.length < dim || hidden.length % dim !== 0) {
       throw new Error(`hidden states have ${hidden.length} values, not whole rows of dim ${dim}`);
     }
-    const classifier = this.classifier;
     const last = hidden.subarray(hidden.length - dim);
-    const out = tf.tidy(() => {
-      const x = tf.tensor2d(last, [1, dim]);
-      const normed = tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), normEps)));
-      return tf.matMul(normed, classifier);
-    });
-    const values = out.dataSync() as Float32Array; // a fresh array, see BlockStack.forward
-    out.dispose();
-    return values;
+    // the kernel copies its input in before the tidy frees the normed tensor
+    return tf.tidy(() => this.kernel.matmul(readValues(rmsNorm(tf.tensor2d(last, [1, dim]), this.finalNorm, normEps)), 1,
+      [this.classifier])[0]!);
   }
 
   dispose(): void {
-    this.classifier?.dispose();
-    this.classifier = undefined;
+    if (this.closed) return;
+    this.closed = true;
+    this.finalNorm.dispose();
+    this.kernel.close();
   }
 }
 

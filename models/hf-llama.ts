@@ -13,6 +13,7 @@ import type { ReadPart } from './llama2c.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import type { FloatDtype } from './f16.js';
 import type { HeadWeights, LayerWeights, LlamaConfig, ModelWeights } from './types.js';
+import { dequantize, rowBytes, type WeightMatrix } from './weights.js';
 
 const hfConfigSchema = z.object({
   model_type: z.string().optional(),
@@ -27,7 +28,14 @@ const hfConfigSchema = z.object({
   max_position_embeddings: z.number().int().positive(),
   tie_word_embeddings: z.boolean().optional(),
   head_dim: z.number().int().positive().optional(),
-  rope_scaling: z.unknown().optional(),
+  rope_scaling: z.union([z.null(), z.object({
+    rope_type: z.string().optional(),
+    type: z.string().optional(),
+    factor: z.number().positive().optional(),
+    low_freq_factor: z.number().positive().optional(),
+    high_freq_factor: z.number().positive().optional(),
+    original_max_position_embeddings: z.number().int().positive().optional(),
+  }).loose()]).optional(),
   hidden_act: z.string().optional(),
 });
 
@@ -47,9 +55,21 @@ export function parseHfConfig(text: string, source = 'config.json'): { config: L
   const problems: string[] = [];
   if (c.model_type !== undefined && c.model_type !== 'llama') problems.push(`model_type is '${c.model_type}', not 'llama'`);
   if (c.hidden_act !== undefined && c.hidden_act !== 'silu') problems.push(`hidden_act is '${c.hidden_act}', not 'silu'`);
-  if (c.rope_scaling !== undefined && c.rope_scaling !== null) problems.push('rope_scaling is set (scaled RoPE is not supported)');
   const nKvHeads = c.num_key_value_heads ?? c.num_attention_heads;
   const headSize = c.hidden_size / c.num_attention_heads;
+  let ropeFreqFactors: number[] | undefined;
+  if (c.rope_scaling) {
+    const s = c.rope_scaling;
+    const kind = s.rope_type ?? s.type;
+    if (kind !== 'llama3' || !s.factor || !s.low_freq_factor || !s.high_freq_factor || !s.original_max_position_embeddings) {
+      problems.push(`rope_scaling of type '${kind}' is not supported (only 'llama3' with factor, low_freq_factor, high_freq_factor and original_max_position_embeddings)`);
+    } else {
+      ropeFreqFactors = llama3FreqFactors(headSize, c.rope_theta, {
+        factor: s.factor, lowFreqFactor: s.low_freq_factor, highFreqFactor: s.high_freq_factor,
+        originalContext: s.original_max_position_embeddings,
+      });
+    }
+  }
   if (!Number.isInteger(headSize) || headSize % 2 !== 0) problems.push('hidden_size / num_attention_heads is not an even integer');
   if (c.head_dim !== undefined && c.head_dim !== headSize) problems.push(`head_dim ${c.head_dim} differs from hidden_size / num_attention_heads`);
   if (c.num_attention_heads % nKvHeads !== 0) problems.push('num_attention_heads is not a multiple of num_key_value_heads');
@@ -59,27 +79,61 @@ export function parseHfConfig(text: string, source = 'config.json'): { config: L
       dim: c.hidden_size, hiddenDim: c.intermediate_size, nLayers: c.num_hidden_layers,
       nHeads: c.num_attention_heads, nKvHeads, vocabSize: c.vocab_size, seqLen: c.max_position_embeddings,
       sharedClassifier: c.tie_word_embeddings ?? false, normEps: c.rms_norm_eps, ropeTheta: c.rope_theta,
+      ...(ropeFreqFactors ? { ropeFreqFactors } : {}),
     },
     tied: c.tie_word_embeddings,
   };
 }
 
-/** Maps HF q/k rows to interleaved-RoPE rows (undo=true) or back (undo=false). */
-export function permuteRotary(w: Float32Array, nHeads: number, headSize: number, undo: boolean): Float32Array {
-  const cols = w.length / (nHeads * headSize);
+/**
+ * Llama 3.1's "llama3" rope scaling as divisors of each rotation frequency (Meta's
+ * apply_scaling in llama3 model.py; HF's _compute_llama3_parameters): wavelengths shorter
+ * than originalContext/highFreqFactor keep their frequency, longer than
+ * originalContext/lowFreqFactor are divided by `factor`, and the band between is blended.
+ */
+export function llama3FreqFactors(headSize: number, theta: number,
+  s: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalContext: number }): number[] {
+  const lowWavelen = s.originalContext / s.lowFreqFactor;
+  const highWavelen = s.originalContext / s.highFreqFactor;
+  return Array.from({ length: headSize / 2 }, (_, i) => {
+    const wavelen = 2 * Math.PI * Math.pow(theta, (2 * i) / headSize);
+    if (wavelen < highWavelen) return 1;
+    if (wavelen > lowWavelen) return s.factor;
+    const smooth = (s.originalContext / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+    return 1 / ((1 - smooth) / s.factor + smooth);
+  });
+}
+
+/**
+ * Maps half-split-rotation rows (HF, and GGUF's NEOX-rope architectures) to interleaved-RoPE
+ * rows (undo=true) or back (undo=false): within each head, interleaved row 2i+j is half-split
+ * row j·headSize/2 + i. Rows move whole, so this works on any stored encoding.
+ */
+export function permuteRotaryRows(data: Uint8Array, bytesPerRow: number, nHeads: number, headSize: number, undo: boolean): Uint8Array {
   const half = headSize / 2;
-  const out = new Float32Array(w.length);
+  const out = new Uint8Array(data.length);
   for (let h = 0; h < nHeads; h++) {
     for (let j = 0; j < 2; j++) {
       for (let i = 0; i < half; i++) {
-        const ours = (h * headSize + 2 * i + j) * cols;
-        const hf = (h * headSize + j * half + i) * cols;
-        if (undo) out.set(w.subarray(hf, hf + cols), ours);
-        else out.set(w.subarray(ours, ours + cols), hf);
+        const ours = (h * headSize + 2 * i + j) * bytesPerRow;
+        const hf = (h * headSize + j * half + i) * bytesPerRow;
+        if (undo) out.set(data.subarray(hf, hf + bytesPerRow), ours);
+        else out.set(data.subarray(ours, ours + bytesPerRow), hf);
       }
     }
   }
   return out;
+}
+
+/** permuteRotaryRows on a matrix. */
+export function permuteRotary(w: WeightMatrix, nHeads: number, headSize: number, undo: boolean): WeightMatrix {
+  return { ...w, data: permuteRotaryRows(w.data, rowBytes(w.type, w.cols), nHeads, headSize, undo) };
+}
+
+/** permuteRotaryRows on a vector (a q or k bias). */
+export function permuteRotaryVector(v: Float32Array, nHeads: number, headSize: number, undo: boolean): Float32Array {
+  const bytes = permuteRotaryRows(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), 4, nHeads, headSize, undo);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, v.length);
 }
 
 const layerTensor = (l: number, suffix: string) => `model.layers.${l}.${suffix}`;
@@ -124,6 +178,11 @@ export function readHfLlama(dir: string, part: ReadPart = {}): ModelWeights {
       if (!file) throw new Error(`${dir}: tensor '${name}' is missing from every safetensors file`);
       return file.read(name, shape);
     };
+    const matrix = (name: string, rows: number, cols: number) => {
+      const file = find(name);
+      if (!file) throw new Error(`${dir}: tensor '${name}' is missing from every safetensors file`);
+      return file.readMatrix(name, rows, cols);
+    };
     const range = part.range ?? { from: 0, to: nLayers };
     if (range.from < 0 || range.from > range.to || range.to > nLayers) {
       throw new Error(`block range [${range.from}, ${range.to}) is outside the model's ${nLayers} layers`);
@@ -132,23 +191,23 @@ export function readHfLlama(dir: string, part: ReadPart = {}): ModelWeights {
     for (let l = range.from; l < range.to; l++) {
       layers.push({
         attnNorm: get(layerTensor(l, 'input_layernorm.weight'), [dim]),
-        wq: permuteRotary(get(layerTensor(l, 'self_attn.q_proj.weight'), [dim, dim]), nHeads, headSize, true),
-        wk: permuteRotary(get(layerTensor(l, 'self_attn.k_proj.weight'), [kvDim, dim]), nKvHeads, headSize, true),
-        wv: get(layerTensor(l, 'self_attn.v_proj.weight'), [kvDim, dim]),
-        wo: get(layerTensor(l, 'self_attn.o_proj.weight'), [dim, dim]),
+        wq: permuteRotary(matrix(layerTensor(l, 'self_attn.q_proj.weight'), dim, dim), nHeads, headSize, true),
+        wk: permuteRotary(matrix(layerTensor(l, 'self_attn.k_proj.weight'), kvDim, dim), nKvHeads, headSize, true),
+        wv: matrix(layerTensor(l, 'self_attn.v_proj.weight'), kvDim, dim),
+        wo: matrix(layerTensor(l, 'self_attn.o_proj.weight'), dim, dim),
         ffnNorm: get(layerTensor(l, 'post_attention_layernorm.weight'), [dim]),
-        w1: get(layerTensor(l, 'mlp.gate_proj.weight'), [hiddenDim, dim]),
-        w2: get(layerTensor(l, 'mlp.down_proj.weight'), [dim, hiddenDim]),
-        w3: get(layerTensor(l, 'mlp.up_proj.weight'), [hiddenDim, dim]),
+        w1: matrix(layerTensor(l, 'mlp.gate_proj.weight'), hiddenDim, dim),
+        w2: matrix(layerTensor(l, 'mlp.down_proj.weight'), dim, hiddenDim),
+        w3: matrix(layerTensor(l, 'mlp.up_proj.weight'), hiddenDim, dim),
       });
     }
     let head: HeadWeights | undefined;
     if (part.head ?? true) {
-      const tokenEmbedding = get('model.embed_tokens.weight', [vocabSize, dim]);
+      const tokenEmbedding = matrix('model.embed_tokens.weight', vocabSize, dim);
       head = {
         tokenEmbedding,
         finalNorm: get('model.norm.weight', [dim]),
-        classifier: config.sharedClassifier ? tokenEmbedding : get('lm_head.weight', [vocabSize, dim]),
+        classifier: config.sharedClassifier ? tokenEmbedding : matrix('lm_head.weight', vocabSize, dim),
       };
     }
     return { config, head, range, layers };
@@ -174,22 +233,22 @@ export function writeHfLlama(dir: string, weights: ModelWeights, dtype: 'f32' | 
   const { dim, hiddenDim, nHeads, nKvHeads, vocabSize } = config;
   const headSize = dim / nHeads;
   const kvDim = nKvHeads * headSize;
-  const tensors: TensorToWrite[] = [{ name: 'model.embed_tokens.weight', shape: [vocabSize, dim], data: head.tokenEmbedding }];
+  const tensors: TensorToWrite[] = [{ name: 'model.embed_tokens.weight', shape: [vocabSize, dim], data: dequantize(head.tokenEmbedding) }];
   layers.forEach((w, l) => {
     tensors.push(
       { name: layerTensor(l, 'input_layernorm.weight'), shape: [dim], data: w.attnNorm },
-      { name: layerTensor(l, 'self_attn.q_proj.weight'), shape: [dim, dim], data: permuteRotary(w.wq, nHeads, headSize, false) },
-      { name: layerTensor(l, 'self_attn.k_proj.weight'), shape: [kvDim, dim], data: permuteRotary(w.wk, nKvHeads, headSize, false) },
-      { name: layerTensor(l, 'self_attn.v_proj.weight'), shape: [kvDim, dim], data: w.wv },
-      { name: layerTensor(l, 'self_attn.o_proj.weight'), shape: [dim, dim], data: w.wo },
+      { name: layerTensor(l, 'self_attn.q_proj.weight'), shape: [dim, dim], data: dequantize(permuteRotary(w.wq, nHeads, headSize, false)) },
+      { name: layerTensor(l, 'self_attn.k_proj.weight'), shape: [kvDim, dim], data: dequantize(permuteRotary(w.wk, nKvHeads, headSize, false)) },
+      { name: layerTensor(l, 'self_attn.v_proj.weight'), shape: [kvDim, dim], data: dequantize(w.wv) },
+      { name: layerTensor(l, 'self_attn.o_proj.weight'), shape: [dim, dim], data: dequantize(w.wo) },
       { name: layerTensor(l, 'post_attention_layernorm.weight'), shape: [dim], data: w.ffnNorm },
-      { name: layerTensor(l, 'mlp.gate_proj.weight'), shape: [hiddenDim, dim], data: w.w1 },
-      { name: layerTensor(l, 'mlp.down_proj.weight'), shape: [dim, hiddenDim], data: w.w2 },
-      { name: layerTensor(l, 'mlp.up_proj.weight'), shape: [hiddenDim, dim], data: w.w3 },
+      { name: layerTensor(l, 'mlp.gate_proj.weight'), shape: [hiddenDim, dim], data: dequantize(w.w1) },
+      { name: layerTensor(l, 'mlp.down_proj.weight'), shape: [dim, hiddenDim], data: dequantize(w.w2) },
+      { name: layerTensor(l, 'mlp.up_proj.weight'), shape: [hiddenDim, dim], data: dequantize(w.w3) },
     );
   });
   tensors.push({ name: 'model.norm.weight', shape: [dim], data: head.finalNorm });
-  if (!config.sharedClassifier) tensors.push({ name: 'lm_head.weight', shape: [vocabSize, dim], data: head.classifier });
+  if (!config.sharedClassifier) tensors.push({ name: 'lm_head.weight', shape: [vocabSize, dim], data: dequantize(head.classifier) });
   mkdirSync(dir, { recursive: true });
   const hfConfig = {
     architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_act: 'silu',

@@ -1,22 +1,23 @@
-// The weights as the TF.js forward pass lays them out, and the sizes it works with. Matrices
-// are stored transposed, [in][out], because the wasm backend's fast (XNNPACK) matmul path
-// takes an untransposed right operand; with transposeB it falls back to a naive loop (4x
-// slower measured, see models/README.md). The RMSNorm gains are folded into the rows of the
-// matrices that follow them, and 1/sqrt(headSize) into the q columns:
-// W·(g⊙x) = (W·diag(g))·x, exact up to rounding.
-import * as tf from '@tensorflow/tfjs';
+// The weights as the forward pass holds them, and the sizes it works with. Every matrix
+// lives once, in its stored encoding, in the stage's matmul kernel (kernels/): TF.js holds
+// no weight matrix, so XNNPACK never keeps a packed copy of one. The RMSNorm gains and the
+// qwen2 biases stay small host vectors; the gains cannot be folded into quantized rows.
+import type { KernelMatrix, MatmulRuntime } from './kernels/index.js';
 import type { LayerWeights, LlamaConfig } from './types.js';
 
 /** A layer's weights as the forward pass uses them. */
 export interface PreparedLayer {
-  /** [dim][qDim + 2·kvDim]: q (scaled by 1/sqrt(headSize)), k, v columns; attnNorm folded in. */
-  wqkv: tf.Tensor2D;
-  /** [qDim][dim] */
-  wo: tf.Tensor2D;
-  /** [dim][2·hiddenDim]: gate (w1) then up (w3) columns; ffnNorm folded in. */
-  w13: tf.Tensor2D;
-  /** [hiddenDim][dim] */
-  w2: tf.Tensor2D;
+  attnNorm: Float32Array;
+  ffnNorm: Float32Array;
+  /** q, k, v projections, run as one kernel call on the same input. */
+  qkv: [KernelMatrix, KernelMatrix, KernelMatrix];
+  /** qwen2's q, k, v biases (undefined entries for llama). */
+  qkvBias: [Float32Array | undefined, Float32Array | undefined, Float32Array | undefined];
+  wo: KernelMatrix;
+  /** gate (w1) and up (w3), one kernel call. */
+  gateUp: [KernelMatrix, KernelMatrix];
+  /** down (w2) */
+  down: KernelMatrix;
 }
 
 /** Sizes derived from the config, named as in run.c. */
@@ -46,39 +47,24 @@ export function geometryOf(config: LlamaConfig): Geometry {
   };
 }
 
-/**
- * Writes `w` ([rows][cols], row-major) transposed into `dst` ([cols][dstWidth]) starting at
- * column `colOffset`, multiplying source column c by `inScale[c]` and everything by `scale`.
- */
-function transposeInto(dst: Float32Array, dstWidth: number, colOffset: number, w: Float32Array, rows: number,
-  cols: number, inScale?: Float32Array, scale = 1): void {
-  if (w.length !== rows * cols) throw new Error(`weight matrix has ${w.length} values, expected ${rows}x${cols}`);
-  for (let r = 0; r < rows; r++) {
-    const src = r * cols;
-    for (let c = 0; c < cols; c++) {
-      dst[c * dstWidth + colOffset + r] = w[src + c]! * (inScale ? inScale[c]! : 1) * scale;
-    }
+/** Uploads one layer's matrices into `kernel`; the caller can drop `layer` afterwards. */
+export function prepareLayer(g: Geometry, layer: LayerWeights, kernel: MatmulRuntime): PreparedLayer {
+  const expect = (name: string, rows: number, cols: number) => {
+    const m = layer[name as 'wq'];
+    if (m.rows !== rows || m.cols !== cols) throw new Error(`${name} is [${m.rows}][${m.cols}], expected [${rows}][${cols}]`);
+    return kernel.upload(m);
+  };
+  const { dim, hiddenDim, qDim, kvDim } = g;
+  for (const [name, v, n] of [['bq', layer.bq, qDim], ['bk', layer.bk, kvDim], ['bv', layer.bv, kvDim]] as const) {
+    if (v && v.length !== n) throw new Error(`${name} has ${v.length} values, expected ${n}`);
   }
-}
-
-export function prepareLayer(g: Geometry, layer: LayerWeights): PreparedLayer {
-  const { dim, hiddenDim, qDim, kvDim, headSize } = g;
-  const qkvWidth = qDim + 2 * kvDim;
-  const qkv = new Float32Array(dim * qkvWidth);
-  transposeInto(qkv, qkvWidth, 0, layer.wq, qDim, dim, layer.attnNorm, 1 / Math.sqrt(headSize));
-  transposeInto(qkv, qkvWidth, qDim, layer.wk, kvDim, dim, layer.attnNorm);
-  transposeInto(qkv, qkvWidth, qDim + kvDim, layer.wv, kvDim, dim, layer.attnNorm);
-  const wo = new Float32Array(qDim * dim);
-  transposeInto(wo, dim, 0, layer.wo, dim, qDim);
-  const w13 = new Float32Array(dim * 2 * hiddenDim);
-  transposeInto(w13, 2 * hiddenDim, 0, layer.w1, hiddenDim, dim, layer.ffnNorm);
-  transposeInto(w13, 2 * hiddenDim, hiddenDim, layer.w3, hiddenDim, dim, layer.ffnNorm);
-  const w2 = new Float32Array(hiddenDim * dim);
-  transposeInto(w2, dim, 0, layer.w2, dim, hiddenDim);
   return {
-    wqkv: tf.tensor2d(qkv, [dim, qkvWidth]),
-    wo: tf.tensor2d(wo, [qDim, dim]),
-    w13: tf.tensor2d(w13, [dim, 2 * hiddenDim]),
-    w2: tf.tensor2d(w2, [hiddenDim, dim]),
+    attnNorm: layer.attnNorm,
+    ffnNorm: layer.ffnNorm,
+    qkv: [expect('wq', qDim, dim), expect('wk', kvDim, dim), expect('wv', kvDim, dim)],
+    qkvBias: [layer.bq, layer.bk, layer.bv],
+    wo: expect('wo', dim, qDim),
+    gateUp: [expect('w1', hiddenDim, dim), expect('w3', hiddenDim, dim)],
+    down: expect('w2', dim, hiddenDim),
   };
 }

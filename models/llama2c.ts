@@ -9,7 +9,8 @@
 // reads: an agent loading layers [2, 4) of a large model never pulls the rest into memory.
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
-import type { BlockRange, HeadWeights, LayerWeights, LlamaConfig, ModelWeights } from './types.js';
+import { MATRIX_KINDS, matrixShape, type BlockRange, type HeadWeights, type LayerWeights, type LlamaConfig, type MatrixKind, type ModelWeights } from './types.js';
+import { dequantize, f32Matrix, type WeightMatrix } from './weights.js';
 
 export const LLAMA2C_HEADER_BYTES = 7 * 4;
 
@@ -31,7 +32,7 @@ interface Layout {
   expectedBytes: number;
 }
 
-type LayerKind = keyof LayerWeights;
+type LayerKind = 'attnNorm' | 'ffnNorm' | MatrixKind;
 type ArrayKind = LayerKind | 'tokenEmbedding' | 'finalNorm' | 'freqCis';
 
 /** run.c's order of the arrays after the header (memory_map_weights). */
@@ -141,20 +142,21 @@ export function readLlama2c(path: string, part: ReadPart = {}): ModelWeights {
     }
     const layers: LayerWeights[] = [];
     for (let l = range.from; l < range.to; l++) {
-      const layer = {} as LayerWeights;
-      for (const kind of Object.keys(layout.perLayer) as LayerKind[]) {
-        const n = layout.perLayer[kind];
-        layer[kind] = readFloats(fd, layout.offsets[kind] + l * n * 4, n);
-      }
-      layers.push(layer);
+      const read = (kind: LayerKind) => readFloats(fd, layout.offsets[kind] + l * layout.perLayer[kind] * 4, layout.perLayer[kind]);
+      const matrix = (kind: MatrixKind) => f32Matrix(read(kind), ...matrixShape(config, kind));
+      layers.push({
+        attnNorm: read('attnNorm'), ffnNorm: read('ffnNorm'),
+        ...Object.fromEntries(MATRIX_KINDS.map((k) => [k, matrix(k)])) as Record<MatrixKind, WeightMatrix>,
+      });
     }
     let head: HeadWeights | undefined;
     if (part.head ?? true) {
-      const tokenEmbedding = readFloats(fd, layout.offsets.tokenEmbedding, config.vocabSize * config.dim);
-      const finalNorm = readFloats(fd, layout.offsets.finalNorm, config.dim);
+      const { vocabSize, dim } = config;
+      const tokenEmbedding = f32Matrix(readFloats(fd, layout.offsets.tokenEmbedding, vocabSize * dim), vocabSize, dim);
+      const finalNorm = readFloats(fd, layout.offsets.finalNorm, dim);
       const classifier = config.sharedClassifier
         ? tokenEmbedding
-        : readFloats(fd, layout.classifierOffset, config.vocabSize * config.dim);
+        : f32Matrix(readFloats(fd, layout.classifierOffset, vocabSize * dim), vocabSize, dim);
       head = { tokenEmbedding, finalNorm, classifier };
     }
     return { config, head, range, layers };
@@ -191,7 +193,10 @@ export function writeLlama2c(path: string, weights: ModelWeights): void {
   }
   const fd = openSync(path, 'w');
   try {
-    const put = (a: Float32Array) => writeSync(fd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    const put = (a: Float32Array | WeightMatrix) => {
+      const f = a instanceof Float32Array ? a : dequantize(a);
+      writeSync(fd, new Uint8Array(f.buffer, f.byteOffset, f.byteLength));
+    };
     writeSync(fd, header);
     put(head.tokenEmbedding);
     for (const kind of ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'ffnNorm', 'w1', 'w2', 'w3'] as LayerKind[]) {

@@ -1,49 +1,257 @@
 // Seeded random weights of any Llama shape, for tests and for benchmarking shapes we have no
 // checkpoint of. The scale keeps activations of a deep stack in a sane range, as a trained
 // model's would be: matrices ~ N(0, 1/in) (LeCun initialization), norm gains near 1.
-import { Random } from './head.js';
-import type { HeadWeights, LayerWeights, LlamaConfig, ModelWeights } from './types.js';
+//
+// A model can be generated in parts: each layer draws from its own stream, seeded from the
+// model's seed and the layer's index, and the head part from another, so a pipeline stage
+// builds exactly its own layers without generating the others, and a layer's weights are the
+// same whichever part asks for it.
+//
+// Generation has to keep up with billion-parameter shapes (TinyLlama's 1.1 B values in a few
+// seconds), so values are not drawn by Box–Muller (a log and a cos per pair): each 32-bit
+// draw of a small PRNG gives two 16-bit indices into a table of the standard normal's
+// quantiles at (i + ½)/65536. That is a normal distribution truncated at ±4.3σ and
+// discretized to 65536 levels, rescaled to unit variance: plenty for weights whose only job
+// is to have the right scale.
+import type { BlockRange, HeadWeights, LayerWeights, LlamaConfig, ModelWeights } from './types.js';
+import { f32Matrix, matrixBytes, quantize, rowBytes, type WeightMatrix, type WeightType } from './weights.js';
+
+/** Values generated at a time for a quantized matrix. */
+const CHUNK_VALUES = 1 << 20;
 
 export function llamaConfig(shape: Pick<LlamaConfig, 'dim' | 'hiddenDim' | 'nLayers' | 'nHeads' | 'nKvHeads' | 'vocabSize' | 'seqLen'>
   & Partial<LlamaConfig>): LlamaConfig {
   return { sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000, ...shape };
 }
 
-/** Standard normal draws by Box–Muller from the seeded uniform generator. */
-function fillNormal(a: Float32Array, random: Random, std: number, mean = 0): Float32Array {
-  for (let i = 0; i < a.length; i += 2) {
-    const u = 1 - random.next();
-    const v = random.next();
-    const r = Math.sqrt(-2 * Math.log(u)) * std;
-    a[i] = mean + r * Math.cos(2 * Math.PI * v);
-    if (i + 1 < a.length) a[i + 1] = mean + r * Math.sin(2 * Math.PI * v);
-  }
-  return a;
+/** Which part of a model to generate; see randomWeights. */
+export interface RandomPart {
+  /** Layers [from, to) (default: none). */
+  range?: BlockRange;
+  /** The head part: token embedding, final norm, classifier (default: false). */
+  head?: boolean;
 }
 
-export function randomWeights(config: LlamaConfig, seed: number): ModelWeights {
-  const random = new Random(seed);
-  const { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize } = config;
+/**
+ * Seeded random weights of `config`, matrices encoded as `type` (default f32). qwen2 configs
+ * get q/k/v biases. Without `part` the whole model (every layer and the head); with it, only
+ * the layers of `part.range` and, if `part.head`, the head. The same seed gives the same
+ * values for a layer or the head whichever part they are generated in.
+ */
+export function randomWeights(config: LlamaConfig, seed: number, type: WeightType = 'f32', part?: RandomPart): ModelWeights {
+  const range = part ? (part.range ?? { from: 0, to: 0 }) : { from: 0, to: config.nLayers };
+  if (!Number.isInteger(range.from) || !Number.isInteger(range.to) || range.from < 0 || range.to > config.nLayers || range.from > range.to) {
+    throw new Error(`layer range [${range.from}, ${range.to}) is not inside the model's [0, ${config.nLayers})`);
+  }
+  const layers: LayerWeights[] = [];
+  for (let l = range.from; l < range.to; l++) layers.push(randomLayer(config, seed, l, type));
+  const withHead = part ? part.head === true : true;
+  return { config, range: { ...range }, layers, ...(withHead ? { head: randomHead(config, seed, type) } : {}) };
+}
+
+/** Layer `index` of the seeded model (what randomWeights puts at that index). */
+export function randomLayer(config: LlamaConfig, seed: number, index: number, type: WeightType = 'f32'): LayerWeights {
+  const { dim, hiddenDim, nHeads, nKvHeads } = config;
   const headSize = dim / nHeads;
+  const qDim = nHeads * headSize;
   const kvDim = nKvHeads * headSize;
-  const matrix = (rows: number, cols: number) => fillNormal(new Float32Array(rows * cols), random, 1 / Math.sqrt(cols));
-  const gain = () => fillNormal(new Float32Array(dim), random, 0.1, 1);
-  const layers: LayerWeights[] = Array.from({ length: nLayers }, () => ({
+  const g = new NormalStream(mix(seed, index + 1));
+  const matrix = (rows: number, cols: number) => g.matrix(rows, cols, type);
+  const gain = () => g.fill(new Float32Array(dim), 0.1, 1);
+  const bias = (n: number) => g.fill(new Float32Array(n), 0.1);
+  return {
+    ...(config.architecture === 'qwen2' ? { bq: bias(qDim), bk: bias(kvDim), bv: bias(kvDim) } : {}),
     attnNorm: gain(),
-    wq: matrix(nHeads * headSize, dim),
+    wq: matrix(qDim, dim),
     wk: matrix(kvDim, dim),
     wv: matrix(kvDim, dim),
-    wo: matrix(dim, nHeads * headSize),
+    wo: matrix(dim, qDim),
     ffnNorm: gain(),
     w1: matrix(hiddenDim, dim),
     w2: matrix(dim, hiddenDim),
     w3: matrix(hiddenDim, dim),
-  }));
-  const tokenEmbedding = fillNormal(new Float32Array(vocabSize * dim), random, 1);
-  const head: HeadWeights = {
-    tokenEmbedding,
-    finalNorm: gain(),
-    classifier: config.sharedClassifier ? tokenEmbedding : matrix(vocabSize, dim),
   };
-  return { config, head, range: { from: 0, to: nLayers }, layers };
+}
+
+/** The head part of the seeded model. The embedding is N(0, 1), as the stacks expect their input. */
+export function randomHead(config: LlamaConfig, seed: number, type: WeightType = 'f32'): HeadWeights {
+  const { dim, vocabSize } = config;
+  const g = new NormalStream(mix(seed, 0));
+  const tokenEmbedding = g.matrix(vocabSize, dim, type, 1);
+  const finalNorm = g.fill(new Float32Array(dim), 0.1, 1);
+  return { tokenEmbedding, finalNorm, classifier: config.sharedClassifier ? tokenEmbedding : g.matrix(vocabSize, dim, type) };
+}
+
+/** A 32-bit hash of (seed, stream): the seed of one layer's (or the head's) stream. */
+function mix(seed: number, stream: number): number {
+  let h = (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(stream >>> 0, 0x85ebca77)) >>> 0;
+  // MurmurHash3's fmix32 finalizer
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** Standard normal quantiles at (i + ½)/65536, scaled to unit variance. */
+let quantiles: Float32Array | undefined;
+
+function normalTable(): Float32Array {
+  if (!quantiles) {
+    const q = new Float64Array(65536);
+    let sumSq = 0;
+    for (let i = 0; i < 65536; i++) {
+      q[i] = inverseNormalCdf((i + 0.5) / 65536);
+      sumSq += q[i]! * q[i]!;
+    }
+    const scale = 1 / Math.sqrt(sumSq / 65536);
+    quantiles = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) quantiles[i] = q[i]! * scale;
+  }
+  return quantiles;
+}
+
+/**
+ * The standard normal's quantile function by Acklam's rational approximation (relative error
+ * below 1.15e-9; P. J. Acklam, "An algorithm for computing the inverse normal cumulative
+ * distribution function", 2003).
+ */
+function inverseNormalCdf(p: number): number {
+  const a = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1, 2.506628277459239];
+  const b = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+  const c = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const d = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+  const tail = (q: number) => (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) /
+    ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
+  if (p < 0.02425) return tail(Math.sqrt(-2 * Math.log(p)));
+  if (p > 1 - 0.02425) return -tail(Math.sqrt(-2 * Math.log(1 - p)));
+  const q = p - 0.5;
+  const r = q * q;
+  return (((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q /
+    (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1);
+}
+
+/** Normal draws from one seeded stream: SplitMix32 words, two table lookups per word. */
+class NormalStream {
+  private state: number;
+  private readonly table = normalTable();
+
+  constructor(seed: number) {
+    this.state = seed >>> 0;
+  }
+
+  /** Fills `a` with N(mean, std²) draws. */
+  fill(a: Float32Array, std: number, mean = 0): Float32Array {
+    const t = this.table;
+    let s = this.state;
+    const n = a.length;
+    for (let i = 0; i < n; i += 2) {
+      // SplitMix32 (Steele, Lea & Flood 2014), as head.ts's Random, inlined
+      s = (s + 0x9e3779b9) | 0;
+      let z = Math.imul(s ^ (s >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      z ^= z >>> 16;
+      a[i] = mean + std * t[z & 0xffff]!;
+      if (i + 1 < n) a[i + 1] = mean + std * t[z >>> 16]!;
+    }
+    this.state = s;
+    return a;
+  }
+
+  /** A [rows][cols] matrix of N(0, std²) values (default std 1/sqrt(cols)), encoded as `type`. */
+  matrix(rows: number, cols: number, type: WeightType, std = 1 / Math.sqrt(cols)): WeightMatrix {
+    if (type === 'f32') return f32Matrix(this.fill(new Float32Array(rows * cols), std), rows, cols);
+    // Encoded a band of rows at a time, so that no f32 copy of a whole matrix exists (the
+    // largest, a 150k-token embedding, would need over half a gigabyte).
+    const data = new Uint8Array(matrixBytes(type, rows, cols));
+    const band = Math.max(1, Math.floor(CHUNK_VALUES / cols));
+    const values = new Float32Array(Math.min(rows, band) * cols);
+    const rb = rowBytes(type, cols);
+    for (let r = 0; r < rows; r += band) {
+      const n = Math.min(band, rows - r);
+      const chunk = this.fill(values.subarray(0, n * cols), std);
+      if (type === 'q8_0' || type === 'q4_0') quantizeBlocks(chunk, type, data.subarray(r * rb, (r + n) * rb));
+      else data.set(quantize(chunk, n, cols, type).data, r * rb);
+    }
+    return { type, rows, cols, data };
+  }
+}
+
+const bits32 = new Uint32Array(1);
+const float32 = new Float32Array(bits32.buffer);
+
+/** IEEE binary16 bits of a float32, rounded to nearest even (as GGML_FP32_TO_FP16); exported for tests. */
+export function f16Bits(x: number): number {
+  float32[0] = x;
+  const b = bits32[0]!;
+  const sign = (b >>> 16) & 0x8000;
+  const e = ((b >>> 23) & 0xff) - 127 + 15;
+  const m = b & 0x7fffff;
+  if (e === 128 + 15) return sign | 0x7c00 | (m ? 0x200 : 0); // inf, NaN
+  if (e >= 0x1f) return sign | 0x7c00; // too large: inf
+  if (e <= 0) {
+    // subnormal: (m | 1.0) · 2^(e − 14) units of 2^-24
+    if (e < -10) return sign;
+    const shift = 14 - e;
+    const full = m | 0x800000;
+    const h = full >>> shift;
+    const rest = full & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    return sign | (h + (rest > half || (rest === half && (h & 1)) ? 1 : 0));
+  }
+  const h = sign | (e << 10) | (m >>> 13);
+  const rest = m & 0x1fff;
+  return h + (rest > 0x1000 || (rest === 0x1000 && (h & 1)) ? 1 : 0); // a carry rounds up into the exponent
+}
+
+/**
+ * Q8_0 / Q4_0 blocks of `values` into `out`: the same bytes as weights.ts's quantize (ggml's
+ * quantize_row_q8_0_ref and quantize_row_q4_0_ref), with a direct f16 rounding of the block
+ * scales instead of a bulk-conversion call per block, which costs microseconds each: this is
+ * what makes a billion-value model quick to generate (tests/models/random.test.ts checks
+ * the bytes against quantize).
+ */
+function quantizeBlocks(values: Float32Array, type: 'q8_0' | 'q4_0', out: Uint8Array): void {
+  const bb = type === 'q8_0' ? 34 : 18;
+  const nBlocks = values.length / 32;
+  const fr = Math.fround;
+  for (let blk = 0; blk < nBlocks; blk++) {
+    const x0 = blk * 32;
+    const o = blk * bb;
+    if (type === 'q8_0') {
+      let amax = 0;
+      for (let i = 0; i < 32; i++) {
+        const a = Math.abs(values[x0 + i]!);
+        if (a > amax) amax = a;
+      }
+      const d = fr(amax / 127);
+      const id = d ? fr(1 / d) : 0;
+      const bits = f16Bits(d);
+      out[o] = bits & 0xff;
+      out[o + 1] = bits >> 8;
+      for (let i = 0; i < 32; i++) {
+        // C's roundf, halves away from zero: q ± ½ is exact in float64 for a float32 q
+        const q = fr(values[x0 + i]! * id);
+        out[o + 2 + i] = Math.trunc(q < 0 ? q - 0.5 : q + 0.5) & 0xff;
+      }
+    } else {
+      let amax = 0;
+      let max = 0;
+      for (let i = 0; i < 32; i++) {
+        const v = values[x0 + i]!;
+        if (Math.abs(v) > amax) {
+          amax = Math.abs(v);
+          max = v;
+        }
+      }
+      const d = fr(max / -8);
+      const id = d ? fr(1 / d) : 0;
+      const bits = f16Bits(d);
+      out[o] = bits & 0xff;
+      out[o + 1] = bits >> 8;
+      for (let i = 0; i < 16; i++) {
+        const lo = Math.min(15, Math.trunc(fr(fr(values[x0 + i]! * id) + 8.5)));
+        const hi = Math.min(15, Math.trunc(fr(fr(values[x0 + i + 16]! * id) + 8.5)));
+        out[o + 2 + i] = lo | (hi << 4);
+      }
+    }
+  }
 }

@@ -4,6 +4,7 @@
 // TF.js forward pass and the distributed pipeline are compared against, so it shares no code
 // with them and keeps every intermediate in double precision.
 import type { HeadWeights, LayerWeights, LlamaConfig, ModelWeights } from './types.js';
+import { dequantize, dequantizeRows, type WeightMatrix } from './weights.js';
 
 type Vec = Float64Array;
 
@@ -14,6 +15,23 @@ export function rmsNorm(x: ArrayLike<number>, weight: ArrayLike<number>, eps: nu
   const scale = 1 / Math.sqrt(ss / x.length + eps);
   const out = new Float64Array(x.length);
   for (let i = 0; i < x.length; i++) out[i] = weight[i]! * (scale * x[i]!);
+  return out;
+}
+
+/** Every matrix decoded once to f32 (the reference trades memory for simplicity). */
+const decoded = new WeakMap<WeightMatrix, Float32Array>();
+
+function values(m: WeightMatrix): Float32Array {
+  let v = decoded.get(m);
+  if (!v) decoded.set(m, (v = dequantize(m)));
+  return v;
+}
+
+/** out = W x (+ bias) with W row-major [rows][x.length], stored in any encoding. */
+function matrixVec(w: WeightMatrix, x: ArrayLike<number>, bias?: Float32Array): Vec {
+  if (w.cols !== x.length) throw new Error(`matrix has ${w.cols} columns, vector ${x.length} values`);
+  const out = matVec(values(w), x, w.rows);
+  if (bias) for (let i = 0; i < out.length; i++) out[i] = out[i]! + bias[i]!;
   return out;
 }
 
@@ -46,10 +64,11 @@ export function softmaxInPlace(x: Vec, len = x.length): void {
  * Rotary position embedding on interleaved pairs (v[2i], v[2i+1]) of each head of `v`, as
  * run.c does: angle = pos * theta^(-2i/headSize) (RoFormer, Su et al. 2021, eq. 34).
  */
-export function applyRope(v: Vec, pos: number, headSize: number, theta: number): void {
+export function applyRope(v: Vec, pos: number, headSize: number, theta: number, freqFactors?: readonly number[]): void {
   for (let i = 0; i < v.length; i += 2) {
     const headDim = i % headSize;
-    const angle = pos / Math.pow(theta, headDim / headSize);
+    // llama3 rope scaling divides each frequency by its factor (types.ts ropeFreqFactors)
+    const angle = pos / Math.pow(theta, headDim / headSize) / (freqFactors?.[headDim / 2] ?? 1);
     const cos = Math.cos(angle);
     const sin = Math.sin(angle);
     const a = v[i]!;
@@ -78,23 +97,24 @@ export function embedToken(head: HeadWeights, config: LlamaConfig, token: number
   if (!Number.isInteger(token) || token < 0 || token >= config.vocabSize) {
     throw new Error(`token id ${token} is outside the vocabulary [0, ${config.vocabSize})`);
   }
-  return Float64Array.from(head.tokenEmbedding.subarray(token * config.dim, (token + 1) * config.dim));
+  return Float64Array.from(dequantizeRows(head.tokenEmbedding, token, token + 1));
 }
 
 /** One transformer block at position `pos`, updating `x` in place and the layer's cache. */
 function blockForward(config: LlamaConfig, layer: LayerWeights, keys: Vec[], values: Vec[], x: Vec, pos: number): void {
-  const { dim, hiddenDim, nHeads, nKvHeads, normEps, ropeTheta } = config;
+  const { dim, nHeads, nKvHeads, normEps, ropeTheta, ropeFreqFactors } = config;
   const headSize = dim / nHeads;
   const kvDim = nKvHeads * headSize;
   const kvMul = nHeads / nKvHeads; // grouped-query attention: heads sharing one KV head
 
   // attention rmsnorm, then q, k, v projections
   const xb = rmsNorm(x, layer.attnNorm, normEps);
-  const q = matVec(layer.wq, xb, dim);
-  const k = matVec(layer.wk, xb, kvDim);
-  const v = matVec(layer.wv, xb, kvDim);
-  applyRope(q, pos, headSize, ropeTheta);
-  applyRope(k, pos, headSize, ropeTheta);
+  const q = matrixVec(layer.wq, xb, layer.bq);
+  const k = matrixVec(layer.wk, xb, layer.bk);
+  const v = matrixVec(layer.wv, xb, layer.bv);
+  if (k.length !== kvDim) throw new Error(`wk has ${k.length} rows, expected kvDim ${kvDim}`);
+  applyRope(q, pos, headSize, ropeTheta, ropeFreqFactors);
+  applyRope(k, pos, headSize, ropeTheta, ropeFreqFactors);
   keys[pos] = k;
   values[pos] = v;
 
@@ -118,18 +138,18 @@ function blockForward(config: LlamaConfig, layer: LayerWeights, keys: Vec[], val
       for (let i = 0; i < headSize; i++) attnOut[qOff + i] = attnOut[qOff + i]! + a * vt[kvOff + i]!;
     }
   }
-  const attnProj = matVec(layer.wo, attnOut, dim);
+  const attnProj = matrixVec(layer.wo, attnOut);
   for (let i = 0; i < dim; i++) x[i] = x[i]! + attnProj[i]!;
 
   // feed-forward: w2(silu(w1 x) * w3 x) (SwiGLU, Shazeer 2020, eq. 6)
   const xf = rmsNorm(x, layer.ffnNorm, normEps);
-  const gate = matVec(layer.w1, xf, hiddenDim);
-  const up = matVec(layer.w3, xf, hiddenDim);
-  for (let i = 0; i < hiddenDim; i++) {
+  const gate = matrixVec(layer.w1, xf);
+  const up = matrixVec(layer.w3, xf);
+  for (let i = 0; i < gate.length; i++) {
     const g = gate[i]!;
     gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
   }
-  const down = matVec(layer.w2, gate, dim);
+  const down = matrixVec(layer.w2, gate);
   for (let i = 0; i < dim; i++) x[i] = x[i]! + down[i]!;
 }
 
@@ -158,7 +178,7 @@ export function forwardLayers(weights: ModelWeights, cache: ReferenceKvCache, hi
 /** Final rmsnorm and classifier: the logits of one hidden state. */
 export function headLogits(head: HeadWeights, config: LlamaConfig, hidden: Vec): Vec {
   const x = rmsNorm(hidden, head.finalNorm, config.normEps);
-  return matVec(head.classifier, x, config.vocabSize);
+  return matrixVec(head.classifier, x);
 }
 
 function requireWhole(weights: ModelWeights): HeadWeights {

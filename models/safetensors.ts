@@ -8,6 +8,7 @@ import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { z } from 'zod';
 import { BYTES_PER_ELEMENT, decodeFloats, encodeFloats, type FloatDtype } from './f16.js';
+import { checkMatrix, type WeightMatrix } from './weights.js';
 
 const ST_DTYPES: Record<string, FloatDtype> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 const ST_NAMES: Record<FloatDtype, string> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
@@ -101,13 +102,26 @@ export class SafetensorsFile {
 
   /** Reads one tensor as float32, checking its shape when `shape` is given. */
   read(name: string, shape?: number[]): Float32Array {
+    const info = this.info(name, shape);
+    const count = info.shape.reduce((a, v) => a * v, 1);
+    return decodeFloats(this.readBytes(info.begin, info.end - info.begin), info.dtype, count);
+  }
+
+  /** Reads a matrix [rows][cols] in its stored encoding (f32, f16 or bf16), as a copy of its own. */
+  readMatrix(name: string, rows: number, cols: number): WeightMatrix {
+    const info = this.info(name, [rows, cols]);
+    const bytes = this.readBytes(info.begin, info.end - info.begin);
+    // a plain Uint8Array of its own (a Buffer's slice would be a Buffer sharing the pool)
+    return checkMatrix({ type: info.dtype, rows, cols, data: this.bytes ? new Uint8Array(bytes) : bytes }, `${this.path}: ${name}`);
+  }
+
+  private info(name: string, shape?: number[]): TensorInfo {
     const info = this.tensors.get(name);
     if (!info) throw new Error(`${this.path}: has no tensor '${name}'`);
     if (shape && (shape.length !== info.shape.length || shape.some((v, i) => v !== info.shape[i]))) {
       throw new Error(`${this.path}: tensor '${name}' has shape ${JSON.stringify(info.shape)}, expected ${JSON.stringify(shape)}`);
     }
-    const count = info.shape.reduce((a, v) => a * v, 1);
-    return decodeFloats(this.readBytes(info.begin, info.end - info.begin), info.dtype, count);
+    return info;
   }
 
   close(): void {

@@ -1,23 +1,30 @@
-// Our shard format: a folder with manifest.json, one safetensors file per block range and
-// one for the head part (token embedding, final norm, classifier). An agent reads only the
-// file of its own range; the gateway reads only the head file. Every file's sha256 is in
-// the manifest and is checked on load, so a corrupt copy is refused instead of producing
-// fluent garbage.
+// Our shard format: a folder with manifest.json, one file per block range and one for the
+// head part (token embedding, final norm, classifier). An agent reads only the file of its
+// own range; the gateway reads only the head file. Every file's sha256 is in the manifest
+// and is checked on load, so a corrupt copy is refused instead of producing fluent garbage.
 //
-// Tensor names inside a shard are our own and carry absolute layer indices
-// ("layers.3.wq"); values follow types.ts (interleaved RoPE, row-major [out][in]).
+// Shard files are GGUF (gguf-llama.ts writeGgufPart): llama.cpp's tensor names with the
+// model's own block indices, the whole model's metadata plus heliomesh.block_range, and the
+// matrices in the encoding the source had (a Q4_0 GGUF gives Q4_0 shards) or the one asked
+// for. The head file also carries the source's tokenizer.* metadata and chat template.
+// Folders written before GGUF shards hold safetensors files with our own tensor names
+// ("layers.3.wq", f32 or f16); they still load.
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import type { ReadPart } from './llama2c.js';
-import { SafetensorsFile, writeSafetensors, type TensorToWrite } from './safetensors.js';
-import type { BlockRange, HeadWeights, LayerWeights, LlamaConfig, ModelWeights } from './types.js';
+import { readGgufLlama, writeGgufPart } from './gguf-llama.js';
+import type { GgufMetadataEntry } from './gguf-write.js';
+import { SafetensorsFile } from './safetensors.js';
+import { MATRIX_KINDS, matrixShape, type BlockRange, type HeadWeights, type LayerWeights, type LlamaConfig, type MatrixKind, type ModelWeights } from './types.js';
+import type { WeightMatrix, WeightType } from './weights.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const SHARD_FORMAT = 'heliomesh-shards';
 
-const tokenizerKind = z.enum(['heliomesh-char', 'llama2c', 'hf']);
+/** 'gguf': the tokenizer.* metadata of a GGUF shard file (the head file). */
+const tokenizerKind = z.enum(['heliomesh-char', 'llama2c', 'hf', 'gguf']);
 export type TokenizerKind = z.infer<typeof tokenizerKind>;
 const tokenizerSpec = z.object({ kind: tokenizerKind, file: z.string().min(1) });
 export type TokenizerSpec = z.infer<typeof tokenizerSpec>;
@@ -26,7 +33,8 @@ const fileEntry = z.object({
   file: z.string().min(1).refine((f) => basename(f) === f, 'shard files live next to the manifest'),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   bytes: z.number().int().nonnegative(),
-  dtype: z.enum(['f32', 'f16']),
+  /** The encoding of the file's matrices; 'mixed' when they differ (a Q4_0 file's Q8_0 classifier, say). */
+  dtype: z.enum(['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'mixed']),
 });
 const blockEntry = fileEntry.extend({ from: z.number().int().nonnegative(), to: z.number().int().positive() });
 export type ShardEntry = z.infer<typeof blockEntry>;
@@ -35,7 +43,8 @@ export type HeadEntry = z.infer<typeof fileEntry>;
 const posInt = z.number().int().positive();
 const manifestSchema = z.object({
   format: z.literal(SHARD_FORMAT),
-  version: z.literal(1),
+  /** 1: safetensors shards; 2: GGUF shards. */
+  version: z.union([z.literal(1), z.literal(2)]),
   architecture: z.object({
     dim: posInt, hiddenDim: posInt, nLayers: posInt, nHeads: posInt, nKvHeads: posInt, vocabSize: posInt,
     seqLen: posInt, sharedClassifier: z.boolean(), normEps: z.number().positive(), ropeTheta: z.number().positive(),
@@ -63,77 +72,71 @@ export function splitRanges(nLayers: number, groups: number): BlockRange[] {
   return ranges;
 }
 
-const LAYER_KINDS: (keyof LayerWeights)[] = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'ffnNorm', 'w1', 'w2', 'w3'];
-
-function layerShapes(c: LlamaConfig): Record<keyof LayerWeights, number[]> {
-  const kvDim = (c.nKvHeads * c.dim) / c.nHeads;
-  return {
-    attnNorm: [c.dim], wq: [c.dim, c.dim], wk: [kvDim, c.dim], wv: [kvDim, c.dim], wo: [c.dim, c.dim],
-    ffnNorm: [c.dim], w1: [c.hiddenDim, c.dim], w2: [c.dim, c.hiddenDim], w3: [c.hiddenDim, c.dim],
-  };
-}
-
-function writeHashed(path: string, tensors: TensorToWrite[], dtype: 'f32' | 'f16', meta: Record<string, string>): { sha256: string; bytes: number } {
-  const chunks = writeSafetensors(path, tensors, dtype, meta);
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for (const c of chunks) {
-    hash.update(c);
-    bytes += c.byteLength;
-  }
-  return { sha256: hash.digest('hex'), bytes };
-}
-
 export interface SplitOptions {
   groups: number;
   outDir: string;
-  dtype: 'f32' | 'f16';
+  /** Encoding of the shards' matrices; 'keep' (default) keeps each as the source stores it. */
+  dtype?: WeightType | 'keep';
   /** A tokenizer file to copy next to the manifest, with its kind. */
   tokenizer?: { kind: TokenizerKind; path: string };
+  /** tokenizer.* metadata (and the chat template) to put in the head file: a GGUF source's own. */
+  tokenizerMetadata?: GgufMetadataEntry[];
   /** Called after each layer and after the head part: done and total units of work. */
   onProgress?: (done: number, total: number) => void;
 }
 
+/** The single encoding of a part's matrices, or 'mixed'. */
+function dtypeOf(matrices: WeightMatrix[]): WeightType | 'mixed' {
+  const types = new Set(matrices.map((m) => m.type));
+  return types.size === 1 ? [...types][0]! : 'mixed';
+}
+
 /**
- * Writes the shards of a model read part by part through `read` (so a large checkpoint is
- * never wholly in memory), then the manifest. Returns the manifest written.
+ * Writes the shards of a model read part by part through `read` (one block range at a
+ * time, so a large checkpoint is never wholly in memory), then the manifest. Returns the
+ * manifest written.
  */
 export function writeShards(config: LlamaConfig, read: (part: ReadPart) => ModelWeights, opts: SplitOptions): Manifest {
   const ranges = splitRanges(config.nLayers, opts.groups);
   mkdirSync(opts.outDir, { recursive: true });
   const total = config.nLayers + 1;
   let done = 0;
-  const shapes = layerShapes(config);
   const width = String(config.nLayers).length;
   const pad = (n: number) => String(n).padStart(width, '0');
+  const wanted = opts.dtype ?? 'keep';
   const blocks: ShardEntry[] = ranges.map(({ from, to }) => {
-    const tensors: TensorToWrite[] = [];
+    const layers: LayerWeights[] = [];
     for (let l = from; l < to; l++) {
-      const layer = read({ range: { from: l, to: l + 1 }, head: false }).layers[0]!;
-      for (const kind of LAYER_KINDS) tensors.push({ name: `layers.${l}.${kind}`, shape: shapes[kind], data: layer[kind] });
+      layers.push(read({ range: { from: l, to: l + 1 }, head: false }).layers[0]!);
       opts.onProgress?.(++done, total);
     }
-    const file = `blocks-${pad(from)}-${pad(to)}.safetensors`;
-    const written = writeHashed(join(opts.outDir, file), tensors, opts.dtype, { format: SHARD_FORMAT, from: String(from), to: String(to) });
-    return { from, to, file, dtype: opts.dtype, ...written };
+    const part: ModelWeights = { config, range: { from, to }, layers };
+    const file = `blocks-${pad(from)}-${pad(to)}.gguf`;
+    const written = writeGgufPart(join(opts.outDir, file), part, { type: wanted, range: { from, to }, head: false });
+    const dtype = wanted === 'keep' ? dtypeOf(part.layers.flatMap((l) => MATRIX_KINDS.map((k) => l[k]))) : wanted;
+    return { from, to, file, dtype, sha256: written.sha256, bytes: written.bytes };
   });
-  const head = read({ range: { from: 0, to: 0 }, head: true }).head!;
-  const headTensors: TensorToWrite[] = [
-    { name: 'tokenEmbedding', shape: [config.vocabSize, config.dim], data: head.tokenEmbedding },
-    { name: 'finalNorm', shape: [config.dim], data: head.finalNorm },
-  ];
-  if (!config.sharedClassifier) headTensors.push({ name: 'classifier', shape: [config.vocabSize, config.dim], data: head.classifier });
-  const headFile = 'head.safetensors';
-  const headEntry: HeadEntry = { file: headFile, dtype: opts.dtype, ...writeHashed(join(opts.outDir, headFile), headTensors, opts.dtype, { format: SHARD_FORMAT }) };
+  const headPart = read({ range: { from: 0, to: 0 }, head: true });
+  const head = headPart.head!;
+  const headFile = 'head.gguf';
+  const writtenHead = writeGgufPart(join(opts.outDir, headFile), headPart, {
+    type: wanted, range: { from: 0, to: 0 }, head: true, tokenizerMetadata: opts.tokenizerMetadata,
+  });
+  const headEntry: HeadEntry = {
+    file: headFile, sha256: writtenHead.sha256, bytes: writtenHead.bytes,
+    dtype: wanted === 'keep' ? dtypeOf([head.tokenEmbedding, head.classifier]) : wanted,
+  };
   opts.onProgress?.(++done, total);
   let tokenizer: TokenizerSpec | null = null;
   if (opts.tokenizer) {
     const file = basename(opts.tokenizer.path);
-    if (file === MANIFEST_FILE || /\.safetensors$/.test(file)) throw new Error(`tokenizer file name '${file}' clashes with the shard files; rename it`);
+    if (file === MANIFEST_FILE || /\.(gguf|safetensors)$/.test(file)) throw new Error(`tokenizer file name '${file}' clashes with the shard files; rename it`);
     copyFileSync(opts.tokenizer.path, join(opts.outDir, file));
     tokenizer = { kind: opts.tokenizer.kind, file };
+  } else if (opts.tokenizerMetadata?.some(([key]) => key === 'tokenizer.ggml.model')) {
+    tokenizer = { kind: 'gguf', file: headFile };
   }
-  const manifest: Manifest = { format: SHARD_FORMAT, version: 1, architecture: { ...config }, tokenizer, blocks, head: headEntry };
+  const manifest: Manifest = { format: SHARD_FORMAT, version: 2, architecture: { ...config }, tokenizer, blocks, head: headEntry };
   writeFileSync(join(opts.outDir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
   return manifest;
 }
@@ -162,19 +165,40 @@ export function readManifest(dir: string): Manifest {
   return m;
 }
 
-/** Reads one shard file, refusing it unless its size and sha256 match the manifest. */
-export function readVerified(dir: string, entry: HeadEntry): SafetensorsFile {
+/** sha256 and size of a file, read in chunks (a shard can be a large part of a Pi's memory). */
+function hashFile(path: string): { sha256: string; bytes: number } {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'r');
+  const chunk = Buffer.allocUnsafe(1 << 20);
+  let bytes = 0;
+  try {
+    for (let n; (n = readSync(fd, chunk, 0, chunk.length, bytes)) > 0; bytes += n) hash.update(chunk.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+/** Checks one shard file's size and sha256 against the manifest; returns its path. */
+export function verifyShard(dir: string, entry: HeadEntry): string {
   const path = join(dir, entry.file);
   if (!existsSync(path)) throw new Error(`${path}: shard file listed in ${MANIFEST_FILE} is missing; copy the whole shard folder`);
-  const bytes = readFileSync(path);
-  const actual = createHash('sha256').update(bytes).digest('hex');
-  if (actual !== entry.sha256 || bytes.byteLength !== entry.bytes) {
+  const actual = hashFile(path);
+  if (actual.sha256 !== entry.sha256 || actual.bytes !== entry.bytes) {
     throw new Error(`${path}: sha256 mismatch: ${MANIFEST_FILE} says ${entry.sha256} (${entry.bytes} bytes), ` +
-      `the file hashes to ${actual} (${bytes.byteLength} bytes); the shard is corrupt or from another split — ` +
+      `the file hashes to ${actual.sha256} (${actual.bytes} bytes); the shard is corrupt or from another split — ` +
       "copy it again or re-run 'heliomesh model split'");
   }
-  return new SafetensorsFile(path, bytes);
+  return path;
 }
+
+/** Reads one safetensors shard file (version 1 folders), refusing it unless its size and sha256 match. */
+export function readVerified(dir: string, entry: HeadEntry): SafetensorsFile {
+  const path = verifyShard(dir, entry);
+  return new SafetensorsFile(path, readFileSync(path));
+}
+
+const isGguf = (entry: HeadEntry) => entry.file.endsWith('.gguf');
 
 /**
  * Loads the requested part (default: everything) of a shard folder. Only the shard files
@@ -186,25 +210,34 @@ export function readShards(dir: string, part: ReadPart = {}, manifest: Manifest 
   if (range.from < 0 || range.from > range.to || range.to > config.nLayers) {
     throw new Error(`block range [${range.from}, ${range.to}) is outside the model's ${config.nLayers} layers`);
   }
-  const shapes = layerShapes(config);
   const layers: LayerWeights[] = [];
   for (const entry of manifest.blocks) {
     if (entry.to <= range.from || entry.from >= range.to) continue;
+    if (isGguf(entry)) {
+      const part = { from: Math.max(entry.from, range.from), to: Math.min(entry.to, range.to) };
+      layers.push(...readGgufLlama(verifyShard(dir, entry), { range: part, head: false }).layers);
+      continue;
+    }
     const shard = readVerified(dir, entry);
     for (let l = Math.max(entry.from, range.from); l < Math.min(entry.to, range.to); l++) {
-      const layer = {} as LayerWeights;
-      for (const kind of LAYER_KINDS) layer[kind] = shard.read(`layers.${l}.${kind}`, shapes[kind]);
-      layers.push(layer);
+      const norm = (kind: 'attnNorm' | 'ffnNorm') => shard.read(`layers.${l}.${kind}`, [config.dim]);
+      const matrix = (kind: MatrixKind) => shard.readMatrix(`layers.${l}.${kind}`, ...matrixShape(config, kind));
+      layers.push({
+        attnNorm: norm('attnNorm'), ffnNorm: norm('ffnNorm'),
+        ...Object.fromEntries(MATRIX_KINDS.map((k) => [k, matrix(k)])) as Record<MatrixKind, WeightMatrix>,
+      });
     }
   }
   let head: HeadWeights | undefined;
-  if (part.head ?? true) {
+  if ((part.head ?? true) && isGguf(manifest.head)) {
+    head = readGgufLlama(verifyShard(dir, manifest.head), { range: { from: 0, to: 0 }, head: true }).head;
+  } else if (part.head ?? true) {
     const shard = readVerified(dir, manifest.head);
-    const tokenEmbedding = shard.read('tokenEmbedding', [config.vocabSize, config.dim]);
+    const tokenEmbedding = shard.readMatrix('tokenEmbedding', config.vocabSize, config.dim);
     head = {
       tokenEmbedding,
       finalNorm: shard.read('finalNorm', [config.dim]),
-      classifier: config.sharedClassifier ? tokenEmbedding : shard.read('classifier', [config.vocabSize, config.dim]),
+      classifier: config.sharedClassifier ? tokenEmbedding : shard.readMatrix('classifier', config.vocabSize, config.dim),
     };
   }
   return { config, head, range, layers };

@@ -142,15 +142,6 @@ function encodeBf16(values: Float32Array): Uint8Array {
   return new Uint8Array(out.buffer);
 }
 
-const f16Scratch = new Float32Array(1);
-
-/** f16 bytes of one value, as ggml's GGML_FP32_TO_FP16 rounds it (to nearest even). */
-function f16Bits(x: number): number {
-  f16Scratch[0] = x;
-  const e = encodeFloats(f16Scratch, 'f16');
-  return e[0]! | (e[1]! << 8);
-}
-
 /** C's roundf: halves away from zero (Math.round takes them towards +∞). */
 function roundAway(v: number): number {
   return v < 0 ? -Math.round(-v) : Math.round(v);
@@ -159,6 +150,8 @@ function roundAway(v: number): number {
 function quantizeBlocks(values: Float32Array, type: 'q8_0' | 'q4_0', out: Uint8Array): void {
   const { bytes: bb } = BLOCK[type];
   const nBlocks = values.length / 32;
+  // the scales, as ggml's GGML_FP32_TO_FP16 rounds them (to nearest even), in one bulk conversion
+  const scales = new Float32Array(nBlocks);
   for (let b = 0; b < nBlocks; b++) {
     const x = values.subarray(b * 32, b * 32 + 32);
     const o = b * bb;
@@ -168,9 +161,7 @@ function quantizeBlocks(values: Float32Array, type: 'q8_0' | 'q4_0', out: Uint8A
       for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(x[i]!));
       const d = Math.fround(amax / 127);
       const id = d ? Math.fround(1 / d) : 0;
-      const bits = f16Bits(d);
-      out[o] = bits & 0xff;
-      out[o + 1] = bits >> 8;
+      scales[b] = d;
       for (let i = 0; i < 32; i++) out[o + 2 + i] = roundAway(Math.fround(x[i]! * id)) & 0xff;
     } else {
       // quantize_row_q4_0_ref: the value of largest magnitude (sign kept) maps to -8,
@@ -185,14 +176,17 @@ function quantizeBlocks(values: Float32Array, type: 'q8_0' | 'q4_0', out: Uint8A
       }
       const d = Math.fround(max / -8);
       const id = d ? Math.fround(1 / d) : 0;
-      const bits = f16Bits(d);
-      out[o] = bits & 0xff;
-      out[o + 1] = bits >> 8;
+      scales[b] = d;
       for (let i = 0; i < 16; i++) {
         const lo = Math.min(15, Math.trunc(Math.fround(Math.fround(x[i]! * id) + 8.5)));
         const hi = Math.min(15, Math.trunc(Math.fround(Math.fround(x[i + 16]! * id) + 8.5)));
         out[o + 2 + i] = lo | (hi << 4);
       }
     }
+  }
+  const bits = encodeFloats(scales, 'f16');
+  for (let b = 0; b < nBlocks; b++) {
+    out[b * bb] = bits[2 * b]!;
+    out[b * bb + 1] = bits[2 * b + 1]!;
   }
 }

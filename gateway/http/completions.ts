@@ -41,7 +41,7 @@ function prepare(kind: Kind, raw: unknown, deps: CompletionDeps): Prepared {
   }
   const body = parseBody(ChatBodySchema, raw);
   check(body.model);
-  const request = chatRequest(body, (t) => jobs.encode(t).length, jobs.model.contextLength, deps.seed);
+  const request = chatRequest(body, (t) => jobs.encode(t).length, jobs.model.contextLength, deps.seed, (m) => jobs.chatIds(m));
   return { request, stream: body.stream ?? false };
 }
 

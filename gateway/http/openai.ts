@@ -85,8 +85,11 @@ export const CHAT_TURN_STOP = '\nuser:';
  * "system: Be brief.\nuser: Hello\nassistant:". The reply ends at CHAT_TURN_STOP.
  */
 export function chatPrompt(messages: ChatMessage[]): string {
-  const text = (c: ChatMessage['content']) => (c === null ? '' : typeof c === 'string' ? c : c.map((p) => p.text).join(''));
-  return messages.map((m) => `${m.role}: ${text(m.content)}\n`).join('') + 'assistant:';
+  return messages.map((m) => `${m.role}: ${messageText(m.content)}\n`).join('') + 'assistant:';
+}
+
+function messageText(c: ChatMessage['content']): string {
+  return c === null ? '' : typeof c === 'string' ? c : c.map((p) => p.text).join('');
 }
 
 function stops(stop: string | string[] | null | undefined): string[] {
@@ -112,7 +115,15 @@ export function completionRequest(body: CompletionBody, seed: () => number): Com
  * Without a limit a chat reply may fill the rest of the context, as OpenAI's "inf" does;
  * `promptTokens` counts the templated prompt with the model's tokenizer.
  */
-export function chatRequest(body: ChatBody, promptTokens: (text: string) => number, contextLength: number, seed: () => number): CompletionRequest {
+export function chatRequest(body: ChatBody, promptTokens: (text: string) => number, contextLength: number, seed: () => number,
+  templated?: (messages: { role: string; content: string }[]) => number[] | undefined): CompletionRequest {
+  // A model with its own chat template (GGUF tokenizer.chat_template) gets it, and stops at
+  // its own turn-end tokens; the `role: content` form is for models that have none.
+  const ids = templated?.(body.messages.map((m) => ({ role: m.role, content: messageText(m.content) })));
+  if (ids) {
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, contextLength - ids.length);
+    return { prompt: { ids }, maxTokens, stop: stops(body.stop), ...sampling(body, seed) };
+  }
   const prompt = chatPrompt(body.messages);
   const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? Math.max(1, contextLength - promptTokens(prompt));
   return { prompt, maxTokens, stop: [...stops(body.stop), CHAT_TURN_STOP], ...sampling(body, seed) };

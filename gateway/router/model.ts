@@ -2,7 +2,9 @@
 // final norm, classifier), the tokenizer, and the model's groups. Group k is the manifest's
 // k-th block range; a node serves it when its birth declares the group's name and its
 // shard names exactly that block range of this model (docs/gateway.md, "Groups").
+import { ChatTemplate } from '../../models/chat.js';
 import { ModelHead } from '../../models/head.js';
+import { GgufTokenizer } from '../../models/tokenizers/gguf.js';
 import type { Manifest } from '../../models/shards.js';
 import type { Tokenizer } from '../../models/tokenizers/index.js';
 import type { HeadWeights, LlamaConfig } from '../../models/types.js';
@@ -38,8 +40,10 @@ export class GatewayModel {
   readonly tokenizer: Tokenizer | undefined;
   readonly groups: readonly ModelGroup[];
   readonly card: ModelCard;
-  /** Token ids that end a generation (BOS and EOS, as `heliomesh model generate` stops). */
+  /** Token ids that end a generation (BOS and EOS, as `heliomesh model generate` stops; a template's turn ends). */
   readonly stopIds: readonly number[];
+  /** The model's own chat template (GGUF tokenizer.chat_template), when it has one. */
+  readonly chatTemplate: ChatTemplate | undefined;
 
   constructor(parts: GatewayModelParts) {
     const { manifest } = parts;
@@ -55,8 +59,15 @@ export class GatewayModel {
     this.tokenizer = parts.tokenizer;
     this.groups = manifest.blocks.map((b, index) => ({ index, name: names[index]!, from: b.from, to: b.to, sha256: b.sha256 }));
     this.card = { id: parts.name, contextLength: this.config.seqLen, vocabSize: this.config.vocabSize, createdS: parts.createdS };
-    // Without a tokenizer, BOS is id 1 by the llama2.c convention and ends a story.
-    this.stopIds = parts.tokenizer ? [parts.tokenizer.bos, parts.tokenizer.eos] : [1];
+    const tok = parts.tokenizer;
+    this.chatTemplate = tok instanceof GgufTokenizer && tok.chatTemplate
+      ? new ChatTemplate(tok.chatTemplate, tok, { source: `${parts.name}: tokenizer.chat_template` })
+      : undefined;
+    // Without a tokenizer, BOS is id 1 by the llama2.c convention and ends a story. A GGUF
+    // tokenizer names its own stop ids (EOS, EOT), and its template adds its turn ends.
+    this.stopIds = this.chatTemplate ? [...this.chatTemplate.stopIds]
+      : tok instanceof GgufTokenizer ? [...tok.stopIds]
+        : tok ? [tok.bos, tok.eos] : [1];
   }
 
   /**

@@ -2,6 +2,7 @@
 // what nodes send on job/out to the job it belongs to, and keeps finished jobs, counters
 // and the scheduler's live view for the front ends (gateway/jobs.ts).
 import type { Logger } from 'pino';
+import { GgufTokenizer } from '../../models/tokenizers/gguf.js';
 import { decodeFrame, isFrame, nodeTopic, parseJobReport } from '../../protocol/index.js';
 import type { Clock } from '../clock.js';
 import {
@@ -73,7 +74,18 @@ export class Router implements JobService {
   encode(text: string): number[] {
     const tokenizer = this.deps.model.tokenizer;
     if (!tokenizer) throw new JobError(`model ${this.deps.model.name} has no tokenizer; send the prompt as token ids`, 'bad-request');
-    return tokenizer.encode(text, { bos: true });
+    // a GGUF tokenizer adds BOS only when its file says the model wants one (add_bos_token)
+    return tokenizer.encode(text, { bos: tokenizer instanceof GgufTokenizer ? tokenizer.addBos : true });
+  }
+
+  chatIds(messages: { role: string; content: string }[]): number[] | undefined {
+    const template = this.deps.model.chatTemplate;
+    if (!template) return undefined;
+    try {
+      return template.encode(messages);
+    } catch (err) {
+      throw new JobError((err as Error).message, 'bad-request');
+    }
   }
 
   submit(req: CompletionRequest): JobHandle {

@@ -16,7 +16,6 @@
 // ids unless encode(text, { special: false }); user-defined tokens always are (llama.cpp's
 // tokenizer_st_partition matches CONTROL | USER_DEFINED | UNKNOWN, the first and last only
 // with parse_special). Control, unknown and unused tokens decode to "".
-import type { TokenizerKind } from '../shards.js';
 import { HfTokenizer } from './hf.js';
 import { Llama2cTokenizer } from './llama2c.js';
 import type { EncodeOptions, Tokenizer } from './types.js';
@@ -41,8 +40,6 @@ export interface GgufEncodeOptions extends EncodeOptions {
  */
 export const TURN_END_TOKENS = ['<|im_end|>', '<|eot_id|>', '<|eom_id|>', '<|end|>', '<end_of_turn>'] as const;
 
-// shards.ts does not list 'gguf' among the tokenizer kinds yet.
-const GGUF_KIND = 'gguf' as unknown as TokenizerKind;
 
 /** The ids of TURN_END_TOKENS that `template` writes and the vocabulary has. */
 export function templateStopIds(template: string | undefined, tokenId: (text: string) => number | undefined): number[] {
@@ -208,7 +205,7 @@ const hex = (b: number) => b.toString(16).toUpperCase().padStart(2, '0');
 
 /** The tokenizer of a GGUF file; build it with ggufTokenizer(). */
 export class GgufTokenizer implements Tokenizer {
-  readonly kind = GGUF_KIND;
+  readonly kind = 'gguf' as const;
   /** `tokenizer.ggml.model`. */
   readonly model: 'llama' | 'gpt2';
   /** `tokenizer.ggml.pre` (gpt2 only). */

@@ -3,11 +3,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { TokenizerKind, TokenizerSpec } from '../shards.js';
 import { CharTokenizer } from './char.js';
+import { GgufFile } from '../gguf.js';
+import { ggufTokenizer, type GgufTokenizer } from './gguf.js';
 import { HfTokenizer } from './hf.js';
 import { Llama2cTokenizer } from './llama2c.js';
 import type { Tokenizer } from './types.js';
 
 export { CharTokenizer } from './char.js';
+export { GgufTokenizer, ggufTokenizer } from './gguf.js';
 export { HfTokenizer } from './hf.js';
 export { Llama2cTokenizer } from './llama2c.js';
 export { TokenStream, type EncodeOptions, type Tokenizer } from './types.js';
@@ -25,6 +28,18 @@ export function readTokenizer(path: string, kind: TokenizerKind): Tokenizer {
       const config = existsSync(configPath) ? readFileSync(configPath, 'utf8') : undefined;
       return HfTokenizer.parse(readFileSync(path, 'utf8'), config, path);
     }
+    case 'gguf':
+      return readGgufTokenizer(path);
+  }
+}
+
+/** The tokenizer in a GGUF file's tokenizer.* metadata (only the header is read). */
+export function readGgufTokenizer(path: string): GgufTokenizer {
+  const file = GgufFile.open(path);
+  try {
+    return ggufTokenizer(file.metadata, path);
+  } finally {
+    file.close();
   }
 }
 

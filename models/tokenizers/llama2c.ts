@@ -115,6 +115,8 @@ export class Llama2cTokenizer implements Tokenizer {
       let bestId = -1;
       let bestIdx = -1;
       for (let i = 0; i + 1 < tokens.length; i++) {
+        // an unknown (or other hidden) token stands for text no piece spells: it never merges
+        if (this.hiddenIds.has(tokens[i]!) || this.hiddenIds.has(tokens[i + 1]!)) continue;
         const id = this.pieceIds.get(this.pieces[tokens[i]!]! + this.pieces[tokens[i + 1]!]!);
         if (id !== undefined && this.scores[id]! > bestScore) {
           bestScore = this.scores[id]!;

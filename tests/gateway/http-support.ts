@@ -31,6 +31,11 @@ export class FakeJobs implements JobService {
     return [1, ...[...text].map((c) => c.charCodeAt(0) % 93)];
   }
 
+  /** The bundled model's kind: no chat template of its own. */
+  chatIds(): number[] | undefined {
+    return undefined;
+  }
+
   submit(req: CompletionRequest): JobHandle {
     const prompt = typeof req.prompt === 'string' ? req.prompt : '';
     const promptTokens = typeof req.prompt === 'string' ? this.encode(req.prompt).length : req.prompt.ids.length;

@@ -35,7 +35,7 @@ test('model split writes a loadable shard folder, and model info describes it', 
     const out = join(dir, 'shards');
     const printed = await run('split', stories, '--groups', '2', '--out', out, '--dtype', 'f32', '--tokenizer', vocab);
     assert.match(printed, /wrote 2 block shard\(s\) \+ head/);
-    assert.deepEqual(readdirSync(out).sort(), ['blocks-0-3.safetensors', 'blocks-3-5.safetensors', 'charvocab.json', 'head.safetensors', 'manifest.json']);
+    assert.deepEqual(readdirSync(out).sort(), ['blocks-0-3.gguf', 'blocks-3-5.gguf', 'charvocab.json', 'head.gguf', 'manifest.json']);
     assert.deepEqual(readShards(out).layers, readLlama2c(stories).layers);
     const info = await run('info', join(out, 'manifest.json'));
     assert.match(info, /heliomesh shard folder/);
@@ -56,6 +56,7 @@ test('model info on a llama2.c checkpoint', async () => {
   const info = await run('info', stories);
   assert.match(info, /llama2\.c checkpoint/);
   assert.match(info, /vocab 512, seq_len 512/);
-  assert.match(info, /dtype: f32/);
+  assert.match(info, /tensor types: f32/);
+  assert.match(info, /bytes per layer in f32: 177\.5 KiB, f16 89\.0 KiB, q8_0 57\.6 KiB, q4_0 40\.8 KiB/);
   await assert.rejects(run('info', join(tmpdir(), 'no-such-model.bin')), /no such file/);
 });

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { llama2cFileBytes, readLlama2c, readLlama2cConfig, writeLlama2c } from '../../models/llama2c.js';
 import type { ModelWeights } from '../../models/types.js';
+import { f32Matrix, type WeightMatrix } from '../../models/weights.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const stories = join(root, '..', 'shared', 'models', 'stories260K.bin');
@@ -33,18 +34,19 @@ test('every byte of stories260K is accounted for by the layout', () => {
   assert.deepEqual(w.range, { from: 0, to: 5 });
   const layer = w.layers[0]!;
   assert.equal(layer.attnNorm.length, dim);
-  assert.equal(layer.wq.length, dim * dim);
-  assert.equal(layer.wk.length, kvDim * dim);
-  assert.equal(layer.wv.length, kvDim * dim);
-  assert.equal(layer.wo.length, dim * dim);
+  const shape = (m: WeightMatrix) => [m.type, m.rows, m.cols];
+  assert.deepEqual(shape(layer.wq), ['f32', dim, dim]);
+  assert.deepEqual(shape(layer.wk), ['f32', kvDim, dim]);
+  assert.deepEqual(shape(layer.wv), ['f32', kvDim, dim]);
+  assert.deepEqual(shape(layer.wo), ['f32', dim, dim]);
   assert.equal(layer.ffnNorm.length, dim);
-  assert.equal(layer.w1.length, hiddenDim * dim);
-  assert.equal(layer.w2.length, dim * hiddenDim);
-  assert.equal(layer.w3.length, hiddenDim * dim);
-  assert.equal(w.head!.tokenEmbedding.length, vocabSize * dim);
+  assert.deepEqual(shape(layer.w1), ['f32', hiddenDim, dim]);
+  assert.deepEqual(shape(layer.w2), ['f32', dim, hiddenDim]);
+  assert.deepEqual(shape(layer.w3), ['f32', hiddenDim, dim]);
+  assert.deepEqual(shape(w.head!.tokenEmbedding), ['f32', vocabSize, dim]);
   assert.equal(w.head!.finalNorm.length, dim);
   assert.equal(w.head!.classifier, w.head!.tokenEmbedding, 'shared classifier is the same array');
-  const layerFloats = Object.values(layer).reduce((s, a: Float32Array) => s + a.length, 0);
+  const layerFloats = Object.values(layer).reduce((s, a: Float32Array | WeightMatrix) => s + (a instanceof Float32Array ? a.length : a.rows * a.cols), 0);
   const floats = vocabSize * dim + nLayers * layerFloats + dim + seqLen * headSize;
   assert.equal(28 + 4 * floats, statSync(stories).size);
   assert.equal(llama2cFileBytes(w.config), statSync(stories).size);
@@ -80,11 +82,12 @@ function syntheticModel(sharedClassifier: boolean): ModelWeights {
   const rand = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5);
   const kv = config.nKvHeads * (config.dim / config.nHeads);
   const layers = Array.from({ length: config.nLayers }, () => ({
-    attnNorm: rand(8), wq: rand(64), wk: rand(kv * 8), wv: rand(kv * 8), wo: rand(64),
-    ffnNorm: rand(8), w1: rand(96), w2: rand(96), w3: rand(96),
+    attnNorm: rand(8), wq: f32Matrix(rand(64), 8, 8), wk: f32Matrix(rand(kv * 8), kv, 8), wv: f32Matrix(rand(kv * 8), kv, 8),
+    wo: f32Matrix(rand(64), 8, 8), ffnNorm: rand(8), w1: f32Matrix(rand(96), 12, 8), w2: f32Matrix(rand(96), 8, 12),
+    w3: f32Matrix(rand(96), 12, 8),
   }));
-  const tokenEmbedding = rand(80);
-  return { config, range: { from: 0, to: 3 }, layers, head: { tokenEmbedding, finalNorm: rand(8), classifier: sharedClassifier ? tokenEmbedding : rand(80) } };
+  const tokenEmbedding = f32Matrix(rand(80), 10, 8);
+  return { config, range: { from: 0, to: 3 }, layers, head: { tokenEmbedding, finalNorm: rand(8), classifier: sharedClassifier ? tokenEmbedding : f32Matrix(rand(80), 10, 8) } };
 }
 
 test('a separate classifier (negative vocab size) round trips through the writer', () => {

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseHfConfig, permuteRotary, readHfLlama, writeHfLlama } from '../../models/hf-llama.js';
+import { parseHfConfig, permuteRotary, permuteRotaryVector, readHfLlama, writeHfLlama } from '../../models/hf-llama.js';
+import { dequantize, f32Matrix } from '../../models/weights.js';
 import { readLlama2c } from '../../models/llama2c.js';
 import { applyRope, referenceLogits } from '../../models/reference.js';
 import { decodeFloats, encodeFloats } from '../../models/f16.js';
@@ -31,7 +32,7 @@ function assertF16Close(a: Float32Array, b: Float32Array): void {
 test('HF q/k permutation: rows of a head are reordered half-split, and undo inverts it', () => {
   // one head of size 4, 1 column: ours [r0 r1 r2 r3] -> HF [r0 r2 r1 r3]
   const ours = Float32Array.from([10, 11, 12, 13]);
-  assert.deepEqual(Array.from(permuteRotary(ours, 1, 4, false)), [10, 12, 11, 13]);
+  assert.deepEqual(Array.from(permuteRotaryVector(ours, 1, 4, false)), [10, 12, 11, 13]);
   const w = model.layers[1]!.wk;
   const back = permuteRotary(permuteRotary(w, 4, 8, false), 4, 8, true);
   assert.deepEqual(back, w);
@@ -45,7 +46,7 @@ test("HF's half-split RoPE on permuted rows equals interleaved RoPE on ours", ()
   const interleaved = Float64Array.from(q);
   applyRope(interleaved, pos, headSize, 10000);
   // HF rotate_half: out = x*cos + cat(-x2, x1)*sin with frequency index i for both halves.
-  const hfIn = permuteRotary(Float32Array.from(q), nHeads, headSize, false);
+  const hfIn = permuteRotaryVector(Float32Array.from(q), nHeads, headSize, false);
   const half = headSize / 2;
   const hfOut = new Float64Array(q.length);
   for (let h = 0; h < nHeads; h++) {
@@ -57,7 +58,7 @@ test("HF's half-split RoPE on permuted rows equals interleaved RoPE on ours", ()
       hfOut[h * headSize + half + i] = x2 * Math.cos(angle) + x1 * Math.sin(angle);
     }
   }
-  const unpermuted = permuteRotary(Float32Array.from(hfOut), nHeads, headSize, true);
+  const unpermuted = permuteRotaryVector(Float32Array.from(hfOut), nHeads, headSize, true);
   for (let i = 0; i < q.length; i++) assert.ok(Math.abs(unpermuted[i]! - interleaved[i]!) < 1e-6);
 });
 
@@ -77,8 +78,8 @@ test('stories260K -> HF safetensors (f32) -> reader gives identical weights and 
     // the HF file really holds permuted rows: q_proj differs from our wq
     const st = new SafetensorsFile(join(dir, 'model.safetensors'));
     try {
-      assert.notDeepEqual(st.read('model.layers.0.self_attn.q_proj.weight'), model.layers[0]!.wq);
-      assert.deepEqual(st.read('model.layers.0.self_attn.v_proj.weight'), model.layers[0]!.wv);
+      assert.notDeepEqual(st.read('model.layers.0.self_attn.q_proj.weight'), dequantize(model.layers[0]!.wq));
+      assert.deepEqual(st.read('model.layers.0.self_attn.v_proj.weight'), dequantize(model.layers[0]!.wv));
       assert.equal(st.metadata.format, 'pt');
     } finally {
       st.close();
@@ -90,9 +91,10 @@ test('f16 safetensors round trip is within f16 rounding', () => {
   withTmp((dir) => {
     writeHfLlama(dir, model, 'f16');
     const back = readHfLlama(dir);
-    assertF16Close(back.layers[2]!.w2, model.layers[2]!.w2);
-    assertF16Close(back.head!.tokenEmbedding, model.head!.tokenEmbedding);
-    assert.notDeepEqual(back.layers[2]!.w2, model.layers[2]!.w2, 'f16 really rounds');
+    assert.equal(back.layers[2]!.w2.type, 'f16', 'f16 weights stay f16 in memory');
+    assertF16Close(dequantize(back.layers[2]!.w2), dequantize(model.layers[2]!.w2));
+    assertF16Close(dequantize(back.head!.tokenEmbedding), dequantize(model.head!.tokenEmbedding));
+    assert.notDeepEqual(dequantize(back.layers[2]!.w2), dequantize(model.layers[2]!.w2), 'f16 really rounds');
   });
 });
 
@@ -121,7 +123,7 @@ test('bf16 tensors decode as the upper half of float32', () => {
 
 test('a separate lm_head is read, and a missing one is reported', () => {
   withTmp((dir) => {
-    const untied = { ...model, config: { ...model.config, sharedClassifier: false }, head: { ...model.head!, classifier: model.head!.tokenEmbedding.map((v) => -v) } };
+    const untied = { ...model, config: { ...model.config, sharedClassifier: false }, head: { ...model.head!, classifier: f32Matrix(dequantize(model.head!.tokenEmbedding).map((v) => -v), model.config.vocabSize, model.config.dim) } };
     writeHfLlama(dir, untied, 'f32');
     const back = readHfLlama(dir);
     assert.equal(back.config.sharedClassifier, false);

@@ -10,6 +10,9 @@ import { writeHfLlama } from '../../models/hf-llama.js';
 import { readLlama2c } from '../../models/llama2c.js';
 import { referenceLogits } from '../../models/reference.js';
 import { readManifest, readShards, splitRanges, writeShards } from '../../models/shards.js';
+import { dequantize, type WeightMatrix } from '../../models/weights.js';
+
+const floats = (v: Float32Array | WeightMatrix): Float32Array => (v instanceof Float32Array ? v : dequantize(v));
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const stories = join(root, '..', 'shared', 'models', 'stories260K.bin');
@@ -42,7 +45,8 @@ test('stories260K split into 3 f32 shards reloads exactly, with a manifest that 
     assert.equal(progress.length, 6);
     const onDisk = readManifest(dir);
     assert.deepEqual(onDisk, manifest);
-    assert.equal(onDisk.version, 1);
+    assert.equal(onDisk.version, 2);
+    assert.ok([...onDisk.blocks, onDisk.head].every((e) => e.file.endsWith('.gguf')), 'shard files are GGUF');
     assert.deepEqual(onDisk.architecture, model.config);
     assert.equal(onDisk.tokenizer, null);
     assert.deepEqual(onDisk.blocks.map((b) => [b.from, b.to, b.dtype]), [[0, 2, 'f32'], [2, 4, 'f32'], [4, 5, 'f32']]);
@@ -72,8 +76,9 @@ test('an f16 split reloads within f16 rounding and is half the size', () => {
     assert.ok(m16.blocks.every((b) => b.dtype === 'f16') && m16.head.dtype === 'f16');
     const back = readShards(dir);
     back.layers.forEach((layer, l) => {
-      for (const [kind, values] of Object.entries(layer) as [string, Float32Array][]) {
-        const want = model.layers[l]![kind as keyof typeof layer];
+      for (const [kind, stored] of Object.entries(layer) as [string, Float32Array | WeightMatrix][]) {
+        const values = floats(stored);
+        const want = floats(model.layers[l]![kind as keyof typeof layer]!);
         for (let i = 0; i < values.length; i++) {
           const tol = Math.max(Math.abs(want[i]!) * 2 ** -11, 2 ** -25);
           assert.ok(Math.abs(values[i]! - want[i]!) <= tol, `layer ${l} ${kind}[${i}]: ${values[i]} vs ${want[i]}`);

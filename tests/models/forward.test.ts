@@ -122,3 +122,40 @@ test('a session refuses positions beyond its capacity, and closing frees its cac
   head.dispose();
   assert.equal(tf.memory().numTensors, 0);
 });
+
+/** Bytes of the TF.js wasm backend's heap (where XNNPACK would keep packed weight copies). */
+function tfHeapBytes(): number {
+  return (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length;
+}
+
+for (const type of ['f32', 'f16', 'q8_0', 'q4_0'] as const) {
+  test(`${type} weights are held once, in the stage's kernel: no packed copy, in TF.js or anywhere else`, () => {
+    // 4 layers of dim 256, hidden 768: 3.1 M weights, 12.6 MB in f32
+    const config = llamaConfig({ dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 4, vocabSize: 64, seqLen: 64 });
+    const weights = randomWeights(config, 3, type);
+    const matrixBytes = weights.layers.reduce((s, l) => s + [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3].reduce((a, m) => a + m.data.byteLength, 0), 0);
+    const tfBytesBefore = tf.memory().numBytes;
+    const tfHeapBefore = tfHeapBytes();
+    const stack = new BlockStack(weights, weights.range, { threads: 2 });
+    const session = stack.openSession({ capacity: 16 });
+    try {
+      for (let pos = 0; pos < 8; pos++) stack.forward(session, new Float32Array(config.dim).fill(0.01 * (pos + 1)));
+      // the kernel's memory: the matrices as stored, plus a fixed runtime cost (its f16 table,
+      // control area and scratch): 2 MiB at most at this size
+      assert.equal(stack.kernel.weightBytes(), matrixBytes);
+      assert.ok(stack.kernel.heapBytes() <= matrixBytes + 2 * 2 ** 20, `kernel heap ${stack.kernel.heapBytes()} B for ${matrixBytes} B of weights`);
+      // TF.js holds the norm gains, the session's cache and its decode scratch, never a matrix
+      const headSize = config.dim / config.nHeads;
+      const cacheBytes = config.nLayers * 2 * config.nKvHeads * 16 * headSize * 4;
+      const normBytes = config.nLayers * 2 * config.dim * 4;
+      const tfBytes = tf.memory().numBytes - tfBytesBefore;
+      assert.ok(tfBytes <= cacheBytes + normBytes + 4096, `TF.js tensors grew by ${tfBytes} B (cache ${cacheBytes}, norms ${normBytes})`);
+      // and its heap (where XNNPACK keeps packed copies of what it multiplies) did not grow by a matrix
+      const heapGrowth = tfHeapBytes() - tfHeapBefore;
+      assert.ok(heapGrowth < matrixBytes / 10, `TF.js wasm heap grew by ${heapGrowth} B`);
+    } finally {
+      session.close();
+      stack.dispose();
+    }
+  });
+}

@@ -4,8 +4,8 @@
 //
 // Tolerances:
 // - f32, f16, bf16: |out − Σ x·w| ≤ 1e-5 · Σ |x·w| (f32 accumulation; the weights decode exactly).
-// - Q8_0, Q4_0, against the same dot on the kernel's Q8 activations (computed here as the
-//   kernel documents: per 32 values d = amax/127, q = round-half-even(x·(1/d))):
+// - Q8_0, Q4_0, against the same dot on the kernel's 16-bit activations (computed here as the
+//   kernel documents: per 32 values d = amax/32767, q = round-half-even(x·(1/d))):
 //   |out − Σ_b isum_b · s_b| ≤ 1e-5 · Σ_b s_b · Σ_i |q_w,i · q_x,i|, s_b = f32(d_w · d_x):
 //   the integer block sums are exact, only f32 rounding of the scaled sums remains.
 // - Q8_0, Q4_0, against the f32 activations: each activation moves by at most half its
@@ -42,15 +42,15 @@ function randomWeights(type: WeightType, rows: number, cols: number, seed: numbe
   return quantize(randomValues(rows * cols, seed, 0.5), rows, cols, type);
 }
 
-/** The kernel's Q8 activations of x [T][cols]: per block the f32 scale and the int values. */
-function quantizeActivations(x: Float32Array): { d: Float32Array; q: Int8Array } {
+/** The kernel's 16-bit activations of x [T][cols]: per block the f32 scale and the int values. */
+function quantizeActivations(x: Float32Array): { d: Float32Array; q: Int16Array } {
   const nb = x.length / 32;
   const d = new Float32Array(nb);
-  const q = new Int8Array(x.length);
+  const q = new Int16Array(x.length);
   for (let b = 0; b < nb; b++) {
     let amax = 0;
     for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(x[b * 32 + i]!));
-    const db = Math.fround(amax / 127);
+    const db = Math.fround(amax / 32767);
     const id = db !== 0 ? Math.fround(1 / db) : 0;
     d[b] = db;
     for (let i = 0; i < 32; i++) {
@@ -125,7 +125,7 @@ function checkAgainstReference(m: WeightMatrix, x: Float32Array, T: number, out:
         bound += iabs * Math.abs(s);
         activationBound += (qx!.d[t * nb + b]! / 2) * wabs;
       }
-      assert.ok(Math.abs(got - onQuantized) <= 1e-5 * bound + 1e-30, `${where}: ${got} vs ${onQuantized} on the Q8 activations`);
+      assert.ok(Math.abs(got - onQuantized) <= 1e-5 * bound + 1e-30, `${where}: ${got} vs ${onQuantized} on the 16-bit activations`);
       assert.ok(Math.abs(got - exact) <= 1.001 * activationBound + 1e-5 * magnitude, `${where}: ${got} vs ${exact} on f32 activations (bound ${activationBound})`);
     }
   }

@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { ggufTokenizer, TOKEN_TYPE, type GgufMetadata } from '../../models/tokenizers/gguf.js';
 import { Llama2cTokenizer, TokenStream } from '../../models/tokenizers/index.js';
@@ -92,13 +91,6 @@ test('llama: encodes and decodes exactly as the llama2.c tokenizer of the same v
   assert.deepEqual(llama.encode('✓').slice(1), [0xe2 + 3, 0x9c + 3, 0x93 + 3]);
   assert.equal(llama.model, 'llama');
   assert.equal(llama.vocabSize, spm.pieces.length);
-});
-
-const TOK512 = new URL('../../../../shared/models/tok512.bin', import.meta.url);
-test('llama: the stories260K tokenizer (tok512.bin) read from GGUF metadata matches llama2.c', { skip: !existsSync(TOK512) && 'no ../shared/models/tok512.bin here' }, () => {
-  const bin = Llama2cTokenizer.parse(readFileSync(TOK512));
-  const tok = ggufTokenizer(llamaMetadata(bin.pieces, bin.scores), 'tok512.gguf');
-  sameAsLlama2c(bin, tok, [...UNICODE_STRINGS, 'Once upon a time, there was a little girl named Lily.']);
 });
 
 test('llama: BOS/EOS/stop ids come from the file, add_bos defaults on, control tokens decode to ""', () => {
