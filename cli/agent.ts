@@ -139,7 +139,8 @@ export function registerAgent(program: Command): void {
       const hardware = await buildNode(config.hardware, { clock });
       hardware.virtual?.start();
       const range = { from: config.model.firstBlock, to: config.model.lastBlock + 1 };
-      const stack = new BlockStack(readShards(config.model.shardDir, { range, head: false }), range, { threads: config.model.threads });
+      const shardDir = config.model.shardDir;
+      const stack = new BlockStack((allocate) => readShards(shardDir, { range, head: false }, undefined, allocate), range, { threads: config.model.threads });
       const idle = { gamma: () => 1 as const, powerMode: () => 0, queue: () => 0 };
       const ledger = new Ledger({ nodeId: config.nodeId, clock, source: hardware, policy: idle, slotMs: 3_600_000, samplePeriodMs: 1000 / config.sampleHz, firstSeq: 0, onSlot: () => {} });
       await ledger.start();

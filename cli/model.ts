@@ -9,6 +9,7 @@ import { BACKEND_ENV, BACKEND_NAMES, parseBackendName, selectBackend, type Backe
 import { bundledManifestPath } from '../models/bundled.js';
 import { openCheckpoint, type Checkpoint } from '../models/checkpoint.js';
 import { Pipeline } from '../models/generate.js';
+import type { MatrixAllocator } from '../models/gguf-llama.js';
 import { splitRanges } from '../models/shards.js';
 import { GgufTokenizer, loadTokenizer, readGgufTokenizer, TokenStream, type Tokenizer } from '../models/tokenizers/index.js';
 import { registerModelFiles } from './model-files.js';
@@ -115,8 +116,8 @@ async function generateCommand(opts: GenerateOptions): Promise<void> {
   if (outOfRange !== undefined) throw new Error(`prompt id ${outOfRange} is outside the vocabulary [0, ${config.vocabSize})`);
   // Each stage reads only its own layers, as an agent would; the head part is read once.
   const ranges = splitRanges(config.nLayers, opts.groups);
-  const head = checkpoint.read({ range: { from: 0, to: 0 }, head: true }).head!;
-  const pipeline = new Pipeline(config, head, ranges.map((range) => checkpoint.read({ range, head: false })), { threads: opts.threads });
+  const pipeline = new Pipeline(config, (allocate) => checkpoint.read({ range: { from: 0, to: 0 }, head: true }, allocate).head!,
+    ranges.map((range) => (allocate: MatrixAllocator) => checkpoint.read({ range, head: false }, allocate)), { threads: opts.threads });
   const seed = opts.seed ?? (Date.now() % 2 ** 31);
   log.info({ model: checkpoint.path, kind: checkpoint.kind, stages: ranges, promptTokens: promptIds.length, seed },
     `generating with ${ranges.length} stage(s)`);

@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
 import { selectBackend } from '../models/backend.js';
 import { bundledManifestPath } from '../models/bundled.js';
+import type { MatrixAllocator } from '../models/gguf-llama.js';
 import { MANIFEST_FILE, readManifest, readShards } from '../models/shards.js';
 import { loadTokenizer } from '../models/tokenizers/index.js';
 import { nodeAclPatterns } from '../protocol/index.js';
@@ -63,7 +64,8 @@ export function loadGatewayModel(path: string | undefined, groupNames: string[] 
   } catch (err) {
     throw new Error(`cannot load the model for model.manifest (${given}): ${(err as Error).message}`);
   }
-  const head = readShards(dir, { range: { from: 0, to: 0 }, head: true }, manifest).head!;
+  // the head's matrices are read straight into its kernel's memory: held once
+  const head = (allocate: MatrixAllocator) => readShards(dir, { range: { from: 0, to: 0 }, head: true }, manifest, allocate).head!;
   const tokenizer = manifest.tokenizer ? loadTokenizer(dir, manifest.tokenizer) : undefined;
   return new GatewayModel({ name: basename(dir), manifest, head, tokenizer, groupNames, createdS });
 }

@@ -4,7 +4,7 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { GgufFile, GgufValueType, type GgufValue } from './gguf.js';
-import { readGgufConfig, readGgufLlama } from './gguf-llama.js';
+import { readGgufConfig, readGgufLlama, type MatrixAllocator } from './gguf-llama.js';
 import type { GgufMetadataEntry, GgufScalarType } from './gguf-write.js';
 import { hfDtypes, readHfLlama } from './hf-llama.js';
 import { readLlama2c, readLlama2cConfig, type ReadPart } from './llama2c.js';
@@ -23,7 +23,8 @@ export interface Checkpoint {
   tokenizerMetadata?: GgufMetadataEntry[];
   /** A GGUF file's matrix bytes per layer and of the head part, as stored. */
   storedBytes?: { layers: number[]; head: number };
-  read(part?: ReadPart): ModelWeights;
+  /** With `allocate`, GGUF matrices are read straight into that memory (a kernel's). */
+  read(part?: ReadPart, allocate?: MatrixAllocator): ModelWeights;
 }
 
 const GGUF_MAGIC = Buffer.from('GGUF', 'latin1');
@@ -64,7 +65,7 @@ function openGguf(path: string): Checkpoint {
     const dtypes = [...new Set([...file.tensors.values()].map((t) => t.type))];
     return {
       kind: 'gguf', path, config, dtypes, tokenizerMetadata, storedBytes: { layers, head },
-      read: (part) => readGgufLlama(path, { range: part?.range, head: part?.head ?? true }),
+      read: (part, allocate) => readGgufLlama(path, { range: part?.range, head: part?.head ?? true, allocate }),
     };
   } finally {
     file.close();
@@ -79,7 +80,7 @@ export function openCheckpoint(path: string): Checkpoint {
     const dir = dirname(manifestPath);
     const manifest = readManifest(dir);
     const dtypes = [...new Set([...manifest.blocks.map((b) => b.dtype), manifest.head.dtype])];
-    return { kind: 'shards', path: dir, config: { ...manifest.architecture }, dtypes, manifest, read: (part) => readShards(dir, part, manifest) };
+    return { kind: 'shards', path: dir, config: { ...manifest.architecture }, dtypes, manifest, read: (part, allocate) => readShards(dir, part, manifest, allocate) };
   }
   if (!asFolder && isGgufFile(path)) return openGguf(path);
   if (asFolder) {

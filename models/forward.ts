@@ -19,6 +19,7 @@ import { readValues, storageView } from './backend.js';
 import { MatmulRuntime, type KernelMatrix } from './kernels/index.js';
 import { geometryOf, prepareLayer, type Geometry, type PreparedLayer } from './layout.js';
 import { BlockSession, type DecodeScratch, type LayerCache, type SessionOptions } from './session.js';
+import type { MatrixAllocator } from './gguf-llama.js';
 import type { BlockRange, ModelWeights, LlamaConfig } from './types.js';
 
 export { BlockSession, type CacheUpdate, type SessionOptions } from './session.js';
@@ -56,11 +57,23 @@ export class BlockStack {
 
   /**
    * Loads the layers of `range` (default: all layers `weights` holds) into this stage's
-   * kernel; `weights` can be dropped afterwards, nothing here keeps its matrices.
+   * kernel; `weights` can be dropped afterwards, nothing here keeps its matrices. Given a
+   * loader instead, the loader reads the matrices straight into the kernel's memory
+   * (`allocate`), so the stage never holds its weights twice, not even while it loads.
    */
-  constructor(weights: ModelWeights, range: BlockRange = weights.range, opts: StackOptions = {}) {
+  constructor(source: ModelWeights | ((allocate: MatrixAllocator) => ModelWeights), range?: BlockRange, opts: StackOptions = {}) {
+    this.kernel = MatmulRuntime.create({ threads: opts.threads });
+    let weights: ModelWeights;
+    try {
+      weights = typeof source === 'function' ? source((type, rows, cols) => this.kernel.allocate(type, rows, cols)) : source;
+    } catch (err) {
+      this.kernel.close();
+      throw err;
+    }
+    range ??= weights.range;
     const { config } = weights;
     if (range.from < weights.range.from || range.to > weights.range.to || range.from >= range.to) {
+      this.kernel.close();
       throw new Error(`block range [${range.from}, ${range.to}) is not inside the weights' range ` +
         `[${weights.range.from}, ${weights.range.to})`);
     }
@@ -68,7 +81,6 @@ export class BlockStack {
     this.range = { from: range.from, to: range.to };
     this.geometry = geometryOf(config);
     const g = this.geometry;
-    this.kernel = MatmulRuntime.create({ threads: opts.threads });
     try {
       this.layers = weights.layers
         .slice(range.from - weights.range.from, range.to - weights.range.from)

@@ -5,6 +5,7 @@
 import { BlockStack, type BlockSession, type CacheUpdate } from './forward.js';
 import { ModelHead, Sampler, type SamplerOptions } from './head.js';
 import { splitRanges } from './shards.js';
+import type { MatrixAllocator } from './gguf-llama.js';
 import type { BlockRange, HeadWeights, LlamaConfig, ModelWeights } from './types.js';
 
 export interface GenerateOptions {
@@ -34,6 +35,10 @@ export function emptyStats(stages: number): GenerationStats {
   return { promptTokens: 0, prefillMs: 0, decodeTokens: 0, decodeMs: 0, stageDecodeMs: Array<number>(stages).fill(0), headDecodeMs: 0 };
 }
 
+/** Reads a stage's weights (or the head) into the memory `allocate` hands out: its kernel's. */
+export type StageLoader = (allocate: MatrixAllocator) => ModelWeights;
+export type HeadLoader = (allocate: MatrixAllocator) => HeadWeights;
+
 export interface PipelineOptions {
   /** Threads of each stage's (and the head's) matmul kernel (default: every core). */
   threads?: number;
@@ -49,21 +54,21 @@ export class Pipeline {
    * `parts` hold the stages' layers, in order, covering [0, nLayers) without gaps; each may
    * come from its own shard. A whole model split by `ranges` is `Pipeline.split`.
    */
-  constructor(config: LlamaConfig, head: HeadWeights, parts: readonly ModelWeights[], opts: PipelineOptions = {}) {
-    let next = 0;
-    for (const p of parts) {
-      if (p.range.from !== next || p.range.to <= p.range.from) {
-        throw new Error(`stage ranges must be contiguous from layer 0: expected a range starting at ${next}, ` +
-          `got [${p.range.from}, ${p.range.to})`);
-      }
-      next = p.range.to;
-    }
-    if (next !== config.nLayers) throw new Error(`the stages end at layer ${next}, but the model has ${config.nLayers}`);
+  constructor(config: LlamaConfig, head: HeadWeights | HeadLoader, parts: readonly (ModelWeights | StageLoader)[], opts: PipelineOptions = {}) {
     this.config = config;
-    this.head = new ModelHead(config, head, opts);
     this.stages = [];
+    this.head = new ModelHead(config, head, opts);
     try {
-      for (const p of parts) this.stages.push(new BlockStack(p, p.range, opts));
+      for (const p of parts) this.stages.push(new BlockStack(p, undefined, opts));
+      let next = 0;
+      for (const { range } of this.stages) {
+        if (range.from !== next || range.to <= range.from) {
+          throw new Error(`stage ranges must be contiguous from layer 0: expected a range starting at ${next}, ` +
+            `got [${range.from}, ${range.to})`);
+        }
+        next = range.to;
+      }
+      if (next !== config.nLayers) throw new Error(`the stages end at layer ${next}, but the model has ${config.nLayers}`);
     } catch (err) {
       this.dispose();
       throw err;

@@ -47,7 +47,12 @@ import { BLOCK, checkMatrix, dequantizeRows, matrixBytes, quantize, rowBytes, ty
 export const GGUF_ARCHITECTURES: readonly Architecture[] = ['llama', 'qwen2'];
 
 /** What to materialize (the convention of llama2c.ts's ReadPart). */
+/** Hands out the memory a matrix is read into (a kernel's own, so a stage never holds its weights twice). */
+export type MatrixAllocator = (type: WeightType, rows: number, cols: number) => Uint8Array;
+
 export interface GgufReadPart {
+  /** Where matrices are read into (default: fresh host arrays). */
+  allocate?: MatrixAllocator;
   /** Default: the blocks the file holds (all of them, or heliomesh.block_range of a shard). */
   range?: BlockRange;
   /** Read the token embedding, final norm and classifier (default: when the file has them). */
@@ -198,16 +203,38 @@ function requireTensor(file: GgufFile, name: string): GgufTensorInfo {
 }
 
 /** Reads a [rows][cols] matrix in its stored encoding (Q4_K / Q6_K converted to Q8_0 a few rows at a time). */
-function readMatrix(file: GgufFile, name: string, rows: number, cols: number): WeightMatrix {
+/**
+ * One matrix, read into memory from `allocate` (default: a fresh array); with `order`, our
+ * row r is the file's row order[r] (qwen2's q/k, see halfSplitRowOrder), read row by row.
+ */
+function readMatrix(file: GgufFile, name: string, rows: number, cols: number, allocate?: MatrixAllocator, order?: Int32Array): WeightMatrix {
   const t = requireTensor(file, name);
   if (t.dims[0] !== cols || (t.dims[1] ?? 1) !== rows || t.dims.slice(2).some((d) => d !== 1)) {
     throw new Error(`${file.path}: tensor '${name}' has dims [${t.dims.join(', ')}], expected [${cols}, ${rows}] ` +
       `(a [${rows}][${cols}] matrix)`);
   }
   const stored = STORED[t.type];
-  if (stored) return { type: stored, rows, cols, data: file.readTensor(name) };
+  if (stored) {
+    if (!allocate && !order) return { type: stored, rows, cols, data: file.readTensor(name) };
+    const data = allocate ? allocate(stored, rows, cols) : new Uint8Array(matrixBytes(stored, rows, cols));
+    if (!order) {
+      file.readTensorRowsInto(name, 0, rows, data);
+    } else {
+      const rb = rowBytes(stored, cols);
+      for (let r = 0; r < rows; r++) file.readTensorRowsInto(name, order[r]!, order[r]! + 1, data.subarray(r * rb, (r + 1) * rb));
+    }
+    return { type: stored, rows, cols, data };
+  }
   const kind = t.type === 'Q4_K' ? 'q4_k' : 'q6_k';
-  const out = new Uint8Array(matrixBytes('q8_0', rows, cols));
+  if (order) {
+    const m = readMatrix(file, name, rows, cols);
+    const permuted = permuteRows(m, order);
+    if (!allocate) return permuted;
+    const data = allocate('q8_0', rows, cols);
+    data.set(permuted.data);
+    return { ...permuted, data };
+  }
+  const out = allocate ? allocate('q8_0', rows, cols) : new Uint8Array(matrixBytes('q8_0', rows, cols));
   const dstRow = rowBytes('q8_0', cols);
   const step = Math.max(1, Math.floor(CHUNK_VALUES / cols));
   for (let r0 = 0; r0 < rows; r0 += step) {
@@ -311,7 +338,7 @@ export function ggufBlockRange(file: GgufFile, config: LlamaConfig): BlockRange 
   return { from: from!, to: to! };
 }
 
-function readLayer(file: GgufFile, config: LlamaConfig, l: number): LayerWeights {
+function readLayer(file: GgufFile, config: LlamaConfig, l: number, allocate?: MatrixAllocator): LayerWeights {
   const hs = config.dim / config.nHeads;
   const qwen2 = config.architecture === 'qwen2';
   const qOrder = qwen2 ? halfSplitRowOrder(config.nHeads, hs) : undefined;
@@ -322,10 +349,8 @@ function readLayer(file: GgufFile, config: LlamaConfig, l: number): LayerWeights
   layer.ffnNorm = readVector(file, name('ffn_norm.weight'), config.dim);
   for (const kind of Object.keys(LAYER_MATRICES) as MatrixKind[]) {
     const [rows, cols] = matrixShape(config, kind);
-    let m = readMatrix(file, name(`${LAYER_MATRICES[kind]}.weight`), rows, cols);
-    if (kind === 'wq' && qOrder) m = permuteRows(m, qOrder);
-    if (kind === 'wk' && kOrder) m = permuteRows(m, kOrder);
-    layer[kind] = m;
+    const order = kind === 'wq' ? qOrder : kind === 'wk' ? kOrder : undefined;
+    layer[kind] = readMatrix(file, name(`${LAYER_MATRICES[kind]}.weight`), rows, cols, allocate, order);
   }
   for (const kind of ['bq', 'bk', 'bv'] as const) {
     const tensor = name(`${LAYER_BIASES[kind]}.bias`);
@@ -339,15 +364,15 @@ function readLayer(file: GgufFile, config: LlamaConfig, l: number): LayerWeights
   return layer;
 }
 
-function readHead(file: GgufFile, config: LlamaConfig): HeadWeights {
-  const tokenEmbedding = readMatrix(file, 'token_embd.weight', config.vocabSize, config.dim);
+function readHead(file: GgufFile, config: LlamaConfig, allocate?: MatrixAllocator): HeadWeights {
+  const tokenEmbedding = readMatrix(file, 'token_embd.weight', config.vocabSize, config.dim, allocate);
   const finalNorm = readVector(file, 'output_norm.weight', config.dim);
   let classifier = tokenEmbedding;
   if (!config.sharedClassifier) {
     if (!file.tensors.has('output.weight')) {
       throw new Error(`${file.path}: the classifier is not tied (${SHARED_CLASSIFIER_KEY} false) but output.weight is missing`);
     }
-    classifier = readMatrix(file, 'output.weight', config.vocabSize, config.dim);
+    classifier = readMatrix(file, 'output.weight', config.vocabSize, config.dim, allocate);
   }
   return { tokenEmbedding, finalNorm, classifier };
 }
@@ -374,8 +399,8 @@ export function readGgufLlama(source: string | GgufFile, part: GgufReadPart = {}
     const wantHead = part.head ?? hasHead;
     if (wantHead && !hasHead) throw new Error(`${file.path} does not hold the head part (no token_embd.weight)`);
     const layers: LayerWeights[] = [];
-    for (let l = range.from; l < range.to; l++) layers.push(readLayer(file, config, l));
-    const head = wantHead ? readHead(file, config) : undefined;
+    for (let l = range.from; l < range.to; l++) layers.push(readLayer(file, config, l, part.allocate));
+    const head = wantHead ? readHead(file, config, part.allocate) : undefined;
     return { config, head, range: { from: range.from, to: range.to }, layers };
   } finally {
     if (typeof source === 'string') file.close();

@@ -425,9 +425,20 @@ export class GgufFile {
     return this.readAt(t.offset + from * rowBytes, (to - from) * rowBytes);
   }
 
-  private readAt(offset: number, length: number): Uint8Array {
+  /** Rows [from, to) of a tensor read into `dst` (their exact size), e.g. memory a kernel handed out. */
+  readTensorRowsInto(name: string, from: number, to: number, dst: Uint8Array): void {
+    const t = this.tensor(name);
+    const rows = t.dims.slice(1).reduce((a, b) => a * b, 1);
+    const rowBytes = rows === 0 ? 0 : t.bytes / rows;
+    if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from <= to && to <= rows) || dst.byteLength !== (to - from) * rowBytes) {
+      throw new Error(`${this.path}: rows [${from}, ${to}) of tensor '${name}' (${rows} rows) do not fit ${dst.byteLength} bytes`);
+    }
+    this.readAt(t.offset + from * rowBytes, dst.byteLength, dst);
+  }
+
+  private readAt(offset: number, length: number, into?: Uint8Array): Uint8Array {
     if (this.fd === undefined) throw new Error(`${this.path}: GGUF file is closed`);
-    const out = new Uint8Array(length);
+    const out = into ?? new Uint8Array(length);
     readFully(this.fd, out, offset, this.path);
     this.bytesRead += length;
     return out;

@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { readValues } from './backend.js';
 import { rmsNorm } from './forward.js';
 import { MatmulRuntime, type KernelMatrix } from './kernels/index.js';
+import type { MatrixAllocator } from './gguf-llama.js';
 import type { HeadWeights, LlamaConfig } from './types.js';
 import { dequantizeRows, type WeightMatrix } from './weights.js';
 
@@ -22,8 +23,17 @@ export class ModelHead {
   private readonly kernel: MatmulRuntime;
   private closed = false;
 
-  constructor(config: LlamaConfig, head: HeadWeights, opts: HeadOptions = {}) {
+  /** With a loader, the matrices are read straight into the head's kernel memory (see BlockStack). */
+  constructor(config: LlamaConfig, source: HeadWeights | ((allocate: MatrixAllocator) => HeadWeights), opts: HeadOptions = {}) {
     const { dim, vocabSize } = config;
+    const kernel = MatmulRuntime.create({ threads: opts.threads });
+    let head: HeadWeights;
+    try {
+      head = typeof source === 'function' ? source((type, rows, cols) => kernel.allocate(type, rows, cols)) : source;
+    } catch (err) {
+      kernel.close();
+      throw err;
+    }
     for (const [name, m] of [['token embedding', head.tokenEmbedding], ['classifier', head.classifier]] as const) {
       if (m.rows !== vocabSize || m.cols !== dim) {
         throw new Error(`head weights do not match the config: ${name} is [${m.rows}][${m.cols}], expected [${vocabSize}][${dim}]`);
@@ -31,8 +41,10 @@ export class ModelHead {
     }
     if (head.finalNorm.length !== dim) throw new Error(`head weights do not match the config: final norm has ${head.finalNorm.length} values, expected ${dim}`);
     this.config = config;
-    this.kernel = MatmulRuntime.create({ threads: opts.threads });
+    this.kernel = kernel;
     this.classifier = this.kernel.upload(head.classifier);
+    // a separate embedding read into the kernel's memory is adopted there (one copy); one
+    // handed over as host arrays stays a host matrix (one row is read per token)
     this.tokenEmbedding = head.tokenEmbedding === head.classifier ? undefined : head.tokenEmbedding;
     this.finalNorm = tf.keep(tf.tensor1d(head.finalNorm));
   }

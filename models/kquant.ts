@@ -217,7 +217,7 @@ export function kquantRowBytes(type: KQuantType, cols: number): number {
  * not given). Returns `out`.
  */
 export function kquantRowsToQ8_0(type: KQuantType, src: Uint8Array, rows: number, cols: number,
-  out = new Uint8Array(matrixBytes('q8_0', rows, cols)), outAt = 0): Uint8Array {
+  out: Uint8Array = new Uint8Array(matrixBytes('q8_0', rows, cols)), outAt = 0): Uint8Array {
   const srcRow = kquantRowBytes(type, cols);
   const dstRow = rowBytes('q8_0', cols);
   if (src.byteLength < rows * srcRow) throw new Error(`${type}: ${rows} rows of ${cols} need ${rows * srcRow} bytes, got ${src.byteLength}`);

@@ -14,7 +14,7 @@ import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync,
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import type { ReadPart } from './llama2c.js';
-import { readGgufLlama, writeGgufPart } from './gguf-llama.js';
+import { readGgufLlama, writeGgufPart, type MatrixAllocator } from './gguf-llama.js';
 import type { GgufMetadataEntry } from './gguf-write.js';
 import { SafetensorsFile } from './safetensors.js';
 import { MATRIX_KINDS, matrixShape, type BlockRange, type HeadWeights, type LayerWeights, type LlamaConfig, type MatrixKind, type ModelWeights } from './types.js';
@@ -204,7 +204,7 @@ const isGguf = (entry: HeadEntry) => entry.file.endsWith('.gguf');
  * Loads the requested part (default: everything) of a shard folder. Only the shard files
  * overlapping `part.range` are read, and the head file only when `part.head` is not false.
  */
-export function readShards(dir: string, part: ReadPart = {}, manifest: Manifest = readManifest(dir)): ModelWeights {
+export function readShards(dir: string, part: ReadPart = {}, manifest: Manifest = readManifest(dir), allocate?: MatrixAllocator): ModelWeights {
   const config: LlamaConfig = { ...manifest.architecture };
   const range = part.range ?? { from: 0, to: config.nLayers };
   if (range.from < 0 || range.from > range.to || range.to > config.nLayers) {
@@ -215,7 +215,7 @@ export function readShards(dir: string, part: ReadPart = {}, manifest: Manifest 
     if (entry.to <= range.from || entry.from >= range.to) continue;
     if (isGguf(entry)) {
       const part = { from: Math.max(entry.from, range.from), to: Math.min(entry.to, range.to) };
-      layers.push(...readGgufLlama(verifyShard(dir, entry), { range: part, head: false }).layers);
+      layers.push(...readGgufLlama(verifyShard(dir, entry), { range: part, head: false, allocate }).layers);
       continue;
     }
     const shard = readVerified(dir, entry);
@@ -230,7 +230,7 @@ export function readShards(dir: string, part: ReadPart = {}, manifest: Manifest 
   }
   let head: HeadWeights | undefined;
   if ((part.head ?? true) && isGguf(manifest.head)) {
-    head = readGgufLlama(verifyShard(dir, manifest.head), { range: { from: 0, to: 0 }, head: true }).head;
+    head = readGgufLlama(verifyShard(dir, manifest.head), { range: { from: 0, to: 0 }, head: true, allocate }).head;
   } else if (part.head ?? true) {
     const shard = readVerified(dir, manifest.head);
     const tokenEmbedding = shard.readMatrix('tokenEmbedding', config.vocabSize, config.dim);

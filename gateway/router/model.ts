@@ -7,6 +7,7 @@ import { ModelHead } from '../../models/head.js';
 import { GgufTokenizer } from '../../models/tokenizers/gguf.js';
 import type { Manifest } from '../../models/shards.js';
 import type { Tokenizer } from '../../models/tokenizers/index.js';
+import type { MatrixAllocator } from '../../models/gguf-llama.js';
 import type { HeadWeights, LlamaConfig } from '../../models/types.js';
 import type { ModelCard } from '../jobs.js';
 import type { ShardRef } from '../registry.js';
@@ -26,7 +27,8 @@ export interface GatewayModelParts {
   /** The model's name: the shard folder's name, as agents announce it. */
   name: string;
   manifest: Manifest;
-  head: HeadWeights;
+  /** The head part, or a loader that reads it into the head kernel's memory. */
+  head: HeadWeights | ((allocate: MatrixAllocator) => HeadWeights);
   tokenizer: Tokenizer | undefined;
   /** One name per block range; default g1, g2, ... */
   groupNames?: string[];

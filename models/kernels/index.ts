@@ -23,7 +23,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { checkMatrix, rowBytes, type WeightMatrix, type WeightType } from '../weights.js';
+import { checkMatrix, matrixBytes, rowBytes, type WeightMatrix, type WeightType } from '../weights.js';
 import * as L from './layout.js';
 import type { WorkerData } from './worker.js';
 
@@ -55,6 +55,8 @@ interface Placed {
 
 /** Where each uploaded matrix lives; private to this module. */
 const placement = new WeakMap<KernelMatrix, Placed>();
+/** Room handed out by allocate(), by its view: upload() adopts it without a copy. */
+const allocated = new WeakMap<Uint8Array, KernelMatrix>();
 
 let compiled: L.WasmModule | undefined;
 
@@ -157,10 +159,36 @@ export class MatmulRuntime {
     }
   }
 
+  /**
+   * Room for a matrix in this runtime's memory, for a reader to fill in place (a positional
+   * read of the file straight into it), so that a stage never holds its weights twice while
+   * it loads. upload() of a matrix whose data is this view adopts it without a copy.
+   */
+  allocate(type: WeightType, rows: number, cols: number): Uint8Array {
+    this.checkOpen();
+    const bytes = matrixBytes(type, rows, cols);
+    const ptr = align(this.top, 64);
+    this.reserve(ptr + bytes, `room for a ${type} [${rows}][${cols}] matrix`);
+    this.top = ptr + bytes;
+    this.weights += bytes;
+    const view = new Uint8Array(this.memory.buffer, ptr, bytes);
+    const handle: KernelMatrix = Object.freeze({ type, rows, cols, bytes });
+    placement.set(handle, { owner: this, ptr, rowBytes: rowBytes(type, cols) });
+    allocated.set(view, handle);
+    return view;
+  }
+
   /** Copies the matrix's stored bytes into this runtime's memory once; the caller may then drop m.data. */
   upload(m: WeightMatrix): KernelMatrix {
     this.checkOpen();
     checkMatrix(m);
+    const adopted = allocated.get(m.data);
+    if (adopted && placement.get(adopted)?.owner === this) {
+      if (adopted.type !== m.type || adopted.rows !== m.rows || adopted.cols !== m.cols) {
+        throw new Error(`upload: a ${m.type} [${m.rows}][${m.cols}] matrix in room allocated for ${adopted.type} [${adopted.rows}][${adopted.cols}]`);
+      }
+      return adopted;
+    }
     const bytes = m.data.byteLength;
     const ptr = align(this.top, 64);
     this.reserve(ptr + bytes, `uploading a ${m.type} [${m.rows}][${m.cols}] matrix`);
