@@ -6,7 +6,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { registerModelFiles } from '../../cli/model-files.js';
+import { openCheckpoint } from '../../models/checkpoint.js';
+import { readHfLlama, writeHfLlama } from '../../models/hf-llama.js';
 import { readLlama2c } from '../../models/llama2c.js';
+import { dequantize } from '../../models/weights.js';
 import { readManifest, readShards } from '../../models/shards.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -59,4 +62,30 @@ test('model info on a llama2.c checkpoint', async () => {
   assert.match(info, /tensor types: f32/);
   assert.match(info, /bytes per layer in f32: 177\.5 KiB, f16 89\.0 KiB, q8_0 57\.6 KiB, q4_0 40\.8 KiB/);
   await assert.rejects(run('info', join(tmpdir(), 'no-such-model.bin')), /no such file/);
+});
+
+test('model quantize writes GGUF from a Hugging Face folder and from a GGUF file; info shows types and bytes per stage', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cli-quantize-'));
+  try {
+    const model = readLlama2c(stories);
+    const hf = join(dir, 'hf');
+    writeHfLlama(hf, model, 'f16');
+    const f16 = join(dir, 'stories.F16.gguf');
+    assert.match(await run('quantize', hf, '--type', 'f16', '--out', f16), /wrote .*stories\.F16\.gguf .*f16/);
+    // f16 in the folder, f16 in the file: the values are the f16 rounding of the originals, both ways
+    const back = openCheckpoint(f16).read();
+    assert.equal(back.layers[1]!.wq.type, 'f16');
+    assert.deepEqual(dequantize(back.layers[1]!.wq), dequantize(readHfLlama(hf).layers[1]!.wq));
+    const q4 = join(dir, 'stories.Q4_0.gguf');
+    const printed = await run('quantize', f16, '--type', 'q4_0', '--out', q4);
+    assert.match(printed, /5 matrices kept as f16: their rows are not whole q4_0 blocks of 32/);
+    const info = await run('info', q4);
+    assert.match(info, /GGUF file/);
+    assert.match(info, /tensor types: .*Q4_0/);
+    assert.match(info, /3 group\(s\): .* \+ .* \+ .*, head /);
+    await assert.rejects(run('quantize', f16, '--type', 'q5_1', '--out', join(dir, 'x.gguf')), /--type must be one of/);
+    await assert.rejects(run('quantize', f16, '--type', 'q8_0', '--out', join(dir, 'x.bin')), /--out must name a \.gguf file/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
