@@ -41,8 +41,11 @@ import { decodeFloats } from './f16.js';
 import { GgufFile, type GgmlTypeName, type GgufTensorInfo, GgufValueType } from './gguf.js';
 import { writeGguf, type GgufMetadataEntry, type GgufTensorSpec, type GgufWriteResult } from './gguf-write.js';
 import { dequantizeKQuant, kquantRowsToQ8_0 } from './kquant.js';
+import { halfSplitRowOrder, invertOrder, permuteRows, permuteVector } from './rotary.js';
 import type { Architecture, BlockRange, HeadWeights, LayerWeights, LlamaConfig, ModelWeights } from './types.js';
 import { BLOCK, checkMatrix, dequantizeRows, matrixBytes, quantize, rowBytes, type WeightMatrix, type WeightType } from './weights.js';
+
+export { halfSplitRowOrder } from './rotary.js';
 
 export const GGUF_ARCHITECTURES: readonly Architecture[] = ['llama', 'qwen2'];
 
@@ -95,43 +98,6 @@ function matrixShape(config: LlamaConfig, kind: MatrixKind): [number, number] {
     case 'w1': case 'w3': return [hiddenDim, dim];
     case 'w2': return [dim, hiddenDim];
   }
-}
-
-/**
- * For each row r of our interleaved layout, the half-split row (qwen2's stored layout) it
- * comes from: row 2i + a of a head is row a·headSize/2 + i (LlamaModel.permute).
- */
-export function halfSplitRowOrder(nHeads: number, headSize: number): Int32Array {
-  const half = headSize / 2;
-  const order = new Int32Array(nHeads * headSize);
-  for (let h = 0; h < nHeads; h++) {
-    for (let i = 0; i < half; i++) {
-      for (let a = 0; a < 2; a++) order[h * headSize + 2 * i + a] = h * headSize + a * half + i;
-    }
-  }
-  return order;
-}
-
-export function invertOrder(order: Int32Array): Int32Array {
-  const inv = new Int32Array(order.length);
-  for (let r = 0; r < order.length; r++) inv[order[r]!] = r;
-  return inv;
-}
-
-/** Row r of the result is row order[r] of `m` (bytes moved row by row, any encoding). */
-export function permuteRows(m: WeightMatrix, order: Int32Array): WeightMatrix {
-  if (order.length !== m.rows) throw new Error(`row order of ${order.length} rows for a matrix of ${m.rows}`);
-  const rb = rowBytes(m.type, m.cols);
-  const data = new Uint8Array(m.data.byteLength);
-  for (let r = 0; r < m.rows; r++) data.set(m.data.subarray(order[r]! * rb, order[r]! * rb + rb), r * rb);
-  return { ...m, data };
-}
-
-export function permuteVector(v: Float32Array, order: Int32Array): Float32Array {
-  if (order.length !== v.length) throw new Error(`row order of ${order.length} for a vector of ${v.length}`);
-  const out = new Float32Array(v.length);
-  for (let r = 0; r < v.length; r++) out[r] = v[order[r]!]!;
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 // HF's conversion script permutes the rows of q_proj and k_proj so that its half-split
 // rotary embedding (rotate_half) equals Meta's interleaved one: within each head, row
 // 2i+j of the original becomes row j*headSize/2 + i. We undo that on load, since our
-// forward passes rotate interleaved pairs (see types.ts), and apply it again on export.
+// forward passes rotate interleaved pairs (see types.ts), and apply it again on export
+// (rotary.ts).
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -13,7 +14,8 @@ import type { ReadPart } from './llama2c.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import type { FloatDtype } from './f16.js';
 import type { HeadWeights, LayerWeights, LlamaConfig, ModelWeights } from './types.js';
-import { dequantize, rowBytes, type WeightMatrix } from './weights.js';
+import { permuteRotary } from './rotary.js';
+import { dequantize } from './weights.js';
 
 const hfConfigSchema = z.object({
   model_type: z.string().optional(),
@@ -104,37 +106,7 @@ export function llama3FreqFactors(headSize: number, theta: number,
   });
 }
 
-/**
- * Maps half-split-rotation rows (HF, and GGUF's NEOX-rope architectures) to interleaved-RoPE
- * rows (undo=true) or back (undo=false): within each head, interleaved row 2i+j is half-split
- * row j·headSize/2 + i. Rows move whole, so this works on any stored encoding.
- */
-export function permuteRotaryRows(data: Uint8Array, bytesPerRow: number, nHeads: number, headSize: number, undo: boolean): Uint8Array {
-  const half = headSize / 2;
-  const out = new Uint8Array(data.length);
-  for (let h = 0; h < nHeads; h++) {
-    for (let j = 0; j < 2; j++) {
-      for (let i = 0; i < half; i++) {
-        const ours = (h * headSize + 2 * i + j) * bytesPerRow;
-        const hf = (h * headSize + j * half + i) * bytesPerRow;
-        if (undo) out.set(data.subarray(hf, hf + bytesPerRow), ours);
-        else out.set(data.subarray(ours, ours + bytesPerRow), hf);
-      }
-    }
-  }
-  return out;
-}
-
-/** permuteRotaryRows on a matrix. */
-export function permuteRotary(w: WeightMatrix, nHeads: number, headSize: number, undo: boolean): WeightMatrix {
-  return { ...w, data: permuteRotaryRows(w.data, rowBytes(w.type, w.cols), nHeads, headSize, undo) };
-}
-
-/** permuteRotaryRows on a vector (a q or k bias). */
-export function permuteRotaryVector(v: Float32Array, nHeads: number, headSize: number, undo: boolean): Float32Array {
-  const bytes = permuteRotaryRows(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), 4, nHeads, headSize, undo);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, v.length);
-}
+export { permuteRotary, permuteRotaryVector } from './rotary.js';
 
 const layerTensor = (l: number, suffix: string) => `model.layers.${l}.${suffix}`;
 
