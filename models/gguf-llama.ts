@@ -42,7 +42,7 @@ import { GgufFile, type GgmlTypeName, type GgufTensorInfo, GgufValueType } from 
 import { writeGguf, type GgufMetadataEntry, type GgufTensorSpec, type GgufWriteResult } from './gguf-write.js';
 import { dequantizeKQuant, kquantRowsToQ8_0 } from './kquant.js';
 import { halfSplitRowOrder, invertOrder, permuteRows, permuteVector } from './rotary.js';
-import type { Architecture, BlockRange, HeadWeights, LayerWeights, LlamaConfig, ModelWeights } from './types.js';
+import { matrixShape, type Architecture, type BlockRange, type HeadWeights, type LayerWeights, type LlamaConfig, type MatrixKind, type ModelWeights } from './types.js';
 import { BLOCK, checkMatrix, dequantizeRows, matrixBytes, quantize, rowBytes, type WeightMatrix, type WeightType } from './weights.js';
 
 export { halfSplitRowOrder } from './rotary.js';
@@ -74,7 +74,6 @@ const FILE_TYPE: Record<WeightType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7
 /** Values converted per step when a matrix changes encoding (bounds the f32 scratch). */
 const CHUNK_VALUES = 1 << 20;
 
-type MatrixKind = 'wq' | 'wk' | 'wv' | 'wo' | 'w1' | 'w2' | 'w3';
 const LAYER_MATRICES: Record<MatrixKind, string> = {
   wq: 'attn_q', wk: 'attn_k', wv: 'attn_v', wo: 'attn_output', w1: 'ffn_gate', w2: 'ffn_down', w3: 'ffn_up',
 };
@@ -86,19 +85,6 @@ const LAYER_TENSORS = new Set([
   ...Object.values(LAYER_BIASES).map((n) => `${n}.bias`),
 ]);
 const TOP_TENSORS = new Set(['token_embd.weight', 'output_norm.weight', 'output.weight', 'rope_freqs.weight']);
-
-/** [rows, cols] of each layer matrix. */
-function matrixShape(config: LlamaConfig, kind: MatrixKind): [number, number] {
-  const { dim, hiddenDim, nHeads, nKvHeads } = config;
-  const hs = dim / nHeads;
-  switch (kind) {
-    case 'wq': return [nHeads * hs, dim];
-    case 'wk': case 'wv': return [nKvHeads * hs, dim];
-    case 'wo': return [dim, nHeads * hs];
-    case 'w1': case 'w3': return [hiddenDim, dim];
-    case 'w2': return [dim, hiddenDim];
-  }
-}
 
 // ---------------------------------------------------------------------------------------
 // Reading
