@@ -114,7 +114,15 @@ export class Agent {
     const worker = config.model ? BlockWorker.load({
       ...config.model, ...config.worker, clock, log,
       powerMode: () => ref.policy?.powerMode() ?? 0,
-      onBusy: (busy) => hardware.virtual?.setJobRunning(busy),
+      // The virtual node draws for the forwards' measured CPU time, not for the time a job is
+      // held: the busy share of this host's cores stands for that of the node's online cores.
+      onBusy: (busy, cpu) => {
+        const v = hardware.virtual;
+        if (!v) return;
+        if (busy) v.plant.setComputeLoad(cpu);
+        v.setJobRunning(busy); // brings the plant up to now (sampling the meter) before the change
+        if (!busy) v.plant.setComputeLoad(undefined);
+      },
     }) : undefined;
     // Late-bound: the policy's actions reach the link and the agent, built just below.
     const ref: { link?: Link; agent?: Agent; policy?: PowerPolicy } = {};

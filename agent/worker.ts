@@ -5,6 +5,10 @@
 // the same header. A close frame (or the idle timeout) ends the session and the job, which
 // is reported with its duration and measured energy: the node's consumption integrated by
 // the ledger over the job, minus the idle baseline for the same time.
+//
+// The CPU time of the forwards is metered (ForwardCpuMeter), so that a virtual node can
+// draw power for the work done rather than for the time a job is held.
+import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { readManifest, readShards } from '../models/shards.js';
 import { BlockStack, type BlockSession } from '../models/forward.js';
@@ -36,8 +40,58 @@ export interface WorkerOptions {
   meter?: JobMeter;
   /** The PM index in force, for the report. */
   powerMode?: () => number;
-  /** Told when a job starts and ends (the virtual node raises its load). */
-  onBusy?: (busy: boolean) => void;
+  /**
+   * Told when the first held job starts computing and when the last one ends (the virtual
+   * node raises its load), with the meter of the CPU time the forwards take.
+   */
+  onBusy?: (busy: boolean, cpu: ForwardCpuMeter) => void;
+}
+
+/**
+ * The CPU time spent in this worker's forwards, as a share of the host's cores. A forward is
+ * synchronous and process.cpuUsage() counts every thread of the process, the matmul kernel's
+ * worker threads included, so the CPU time across one forward call is that forward's work.
+ * `sample()` gives the busy share since its previous call: that CPU time over the wall time
+ * × the cores. A stage that waits two thirds of the time for the other stages, or that
+ * finishes a forward in half the time on twice the threads, shows it.
+ */
+export class ForwardCpuMeter {
+  /** CPU time inside forwards, µs (user + system, all threads). */
+  private busyUs = 0;
+  private sampledUs = 0;
+  private sampledAtMs = performance.now();
+  private share = 0;
+
+  constructor(readonly cores: number = availableParallelism()) {
+    if (!Number.isInteger(cores) || cores < 1) throw new Error(`cores must be a positive integer, got ${cores}`);
+  }
+
+  /** Runs `work` and counts the process's CPU time it took. */
+  time<T>(work: () => T): T {
+    const start = process.cpuUsage();
+    try {
+      return work();
+    } finally {
+      const d = process.cpuUsage(start);
+      this.busyUs += d.user + d.system;
+    }
+  }
+
+  /** CPU seconds spent in forwards so far. */
+  get busyCpuS(): number {
+    return this.busyUs / 1e6;
+  }
+
+  /** Busy share of the cores (0..1) since the previous call; the last share when no time has passed. */
+  sample(): number {
+    const now = performance.now();
+    const wallUs = (now - this.sampledAtMs) * 1000;
+    if (wallUs <= 0) return this.share;
+    this.share = Math.min(1, (this.busyUs - this.sampledUs) / (wallUs * this.cores));
+    this.sampledUs = this.busyUs;
+    this.sampledAtMs = now;
+    return this.share;
+  }
 }
 
 interface HeldJob {
@@ -71,6 +125,10 @@ export class BlockWorker {
   private readonly jobs = new Map<number, HeldJob>();
   private idleW: number | null = null;
   private saving = false;
+  /** Held jobs whose session is open (computing); onBusy follows 0 ↔ 1. */
+  private computing = 0;
+  /** CPU time of the forwards, for the virtual node's load. */
+  readonly cpu = new ForwardCpuMeter();
   meter: JobMeter | undefined;
 
   /** What the birth announces: the shard folder's name, the blocks and, when one file holds exactly them, its sha256. */
@@ -196,10 +254,14 @@ export class BlockWorker {
       job.session = this.stack.openSession({ capacity: job.positions });
       job.startedMs = monotonicMs(this.o.clock);
       job.startJ = this.meter?.consumedTotalJ ?? 0;
-      this.o.onBusy?.(true);
+      if (this.computing++ === 0) {
+        this.cpu.sample(); // the busy share counts from here
+        this.o.onBusy?.(true, this.cpu);
+      }
     }
     if (f.position !== job.session.length) throw new Error(`frame position ${f.position} but the session's cache holds ${job.session.length} positions; replay the context first`);
-    const out = this.stack.forward(job.session, f.data, f.rows);
+    const session = job.session;
+    const out = this.cpu.time(() => this.stack.forward(session, f.data, f.rows));
     job.steps++;
     if (f.replay) return null;
     return encodeFrame({ jobId: f.jobId, sessionId: f.sessionId, step: f.step, position: f.position, rows: f.rows, dim, dtype: f.dtype, data: out });
@@ -214,7 +276,7 @@ export class BlockWorker {
     job.idle?.cancel();
     job.session?.close();
     this.jobs.delete(job.jobId);
-    if (job.session) this.o.onBusy?.(false);
+    if (job.session && --this.computing === 0) this.o.onBusy?.(false, this.cpu);
   }
 
   private async finish(job: HeldJob, send: Send, ok: boolean, error?: string): Promise<void> {

@@ -1,14 +1,18 @@
-// `heliomesh bench model`: prefill and decode speed of the TF.js forward pass, time per block
-// range, peak RSS and backend, for the bundled model (if present), a model given with
-// --model, and a stories15M-shaped model with seeded random weights. The bar for decode is
-// bench/model-c/forward.c, the same forward pass in plain single-threaded C (cc -O2), run on
-// the same weights and prompt.
+// `heliomesh bench model`: decode and prefill speed of Heliomesh's forward pass (TF.js blocks
+// with the weight matmuls in our WebAssembly kernel), against the bar of
+// bench/model-c/forward.c, the same forward pass in plain single-threaded f32 C
+// (cc -O3 -march=native -ffast-math), run on the same weights and prompt.
+//
+// - `--shape tinyllama|smollm2-360m|llama3.2-1b|qwen2.5-0.5b --quant f32|q8_0|q4_0` (comma
+//   lists run in one sitting): random-weight models of the real configurations, one stage
+//   per process with the head here, with per-stage peak RSS, bandwidth fraction and joules
+//   per token on the virtual node (bench/model/shape-run.ts).
+// - Otherwise: the bundled model (if present), a model given with --model, and a
+//   stories15M-shaped model with seeded random weights, in this process.
 import * as tf from '@tensorflow/tfjs';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { BACKEND_ENV, parseBackendName, selectBackend } from '../models/backend.js';
 import { bundledManifestPath } from '../models/bundled.js';
 import { openCheckpoint } from '../models/checkpoint.js';
@@ -16,6 +20,9 @@ import { emptyStats, Pipeline, type GenerationStats } from '../models/generate.j
 import { writeLlama2c } from '../models/llama2c.js';
 import { llamaConfig, randomWeights } from '../models/random.js';
 import type { ModelWeights } from '../models/types.js';
+import { compileC, runC as runCBar, type CRun } from './model/c-bar.js';
+import { runShape } from './model/shape-run.js';
+import { BENCH_QUANTS, BENCH_SEQ_LEN, parseList, SHAPES } from './model/shapes.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
 
 /** stories15M's shape (llama2.c's smallest TinyStories model). */
@@ -38,17 +45,10 @@ interface TfjsRun {
   blockRanges: { from: number; to: number; msPerToken: number }[];
   /** Decode tokens/s through STAGES stages (hidden states cross a Float32Array boundary). */
   stagedDecodeTokensPerS: number;
-  /** Bytes TF.js accounts for (weights and caches); XNNPACK's packed weight copies come on top. */
+  /** Bytes TF.js accounts for (norm gains, caches); the weight matrices live in the kernel's memory. */
   tensorMiB: number;
   /** The process's peak RSS after the whole-model runs (includes the weights' host copies). */
   peakRssMiB: number;
-  ids: number[];
-}
-
-interface CRun {
-  prefillTokensPerS: number;
-  decodeTokensPerS: number;
-  decodeTokensPerSMedian?: number;
   ids: number[];
 }
 
@@ -78,17 +78,17 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * one least disturbed), with the median. The staged runs come after the whole model's
  * pipeline is freed, so that the RSS and tensor bytes reported are those of one model copy.
  */
-function runTfjsAndC(weights: ModelWeights, prompt: number[], c?: { exe: string; checkpoint: string }): TfjsRun & { c?: CRun } {
+function runTfjsAndC(weights: ModelWeights, prompt: number[], threads: number, c?: { exe: string; checkpoint: string }): TfjsRun & { c?: CRun & { decodeTokensPerSMedian: number } } {
   const decodeRate = (m: TfjsMeasure) => tokensPerS(m.stats.decodeTokens, m.stats.decodeMs);
   const fastest = (runs: TfjsMeasure[]) => runs.reduce((a, b) => (decodeRate(b) > decodeRate(a) ? b : a));
   const warmUp = (p: Pipeline) => {
-    // the first call of each kernel pays for setup (XNNPACK packs the weights)
+    // the first call of each kernel pays for setup (worker threads start, pages are touched)
     for (const _ of p.generate({ promptIds: prompt, maxTokens: 4, sampler: GREEDY }));
   };
 
   const wholeRuns: TfjsMeasure[] = [];
   const cRuns: CRun[] = [];
-  const whole = Pipeline.split(weights, 1);
+  const whole = Pipeline.split(weights, 1, { threads });
   let tensorMiB: number;
   let peakRssMiB: number;
   try {
@@ -104,7 +104,7 @@ function runTfjsAndC(weights: ModelWeights, prompt: number[], c?: { exe: string;
   }
 
   const stagedRuns: TfjsMeasure[] = [];
-  const staged = Pipeline.split(weights, Math.min(STAGES, weights.config.nLayers));
+  const staged = Pipeline.split(weights, Math.min(STAGES, weights.config.nLayers), { threads });
   try {
     warmUp(staged);
     for (let round = 0; round < ROUNDS; round++) stagedRuns.push(measureTfjs(staged, prompt));
@@ -135,27 +135,8 @@ function runTfjsAndC(weights: ModelWeights, prompt: number[], c?: { exe: string;
   };
 }
 
-/** Compiles the C forward pass; undefined (with the reason) when there is no C compiler. */
-function compileC(dir: string): { exe?: string; reason?: string } {
-  const source = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'model-c', 'forward.c');
-  if (!existsSync(source)) return { reason: `${source} not found` };
-  const exe = join(dir, 'forward');
-  const cc = spawnSync('cc', ['-O2', '-o', exe, source, '-lm'], { encoding: 'utf8' });
-  if (cc.error) return { reason: `no C compiler ('cc' failed to start: ${cc.error.message})` };
-  if (cc.status !== 0) return { reason: `cc -O2 failed: ${cc.stderr.trim()}` };
-  return { exe };
-}
-
 function runC(exe: string, checkpoint: string, weights: ModelWeights, prompt: number[]): CRun {
-  const { ropeTheta, normEps } = weights.config;
-  const steps = prompt.length + DECODE_TOKENS + 1;
-  const out = execFileSync(exe, [checkpoint, String(steps), String(ropeTheta), String(normEps), ...prompt.map(String)], { encoding: 'utf8' });
-  const r = JSON.parse(out) as { promptTokens: number; promptMs: number; ids: number[]; decodeForwards: number; decodeMs: number };
-  return {
-    prefillTokensPerS: (r.promptTokens / r.promptMs) * 1000,
-    decodeTokensPerS: (r.decodeForwards / r.decodeMs) * 1000,
-    ids: r.ids,
-  };
+  return runCBar(exe, checkpoint, weights.config, prompt, DECODE_TOKENS);
 }
 
 function commonPrefix(a: number[], b: number[]): number {
@@ -164,9 +145,69 @@ function commonPrefix(a: number[], b: number[]): number {
   return n;
 }
 
+/** A positive integer option, or its default. */
+function intOption(args: BenchOptions['args'], name: string, fallback: number, min = 1): number {
+  const v = args[name];
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be an integer >= ${min}, got '${v}'`);
+  return n;
+}
+
+/** Shape runs: prompt and decode lengths kept short enough for C f32 on a 1B model (0.3–0.6 s per token). */
+const SHAPE_PROMPT_TOKENS = 16;
+const SHAPE_DECODE_TOKENS = 64;
+const SHAPE_ROUNDS = 2;
+const SHAPE_SEED = 12;
+
+async function runShapes(opts: BenchOptions, backendName: ReturnType<typeof parseBackendName>): Promise<BenchResult> {
+  const a = opts.args;
+  const shapes = parseList(a.shape!, Object.keys(SHAPES), 'shape');
+  const quants = parseList(a.quant ?? 'q4_0', BENCH_QUANTS, 'quant');
+  const cBar = a.cBar ?? 'on';
+  if (cBar !== 'on' && cBar !== 'off') throw new Error(`--c-bar must be on or off, got '${cBar}'`);
+  const o = {
+    stages: intOption(a, 'stages', STAGES),
+    threads: intOption(a, 'threads', availableParallelism()),
+    seed: SHAPE_SEED,
+    promptTokens: SHAPE_PROMPT_TOKENS,
+    decodeTokens: intOption(a, 'tokens', SHAPE_DECODE_TOKENS),
+    rounds: intOption(a, 'rounds', SHAPE_ROUNDS),
+    backend: backendName,
+    cBar: cBar === 'on',
+  };
+  const work = mkdtempSync(join(tmpdir(), 'heliomesh-bench-model-'));
+  try {
+    const runs = [];
+    for (const name of shapes) runs.push({ shape: name, ...(await runShape(SHAPES[name]!, quants, { ...o, workDir: work })) });
+    const lines = runs.flatMap((r) => r.results.map((q) => {
+      const vsC = r.c && q.vsC
+        ? `${q.vsC.decodeRatio!.toFixed(2)}× the C f32 bar's ${r.c.decodeTokensPerS.toFixed(2)} tok/s` +
+          (q.vsC.goal ? ` (goal ≥ ${q.vsC.goal.atLeast}×: ${q.vsC.goal.met ? 'met' : `missed by ${((1 - q.vsC.decodeRatio! / q.vsC.goal.atLeast) * 100).toFixed(1)} %`})` : '') +
+          (r.c.note ? ' [C on the llama-equivalent shape]' : '')
+        : `no C bar: ${r.cReason}`;
+      return `${q.summary}; ${vsC}`;
+    }));
+    return {
+      summary: `model --shape (random weights, one stage process each, head here; seqLen ${BENCH_SEQ_LEN} only bounds the sessions, ` +
+        `which hold ${o.promptTokens} prompt + ${o.decodeTokens} decode positions; best of ${o.rounds} rounds)\n${lines.join('\n')}`,
+      metrics: {
+        mode: 'shape',
+        options: o,
+        todaysF32: 'the TF.js f32 path this replaced is no longer in the tree; the f32 rows here are the new kernel, the historical comparison is measured on the old commit separately',
+        runs: runs.map(({ results, ...rest }) => ({ ...rest, results: results.map(({ ids: _ids, ...q }) => q) })),
+      },
+    };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 async function run(opts: BenchOptions): Promise<BenchResult> {
   const backendWanted = parseBackendName(opts.args.backend ?? process.env[BACKEND_ENV] ?? 'auto');
   const backend = await selectBackend({ backend: backendWanted });
+  if (opts.args.shape) return runShapes(opts, backendWanted);
+  const threads = intOption(opts.args, 'threads', availableParallelism());
   const work = mkdtempSync(join(tmpdir(), 'heliomesh-bench-model-'));
   const models: { name: string; load: () => ModelWeights }[] = [];
   if (opts.args.model) models.push({ name: opts.args.model, load: () => openCheckpoint(opts.args.model!).read() });
@@ -183,13 +224,14 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
         cInput = { exe: c.exe, checkpoint: join(work, 'model.bin') };
         writeLlama2c(cInput.checkpoint, weights);
       }
-      const { ids, c: cRun, ...tfjs } = runTfjsAndC(weights, prompt, cInput);
+      const { ids, c: cRun, ...tfjs } = runTfjsAndC(weights, prompt, threads, cInput);
       results.push({
         model: m.name,
         config: weights.config,
         promptTokens: prompt.length,
         decodeTokens: DECODE_TOKENS,
         rounds: ROUNDS,
+        threads,
         tfjs,
         c: cRun && { prefillTokensPerS: cRun.prefillTokensPerS, decodeTokensPerS: cRun.decodeTokensPerS, decodeTokensPerSMedian: cRun.decodeTokensPerSMedian },
         decodeRatioTfjsToC: cRun ? tfjs.decodeTokensPerS / cRun.decodeTokensPerS : undefined,
@@ -205,8 +247,8 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
         `peak RSS ${r.tfjs.peakRssMiB.toFixed(0)} MiB`;
     }).join('; ');
     return {
-      summary: `model [${backend.detail}] ${line}`,
-      metrics: { backend: backend.name, backendDetail: backend.detail, cCompiler: c.exe ? 'cc -O2' : c.reason, results },
+      summary: `model [${backend.detail}, kernel ${threads} threads] ${line}`,
+      metrics: { backend: backend.name, backendDetail: backend.detail, threads, cCompiler: c.exe ? c.compiler : c.reason, results },
     };
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -214,6 +256,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
 }
 
 export const modelBench: Bench = {
-  description: 'TF.js prefill/decode tokens/s, time per block range and peak RSS, against a plain C forward pass',
+  description: 'prefill/decode tokens/s, time per block range and peak RSS against a plain C forward pass; ' +
+    'with --shape: real model shapes as stage processes, memory, bandwidth fraction and J/token',
   run,
 };

@@ -14,8 +14,16 @@ export function registerBench(program: Command): void {
     .option('--nodes <n>', 'gateway: virtual nodes')
     .option('--jobs-per-s <rate>', 'gateway: mean job arrivals per second (Poisson)')
     .option('--seconds <s>', 'gateway: length of the measured window')
-    .option('--tokens <n>', 'gateway, pipeline: tokens generated per job')
-    .action(async (name: string, opts: { out: string; model?: string; nodes?: string; jobsPerS?: string; seconds?: string; tokens?: string }) => {
+    .option('--tokens <n>', 'gateway, pipeline: tokens generated per job; model --shape: decode tokens per round (default 64)')
+    .option('--shape <names>', 'model: random-weight real shapes, comma-separated: tinyllama, smollm2-360m, llama3.2-1b, qwen2.5-0.5b')
+    .option('--quant <types>', 'model --shape: weight types, comma-separated: f32, q8_0, q4_0 (default q4_0)')
+    .option('--stages <n>', 'model --shape: pipeline stages, one process each (default 3)')
+    .option('--threads <n>', 'model: matmul kernel threads per stage and head (default: every core)')
+    .option('--rounds <n>', 'model --shape: measured rounds, each with a C round after it (default 2)')
+    .option('--c-bar <on|off>', 'model --shape: run the C f32 bar (default on)')
+    .option('--backend <name>', 'model: TF.js backend, auto|tensorflow|wasm|cpu (default: HELIOMESH_BACKEND or auto)')
+    .action(async (name: string, opts: { out: string; model?: string; nodes?: string; jobsPerS?: string; seconds?: string; tokens?: string;
+      shape?: string; quant?: string; stages?: string; threads?: string; rounds?: string; cBar?: string; backend?: string }) => {
       const bench = benches[name];
       if (!bench) {
         throw new Error(`unknown benchmark '${name}'; choose one of: ${Object.keys(benches).join(', ')}`);

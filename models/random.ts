@@ -24,6 +24,12 @@ export function llamaConfig(shape: Pick<LlamaConfig, 'dim' | 'hiddenDim' | 'nLay
   return { sharedClassifier: true, normEps: 1e-5, ropeTheta: 10000, ...shape };
 }
 
+/**
+ * Room for a matrix of stored bytes (a kernel's allocate(), the allocator BlockStack and
+ * ModelHead hand their loaders): matrices are then generated straight into it.
+ */
+export type RandomAllocator = (type: WeightType, rows: number, cols: number) => Uint8Array;
+
 /** Which part of a model to generate; see randomWeights. */
 export interface RandomPart {
   /** Layers [from, to) (default: none). */
@@ -36,27 +42,29 @@ export interface RandomPart {
  * Seeded random weights of `config`, matrices encoded as `type` (default f32). qwen2 configs
  * get q/k/v biases. Without `part` the whole model (every layer and the head); with it, only
  * the layers of `part.range` and, if `part.head`, the head. The same seed gives the same
- * values for a layer or the head whichever part they are generated in.
+ * values for a layer or the head whichever part they are generated in. With `allocate`,
+ * every matrix is written into the room it hands out (no host copy).
  */
-export function randomWeights(config: LlamaConfig, seed: number, type: WeightType = 'f32', part?: RandomPart): ModelWeights {
+export function randomWeights(config: LlamaConfig, seed: number, type: WeightType = 'f32', part?: RandomPart,
+  allocate?: RandomAllocator): ModelWeights {
   const range = part ? (part.range ?? { from: 0, to: 0 }) : { from: 0, to: config.nLayers };
   if (!Number.isInteger(range.from) || !Number.isInteger(range.to) || range.from < 0 || range.to > config.nLayers || range.from > range.to) {
     throw new Error(`layer range [${range.from}, ${range.to}) is not inside the model's [0, ${config.nLayers})`);
   }
   const layers: LayerWeights[] = [];
-  for (let l = range.from; l < range.to; l++) layers.push(randomLayer(config, seed, l, type));
+  for (let l = range.from; l < range.to; l++) layers.push(randomLayer(config, seed, l, type, allocate));
   const withHead = part ? part.head === true : true;
-  return { config, range: { ...range }, layers, ...(withHead ? { head: randomHead(config, seed, type) } : {}) };
+  return { config, range: { ...range }, layers, ...(withHead ? { head: randomHead(config, seed, type, allocate) } : {}) };
 }
 
 /** Layer `index` of the seeded model (what randomWeights puts at that index). */
-export function randomLayer(config: LlamaConfig, seed: number, index: number, type: WeightType = 'f32'): LayerWeights {
+export function randomLayer(config: LlamaConfig, seed: number, index: number, type: WeightType = 'f32', allocate?: RandomAllocator): LayerWeights {
   const { dim, hiddenDim, nHeads, nKvHeads } = config;
   const headSize = dim / nHeads;
   const qDim = nHeads * headSize;
   const kvDim = nKvHeads * headSize;
   const g = new NormalStream(mix(seed, index + 1));
-  const matrix = (rows: number, cols: number) => g.matrix(rows, cols, type);
+  const matrix = (rows: number, cols: number) => g.matrix(rows, cols, type, 1 / Math.sqrt(cols), allocate);
   const gain = () => g.fill(new Float32Array(dim), 0.1, 1);
   const bias = (n: number) => g.fill(new Float32Array(n), 0.1);
   return {
@@ -74,12 +82,12 @@ export function randomLayer(config: LlamaConfig, seed: number, index: number, ty
 }
 
 /** The head part of the seeded model. The embedding is N(0, 1), as the stacks expect their input. */
-export function randomHead(config: LlamaConfig, seed: number, type: WeightType = 'f32'): HeadWeights {
+export function randomHead(config: LlamaConfig, seed: number, type: WeightType = 'f32', allocate?: RandomAllocator): HeadWeights {
   const { dim, vocabSize } = config;
   const g = new NormalStream(mix(seed, 0));
-  const tokenEmbedding = g.matrix(vocabSize, dim, type, 1);
+  const tokenEmbedding = g.matrix(vocabSize, dim, type, 1, allocate);
   const finalNorm = g.fill(new Float32Array(dim), 0.1, 1);
-  return { tokenEmbedding, finalNorm, classifier: config.sharedClassifier ? tokenEmbedding : g.matrix(vocabSize, dim, type) };
+  return { tokenEmbedding, finalNorm, classifier: config.sharedClassifier ? tokenEmbedding : g.matrix(vocabSize, dim, type, 1 / Math.sqrt(dim), allocate) };
 }
 
 /** A 32-bit hash of (seed, stream): the seed of one layer's (or the head's) stream. */
@@ -156,12 +164,26 @@ class NormalStream {
     return a;
   }
 
-  /** A [rows][cols] matrix of N(0, std²) values (default std 1/sqrt(cols)), encoded as `type`. */
-  matrix(rows: number, cols: number, type: WeightType, std = 1 / Math.sqrt(cols)): WeightMatrix {
-    if (type === 'f32') return f32Matrix(this.fill(new Float32Array(rows * cols), std), rows, cols);
-    // Encoded a band of rows at a time, so that no f32 copy of a whole matrix exists (the
-    // largest, a 150k-token embedding, would need over half a gigabyte).
-    const data = new Uint8Array(matrixBytes(type, rows, cols));
+  /** A [rows][cols] matrix of N(0, std²) values, encoded as `type`, in room from `allocate` if given. */
+  matrix(rows: number, cols: number, type: WeightType, std: number, allocate?: RandomAllocator): WeightMatrix {
+    const data = allocate ? allocate(type, rows, cols) : undefined;
+    if (data && data.byteLength !== matrixBytes(type, rows, cols)) {
+      throw new Error(`the allocator gave ${data.byteLength} bytes for a ${type} [${rows}][${cols}] matrix of ${matrixBytes(type, rows, cols)}`);
+    }
+    if (type === 'f32') {
+      if (!data) return f32Matrix(this.fill(new Float32Array(rows * cols), std), rows, cols);
+      if (data.byteOffset % 4 !== 0) throw new Error('the allocator gave room for an f32 matrix that is not 4-byte aligned');
+      this.fill(new Float32Array(data.buffer, data.byteOffset, rows * cols), std);
+      return { type, rows, cols, data };
+    }
+    return this.encoded(rows, cols, type, std, data ?? new Uint8Array(matrixBytes(type, rows, cols)));
+  }
+
+  /**
+   * Encoded a band of rows at a time, so that no f32 copy of a whole matrix exists (the
+   * largest, a 150k-token embedding, would need over half a gigabyte).
+   */
+  private encoded(rows: number, cols: number, type: Exclude<WeightType, 'f32'>, std: number, data: Uint8Array): WeightMatrix {
     const band = Math.max(1, Math.floor(CHUNK_VALUES / cols));
     const values = new Float32Array(Math.min(rows, band) * cols);
     const rb = rowBytes(type, cols);

@@ -11,7 +11,7 @@ import { Sun, type SunOptions } from './sun.js';
 export interface LoadSpec {
   /** Node draw at the charger's system output with the CPU idle, W. */
   idleW: number;
-  /** Extra draw with a job on every core at the highest frequency, W. */
+  /** Extra draw with every core busy at the highest frequency, W. */
   computeW: number;
   /**
    * Dynamic power goes as C·V²·f and the DVFS voltage rises with f, so compute power
@@ -19,6 +19,18 @@ export interface LoadSpec {
    */
   freqExponent: number;
 }
+
+/**
+ * Where the busy share of the cores comes from while a job runs (see Plant.setComputeLoad):
+ * `sample()` returns the share of the online cores that were busy since its previous call,
+ * 0..1 (e.g. the CPU time of the forwards over the wall time and the host's cores).
+ */
+export interface CpuMeter {
+  sample(): number;
+}
+
+/** A fixed busy share of the online cores (0..1), or a meter sampled at every step. */
+export type ComputeLoad = number | CpuMeter;
 
 export interface PlantOptions {
   startMs: number;
@@ -50,6 +62,8 @@ export interface PlantState {
   loadW: number;
   brownout: boolean;
   jobRunning: boolean;
+  /** Share of the online cores busy while the job runs (1 when nobody measures it). */
+  busyCoreShare: number;
   cpu: CpuLoadState;
   battery: { socPct: number; energyJ: number; ocvV: number; terminalV: number; currentA: number; powerW: number };
 }
@@ -84,6 +98,9 @@ export class Plant {
   private inputPresent = false;
   private terminated = false;
   private jobRunning = false;
+  private computeLoad: ComputeLoad | undefined;
+  /** The busy share in force: the fixed one, or the meter's last sample. */
+  private busyShare = 1;
   private advancing = false;
   private cpu: { state: CpuLoadState; readAtMs: number } | undefined;
   private readonly listeners = new Set<(s: PlantState) => void>();
@@ -108,6 +125,23 @@ export class Plant {
     }
   }
 
+  /**
+   * How busy a running job keeps the cores: a fixed share of the online cores, or a meter
+   * the plant samples each time it integrates an interval, so that the interval is charged
+   * with the work measured over that same interval. Undefined (the default): a job keeps
+   * every online core busy, as before work was measured.
+   */
+  setComputeLoad(load: ComputeLoad | undefined): void {
+    if (typeof load === 'number') {
+      if (!(load >= 0 && load <= 1)) throw new Error(`the busy share of the cores must be in [0, 1], got ${load}`);
+      this.busyShare = load;
+    } else {
+      this.busyShare = 1;
+    }
+    this.computeLoad = load;
+    this.cached = undefined;
+  }
+
   /** Called with each new operating point (after every step). */
   onState(listener: (s: PlantState) => void): () => void {
     this.listeners.add(listener);
@@ -119,6 +153,13 @@ export class Plant {
     if (this.advancing) return; // a listener read a register mid-step: it sees the current point
     this.advancing = true;
     try {
+      const meter = typeof this.computeLoad === 'object' ? this.computeLoad : undefined;
+      if (meter && this.jobRunning && this.t < timeMs) {
+        // the work done since the last step is what the interval up to now is charged with
+        const share = meter.sample();
+        this.busyShare = Number.isFinite(share) ? Math.min(1, Math.max(0, share)) : 1;
+        this.cached = undefined;
+      }
       while (this.t < timeMs) {
         const gridNext = this.options.startMs + (Math.floor((this.t - this.options.startMs) / this.stepMs) + 1) * this.stepMs;
         const next = Math.min(timeMs, gridNext);
@@ -171,8 +212,15 @@ export class Plant {
     const settings = this.charger.settings();
     const powerGood = inputPresent && !settings.hiz;
     const cpu = this.cpuState();
+    // A CMOS core's dynamic power is α·C·V²·f while it switches; an idle core waits in WFI
+    // with its clock gated and adds next to nothing over idleW. So compute power is
+    // proportional to the busy cores, times V(f)²·f, which with DVFS grows as f^freqExponent:
+    //   P = idleW + computeW × (busy cores / total cores) × (f / fmax)^freqExponent,
+    // busy cores = the busy share of the online cores × the online cores. A job measured to
+    // keep half the cores busy (or all of them for half the time) costs half.
+    const busyCores = (this.computeLoad === undefined ? 1 : this.busyShare) * cpu.onlineCores;
     const loadDemandW = this.options.load.idleW + (this.jobRunning
-      ? this.options.load.computeW * (cpu.onlineCores / cpu.totalCores) * (cpu.busyFreqKhz / cpu.cpuinfoMaxKhz) ** this.options.load.freqExponent
+      ? this.options.load.computeW * (busyCores / cpu.totalCores) * (cpu.busyFreqKhz / cpu.cpuinfoMaxKhz) ** this.options.load.freqExponent
       : 0);
 
     const dtS = this.stepMs / 1000;
@@ -222,6 +270,7 @@ export class Plant {
       loadW,
       brownout: loadW < loadDemandW - 1e-9,
       jobRunning: this.jobRunning,
+      busyCoreShare: this.computeLoad === undefined ? 1 : this.busyShare,
       cpu,
       battery: { socPct: this.cell.socPct, energyJ: this.cell.energyJ, ocvV: ocv, terminalV, currentA: batteryW / terminalV, powerW: batteryW },
     };

@@ -112,6 +112,32 @@ test('scales: matrices ~ N(0, 1/in), gains ~ N(1, 0.01), embedding ~ N(0, 1)', (
   assert.ok(beyond > 0.04 && beyond < 0.052, `share beyond 2σ: ${beyond}`);
 });
 
+test('with an allocator, every matrix is generated into the room it hands out', () => {
+  for (const type of ['f32', 'q8_0', 'q4_0'] as WeightType[]) {
+    const rooms: Uint8Array[] = [];
+    const pool = new SharedArrayBuffer(1 << 22);
+    let top = 0;
+    const allocate = (t: WeightType, rows: number, cols: number) => {
+      assert.equal(t, type);
+      const bytes = Math.ceil(((rows * cols) / (t === 'f32' ? 1 : 32)) * (t === 'f32' ? 4 : t === 'q8_0' ? 34 : 18));
+      const room = new Uint8Array(pool, top, bytes);
+      top = Math.ceil((top + bytes) / 64) * 64;
+      rooms.push(room);
+      return room;
+    };
+    const inRoom = randomWeights(qwen, 6, type, { range: { from: 1, to: 3 }, head: true }, allocate);
+    const plain = randomWeights(qwen, 6, type, { range: { from: 1, to: 3 }, head: true });
+    assert.equal(rooms.length, 2 * 7 + 2, 'seven matrices per layer, embedding and classifier');
+    inRoom.layers.forEach((l, i) => {
+      sameLayer(l, plain.layers[i]!, `${type} layer ${i}`);
+      for (const k of MATRIX_KINDS) assert.ok(rooms.includes(l[k].data), `${type} ${k} lives in its room`);
+    });
+    assert.deepEqual(inRoom.head, plain.head);
+    assert.ok(rooms.includes(inRoom.head!.classifier.data));
+  }
+  assert.throws(() => randomWeights(config, 1, 'q8_0', { range: { from: 0, to: 1 } }, () => new Uint8Array(5)), /allocator gave 5 bytes/);
+});
+
 test('a part outside the model is refused', () => {
   assert.throws(() => randomWeights(config, 1, 'f32', { range: { from: 3, to: 7 } }), /layer range \[3, 7\) is not inside the model's \[0, 5\)/);
   assert.throws(() => randomWeights(config, 1, 'f32', { range: { from: 3, to: 2 } }), /not inside/);
