@@ -32,6 +32,8 @@ export interface WorkerOptions {
   shardDir: string;
   firstBlock: number;
   lastBlock: number;
+  /** Threads of the stage's matmul kernel (default: every core). */
+  threads?: number;
   queueCapacity: number;
   sessionIdleMs: number;
   clock: Clock;
@@ -143,10 +145,11 @@ export class BlockWorker {
   static load(o: WorkerOptions): BlockWorker {
     const range = { from: o.firstBlock, to: o.lastBlock + 1 };
     const manifest = readManifest(o.shardDir);
-    const weights = readShards(o.shardDir, { range, head: false }, manifest);
+    // the shard's matrices are read straight into the stage's kernel memory: held once
+    const stack = new BlockStack((allocate) => readShards(o.shardDir, { range, head: false }, manifest, allocate), range, { threads: o.threads });
     const exact = manifest.blocks.find((b) => b.from === range.from && b.to === range.to);
-    const worker = new BlockWorker(new BlockStack(weights, range), o, exact?.sha256);
-    o.log.info({ shardDir: o.shardDir, from: range.from, to: range.to, dim: weights.config.dim }, 'shard loaded');
+    const worker = new BlockWorker(stack, o, exact?.sha256);
+    o.log.info({ shardDir: o.shardDir, from: range.from, to: range.to, dim: stack.config.dim, weightBytes: stack.kernel.weightBytes(), threads: stack.kernel.threads }, 'shard loaded');
     return worker;
   }
 
