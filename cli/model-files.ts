@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { openCheckpoint, parameterCount, type Checkpoint } from '../models/checkpoint.js';
-import { writeGgufLlama } from '../models/gguf-llama.js';
+import { writeGgufLlama } from '../models/gguf-llama-write.js';
 import type { GgufMetadataEntry } from '../models/gguf-write.js';
 import { splitRanges, writeShards, type Manifest } from '../models/shards.js';
 import { detectTokenizerKind, loadTokenizer, Llama2cTokenizer, readTokenizer } from '../models/tokenizers/index.js';

@@ -9,7 +9,7 @@ import { BACKEND_ENV, BACKEND_NAMES, parseBackendName, selectBackend, type Backe
 import { bundledManifestPath } from '../models/bundled.js';
 import { openCheckpoint, type Checkpoint } from '../models/checkpoint.js';
 import { Pipeline } from '../models/generate.js';
-import type { MatrixAllocator } from '../models/gguf-llama.js';
+import type { MatrixAllocator } from '../models/weights.js';
 import { splitRanges } from '../models/shards.js';
 import { GgufTokenizer, loadTokenizer, readGgufTokenizer, TokenStream, type Tokenizer } from '../models/tokenizers/index.js';
 import { registerModelFiles } from './model-files.js';

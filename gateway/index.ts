@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
 import { selectBackend } from '../models/backend.js';
 import { bundledManifestPath } from '../models/bundled.js';
-import type { MatrixAllocator } from '../models/gguf-llama.js';
+import type { MatrixAllocator } from '../models/weights.js';
 import { MANIFEST_FILE, readManifest, readShards } from '../models/shards.js';
 import { loadTokenizer } from '../models/tokenizers/index.js';
 import { nodeAclPatterns } from '../protocol/index.js';

@@ -4,8 +4,9 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { GgufFile, GgufValueType, type GgufValue } from './gguf.js';
-import { readGgufConfig, readGgufLlama, type MatrixAllocator } from './gguf-llama.js';
+import { readGgufConfig, readGgufLlama } from './gguf-llama.js';
 import type { GgufMetadataEntry, GgufScalarType } from './gguf-write.js';
+import type { MatrixAllocator } from './weights.js';
 import { hfDtypes, readHfLlama } from './hf-llama.js';
 import { readLlama2c, readLlama2cConfig, type ReadPart } from './llama2c.js';
 import { MANIFEST_FILE, readManifest, readShards, type Manifest } from './shards.js';

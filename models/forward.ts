@@ -19,8 +19,8 @@ import { readValues, storageView } from './backend.js';
 import { MatmulRuntime, type KernelMatrix } from './kernels/index.js';
 import { geometryOf, prepareLayer, type Geometry, type PreparedLayer } from './layout.js';
 import { BlockSession, type DecodeScratch, type LayerCache, type SessionOptions } from './session.js';
-import type { MatrixAllocator } from './gguf-llama.js';
 import type { BlockRange, ModelWeights, LlamaConfig } from './types.js';
+import type { MatrixAllocator } from './weights.js';
 
 export { BlockSession, type CacheUpdate, type SessionOptions } from './session.js';
 export { geometryOf, type Geometry } from './layout.js';

@@ -5,7 +5,7 @@
 import { BlockStack, type BlockSession, type CacheUpdate } from './forward.js';
 import { ModelHead, Sampler, type SamplerOptions } from './head.js';
 import { splitRanges } from './shards.js';
-import type { MatrixAllocator } from './gguf-llama.js';
+import type { MatrixAllocator } from './weights.js';
 import type { BlockRange, HeadWeights, LlamaConfig, ModelWeights } from './types.js';
 
 export interface GenerateOptions {

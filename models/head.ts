@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { readValues } from './backend.js';
 import { rmsNorm } from './forward.js';
 import { MatmulRuntime, type KernelMatrix } from './kernels/index.js';
-import type { MatrixAllocator } from './gguf-llama.js';
+import type { MatrixAllocator } from './weights.js';
 import type { HeadWeights, LlamaConfig } from './types.js';
 import { dequantizeRows, type WeightMatrix } from './weights.js';
 

@@ -14,11 +14,12 @@ import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync,
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import type { ReadPart } from './llama2c.js';
-import { readGgufLlama, writeGgufPart, type MatrixAllocator } from './gguf-llama.js';
+import { readGgufLlama } from './gguf-llama.js';
+import { writeGgufPart } from './gguf-llama-write.js';
 import type { GgufMetadataEntry } from './gguf-write.js';
 import { SafetensorsFile } from './safetensors.js';
 import { MATRIX_KINDS, matrixShape, type BlockRange, type HeadWeights, type LayerWeights, type LlamaConfig, type MatrixKind, type ModelWeights } from './types.js';
-import type { WeightMatrix, WeightType } from './weights.js';
+import type { MatrixAllocator, WeightMatrix, WeightType } from './weights.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const SHARD_FORMAT = 'heliomesh-shards';

@@ -23,6 +23,9 @@ export interface WeightMatrix {
   data: Uint8Array;
 }
 
+/** Hands out the memory a matrix is read into (a kernel's own, so a stage never holds its weights twice). */
+export type MatrixAllocator = (type: WeightType, rows: number, cols: number) => Uint8Array;
+
 /** Values per block and bytes per block of each type (a plain float is a block of one). */
 export const BLOCK: Record<WeightType, { values: number; bytes: number }> = {
   f32: { values: 1, bytes: 4 },

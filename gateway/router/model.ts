@@ -7,7 +7,7 @@ import { ModelHead } from '../../models/head.js';
 import { GgufTokenizer } from '../../models/tokenizers/gguf.js';
 import type { Manifest } from '../../models/shards.js';
 import type { Tokenizer } from '../../models/tokenizers/index.js';
-import type { MatrixAllocator } from '../../models/gguf-llama.js';
+import type { MatrixAllocator } from '../../models/weights.js';
 import type { HeadWeights, LlamaConfig } from '../../models/types.js';
 import type { ModelCard } from '../jobs.js';
 import type { ShardRef } from '../registry.js';

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import { decodeFloats, encodeFloats } from '../../models/f16.js';
 import { GgufFile } from '../../models/gguf.js';
-import { ggufLlamaMetadata, readGgufLlama } from '../../models/gguf-llama.js';
+import { readGgufLlama } from '../../models/gguf-llama.js';
+import { ggufLlamaMetadata } from '../../models/gguf-llama-write.js';
 import { writeGguf, type GgufTensorSpec } from '../../models/gguf-write.js';
 import {
   KQUANT_BLOCK, dequantizeKQuant, dequantizeQ4K, dequantizeQ6K, floatToHalfBits, halfToFloat, kquantRowsToQ8_0,

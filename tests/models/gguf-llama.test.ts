@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import { GgufFile, GgufValueType } from '../../models/gguf.js';
-import {
-  halfSplitRowOrder, readGgufConfig, readGgufLlama, writeGgufLlama, writeGgufPart,
-} from '../../models/gguf-llama.js';
+import { readGgufConfig, readGgufLlama } from '../../models/gguf-llama.js';
+import { writeGgufLlama, writeGgufPart } from '../../models/gguf-llama-write.js';
+import { halfSplitRowOrder } from '../../models/rotary.js';
 import type { GgufMetadataEntry } from '../../models/gguf-write.js';
 import type { Architecture, LayerWeights, LlamaConfig, ModelWeights } from '../../models/types.js';
 import { WEIGHT_TYPES, dequantize, quantize, type WeightMatrix, type WeightType } from '../../models/weights.js';

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { SHAPES } from '../../bench/model/shapes.js';
 import { selectBackend } from '../../models/backend.js';
 import { Pipeline } from '../../models/generate.js';
-import { readGgufLlama, writeGgufPart } from '../../models/gguf-llama.js';
+import { readGgufLlama } from '../../models/gguf-llama.js';
+import { writeGgufPart } from '../../models/gguf-llama-write.js';
 import { randomWeights } from '../../models/random.js';
 import { splitRanges } from '../../models/shards.js';
 
