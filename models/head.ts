@@ -30,16 +30,16 @@ export class ModelHead {
     let head: HeadWeights;
     try {
       head = typeof source === 'function' ? source((type, rows, cols) => kernel.allocate(type, rows, cols)) : source;
+      for (const [name, m] of [['token embedding', head.tokenEmbedding], ['classifier', head.classifier]] as const) {
+        if (m.rows !== vocabSize || m.cols !== dim) {
+          throw new Error(`head weights do not match the config: ${name} is [${m.rows}][${m.cols}], expected [${vocabSize}][${dim}]`);
+        }
+      }
+      if (head.finalNorm.length !== dim) throw new Error(`head weights do not match the config: final norm has ${head.finalNorm.length} values, expected ${dim}`);
     } catch (err) {
       kernel.close();
       throw err;
     }
-    for (const [name, m] of [['token embedding', head.tokenEmbedding], ['classifier', head.classifier]] as const) {
-      if (m.rows !== vocabSize || m.cols !== dim) {
-        throw new Error(`head weights do not match the config: ${name} is [${m.rows}][${m.cols}], expected [${vocabSize}][${dim}]`);
-      }
-    }
-    if (head.finalNorm.length !== dim) throw new Error(`head weights do not match the config: final norm has ${head.finalNorm.length} values, expected ${dim}`);
     this.config = config;
     this.kernel = kernel;
     this.classifier = this.kernel.upload(head.classifier);

@@ -3,7 +3,7 @@
 // no weight matrix, so XNNPACK never keeps a packed copy of one. The RMSNorm gains and the
 // qwen2 biases stay small host vectors; the gains cannot be folded into quantized rows.
 import type { KernelMatrix, MatmulRuntime } from './kernels/index.js';
-import type { LayerWeights, LlamaConfig } from './types.js';
+import type { LayerWeights, LlamaConfig, MatrixKind } from './types.js';
 
 /** A layer's weights as the forward pass uses them. */
 export interface PreparedLayer {
@@ -49,8 +49,8 @@ export function geometryOf(config: LlamaConfig): Geometry {
 
 /** Uploads one layer's matrices into `kernel`; the caller can drop `layer` afterwards. */
 export function prepareLayer(g: Geometry, layer: LayerWeights, kernel: MatmulRuntime): PreparedLayer {
-  const expect = (name: string, rows: number, cols: number) => {
-    const m = layer[name as 'wq'];
+  const expect = (name: MatrixKind, rows: number, cols: number) => {
+    const m = layer[name];
     if (m.rows !== rows || m.cols !== cols) throw new Error(`${name} is [${m.rows}][${m.cols}], expected [${rows}][${cols}]`);
     return kernel.upload(m);
   };
