@@ -16,7 +16,7 @@
 //   wasm, the whole source tensor) on every token.
 import * as tf from '@tensorflow/tfjs';
 import { readValues, storageView } from './backend.js';
-import { MatmulRuntime, type KernelMatrix } from './kernels/index.js';
+import { MatmulRuntime } from './kernels/index.js';
 import { geometryOf, prepareLayer, type Geometry, type PreparedLayer } from './layout.js';
 import { BlockSession, type DecodeScratch, type LayerCache, type SessionOptions } from './session.js';
 import type { BlockRange, ModelWeights, LlamaConfig } from './types.js';
@@ -25,9 +25,30 @@ import type { MatrixAllocator } from './weights.js';
 export { BlockSession, type CacheUpdate, type SessionOptions } from './session.js';
 export { geometryOf, type Geometry } from './layout.js';
 
-/** RMSNorm: g ⊙ x / sqrt(mean(x²) + eps) (Zhang & Sennrich 2019, eq. 4). */
-export function rmsNorm(x: tf.Tensor2D, gain: tf.Tensor1D, eps: number): tf.Tensor2D {
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), gain);
+/** RMSNorm of each row of x [T][dim]: g ⊙ x / sqrt(mean(x²) + eps) (Zhang & Sennrich 2019, eq. 4). */
+export function rmsNorm(x: Float32Array, gain: Float32Array, eps: number): Float32Array {
+  const dim = gain.length;
+  const out = new Float32Array(x.length);
+  for (let row = 0; row < x.length; row += dim) {
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[row + i]! * x[row + i]!;
+    const scale = 1 / Math.sqrt(ss / dim + eps);
+    for (let i = 0; i < dim; i++) out[row + i] = gain[i]! * (scale * x[row + i]!);
+  }
+  return out;
+}
+
+/** x += y, elementwise (a residual connection). */
+function addInto(x: Float32Array, y: Float32Array): void {
+  for (let i = 0; i < x.length; i++) x[i] = x[i]! + y[i]!;
+}
+
+/** gate = silu(gate) ⊙ up, in place (SwiGLU, Shazeer 2020, eq. 6; silu(g) = g·σ(g)). */
+function swiGluInto(gate: Float32Array, up: Float32Array): void {
+  for (let i = 0; i < gate.length; i++) {
+    const g = gate[i]!;
+    gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+  }
 }
 
 export interface StackOptions {
@@ -35,18 +56,13 @@ export interface StackOptions {
   threads?: number;
 }
 
-/** A layer as the block runs it: kernel matrices and the gains as tensors. */
-interface RunLayer extends PreparedLayer {
-  attnGain: tf.Tensor1D;
-  ffnGain: tf.Tensor1D;
-}
 
 /** The TF.js blocks of one layer range, ready to serve sessions. */
 export class BlockStack {
   readonly config: LlamaConfig;
   readonly range: BlockRange;
   readonly geometry: Geometry;
-  private layers: RunLayer[];
+  private layers: PreparedLayer[];
   /** This stage's own kernel and memory: a stage is never capped by another's 4 GiB heap. */
   readonly kernel: MatmulRuntime;
   /** cos and sin of pos·theta^(-2i/headSize), [seqLen][headSize/2] (RoFormer, Su et al. 2021, eq. 34). */
@@ -84,10 +100,7 @@ export class BlockStack {
     try {
       this.layers = weights.layers
         .slice(range.from - weights.range.from, range.to - weights.range.from)
-        .map((layer) => {
-          const p = prepareLayer(g, layer, this.kernel);
-          return { ...p, attnGain: tf.keep(tf.tensor1d(p.attnNorm)), ffnGain: tf.keep(tf.tensor1d(p.ffnNorm)) };
-        });
+        .map((layer) => prepareLayer(g, layer, this.kernel));
     } catch (err) {
       this.kernel.close();
       throw err;
@@ -122,52 +135,34 @@ export class BlockStack {
   /** Frees the weights (the kernel and its threads) and every open session's cache. */
   dispose(): void {
     for (const s of [...this.sessions]) s.close();
-    for (const l of this.layers) tf.dispose([l.attnGain, l.ffnGain]);
     if (!this.disposed) this.kernel.close();
     this.disposed = true;
     this.layers = [];
   }
 
   /**
-   * Runs the held layers over `hidden` [T, dim] at the session's next T positions and returns
-   * the new hidden states (a tensor the caller disposes). The session's cache is extended.
+   * Runs the held layers over hidden states [T][dim] (the payload stages exchange) at the
+   * session's next T positions and returns the new hidden states; the session's cache is
+   * extended. The residual stream stays a host array: the matmuls read it in the kernel,
+   * the norms, residuals and SwiGLU are plain loops over it, and TF.js runs the attention
+   * over the cache.
    */
-  forwardTensor(session: BlockSession, hidden: tf.Tensor2D): tf.Tensor2D {
+  forward(session: BlockSession, hidden: Float32Array, T = hidden.length / this.geometry.dim): Float32Array {
     const g = this.geometry;
-    const [T, width] = hidden.shape;
-    if (width !== g.dim) throw new Error(`hidden states have width ${width}, expected dim ${g.dim}`);
+    if (!Number.isInteger(T) || T < 1 || hidden.length !== T * g.dim) {
+      throw new Error(`hidden states have ${hidden.length} values, not a whole number of rows of dim ${g.dim}`);
+    }
     const start = session.length;
     session.reserve(T);
     const C = session.capacity;
-    const out = tf.tidy(() => {
+    const x = Float32Array.from(hidden);
+    tf.tidy(() => {
       const scratch = T === 1 ? session.decodeScratch : undefined;
       const mask = scratch ? scratch.maskUpTo(start) : this.causalMask(start, T, C);
-      let x: tf.Tensor2D = hidden;
-      this.layers.forEach((layer, l) => {
-        x = this.block(layer, session.cache(l), x, start, T, C, mask, scratch);
-      });
-      return x;
+      this.layers.forEach((layer, l) => this.block(layer, session.cache(l), x, start, T, C, mask, scratch));
     });
     session.commit(T);
-    return out;
-  }
-
-  /** Float32Array boundary, as pipeline stages exchange hidden states: [T][dim] in and out. */
-  forward(session: BlockSession, hidden: Float32Array, T = hidden.length / this.geometry.dim): Float32Array {
-    if (!Number.isInteger(T) || T < 1 || hidden.length !== T * this.geometry.dim) {
-      throw new Error(`hidden states have ${hidden.length} values, not a whole number of rows of dim ${this.geometry.dim}`);
-    }
-    const input = tf.tensor2d(hidden, [T, this.geometry.dim]);
-    try {
-      const output = this.forwardTensor(session, input);
-      // dataSync hands over a fresh array (a copy on wasm and native; on cpu the array of a
-      // tensor disposed right after), so it can be returned as is.
-      const values = output.dataSync() as Float32Array;
-      output.dispose();
-      return values;
-    } finally {
-      input.dispose();
-    }
+    return x;
   }
 
   /** Additive mask [kvMul·T][C]: row r·T+t may attend to cache positions 0..start+t. */
@@ -183,15 +178,14 @@ export class BlockStack {
     return tf.tensor2d(m, [rows, C]);
   }
 
-  /** One transformer block (run.c `forward`, loop body) on x [T, dim]. */
-  private block(w: RunLayer, cache: LayerCache, x: tf.Tensor2D, start: number, T: number, C: number,
-    mask: tf.Tensor2D, scratch: DecodeScratch | undefined): tf.Tensor2D {
-    const g = this.geometry;
-    const { nKvHeads, kvMul, headSize, qDim } = g;
+  /** One transformer block (run.c `forward`, loop body) on x [T][dim], in place. */
+  private block(w: PreparedLayer, cache: LayerCache, x: Float32Array, start: number, T: number, C: number,
+    mask: tf.Tensor2D, scratch: DecodeScratch | undefined): void {
+    const { nKvHeads, kvMul, headSize, qDim } = this.geometry;
     const eps = this.config.normEps;
 
     // attention rmsnorm and the q, k, v projections in one kernel call
-    const [q0, k0, v0] = this.matmul(rmsNorm(x, w.attnGain, eps), w.qkv, w.qkvBias) as [Float32Array, Float32Array, Float32Array];
+    const [q0, k0, v0] = this.kernel.matmul(rmsNorm(x, w.attnNorm, eps), T, w.qkv, w.qkvBias) as [Float32Array, Float32Array, Float32Array];
     // RoPE on q and k; q goes out as [nKvHeads][kvMul·T][headSize], k and v into the cache
     const q = this.ropeAndCache(q0, k0, v0, cache, start, T, C, scratch);
     // grouped-query attention: each KV head serves kvMul query heads (Vaswani et al. 2017,
@@ -201,20 +195,13 @@ export class BlockStack {
     const heads = T === 1
       ? tf.reshape(att, [1, qDim])
       : tf.reshape(tf.transpose(tf.reshape(att, [nKvHeads, kvMul, T, headSize]), [2, 0, 1, 3]), [T, qDim]);
-    const [attnOut] = this.matmul(heads as tf.Tensor2D, [w.wo]);
-    x = tf.add(x, tf.tensor2d(attnOut!, [T, g.dim]));
+    // the kernel copies the heads in while the tensor is alive (inside forward's tidy)
+    addInto(x, this.kernel.matmul(readValues(heads), T, [w.wo])[0]!);
 
     // feed-forward: w2(silu(w1 x) * w3 x) (SwiGLU, Shazeer 2020, eq. 6)
-    const [gate0, up0] = this.matmul(rmsNorm(x, w.ffnGain, eps), w.gateUp);
-    const gate = tf.tensor2d(gate0!, [T, g.hiddenDim]);
-    const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), tf.tensor2d(up0!, [T, g.hiddenDim]));
-    const [down] = this.matmul(hidden as tf.Tensor2D, [w.down]);
-    return tf.add(x, tf.tensor2d(down!, [T, g.dim]));
-  }
-
-  /** The kernel's matmul on a tensor's rows [T][cols]: one Float32Array [T][rows] per matrix. */
-  private matmul(x: tf.Tensor2D, ms: readonly KernelMatrix[], biases?: readonly (Float32Array | undefined)[]): Float32Array[] {
-    return this.kernel.matmul(readValues(x), x.shape[0], ms, biases);
+    const [gate, up] = this.kernel.matmul(rmsNorm(x, w.ffnNorm, eps), T, w.gateUp) as [Float32Array, Float32Array];
+    swiGluInto(gate, up);
+    addInto(x, this.kernel.matmul(gate, T, [w.down])[0]!);
   }
 
   /**

@@ -1,7 +1,5 @@
 // The gateway's part of the model, as a Petals client holds it: the token embedding, the
 // final RMSNorm, the classifier (LM head) and the sampler.
-import * as tf from '@tensorflow/tfjs';
-import { readValues } from './backend.js';
 import { rmsNorm } from './forward.js';
 import { MatmulRuntime, type KernelMatrix } from './kernels/index.js';
 import type { MatrixAllocator } from './weights.js';
@@ -19,7 +17,7 @@ export class ModelHead {
   private readonly classifier: KernelMatrix;
   /** A separate embedding stays a host matrix (one row is read per token); a tied one is the classifier. */
   private readonly tokenEmbedding: WeightMatrix | undefined;
-  private readonly finalNorm: tf.Tensor1D;
+  private readonly finalNorm: Float32Array;
   private readonly kernel: MatmulRuntime;
   private closed = false;
 
@@ -46,7 +44,7 @@ export class ModelHead {
     // a separate embedding read into the kernel's memory is adopted there (one copy); one
     // handed over as host arrays stays a host matrix (one row is read per token)
     this.tokenEmbedding = head.tokenEmbedding === head.classifier ? undefined : head.tokenEmbedding;
-    this.finalNorm = tf.keep(tf.tensor1d(head.finalNorm));
+    this.finalNorm = head.finalNorm;
   }
 
   /** Hidden states [T][dim] of `tokens` (run.c: the content row of each token). */
@@ -70,20 +68,12 @@ export class ModelHead {
       throw new Error(`hidden states have ${hidden.length} values, not whole rows of dim ${dim}`);
     }
     const last = hidden.subarray(hidden.length - dim);
-    // The logits leave through a variable, not as the tidy's result: tf.tidy walks a returned
-    // array entry by entry looking for tensors (7 ms for a vocabulary of 32000, measured).
-    // The kernel copies its input in before the tidy frees the normed tensor.
-    let logits: Float32Array | undefined;
-    tf.tidy(() => {
-      logits = this.kernel.matmul(readValues(rmsNorm(tf.tensor2d(last, [1, dim]), this.finalNorm, normEps)), 1, [this.classifier])[0]!;
-    });
-    return logits!;
+    return this.kernel.matmul(rmsNorm(last, this.finalNorm, normEps), 1, [this.classifier])[0]!;
   }
 
   dispose(): void {
     if (this.closed) return;
     this.closed = true;
-    this.finalNorm.dispose();
     this.kernel.close();
   }
 }
