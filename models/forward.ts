@@ -1,4 +1,4 @@
-// The Llama transformer blocks in TF.js: one forward function over a contiguous layer range
+// The Llama transformer blocks: one forward function over a contiguous layer range
 // [from, to), hidden states [T, dim] in and out, with a per-session KV cache. T is the prompt
 // length for prefill and 1 for decode. Read top to bottom it is llama2.c's run.c `forward`:
 // rmsnorm, q/k/v, RoPE, causal grouped-query attention, output projection and residual,
@@ -6,8 +6,9 @@
 //
 // The weight matmuls run in our own WebAssembly kernel (kernels/), which holds each matrix
 // once in its stored encoding (f32, f16, bf16, Q8_0, Q4_0) and splits rows across all cores;
-// everything else (norms, attention over the KV cache, SwiGLU, residuals) is TF.js, and
-// RoPE is host code. Layout choices (measurements in models/README.md):
+// TF.js runs the attention over the KV cache; the norms, RoPE, SwiGLU and residuals are
+// plain loops over host arrays, which cost less than TF.js's per-op dispatch and copies at
+// these sizes. Layout choices (measurements in models/README.md):
 // - Q, K and V are one kernel call on the same input, gate and up another.
 // - RoPE is applied while copying the fresh q/k rows out of the kernel's output: the k rows
 //   have to be written into the cache by us anyway, since TF.js has no in-place update.
