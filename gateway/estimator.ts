@@ -61,16 +61,23 @@ export class HarvestEstimator {
     return this.bucket(atMs).size;
   }
 
-  /** f(e) for the slots around `atMs`, or undefined while there are fewer than `minSlots` samples. */
-  pmf(atMs: number): Float64Array | undefined {
+  /**
+   * f(e) for the slots around `atMs`, or undefined while there are fewer than `minSlots`
+   * samples. Harvests above `topLevel` quanta count as `topLevel`, so the PMF's length never
+   * depends on what a node reported; with topLevel = E_max + the largest C_E this is exact
+   * for the chain, since Eq. 1 clips every stage whose harvest reaches it at E_max.
+   */
+  pmf(atMs: number, topLevel: number): Float64Array | undefined {
+    if (!Number.isInteger(topLevel) || topLevel < 0) throw new Error(`top harvest level must be a whole number of quanta ≥ 0, got ${topLevel}`);
     const ring = this.bucket(atMs);
     if (ring.size < this.config.minSlots) return undefined;
     let top = 0;
     ring.forEach((x) => {
-      top = Math.max(top, Math.ceil(x));
+      top = Math.max(top, Math.ceil(Math.min(x, topLevel)));
     });
     const pmf = new Float64Array(top + 1);
-    ring.forEach((x) => {
+    ring.forEach((raw) => {
+      const x = Math.min(raw, topLevel);
       const k = Math.floor(x);
       const frac = x - k;
       pmf[k] = (pmf[k] as number) + (1 - frac);

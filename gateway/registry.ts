@@ -288,11 +288,21 @@ export class Registry {
 
   /** Re-solves when there is no solution yet or the harvest estimate has moved enough. */
   private resolve(node: NodeState, atMs: number): void {
-    const pmf = node.estimator.pmf(atMs) ?? node.profile.priorHarvestPmf;
+    const pmf = node.estimator.pmf(atMs, harvestTopLevel(node.profile)) ?? node.profile.priorHarvestPmf;
     if (node.solvedPmf && totalVariation(pmf, node.solvedPmf) <= this.config.estimator.changeThreshold) return;
     node.solvedPmf = pmf;
     this.solver.update(node.nodeId, toParams(node.profile, pmf), this.config.xiLim);
   }
+}
+
+/**
+ * The highest harvest per slot, in quanta, that the chain can tell apart: E_max plus the
+ * largest C_E. A slot harvesting that much ends its stage at E_max whatever the battery held
+ * (Eq. 1 clips at E_max), so anything above it is the same to the chain.
+ */
+export function harvestTopLevel(profile: ChainProfile): number {
+  const eMax = Math.floor(profile.capacityJ / profile.quantumJ);
+  return eMax + Math.max(0, ...profile.modes.map((m) => m.costQ));
 }
 
 export function toParams(profile: ChainProfile, harvestPmf: Float64Array): DeviceParams {

@@ -7,12 +7,25 @@ import { DeviceModel, PAPER_DYNAMIC_TABLE, PAPER_MODES, limits, mean, uniformOnG
 
 const HOUR = 3_600_000;
 const T0 = Date.UTC(2026, 5, 21, 0);
+/** A top level far above every harvest these tests record. */
+const TOP = 1000;
+
+test('a harvest above the top level counts at the top level: the PMF never grows with what a node reports', () => {
+  const est = new HarvestEstimator(EstimatorConfigSchema.parse({ minSlots: 4, windowSlots: 100 }), 1000);
+  // 1e12 J a slot, as a hostile node sent: before, a Float64Array of 1e9 levels
+  for (let i = 0; i < 27; i++) est.add(i % 3 === 0 ? 1e12 : 2500, T0 + i * 100_000);
+  const pmf = est.pmf(T0, 130)!;
+  assert.equal(pmf.length, 131);
+  assert.ok(Math.abs(pmf[130]! - 9 / 27) < 1e-12, 'the huge ones sit at the top level');
+  assert.ok(Math.abs(pmf[2]! + pmf[3]! - 18 / 27) < 1e-12);
+  assert.throws(() => est.pmf(T0, 1.5), /whole number of quanta/);
+});
 
 test('the estimate is the histogram of harvest per slot in quanta, mean kept exactly', () => {
   const est = new HarvestEstimator(EstimatorConfigSchema.parse({ minSlots: 4, windowSlots: 100 }), 1000);
   const harvestsJ = [0, 1500, 2000, 2250, 0, 3000, 1000, 500];
   harvestsJ.forEach((h, i) => est.add(h, T0 + i * 100_000));
-  const pmf = est.pmf(T0)!;
+  const pmf = est.pmf(T0, TOP)!;
   assert.ok(Math.abs(pmf.reduce((a, b) => a + b, 0) - 1) < 1e-12);
   const meanQ = harvestsJ.reduce((a, b) => a + b, 0) / harvestsJ.length / 1000;
   assert.ok(Math.abs(mean(pmf) - meanQ) < 1e-12, `mean ${mean(pmf)} vs ${meanQ}`);
@@ -26,11 +39,11 @@ test('no estimate before minSlots; the window forgets old slots', () => {
   const est = new HarvestEstimator(EstimatorConfigSchema.parse({ minSlots: 3, windowSlots: 5 }), 1);
   est.add(10, T0);
   est.add(10, T0);
-  assert.equal(est.pmf(T0), undefined);
+  assert.equal(est.pmf(T0, TOP), undefined);
   for (let i = 0; i < 3; i++) est.add(10, T0);
-  assert.equal(mean(est.pmf(T0)!), 10);
+  assert.equal(mean(est.pmf(T0, TOP)!), 10);
   for (let i = 0; i < 5; i++) est.add(2, T0);
-  assert.equal(mean(est.pmf(T0)!), 2, 'five newer slots push the old ones out of a 5-slot window');
+  assert.equal(mean(est.pmf(T0, TOP)!), 2, 'five newer slots push the old ones out of a 5-slot window');
   assert.equal(est.samples(T0), 5);
 });
 
@@ -43,10 +56,10 @@ test('by hour of day, noon and midnight keep separate laws, in the site\'s local
       est.add(sunny ? 20 : 0, T0 + day * 24 * HOUR + h * HOUR);
     }
   }
-  assert.equal(mean(est.pmf(T0 + 10 * HOUR)!), 20, '10:00 UTC is 12:00 local');
-  assert.equal(mean(est.pmf(T0 + 22 * HOUR)!), 0, '22:00 UTC is midnight local');
-  assert.equal(mean(est.pmf(T0 + 6 * HOUR)!), 20, '06:00 UTC is 08:00 local');
-  assert.equal(mean(est.pmf(T0 + 5 * HOUR)!), 0);
+  assert.equal(mean(est.pmf(T0 + 10 * HOUR, TOP)!), 20, '10:00 UTC is 12:00 local');
+  assert.equal(mean(est.pmf(T0 + 22 * HOUR, TOP)!), 0, '22:00 UTC is midnight local');
+  assert.equal(mean(est.pmf(T0 + 6 * HOUR, TOP)!), 20, '06:00 UTC is 08:00 local');
+  assert.equal(mean(est.pmf(T0 + 5 * HOUR, TOP)!), 0);
 });
 
 test('total variation distance', () => {

@@ -68,6 +68,18 @@ test('slot records: gaps are counted, duplicates ignored, the estimate replaces 
   assert.equal(reg.get('pi-9'), undefined, 'reports from a node without a birth are not guessed at');
 });
 
+test('huge harvests from a node with valid credentials reach the solver bounded by E_max + the largest C_E', () => {
+  const solver = fakeSolver();
+  const reg = new Registry(config, solver);
+  reg.birth('pi-1', profile(), T0);
+  for (let s = 1; s <= 27; s++) reg.slot('pi-1', slot(s, { harvestJ: 1e12 }), T0 + s * SLOT);
+  const pmf = solver.updates.at(-1)!.params.harvestPmf;
+  // E_max = 100 quanta, the paper's largest C_E in quanta on top
+  const top = 100 + Math.max(...PAPER_MODES.map((m) => m.costQ));
+  assert.equal(pmf.length, top + 1);
+  assert.equal(pmf[top], 1);
+});
+
 test('a late record fills its gap once: counted back, logged, never as the node\'s current state', () => {
   const slots: Array<[number, number]> = [];
   const reg = new Registry(config, fakeSolver(), { slot: (_n, r, gap) => slots.push([r.seq, gap]) });
