@@ -14,7 +14,7 @@ import { profileModes } from '../agent/profile.js';
 import { buildNode } from '../hardware/node.js';
 import { selectBackend } from '../models/backend.js';
 import { BlockStack } from '../models/forward.js';
-import { readShards } from '../models/shards.js';
+import { readManifest, readShards } from '../models/shards.js';
 import { loadAgentConfigFile, parseAgentConfig, type AgentConfig, type AgentConfigInput } from '../agent/config.js';
 import { RealClock, ScaledClock, type Clock } from '../hardware/clock.js';
 import { referenceHardwareConfig } from '../hardware/config.js';
@@ -27,6 +27,8 @@ interface AgentCliOptions {
   password?: string;
   nodeId?: string;
   group?: string;
+  blocks?: string;
+  model?: string;
   fleet?: string;
   timeScale?: number;
   slotMs?: number;
@@ -62,10 +64,34 @@ export function virtualAgentConfig(o: AgentCliOptions, env: Record<string, strin
     // SPEC.md §3's hand-found table: < 40 % → PM1, 40–60 % → PM2, ≥ 60 % → PM3.
     modeTable: [{ minFraction: 0, powerMode: 1 }, { minFraction: 0.4, powerMode: 2 }, { minFraction: 0.6, powerMode: 3 }],
     spool: { dir: o.spool ?? mkdtempSync(join(tmpdir(), 'heliomesh-agent-spool-')) },
-    // The bundled model's first block group.
-    model: { shardDir: BUNDLED_SHARDS, firstBlock: 0, lastBlock: 1 },
+    model: virtualModel(o),
   };
   return parseAgentConfig(doc, env, 'virtual agent options');
+}
+
+/**
+ * The virtual node's block range: `--blocks FROM-TO` (inclusive), or else the range of its
+ * group in the shard folder's manifest (group gN serves the manifest's N-th range, as the
+ * gateway names them by default).
+ */
+function virtualModel(o: AgentCliOptions): { shardDir: string; firstBlock: number; lastBlock: number } {
+  const shardDir = o.model ?? BUNDLED_SHARDS;
+  const manifest = readManifest(shardDir);
+  if (o.blocks !== undefined) {
+    const m = /^(\d+)-(\d+)$/.exec(o.blocks);
+    if (!m || Number(m[1]) > Number(m[2])) throw new Error(`--blocks must be FROM-TO with FROM ≤ TO (inclusive), e.g. 2-3; got '${o.blocks}'`);
+    const [firstBlock, lastBlock] = [Number(m[1]), Number(m[2])];
+    if (lastBlock >= manifest.architecture.nLayers) throw new Error(`--blocks ${o.blocks}: the model has blocks 0-${manifest.architecture.nLayers - 1}`);
+    return { shardDir, firstBlock, lastBlock };
+  }
+  const group = o.group ?? 'g1';
+  const index = /^g(\d+)$/.exec(group) ? Number(group.slice(1)) - 1 : -1;
+  const range = manifest.blocks[index];
+  if (!range) {
+    const names = manifest.blocks.map((b, i) => `g${i + 1} (blocks ${b.from}-${b.to - 1})`).join(', ');
+    throw new Error(`group '${group}' names no block range of ${shardDir}: its groups are ${names}; or pass --blocks FROM-TO`);
+  }
+  return { shardDir, firstBlock: range.from, lastBlock: range.to - 1 };
 }
 
 function logger(level: string, pretty: boolean): Logger {
@@ -82,7 +108,9 @@ export function registerAgent(program: Command): void {
     .option('--username <u>', 'MQTT username (with --virtual; the gateway expects the node id)')
     .option('--password <p>', 'MQTT password (with --virtual; prefer HELIOMESH_GATEWAY_PASSWORD)')
     .option('--node-id <id>', 'node id (with --virtual)')
-    .option('--group <g>', 'block group (with --virtual)')
+    .option('--group <g>', 'block group (with --virtual); gN serves the N-th block range of the model')
+    .option('--blocks <from-to>', 'blocks to serve, inclusive (with --virtual; default: those of --group)')
+    .option('--model <dir>', 'shard folder (with --virtual; default: the bundled model)')
     .option('--fleet <f>', 'fleet name (with --virtual)')
     .option('--time-scale <x>', 'run the virtual clock x times faster than real time', positive)
     .option('--slot-ms <ms>', 'slot length δ in virtual ms (with --virtual)', positive)
