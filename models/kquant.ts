@@ -21,7 +21,7 @@
 //
 // Conversion to Q8_0 (kquantToQ8_0) dequantizes one row at a time and requantizes each 32
 // values as ggml's quantize_row_q8_0_ref does; no whole matrix is ever held as f32. The
-// requantizer (quantizeRowQ8_0) gives the same bytes as weights.ts's quantize(.., 'q8_0')
+// requantizer is weights.ts's quantizer (ggml's quantize_row_q8_0_ref)
 // (tested), but rounds the f16 scale with bit operations: weights.ts goes through a
 // Float16Array per block, which measured 1.4 µs per value here (28 minutes for the 1.2 G
 // values of a 1B model) against about 60 ns per value (16 M values/s) for the whole
@@ -37,7 +37,7 @@
 //   the file's own error is 7.85 % (Q4_K) and 1.93 % (Q6_K), and after conversion 7.87 % and
 //   2.00 %: the errors add about in quadrature, so the conversion adds 0.3 % (Q4_K) and 4 %
 //   (Q6_K) to the error the file already carries.
-import { matrixBytes, rowBytes, type WeightMatrix } from './weights.js';
+import { matrixBytes, quantizeBlocks, rowBytes, type WeightMatrix } from './weights.js';
 
 export type KQuantType = 'q4_k' | 'q6_k';
 
@@ -61,59 +61,6 @@ export function halfToFloat(h: number): number {
 
 const f = Math.fround;
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-/** float32 → binary16 bits, rounding to nearest even (as GGML_FP32_TO_FP16 and f16.ts do). */
-export function floatToHalfBits(x: number): number {
-  f32Scratch[0] = x;
-  const b = u32Scratch[0]!;
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  const mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
-  const e = exp - 112; // the f16 exponent field: float exponent - 127 + 15
-  if (e >= 31) return sign | 0x7c00;
-  if (e >= 1) {
-    let h = (e << 10) | (mant >>> 13);
-    const rest = mant & 0x1fff;
-    if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++; // a carry rounds into the exponent, up to infinity
-    return sign | h;
-  }
-  if (e < -10) return sign; // below half the smallest subnormal: ±0
-  // subnormal: value = m · 2^-24, m = (1.mant · 2^23) >> (14 - e), rounded to nearest even
-  const full = mant | 0x800000;
-  const shift = 14 - e;
-  let h = full >>> shift;
-  const rest = full & ((1 << shift) - 1);
-  const halfway = 1 << (shift - 1);
-  if (rest > halfway || (rest === halfway && (h & 1))) h++;
-  return sign | h;
-}
-
-/**
- * quantize_row_q8_0_ref on `values` (a multiple of 32), written into `out` from `outAt`:
- * per 32, d = amax / 127 stored as f16, q = round(x / d) (halves away from zero, C's roundf),
- * computed in float32 like weights.ts's port.
- */
-export function quantizeRowQ8_0(values: Float32Array, out: Uint8Array, outAt = 0): void {
-  const nb = values.length / 32;
-  for (let b = 0; b < nb; b++) {
-    const x = b * 32;
-    let amax = 0;
-    for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(values[x + i]!));
-    const d = f(amax / 127);
-    const id = d ? f(1 / d) : 0;
-    const bits = floatToHalfBits(d);
-    const o = outAt + b * 34;
-    out[o] = bits & 0xff;
-    out[o + 1] = bits >> 8;
-    for (let i = 0; i < 32; i++) {
-      const v = f(values[x + i]! * id);
-      out[o + 2 + i] = (v < 0 ? -Math.round(-v) : Math.round(v)) & 0xff;
-    }
-  }
-}
 
 /**
  * ggml-quants.c get_scale_min_k4: scale and min of sub-block j (0..7) from the 12 packed
@@ -227,7 +174,7 @@ export function kquantRowsToQ8_0(type: KQuantType, src: Uint8Array, rows: number
     const bytes = src.subarray(r * srcRow, (r + 1) * srcRow);
     if (type === 'q4_k') dequantizeQ4K(bytes, cols, row);
     else dequantizeQ6K(bytes, cols, row);
-    quantizeRowQ8_0(row, out, outAt + r * dstRow);
+    quantizeBlocks(row, 'q8_0', out.subarray(outAt + r * dstRow, outAt + (r + 1) * dstRow));
   }
   return out;
 }

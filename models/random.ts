@@ -14,7 +14,7 @@
 // discretized to 65536 levels, rescaled to unit variance: plenty for weights whose only job
 // is to have the right scale.
 import type { BlockRange, HeadWeights, LayerWeights, LlamaConfig, ModelWeights } from './types.js';
-import { f32Matrix, matrixBytes, quantize, rowBytes, type WeightMatrix, type WeightType } from './weights.js';
+import { f32Matrix, matrixBytes, quantize, quantizeBlocks, rowBytes, type WeightMatrix, type WeightType } from './weights.js';
 
 /** Values generated at a time for a quantized matrix. */
 const CHUNK_VALUES = 1 << 20;
@@ -197,83 +197,3 @@ class NormalStream {
   }
 }
 
-const bits32 = new Uint32Array(1);
-const float32 = new Float32Array(bits32.buffer);
-
-/** IEEE binary16 bits of a float32, rounded to nearest even (as GGML_FP32_TO_FP16); exported for tests. */
-export function f16Bits(x: number): number {
-  float32[0] = x;
-  const b = bits32[0]!;
-  const sign = (b >>> 16) & 0x8000;
-  const e = ((b >>> 23) & 0xff) - 127 + 15;
-  const m = b & 0x7fffff;
-  if (e === 128 + 15) return sign | 0x7c00 | (m ? 0x200 : 0); // inf, NaN
-  if (e >= 0x1f) return sign | 0x7c00; // too large: inf
-  if (e <= 0) {
-    // subnormal: (m | 1.0) · 2^(e − 14) units of 2^-24
-    if (e < -10) return sign;
-    const shift = 14 - e;
-    const full = m | 0x800000;
-    const h = full >>> shift;
-    const rest = full & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    return sign | (h + (rest > half || (rest === half && (h & 1)) ? 1 : 0));
-  }
-  const h = sign | (e << 10) | (m >>> 13);
-  const rest = m & 0x1fff;
-  return h + (rest > 0x1000 || (rest === 0x1000 && (h & 1)) ? 1 : 0); // a carry rounds up into the exponent
-}
-
-/**
- * Q8_0 / Q4_0 blocks of `values` into `out`: the same bytes as weights.ts's quantize (ggml's
- * quantize_row_q8_0_ref and quantize_row_q4_0_ref), with a direct f16 rounding of the block
- * scales instead of a bulk-conversion call per block, which costs microseconds each: this is
- * what makes a billion-value model quick to generate (tests/models/random.test.ts checks
- * the bytes against quantize).
- */
-function quantizeBlocks(values: Float32Array, type: 'q8_0' | 'q4_0', out: Uint8Array): void {
-  const bb = type === 'q8_0' ? 34 : 18;
-  const nBlocks = values.length / 32;
-  const fr = Math.fround;
-  for (let blk = 0; blk < nBlocks; blk++) {
-    const x0 = blk * 32;
-    const o = blk * bb;
-    if (type === 'q8_0') {
-      let amax = 0;
-      for (let i = 0; i < 32; i++) {
-        const a = Math.abs(values[x0 + i]!);
-        if (a > amax) amax = a;
-      }
-      const d = fr(amax / 127);
-      const id = d ? fr(1 / d) : 0;
-      const bits = f16Bits(d);
-      out[o] = bits & 0xff;
-      out[o + 1] = bits >> 8;
-      for (let i = 0; i < 32; i++) {
-        // C's roundf, halves away from zero: q ± ½ is exact in float64 for a float32 q
-        const q = fr(values[x0 + i]! * id);
-        out[o + 2 + i] = Math.trunc(q < 0 ? q - 0.5 : q + 0.5) & 0xff;
-      }
-    } else {
-      let amax = 0;
-      let max = 0;
-      for (let i = 0; i < 32; i++) {
-        const v = values[x0 + i]!;
-        if (Math.abs(v) > amax) {
-          amax = Math.abs(v);
-          max = v;
-        }
-      }
-      const d = fr(max / -8);
-      const id = d ? fr(1 / d) : 0;
-      const bits = f16Bits(d);
-      out[o] = bits & 0xff;
-      out[o + 1] = bits >> 8;
-      for (let i = 0; i < 16; i++) {
-        const lo = Math.min(15, Math.trunc(fr(fr(values[x0 + i]! * id) + 8.5)));
-        const hi = Math.min(15, Math.trunc(fr(fr(values[x0 + i + 16]! * id) + 8.5)));
-        out[o + 2 + i] = lo | (hi << 4);
-      }
-    }
-  }
-}

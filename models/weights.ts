@@ -150,7 +150,8 @@ function roundAway(v: number): number {
   return v < 0 ? -Math.round(-v) : Math.round(v);
 }
 
-function quantizeBlocks(values: Float32Array, type: 'q8_0' | 'q4_0', out: Uint8Array): void {
+/** ggml's reference Q8_0 / Q4_0 quantizer on `values` (whole blocks of 32), written into `out`. */
+export function quantizeBlocks(values: Float32Array, type: 'q8_0' | 'q4_0', out: Uint8Array): void {
   const { bytes: bb } = BLOCK[type];
   const nBlocks = values.length / 32;
   // the scales, as ggml's GGML_FP32_TO_FP16 rounds them (to nearest even), in one bulk conversion

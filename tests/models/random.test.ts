@@ -3,8 +3,7 @@
 // bytes weights.ts's quantize writes for the same values, and the scales are right.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeFloats } from '../../models/f16.js';
-import { f16Bits, llamaConfig, randomHead, randomLayer, randomWeights } from '../../models/random.js';
+import { llamaConfig, randomHead, randomLayer, randomWeights } from '../../models/random.js';
 import { MATRIX_KINDS, type LayerWeights } from '../../models/types.js';
 import { dequantize, quantize, type WeightMatrix, type WeightType } from '../../models/weights.js';
 
@@ -61,28 +60,6 @@ test('quantized random matrices are quantize() of the f32 random values, byte fo
     check(f32.head!.tokenEmbedding, q.head!.tokenEmbedding, 'token embedding');
     check(randomHead(wide, 4, 'f32').tokenEmbedding, randomHead(wide, 4, type).tokenEmbedding, 'wide token embedding');
   }
-});
-
-test('f16 rounding of the block scales matches the f16 encoder everywhere, specials included', () => {
-  const values = [0, -0, 1, -1, 65504, 65520, 65519.996, 1e6, -1e6, Infinity, -Infinity, 6.1e-5, 6.0e-8, 5.96e-8, 2.98e-8, 2.99e-8,
-    1e-10, -3e-7, 0.1, 1 / 3, 2049, 2051, 4097, 1.0009765625, 1.00048828125, 1.000732421875];
-  const bits = new Uint32Array(1);
-  const f = new Float32Array(bits.buffer);
-  let s = 12345;
-  for (let i = 0; i < 200_000; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    bits[0] = s;
-    if (!Number.isNaN(f[0]!)) values.push(f[0]!);
-  }
-  // every f16 rounding boundary region, densely: exponents −26..16
-  for (let e = -26; e <= 16; e++) for (let m = 0; m < 64; m++) values.push(2 ** e * (1 + m / 64 + 2 ** -11), 2 ** e * (1 + m / 64 + 2 ** -12));
-  const want = new Uint16Array(encodeFloats(Float32Array.from(values), 'f16').buffer);
-  values.forEach((v, i) => {
-    f[0] = v;
-    assert.equal(f16Bits(v), want[i], `${v} (f32 bits 0x${bits[0]!.toString(16)})`);
-  });
-  assert.equal(f16Bits(NaN) & 0x7c00, 0x7c00);
-  assert.notEqual(f16Bits(NaN) & 0x3ff, 0, 'NaN stays NaN');
 });
 
 test('scales: matrices ~ N(0, 1/in), gains ~ N(1, 0.01), embedding ~ N(0, 1)', () => {
