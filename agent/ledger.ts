@@ -37,6 +37,8 @@ export interface LedgerOptions {
   seqStore?: SeqStore;
   /** The slot count could not be stored (once per run of failures; the counts are in seqStats()). */
   onSeqError?(err: string): void;
+  /** Slot records held back at most while their numbers cannot be stored (default HELD_MAX). */
+  maxHeld?: number;
   onSlot(record: SlotRecord): void;
   onSample?(reading: NodeReading): void;
   onError?(err: Error): void;
@@ -91,7 +93,7 @@ export class Ledger {
   private reading: Promise<void> = Promise.resolve();
   private closing: Promise<void> = Promise.resolve();
   private readonly listeners = new Set<(b: BatteryLevel) => void>();
-  /** Closed slot records whose numbers are not stored yet, oldest first (at most HELD_MAX). */
+  /** Closed slot records whose numbers are not stored yet, oldest first (at most maxHeld). */
   private held: SlotRecord[] = [];
   private heldDropped = 0;
   private seqFailing = false;
@@ -246,7 +248,7 @@ export class Ledger {
     this.samples = 0;
     this.health = new Set();
     this.held.push(record);
-    if (this.held.length > HELD_MAX) {
+    if (this.held.length > (this.o.maxHeld ?? HELD_MAX)) {
       this.held.shift();
       this.heldDropped++;
     }

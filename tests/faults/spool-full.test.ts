@@ -164,13 +164,13 @@ function steadySource(clock: Clock): { read(): Promise<NodeReading> } {
 }
 
 /** One boot of the node on `disk`: what the agent builds at start, and its broker. */
-function boot(disk: SmallDisk, maxBytes = 1 << 20) {
+function boot(disk: SmallDisk, maxBytes = 1 << 20, maxHeld?: number) {
   const clock = new VirtualClock(Date.parse('2026-06-21T10:00:00Z'));
   const spool = Spool.open({ dir: DIR, fs: disk, maxBytes });
   const seq = SeqStore.open({ dir: DIR, fs: disk, spool });
   const ledger = new Ledger({
     nodeId: 'pi-1', clock, source: steadySource(clock), policy: { gamma: () => 1, powerMode: () => 1, queue: () => 0 },
-    slotMs: 10_000, samplePeriodMs: 1000, firstSeq: seq.nextSeq, seqStore: seq,
+    slotMs: 10_000, samplePeriodMs: 1000, firstSeq: seq.nextSeq, seqStore: seq, maxHeld,
     onSlot: (r) => spool.append('slot', SLOT_TOPIC, encodeJson(r)),
   });
   /** Slot numbers the broker took, in order of arrival. */
@@ -320,4 +320,20 @@ test('a seq.json from an older agent keeps its count and epoch, and takes the fi
   assert.equal(seq.commit(813), true);
   assert.equal((JSON.parse(disk.files.get(`${DIR}/seq.json`)!.toString('utf8')) as { nextSeq: number }).nextSeq, 813);
   assert.equal(seq.stats().fsFailures, 0);
+});
+
+test('records held back for their numbers are bounded: beyond the bound the oldest go, counted, and the rest follow in order', async () => {
+  const disk = new SmallDisk(64 * PAGE);
+  const node = boot(disk, 1 << 20, 4);
+  await node.slot();
+  disk.failing = 'EIO';
+  for (let s = 0; s < 7; s++) await node.slot();
+  const st = node.ledger.seqStats();
+  assert.equal(st.held, 4, 'four held');
+  assert.equal(st.heldDropped, 3, 'three dropped');
+  assert.ok(st.fsFailures > 0 && st.lastError?.startsWith('EIO'), `${st.fsFailures} failures, ${st.lastError}`);
+  disk.failing = null;
+  await node.slot();
+  assert.deepEqual(node.published, [0, 4, 5, 6, 7, 8], 'the three oldest held records were dropped; the gateway counts 1..3 missing');
+  assert.equal(node.ledger.seqStats().held, 0);
 });
