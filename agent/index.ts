@@ -12,8 +12,8 @@ import { capacityJ, profileOf, thresholdsJ, type AgentConfig, type ThresholdsJ }
 import { Ledger, type BatteryLevel } from './ledger.js';
 import { Link } from './link.js';
 import { PowerPolicy } from './power.js';
-import { SeqStore } from './seq.js';
 import { profileModes } from './profile.js';
+import { SeqStore } from './seq.js';
 import { Spool } from './spool.js';
 import { BlockWorker } from './worker.js';
 
