@@ -2,19 +2,18 @@
 // policy, the MQTT link and the block worker from one validated config, and wires them.
 // Nothing below this file reads files, the environment or the wall clock on its own.
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Clock } from '../hardware/clock.js';
 import { buildNode, type NodeHardware } from '../hardware/node.js';
 import { selectBackend } from '../models/backend.js';
-import { PROTOCOL_VERSION, parseSlotRecord, type Command, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';
+import { PROTOCOL_VERSION, type Command, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';
 import { capacityJ, profileOf, thresholdsJ, type AgentConfig, type ThresholdsJ } from './config.js';
 import { Ledger, type BatteryLevel } from './ledger.js';
 import { Link } from './link.js';
 import { PowerPolicy } from './power.js';
 import { profileModes } from './profile.js';
+import { SeqStore } from './seq.js';
 import { Spool } from './spool.js';
 import { BlockWorker } from './worker.js';
 
@@ -34,52 +33,6 @@ export function commandShutdown(argv: string[], log: Logger): (reason: string) =
     log.warn({ argv, reason }, 'running the shutdown command');
     execFile(argv[0]!, argv.slice(1), (err, _out, stderr) => (err ? reject(new Error(`${argv.join(' ')} failed: ${err.message} ${stderr}`)) : resolve()));
   });
-}
-
-const SEQ_FILE = 'seq.json';
-
-/**
- * The slot sequence's state on disk: the next number, and the epoch, a random id drawn
- * when the sequence starts at 0 (first start, or the spool folder lost). Births carry
- * both, so the gateway tells a node that reconnects from one whose count started again.
- */
-interface SeqState {
-  nextSeq: number;
-  epoch: string;
-}
-
-function readSeqState(dir: string): SeqState | null {
-  try {
-    const j = JSON.parse(readFileSync(join(dir, SEQ_FILE), 'utf8')) as { nextSeq?: unknown; epoch?: unknown };
-    const nextSeq = typeof j.nextSeq === 'number' && Number.isInteger(j.nextSeq) && j.nextSeq >= 0 ? j.nextSeq : 0;
-    // A file from before epochs existed gets one now: the gateway then starts the sequence afresh once.
-    const epoch = typeof j.epoch === 'string' && /^[0-9a-f]{16}$/.test(j.epoch) ? j.epoch : newEpoch();
-    return { nextSeq, epoch };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new Error(`cannot read ${join(dir, SEQ_FILE)}: ${(err as Error).message}; delete it to restart the slot sequence at 0`);
-  }
-}
-
-function newEpoch(): string {
-  return randomBytes(8).toString('hex');
-}
-
-/** The stored state, its next number moved past the newest slot record still in the spool if that is later. */
-function seqStateAfter(dir: string, spool: Spool): SeqState {
-  const state = readSeqState(dir) ?? { nextSeq: 0, epoch: newEpoch() };
-  for (const e of spool.pending()) {
-    if (e.cls !== 'slot') continue;
-    const r = parseSlotRecord(e.payload);
-    if (r.ok) state.nextSeq = Math.max(state.nextSeq, r.value.seq + 1);
-  }
-  return state;
-}
-
-function writeSeqState(dir: string, state: SeqState): void {
-  const tmp = join(dir, `${SEQ_FILE}.tmp`);
-  writeFileSync(tmp, JSON.stringify(state));
-  renameSync(tmp, join(dir, SEQ_FILE));
 }
 
 export class Agent {
@@ -147,27 +100,14 @@ export class Agent {
     });
     ref.policy = policy;
     let lastTelemetryMs = -Infinity;
-    const seq = seqStateAfter(config.spool.dir, spool);
-    try {
-      // Stored now, so a new epoch holds even if the node stops before its first slot closes.
-      writeSeqState(config.spool.dir, seq);
-    } catch (err) {
-      log.error({ err: (err as Error).message }, 'cannot store the slot sequence: check the spool folder (disk full or read-only?)');
-    }
+    const seq = SeqStore.open({ dir: config.spool.dir, spool });
+    if (seq.stats().fsFailures) log.error({ err: seq.stats().lastError }, 'cannot store the slot sequence: check the spool folder (disk full or read-only?)');
     const ledger: Ledger = new Ledger({
       nodeId: config.nodeId, clock, source: hardware, policy, slotMs: config.slotMs, samplePeriodMs: 1000 / config.sampleHz,
-      firstSeq: seq.nextSeq,
+      firstSeq: seq.nextSeq, seqStore: seq,
+      onSeqError: (err) => log.error({ err }, 'cannot store the slot sequence: slot records wait in memory (disk full or read-only?)'),
       onSlot: (r) => {
-        // Spooled first, then the next number stored: a crash in between leaves the record
-        // in the spool, and the next start continues after it (seqStateAfter), so the
-        // sequence has neither a gap nor a number used twice.
         ref.link?.send('slot', r);
-        try {
-          writeSeqState(config.spool.dir, { nextSeq: r.seq + 1, epoch: seq.epoch });
-        } catch (err) {
-          // The record is spooled; until it is acknowledged a restart still continues after it.
-          log.error({ err: (err as Error).message, seq: r.seq }, 'cannot store the next slot number: check the spool folder (disk full or read-only?)');
-        }
         log.info({ seq: r.seq, harvestJ: r.harvestJ, consumedJ: r.consumedJ, batteryPct: r.batteryPct, gamma: r.gamma, powerMode: r.powerMode, degraded: r.degraded }, 'slot closed');
       },
       onSample: (reading) => {
@@ -235,7 +175,7 @@ export class Agent {
       case 'ping':
         return {
           nextSeq: this.ledger.nextSeq, gamma: this.policy.gamma(), powerMode: this.policy.powerMode(), batteryJ: level?.energyJ ?? null,
-          spool: this.spool.stats(), link: this.link.counters, jobs: { held: this.worker?.queue() ?? 0, ...this.worker?.counters },
+          spool: this.spool.stats(), seq: this.ledger.seqStats(), link: this.link.counters, jobs: { held: this.worker?.queue() ?? 0, ...this.worker?.counters },
           // What the process costs the node: resident memory and CPU time since start.
           process: { rssBytes: process.memoryUsage().rss, cpuUserUs: process.cpuUsage().user, cpuSystemUs: process.cpuUsage().system },
         };

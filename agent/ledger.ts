@@ -7,6 +7,7 @@ import { monotonicMs, type Clock, type Timer } from '../hardware/clock.js';
 import type { NodeReading, SensorReading } from '../hardware/node.js';
 import type { SlotRecord } from '../protocol/index.js';
 import { PROTOCOL_VERSION } from '../protocol/index.js';
+import type { SeqStats, SeqStore } from './seq.js';
 
 export interface SensorSource {
   read(): Promise<NodeReading>;
@@ -29,6 +30,15 @@ export interface LedgerOptions {
   samplePeriodMs: number;
   /** Sequence number of the first slot closed (persisted by the caller across restarts). */
   firstSeq: number;
+  /**
+   * Where the next number is kept across restarts (none: not kept, e.g. a profiling run).
+   * A record is handed to onSlot only once the number after it is stored there.
+   */
+  seqStore?: SeqStore;
+  /** The slot count could not be stored (once per run of failures; the counts are in seqStats()). */
+  onSeqError?(err: string): void;
+  /** Slot records held back at most while their numbers cannot be stored (default HELD_MAX). */
+  maxHeld?: number;
   onSlot(record: SlotRecord): void;
   onSample?(reading: NodeReading): void;
   onError?(err: Error): void;
@@ -57,6 +67,13 @@ function powersOf(sensors: SensorReading[]): { harvestW: number | null; consumed
   return { harvestW, consumedW: Math.max(0, harvestW - batteryW) };
 }
 
+/**
+ * Slot records held back at most while their numbers cannot be stored: a day of 100 s
+ * slots (the gateway keeps gaps for as many, MISSING_KEPT), about 0.5 MiB of records.
+ * Beyond it the oldest go, counted; the gateway sees their numbers as missing.
+ */
+export const HELD_MAX = 1024;
+
 export class Ledger {
   private seq: number;
   private slotStartMs = 0;
@@ -76,6 +93,10 @@ export class Ledger {
   private reading: Promise<void> = Promise.resolve();
   private closing: Promise<void> = Promise.resolve();
   private readonly listeners = new Set<(b: BatteryLevel) => void>();
+  /** Closed slot records whose numbers are not stored yet, oldest first (at most maxHeld). */
+  private held: SlotRecord[] = [];
+  private heldDropped = 0;
+  private seqFailing = false;
 
   constructor(private readonly o: LedgerOptions) {
     this.seq = o.firstSeq;
@@ -84,6 +105,11 @@ export class Ledger {
   /** The next sequence number to be used. */
   get nextSeq(): number {
     return this.seq;
+  }
+
+  /** The slot count's store and the records held back for it. */
+  seqStats(): SeqStats & { held: number; heldDropped: number } {
+    return { ...(this.o.seqStore?.stats() ?? { fsFailures: 0, lastError: null }), held: this.held.length, heldDropped: this.heldDropped };
   }
 
   /** Energy the node consumed since start, over measured intervals (J): the worker's job meter. */
@@ -183,6 +209,7 @@ export class Ledger {
       for (const l of this.listeners) l(this.battery);
     }
     this.o.onSample?.(reading);
+    if (this.held.length) this.release();
     return reading;
   }
 
@@ -220,8 +247,33 @@ export class Ledger {
     this.harvestJ = this.consumedJ = 0;
     this.samples = 0;
     this.health = new Set();
-    this.o.onSlot(record);
+    this.held.push(record);
+    if (this.held.length > (this.o.maxHeld ?? HELD_MAX)) {
+      this.held.shift();
+      this.heldDropped++;
+    }
+    this.release();
     return record;
+  }
+
+  /**
+   * Hands on the records held back, oldest first, once the number after the newest is
+   * stored: whatever went out, a restart numbers above it. If the disk refuses, they wait
+   * (the next sample tries again) and the node goes on sampling.
+   */
+  private release(): void {
+    const newest = this.held[this.held.length - 1];
+    if (!newest) return;
+    const store = this.o.seqStore;
+    if (store && !store.commit(newest.seq + 1)) {
+      if (!this.seqFailing) this.o.onSeqError?.(store.stats().lastError ?? 'unknown error');
+      this.seqFailing = true;
+      return;
+    }
+    this.seqFailing = false;
+    const out = this.held;
+    this.held = [];
+    for (const r of out) this.o.onSlot(r);
   }
 }
 

@@ -59,6 +59,8 @@ export interface LinkCounters {
   messages: number;
   /** Refused: not JSON, wrong schema, oversized, naming another node, or a profile the chain refuses. */
   invalid: number;
+  /** Births whose nextSeq went back within the epoch: the node would send numbers already stored. */
+  seqRewinds: number;
 }
 
 /** Well-formed messages the registry had no use for, by why. */
@@ -81,7 +83,7 @@ const HOLD_PER_NODE = 1024;
 const HOLD_NODES = 1024;
 
 export class NodeLink {
-  readonly counters: LinkCounters = { messages: 0, invalid: 0 };
+  readonly counters: LinkCounters = { messages: 0, invalid: 0, seqRewinds: 0 };
   readonly ignored: IgnoredCounters = { unknownNode: 0, duplicateSlots: 0, heldDropped: 0 };
   private readonly held = new Map<string, SlotReport[]>();
 
@@ -128,7 +130,11 @@ export class NodeLink {
           if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
           if (r.value.status === 'online') {
             const b = r.value;
-            registry.birth(t.nodeId, chainProfile(b.profile, this.config), now, b.nextSeq === undefined ? undefined : { next: b.nextSeq, epoch: b.seqEpoch });
+            const seq = registry.birth(t.nodeId, chainProfile(b.profile, this.config), now, b.nextSeq === undefined ? undefined : { next: b.nextSeq, epoch: b.seqEpoch });
+            if (seq === 'rewound') {
+              this.counters.seqRewinds++;
+              this.deps.log.warn({ node: t.nodeId, nextSeq: b.nextSeq, lastSeq: registry.get(t.nodeId)?.lastSeq }, 'birth went back in its count: records already stored are refused as repeats');
+            }
             if (b.gamma !== undefined && b.powerMode !== undefined) registry.state(t.nodeId, { gamma: b.gamma, powerMode: b.powerMode, batteryJ: b.batteryJ }, now);
             this.release(t.nodeId, now);
           } else if (!registry.will(t.nodeId, now)) this.unknown(t.nodeId, topic);

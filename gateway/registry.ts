@@ -130,16 +130,22 @@ export class Registry {
    * `seq`, when the birth carries it, keeps the node's sequence across the birth: a
    * reconnect continues where its records left off, so records lost while it was away
    * still count as missing, and records resent from its spool are still seen as repeats.
-   * A new epoch, or a next number at or below the last one seen, means the node's count
-   * started again: the sequence starts afresh, as it does for a birth without `seq`.
+   * A new epoch means the node's count started again: the sequence starts afresh, as it
+   * does for a birth without `seq`. A next number at or below the last one seen in the same
+   * epoch is no new start: the node lost track of numbers it had already sent (a seq file
+   * that could not be written), so the sequence carries on and its repeats are refused as
+   * duplicates until the count passes what is stored ('rewound'). Without an epoch there is
+   * nothing to tell the two apart, and a lower number starts afresh.
    */
-  birth(nodeId: string, profile: ChainProfile, atMs: number, seq?: { next: number; epoch?: string }): void {
+  birth(nodeId: string, profile: ChainProfile, atMs: number, seq?: { next: number; epoch?: string }): 'continues' | 'rewound' | 'afresh' {
     const params = toParams(profile, profile.priorHarvestPmf);
     // Check the profile before it replaces anything: a bad birth must not break a known node.
     new DeviceModel(params);
     const old = this.nodes.get(nodeId);
     const sameBattery = old && old.profile.quantumJ === profile.quantumJ;
-    const continues = old?.lastSeq !== undefined && seq !== undefined && seq.epoch === old.seqEpoch && seq.next > old.lastSeq;
+    const sameCount = old?.lastSeq !== undefined && seq !== undefined && seq.epoch === old.seqEpoch;
+    const rewound = sameCount && seq.epoch !== undefined && seq.next <= old.lastSeq!;
+    const continues = sameCount && (rewound || seq.next > old.lastSeq!);
     const node: NodeState = {
       nodeId,
       profile,
@@ -163,6 +169,7 @@ export class Registry {
     this.nodes.set(nodeId, node);
     this.events.online?.(node, true, 'birth', atMs);
     this.resolve(node, atMs);
+    return rewound ? 'rewound' : continues ? 'continues' : 'afresh';
   }
 
   /**

@@ -88,6 +88,7 @@ export class ApiMetrics {
 
     total('heliomesh_link_messages_total', 'Node messages received on the fleet\'s topics', () => sources.linkCounters().messages);
     total('heliomesh_link_invalid_messages_total', 'Node messages refused by validation', () => sources.linkCounters().invalid);
+    total('heliomesh_link_seq_rewinds_total', 'Births whose nextSeq went back within the same epoch (their repeats count as duplicate_slot)', () => sources.linkCounters().seqRewinds);
     byLabel('heliomesh_link_ignored_messages_total', 'Well-formed node messages the registry had no use for, by reason', 'reason', () => {
       const i = sources.linkIgnored?.();
       return i ? { unknown_node: i.unknownNode, duplicate_slot: i.duplicateSlots, held_dropped: i.heldDropped } : null;

@@ -185,7 +185,7 @@ export async function startApi(http: HttpConfigInput = {}, opts: { apiKey?: stri
     brokerUp: () => broker.up,
     brokerStats: () => broker.stats,
     store: { configured: true, stats: () => store },
-    linkCounters: () => ({ messages: 55, invalid: 4 }),
+    linkCounters: () => ({ messages: 55, invalid: 4, seqRewinds: 0 }),
   };
   const config = HttpConfigSchema.parse({ host: '127.0.0.1', port: 0, ...http });
   const api = await HttpApi.start(config, sources, { clock: opts.clock ?? systemClock, log: cap.log, apiKey: opts.apiKey, seed: () => 7 });

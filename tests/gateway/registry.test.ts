@@ -95,7 +95,7 @@ test('a late record fills its gap once: counted back, logged, never as the node\
   assert.deepEqual(slots, [[1, 0], [4, 2], [3, 0]]);
 });
 
-test('a birth\'s sequence (next number and epoch) carries it across a reconnect; a new epoch or a lower number starts it again', () => {
+test('a birth\'s sequence (next number and epoch) carries it across a reconnect; a new epoch starts it again, a lower number in the same epoch does not', () => {
   const slots: Array<[number, number]> = [];
   const reg = new Registry(config, fakeSolver(), { slot: (_n, r, gap) => slots.push([r.seq, gap]) });
   const A = 'a1a1a1a1a1a1a1a1';
@@ -111,12 +111,14 @@ test('a birth\'s sequence (next number and epoch) carries it across a reconnect;
   reg.birth('pi-1', profile(), T0, { next: 20, epoch: 'b2b2b2b2b2b2b2b2' });
   assert.equal(reg.slot('pi-1', slot(3), T0), 'applied', 'a new count is not mistaken for repeats');
   assert.equal(reg.slot('pi-1', slot(4), T0), 'applied');
-  // A lower next number in the same epoch (a seq file restored from a backup), and a birth without a sequence.
-  reg.birth('pi-1', profile(), T0, { next: 2, epoch: 'b2b2b2b2b2b2b2b2' });
-  assert.equal(reg.slot('pi-1', slot(2), T0), 'applied');
-  reg.birth('pi-1', profile(), T0);
+  // A lower next number in the same epoch (the node could not store its count): the numbers it sends again are repeats.
+  assert.equal(reg.birth('pi-1', profile(), T0, { next: 2, epoch: 'b2b2b2b2b2b2b2b2' }), 'rewound');
+  assert.equal(reg.slot('pi-1', slot(2), T0), 'duplicate', 'a number already stored is not taken again');
+  assert.equal(reg.slot('pi-1', slot(5), T0), 'applied', 'the count goes on above it');
+  // A birth without a sequence starts it afresh.
+  assert.equal(reg.birth('pi-1', profile(), T0), 'afresh');
   assert.equal(reg.slot('pi-1', slot(0), T0), 'applied');
-  assert.deepEqual(slots, [[0, 0], [1, 0], [2, 0], [3, 0], [4, 0], [8, 3], [6, 0], [3, 0], [4, 0], [2, 0], [0, 0]]);
+  assert.deepEqual(slots, [[0, 0], [1, 0], [2, 0], [3, 0], [4, 0], [8, 3], [6, 0], [3, 0], [4, 0], [5, 0], [0, 0]]);
   assert.equal(reg.get('pi-1')!.missedSlots, 2, 'the count survives births');
 });
 
