@@ -8,8 +8,18 @@
 // would, so the agent reports each job it accepted as failed.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { systemClock } from '../../gateway/clock.js';
+import { EstimatorConfigSchema } from '../../gateway/estimator.js';
+import { loadGatewayModel } from '../../gateway/index.js';
 import type { CompletionRequest } from '../../gateway/jobs.js';
+import { chainProfile } from '../../gateway/link.js';
+import { Registry } from '../../gateway/registry.js';
+import { Router } from '../../gateway/router/index.js';
+import { NullStore } from '../../gateway/store/index.js';
+import { PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeJson, isFrame, parseJobControl, parseNodeTopic } from '../../protocol/index.js';
 import { Field, until } from '../support/field.js';
+import { paperProfile } from '../support/protocol-messages.js';
 
 const GROUP = 'g2';
 const req: CompletionRequest = { prompt: { ids: [1, 20, 30, 40] }, maxTokens: 4, temperature: 0, topP: 1, seed: 1, stop: [] };
@@ -77,5 +87,92 @@ test('a node that fails every job it accepts is chosen at most once in 4 jobs, a
     assert.deepEqual(servedIn(again.served), [failing]);
   } finally {
     field.gateway.router.scheduling.release(good);
+  }
+});
+
+test('standing: messages clear silence but not failing; a clean run or a new birth clears failing', async () => {
+  const { gateway } = field;
+  const s = gateway.router.scheduling;
+  const g1 = gateway.model.groups[0]!;
+  const [a, b] = field.group('g1').map((n) => n.nodeId) as [string, string];
+  const reasons = () => s.views(g1).reasons;
+  const now = () => Date.now();
+  await until('g1 idle', () => reasons().every((r) => r === ''));
+  s.suspect(a, now(), 'failing');
+  assert.deepEqual(reasons(), ['failing', '']);
+  s.heard(a);
+  // A state report from the node, as its events bring: it does not clear a failing node.
+  const n = gateway.registry.get(a)!;
+  gateway.registry.state(a, { gamma: n.gamma, powerMode: n.powerMode }, now() + 1);
+  assert.deepEqual(reasons(), ['failing', '']);
+  s.cleanRun(a);
+  assert.deepEqual(reasons(), ['', '']);
+  s.suspect(b, now(), 'silent');
+  assert.deepEqual(reasons(), ['', 'silent']);
+  s.heard(b);
+  assert.deepEqual(reasons(), ['', '']);
+  // A failing node that then misses a deadline is still failing once it is heard from.
+  s.suspect(a, now(), 'failing');
+  s.suspect(a, now(), 'silent');
+  s.heard(a);
+  assert.deepEqual(reasons(), ['failing', '']);
+  // The agent starts again: a new birth.
+  await field.node(a).restart();
+  await field.ready();
+  assert.deepEqual(reasons(), ['', '']);
+});
+
+test('a node that answers a frame with one of the wrong shape is failing too', async () => {
+  // Nodes emulated at the protocol level (no broker): every offer accepted, every frame
+  // answered, g2-n1 with one row too many.
+  const quiet = pino({ level: 'silent' });
+  const model = loadGatewayModel(undefined, undefined, 0);
+  const registry = new Registry({ silenceMs: 60_000, xiLim: 0.01, estimator: EstimatorConfigSchema.parse({}) }, { update() {}, forget() {} });
+  for (const g of model.groups) {
+    for (const id of [`${g.name}-n1`, `${g.name}-n2`]) {
+      const shard = { model: 'bundled', firstBlock: g.from, lastBlock: g.to - 1, sha256: g.sha256 };
+      registry.birth(id, chainProfile({ ...paperProfile(g.name), queueCapacity: 1, shard }, { levels: 100, priorHarvestJ: { loJ: 0, hiJ: 0 } }), Date.now());
+      registry.state(id, { gamma: 1, powerMode: 3, batteryJ: 60_000 }, Date.now());
+    }
+  }
+  const router: Router = new Router(
+    { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 5000, queueTimeoutMs: 5000, reportTimeoutMs: 200, frameDtype: 'f32', maxFrameBytes: 1_000_000 },
+    {
+      model, registry, store: new NullStore(quiet), clock: systemClock, log: quiet,
+      publish(topic, payload) {
+        const nodeId = parseNodeTopic(topic)!.nodeId;
+        const reply = (b: Buffer) => setImmediate(() => router.jobOut(nodeId, b));
+        if (!isFrame(payload)) {
+          const c = parseJobControl(payload);
+          if (c.ok && c.value.type === 'offer') reply(encodeJson({ v: PROTOCOL_VERSION, type: 'accepted', jobId: c.value.jobId }));
+          return;
+        }
+        const d = decodeFrame(payload);
+        assert.ok(d.ok);
+        const f = d.frame;
+        if (f.close) {
+          reply(encodeJson({ v: PROTOCOL_VERSION, type: 'report', jobId: f.jobId, sessionId: f.sessionId, ok: true, steps: 1, durationMs: 5, energyJ: 1, baselineW: 2, powerMode: 3 }));
+          return;
+        }
+        if (f.replay) return;
+        const rows = nodeId === 'g2-n1' ? f.rows + 1 : f.rows;
+        reply(encodeFrame({ ...f, rows, data: new Float32Array(rows * f.dim) }));
+      },
+    },
+  );
+  const g2 = model.groups[1]!;
+  // Uniform may start g2 on either node; steer the first job to n1 by making n2 busy while it is
+  // picked (the failover then waits for n2's place, which frees once n1 is chosen).
+  router.scheduling.hold('g2-n2');
+  const first = router.submit(req);
+  await until('g2-n1 chosen', () => servedIn(router.job(first.id)!.served).length > 0);
+  router.scheduling.release('g2-n2');
+  const s1 = await first.done;
+  assert.equal(s1.status, 'done');
+  assert.deepEqual(servedIn(s1.served), ['g2-n1', 'g2-n2']);
+  assert.deepEqual(router.scheduling.views(g2).reasons, ['failing', '']);
+  for (let i = 0; i < 3; i++) {
+    const s = await router.submit(req).done;
+    assert.deepEqual(servedIn(s.served), ['g2-n2'], `job ${i + 2} avoids the failing node`);
   }
 });
