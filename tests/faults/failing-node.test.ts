@@ -5,7 +5,8 @@
 //
 // Real agents on virtual hardware behind a real gateway (tests/support/field.ts); the
 // failing node's block worker throws on every frame, as a worker that runs out of memory
-// would, so the agent reports each job it accepted as failed.
+// would, so the agent reports each job it accepted as failed. Nodes emulated at the
+// protocol level show the other cases: a wrong-shaped answer is failing, a refusal is not.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
@@ -122,9 +123,12 @@ test('standing: messages clear silence but not failing; a clean run or a new bir
   assert.deepEqual(reasons(), ['', '']);
 });
 
-test('a node that answers a frame with one of the wrong shape is failing too', async () => {
-  // Nodes emulated at the protocol level (no broker): every offer accepted, every frame
-  // answered, g2-n1 with one row too many.
+/**
+ * A router over nodes emulated at the protocol level (no broker), two per group: every
+ * offer is accepted and every frame answered, except by g2-n1, which refuses every offer
+ * or answers every frame with one row too many.
+ */
+function emulated(g2n1: 'refuses' | 'wrong-shape') {
   const quiet = pino({ level: 'silent' });
   const model = loadGatewayModel(undefined, undefined, 0);
   const registry = new Registry({ silenceMs: 60_000, xiLim: 0.01, estimator: EstimatorConfigSchema.parse({}) }, { update() {}, forget() {} });
@@ -135,16 +139,21 @@ test('a node that answers a frame with one of the wrong shape is failing too', a
       registry.state(id, { gamma: 1, powerMode: 3, batteryJ: 60_000 }, Date.now());
     }
   }
+  const offers = new Map<string, number>();
   const router: Router = new Router(
     { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 5000, queueTimeoutMs: 5000, reportTimeoutMs: 200, frameDtype: 'f32', maxFrameBytes: 1_000_000 },
     {
       model, registry, store: new NullStore(quiet), clock: systemClock, log: quiet,
       publish(topic, payload) {
         const nodeId = parseNodeTopic(topic)!.nodeId;
+        const odd = nodeId === 'g2-n1';
         const reply = (b: Buffer) => setImmediate(() => router.jobOut(nodeId, b));
         if (!isFrame(payload)) {
           const c = parseJobControl(payload);
-          if (c.ok && c.value.type === 'offer') reply(encodeJson({ v: PROTOCOL_VERSION, type: 'accepted', jobId: c.value.jobId }));
+          if (!c.ok || c.value.type !== 'offer') return;
+          offers.set(nodeId, (offers.get(nodeId) ?? 0) + 1);
+          const { jobId } = c.value;
+          reply(encodeJson(odd && g2n1 === 'refuses' ? { v: PROTOCOL_VERSION, type: 'refused', jobId, reason: 'queue full (1)' } : { v: PROTOCOL_VERSION, type: 'accepted', jobId }));
           return;
         }
         const d = decodeFrame(payload);
@@ -155,19 +164,27 @@ test('a node that answers a frame with one of the wrong shape is failing too', a
           return;
         }
         if (f.replay) return;
-        const rows = nodeId === 'g2-n1' ? f.rows + 1 : f.rows;
+        const rows = odd && g2n1 === 'wrong-shape' ? f.rows + 1 : f.rows;
         reply(encodeFrame({ ...f, rows, data: new Float32Array(rows * f.dim) }));
       },
     },
   );
-  const g2 = model.groups[1]!;
-  // Uniform may start g2 on either node; steer the first job to n1 by making n2 busy while it is
-  // picked (the failover then waits for n2's place, which frees once n1 is chosen).
+  return { router, g2: model.groups[1]!, offers };
+}
+
+/** Runs one job with g2-n1 offered the group first: uniform may pick either, so n2 is busy until n1 has had its offer. */
+async function firstOnN1(router: Router, offers: Map<string, number>) {
   router.scheduling.hold('g2-n2');
-  const first = router.submit(req);
-  await until('g2-n1 chosen', () => servedIn(router.job(first.id)!.served).length > 0);
+  const job = router.submit(req);
+  await until('g2-n1 offered the job', () => (offers.get('g2-n1') ?? 0) > 0);
+  // The failover waits for n2's place, which frees now.
   router.scheduling.release('g2-n2');
-  const s1 = await first.done;
+  return job.done;
+}
+
+test('a node that answers a frame with one of the wrong shape is failing too', async () => {
+  const { router, g2, offers } = emulated('wrong-shape');
+  const s1 = await firstOnN1(router, offers);
   assert.equal(s1.status, 'done');
   assert.deepEqual(servedIn(s1.served), ['g2-n1', 'g2-n2']);
   assert.deepEqual(router.scheduling.views(g2).reasons, ['failing', '']);
@@ -175,4 +192,13 @@ test('a node that answers a frame with one of the wrong shape is failing too', a
     const s = await router.submit(req).done;
     assert.deepEqual(servedIn(s.served), ['g2-n2'], `job ${i + 2} avoids the failing node`);
   }
+});
+
+test('a node that refuses an offer keeps its standing: it said in time that it would not serve', async () => {
+  const { router, g2, offers } = emulated('refuses');
+  const s1 = await firstOnN1(router, offers);
+  assert.equal(s1.status, 'done');
+  assert.equal(s1.failovers, 1);
+  assert.deepEqual(servedIn(s1.served), ['g2-n2']);
+  assert.deepEqual(router.scheduling.views(g2).reasons, ['', '']);
 });
