@@ -358,8 +358,8 @@ function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; 
         }, timeMs));
       },
       solved(node, s, atMs) {
-        const { views, nodes } = registry.views(node.profile.group);
-        const weight = views[nodes.indexOf(node)]?.weight;
+        const { nodes, weights } = registry.members(node.profile.group);
+        const weight = weights[nodes.indexOf(node)];
         log.debug({ node: node.nodeId, qLim: s.qLim, solves: s.solves, solveMs: s.solveMs }, 'q_lim solved');
         store.write(qLimPoint(tags(node.nodeId, node.profile.group), {
           qLim: s.qLim, qEnergy: s.qEnergy, qProc: s.qProc, energyBinds: s.energyBinds, solves: s.solves, weight,

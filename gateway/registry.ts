@@ -1,14 +1,15 @@
 // Live state of every node: what its birth declared (group, shard, power modes, battery),
 // what its slot records and state reports say now (battery, γ, PM, queue), its harvest
-// estimate, when it was last heard from and how many slot records went missing. From this
-// it builds the DeviceViews the scheduler's policies decide on (SPEC.md §5), and keeps
+// estimate, when it was last heard from and how many slot records went missing. It keeps
 // each node's q_lim and the group weights r_i (Eq. 6) up to date by re-solving off-thread.
+// What the policies see of a node, availability included, is built from this state by the
+// live scheduler (gateway/router/scheduler.ts), which also knows the jobs it has handed out.
 //
 // The registry takes already validated messages in the gateway's own terms; the MQTT
 // subscription and the protocol's schemas sit in front of it. Time comes in with each
 // call, so the same code runs on the live clock and in a simulated day.
 import { EstimatorConfigSchema, HarvestEstimator, totalVariation, type EstimatorConfig } from './estimator.js';
-import { DeviceModel, groupWeights, type DeviceParams, type DeviceView, type ModeStep, type PowerModeSpec } from './scheduler/index.js';
+import { DeviceModel, groupWeights, type DeviceParams, type ModeStep, type PowerModeSpec } from './scheduler/index.js';
 import type { NodeSolver, Solved } from './solver-pool.js';
 
 /** The block range a node's birth says it holds (protocol `shard`). */
@@ -64,8 +65,6 @@ export interface StateReport {
   /** Jobs held; unchanged when the report does not say. */
   queue?: number;
   batteryJ?: number;
-  /** Energy still owed to jobs in hand (J). */
-  committedJ?: number;
 }
 
 export interface NodeState {
@@ -77,7 +76,6 @@ export interface NodeState {
   gamma: 0 | 1;
   powerMode: number;
   queue: number;
-  committedJ: number;
   lastSeq: number | undefined;
   /** The epoch of the node's slot count, from its birth (see birth()). */
   seqEpoch: string | undefined;
@@ -155,7 +153,6 @@ export class Registry {
       gamma: old?.gamma ?? 0,
       powerMode: old?.powerMode ?? 0,
       queue: 0,
-      committedJ: 0,
       lastSeq: continues ? old.lastSeq : undefined,
       seqEpoch: seq?.epoch,
       missedSlots: old?.missedSlots ?? 0,
@@ -216,7 +213,6 @@ export class Registry {
     node.powerMode = report.powerMode;
     if (report.queue !== undefined) node.queue = report.queue;
     if (report.batteryJ !== undefined) node.batteryJ = report.batteryJ;
-    node.committedJ = report.committedJ ?? 0;
     return true;
   }
 
@@ -238,25 +234,13 @@ export class Registry {
     return [...new Set([...this.nodes.values()].map((n) => n.profile.group))].sort();
   }
 
-  /** The group's nodes and their views, in a stable order, for one policy decision. */
-  views(group: string): { nodes: NodeState[]; views: DeviceView[] } {
+  /** The group's nodes in a stable order, with their Eq. 6 weights r_i over the online ones. */
+  members(group: string): { nodes: NodeState[]; weights: number[] } {
     const nodes = [...this.nodes.values()].filter((n) => n.profile.group === group).sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
-    // Eq. 6 over the group's online members: an offline node's capacity is not on offer.
-    const weights = groupWeights(nodes.map((n) => (n.online ? n.solved?.qLim ?? 0 : 0)));
-    const views = nodes.map((n, i): DeviceView => {
-      const eMax = Math.floor(n.profile.capacityJ / n.profile.quantumJ);
-      return {
-        // One running and one waiting place unless the node says otherwise (SPEC.md §2).
-        available: n.online && n.gamma === 1 && n.queue < (n.profile.queueCapacity ?? 2),
-        busy: n.queue > 0,
-        powerMode: n.gamma === 1 ? n.powerMode : 0,
-        energyQ: Math.max(0, Math.min(eMax, Math.floor(n.batteryJ / n.profile.quantumJ))),
-        committedQ: Math.ceil(n.committedJ / n.profile.quantumJ),
-        weight: n.online ? weights[i]! : 0,
-        model: n.model,
-      };
-    });
-    return { nodes, views };
+    // Over the online members: an offline node's capacity is not on offer, so it has no share.
+    const online = nodes.filter((n) => n.online);
+    const r = groupWeights(online.map((n) => n.solved?.qLim ?? 0));
+    return { nodes, weights: nodes.map((n) => (n.online ? r[online.indexOf(n)]! : 0)) };
   }
 
   /** Called with the solver's answer for the parameters last sent for this node. */
@@ -289,7 +273,6 @@ export class Registry {
   private setOffline(node: NodeState, reason: string, atMs: number): void {
     node.online = false;
     node.queue = 0;
-    node.committedJ = 0;
     this.events.online?.(node, false, reason, atMs);
   }
 

@@ -2,8 +2,9 @@
 // arrivals, per-device harvest, a queue of one job waiting beside the one in service, and
 // power saving with hysteresis. Each device moves through the same stages as its chain in
 // gateway/scheduler/chain.ts, so that the two agree: a processing stage lasts κ(PM) slots
-// and pays C_E at its end through Eq. 1; every other stage lasts one slot.
-import { modeAt, type DeviceModel, type DeviceParams, type DeviceView, type Policy } from '../gateway/scheduler/index.js';
+// and pays C_E at its end through Eq. 1; every other stage lasts one slot. What the policy
+// sees of each device is built by deviceView, as the live gateway builds it.
+import { deviceView, modeAt, type DeviceModel, type DeviceParams, type DeviceState, type DeviceView, type Policy } from '../gateway/scheduler/index.js';
 import { harvestProcess, type HarvestProcessSpec } from './harvest.js';
 import type { Rng } from './rng.js';
 
@@ -70,6 +71,8 @@ export class NetworkSim {
   private readonly queued: Int32Array;
   private readonly powerMode: Uint8Array;
   private readonly views: DeviceView[][];
+  /** One device's state at a decision, rewritten for each (the hot loop allocates nothing). */
+  private readonly state: DeviceState;
   private readonly probs: Float64Array;
   /** Uniform harvest bounds per device, drawn inline; null when some device is not uniform. */
   private readonly uniformLo: Float64Array | null;
@@ -89,6 +92,8 @@ export class NetworkSim {
     this.queued = new Int32Array(D);
     this.powerMode = new Uint8Array(D);
     this.probs = new Float64Array(N);
+    // The paper's queue: one job in service and one waiting (SPEC.md §2).
+    this.state = { barred: '', passedOver: '', gamma: 0, powerMode: 0, energyQ: 0, held: 0, capacity: 2, modes: scenario.device.modes, weight: 0 };
     this.views = [];
     for (let g = 0; g < G; g++) {
       const row: DeviceView[] = [];
@@ -105,7 +110,7 @@ export class NetworkSim {
 
   run(policy: Policy, worldRng: Rng, policyRng: Rng): RunMetrics {
     const { groups: G, devicesPerGroup: N, slots: T, p, device } = this.scenario;
-    const { D, params, energy, gamma, stageLeft, stageHarvest, processing, stageCost, current, queued, powerMode, views, probs } = this;
+    const { D, params, energy, gamma, stageLeft, stageHarvest, processing, stageCost, current, queued, powerMode, views, probs, state } = this;
     const { eMax, eTh, eThUp } = device;
     const lo = this.uniformLo;
     const width = this.uniformWidth;
@@ -179,11 +184,15 @@ export class NetworkSim {
           for (let j = 0; j < N; j++) {
             const d = g * N + j;
             const v = row[j]!;
-            v.available = gamma[d] === 1 && queued[d] === -1 && ((current[d] as number) < 0 || processing[d] === 1);
-            v.busy = (current[d] as number) >= 0;
-            v.powerMode = powerMode[d] as number;
-            v.energyQ = energy[d] as number;
-            v.committedQ = processing[d] ? (stageCost[d] as number) : 0;
+            // An active device holding a job is processing it by now (an idle stage lasts one
+            // slot), so C_E(PM) per job held is the cost its stage pays at its end.
+            state.gamma = gamma[d] as 0 | 1;
+            state.powerMode = powerMode[d] as number;
+            state.energyQ = energy[d] as number;
+            state.held = ((current[d] as number) >= 0 ? 1 : 0) + ((queued[d] as number) >= 0 ? 1 : 0);
+            state.weight = v.weight;
+            state.model = v.model;
+            deviceView(state, v);
             any ||= v.available;
           }
           if (!any) dropped = true;

@@ -9,7 +9,7 @@ import type { StoreStats } from '../store/index.js';
 /** Everything the HTTP API reads from the running gateway, besides its jobs. */
 export interface GatewaySources {
   jobs: JobService;
-  registry: Pick<Registry, 'all' | 'groups' | 'views'>;
+  registry: Pick<Registry, 'all' | 'groups' | 'members'>;
   /** Whether the gateway's own MQTT client is connected to its broker. */
   brokerUp(): boolean;
   /** The embedded broker's counters; undefined with an external broker. */
@@ -48,7 +48,7 @@ export interface NodeView {
 export function nodeViews(registry: GatewaySources['registry']): NodeView[] {
   const out: NodeView[] = [];
   for (const group of registry.groups()) {
-    const { nodes, views } = registry.views(group);
+    const { nodes, weights } = registry.members(group);
     nodes.forEach((n, i) => {
       const p = n.profile;
       out.push({
@@ -67,7 +67,7 @@ export function nodeViews(registry: GatewaySources['registry']): NodeView[] {
         // One running and one waiting place unless the node says otherwise (SPEC.md §2).
         queueCapacity: p.queueCapacity ?? 2,
         qLim: n.solved?.qLim ?? null,
-        weight: views[i]?.weight ?? 0,
+        weight: weights[i] ?? 0,
         missedSlots: n.missedSlots,
       });
     });

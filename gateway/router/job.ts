@@ -3,6 +3,8 @@
 // `Pipeline.generate` does in one process (models/generate.ts). A hop that fails (timeout,
 // will, refusal, hand-back, failed report, power saving) moves the group to another node,
 // which first replays the group's history so its KV cache holds every earlier position.
+// A node that went silent, or failed a job it had accepted, loses its standing with the
+// scheduler; one that served a job to its close frame and reported it ok has it back.
 import type { Logger } from 'pino';
 import { Sampler } from '../../models/head.js';
 import { PROTOCOL_VERSION, encodeFrame, encodeJson, type Frame, type JobControl, type JobReport } from '../../protocol/index.js';
@@ -59,6 +61,8 @@ export class Job implements JobHandle {
   private awaitedReports = new Set<string>();
   /** `node:session` of every offer this job made: only those sessions may report to it. */
   private readonly offered = new Set<string>();
+  /** `node:session` of the sessions the job ran to its close frame: an ok report for one is a clean run. */
+  private readonly closed = new Set<string>();
   /** The context positions the job can reach; each offer carries it, so nodes size their caches to it. */
   private positions = 0;
   private settle!: { resolve(s: JobSummary): void; reject(e: JobError): void };
@@ -281,6 +285,7 @@ export class Job implements JobHandle {
       if (!nodeId) continue;
       const key = `${nodeId}:${lane.sessionId}`;
       if (!this.reports.has(key)) this.awaitedReports.add(key);
+      this.closed.add(key);
       // The close frame frees the node's queue place: QoS 1, and the place is ours no more.
       this.deps.send(nodeId, encodeFrame({ jobId: this.num, sessionId: lane.sessionId, step: 0, position: lane.history.length, rows: 0, dim, close: true, data: new Float32Array(0) }), 1);
       this.deps.scheduler.release(nodeId);
@@ -323,6 +328,7 @@ export class Job implements JobHandle {
     const w = this.wait.what;
     if (w?.kind !== 'frame' || w.nodeId !== nodeId || w.sessionId !== f.sessionId || w.step !== f.step || w.position !== f.position || f.replay) return false;
     if (f.rows !== w.rows || f.dim !== this.deps.model.config.dim) {
+      this.deps.scheduler.suspect(nodeId, this.deps.clock.now(), 'failing');
       this.wait.fail(new HopFailure(`answered with a [${f.rows}, ${f.dim}] frame for [${w.rows}, ${this.deps.model.config.dim}]`));
     } else {
       this.wait.resolve(f.data);
@@ -357,7 +363,10 @@ export class Job implements JobHandle {
           this.reports.set(key, r.energyJ);
           this.energyJ += r.energyJ;
         }
+        if (r.ok && this.closed.has(key)) this.deps.scheduler.cleanRun(nodeId);
         if (!r.ok && lane && lane.sessionId === r.sessionId) {
+          // It took the job and could not run it: as costly as silence, and answering proves nothing.
+          this.deps.scheduler.suspect(nodeId, this.deps.clock.now(), 'failing');
           const why = `failed: ${r.error ?? 'no reason given'}`;
           if (waitingOn) this.wait.fail(new HopFailure(why));
           else lane.move = why;

@@ -1,17 +1,26 @@
 // The live scheduler: for each job and each group, one available node picked with the
 // configured policy — the very functions the simulator runs (gateway/scheduler/ POLICIES,
-// SPEC.md §5) over the registry's views — and a seeded draw, so a run can be repeated.
+// SPEC.md §5) over views built as the simulator builds them (gateway/scheduler/view.ts) —
+// and a seeded draw, so a run can be repeated.
 //
-// Availability is decided here, not from the last slot record: online, γ = 1, announced
-// this group's shard, and fewer of the router's own jobs in hand than its queue capacity
-// (a slot record's queue is up to a slot old). A node that missed a hop deadline is a
-// suspect and gets no job until it is heard from again.
+// Availability is decided here, in one place, not from the last slot record: online, γ = 1,
+// announced this group's shard, not given up on by this job, in good standing, and fewer
+// of the router's own jobs in hand than its queue capacity (a slot record's queue is up to
+// a slot old). Those jobs in hand are also what the node owes: committedQ is their C_E.
+//
+// Standing: a node that missed a deadline (silent) or failed a job it had accepted
+// (failing) is a suspect. A suspect is passed over while another node of the group could
+// serve, even if that one's queue is full (the job waits for it); when none could, the
+// suspect is tried rather than the job failed. A silent node is cleared when it is heard
+// from after the deadline; a failing one — answering proves nothing there — by a clean
+// run: a job it served to the close frame and reported ok. A new birth (the agent started
+// again) clears either.
 import type { Logger } from 'pino';
 import { Random } from '../../models/head.js';
 import type { Clock } from '../clock.js';
 import type { SchedulerDecision, SchedulerView } from '../jobs.js';
 import type { NodeState, Registry } from '../registry.js';
-import { POLICIES, type DeviceView, type Policy } from '../scheduler/index.js';
+import { POLICIES, deviceView, unavailableReason, type DeviceState, type DeviceView, type Policy } from '../scheduler/index.js';
 import { decisionPoint, type Store } from '../store/index.js';
 import type { GatewayModel, ModelGroup } from './model.js';
 
@@ -26,7 +35,18 @@ export type Pick =
   /** `busy`: nodes are up but their queues are full, so waiting may help; `none`: nobody can serve. */
   | { ok: false; why: 'busy' | 'none'; message: string };
 
-interface Candidates {
+/** Why a node lost its standing, and since when. */
+interface Suspicion {
+  cause: 'silent' | 'failing';
+  sinceMs: number;
+  /** The node's registry state then: a birth makes a new one. */
+  born: NodeState | undefined;
+}
+
+/** The reason a node this job gave up on is unavailable to it: no last resort lifts it. */
+const GAVE_UP = 'failed this job';
+
+export interface Candidates {
   nodes: NodeState[];
   views: DeviceView[];
   /** Why each node that is not available is not. */
@@ -38,8 +58,8 @@ export class SchedulerService {
   private readonly random: Random;
   /** The router's jobs in hand per node: offered or running, not yet closed. */
   private readonly held = new Map<string, number>();
-  /** Nodes that missed a deadline, with when; cleared when they are heard from after it. */
-  private readonly suspects = new Map<string, number>();
+  /** Nodes out of standing. */
+  private readonly suspects = new Map<string, Suspicion>();
   private readonly last = new Map<string, SchedulerDecision>();
 
   constructor(
@@ -67,48 +87,74 @@ export class SchedulerService {
     return this.held.get(nodeId) ?? 0;
   }
 
-  suspect(nodeId: string, atMs: number): void {
-    this.suspects.set(nodeId, atMs);
+  /** The node missed a deadline (`silent`) or failed a job it had accepted (`failing`): it loses its standing. */
+  suspect(nodeId: string, atMs: number, cause: Suspicion['cause'] = 'silent'): void {
+    const had = this.suspects.get(nodeId);
+    // Being heard from clears silence, not failing: a failing node that then goes quiet stays failing.
+    const kept = had?.cause === 'failing' ? 'failing' : cause;
+    if (had?.cause !== kept) this.deps.log.warn({ node: nodeId, cause: kept }, 'node loses its standing');
+    this.suspects.set(nodeId, { cause: kept, sinceMs: atMs, born: this.deps.registry.get(nodeId) });
   }
 
   /** The node spoke (a job message, or anything the registry saw): it is not silent any more. */
   heard(nodeId: string): void {
+    if (this.suspects.get(nodeId)?.cause === 'silent') this.restore(nodeId, 'heard from');
+  }
+
+  /** The node served a job to its close frame and reported it ok: its standing is whole again. */
+  cleanRun(nodeId: string): void {
+    if (this.suspects.has(nodeId)) this.restore(nodeId, 'a clean run');
+  }
+
+  private restore(nodeId: string, why: string): void {
     this.suspects.delete(nodeId);
+    this.deps.log.info({ node: nodeId, after: why }, 'node in good standing again');
   }
 
-  private isSuspect(node: NodeState): boolean {
-    const since = this.suspects.get(node.nodeId);
-    if (since === undefined) return false;
-    if (node.lastSeenMs > since) {
-      this.suspects.delete(node.nodeId);
-      return false;
+  /** '' for a node in good standing, else why not ('silent', 'failing'). */
+  private standing(node: NodeState): string {
+    const s = this.suspects.get(node.nodeId);
+    if (s === undefined) return '';
+    if (s.born !== node || (s.cause === 'silent' && node.lastSeenMs > s.sinceMs)) {
+      this.restore(node.nodeId, s.born !== node ? 'a birth' : 'heard from');
+      return '';
     }
-    return true;
+    return s.cause;
   }
 
-  /** The group's nodes as the policy sees them, with `exclude` (nodes this job gave up on) unavailable. */
-  private candidates(group: ModelGroup, exclude: ReadonlySet<string>): Candidates {
-    const { nodes, views } = this.deps.registry.views(group.name);
-    const reasons: string[] = [];
-    const out = views.map((v, i): DeviceView => {
-      const n = nodes[i]!;
-      const inHand = this.inHand(n.nodeId);
-      let reason = '';
-      if (!this.deps.model.serves(group, n.profile.shardRef)) reason = 'holds another shard';
-      else if (!n.online) reason = 'offline';
-      else if (n.gamma !== 1) reason = 'in power saving';
-      else if (exclude.has(n.nodeId)) reason = 'failed this job';
-      else if (this.isSuspect(n)) reason = 'silent';
-      else if (inHand >= (n.profile.queueCapacity ?? 2)) reason = 'busy';
-      reasons.push(reason);
-      return { ...v, available: reason === '', busy: inHand > 0 };
+  /**
+   * The group's nodes as the policy sees them, with why each unavailable one is not;
+   * `exclude` are the nodes this job gave up on.
+   */
+  views(group: ModelGroup, exclude: ReadonlySet<string> = new Set()): Candidates {
+    const { nodes, weights } = this.deps.registry.members(group.name);
+    const states = nodes.map((n, i): DeviceState => {
+      const eMax = Math.floor(n.profile.capacityJ / n.profile.quantumJ);
+      return {
+        barred: !this.deps.model.serves(group, n.profile.shardRef) ? 'holds another shard' : !n.online ? 'offline' : '',
+        passedOver: exclude.has(n.nodeId) ? GAVE_UP : this.standing(n),
+        gamma: n.gamma,
+        powerMode: n.powerMode,
+        energyQ: Math.max(0, Math.min(eMax, Math.floor(n.batteryJ / n.profile.quantumJ))),
+        held: this.inHand(n.nodeId),
+        // One running and one waiting place unless the node says otherwise (SPEC.md §2).
+        capacity: n.profile.queueCapacity ?? 2,
+        modes: n.profile.modes,
+        weight: weights[i]!,
+        model: n.model,
+      };
     });
-    return { nodes, views: out, reasons };
+    const couldServe = (s: DeviceState) => ['', 'busy'].includes(unavailableReason(s));
+    if (!states.some(couldServe)) {
+      // Nobody in good standing could serve: the suspects are the last resort.
+      for (const s of states) if (s.passedOver !== GAVE_UP) s.passedOver = '';
+    }
+    return { nodes, views: states.map((s) => deviceView(s)), reasons: states.map(unavailableReason) };
   }
 
   /** Picks one node of `group` for `jobId`; writes and logs the decision. */
   pick(jobId: string, group: ModelGroup, exclude: ReadonlySet<string>, reason: SchedulerDecision['reason']): Pick {
-    const { nodes, views, reasons } = this.candidates(group, exclude);
+    const { nodes, views, reasons } = this.views(group, exclude);
     const probs = this.policy.probabilities(views);
     let total = 0;
     for (let i = 0; i < probs.length; i++) if (views[i]!.available) total += probs[i]!;
@@ -144,7 +190,7 @@ export class SchedulerService {
 
   /** Can anyone in the group serve, ignoring full queues? (A waiting job gives up when not.) */
   servable(group: ModelGroup, exclude: ReadonlySet<string>): Pick | null {
-    const { reasons } = this.candidates(group, exclude);
+    const { reasons } = this.views(group, exclude);
     if (reasons.some((r) => r === '' || r === 'busy')) return null;
     return { ok: false, why: 'none', message: whyNone(group, this.deps.model.name, reasons) };
   }
@@ -153,7 +199,7 @@ export class SchedulerService {
     return {
       policy: this.policy.name,
       groups: this.deps.model.groups.map((group) => {
-        const { nodes, views } = this.candidates(group, new Set());
+        const { nodes, views } = this.views(group);
         const probs = this.policy.probabilities(views);
         return {
           group: group.name,

@@ -8,6 +8,7 @@ export * from './brent.js';
 export * from './paper.js';
 export * from './policies.js';
 export * from './foresight.js';
+export * from './view.js';
 
 import { adaptive, longTerm, uniform, type Policy } from './policies.js';
 import { foresight } from './foresight.js';

@@ -1,10 +1,12 @@
 // The registry: node life cycle (birth, slots, will, silence), sequence gaps, re-solving on
-// estimate changes, and the DeviceViews and weights the policies receive.
+// estimate changes, and each group's members with the Eq. 6 weights the policies receive.
+// (What the policies see of a node, availability included, is built by the live scheduler:
+// tests/scheduler/device-view.test.ts.)
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EstimatorConfigSchema } from '../../gateway/estimator.js';
 import { Registry, type ChainProfile, type RegistryConfig, type SlotReport } from '../../gateway/registry.js';
-import { POLICIES, PAPER_DYNAMIC_TABLE, PAPER_MODES, mean, uniformOnGrid, type DeviceParams } from '../../gateway/scheduler/index.js';
+import { POLICIES, PAPER_DYNAMIC_TABLE, PAPER_MODES, deviceView, mean, uniformOnGrid, type DeviceParams } from '../../gateway/scheduler/index.js';
 import { NodeSolver, SolverPool, type Solved } from '../../gateway/solver-pool.js';
 
 const T0 = Date.UTC(2026, 5, 21, 8);
@@ -136,9 +138,9 @@ test('wills and silence take nodes offline; hearing from them brings them back',
   assert.deepEqual(events, ['pi-1:true:birth', 'pi-2:true:birth', 'pi-1:false:will', 'pi-2:false:silence', 'pi-1:true:heard']);
 });
 
-test('views: availability, power saving, energy in quanta and Eq. 6 weights over online nodes', () => {
+test('members: a stable order, the node state the scheduler reads, and Eq. 6 weights over online nodes', () => {
   const reg = new Registry(config, fakeSolver());
-  for (const id of ['a', 'b', 'c', 'd']) reg.birth(id, profile(), T0);
+  for (const id of ['c', 'a', 'b', 'd']) reg.birth(id, profile(), T0);
   reg.birth('x', profile('g1'), T0);
   const solvedWith = (qLim: number): Solved => ({ qLim, qEnergy: qLim, qProc: 0.5, energyBinds: true, solves: 1, solveMs: 1, hash: String(qLim) });
   const params = (p: ChainProfile): DeviceParams => ({ eMax: 100, eTh: 10, eThUp: 15, modes: p.modes, modeTable: p.modeTable, harvestPmf: p.priorHarvestPmf });
@@ -147,25 +149,20 @@ test('views: availability, power saving, energy in quanta and Eq. 6 weights over
   reg.applySolved('c', params(profile()), solvedWith(0.2), T0);
   reg.slot('a', slot(1, { batteryJ: 250_000, queue: 1 }), T0);
   reg.slot('b', slot(1, { batteryJ: 12_345, gamma: 0, powerMode: 1 }), T0);
-  reg.slot('c', slot(1, { batteryJ: 40_000, queue: 2 }), T0);
-  reg.state('d', { gamma: 1, powerMode: 2, queue: 0, committedJ: 2500 }, T0);
+  reg.state('d', { gamma: 1, powerMode: 2, queue: 0 }, T0);
   reg.will('c', T0);
-  const { nodes, views } = reg.views('g0');
+  const { nodes, weights } = reg.members('g0');
   assert.deepEqual(nodes.map((n) => n.nodeId), ['a', 'b', 'c', 'd']);
-  assert.deepEqual(views.map((v) => v.available), [true, false, false, true]);
-  assert.deepEqual(views.map((v) => v.busy), [true, false, false, false]);
-  assert.deepEqual(views.map((v) => v.powerMode), [3, 0, 3, 2]);
-  assert.deepEqual(views.map((v) => v.energyQ), [100, 12, 40, 0]);
-  assert.equal(views[3]!.committedQ, 3);
-  // c is offline, so a and b share: 0.3/0.4 and 0.1/0.4.
-  assert.deepEqual(views.map((v) => Number(v.weight.toFixed(6))), [0.75, 0.25, 0, 0]);
-  assert.ok(views[0]!.model, 'a solved node carries its model for foresight');
+  assert.deepEqual(nodes.map((n) => [n.online, n.gamma, n.powerMode, n.batteryJ]), [[true, 1, 3, 250_000], [true, 0, 1, 12_345], [false, 0, 0, 0], [true, 1, 2, 0]]);
+  // c is offline, so a and b share: 0.3/0.4 and 0.1/0.4; d has no solution yet.
+  assert.deepEqual(weights.map((w) => Number(w.toFixed(6))), [0.75, 0.25, 0, 0]);
+  assert.ok(nodes[0]!.model, 'a solved node carries its model for foresight');
   assert.deepEqual(reg.groups(), ['g0', 'g1']);
-  // A node that declares a single job place is full with one job.
-  reg.birth('y', { ...profile('g1'), queueCapacity: 1 }, T0);
-  reg.slot('y', slot(1, { queue: 1 }), T0);
-  reg.slot('x', slot(1, { queue: 1 }), T0);
-  assert.deepEqual(reg.views('g1').views.map((v) => v.available), [true, false]);
+  // With no solution anywhere, the online members share alike and the offline one has nothing.
+  reg.birth('y', profile('g1'), T0);
+  reg.will('y', T0);
+  reg.birth('z', profile('g1'), T0);
+  assert.deepEqual(reg.members('g1').weights, [0.5, 0, 0.5]);
 });
 
 const pool = new SolverPool({ threads: 1 });
@@ -186,9 +183,13 @@ test('with the real solver pool, solved nodes feed the policies', async () => {
   await allSolved;
   reg.slot('sunny', slot(1, { batteryJ: 80_000 }), T0);
   reg.slot('shady', slot(1, { batteryJ: 80_000 }), T0);
-  const { nodes, views } = reg.views('g0');
-  const w = Object.fromEntries(nodes.map((n, i) => [n.nodeId, views[i]!.weight]));
+  const { nodes, weights } = reg.members('g0');
+  const w = Object.fromEntries(nodes.map((n, i) => [n.nodeId, weights[i]!]));
   assert.ok(w.sunny! > w.shady!, `more sun, more weight: ${JSON.stringify(w)}`);
+  const views = nodes.map((n, i) => deviceView({
+    barred: '', passedOver: '', gamma: n.gamma, powerMode: n.powerMode, energyQ: Math.floor(n.batteryJ / n.profile.quantumJ), held: 0, capacity: 2,
+    modes: n.profile.modes, weight: weights[i]!, model: n.model,
+  }));
   const p = POLICIES['long-term']!.probabilities(views);
   assert.ok(Math.abs(p[0]! + p[1]! - 1) < 1e-12);
   const f = POLICIES.foresight!.probabilities(views);

@@ -85,7 +85,7 @@ test('with nobody able to serve, the pick says which group and why', () => {
   assert.ok(!w.ok && /1 node\(s\) declare the group but hold another shard/.test(w.message));
 });
 
-test('full queues make a group busy (wait), failed and silent nodes are skipped until heard from', () => {
+test('full queues make a group busy (wait); nodes the job failed on are skipped, silent ones while another could serve, until heard from', () => {
   const registry = fleet(2);
   const s = service(registry);
   const g1 = model.groups[0]!;
@@ -101,10 +101,16 @@ test('full queues make a group busy (wait), failed and silent nodes are skipped 
   const failed = s.pick('job-2', g1, new Set(['g1-n1']), 'failover');
   assert.ok(failed.ok && failed.nodeId === 'g1-n2', 'a node this job gave up on is not picked again');
   s.suspect('g1-n2', Date.now() + 10);
-  const silent = s.pick('job-2', g1, new Set(['g1-n1']), 'failover');
-  assert.ok(!silent.ok && silent.message.includes('1 silent'), !silent.ok ? silent.message : '');
+  const passed = s.pick('job-3', g1, new Set(), 'dispatch');
+  assert.ok(passed.ok && passed.nodeId === 'g1-n1', 'a silent node is passed over while another could serve');
+  s.hold('g1-n1');
+  const waits = s.pick('job-3', g1, new Set(), 'dispatch');
+  assert.ok(!waits.ok && waits.why === 'busy' && waits.message.includes('1 silent'), !waits.ok ? waits.message : '');
+  s.release('g1-n1');
+  const last = s.pick('job-2', g1, new Set(['g1-n1']), 'failover');
+  assert.ok(last.ok && last.nodeId === 'g1-n2', 'when nobody else could serve, the silent node is tried rather than the job failed');
   registry.state('g1-n2', { gamma: 1, powerMode: 3 }, Date.now() + 20);
-  assert.ok(s.pick('job-2', g1, new Set(['g1-n1']), 'failover').ok, 'heard from again after the deadline');
+  assert.deepEqual(s.views(g1).reasons, ['', ''], 'heard from again after the deadline');
 });
 
 test('picks are drawn from a seeded generator: the same seed repeats them, and every decision is written', () => {
