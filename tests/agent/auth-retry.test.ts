@@ -32,8 +32,8 @@ test('a wrong password: refusals logged as errors at growing intervals up to the
   const broker = spawn(MOSQUITTO, ['-c', join(dir, 'mosquitto.conf')], { stdio: 'ignore' });
   const lines: Array<{ level: number; msg: string; at: number; [k: string]: unknown }> = [];
   const log = pino({ level: 'info' }, { write: (s: string) => void lines.push({ ...JSON.parse(s), at: Date.now() }) });
-  const MIN_MS = 200;
-  const MAX_MS = 1600;
+  const MIN_MS = 300;
+  const MAX_MS = 2400;
   const config = parseAgentConfig({
     ...exampleDoc(), slotMs: 60_000,
     gateway: { url: `mqtt://127.0.0.1:${port}`, username: 'pi-01', password: 'wrong', reconnectMinMs: MIN_MS, reconnectMaxMs: MAX_MS },
@@ -51,7 +51,8 @@ test('a wrong password: refusals logged as errors at growing intervals up to the
   const r = refusals();
   assert.match(r[0]!.msg, /Check the password in agent\.yaml.*add-node pi-01 --replace/, 'says what to do');
   const gaps = r.slice(1).map((l, i) => l.at - r[i]!.at);
-  // 200, 400, 800, then 1600 ms, the cap, and no more: each gap at least the backoff, none far past the cap.
+  t.diagnostic(`gaps between refusals: ${gaps.join(', ')} ms`);
+  // 300, 600, 1200, then 2400 ms, the cap, and no more: the waits grow, none far past the cap.
   assert.ok(gaps[1]! > gaps[0]! && gaps[2]! > gaps[1]!, `the waits grow: ${gaps.join(', ')} ms`);
   assert.ok(gaps[2]! >= 0.9 * 4 * MIN_MS, `the third wait is about four times the first: ${gaps.join(', ')} ms`);
   assert.ok(gaps.at(-1)! >= 0.9 * MAX_MS && gaps.at(-1)! < MAX_MS + 2000, `capped at ${MAX_MS} ms: ${gaps.join(', ')} ms`);

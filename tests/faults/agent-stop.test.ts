@@ -62,6 +62,7 @@ test('a broker that stops answering: SIGTERM ends the agent within the flush dea
   a.child.kill('SIGTERM');
   const code = await Promise.race([a.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), FLUSH_MS + MARGIN_MS + 10_000))]);
   const tookMs = Date.now() - sentAt;
+  t.diagnostic(`exited ${tookMs} ms after SIGTERM`);
   assert.notEqual(code, 'hung', `the agent was still running ${tookMs} ms after SIGTERM; last log: ${a.lines.slice(-3).map((l) => l.msg).join(' | ')}`);
   assert.equal(code, 0, 'a clean exit');
   assert.ok(tookMs < FLUSH_MS + MARGIN_MS, `exited ${tookMs} ms after SIGTERM (deadline ${FLUSH_MS} ms + ${MARGIN_MS} ms margin)`);
