@@ -64,6 +64,19 @@ export const agentConfigSchema = z.object({
     dir: z.string().min(1),
     maxBytes: z.number().int().min(4096).default(8 * 1024 * 1024),
   }),
+  /**
+   * How long a stop may spend on the network (real ms): reporting held jobs, flushing the
+   * spool, the offline state and the disconnect. After it the connection is dropped and the
+   * process exits; what was not acknowledged stays in the spool. systemd's TimeoutStopSec
+   * in deploy/systemd/heliomesh-agent.service must stay above it.
+   */
+  stopFlushMs: z.number().int().min(0).max(120_000).default(10_000),
+  /**
+   * The same at the critical battery level, before the shutdown command: the last words
+   * (critical event, last slot, offline state) get this long and no more, because every
+   * second spent waiting on a dead link is drawn from a battery already at its floor.
+   */
+  criticalFlushMs: z.number().int().min(0).max(30_000).default(2000),
   /** Run at the critical level; argv, not a shell line. */
   shutdownCommand: z.array(z.string().min(1)).min(1).default(['systemctl', 'poweroff']),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),

@@ -25,6 +25,25 @@ export interface AgentDeps {
    * command (systemctl poweroff). The virtual node passes one that stops the process.
    */
   shutdown?: (reason: string) => Promise<void>;
+  /** The service manager (systemd's sd_notify, cli/notify.ts); absent when none watches. */
+  notify?: ServiceNotify;
+}
+
+/**
+ * What a service manager is told: started, still turning (called from the sample loop on
+ * every turn; the implementation rate-limits), and stopping.
+ */
+export interface ServiceNotify {
+  ready(): void;
+  alive(): void;
+  stopping(): void;
+}
+
+/** Resolves with the promise's value, or 'late' once `ms` of real time have passed. */
+function within<T>(p: Promise<T>, ms: number): Promise<T | 'late'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), Math.max(0, ms)); });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** Runs argv without a shell; a failure is reported, never ignored. */
@@ -49,6 +68,7 @@ export class Agent {
     readonly link: Link,
     readonly worker: BlockWorker | undefined,
     private readonly log: Logger,
+    private readonly notify: ServiceNotify | undefined,
   ) {}
 
   static async start(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
@@ -93,7 +113,9 @@ export class Agent {
           if (e.kind === 'power-saving-enter' || e.kind === 'power-saving-exit') ref.link?.announce();
         },
         critical: async (level: BatteryLevel) => {
-          await ref.agent?.stop(`critical battery ${level.energyJ.toFixed(0)} J`, true);
+          // The last words get criticalFlushMs at most; the shutdown never waits on the network.
+          await ref.agent?.stop(`critical battery ${level.energyJ.toFixed(0)} J`, true, config.criticalFlushMs)
+            .catch((err: Error) => log.error({ err: err.message }, 'error while stopping at the critical level'));
           await shutdown('critical battery').catch((err: Error) => log.error({ err: err.message }, 'shutdown action failed'));
         },
       },
@@ -111,6 +133,8 @@ export class Agent {
         log.info({ seq: r.seq, harvestJ: r.harvestJ, consumedJ: r.consumedJ, batteryPct: r.batteryPct, gamma: r.gamma, powerMode: r.powerMode, degraded: r.degraded }, 'slot closed');
       },
       onSample: (reading) => {
+        // The watchdog is fed by the loop that meters the battery: if it stops turning, the node must restart.
+        deps.notify?.alive();
         worker?.observe(ledger.lastConsumedW);
         if (config.telemetryPeriodMs <= 0 || reading.monotonicMs - lastTelemetryMs < config.telemetryPeriodMs) return;
         lastTelemetryMs = reading.monotonicMs;
@@ -119,7 +143,11 @@ export class Agent {
           sensors: reading.sensors.map((s) => ({ name: s.name.slice(0, 40), ok: s.ok, busVoltageV: s.busVoltageV, currentMa: s.currentMa, powerMw: s.powerMw })),
         });
       },
-      onError: (err) => log.warn({ err: err.message }, 'sensor read failed'),
+      onError: (err) => {
+        // A failing sensor is not a hung agent: a restart would not mend the bus.
+        deps.notify?.alive();
+        log.warn({ err: err.message }, 'sensor read failed');
+      },
     });
 
     if (worker) worker.meter = ledger;
@@ -148,7 +176,7 @@ export class Agent {
       },
     });
     ref.link = link;
-    const agent: Agent = new Agent(config, hardware, spool, ledger, policy, link, worker, log);
+    const agent: Agent = new Agent(config, hardware, spool, ledger, policy, link, worker, log, deps.notify);
     ref.agent = agent;
 
     let first = true;
@@ -165,6 +193,7 @@ export class Agent {
     if (agent.stopped) return agent;
     link.start();
     log.info({ nodeId: config.nodeId, fleet: config.fleet, group: config.group, gateway: config.gateway.url, slotMs: config.slotMs }, 'agent started');
+    deps.notify?.ready();
     return agent;
   }
 
@@ -175,7 +204,7 @@ export class Agent {
       case 'ping':
         return {
           nextSeq: this.ledger.nextSeq, gamma: this.policy.gamma(), powerMode: this.policy.powerMode(), batteryJ: level?.energyJ ?? null,
-          spool: this.spool.stats(), seq: this.ledger.seqStats(), link: this.link.counters, jobs: { held: this.worker?.queue() ?? 0, ...this.worker?.counters },
+          spool: this.spool.stats(), seq: this.ledger.seqStats(), link: this.link.counters, connection: this.link.connection(), jobs: { held: this.worker?.queue() ?? 0, ...this.worker?.counters },
           // What the process costs the node: resident memory and CPU time since start.
           process: { rssBytes: process.memoryUsage().rss, cpuUserUs: process.cpuUsage().user, cpuSystemUs: process.cpuUsage().system },
         };
@@ -197,7 +226,7 @@ export class Agent {
       case 'shutdown':
         // Reply first (the caller publishes it when this returns), then go.
         setImmediate(() => void (async () => {
-          await this.stop(`shutdown command: ${cmd.reason}`, true);
+          await this.stop(`shutdown command: ${cmd.reason}`, true).catch((err: Error) => this.log.error({ err: err.message }, 'error while stopping'));
           await shutdown(cmd.reason).catch((err: Error) => this.log.error({ err: err.message }, 'shutdown action failed'));
         })());
         return { shuttingDown: true };
@@ -254,25 +283,39 @@ export class Agent {
     this.link.announce();
   }
 
-  /** Stops sampling, closes the partial slot, flushes the spool (up to 10 s) and leaves. */
-  async stop(reason: string, flush = true): Promise<void> {
+  /**
+   * Stops sampling, closes the partial slot, and spends at most `deadlineMs` (real time;
+   * default stopFlushMs) on the network: held jobs reported, the spool flushed, the offline
+   * state, the disconnect. Past the deadline the connection is dropped; what the broker has
+   * not acknowledged stays in the spool for the next start.
+   */
+  async stop(reason: string, flush = true, deadlineMs = this.config.stopFlushMs): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.notify?.stopping();
+    const endBy = performance.now() + deadlineMs;
+    const left = () => Math.max(0, endBy - performance.now());
+    // The slot timer goes first: no slot closes on it once the stop has begun.
+    const nextSeq = this.ledger.nextSeq;
     this.ledger.stop();
     await this.ledger.settled();
-    // The partial slot is closed too, so its energy reaches the gateway before the node goes.
-    await this.ledger.closeSlot().catch((err: Error) => this.log.warn({ err: err.message }, 'last slot not closed'));
+    // The partial slot is closed too, so its energy reaches the gateway before the node goes;
+    // unless a slot close already under way when the stop began has just ended it.
+    if (this.ledger.nextSeq === nextSeq) {
+      await this.ledger.closeSlot().catch((err: Error) => this.log.warn({ err: err.message }, 'last slot not closed'));
+    }
     if (this.worker && this.link.connected) {
-      const abandoned = await this.worker.abandon((p) => this.link.publishJobOut(p), `node stopping: ${reason}`.slice(0, 1000))
-        .catch((err: Error) => this.log.warn({ err: err.message }, 'held jobs not reported'));
-      if (abandoned) this.log.warn({ jobs: abandoned, reason }, 'held jobs reported failed');
+      const abandoned = await within(this.worker.abandon((p) => this.link.publishJobOut(p), `node stopping: ${reason}`.slice(0, 1000))
+        .catch((err: Error) => this.log.warn({ err: err.message }, 'held jobs not reported')), left());
+      if (abandoned === 'late') this.log.warn({ deadlineMs }, 'held jobs not reported by the stop deadline');
+      else if (abandoned) this.log.warn({ jobs: abandoned, reason }, 'held jobs reported failed');
     }
     this.worker?.close();
     if (flush && this.link.connected) {
-      const flushed = await this.link.flush(10_000);
-      if (!flushed) this.log.warn({ pending: this.spool.pending().length }, 'spool not empty at stop; it is kept on disk for the next start');
+      const flushed = await this.link.flush(left());
+      if (!flushed) this.log.warn({ pending: this.spool.pending().length, deadlineMs }, 'spool not empty at stop; it is kept on disk for the next start');
     }
-    await this.link.close(reason);
+    await this.link.close(reason, left());
     this.spool.close();
     this.hardware.virtual?.stop();
     await this.hardware.close();

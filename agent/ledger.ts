@@ -133,6 +133,7 @@ export class Ledger {
   }
 
   private stopped = false;
+  private tickPending = false;
 
   async start(): Promise<void> {
     this.stopped = false;
@@ -142,7 +143,14 @@ export class Ledger {
     // The first reading can stop the node (a battery already below critical): no timers then,
     // or they would keep sampling into a closed spool.
     if (this.stopped) return;
-    this.sampleTimer = this.o.clock.setInterval(() => void this.queueSample(), this.o.samplePeriodMs);
+    this.sampleTimer = this.o.clock.setInterval(() => {
+      // A read slower than the sample period skips ticks rather than queueing them: the queue
+      // would grow without bound (a slow bus, a sped-up clock), every slot close would wait
+      // behind it, and slots would go on closing from it long after stop().
+      if (this.tickPending) return;
+      this.tickPending = true;
+      void this.queueSample().finally(() => { this.tickPending = false; });
+    }, this.o.samplePeriodMs);
     this.slotTimer = this.o.clock.setInterval(() => {
       this.closing = this.closeSlot().then(() => undefined);
     }, this.o.slotMs);

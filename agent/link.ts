@@ -1,9 +1,12 @@
 // The agent's MQTT link (MQTT.js): QoS 1 everywhere, a persistent session (`clean: false`
 // with a stable client id, MQTT 3.1.1 §3.1.2.4) so commands sent while the node was away
 // are delivered, a retained offline will, a retained online birth with the profile on
-// every (re)connect, and reconnects with doubling backoff. Slot records, events and
-// telemetry go through the spool: appended first, published when connected, removed on
-// PUBACK. Commands are validated and always answered on cmd/reply.
+// every (re)connect, and reconnects with doubling backoff up to reconnectMaxMs — after a
+// refused password too, so a credential fixed at the gateway is picked up without a
+// restart. Slot records, events and telemetry go through the spool: appended first,
+// published when connected, removed on PUBACK. Commands are validated and always answered
+// on cmd/reply. Closing is bounded: what the broker has not acknowledged by the deadline
+// stays in the spool, and the connection is dropped.
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import {
   PROTOCOL_VERSION, commandIdOf, encodeJson, isFrame, nodeTopics, parseCommand,
@@ -48,6 +51,35 @@ export interface LinkCounters {
   jobMessages: number;
 }
 
+/**
+ * Where the connection stands. `refused-auth`: the broker answered CONNACK 4 (bad user name
+ * or password) or 5 (not authorized), MQTT 3.1.1 §3.2.2.3; retrying will not help until the
+ * credential is fixed at one end, but it is retried so the fix needs no restart.
+ */
+export type ConnectionState = 'connecting' | 'connected' | 'refused-auth' | 'refused' | 'unreachable' | 'closed';
+
+export interface ConnectionStatus {
+  state: ConnectionState;
+  /** Connection attempts since the last successful one (1 while the first is under way). */
+  attempts: number;
+  /** CONNACKs refusing the credentials, since start. */
+  authRefusals: number;
+  lastError: string | null;
+  /** The wait before the next attempt. */
+  retryMs: number;
+}
+
+/** CONNACK return codes of MQTT 3.1.1 §3.2.2.3 that blame the credentials. */
+const BAD_CREDENTIALS = 4;
+const NOT_AUTHORIZED = 5;
+
+/** Resolves with the promise's value, or 'late' once `ms` (real time) have passed. */
+function within<T>(p: Promise<T>, ms: number): Promise<T | 'late'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), Math.max(0, ms)); });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 export class Link {
   readonly topics: Record<NodeTopicKind, string>;
   readonly counters: LinkCounters = { commands: 0, commandsRefused: 0, commandsFailed: 0, jobMessages: 0 };
@@ -56,11 +88,19 @@ export class Link {
   private backoffMs: number;
   private drainWaiters: Array<() => void> = [];
   private closing = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private status: ConnectionStatus;
   connects = 0;
 
   constructor(private readonly o: LinkOptions) {
     this.topics = nodeTopics(o.fleet, o.nodeId);
     this.backoffMs = o.reconnectMinMs;
+    this.status = { state: 'connecting', attempts: 0, authRefusals: 0, lastError: null, retryMs: o.reconnectMinMs };
+  }
+
+  /** The connection's state, attempts and last error (ping reports it). */
+  connection(): ConnectionStatus {
+    return { ...this.status, retryMs: this.backoffMs };
   }
 
   get connected(): boolean {
@@ -74,7 +114,10 @@ export class Link {
       clientId: this.o.nodeId,
       clean: false,
       keepalive: this.o.keepaliveS,
-      reconnectPeriod: this.o.reconnectMinMs,
+      // Reconnects are scheduled here (see 'close'): MQTT.js keeps one fixed-period timer
+      // while it reconnects, so a longer period set meanwhile never takes effect, and after
+      // a refused CONNACK it does not reconnect at all.
+      reconnectPeriod: 0,
       connectTimeout: 10_000,
       username: this.o.username,
       password: this.o.password,
@@ -84,10 +127,11 @@ export class Link {
     };
     const client = mqtt.connect(this.o.url, opts);
     this.client = client;
+    this.status.attempts = 1;
     client.on('connect', (connack) => {
       this.connects++;
       this.backoffMs = this.o.reconnectMinMs;
-      client.options.reconnectPeriod = this.backoffMs;
+      this.status = { ...this.status, state: 'connected', attempts: 0, lastError: null };
       this.o.log.info({ url: this.o.url, sessionPresent: connack.sessionPresent }, 'connected to the gateway broker');
       client.publish(this.topics.state, encodeJson(this.o.birth()), { qos: 1, retain: true }, (err) => {
         if (err) this.o.log.warn({ err: err.message }, 'birth not acknowledged');
@@ -103,13 +147,40 @@ export class Link {
       this.drain();
     });
     client.on('close', () => {
-      if (this.closing) return;
-      // Exponential backoff between attempts, reset on success.
+      if (this.closing || this.retryTimer) return;
+      const retryMs = this.backoffMs;
+      if (this.status.state === 'connected') {
+        this.status.state = 'unreachable';
+        this.o.log.warn({ retryMs }, 'gateway broker unreachable; spooling');
+      } else if (this.status.state === 'connecting') {
+        this.status.state = 'unreachable';
+      }
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        if (this.closing) return;
+        this.status.attempts++;
+        // A refusal stays visible until an attempt gets further than the last one did.
+        if (this.status.state === 'unreachable') this.status.state = 'connecting';
+        client.connect();
+      }, retryMs);
+      // Exponential backoff between attempts, capped at reconnectMaxMs, reset on success.
       this.backoffMs = Math.min(this.o.reconnectMaxMs, this.backoffMs * 2);
-      client.options.reconnectPeriod = this.backoffMs;
     });
-    client.on('offline', () => this.o.log.warn({ retryMs: this.backoffMs }, 'gateway broker unreachable; spooling'));
-    client.on('error', (err) => this.o.log.warn({ err: err.message }, 'MQTT error'));
+    client.on('error', (err) => {
+      this.status.lastError = err.message;
+      const code = (err as Error & { code?: unknown }).code;
+      if (code === BAD_CREDENTIALS || code === NOT_AUTHORIZED) {
+        this.status.state = 'refused-auth';
+        this.status.authRefusals++;
+        this.o.log.error({ url: this.o.url, username: this.o.username ?? null, attempts: this.status.attempts, retryMs: this.backoffMs, err: err.message },
+          `the gateway broker refused the credentials of ${this.o.nodeId} (${err.message}); retrying in ${this.backoffMs} ms. ` +
+          `Check the password in agent.yaml (gateway.password, or HELIOMESH_GATEWAY_PASSWORD) and gateway.username (the node id), ` +
+          `or re-run \`heliomesh gateway add-node ${this.o.nodeId} --replace\` on the gateway and put the new password here`);
+        return;
+      }
+      if (typeof code === 'number') this.status.state = 'refused';
+      this.o.log.warn({ err: err.message, attempts: this.status.attempts, retryMs: this.backoffMs }, 'MQTT error');
+    });
     client.on('message', (topic, payload) => {
       if (topic === this.topics.cmd) {
         this.counters.commands++;
@@ -220,24 +291,40 @@ export class Link {
   }
 
   /**
-   * Leaves cleanly: publishes the retained offline state (the will is for unclean ends) and
-   * disconnects.
+   * Leaves: publishes the retained offline state (the will is for unclean ends) and
+   * disconnects, all within `deadlineMs` (real time). A broker that has not acknowledged by
+   * then gets its connection dropped (MQTT.js end(true)); it publishes the will, which
+   * says offline too.
    */
-  async close(reason: string): Promise<void> {
+  async close(reason: string, deadlineMs = 10_000): Promise<void> {
     const client = this.client;
     if (!client || this.closing) return;
+    const endBy = performance.now() + deadlineMs;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     if (client.connected) {
       const off: StateMessage = { v: PROTOCOL_VERSION, status: 'offline', nodeId: this.o.nodeId, reason: reason.slice(0, 200) };
-      await this.publishNow('state', encodeJson(off), true).catch((err: Error) => this.o.log.warn({ err: err.message }, 'offline state not delivered'));
+      const sent = await within(this.publishNow('state', encodeJson(off), true).then(() => true, (err: Error) => {
+        this.o.log.warn({ err: err.message }, 'offline state not delivered');
+        return false;
+      }), endBy - performance.now());
+      if (sent === 'late') this.o.log.warn({ deadlineMs }, 'offline state not acknowledged by the stop deadline; the broker publishes the will instead');
     }
     this.closing = true;
-    await client.endAsync();
+    this.status.state = 'closed';
+    const ended = await within(client.endAsync(), endBy - performance.now());
+    if (ended === 'late') {
+      this.o.log.warn({ deadlineMs }, 'the broker did not take the disconnect by the stop deadline; dropping the connection');
+      await within(client.endAsync(true), 1000);
+    }
   }
 
   /** Drops the connection without the clean goodbye (tests: a crash). */
   async kill(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    clearTimeout(this.retryTimer);
+    this.status.state = 'closed';
     await this.client?.endAsync(true);
   }
 }

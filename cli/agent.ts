@@ -18,6 +18,7 @@ import { readManifest, readShards } from '../models/shards.js';
 import { loadAgentConfigFile, parseAgentConfig, type AgentConfig, type AgentConfigInput } from '../agent/config.js';
 import { RealClock, ScaledClock, type Clock } from '../hardware/clock.js';
 import { referenceHardwareConfig } from '../hardware/config.js';
+import { serviceNotifier } from './notify.js';
 
 interface AgentCliOptions {
   config?: string;
@@ -33,6 +34,7 @@ interface AgentCliOptions {
   timeScale?: number;
   slotMs?: number;
   spool?: string;
+  stopFlushMs?: number;
   pretty?: boolean;
 }
 
@@ -56,6 +58,7 @@ export function virtualAgentConfig(o: AgentCliOptions, env: Record<string, strin
     gateway: { url: o.gateway ?? '', username: o.username, password: o.password },
     hardware: referenceHardwareConfig('virtual'),
     ...(o.slotMs ? { slotMs: o.slotMs } : {}),
+    ...(o.stopFlushMs ? { stopFlushMs: o.stopFlushMs } : {}),
     powerModes: [
       { powerMode: 1, name: 'low', kappa: 3, costJ: 30 },
       { powerMode: 2, name: 'medium', kappa: 2, costJ: 35 },
@@ -115,6 +118,7 @@ export function registerAgent(program: Command): void {
     .option('--time-scale <x>', 'run the virtual clock x times faster than real time', positive)
     .option('--slot-ms <ms>', 'slot length δ in virtual ms (with --virtual)', positive)
     .option('--spool <dir>', 'spool folder (with --virtual; default a new temporary folder)')
+    .option('--stop-flush-ms <ms>', 'how long a stop may wait on the broker, in real ms (with --virtual; default 10000)', positive)
     .option('--pretty', 'human-readable logs (default when stdout is a terminal)')
     .action(async (opts: AgentCliOptions) => {
       if (!opts.config && !opts.virtual) throw new Error('pass --config FILE on a Pi, or --virtual --gateway mqtt://HOST:PORT');
@@ -131,7 +135,8 @@ export function registerAgent(program: Command): void {
         exiting = true;
         setImmediate(() => process.exit(0));
       };
-      agent = await Agent.start(config, { clock, log, ...(opts.virtual ? { shutdown: virtualShutdown } : {}) });
+      const notify = serviceNotifier(process.env, process.pid, log);
+      agent = await Agent.start(config, { clock, log, ...(notify ? { notify } : {}), ...(opts.virtual ? { shutdown: virtualShutdown } : {}) });
       await new Promise<void>((done) => {
         const stop = (signal: string): void => {
           if (exiting) return;
@@ -146,6 +151,9 @@ export function registerAgent(program: Command): void {
         process.once('SIGTERM', () => stop('SIGTERM'));
       });
       agent = undefined;
+      // The stop is over (bounded by stopFlushMs): a timer or socket a library still holds
+      // must not keep the process alive after "agent stopped".
+      process.exit(0);
     });
 
   agentCmd

@@ -10,6 +10,7 @@ import { addNode, loadCredentials, removeNode } from '../gateway/broker/index.js
 import { systemClock } from '../gateway/clock.js';
 import { parseGatewayConfig, type GatewayConfig } from '../gateway/config.js';
 import { startGatewayOnAnyBroker } from '../gateway/index.js';
+import { serviceNotifier } from './notify.js';
 
 export const DEFAULT_CREDENTIALS_FILE = 'gateway-nodes.json';
 
@@ -82,7 +83,8 @@ export function registerGateway(program: Command): void {
     .action(async (opts: RunOptions) => {
       const config = await loadGatewayConfig(opts);
       const log = pino({ level: config.log.level }, opts.pretty ? pino.transport({ target: 'pino-pretty' }) : undefined);
-      const gw = await startGatewayOnAnyBroker(config, { clock: systemClock, log });
+      const notify = serviceNotifier(process.env, process.pid, log);
+      const gw = await startGatewayOnAnyBroker(config, { clock: systemClock, log, ...(notify ? { notify } : {}) });
       await new Promise<void>((done) => {
         const stop = (signal: string) => {
           log.info({ signal }, 'stopping');

@@ -28,6 +28,16 @@ import { brokerPoint, createStore, qLimPoint, slotPoint, statePoint, type NodeTa
 export interface GatewayDeps {
   clock: Clock;
   log: Logger;
+  /** The service manager (systemd's sd_notify, cli/notify.ts); absent when none watches. */
+  notify?: ServiceNotify;
+}
+
+/** Started, still turning (every `periodMs` of real time, from the event loop), stopping. */
+export interface ServiceNotify {
+  ready(): void;
+  alive(): void;
+  stopping(): void;
+  readonly periodMs: number | undefined;
 }
 
 /** `B` is `Broker | undefined` when the gateway may be a client of an external broker (`broker.external`). */
@@ -268,6 +278,11 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
       fleet: config.fleet, http: http?.port ?? null, mqtt: b?.ports.mqtt ?? null, mqtts: b?.ports.mqtts ?? null, ws: b?.ports.ws ?? null,
       externalBroker: config.broker.external ? safeUrl(config.broker.external.url) : null, influx: config.store?.url ?? null,
     }, 'gateway started');
+    const notify = deps.notify;
+    notify?.ready();
+    // Real time, whatever the clock: the watchdog counts seconds of the service manager's.
+    // A timer on the event loop stops firing when the loop is blocked, and then systemd restarts us.
+    const watchdog = notify?.periodMs ? setInterval(() => notify.alive(), notify.periodMs) : undefined;
     return {
       broker: b,
       store,
@@ -280,6 +295,8 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
       model,
       http,
       async close() {
+        clearInterval(watchdog);
+        notify?.stopping();
         stats.cancel();
         silence.cancel();
         // No new requests; the router's shutdown then fails the jobs in flight, and their
