@@ -35,8 +35,8 @@ export async function loadHardwareConfig(opts: HwOptions): Promise<HardwareConfi
     throw new Error(`${opts.config} is neither valid YAML nor JSON: ${(err as Error).message}`);
   }
   // A node's config file may embed the hardware section under `hardware`.
-  const section = raw && typeof raw === 'object' && 'hardware' in raw ? (raw as { hardware: unknown }).hardware : raw;
-  const config = parseHardwareConfig(section);
+  const embedded = raw !== null && typeof raw === 'object' && 'hardware' in raw;
+  const config = embedded ? parseHardwareConfig((raw as { hardware: unknown }).hardware, opts.config, ['hardware']) : parseHardwareConfig(raw, opts.config);
   return opts.virtual ? { ...config, kind: 'virtual' } : config;
 }
 
