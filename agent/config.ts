@@ -1,8 +1,10 @@
 // The agent's one configuration file (YAML or JSON) plus environment overrides, validated
-// once at startup. A wrong key stops the agent with the key's path and the reason.
+// once at startup. A wrong key stops the agent with the key's path and the reason; every
+// object is strict, so a misspelled key is refused by name rather than left at its default.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { ConfigError, formatPath, parseConfig } from '../config-errors.js';
 import { hardwareConfigSchema } from '../hardware/config.js';
 import { idProblem, modeStepSchema, powerModeEntrySchema, type NodeProfile } from '../protocol/index.js';
 
@@ -12,16 +14,16 @@ const id = z.string().superRefine((s, ctx) => {
 });
 const pct = z.number().min(0).max(100);
 
-export const agentConfigSchema = z.object({
+export const agentConfigSchema = z.strictObject({
   nodeId: id,
   fleet: id.default('default'),
   group: id,
-  gateway: z.object({
+  gateway: z.strictObject({
     /** mqtt://, mqtts://, ws:// or wss:// */
     url: z.string().regex(/^(mqtts?|wss?):\/\/[^\s]+$/, 'must look like mqtt://host:1883 or mqtts://host:8883'),
     username: z.string().min(1).optional(),
     password: z.string().min(1).optional(),
-    tls: z.object({
+    tls: z.strictObject({
       caFile: z.string().optional(),
       certFile: z.string().optional(),
       keyFile: z.string().optional(),
@@ -40,27 +42,27 @@ export const agentConfigSchema = z.object({
   /** Publish raw sensor samples this often (0: never). */
   telemetryPeriodMs: z.number().int().nonnegative().default(0),
   /** E_th, E′_th and the shutdown level as % of the battery's capacity (SPEC.md §3: 10 % for E_th). */
-  thresholds: z.object({
+  thresholds: z.strictObject({
     eThPct: pct.default(10),
     eThUpPct: pct.default(20),
     criticalPct: pct.default(3),
   }).prefault({}),
   /** Power modes: PM index, cpufreq mode name (hardware.cpu.modes), κ at δ and C_E. */
-  powerModes: z.array(powerModeEntrySchema).min(1),
+  powerModes: z.array(powerModeEntrySchema.strict()).min(1),
   /** Dynamic table battery fraction → PM (SPEC.md §3). */
-  modeTable: z.array(modeStepSchema).min(1),
-  model: z.object({
+  modeTable: z.array(modeStepSchema.strict()).min(1),
+  model: z.strictObject({
     shardDir: z.string().min(1),
     firstBlock: z.number().int().nonnegative(),
     lastBlock: z.number().int().nonnegative(),
     /** Threads of the block range's matmul kernel (default: every core of the node). */
     threads: z.number().int().min(1).max(64).optional(),
   }).optional(),
-  worker: z.object({
+  worker: z.strictObject({
     queueCapacity: z.number().int().min(1).max(8).default(1),
     sessionIdleMs: z.number().int().positive().default(120_000),
   }).prefault({}),
-  spool: z.object({
+  spool: z.strictObject({
     dir: z.string().min(1),
     maxBytes: z.number().int().min(4096).default(8 * 1024 * 1024),
   }),
@@ -116,7 +118,7 @@ export const ENV_OVERRIDES: Record<string, string[]> = {
   HELIOMESH_LOG_LEVEL: ['logLevel'],
 };
 
-export class AgentConfigError extends Error {}
+export class AgentConfigError extends ConfigError {}
 
 /** Validates a parsed document after applying `env` overrides. */
 export function parseAgentConfig(doc: unknown, env: Record<string, string | undefined> = {}, source = 'config'): AgentConfig {
@@ -132,16 +134,11 @@ export function parseAgentConfig(doc: unknown, env: Record<string, string | unde
     }
     at[path.at(-1)!] = value;
   }
-  const r = agentConfigSchema.safeParse(merged);
-  if (!r.success) {
-    const lines = r.error.issues.map((i) => {
-      const key = i.path.length ? i.path.join('.') : '(top level)';
-      const fromEnv = Object.entries(ENV_OVERRIDES).find(([n, p]) => p.join('.') === key && env[n]);
-      return `  ${key}${fromEnv ? ` (from ${fromEnv[0]})` : ''}: ${i.message}`;
-    });
-    throw new AgentConfigError(`${source} is invalid; fix these keys:\n${lines.join('\n')}`);
-  }
-  return r.data;
+  const fromEnv = (path: string) => {
+    const override = Object.entries(ENV_OVERRIDES).find(([n, p]) => formatPath(p) === path && env[n]);
+    return override ? `from ${override[0]}` : undefined;
+  };
+  return parseConfig(agentConfigSchema, merged, source, { annotate: fromEnv, error: AgentConfigError, seeAlso: 'see docs/agent.md for every setting' });
 }
 
 /** Reads YAML (or JSON, which is YAML) from `path`. */

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { stringify } from 'yaml';
-import { virtualAgentConfig } from '../cli/agent.js';
+import { virtualAgentConfig } from '../cli/agent-run.js';
 import { readManifest } from '../models/shards.js';
 import { encodeJson, nodeTopics, parseCommandReply, parseState } from '../protocol/index.js';
 import { prepareModel } from './pipeline/model.js';

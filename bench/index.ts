@@ -1,19 +1,14 @@
-// The registry behind `heliomesh bench <name>`. Each benchmark lives in its own file.
-import { agentBench } from './agent.js';
-import { brokerBench } from './broker.js';
-import { gatewayBench } from './gateway.js';
-import { modelBench } from './model.js';
-import { pipelineBench } from './pipeline.js';
-import { simBench } from './sim.js';
-import { solverBench } from './solver.js';
+// The registry behind `heliomesh bench <name>`. Each benchmark lives in its own file and is
+// imported only when it runs: several load TF.js, which `heliomesh --help` must not pay for.
 import type { Bench } from './types.js';
 
-export const benches: Record<string, Bench> = {
-  agent: agentBench,
-  broker: brokerBench,
-  gateway: gatewayBench,
-  model: modelBench,
-  pipeline: pipelineBench,
-  sim: simBench,
-  solver: solverBench,
+export const benches: Record<string, () => Promise<Bench>> = {
+  agent: async () => (await import('./agent.js')).agentBench,
+  broker: async () => (await import('./broker.js')).brokerBench,
+  gateway: async () => (await import('./gateway.js')).gatewayBench,
+  model: async () => (await import('./model.js')).modelBench,
+  pipeline: async () => (await import('./pipeline.js')).pipelineBench,
+  sim: async () => (await import('./sim.js')).simBench,
+  solver: async () => (await import('./solver.js')).solverBench,
+  startup: async () => (await import('./startup.js')).startupBench,
 };

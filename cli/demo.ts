@@ -1,187 +1,15 @@
 // `heliomesh demo` (= `npm start`): the virtual solar field in one process — gateway with
 // its broker and HTTP API, G×N agents on virtual hardware, a load generator and a live
 // terminal view; optionally logging to InfluxDB. Ctrl-C stops it all; twice forces.
-import { rmSync } from 'node:fs';
-import { Writable } from 'node:stream';
+// The field lives in cli/demo-run.ts, imported when the demo starts.
 import { Command } from 'commander';
-import { pino, type Logger } from 'pino';
-import { z } from 'zod';
-import { startField, POLICIES, speedFor, type Field } from '../demo/field.js';
-import { DemoInfluxd, findInfluxd } from '../demo/influxd.js';
-import { LoadGenerator } from '../demo/load.js';
-import { defaultStartMs, summerSite } from '../demo/plan.js';
-import { canListen, freePort } from '../demo/ports.js';
-import { RateMeter, curlLine, takeSnapshot } from '../demo/snapshot.js';
-import { ANSI, PLAIN, SCREEN, frame, renderView } from '../demo/view.js';
-
-const port = z.coerce.number().int().min(0).max(65535);
-const optionsSchema = z.object({
-  policy: z.enum(POLICIES),
-  dayMinutes: z.coerce.number().positive().max(24 * 60),
-  load: z.coerce.number().min(0).max(600),
-  nodes: z.string().regex(/^\d+x\d+$/, 'must look like GxN, e.g. 3x3').transform((s) => {
-    const [g, n] = s.split('x').map(Number) as [number, number];
-    return { groups: g, perGroup: n };
-  }).refine((v) => v.groups >= 1 && v.perGroup >= 1 && v.groups * v.perGroup <= 64, 'needs at least 1×1 and at most 64 nodes'),
-  ui: z.boolean(),
-  duration: z.coerce.number().positive().optional(),
-  httpPort: port,
-  mqttPort: port,
-  influx: z.string().url().optional(),
-  seed: z.coerce.number().int(),
-  maxTokens: z.coerce.number().int().min(1).max(256),
-  model: z.string().min(1).optional(),
-});
-type DemoOptions = z.infer<typeof optionsSchema>;
-
-/** Keeps the last log lines for the view, where a log on stdout would tear the screen. */
-class LogTail extends Writable {
-  readonly lines: string[] = [];
-  override _write(chunk: Buffer, _enc: string, done: () => void): void {
-    for (const line of chunk.toString().split('\n')) {
-      if (!line) continue;
-      try {
-        const o = JSON.parse(line) as { msg?: string; node?: string; err?: string };
-        this.lines.push(`${o.node ? `${o.node}: ` : ''}${o.msg ?? ''}${o.err ? ` (${o.err})` : ''}`);
-        if (this.lines.length > 3) this.lines.shift();
-      } catch {
-        // a non-JSON line cannot come from pino; nothing to show
-      }
-    }
-    done();
-  }
-}
-
-async function chooseHttpPort(wanted: number, say: (msg: string) => void): Promise<number> {
-  if (wanted === 0) return freePort();
-  if (await canListen(wanted)) return wanted;
-  const other = await freePort();
-  say(`port ${wanted} is taken, so the HTTP API listens on ${other} instead (choose one with --http-port N)`);
-  return other;
-}
-
-async function run(o: DemoOptions): Promise<void> {
-  const tail = new LogTail();
-  const log: Logger = o.ui ? pino({ level: 'warn' }, tail) : pino({ level: 'info' });
-  const notes: string[] = [];
-  // Said once: in plain mode as a log line, in the view as a note under the jobs.
-  const say = (msg: string) => {
-    notes.push(msg);
-    if (o.ui) console.error(msg);
-    else log.warn(msg);
-  };
-  let influxd: DemoInfluxd | undefined;
-  let field: Field | undefined;
-  // If the process ends any other way than through stop() below (an uncaught error, a
-  // forced second Ctrl-C), no influxd may outlive it and no temporary folder stay behind.
-  process.once('exit', () => {
-    influxd?.killNow();
-    if (field) rmSync(field.dir, { recursive: true, force: true });
-  });
-  // A Ctrl-C while the field is still starting is kept and acted on as soon as it is up
-  // (the default action would kill the process and leave influxd and the folders behind).
-  let early: string | undefined;
-  const startingSignal = (signal: string) => {
-    if (early) process.exit(130);
-    early = signal;
-    console.error(`heliomesh demo: ${signal} received; stopping as soon as the field is up (again to force)`);
-  };
-  process.on('SIGINT', startingSignal);
-  process.on('SIGTERM', startingSignal);
-  const httpPort = await chooseHttpPort(o.httpPort, say);
-  let influxUrl = o.influx;
-  if (!influxUrl) {
-    const binary = findInfluxd();
-    if (binary) {
-      influxd = await DemoInfluxd.start(binary);
-      influxUrl = influxd.url;
-      notes.push(`logging to a private InfluxDB at ${influxUrl} (removed on exit; pass --influx URL to keep the data)`);
-      log.info({ url: influxUrl, pid: influxd.pid }, 'private influxd started');
-    } else {
-      say('no influxd on this machine: running without InfluxDB (install influxdb, or pass --influx http://HOST:PORT/DB)');
-    }
-  }
-  const now = Date.now();
-  const site = summerSite(now);
-  try {
-    field = await startField({
-      groups: o.nodes.groups, nodesPerGroup: o.nodes.perGroup, seed: o.seed, dayMinutes: o.dayMinutes, policy: o.policy, model: o.model,
-      mqttPort: o.mqttPort, httpPort, influxUrl, startMs: defaultStartMs(now, site.longitudeDeg), ...site, log,
-    });
-  } catch (err) {
-    await influxd?.stop();
-    throw err;
-  }
-  const load = new LoadGenerator({ jobs: field.jobs, perMinute: o.load, seed: o.seed, maxTokens: o.maxTokens, log: log.child({ part: 'load' }) });
-  load.start();
-  log.info({
-    mqtt: field.ports.mqtt, http: field.ports.http, nodes: field.nodes.length, speed: speedFor(o.dayMinutes), load: o.load,
-    // The same line the live view ends with, so plain logs say how to send a prompt too.
-    ...(field.ports.http !== undefined ? { try: curlLine(field.ports.http, field.jobs.model.id) } : {}),
-  }, 'demo running');
-
-  const rate = new RateMeter();
-  const style = process.env.NO_COLOR ? PLAIN : ANSI;
-  let timer: NodeJS.Timeout | undefined;
-  if (o.ui) {
-    process.stdout.write(SCREEN.enter);
-    const draw = () => {
-      const s = takeSnapshot(field, { load: load.counters, rate, notes: [...notes, ...tail.lines.map((l) => `log: ${l}`)] });
-      process.stdout.write(frame(renderView(s, style)));
-    };
-    draw();
-    timer = setInterval(draw, 1000);
-  } else {
-    // Plain mode: one structured line with the fleet's state every 10 s of wall time.
-    timer = setInterval(() => {
-      const s = takeSnapshot(field, { load: load.counters, rate });
-      log.info({
-        solarHour: Number(s.solarHour.toFixed(2)), sunElevationDeg: Number(s.sunElevationDeg.toFixed(1)),
-        nodes: Object.fromEntries(s.nodes.map((n) => [n.nodeId, { power: n.power, online: n.online, batteryPct: n.batteryPct === null ? null : Number(n.batteryPct.toFixed(1)), gamma: n.gamma, pm: n.powerMode, queue: n.queue, qLim: n.qLim, weight: n.weight }])),
-        jobs: s.counters ?? null, tokensPerS: s.tokensPerS,
-      }, 'field');
-    }, 10_000);
-  }
-
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (why: string) => {
-      if (stopping) {
-        // The second Ctrl-C: give up on a clean stop.
-        if (o.ui) process.stdout.write(SCREEN.leave);
-        console.error('heliomesh demo: forced exit');
-        process.exit(130);
-      }
-      stopping = true;
-      clearInterval(timer);
-      if (o.ui) process.stdout.write(SCREEN.leave);
-      console.error(`heliomesh demo: stopping (${why}); press Ctrl-C again to force`);
-      log.info({ why }, 'demo stopping');
-      void (async () => {
-        const t0 = Date.now();
-        // Let the load's jobs in flight finish (a second or two) before their nodes go, so
-        // a stop does not read as a burst of failovers; then agents, gateway, influxd.
-        await Promise.race([load.stop(), new Promise((r) => setTimeout(r, 5000))]);
-        await field.stop();
-        await influxd?.stop();
-        log.info({ stopMs: Date.now() - t0, jobs: field.jobs.counters(), load: load.counters }, 'demo stopped');
-        resolve();
-      })();
-    };
-    process.off('SIGINT', startingSignal);
-    process.off('SIGTERM', startingSignal);
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    if (early) stop(early);
-    else if (o.duration) setTimeout(() => stop(`--duration ${o.duration}`), o.duration * 1000).unref();
-  });
-}
+import { POLICIES } from '../gateway/scheduler/index.js';
 
 export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description('run the virtual solar field: gateway, broker, HTTP API and G×N agents on simulated panels and batteries, with load and a live view')
-    .option('--policy <name>', `scheduling policy: ${POLICIES.join(', ')}`, 'foresight')
+    .option('--policy <name>', `scheduling policy: ${Object.keys(POLICIES).join(', ')}`, 'foresight')
     .option('--day-minutes <m>', 'wall-clock minutes per simulated day', '10')
     .option('--load <jobs>', 'background completions per minute (Poisson); 0 for none', '12')
     .option('--nodes <GxN>', 'groups × nodes per group', '3x3')
@@ -194,11 +22,6 @@ export function registerDemo(program: Command): void {
     .option('--max-tokens <n>', 'tokens per background completion', '48')
     .option('--model <path>', 'serve this model instead of the bundled one: a GGUF file, checkpoint or shard folder')
     .action(async (raw: Record<string, unknown>) => {
-      const parsed = optionsSchema.safeParse(raw);
-      if (!parsed.success) throw new Error(`invalid demo options:\n${z.prettifyError(parsed.error)}\n(run heliomesh demo --help)`);
-      await run({ ...parsed.data, ui: parsed.data.ui && process.stdout.isTTY === true });
-      // Everything has been closed above; exit explicitly so a stray handle in a library
-      // (a TF.js backend, a socket in TIME_WAIT) cannot keep a finished demo alive.
-      process.exit(0);
+      await (await import('./demo-run.js')).demoCommand(raw);
     });
 }

@@ -1,16 +1,12 @@
 // `heliomesh gateway --config FILE`: run the gateway (broker, InfluxDB store, solver pool,
 // model head and job router).
 // `heliomesh gateway add-node ID`: issue MQTT credentials for one node.
+// Each action imports the parts it runs (the gateway pulls in TF.js for the model head), so
+// that registering the commands and printing their help load only commander.
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { pino } from 'pino';
-import { parse as parseYaml } from 'yaml';
-import { addNode, loadCredentials, removeNode } from '../gateway/broker/index.js';
-import { systemClock } from '../gateway/clock.js';
-import { parseGatewayConfig, type GatewayConfig } from '../gateway/config.js';
-import { startGatewayOnAnyBroker } from '../gateway/index.js';
-import { serviceNotifier } from './notify.js';
+import type { GatewayConfig } from '../gateway/config.js';
 
 export const DEFAULT_CREDENTIALS_FILE = 'gateway-nodes.json';
 
@@ -38,6 +34,7 @@ export async function loadGatewayConfig(opts: RunOptions): Promise<GatewayConfig
   } catch (err) {
     throw new Error(`cannot read config ${opts.config}: ${(err as Error).message}`);
   }
+  const [{ parse: parseYaml }, { parseGatewayConfig }] = await Promise.all([import('yaml'), import('../gateway/config.js')]);
   let raw: Record<string, unknown>;
   try {
     raw = (parseYaml(text) ?? {}) as Record<string, unknown>;
@@ -82,6 +79,9 @@ export function registerGateway(program: Command): void {
     .option('--pretty', 'human-readable logs instead of JSON lines')
     .action(async (opts: RunOptions) => {
       const config = await loadGatewayConfig(opts);
+      const [{ pino }, { systemClock }, { startGatewayOnAnyBroker }, { loadCredentials }, { serviceNotifier }] = await Promise.all([
+        import('pino'), import('../gateway/clock.js'), import('../gateway/index.js'), import('../gateway/broker/index.js'), import('./notify.js'),
+      ]);
       const log = pino({ level: config.log.level }, opts.pretty ? pino.transport({ target: 'pino-pretty' }) : undefined);
       const notify = serviceNotifier(process.env, process.pid, log);
       const gw = await startGatewayOnAnyBroker(config, { clock: systemClock, log, ...(notify ? { notify } : {}) });
@@ -117,6 +117,7 @@ export function registerGateway(program: Command): void {
     .option('--file <path>', 'credentials file (created with mode 0600 when missing)', DEFAULT_CREDENTIALS_FILE)
     .option('--replace', 'issue a new password for a node that already has one')
     .action(async (id: string, opts: { file: string; replace?: boolean }) => {
+      const { addNode } = await import('../gateway/broker/credentials.js');
       const password = await addNode(opts.file, id, { replace: opts.replace });
       console.log(`node ${id} added to ${opts.file}`);
       console.log(`password: ${password}`);
@@ -128,7 +129,8 @@ export function registerGateway(program: Command): void {
     .description('revoke a node: delete its credentials entry (send the running gateway SIGHUP to close its session)')
     .argument('<id>', 'node id')
     .option('--file <path>', 'credentials file', DEFAULT_CREDENTIALS_FILE)
-    .action((id: string, opts: { file: string }) => {
+    .action(async (id: string, opts: { file: string }) => {
+      const { removeNode } = await import('../gateway/broker/credentials.js');
       if (!removeNode(opts.file, id)) throw new Error(`node ${id} has no credentials in ${opts.file}; nothing to remove`);
       console.log(`node ${id} removed from ${opts.file}; send the gateway SIGHUP (systemctl reload heliomesh-gateway) to close its session`);
     });

@@ -1,11 +1,12 @@
 // `heliomesh hw read|watch`: one reading, or a live table, of every power sensor, the
 // charger and the battery estimate — on the Pi's hardware or on the virtual node.
+// The drivers, the config schema and the YAML parser are imported when a reading is taken,
+// so that the CLI's help loads none of them.
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
-import { parse as parseYaml } from 'yaml';
 import { type Clock, RealClock, ScaledClock, VirtualClock } from '../hardware/clock.js';
-import { type HardwareConfig, parseHardwareConfig, referenceHardwareConfig } from '../hardware/config.js';
-import { buildNode, type NodeReading } from '../hardware/node.js';
+import type { HardwareConfig } from '../hardware/config.js';
+import type { NodeReading } from '../hardware/node.js';
 
 export interface HwOptions {
   virtual?: boolean;
@@ -15,6 +16,7 @@ export interface HwOptions {
 }
 
 export async function loadHardwareConfig(opts: HwOptions): Promise<HardwareConfig> {
+  const { parseHardwareConfig, referenceHardwareConfig } = await import('../hardware/config.js');
   if (!opts.config) {
     if (opts.virtual) return referenceHardwareConfig('virtual');
     throw new Error('no hardware config: pass --config FILE (see docs/hardware.md), or --virtual for the simulated reference node');
@@ -26,14 +28,15 @@ export async function loadHardwareConfig(opts: HwOptions): Promise<HardwareConfi
     throw new Error(`cannot read config ${opts.config}: ${(err as Error).message}`);
   }
   let raw: unknown;
+  const { parse: parseYaml } = await import('yaml');
   try {
     raw = parseYaml(text); // YAML is a superset of JSON, so .json files parse too
   } catch (err) {
     throw new Error(`${opts.config} is neither valid YAML nor JSON: ${(err as Error).message}`);
   }
   // A node's config file may embed the hardware section under `hardware`.
-  const section = raw && typeof raw === 'object' && 'hardware' in raw ? (raw as { hardware: unknown }).hardware : raw;
-  const config = parseHardwareConfig(section);
+  const embedded = raw !== null && typeof raw === 'object' && 'hardware' in raw;
+  const config = embedded ? parseHardwareConfig((raw as { hardware: unknown }).hardware, opts.config, ['hardware']) : parseHardwareConfig(raw, opts.config);
   return opts.virtual ? { ...config, kind: 'virtual' } : config;
 }
 
@@ -49,6 +52,7 @@ function startMs(opts: HwOptions, config: HardwareConfig): number {
 export async function readOnce(opts: HwOptions): Promise<NodeReading> {
   const config = await loadHardwareConfig(opts);
   const clock: Clock = config.kind === 'virtual' ? new VirtualClock(startMs(opts, config)) : new RealClock();
+  const { buildNode } = await import('../hardware/node.js');
   const node = await buildNode(config, { clock });
   try {
     return await node.read();
@@ -100,6 +104,7 @@ async function watch(opts: HwOptions & { periodMs: number; speed: number }): Pro
   const config = await loadHardwareConfig(opts);
   const virtual = config.kind === 'virtual';
   const clock: Clock = virtual ? new ScaledClock(opts.speed, startMs(opts, config)) : new RealClock();
+  const { buildNode } = await import('../hardware/node.js');
   const node = await buildNode(config, { clock });
   node.virtual?.start();
   let stop!: () => void;

@@ -1,15 +1,14 @@
+// `heliomesh sim FIGURE`: the paper's figures from the network simulator. The simulator,
+// the plotting (vega, resvg) and the paper's data are imported when the command runs.
 import { Command, InvalidArgumentError } from 'commander';
-import cliProgress from 'cli-progress';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { POLICIES } from '../gateway/scheduler/index.js';
 import { CALIBRATION } from '../sim/calibration.js';
-import { deviations, type Deviation } from '../sim/compare.js';
+import type { Deviation } from '../sim/compare.js';
 import { FIGURES, type FigureName } from '../sim/figures.js';
-import { parsePaper, type PaperData } from '../sim/paper-data.js';
-import { renderPng, renderSvg, toCsv } from '../sim/plot.js';
-import { runFigures } from '../sim/run.js';
+import type { PaperData } from '../sim/paper-data.js';
 
 const PAPER_POLICIES = ['uniform', 'long-term', 'adaptive'];
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -37,6 +36,9 @@ export function registerSim(program: Command): void {
       const extra = opts.policies.split(',').map((p) => p.trim()).filter(Boolean);
       for (const p of extra) if (!POLICIES[p]) throw new Error(`unknown policy '${p}'; choose from ${Object.keys(POLICIES).join(', ')}`);
       const policies = [...new Set([...PAPER_POLICIES, ...extra])];
+      const [{ default: cliProgress }, { deviations }, { parsePaper }, { renderPng, renderSvg, toCsv }, { runFigures }] = await Promise.all([
+        import('cli-progress'), import('../sim/compare.js'), import('../sim/paper-data.js'), import('../sim/plot.js'), import('../sim/run.js'),
+      ]);
 
       let paper: PaperData | undefined;
       if (existsSync(opts.paper)) paper = parsePaper(JSON.parse(readFileSync(opts.paper, 'utf8')));

@@ -1,5 +1,6 @@
 // The gateway's configuration file, validated at the edge (YAML or JSON; see docs/gateway.md).
 import { z } from 'zod';
+import { parseConfig } from '../config-errors.js';
 import { MAX_FRAME_BYTES, idProblem } from '../protocol/index.js';
 import { BrokerConfigSchema } from './broker/config.js';
 import { EstimatorConfigSchema } from './estimator.js';
@@ -7,7 +8,7 @@ import { HomeAssistantConfigSchema } from './homeassistant.js';
 import { HttpConfigSchema } from './http/config.js';
 import { StoreConfigSchema } from './store/config.js';
 
-export const GatewayConfigSchema = z.object({
+export const GatewayConfigSchema = z.strictObject({
   /** Tag on every InfluxDB point, so several fleets can share one database. */
   fleet: z.string().refine((f) => idProblem(f) === null, { error: (iss) => `fleet ${idProblem(String(iss.input))}` }).default('default'),
   broker: BrokerConfigSchema,
@@ -19,19 +20,19 @@ export const GatewayConfigSchema = z.object({
    */
   http: HttpConfigSchema.optional(),
   estimator: EstimatorConfigSchema.prefault({}),
-  scheduler: z.object({
+  scheduler: z.strictObject({
     policy: z.enum(['uniform', 'long-term', 'adaptive', 'foresight']).default('foresight'),
     /** Tolerated risk ξ_lim for q^energy_lim (SPEC.md Eq. 5); the paper uses 0.01. */
     xiLim: z.number().gt(0).lt(1).default(0.01),
     solverThreads: z.number().int().min(1).max(16).default(1),
   }).prefault({}),
-  registry: z.object({
+  registry: z.strictObject({
     /** A node not heard from for this long is offline (a few slot lengths). */
     silenceMs: z.number().int().positive().default(300_000),
     /** Battery levels E_max of every node's chain; a node's quantum is its capacity / levels. */
     levels: z.number().int().min(10).max(2000).default(100),
     /** Harvest per slot assumed for a node until its own estimate is trusted (uniform on [loJ, hiJ]). */
-    priorHarvestJ: z.object({ loJ: z.number().nonnegative(), hiJ: z.number().nonnegative() })
+    priorHarvestJ: z.strictObject({ loJ: z.number().nonnegative(), hiJ: z.number().nonnegative() })
       .refine((p) => p.hiJ >= p.loJ, 'priorHarvestJ.hiJ must be ≥ loJ')
       .default({ loJ: 0, hiJ: 0 }),
   }).prefault({}),
@@ -39,14 +40,14 @@ export const GatewayConfigSchema = z.object({
    * The gateway's part of the model: the head (embedding, final norm, classifier) and the
    * tokenizer from a shard manifest. Absent `manifest`: the bundled model.
    */
-  model: z.object({
+  model: z.strictObject({
     manifest: z.string().min(1).optional(),
     /** Group names, one per block range of the manifest in order; default g1, g2, ... */
     groups: z.array(z.string().refine((g) => idProblem(g) === null, { error: (iss) => `group ${idProblem(String(iss.input))}` })).min(1).optional(),
     /** TF.js backend for the head: auto, tensorflow, wasm or cpu. */
     backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
   }).prefault({}),
-  router: z.object({
+  router: z.strictObject({
     /** How long one hop (an offer's answer, or a frame's output) may take before failover. */
     hopTimeoutMs: z.number().int().positive().default(15_000),
     /** How long a job may wait for a busy group's node to free a queue place. */
@@ -69,7 +70,7 @@ export const GatewayConfigSchema = z.object({
   homeAssistant: HomeAssistantConfigSchema.optional(),
   /** How often broker and store counters are written to InfluxDB. */
   statsIntervalMs: z.number().int().positive().default(10_000),
-  log: z.object({
+  log: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   }).prefault({}),
 }).superRefine((c, ctx) => {
@@ -86,8 +87,7 @@ export const GatewayConfigSchema = z.object({
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;
 export type GatewayConfigInput = z.input<typeof GatewayConfigSchema>;
 
+/** Validates a parsed file; every object is strict, so a misspelled key is refused by name. */
 export function parseGatewayConfig(raw: unknown, source = 'gateway config'): GatewayConfig {
-  const parsed = GatewayConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new Error(`${source} is invalid:\n${z.prettifyError(parsed.error)}\n(see docs/gateway.md for every setting)`);
-  return parsed.data;
+  return parseConfig(GatewayConfigSchema, raw, source, { seeAlso: 'see docs/gateway.md for every setting' });
 }

@@ -9,7 +9,7 @@
 // rule `uniformOnGrid` uses for the paper's continuous laws).
 import { z } from 'zod';
 
-export const EstimatorConfigSchema = z.object({
+export const EstimatorConfigSchema = z.strictObject({
   /** Slots remembered (per hour of day when `byHourOfDay`). */
   windowSlots: z.number().int().positive().default(2016),
   /** Fewer samples than this and the estimate is not trusted: the node's profile prior is used. */

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { Logger } from 'pino';
 import { nodeTopic, PROTOCOL_VERSION } from '../protocol/index.js';
 
-export const HomeAssistantConfigSchema = z.object({
+export const HomeAssistantConfigSchema = z.strictObject({
   /** Home Assistant's discovery prefix (its MQTT integration's setting; 'homeassistant' by default). */
   discoveryPrefix: z.string().regex(/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/, 'one or more topic levels of letters, digits, _ or -, without wildcards').default('homeassistant'),
 });

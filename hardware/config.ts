@@ -1,12 +1,14 @@
 // The hardware description of one node, validated at the edge. The agent's config embeds
 // `hardwareConfigSchema`; `heliomesh hw` reads it from a file. Units are in the names.
+// Every object is strict: a misspelled key is refused by name, not left at its default.
 import { z } from 'zod';
+import { parseConfig } from '../config-errors.js';
 import { validateOcvCurve } from './battery.js';
 
 const fraction = z.number().gt(0).max(1);
 const i2cAddress = z.number().int().min(0x03).max(0x77);
 
-export const sensorSchema = z.object({
+export const sensorSchema = z.strictObject({
   /** Free text for messages and displays; defaults to the role. */
   name: z.string().min(1).optional(),
   /** solar: panel → charger input (harvest); battery: charger ↔ battery; load: charger system output → Pi. */
@@ -20,14 +22,14 @@ export const sensorSchema = z.object({
   adcSamples: z.number().int().refine((n) => [1, 2, 4, 8, 16, 32, 64, 128].includes(n), 'adcSamples must be 1, 2, 4, …, 128').default(32),
 });
 
-const pinSchema = z.object({
+const pinSchema = z.strictObject({
   /** BCM GPIO number (not the header pin, not the sysfs number). */
   bcm: z.number().int().min(0).max(53),
   activeLow: z.boolean().default(true),
 });
 
 export const chargerSchema = z.discriminatedUnion('kind', [
-  z.object({
+  z.strictObject({
     kind: z.literal('bq25895'),
     address: i2cAddress.default(0x6a),
     /** REG00 IINLIM, 0.1–3.25 A. */
@@ -35,12 +37,12 @@ export const chargerSchema = z.discriminatedUnion('kind', [
     /** REG0D absolute VINDPM, 3.9–15.3 V: set it at (or just above) the panel's Vmp. */
     inputVoltageLimitV: z.number().min(3.9).max(15.3),
   }),
-  z.object({ kind: z.literal('mcp73871'), pins: z.object({ stat1: pinSchema, stat2: pinSchema, pg: pinSchema }) }),
-  z.object({ kind: z.literal('bq24074'), pins: z.object({ pgood: pinSchema, chg: pinSchema }) }),
-  z.object({ kind: z.literal('none') }),
+  z.strictObject({ kind: z.literal('mcp73871'), pins: z.strictObject({ stat1: pinSchema, stat2: pinSchema, pg: pinSchema }) }),
+  z.strictObject({ kind: z.literal('bq24074'), pins: z.strictObject({ pgood: pinSchema, chg: pinSchema }) }),
+  z.strictObject({ kind: z.literal('none') }),
 ]);
 
-export const powerModeSchema = z.object({
+export const powerModeSchema = z.strictObject({
   governor: z.string().min(1),
   maxFreqKhz: z.number().int().positive(),
   onlineCores: z.number().int().min(1),
@@ -53,18 +55,18 @@ export const PI4_POWER_MODES = {
   high: { governor: 'performance', maxFreqKhz: 1_500_000, onlineCores: 4 },
 } as const;
 
-const cpuSchema = z.object({
+const cpuSchema = z.strictObject({
   sysfsRoot: z.string().default('/sys/devices/system/cpu'),
   modes: z.record(z.string(), powerModeSchema).default(PI4_POWER_MODES),
 });
 
-const gpioSchema = z.object({
+const gpioSchema = z.strictObject({
   sysfsRoot: z.string().default('/sys/class/gpio'),
   /** Label of the header's gpiochip when it is not one of the known Pi labels. */
   chipLabel: z.string().optional(),
 });
 
-export const batterySchema = z.object({
+export const batterySchema = z.strictObject({
   chemistry: z.enum(['li-ion', 'lifepo4']),
   capacityWh: z.number().positive(),
   chargeEfficiency: fraction.default(0.95),
@@ -85,7 +87,7 @@ export const batterySchema = z.object({
     }),
 });
 
-export const virtualSchema = z.object({
+export const virtualSchema = z.strictObject({
   /** ISO time the simulation starts at; default: now. */
   startTime: z.iso.datetime({ offset: true }).optional(),
   latitudeDeg: z.number().min(-90).max(90).default(40.4),
@@ -93,19 +95,19 @@ export const virtualSchema = z.object({
   initialSocPct: z.number().min(0).max(100).default(60),
   /** Charger efficiency, input to system/battery. */
   chargerEfficiency: fraction.default(0.9),
-  panel: z.object({
+  panel: z.strictObject({
     peakW: z.number().positive().default(15),
     vocV: z.number().positive().default(7.2),
     vmpV: z.number().positive().default(6.0),
     derate: fraction.default(0.8),
   }).prefault({}),
-  clouds: z.object({
+  clouds: z.strictObject({
     seed: z.number().int().default(1),
     meanCover: z.number().min(0).max(1).default(0.35),
     sdCover: z.number().min(0).max(1).default(0.3),
     correlationMinutes: z.number().positive().default(90),
   }).prefault({}),
-  load: z.object({
+  load: z.strictObject({
     idleW: z.number().nonnegative().default(2.7),
     computeW: z.number().nonnegative().default(3.6),
     freqExponent: z.number().min(1).max(3).default(2),
@@ -113,7 +115,7 @@ export const virtualSchema = z.object({
   /** Longest interval the plant holds one operating point. */
   stepMs: z.number().int().positive().default(10_000),
   /** Fixed limits of a charger without registers (mcp73871, bq24074, none). */
-  pinCharger: z.object({
+  pinCharger: z.strictObject({
     inputCurrentLimitA: z.number().positive().default(1.5),
     inputVoltageLimitV: z.number().positive().default(4.5),
     chargeCurrentLimitA: z.number().positive().default(1.0),
@@ -121,7 +123,7 @@ export const virtualSchema = z.object({
   }).prefault({}),
 });
 
-export const hardwareConfigSchema = z.object({
+export const hardwareConfigSchema = z.strictObject({
   /** real: the Pi's buses; virtual: the simulated node behind the same drivers. */
   kind: z.enum(['real', 'virtual']).default('real'),
   /** /dev/i2c-N; 1 is the header's SDA1/SCL1 (GPIO2/GPIO3). */
@@ -155,11 +157,12 @@ export type HardwareConfig = z.output<typeof hardwareConfigSchema>;
 export type HardwareConfigInput = z.input<typeof hardwareConfigSchema>;
 export type SensorConfig = z.output<typeof sensorSchema>;
 
-/** Parses and validates; the error lists every problem with its path. */
-export function parseHardwareConfig(input: unknown): HardwareConfig {
-  const result = hardwareConfigSchema.safeParse(input);
-  if (!result.success) throw new Error(`invalid hardware config:\n${z.prettifyError(result.error)}`);
-  return result.data;
+/**
+ * Parses and validates; the error lists every problem with its path (after `at`, where the
+ * section sits in its file, e.g. ['hardware'] in a node's config).
+ */
+export function parseHardwareConfig(input: unknown, source = 'hardware config', at: readonly PropertyKey[] = []): HardwareConfig {
+  return parseConfig(hardwareConfigSchema, input, source, { at, seeAlso: 'see docs/hardware.md for every setting' });
 }
 
 /**

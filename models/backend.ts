@@ -10,11 +10,9 @@ import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths, getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { BACKEND_NAMES, type BackendName } from './backend-names.js';
 
-export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
-/** The environment variable through which users override the choice (read by the entry points). */
-export const BACKEND_ENV = 'HELIOMESH_BACKEND';
-export type BackendName = (typeof BACKEND_NAMES)[number];
+export { BACKEND_ENV, BACKEND_NAMES, parseBackendName, type BackendName } from './backend-names.js';
 
 export interface BackendSelection {
   /** The backend in use. */
@@ -28,11 +26,6 @@ export interface BackendSelection {
 export interface BackendOptions {
   /** A backend to use instead of the automatic order; failing to start it is an error. */
   backend?: BackendName | 'auto';
-}
-
-export function parseBackendName(value: string): BackendName | 'auto' {
-  if (value === 'auto' || (BACKEND_NAMES as readonly string[]).includes(value)) return value as BackendName | 'auto';
-  throw new Error(`unknown TF.js backend '${value}'; choose one of: auto, ${BACKEND_NAMES.join(', ')}`);
 }
 
 let selected: BackendSelection | undefined;

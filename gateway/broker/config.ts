@@ -6,7 +6,7 @@ import { z } from 'zod';
  * An external broker (Mosquitto, EMQX) the gateway joins as a client instead of running its
  * own; that broker then authenticates the nodes and enforces their ACL.
  */
-export const ExternalBrokerSchema = z.object({
+export const ExternalBrokerSchema = z.strictObject({
   url: z.string().refine((u) => /^(mqtts?|wss?):\/\/[^/]/.test(u), 'use mqtt://HOST:PORT, mqtts://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH'),
   /** The gateway's client id at the external broker. */
   clientId: z.string().min(1).max(64).default('heliomesh-gateway'),
@@ -20,12 +20,12 @@ export const ExternalBrokerSchema = z.object({
 
 export type ExternalBrokerConfig = z.infer<typeof ExternalBrokerSchema>;
 
-export const BrokerConfigSchema = z.object({
+export const BrokerConfigSchema = z.strictObject({
   host: z.string().default('0.0.0.0'),
   port: z.number().int().min(0).max(65535).default(1883),
   /** Required for the embedded broker; unused with `external`. */
   credentialsPath: z.string().min(1).optional(),
-  tls: z.object({
+  tls: z.strictObject({
     port: z.number().int().min(0).max(65535).default(8883),
     certPath: z.string().min(1),
     keyPath: z.string().min(1),
@@ -34,7 +34,7 @@ export const BrokerConfigSchema = z.object({
     requireClientCert: z.boolean().default(false),
   }).optional(),
   /** MQTT over WebSocket (MQTT 3.1.1 §6) on its own port, behind the same logins, ACL and limits. */
-  websocket: z.object({
+  websocket: z.strictObject({
     port: z.number().int().min(0).max(65535).default(8083),
     path: z.string().startsWith('/').default('/mqtt'),
     /** wss:// with broker.tls's certificate, key and client-certificate rule (requires broker.tls). */
@@ -56,7 +56,7 @@ export const BrokerConfigSchema = z.object({
    * The node ACL as MQTT filters, `{node}` standing for the node's id: where a node may
    * publish, and which filters its subscriptions must lie within.
    */
-  nodeTopics: z.object({
+  nodeTopics: z.strictObject({
     publish: z.array(z.string().min(1)).min(1),
     subscribe: z.array(z.string().min(1)).min(1),
   }).optional(),

@@ -2,7 +2,7 @@
 // `apiKeyFile` is read by the composition root, like every other file the config names.
 import { z } from 'zod';
 
-export const HttpConfigSchema = z.object({
+export const HttpConfigSchema = z.strictObject({
   host: z.string().default('0.0.0.0'),
   port: z.number().int().min(0).max(65535).default(8080),
   /** Bearer token every route but /healthz requires. Prefer `apiKeyFile` outside tests. */
@@ -12,7 +12,7 @@ export const HttpConfigSchema = z.object({
   /** Largest request body accepted; larger ones get 413. */
   maxBodyBytes: z.number().int().positive().default(1024 * 1024),
   /** Browser origins allowed to call the API ('*' for any); absent: no CORS headers. */
-  cors: z.object({ origins: z.array(z.string().min(1)).min(1) }).optional(),
+  cors: z.strictObject({ origins: z.array(z.string().min(1)).min(1) }).optional(),
 }).refine((c) => !(c.apiKey && c.apiKeyFile), { message: 'set http.apiKey or http.apiKeyFile, not both' });
 
 export type HttpConfig = z.infer<typeof HttpConfigSchema>;

@@ -2,7 +2,7 @@
 // http(s)://HOST:PORT/DATABASE, the form the CLI's --influx flag takes too.
 import { z } from 'zod';
 
-export const StoreConfigSchema = z.object({
+export const StoreConfigSchema = z.strictObject({
   url: z.string().refine((u) => {
     try {
       const parsed = new URL(u);
@@ -14,7 +14,7 @@ export const StoreConfigSchema = z.object({
   username: z.string().optional(),
   password: z.string().optional(),
   /** Retention policy created (as the default) when missing. */
-  retentionPolicy: z.object({
+  retentionPolicy: z.strictObject({
     name: z.string().min(1).default('heliomesh'),
     /** An InfluxQL duration: 30d, 52w, INF. */
     duration: z.string().regex(/^(INF|\d+[hdw])$/, 'retention duration must be INF or a number with h, d or w (e.g. 30d)').default('30d'),

@@ -5,9 +5,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { AgentConfigError, loadAgentConfigFile, parseAgentConfig, profileOf, thresholdsJ } from '../../agent/config.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { AgentConfigError, agentConfigSchema, loadAgentConfigFile, parseAgentConfig, profileOf, thresholdsJ } from '../../agent/config.js';
 import { exampleDoc } from './fixtures.js';
 import { profileSchema } from '../../protocol/index.js';
+import { looseObjects } from '../support/strict-schema.js';
+
+const run = promisify(execFile);
+const CLI = fileURLToPath(new URL('../../cli/index.js', import.meta.url));
 
 test('a valid file with defaults and environment overrides', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'heliomesh-cfg-'));
@@ -41,8 +47,8 @@ test('a wrong key stops startup with its path and the reason', () => {
   assert.match(bad((d) => { d.nodeId = 'a/b'; }), /nodeId: .*no '\/'/);
   assert.match(bad((d) => { d.gateway = { url: 'http://x' }; }), /gateway\.url: must look like mqtt/);
   assert.match(bad((d) => { d.thresholds = { eThPct: 20, eThUpPct: 10 }; }), /thresholds\.eThUpPct: must be above eThPct/);
-  assert.match(bad((d) => { d.powerModes = [{ powerMode: 1, name: 'turbo', kappa: 1, costJ: 1 }]; d.modeTable = [{ minFraction: 0, powerMode: 1 }]; }), /powerModes\.0\.name: "turbo" is not one of hardware\.cpu\.modes/);
-  assert.match(bad((d) => { d.modeTable = [{ minFraction: 0.2, powerMode: 1 }]; }), /modeTable\.0\.minFraction/);
+  assert.match(bad((d) => { d.powerModes = [{ powerMode: 1, name: 'turbo', kappa: 1, costJ: 1 }]; d.modeTable = [{ minFraction: 0, powerMode: 1 }]; }), /powerModes\[0\]\.name: "turbo" is not one of hardware\.cpu\.modes/);
+  assert.match(bad((d) => { d.modeTable = [{ minFraction: 0.2, powerMode: 1 }]; }), /modeTable\[0\]\.minFraction/);
   assert.match(bad((d) => { delete d.spool; }), /spool/);
   assert.match(bad(() => {}, { HELIOMESH_GATEWAY_URL: 'ftp://x' }), /gateway\.url \(from HELIOMESH_GATEWAY_URL\)/);
   assert.match(bad((d) => { (d.hardware as { sensors: unknown[] }).sensors = []; }), /hardware\.sensors/);
@@ -54,4 +60,55 @@ test('deploy/agent.example.yaml is a valid agent config', () => {
   const c = loadAgentConfigFile(join(root, 'deploy', 'agent.example.yaml'), { HELIOMESH_GATEWAY_PASSWORD: 'x' });
   assert.equal(c.hardware.kind, 'real');
   assert.equal(c.powerModes.length, 3);
+});
+
+/** The message the example config is refused with after `patch`. */
+function refusal(patch: (d: Record<string, unknown>) => void): string {
+  const d = exampleDoc();
+  patch(d);
+  try {
+    parseAgentConfig(d, {}, 'agent.yaml');
+  } catch (err) {
+    assert.ok(err instanceof AgentConfigError, String(err));
+    return err.message;
+  }
+  return assert.fail('config was accepted');
+}
+
+test('a misspelled key is refused by its path and its right spelling, not left at the default', () => {
+  assert.match(refusal((d) => { d.sampelHz = 10; }), /^ {2}sampelHz: unknown key; did you mean sampleHz\?$/m);
+  const cases: Array<[(d: Record<string, unknown>) => void, string, string]> = [
+    [(d) => { d.slotMS = 30_000; }, 'slotMS', 'slotMs'],
+    [(d) => { d.gateway = { url: 'mqtt://g:1883', keepAliveS: 60 }; }, 'gateway.keepAliveS', 'gateway.keepaliveS'],
+    [(d) => { d.gateway = { url: 'mqtt://g:1883', tls: { rejectUnauthorised: false } }; }, 'gateway.tls.rejectUnauthorised', 'gateway.tls.rejectUnauthorized'],
+    [(d) => { d.thresholds = { eThPct: 10, eThUpPct: 20, criticalPCT: 3 }; }, 'thresholds.criticalPCT', 'thresholds.criticalPct'],
+    [(d) => { d.worker = { queueCapacty: 2 }; }, 'worker.queueCapacty', 'worker.queueCapacity'],
+    [(d) => { d.spool = { dir: '/var/spool', maxByte: 65536 }; }, 'spool.maxByte', 'spool.maxBytes'],
+    [(d) => { d.model = { shardDir: '/m', firstBlock: 0, lastBlock: 1, thread: 2 }; }, 'model.thread', 'model.threads'],
+    [(d) => { (d.powerModes as Array<Record<string, unknown>>)[1]!.kapa = 1; }, 'powerModes[1].kapa', 'powerModes[1].kappa'],
+    [(d) => { (d.modeTable as Array<Record<string, unknown>>)[0]!.minFracton = 0; }, 'modeTable[0].minFracton', 'modeTable[0].minFraction'],
+    [(d) => { (d.hardware as { battery: Record<string, unknown> }).battery.capacityWH = 10; }, 'hardware.battery.capacityWH', 'hardware.battery.capacityWh'],
+    [(d) => { (d.hardware as { sensors: Array<Record<string, unknown>> }).sensors[0]!.shuntOhm = 0.1; }, 'hardware.sensors[0].shuntOhm', 'hardware.sensors[0].shuntOhms'],
+  ];
+  for (const [patch, key, meant] of cases) {
+    const message = refusal(patch);
+    assert.ok(message.includes(`  ${key}: unknown key; did you mean ${meant}?`), `${key} → ${meant}:\n${message}`);
+  }
+});
+
+test('every object of the agent config schema is strict', () => {
+  assert.deepEqual(looseObjects(agentConfigSchema), []);
+});
+
+test('heliomesh agent --config with a misspelled key exits with the file, the key and its right spelling', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'heliomesh-cfg-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'agent.yaml');
+  writeFileSync(file, stringify({ ...exampleDoc(), sampelHz: 10 }));
+  await assert.rejects(run(process.execPath, [CLI, 'agent', '--config', file], { timeout: 60_000 }), (err: Error & { code?: number; stderr: string }) => {
+    assert.notEqual(err.code, 0);
+    assert.ok(err.stderr.includes(`${file} is invalid`), err.stderr);
+    assert.ok(err.stderr.includes('sampelHz: unknown key; did you mean sampleHz?'), err.stderr);
+    return true;
+  });
 });

@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatReading, loadHardwareConfig, readOnce } from '../../cli/hw.js';
-import { parseHardwareConfig, referenceHardwareConfig } from '../../hardware/config.js';
+import { hardwareConfigSchema, parseHardwareConfig, referenceHardwareConfig } from '../../hardware/config.js';
+import { looseObjects } from '../support/strict-schema.js';
 
 const minimal = {
   sensors: [
@@ -33,7 +34,7 @@ test('a minimal config gets its defaults', () => {
 
 test('invalid configs are refused with the path and the reason', () => {
   const bad = (patch: object, pattern: RegExp) => assert.throws(() => parseHardwareConfig({ ...minimal, ...patch }), pattern);
-  bad({ sensors: [minimal.sensors[0], { ...minimal.sensors[1], address: 0x40 }] }, /address 0x40 is already used by solar[\s\S]*sensors\[1\]\.address/);
+  bad({ sensors: [minimal.sensors[0], { ...minimal.sensors[1], address: 0x40 }] }, /sensors\[1\]\.address: address 0x40 is already used by solar/);
   bad({ sensors: [minimal.sensors[1]] }, /role "solar"/);
   bad({ sensors: [minimal.sensors[0], { ...minimal.sensors[1], address: 0x50 }] }, /sensors\[1\]\.address/);
   bad({ battery: { chemistry: 'lifepo4', capacityWh: 40 } }, /would overcharge LiFePO4/);
@@ -41,6 +42,29 @@ test('invalid configs are refused with the path and the reason', () => {
   bad({ charger: { kind: 'mcp73871', pins: { stat1: { bcm: 5 }, stat2: { bcm: 6 } } } }, /charger\.pins\.pg/);
   bad({ battery: { chemistry: 'li-ion', capacityWh: 37, ocvCurve: [[0, 3], [100, 2]] } }, /rise strictly/);
   assert.equal(parseHardwareConfig({ ...minimal, charger: { kind: 'none' }, battery: { chemistry: 'lifepo4', capacityWh: 40 } }).battery.chemistry, 'lifepo4');
+});
+
+test('a misspelled key is refused by its path and its right spelling', () => {
+  const refused = (patch: object, key: string, meant: string) => assert.throws(() => parseHardwareConfig({ ...minimal, ...patch }, 'hw.yaml'), (err: Error) => {
+    assert.ok(err.message.startsWith('hw.yaml is invalid'), err.message);
+    assert.ok(err.message.includes(`  ${key}: unknown key; did you mean ${meant}?`), `${key} → ${meant}:\n${err.message}`);
+    return true;
+  });
+  refused({ i2cbus: 1 }, 'i2cbus', 'i2cBus');
+  refused({ charger: { kind: 'bq25895', inputCurrentLimitA: 1, inputVoltageLimitV: 6, inputVoltageLimit: 6 } }, 'charger.inputVoltageLimit', 'charger.inputVoltageLimitV');
+  refused({ charger: { kind: 'mcp73871', pins: { stat1: { bcm: 5 }, stat2: { bcm: 6 }, pg: { bcm: 13, activelow: false } } } }, 'charger.pins.pg.activelow', 'charger.pins.pg.activeLow');
+  refused({ sensors: [{ ...minimal.sensors[0], adcSample: 8 }, minimal.sensors[1]] }, 'sensors[0].adcSample', 'sensors[0].adcSamples');
+  refused({ cpu: { modes: { low: { governor: 'powersave', maxFreqKhz: 600_000, onlineCore: 1 } } } }, 'cpu.modes.low.onlineCore', 'cpu.modes.low.onlineCores');
+  refused({ gpio: { chiplabel: 'pinctrl-bcm2711' } }, 'gpio.chiplabel', 'gpio.chipLabel');
+  refused({ virtual: { panel: { peakw: 10 } } }, 'virtual.panel.peakw', 'virtual.panel.peakW');
+  refused({ virtual: { cloud: {} } }, 'virtual.cloud', 'virtual.clouds');
+  refused({ virtual: { pinCharger: { chargeVoltage: 4.1 } } }, 'virtual.pinCharger.chargeVoltage', 'virtual.pinCharger.chargeVoltageV');
+  // A charger without registers has no limits to set: the message says nothing may be set.
+  assert.throws(() => parseHardwareConfig({ ...minimal, charger: { kind: 'none', address: 0x6a } }), /charger\.address: unknown key; the keys here are kind/);
+});
+
+test('every object of the hardware config schema is strict', () => {
+  assert.deepEqual(looseObjects(hardwareConfigSchema), []);
 });
 
 test('config files: YAML or JSON, alone or under `hardware:` in a node config', async () => {
@@ -55,6 +79,11 @@ test('config files: YAML or JSON, alone or under `hardware:` in a node config', 
     writeFileSync(jsonFile, JSON.stringify(minimal));
     assert.equal((await loadHardwareConfig({ config: jsonFile })).charger.kind, 'mcp73871');
     await assert.rejects(loadHardwareConfig({ config: join(dir, 'missing.yaml') }), /cannot read config/);
+    // A misspelled key under `hardware:` is named by its path in the node's file.
+    const typo = join(dir, 'typo.yaml');
+    writeFileSync(typo, `node: pi-7\nhardware:\n  sensors:\n    - { role: solar, address: 0x40, shuntOhms: 0.1, maxCurrentA: 3 }\n    - { role: battery, address: 0x41, shuntOhms: 0.1, maxCurrentA: 3 }\n  charger: { kind: none }\n  battery: { chemistry: li-ion, capacityWH: 20 }\n`);
+    await assert.rejects(loadHardwareConfig({ config: typo }), (err: Error) =>
+      err.message.startsWith(`${typo} is invalid`) && err.message.includes('  hardware.battery.capacityWH: unknown key; did you mean hardware.battery.capacityWh?'));
     await assert.rejects(loadHardwareConfig({}), /pass --config FILE/);
   } finally {
     rmSync(dir, { recursive: true });

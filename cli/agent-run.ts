@@ -1,0 +1,177 @@
+// What `heliomesh agent` and `heliomesh agent profile` run; cli/agent.ts registers them.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import cliProgress from 'cli-progress';
+import { stringify } from 'yaml';
+import { pino, type Logger } from 'pino';
+import { Agent } from '../agent/index.js';
+import { Ledger } from '../agent/ledger.js';
+import { profileModes } from '../agent/profile.js';
+import { buildNode } from '../hardware/node.js';
+import { selectBackend } from '../models/backend.js';
+import { BlockStack } from '../models/forward.js';
+import { readManifest, readShards } from '../models/shards.js';
+import { loadAgentConfigFile, parseAgentConfig, type AgentConfig, type AgentConfigInput } from '../agent/config.js';
+import { RealClock, ScaledClock, type Clock } from '../hardware/clock.js';
+import { referenceHardwareConfig } from '../hardware/config.js';
+import { serviceNotifier } from './notify.js';
+
+export interface AgentCliOptions {
+  config?: string;
+  virtual?: boolean;
+  gateway?: string;
+  username?: string;
+  password?: string;
+  nodeId?: string;
+  group?: string;
+  blocks?: string;
+  model?: string;
+  fleet?: string;
+  timeScale?: number;
+  slotMs?: number;
+  spool?: string;
+  stopFlushMs?: number;
+  pretty?: boolean;
+}
+
+const BUNDLED_SHARDS = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'bundled');
+
+export interface ProfileOptions { config?: string; virtual?: boolean; jobs: number; idleMs: number; out?: string }
+
+
+/**
+ * The virtual node's config: the reference build (docs/hardware.md) on the simulated plant.
+ * κ and C_E here are nominal until `heliomesh agent profile` measures them on the node.
+ */
+export function virtualAgentConfig(o: AgentCliOptions, env: Record<string, string | undefined>): AgentConfig {
+  const doc: AgentConfigInput = {
+    nodeId: o.nodeId ?? 'virtual-1',
+    fleet: o.fleet ?? 'default',
+    group: o.group ?? 'g1',
+    gateway: { url: o.gateway ?? '', username: o.username, password: o.password },
+    hardware: referenceHardwareConfig('virtual'),
+    ...(o.slotMs ? { slotMs: o.slotMs } : {}),
+    ...(o.stopFlushMs ? { stopFlushMs: o.stopFlushMs } : {}),
+    powerModes: [
+      { powerMode: 1, name: 'low', kappa: 3, costJ: 30 },
+      { powerMode: 2, name: 'medium', kappa: 2, costJ: 35 },
+      { powerMode: 3, name: 'high', kappa: 1, costJ: 45 },
+    ],
+    // SPEC.md §3's hand-found table: < 40 % → PM1, 40–60 % → PM2, ≥ 60 % → PM3.
+    modeTable: [{ minFraction: 0, powerMode: 1 }, { minFraction: 0.4, powerMode: 2 }, { minFraction: 0.6, powerMode: 3 }],
+    spool: { dir: o.spool ?? mkdtempSync(join(tmpdir(), 'heliomesh-agent-spool-')) },
+    model: virtualModel(o),
+  };
+  return parseAgentConfig(doc, env, 'virtual agent options');
+}
+
+/**
+ * The virtual node's block range: `--blocks FROM-TO` (inclusive), or else the range of its
+ * group in the shard folder's manifest (group gN serves the manifest's N-th range, as the
+ * gateway names them by default).
+ */
+function virtualModel(o: AgentCliOptions): { shardDir: string; firstBlock: number; lastBlock: number } {
+  const shardDir = o.model ?? BUNDLED_SHARDS;
+  const manifest = readManifest(shardDir);
+  if (o.blocks !== undefined) {
+    const m = /^(\d+)-(\d+)$/.exec(o.blocks);
+    if (!m || Number(m[1]) > Number(m[2])) throw new Error(`--blocks must be FROM-TO with FROM ≤ TO (inclusive), e.g. 2-3; got '${o.blocks}'`);
+    const [firstBlock, lastBlock] = [Number(m[1]), Number(m[2])];
+    if (lastBlock >= manifest.architecture.nLayers) throw new Error(`--blocks ${o.blocks}: the model has blocks 0-${manifest.architecture.nLayers - 1}`);
+    return { shardDir, firstBlock, lastBlock };
+  }
+  const group = o.group ?? 'g1';
+  const index = /^g(\d+)$/.exec(group) ? Number(group.slice(1)) - 1 : -1;
+  const range = manifest.blocks[index];
+  if (!range) {
+    const names = manifest.blocks.map((b, i) => `g${i + 1} (blocks ${b.from}-${b.to - 1})`).join(', ');
+    throw new Error(`group '${group}' names no block range of ${shardDir}: its groups are ${names}; or pass --blocks FROM-TO`);
+  }
+  return { shardDir, firstBlock: range.from, lastBlock: range.to - 1 };
+}
+
+function logger(level: string, pretty: boolean): Logger {
+  return pino({ level }, pretty ? pino.transport({ target: 'pino-pretty' }) : undefined);
+}
+
+/** `heliomesh agent`: runs the agent until SIGINT or SIGTERM. */
+export async function runAgent(opts: AgentCliOptions): Promise<void> {
+  if (!opts.config && !opts.virtual) throw new Error('pass --config FILE on a Pi, or --virtual --gateway mqtt://HOST:PORT');
+  if (opts.config && opts.virtual) throw new Error('--config and --virtual exclude each other');
+  if (opts.virtual && !opts.gateway) throw new Error('--virtual needs --gateway mqtt://HOST:PORT');
+  const config = opts.config ? loadAgentConfigFile(opts.config, process.env) : virtualAgentConfig(opts, process.env);
+  const log = logger(config.logLevel, opts.pretty ?? process.stdout.isTTY === true);
+  const clock: Clock = opts.timeScale && opts.timeScale !== 1 ? new ScaledClock(opts.timeScale) : new RealClock();
+  let agent: Agent | undefined;
+  let exiting = false;
+  // On the virtual node "power off" means: this process ends.
+  const virtualShutdown = async (reason: string): Promise<void> => {
+    log.warn({ reason }, 'virtual node powering off: the process exits');
+    exiting = true;
+    setImmediate(() => process.exit(0));
+  };
+  const notify = serviceNotifier(process.env, process.pid, log);
+  agent = await Agent.start(config, { clock, log, ...(notify ? { notify } : {}), ...(opts.virtual ? { shutdown: virtualShutdown } : {}) });
+  await new Promise<void>((done) => {
+    const stop = (signal: string): void => {
+      if (exiting) return;
+      exiting = true;
+      log.info({ signal }, 'stopping');
+      agent!.stop(`stopped by ${signal}`).then(done, (err: Error) => {
+        log.error({ err: err.message }, 'error while stopping');
+        done();
+      });
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  agent = undefined;
+  // The stop is over (bounded by stopFlushMs): a timer or socket a library still holds
+  // must not keep the process alive after "agent stopped".
+  process.exit(0);
+}
+
+/** `heliomesh agent profile`: meters the power modes and writes their table. */
+export async function profileAgent(opts: ProfileOptions): Promise<void> {
+  if (!opts.config && !opts.virtual) throw new Error('pass --config FILE on a Pi, or --virtual');
+  const config = opts.config ? loadAgentConfigFile(opts.config, process.env) : virtualAgentConfig({ gateway: 'mqtt://localhost:1883' }, process.env);
+  if (!config.model) throw new Error('the config has no model: profiling runs the node\'s own block range (set model.shardDir, firstBlock, lastBlock)');
+  await selectBackend();
+  const clock = new RealClock();
+  const hardware = await buildNode(config.hardware, { clock });
+  hardware.virtual?.start();
+  const range = { from: config.model.firstBlock, to: config.model.lastBlock + 1 };
+  const shardDir = config.model.shardDir;
+  const stack = new BlockStack((allocate) => readShards(shardDir, { range, head: false }, undefined, allocate), range, { threads: config.model.threads });
+  const idle = { gamma: () => 1 as const, powerMode: () => 0, queue: () => 0 };
+  const ledger = new Ledger({ nodeId: config.nodeId, clock, source: hardware, policy: idle, slotMs: 3_600_000, samplePeriodMs: 1000 / config.sampleHz, firstSeq: 0, onSlot: () => {} });
+  await ledger.start();
+  const bar = new cliProgress.SingleBar({ format: 'profile [{bar}] {value}/{total} jobs | mode {mode} | {duration_formatted}', hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic);
+  bar.start(config.powerModes.length * opts.jobs, 0, { mode: '-' });
+  try {
+    const result = await profileModes({
+      hardware, stack, ledger, clock, modes: config.powerModes, slotMs: config.slotMs, jobsPerMode: Math.round(opts.jobs), idleMs: opts.idleMs,
+      onProgress: (done, _total, mode) => bar.update(done, { mode }),
+    });
+    bar.stop();
+    for (const r of result) {
+      console.error(`PM${r.powerMode} ${r.name}: ${r.jobs} jobs, ${r.meanDurationMs.toFixed(1)} ms and ${r.meanEnergyJ.toFixed(3)} J above a ${r.baselineW.toFixed(2)} W idle baseline per job → κ ${r.kappa}, C_E ${r.costJ} J`);
+      if (r.meanEnergyJ <= 0) console.error(`  PM${r.powerMode}: the job's energy is below what the meter resolves at ${config.sampleHz} Hz; raise sampleHz or the job count`);
+    }
+    const yaml = stringify({ powerModes: result.map((r) => ({ powerMode: r.powerMode, name: r.name, kappa: r.kappa, costJ: r.costJ })) });
+    if (opts.out) {
+      writeFileSync(opts.out, yaml);
+      console.error(`wrote ${opts.out}; paste it into the agent config, or send it to running agents with the set-mode-table command`);
+    } else {
+      process.stdout.write(yaml);
+    }
+  } finally {
+    bar.stop();
+    ledger.stop();
+    stack.dispose();
+    hardware.virtual?.stop();
+    await hardware.close();
+  }
+}
