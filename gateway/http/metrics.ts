@@ -75,7 +75,7 @@ export class ApiMetrics {
     total('heliomesh_broker_slow_disconnects_total', 'Clients disconnected for not draining their socket', () => broker()?.slowDisconnects ?? null);
     byLabel('heliomesh_broker_refused_total', 'Connections and packets the broker refused, by reason', 'reason', () => {
       const b = broker();
-      return b ? { auth: b.refusedAuth, acl: b.refusedAcl, rate: b.refusedRate, size: b.refusedSize, protocol: b.refusedProtocol } : null;
+      return b ? { auth: b.refusedAuth, acl: b.refusedAcl, rate: b.refusedRate, size: b.refusedSize, protocol: b.refusedProtocol, pending: b.refusedPending, full: b.refusedFull } : null;
     });
 
     const store = () => sources.store.stats();

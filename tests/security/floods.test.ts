@@ -1,13 +1,16 @@
-// Flood limits on the real gateway broker: oversized packets are refused from their fixed
-// header, before authentication and before buffering; connects over the per-address rate
-// are refused before the password check, so a guesser cannot make the gateway run scrypt
-// faster than the limit allows.
+// Flood limits on the real gateway: oversized packets are refused from their fixed header,
+// before authentication and before buffering; connects over the per-address rate are
+// refused before the password check, so a guesser cannot make the gateway run scrypt
+// faster than the limit allows. Sockets that never log in are capped per address and in
+// total apart from the nodes' sessions, and closed at the CONNECT deadline.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { BrokerConfigSchema } from '../../gateway/broker/index.js';
 import { systemClock, type Clock } from '../../gateway/clock.js';
 import { nodeTopic } from '../../protocol/index.js';
+import { HeldSocket } from '../fuzz/held-socket.js';
+import { exchange, requestBytes, samples } from '../fuzz/http-raw.js';
 import { remainingLength, sendRaw } from '../fuzz/mqtt-raw.js';
 import { closedByBroker, FLEET, login, open, startTestGateway, until, type TestGateway } from './support.js';
 
@@ -83,6 +86,126 @@ test('connects over the per-address rate are refused before the password check, 
     assert.equal((await login(g, g.url, right)).connected, true, 'a minute later the node gets in');
     assert.equal(g.broker.stats().refusedRate, excess + 1);
   } finally {
+    await g.stop();
+  }
+});
+
+// The nodes log in from 127.0.0.1; floods come from other loopback addresses (all of
+// 127.0.0.0/8 is the loopback interface on Linux), so a flood and a node are two addresses.
+const floodFrom = (i: number) => `127.0.0.${2 + i}`;
+const creds = (g: TestGateway, node: string) => ({ clientId: node, username: node, password: g.passwords[node] });
+
+async function scrape(g: TestGateway): Promise<string> {
+  const r = await exchange(g.gw.http!.port, requestBytes({ method: 'GET', path: '/metrics' }));
+  assert.equal(r.status, 200);
+  return r.body;
+}
+
+const sample = (exposition: string, name: string, labels: string) => samples(exposition, name).get(labels) ?? 0;
+
+test('sockets that never send CONNECT cannot lock nodes out: past maxPendingPerAddress they are closed at once, a node still logs in, the rest close at the CONNECT deadline', async () => {
+  const maxPendingPerAddress = 4;
+  const connectTimeoutMs = 1500;
+  // A small maxClients, so that the flood is larger than the whole budget of sessions.
+  const maxClients = 3;
+  const g = await startTestGateway({ nodes: ['node-a'], broker: { maxClients, maxPendingPerAddress, connectTimeoutMs }, http: { host: '127.0.0.1', port: 0 } });
+  const flood: HeldSocket[] = [];
+  try {
+    const excess = 3;
+    flood.push(...await HeldSocket.openMany(maxPendingPerAddress + excess, g.broker.ports.mqtt!, floodFrom(0)));
+    await until('the sockets over the address\'s cap closed', () => flood.filter((s) => s.closed).length >= excess);
+    const refused = flood.filter((s) => s.closed);
+    assert.equal(refused.length, excess, 'exactly the sockets over maxPendingPerAddress were closed');
+    assert.ok(refused.every((s) => s.heldMs < connectTimeoutMs && s.received.length === 0), 'closed at once, with nothing said');
+
+    const node = await open(g, g.url, creds(g, 'node-a'));
+    const loggedInAt = Date.now();
+    assert.equal(g.broker.stats().clients, 2, 'the node and the gateway\'s own client');
+
+    await until('the waiting sockets closed at the CONNECT deadline', () => flood.every((s) => s.closed), connectTimeoutMs + 10_000);
+    const waited = flood.filter((s) => !refused.includes(s));
+    assert.equal(waited.length, maxPendingPerAddress);
+    for (const s of waited) assert.ok(s.heldMs >= connectTimeoutMs - 100, `held ${s.heldMs} ms, not closed before the deadline`);
+    // The node's own session has no CONNECT deadline: it outlives the time its socket had to log in.
+    await new Promise((r) => setTimeout(r, Math.max(0, loggedInAt + connectTimeoutMs + 300 - Date.now())));
+    assert.ok(node.connected, 'the node\'s session stays');
+
+    const stats = g.broker.stats();
+    assert.equal(stats.refusedPending, excess);
+    assert.equal(stats.refusedProtocol, maxPendingPerAddress, 'no CONNECT in time: counted with the other protocol refusals');
+    assert.equal(stats.refusedAuth, 0);
+    assert.ok(g.cap.records.some((r) => r.msg === 'too many MQTT connections waiting to log in from one address; refused' && r.remote === floodFrom(0)));
+    const m = await scrape(g);
+    assert.equal(sample(m, 'heliomesh_broker_refused_total', 'reason="pending"'), excess);
+    assert.equal(sample(m, 'heliomesh_broker_refused_total', 'reason="protocol"'), maxPendingPerAddress);
+  } finally {
+    for (const s of flood) s.destroy();
+    await g.stop();
+  }
+});
+
+test('a flood from many addresses fills maxPendingConnections: the longest-waiting socket makes room, so a node still logs in', async () => {
+  const maxPendingPerAddress = 3;
+  const maxPendingConnections = 6;
+  const addresses = 4;
+  const g = await startTestGateway({ nodes: ['node-a'], broker: { maxClients: 3, maxPendingPerAddress, maxPendingConnections, connectTimeoutMs: 5000 } });
+  const flood: HeldSocket[] = [];
+  try {
+    for (let a = 0; a < addresses; a++) {
+      // One address after the other, so the oldest are known.
+      flood.push(...await HeldSocket.openMany(maxPendingPerAddress, g.broker.ports.mqtt!, floodFrom(a)));
+      await until('the broker took them in', () => g.broker.stats().refusedPending >= Math.max(0, flood.length - maxPendingConnections));
+    }
+    const evicted = addresses * maxPendingPerAddress - maxPendingConnections;
+    await until('the oldest closed', () => flood.filter((s) => s.closed).length >= evicted);
+    assert.deepEqual(flood.map((s) => s.closed), flood.map((_, i) => i < evicted), 'the oldest ones, and only those');
+
+    await open(g, g.url, creds(g, 'node-a'));
+    assert.equal(g.broker.stats().refusedPending, evicted + 1, 'the node\'s socket took the place of the oldest waiting one');
+    assert.equal(flood.filter((s) => !s.closed).length, maxPendingConnections - 1);
+    assert.ok(g.cap.records.some((r) => r.msg === 'maxPendingConnections reached: the longest-waiting connection is closed to make room'));
+  } finally {
+    for (const s of flood) s.destroy();
+    await g.stop();
+  }
+});
+
+test('node sessions are bounded by maxClients apart from sockets still logging in: one more gets CONNACK 3 until a place frees', async () => {
+  const maxClients = 3;
+  const nodes = ['node-a', 'node-b', 'node-c', 'node-d'];
+  const g = await startTestGateway({ nodes, broker: { maxClients }, http: { host: '127.0.0.1', port: 0 } });
+  try {
+    const inside: MqttClient[] = [];
+    for (const n of nodes.slice(0, maxClients)) inside.push(await open(g, g.url, creds(g, n)));
+    const refused = await login(g, g.url, creds(g, 'node-d'));
+    assert.equal(refused.connected, false);
+    assert.equal(refused.connected ? 0 : refused.code, 3, 'CONNACK 3: server unavailable (MQTT 3.1.1 §3.2.2.3)');
+    assert.equal(g.broker.stats().refusedFull, 1);
+    // A node that already holds a session may replace it at the cap: the count does not grow.
+    const again = await open(g, g.url, creds(g, 'node-a'));
+    await until('the replaced session closed', () => !inside[0]!.connected);
+    await inside[1]!.endAsync();
+    await until('the place freed', () => g.broker.stats().clients === maxClients);
+    assert.equal((await login(g, g.url, creds(g, 'node-d'))).connected, true, 'a freed place is taken');
+    assert.ok(again.connected);
+    assert.equal(g.broker.stats().refusedFull, 1);
+    assert.equal(sample(await scrape(g), 'heliomesh_broker_refused_total', 'reason="full"'), 1);
+  } finally {
+    await g.stop();
+  }
+});
+
+test('a socket on the WebSocket port that never upgrades or sends CONNECT is closed at the CONNECT deadline too', async () => {
+  const connectTimeoutMs = 1000;
+  const g = await startTestGateway({ nodes: ['node-a'], broker: { connectTimeoutMs, websocket: { port: 0 } } });
+  let idle: HeldSocket | undefined;
+  try {
+    idle = await HeldSocket.open(g.broker.ports.ws!, floodFrom(0));
+    await until('the idle WebSocket-port socket closed', () => idle!.closed, connectTimeoutMs + 8000);
+    assert.ok(idle.heldMs >= connectTimeoutMs - 100, `held ${idle.heldMs} ms`);
+    assert.equal(g.broker.stats().refusedProtocol, 1);
+  } finally {
+    idle?.destroy();
     await g.stop();
   }
 });
