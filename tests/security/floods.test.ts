@@ -2,7 +2,9 @@
 // before authentication and before buffering; connects over the per-address rate are
 // refused before the password check, so a guesser cannot make the gateway run scrypt
 // faster than the limit allows. Sockets that never log in are capped per address and in
-// total apart from the nodes' sessions, and closed at the CONNECT deadline.
+// total apart from the nodes' sessions, and closed at the CONNECT deadline; the HTTP API
+// closes idle and slow sockets and caps its connections; a client that half-closes after
+// a complete request still gets its answer.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
@@ -12,6 +14,8 @@ import { nodeTopic } from '../../protocol/index.js';
 import { HeldSocket } from '../fuzz/held-socket.js';
 import { exchange, requestBytes, samples } from '../fuzz/http-raw.js';
 import { remainingLength, sendRaw } from '../fuzz/mqtt-raw.js';
+import { Field } from '../support/field.js';
+import { captureLog } from '../support/log.js';
 import { closedByBroker, FLEET, login, open, startTestGateway, until, type TestGateway } from './support.js';
 
 let t: TestGateway;
@@ -207,5 +211,95 @@ test('a socket on the WebSocket port that never upgrades or sends CONNECT is clo
   } finally {
     idle?.destroy();
     await g.stop();
+  }
+});
+
+test('HTTP: an idle socket and one trickling its head get 408 at headersTimeoutMs; a kept-alive one is closed after keepAliveTimeoutMs', async () => {
+  const headersTimeoutMs = 1000;
+  const keepAliveTimeoutMs = 1000;
+  const g = await startTestGateway({ nodes: ['node-a'], http: { host: '127.0.0.1', port: 0, headersTimeoutMs, requestTimeoutMs: 2000, keepAliveTimeoutMs } });
+  const held: HeldSocket[] = [];
+  try {
+    const port = g.gw.http!.port;
+    const before = await scrape(g);
+    const idle = await HeldSocket.open(port);
+    const slow = await HeldSocket.open(port);
+    slow.trickleForever(['GET /healthz HTTP/1.1\r\n', 'host: x\r\n', 'x-slow: 1\r\n'], 100);
+    const kept = await HeldSocket.open(port);
+    kept.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+    held.push(idle, slow, kept);
+    await until('all three closed', () => held.every((s) => s.closed), 10_000);
+    for (const [what, s] of [['idle', idle], ['slow', slow]] as const) {
+      assert.match(s.received.toString('latin1'), /^HTTP\/1\.1 408 /, `${what}: 408 Request Timeout`);
+      assert.ok(s.heldMs >= headersTimeoutMs - 100, `${what}: held ${s.heldMs} ms, not closed before headersTimeoutMs`);
+    }
+    const answer = kept.received.toString('latin1');
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    assert.match(answer, /\r\nkeep-alive: timeout=1\r\n/i, 'the client is told how long the connection stays');
+    // Node closes a kept-alive socket 1 s after the timeout it announces, for answers in flight;
+    // its own default (5 s) would hold it for 6.
+    assert.ok(kept.heldMs < keepAliveTimeoutMs + 3000, `kept-alive socket held ${kept.heldMs} ms`);
+    const after = await scrape(g);
+    const key = 'route="unparsed",method="other",status="408"';
+    assert.equal(sample(after, 'heliomesh_http_requests_total', key) - sample(before, 'heliomesh_http_requests_total', key), 2, 'each timeout counted as a 408');
+  } finally {
+    for (const s of held) s.destroy();
+    await g.stop();
+  }
+});
+
+test('HTTP: connections beyond maxConnections are closed at once, unanswered, and counted', async () => {
+  const maxConnections = 4;
+  const g = await startTestGateway({ nodes: ['node-a'], http: { host: '127.0.0.1', port: 0, maxConnections } });
+  const held: HeldSocket[] = [];
+  try {
+    const port = g.gw.http!.port;
+    held.push(...await HeldSocket.openMany(maxConnections, port));
+    const extra = await HeldSocket.open(port);
+    await until('the extra connection closed', () => extra.closed, 5000);
+    assert.equal(extra.received.length, 0, 'nothing said');
+    assert.ok(held.every((s) => !s.closed), 'the connections within the cap stay');
+    held[0]!.destroy();
+    // Once the server has seen a place free, a request is answered again; until then each try is dropped too.
+    let droppedTries = 0;
+    await until('a place free again', async () => {
+      const r = await exchange(port, requestBytes({ method: 'GET', path: '/healthz' }));
+      if (r.status === 0) droppedTries++;
+      return r.status === 200;
+    });
+    const line = (await scrape(g)).split('\n').find((l) => l.startsWith('heliomesh_http_dropped_connections_total '));
+    assert.ok(line, 'the counter is exposed');
+    const dropped = Number(line.slice(line.lastIndexOf(' ') + 1));
+    assert.ok(dropped >= 1 && dropped <= 1 + droppedTries, `${dropped} dropped: the extra connection, and ${droppedTries} tries before the place was seen free`);
+  } finally {
+    for (const s of held) s.destroy();
+    await g.stop();
+  }
+});
+
+test('a client that half-closes after a complete request gets its whole answer, plain and streamed, and its job completes', async () => {
+  const cap = captureLog();
+  const field = await Field.start({ nodesPerGroup: 1, gateway: { http: { host: '127.0.0.1', port: 0 } }, log: cap.log });
+  try {
+    await field.ready();
+    const port = field.gateway.http!.port;
+    const body = { model: field.gateway.jobs.model.id, prompt: 'The little robot', max_tokens: 8, temperature: 0, seed: 1 };
+    const post = (b: object) => requestBytes({ method: 'POST', path: '/v1/completions', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
+    // exchange(…, true): the request, then at once the client's FIN.
+    const plain = await exchange(port, post(body), true, 60_000);
+    assert.equal(plain.status, 200, plain.body);
+    const answer = JSON.parse(plain.body) as { id: string; choices: Array<{ text: string; finish_reason: string }>; usage: { completion_tokens: number } };
+    assert.ok(answer.choices[0]!.text.length > 0);
+    assert.equal(field.gateway.jobs.job(answer.id)?.status, 'done');
+
+    const streamed = await exchange(port, post({ ...body, stream: true }), true, 60_000);
+    assert.equal(streamed.status, 200, streamed.body);
+    assert.ok(streamed.body.endsWith('data: [DONE]\n\n'), `the stream ran to its end: ${streamed.body.slice(-200)}`);
+    const events = streamed.body.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)) as { id: string; choices: Array<{ text: string }> });
+    assert.equal(events.map((e) => e.choices[0]!.text).join(''), answer.choices[0]!.text, 'the same text as the plain answer');
+    assert.equal(field.gateway.jobs.job(events[0]!.id)?.status, 'done');
+    assert.ok(!cap.records.some((r) => r.msg === 'client went away; cancelling its job'));
+  } finally {
+    await field.close();
   }
 });
