@@ -17,7 +17,7 @@ import type { BrokerConfig } from './config.js';
 import { verifyPassword, type CredentialsFile } from './credentials.js';
 import { FrameGuard } from './frame-guard.js';
 import { inProcessPipe } from './in-process.js';
-import { connectionKey, PendingConnections, type PendingRefusal } from './pending.js';
+import { connectionKey, PendingConnections } from './pending.js';
 
 /** The internal client's username; `$` cannot start a node id, so no node can claim it. */
 export const INTERNAL_USER = '$gateway';
@@ -87,8 +87,6 @@ export class Broker {
   /** Connection key (connectionKey) of each stream handed to aedes from a socket. */
   private readonly keyOf = new WeakMap<object, string>();
   private readonly pending: PendingConnections;
-  /** When each kind of pending refusal was last logged, and how many since. */
-  private readonly refusalLog = new Map<PendingRefusal, { atMs: number; since: number }>();
   private counters: BrokerCounters = { clients: 0, publishesIn: 0, bytesIn: 0, refusedAuth: 0, refusedAcl: 0, refusedRate: 0, refusedSize: 0, slowDisconnects: 0, refusedProtocol: 0, refusedPending: 0, refusedFull: 0 };
   /** Ports actually bound (useful when configured as 0). */
   readonly ports: { mqtt?: number; mqtts?: number; ws?: number } = {};
@@ -100,7 +98,11 @@ export class Broker {
     this.acl = new NodeAcl(deps.patterns);
     this.pending = new PendingConnections(
       { connectTimeoutMs: config.connectTimeoutMs, perAddress: config.maxPendingPerAddress, total: config.maxPendingConnections },
-      (why, remote) => this.pendingRefused(why, remote),
+      { clock: deps.clock, log: deps.log },
+      (why) => {
+        if (why === 'timeout') this.counters.refusedProtocol++;
+        else this.counters.refusedPending++;
+      },
     );
     this.aedes = new Aedes({
       drainTimeout: config.drainTimeoutMs,
@@ -318,28 +320,6 @@ export class Broker {
     this.keyOf.set(guarded, key);
     this.aedes.handle(guarded);
     return guarded;
-  }
-
-  /**
-   * Counts a connection closed for the pending budget or the CONNECT deadline. A flood
-   * makes thousands a second: each kind is logged at most once per connectTimeoutMs, with
-   * the number closed since.
-   */
-  private pendingRefused(why: PendingRefusal, remote: string): void {
-    if (why === 'timeout') this.counters.refusedProtocol++;
-    else this.counters.refusedPending++;
-    const now = this.deps.clock.now();
-    const last = this.refusalLog.get(why);
-    if (last && now - last.atMs < this.config.connectTimeoutMs) {
-      last.since++;
-      return;
-    }
-    this.refusalLog.set(why, { atMs: now, since: 0 });
-    const { log } = this.deps;
-    const closedSince = last?.since ?? 0;
-    if (why === 'address') log.warn({ remote, limit: this.config.maxPendingPerAddress, closedSince }, 'too many MQTT connections waiting to log in from one address; refused');
-    else if (why === 'evicted') log.warn({ remote, limit: this.config.maxPendingConnections, closedSince }, 'maxPendingConnections reached: the longest-waiting connection is closed to make room');
-    else log.info({ remote, connectTimeoutMs: this.config.connectTimeoutMs, closedSince }, 'no MQTT CONNECT in time; connection closed');
   }
 
   /** Connection rate limit per remote address, over a sliding minute of the injected clock. */

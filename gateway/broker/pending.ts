@@ -5,6 +5,8 @@
 // address is refused at once, and in total, where the connection waiting longest makes
 // room for a new one. Each must send its CONNECT within the deadline or be closed.
 import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
 
 export interface PendingLimits {
   connectTimeoutMs: number;
@@ -32,11 +34,15 @@ export class PendingConnections {
   private readonly entries = new Map<string, Entry>();
   private readonly perAddress = new Map<string, number>();
 
-  constructor(private readonly limits: PendingLimits, private readonly onRefused: (why: PendingRefusal, remote: string, count: number) => void) {}
+  /** When each kind of refusal was last logged, and how many since. */
+  private readonly logged = new Map<PendingRefusal, { atMs: number; since: number }>();
 
-  get size(): number {
-    return this.entries.size;
-  }
+  constructor(
+    private readonly limits: PendingLimits,
+    private readonly deps: { clock: Clock; log: Logger },
+    /** Counts each connection closed, by why. */
+    private readonly count: (why: PendingRefusal) => void,
+  ) {}
 
   /**
    * A connection just accepted. False when its address already has `perAddress` waiting
@@ -53,14 +59,14 @@ export class PendingConnections {
     const waiting = this.perAddress.get(remote) ?? 0;
     if (waiting >= this.limits.perAddress) {
       socket.destroy();
-      this.onRefused('address', remote, waiting);
+      this.refused('address', remote);
       return false;
     }
     if (this.entries.size >= this.limits.total) {
       const [key, oldest] = this.entries.entries().next().value as [string, Entry];
       this.forget(key);
       oldest.socket.destroy();
-      this.onRefused('evicted', oldest.remote, this.limits.total);
+      this.refused('evicted', oldest.remote);
     }
     const key = connectionKey(socket);
     // Wall time, as aedes' own connect timer: the deadline bounds network round trips, which
@@ -68,7 +74,7 @@ export class PendingConnections {
     const deadline = setTimeout(() => {
       this.forget(key);
       socket.destroy();
-      this.onRefused('timeout', remote, 0);
+      this.refused('timeout', remote);
     }, this.limits.connectTimeoutMs);
     const entry: Entry = { socket, remote, deadline };
     this.entries.set(key, entry);
@@ -99,6 +105,26 @@ export class PendingConnections {
       this.forget(key);
       e.socket.destroy();
     }
+  }
+
+  /**
+   * A flood makes thousands of these a second: each kind is logged at most once per
+   * connectTimeoutMs, with the number closed since.
+   */
+  private refused(why: PendingRefusal, remote: string): void {
+    this.count(why);
+    const now = this.deps.clock.now();
+    const last = this.logged.get(why);
+    if (last && now - last.atMs < this.limits.connectTimeoutMs) {
+      last.since++;
+      return;
+    }
+    this.logged.set(why, { atMs: now, since: 0 });
+    const { log } = this.deps;
+    const closedSince = last?.since ?? 0;
+    if (why === 'address') log.warn({ remote, limit: this.limits.perAddress, closedSince }, 'too many MQTT connections waiting to log in from one address; refused');
+    else if (why === 'evicted') log.warn({ remote, limit: this.limits.total, closedSince }, 'maxPendingConnections reached: the longest-waiting connection is closed to make room');
+    else log.info({ remote, connectTimeoutMs: this.limits.connectTimeoutMs, closedSince }, 'no MQTT CONNECT in time; connection closed');
   }
 
   private forget(key: string): void {
