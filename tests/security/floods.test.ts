@@ -7,6 +7,10 @@
 // a complete request still gets its answer.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { BrokerConfigSchema } from '../../gateway/broker/index.js';
 import { systemClock, type Clock } from '../../gateway/clock.js';
@@ -199,18 +203,26 @@ test('node sessions are bounded by maxClients apart from sockets still logging i
   }
 });
 
-test('a socket on the WebSocket port that never upgrades or sends CONNECT is closed at the CONNECT deadline too', async () => {
+test('sockets on the TLS and WebSocket ports that never finish the handshake or upgrade are closed at the CONNECT deadline too', async () => {
   const connectTimeoutMs = 1000;
-  const g = await startTestGateway({ nodes: ['node-a'], broker: { connectTimeoutMs, websocket: { port: 0 } } });
-  let idle: HeldSocket | undefined;
+  const pki = await mkdtemp(join(tmpdir(), 'heliomesh-floods-pki-'));
+  // A throw-away self-signed certificate: no handshake is ever finished with it.
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', join(pki, 'key.pem'), '-out', join(pki, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  const g = await startTestGateway({
+    nodes: ['node-a'],
+    broker: { connectTimeoutMs, tls: { port: 0, certPath: join(pki, 'cert.pem'), keyPath: join(pki, 'key.pem') }, websocket: { port: 0 } },
+  });
+  const idle: HeldSocket[] = [];
   try {
-    idle = await HeldSocket.open(g.broker.ports.ws!, floodFrom(0));
-    await until('the idle WebSocket-port socket closed', () => idle!.closed, connectTimeoutMs + 8000);
-    assert.ok(idle.heldMs >= connectTimeoutMs - 100, `held ${idle.heldMs} ms`);
-    assert.equal(g.broker.stats().refusedProtocol, 1);
+    idle.push(await HeldSocket.open(g.broker.ports.mqtts!, floodFrom(0)), await HeldSocket.open(g.broker.ports.ws!, floodFrom(1)));
+    await until('the idle TLS and WebSocket-port sockets closed', () => idle.every((s) => s.closed), connectTimeoutMs + 8000);
+    for (const s of idle) assert.ok(s.heldMs >= connectTimeoutMs - 100, `held ${s.heldMs} ms`);
+    assert.equal(g.broker.stats().refusedProtocol, 2);
   } finally {
-    idle?.destroy();
+    for (const s of idle) s.destroy();
     await g.stop();
+    await rm(pki, { recursive: true, force: true });
   }
 });
 
