@@ -14,9 +14,9 @@ export const HttpConfigSchema = z.object({
   /** Browser origins allowed to call the API ('*' for any); absent: no CORS headers. */
   cors: z.object({ origins: z.array(z.string().min(1)).min(1) }).optional(),
   /**
-   * A request's head must have arrived this long after the connection opened (or after the
-   * previous answer on a kept-alive one), or it gets 408 and the connection is closed. A head
-   * is at most 16 KiB (Node's limit): under 3 s even at 50 kbit/s.
+   * A request's head must have arrived this long after the connection opened (on a
+   * kept-alive one, after the next request's first byte), or it gets 408 and the connection
+   * is closed. A head is at most 16 KiB (Node's limit): under 3 s even at 50 kbit/s.
    */
   headersTimeoutMs: z.number().int().positive().default(10_000),
   /** The whole request, body included (at most maxBodyBytes), must have arrived by then: 1 MiB in 30 s is 280 kbit/s. */
