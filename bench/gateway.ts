@@ -128,8 +128,10 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       broker: {
         host: '127.0.0.1', port: 0, credentialsPath,
         maxClients: nodes + 10,
-        // Every bench node connects from 127.0.0.1: the per-address flood limit is not under test.
+        // Every bench node connects from 127.0.0.1, all at once: the per-address flood limits are not under test.
         connectsPerMinutePerAddress: nodes * 10,
+        maxPendingPerAddress: nodes + 10,
+        maxPendingConnections: nodes + 10,
       },
       model: { manifest: bundledManifestPath() },
     };

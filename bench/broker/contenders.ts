@@ -59,8 +59,10 @@ export async function contenders(publishers: number): Promise<Record<Contender, 
     host: '127.0.0.1',
     port: 0,
     credentialsPath: '(in memory)',
-    // Every run reconnects all clients from one address; the flood limit is not under test.
+    // Every run reconnects all clients from one address, at once; the flood limits are not under test.
     connectsPerMinutePerAddress: 10_000,
+    maxPendingPerAddress: 10_000,
+    maxPendingConnections: 10_000,
   });
 
   return {

@@ -1,5 +1,6 @@
 // The embedded MQTT broker: aedes on TCP and optionally TLS and WebSocket, with per-node authentication,
-// the node ACL, connection rate limits and a packet size limit. The gateway's own parts
+// the node ACL, connection rate limits, a budget for connections not yet logged in apart
+// from the nodes' sessions, and a packet size limit. The gateway's own parts
 // connect as one internal client with a secret made at start-up that exists only in memory.
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
@@ -16,6 +17,7 @@ import type { BrokerConfig } from './config.js';
 import { verifyPassword, type CredentialsFile } from './credentials.js';
 import { FrameGuard } from './frame-guard.js';
 import { inProcessPipe } from './in-process.js';
+import { connectionKey, PendingConnections } from './pending.js';
 
 /** The internal client's username; `$` cannot start a node id, so no node can claim it. */
 export const INTERNAL_USER = '$gateway';
@@ -44,6 +46,13 @@ export interface BrokerCounters {
    * other than CONNECT [MQTT-3.1.0-1], or no CONNECT within connectTimeoutMs.
    */
   refusedProtocol: number;
+  /**
+   * Connections not yet logged in that were closed for the pending budget: over
+   * maxPendingPerAddress (at once), or the longest-waiting one at maxPendingConnections.
+   */
+  refusedPending: number;
+  /** Logins refused because maxClients node sessions were open. */
+  refusedFull: number;
 }
 
 // Aedes' CONNACK codes (MQTT 3.1.1 §3.2.2.3).
@@ -52,6 +61,8 @@ const NOT_AUTHORIZED = 5;
 const SERVER_UNAVAILABLE = 3;
 
 const RATE_LIMITED = 'connection rate limit';
+/** aedes' error when its connectTimeout passes without a CONNECT (lib/client.js). */
+const AEDES_CONNECT_TIMEOUT = 'connect did not arrive in time';
 /** The remote address recorded for the in-process connection. */
 const IN_PROCESS = 'in-process';
 
@@ -71,7 +82,12 @@ export class Broker {
   private readonly slowClients = new WeakSet<Client>();
   /** Connected node sessions by node id (never the internal client), for revocation. */
   private readonly nodeClients = new Map<string, Client>();
-  private counters: BrokerCounters = { clients: 0, publishesIn: 0, bytesIn: 0, refusedAuth: 0, refusedAcl: 0, refusedRate: 0, refusedSize: 0, slowDisconnects: 0, refusedProtocol: 0 };
+  /** Authenticated node sessions (never the internal client), counted against maxClients. */
+  private readonly sessions = new Set<Client>();
+  /** Connection key (connectionKey) of each stream handed to aedes from a socket. */
+  private readonly keyOf = new WeakMap<object, string>();
+  private readonly pending: PendingConnections;
+  private counters: BrokerCounters = { clients: 0, publishesIn: 0, bytesIn: 0, refusedAuth: 0, refusedAcl: 0, refusedRate: 0, refusedSize: 0, slowDisconnects: 0, refusedProtocol: 0, refusedPending: 0, refusedFull: 0 };
   /** Ports actually bound (useful when configured as 0). */
   readonly ports: { mqtt?: number; mqtts?: number; ws?: number } = {};
   private webSockets: WebSocketServer | undefined;
@@ -80,6 +96,14 @@ export class Broker {
     this.internalSecret = randomBytes(32);
     this.internal = { username: INTERNAL_USER, password: this.internalSecret.toString('base64url') };
     this.acl = new NodeAcl(deps.patterns);
+    this.pending = new PendingConnections(
+      { connectTimeoutMs: config.connectTimeoutMs, perAddress: config.maxPendingPerAddress, total: config.maxPendingConnections },
+      { clock: deps.clock, log: deps.log },
+      (why) => {
+        if (why === 'timeout') this.counters.refusedProtocol++;
+        else this.counters.refusedPending++;
+      },
+    );
     this.aedes = new Aedes({
       drainTimeout: config.drainTimeoutMs,
       queueLimit: config.queueLimit,
@@ -87,6 +111,8 @@ export class Broker {
       keepaliveLimit: config.keepaliveLimitS,
       maxClientsIdLength: 64,
       preConnect: (client, _packet, done) => {
+        const key = this.keyOf.get(client.conn);
+        if (key !== undefined) this.pending.connectArrived(key);
         // aedes closes the connection only when refused with an error; `false` alone leaves it hanging.
         if (this.admit(client)) done(null, true);
         else done(new Error(RATE_LIMITED), false);
@@ -118,7 +144,10 @@ export class Broker {
       deps.log.debug({ clientId: client.id, err: err.message }, 'mqtt client error');
     });
     this.aedes.on('connectionError', (client, err) => {
-      // The rate limit's refusal arrives here too, and is counted as refusedRate.
+      // The rate limit's refusal arrives here too, and is counted as refusedRate. aedes' own
+      // connect timer starts after the pending deadline (at the hand-over, after any TLS
+      // handshake), so that deadline has closed and counted the connection already.
+      if (err.message === AEDES_CONNECT_TIMEOUT) return;
       if (err.message !== RATE_LIMITED) this.counters.refusedProtocol++;
       deps.log.info({ clientId: client.id, err: err.message }, 'mqtt connection refused');
     });
@@ -140,10 +169,13 @@ export class Broker {
 
   private async listenAll(): Promise<void> {
     const { config, deps } = this;
-    const plain = createServer((socket) => this.handleSocket(socket));
+    const plain = createServer((socket) => {
+      if (this.pending.accept(socket)) this.handleSocket(socket);
+    });
     this.ports.mqtt = await this.listen(plain, config.port);
     if (config.tls && deps.tls) {
       const secure = createTlsServer(this.tlsOptions(), (socket) => this.handleSocket(socket));
+      this.countPending(secure);
       this.logHandshakeFailures(secure);
       this.ports.mqtts = await this.listen(secure, config.tls.port);
     }
@@ -158,8 +190,22 @@ export class Broker {
     return { cert: tls?.cert, key: tls?.key, ca: tls?.ca, requestCert: required, rejectUnauthorized: required };
   }
 
+  /**
+   * TLS and WebSocket connections enter the pending budget at their TCP accept, before the
+   * handshake or upgrade, so those steps run inside the CONNECT deadline too. This listener
+   * goes first: a refused socket is closed before TLS or HTTP starts on it.
+   */
+  private countPending(server: Server): void {
+    server.prependListener('connection', (socket: Socket) => void this.pending.accept(socket));
+  }
+
   private logHandshakeFailures(server: TlsServer): void {
-    server.on('tlsClientError', (err, socket) => this.deps.log.info({ remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+      // A connection closed mid-handshake (by its peer, or by the pending budget or deadline,
+      // which count and log it themselves) is no failed handshake: a flood would log each.
+      const level = err.code === 'ECONNRESET' ? 'debug' : 'info';
+      this.deps.log[level]({ remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed');
+    });
   }
 
   private async listenWebSocket(ws: NonNullable<BrokerConfig['websocket']>): Promise<void> {
@@ -175,6 +221,7 @@ export class Broker {
     } else {
       http = createHttpServer(onRequest);
     }
+    this.countPending(http);
     this.webSockets = new WebSocketServer({
       server: http,
       path: ws.path,
@@ -184,7 +231,7 @@ export class Broker {
       maxPayload: this.config.maxPacketBytes + 5,
     });
     this.webSockets.on('connection', (socket, req) => {
-      const guard = this.handle(createWebSocketStream(socket), req.socket.remoteAddress ?? 'unknown');
+      const guard = this.handle(createWebSocketStream(socket), req.socket.remoteAddress ?? 'unknown', connectionKey(req.socket));
       socket.on('error', (err: Error & { code?: string }) => {
         // A packet the guard already refused by its header may still arrive as a message too large.
         if (err.code !== 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || guard.refused) return;
@@ -222,15 +269,19 @@ export class Broker {
 
   async close(): Promise<void> {
     // Stop accepting first; a server's close completes only once its connections have
-    // ended, which closing aedes (it disconnects every client) brings about.
+    // ended, which closing aedes (it disconnects every client) and closing the connections
+    // not yet handed to aedes (in a TLS handshake or before the WebSocket upgrade) bring about.
     const listening = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     this.webSockets?.close();
+    this.pending.closeAll();
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     await listening;
   }
 
+  // No maxConnections on the listeners: it would count the connections still logging in
+  // against the nodes' sessions, which is how a flood of silent sockets locked nodes out.
+  // The pending budget and maxClients bound the two apart.
   private listen(server: Server, port: number): Promise<number> {
-    server.maxConnections = this.config.maxClients;
     return new Promise((resolve, reject) => {
       server.once('error', (err) => reject(new Error(`cannot listen on ${this.config.host}:${port}: ${err.message} (is another broker running? choose another port)`)));
       server.listen(port, this.config.host, () => {
@@ -257,15 +308,16 @@ export class Broker {
     // Job frames travel hop by hop for every generated token: a frame's last partial TCP
     // segment must not wait on Nagle's algorithm for the previous segment's ACK.
     socket.setNoDelay(true);
-    this.handle(socket, socket.remoteAddress ?? 'unknown');
+    this.handle(socket, socket.remoteAddress ?? 'unknown', connectionKey(socket));
   }
 
-  private handle(socket: Duplex, remote: string): FrameGuard {
+  private handle(socket: Duplex, remote: string, key: string): FrameGuard {
     const guarded = new FrameGuard(socket, this.config.maxPacketBytes, (err) => {
       this.counters.refusedSize++;
       this.deps.log.warn({ remote, bytes: err.remainingLength, limit: err.maxPacketBytes }, 'oversized MQTT packet; connection closed');
     });
     this.addressOf.set(guarded, remote);
+    this.keyOf.set(guarded, key);
     this.aedes.handle(guarded);
     return guarded;
   }
@@ -307,6 +359,7 @@ export class Broker {
       const given = Buffer.from(password.toString(), 'base64url');
       if (given.length !== this.internalSecret.length || !timingSafeEqual(given, this.internalSecret)) return refuse('wrong internal secret');
       this.internalClients.add(client);
+      this.settlePending(client);
       return done(null, true);
     }
     const entry = this.deps.credentials.nodes[username];
@@ -321,7 +374,24 @@ export class Broker {
       return done(authError('password check failed', SERVER_UNAVAILABLE), false);
     }
     if (!ok) return refuse('wrong password');
+    // A node replacing its own session (aedes closes the old one) does not add to the count.
+    if (this.sessions.size >= this.config.maxClients && !this.nodeClients.has(username)) {
+      this.counters.refusedFull++;
+      this.deps.log.warn({ clientId: client.id, limit: this.config.maxClients }, 'MQTT login refused: maxClients node sessions are open');
+      return done(authError('server full', SERVER_UNAVAILABLE), false);
+    }
+    this.settlePending(client);
+    // A connection gone during the password check never becomes a session to count.
+    if (!client.conn.destroyed) {
+      this.sessions.add(client);
+      client.conn.once('close', () => this.sessions.delete(client));
+    }
     done(null, true);
+  }
+
+  private settlePending(client: Client): void {
+    const key = this.keyOf.get(client.conn);
+    if (key !== undefined) this.pending.settle(key);
   }
 
   /** `null` is the broker itself (wills, $SYS). */

@@ -48,10 +48,32 @@ export const BrokerConfigSchema = z.strictObject({
   drainTimeoutMs: z.number().int().positive().default(30_000),
   /** Packets queued per client before its session is established (aedes queueLimit). */
   queueLimit: z.number().int().positive().default(42),
-  connectTimeoutMs: z.number().int().positive().default(10_000),
+  /**
+   * A connection's CONNECT must have arrived this long after its TCP accept (a TLS handshake
+   * and a WebSocket upgrade included), or it is closed. A node sends CONNECT one round trip
+   * after the accept (two or three with TLS): 5 s is several round trips of a poor cellular
+   * link, and short enough that a flood of silent sockets holds each place briefly.
+   */
+  connectTimeoutMs: z.number().int().positive().default(5_000),
   /** Longest keep-alive a client may ask for, in seconds (aedes keepaliveLimit). */
   keepaliveLimitS: z.number().int().positive().default(900),
+  /**
+   * Node sessions at once (the gateway's own client not counted); one more login gets
+   * CONNACK 3, server unavailable. Connections still logging in do not count here.
+   */
   maxClients: z.number().int().positive().default(500),
+  /**
+   * Connections not yet logged in (from the TCP accept until the CONNECT is authenticated),
+   * over all addresses. When full, the one waiting longest is closed to make room: a node
+   * sends its CONNECT at once, a flood's sockets wait. The default lets a full broker's
+   * nodes all reconnect at once, as they do after the gateway restarts.
+   */
+  maxPendingConnections: z.number().int().positive().default(500),
+  /**
+   * Connections not yet logged in from one address; more are closed at once. The default
+   * is connectsPerMinutePerAddress' default: an address cannot log more in within a minute.
+   */
+  maxPendingPerAddress: z.number().int().positive().default(30),
   /**
    * The node ACL as MQTT filters, `{node}` standing for the node's id: where a node may
    * publish, and which filters its subscriptions must lie within.

@@ -79,7 +79,8 @@ export async function serveCompletion(kind: Kind, raw: unknown, req: IncomingMes
     throw asApiError(err);
   }
   // 'close' on the response: the socket is gone, or the answer was sent; only the first
-  // of those leaves the job unfinished.
+  // of those leaves the job unfinished. A client that only half-closed after its request is
+  // still listening (server.ts): its socket is gone only once a write to it fails.
   res.once('close', () => {
     if (!res.writableFinished) {
       deps.log.info({ job: handle.id, path: req.url }, 'client went away; cancelling its job');

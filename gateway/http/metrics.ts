@@ -20,6 +20,7 @@ export class ApiMetrics {
   readonly registry = new PromRegistry();
   private readonly requests: Counter<'route' | 'method' | 'status'>;
   private readonly badRequests: Counter<'status'>;
+  private readonly droppedConnections: Counter;
 
   constructor(sources: GatewaySources) {
     const registers = [this.registry];
@@ -28,6 +29,7 @@ export class ApiMetrics {
 
     this.requests = new Counter({ name: 'heliomesh_http_requests_total', help: 'HTTP requests answered, by route pattern, method and status (499: the client left first)', labelNames: ['route', 'method', 'status'], registers });
     this.badRequests = new Counter({ name: 'heliomesh_http_bad_requests_total', help: 'Requests refused for what the client sent (any 4xx), by status', labelNames: ['status'], registers });
+    this.droppedConnections = new Counter({ name: 'heliomesh_http_dropped_connections_total', help: 'Connections closed unanswered at http.maxConnections', registers });
 
     const jobs = () => sources.jobs.counters();
     total('heliomesh_jobs_submitted_total', 'Jobs accepted by the router', () => jobs().submitted);
@@ -75,7 +77,7 @@ export class ApiMetrics {
     total('heliomesh_broker_slow_disconnects_total', 'Clients disconnected for not draining their socket', () => broker()?.slowDisconnects ?? null);
     byLabel('heliomesh_broker_refused_total', 'Connections and packets the broker refused, by reason', 'reason', () => {
       const b = broker();
-      return b ? { auth: b.refusedAuth, acl: b.refusedAcl, rate: b.refusedRate, size: b.refusedSize, protocol: b.refusedProtocol } : null;
+      return b ? { auth: b.refusedAuth, acl: b.refusedAcl, rate: b.refusedRate, size: b.refusedSize, protocol: b.refusedProtocol, pending: b.refusedPending, full: b.refusedFull } : null;
     });
 
     const store = () => sources.store.stats();
@@ -131,6 +133,10 @@ export class ApiMetrics {
   request(route: string, method: string, status: number): void {
     this.requests.inc({ route, method: METHODS.has(method) ? method : 'other', status: String(status) });
     if (status >= 400 && status < 500 && status !== CLIENT_LEFT) this.badRequests.inc({ status: String(status) });
+  }
+
+  connectionDropped(): void {
+    this.droppedConnections.inc();
   }
 
   async exposition(): Promise<{ contentType: string; body: string }> {

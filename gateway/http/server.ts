@@ -4,7 +4,7 @@
 // routes' bodies live beside it. No input can crash the server: every handler runs inside
 // one try/catch that answers in OpenAI's error shape and counts the refusal.
 import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Clock } from '../clock.js';
@@ -65,7 +65,23 @@ export class HttpApi {
     this.keyDigest = deps.apiKey === undefined ? undefined : digest(deps.apiKey);
     this.completion = { jobs: sources.jobs, clock: deps.clock, log: deps.log, seed: deps.seed ?? (() => randomInt(0, 2 ** 31)) };
     this.routes = this.table();
-    this.server = createServer((req, res) => void this.handle(req, res));
+    this.server = createServer({
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      keepAliveTimeout: config.keepAliveTimeoutMs,
+      // Node checks the two request timeouts on this period (30 s by default, which let a
+      // slow client stay half a minute past them): four checks per headersTimeoutMs close
+      // a slow client within a quarter of its timeout past it.
+      connectionsCheckingInterval: Math.max(1, Math.floor(config.headersTimeoutMs / 4)),
+    }, (req, res) => void this.handle(req, res));
+    this.server.maxConnections = config.maxConnections;
+    this.server.on('drop', () => this.metrics.connectionDropped());
+    // HTTP/1.1 frames a request by its length, never by the connection's end: a client that
+    // half-closes (sends its FIN) after a complete request is done sending, not gone, and
+    // gets its answer; the connection ends after it. Node's default instead ends our side
+    // at once, so the answer had nowhere to go and the job was cancelled. A client that is
+    // really gone shows as the response's 'close' before it finished (a write meets its reset).
+    Object.assign(this.server, { httpAllowHalfOpen: true });
     // `Expect: 100-continue` (curl sends it for bodies over 1 KiB): a body declared too large
     // is refused before the client sends it, and the connection closed, since the client
     // may then either send nothing or send it anyway.
@@ -75,10 +91,11 @@ export class HttpApi {
       void this.handle(req, res);
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      // Unparseable HTTP never reaches a route; it still counts as a bad request.
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      // Unparseable HTTP never reaches a route; it still counts as a bad request. So does a
+      // head or request not complete within headersTimeoutMs or requestTimeoutMs (408).
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       this.metrics.request('unparsed', 'other', status);
-      if (socket.writable) socket.end(`HTTP/1.1 ${status} Bad Request\r\nconnection: close\r\n\r\n`);
+      if (socket.writable) socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\n\r\n`);
       else socket.destroy();
     });
   }

@@ -104,6 +104,10 @@ export interface BrokerStats {
   slowDisconnects: number;
   /** Connections closed before a session: not MQTT, no CONNECT first, or none in time. */
   refusedProtocol: number;
+  /** Connections not yet logged in, closed for the pending budget (per address, or in total). */
+  refusedPending: number;
+  /** Logins refused at maxClients sessions. */
+  refusedFull: number;
   droppedPoints?: number;
 }
 

@@ -98,6 +98,8 @@ export const SCHEMA: Omit<ISchemaOptions, 'database'>[] = [
       refusedSize: FieldType.INTEGER,
       slowDisconnects: FieldType.INTEGER,
       refusedProtocol: FieldType.INTEGER,
+      refusedPending: FieldType.INTEGER,
+      refusedFull: FieldType.INTEGER,
       droppedPoints: FieldType.INTEGER,
     },
   },

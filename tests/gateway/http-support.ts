@@ -177,7 +177,7 @@ export async function startApi(http: HttpConfigInput = {}, opts: { apiKey?: stri
   const cap = captureLog();
   const jobs = new FakeJobs(opts.tokenMs);
   const registry = fleetRegistry(Date.now());
-  const broker = { up: true, stats: { clients: 3, publishesIn: 40, bytesIn: 9000, refusedAuth: 2, refusedAcl: 1, refusedRate: 0, refusedSize: 0, slowDisconnects: 0, refusedProtocol: 0 } };
+  const broker = { up: true, stats: { clients: 3, publishesIn: 40, bytesIn: 9000, refusedAuth: 2, refusedAcl: 1, refusedRate: 0, refusedSize: 0, slowDisconnects: 0, refusedProtocol: 0, refusedPending: 0, refusedFull: 0 } };
   const store: StoreStats = { buffered: 12, dropped: 3, written: 700, outage: true, refused: 0 };
   const sources: GatewaySources = {
     jobs,

@@ -9,6 +9,7 @@ import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { addNode, type Broker, type BrokerConfigInput } from '../../gateway/broker/index.js';
 import { systemClock, type Clock } from '../../gateway/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
+import type { HttpConfigInput } from '../../gateway/http/index.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import { captureLog, type Captured } from '../support/log.js';
 import { until as waitUntil } from '../support/until.js';
@@ -31,6 +32,8 @@ export interface TestGateway {
 export async function startTestGateway(opts: {
   nodes: string[];
   broker?: Partial<BrokerConfigInput>;
+  /** The HTTP API's settings; absent, the gateway serves no HTTP. */
+  http?: HttpConfigInput;
   clock?: Clock;
   /** Files to put in the folder before the gateway starts (TLS material). */
   prepare?: (dir: string) => void | Promise<void>;
@@ -41,7 +44,7 @@ export async function startTestGateway(opts: {
   for (const n of opts.nodes) passwords[n] = await addNode(credentialsPath, n);
   await opts.prepare?.(dir);
   const cap = captureLog();
-  const config = parseGatewayConfig({ fleet: FLEET, broker: { host: '127.0.0.1', port: 0, credentialsPath, ...opts.broker } });
+  const config = parseGatewayConfig({ fleet: FLEET, broker: { host: '127.0.0.1', port: 0, credentialsPath, ...opts.broker }, http: opts.http });
   let gw: Gateway;
   try {
     gw = await startGateway(config, { clock: opts.clock ?? systemClock, log: cap.log });
