@@ -109,8 +109,8 @@ export class NodeLink {
   private readonly held = new Map<string, HeldRecord[]>();
   /** What each node's accepted birth declared, to read its later messages against. */
   private readonly declared = new Map<string, DeclaredBounds>();
-  /** Per node: when its last refusal was logged, and how many went unlogged since. */
-  private readonly refusalLog = new Map<string, { atMs: number; unlogged: number }>();
+  /** Per node: when its last refusal was logged, and how many were refused since. */
+  private readonly refusalLog = new Map<string, { atMs: number; since: number }>();
 
   constructor(
     private readonly config: LinkConfig,
@@ -279,19 +279,21 @@ export class NodeLink {
   }
 
   /**
-   * A node beyond its bounds sends the same wrong number every slot, or floods it: one line
-   * per node per minute (on the gateway's clock) says what, the next how many followed.
+   * A node beyond its bounds sends the same wrong number every slot, or floods it: one
+   * warning per node per minute (on the gateway's clock) says what, the next how many
+   * followed; the others are debug lines, seen only when debugging.
    */
   private logRefusal(nodeId: string, topic: string, error: string): void {
     const now = this.deps.clock.now();
     const last = this.refusalLog.get(nodeId);
     if (last && now - last.atMs < REFUSAL_LOG_MS) {
-      last.unlogged++;
+      last.since++;
+      this.deps.log.debug({ node: nodeId, topic, err: error }, 'node message refused');
       return;
     }
     // Node ids are the broker's authenticated clients, so this stays small; bounded all the same.
     if (!last && this.refusalLog.size >= HOLD_NODES) this.refusalLog.delete(this.refusalLog.keys().next().value!);
-    this.refusalLog.set(nodeId, { atMs: now, unlogged: 0 });
-    this.deps.log.warn({ node: nodeId, topic, err: error, unloggedSince: last?.unlogged ?? 0 }, 'node message refused');
+    this.refusalLog.set(nodeId, { atMs: now, since: 0 });
+    this.deps.log.warn({ node: nodeId, topic, err: error, refusedSinceLast: last?.since ?? 0 }, 'node message refused');
   }
 }
