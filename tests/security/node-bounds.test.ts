@@ -15,14 +15,14 @@ import { systemClock, type Clock } from '../../gateway/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import {
-  PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeJson, nodeTopics, parseJobControl, type JobReport, type NodeProfile, type StateMessage,
+  MAX_NODE_W, MAX_PANEL_W, MIN_CAPACITY_J, MAX_POWER_MODES, MAX_QUEUE_CAPACITY, MAX_SLOT_MS, PROTOCOL_VERSION, decodeFrame, maxDrawJ, maxHarvestJ, encodeFrame, encodeJson, nodeTopics, parseJobControl, type JobReport, type NodeProfile, type StateMessage,
 } from '../../protocol/index.js';
 import { captureLog, type Captured } from '../support/log.js';
 import { slotRecord } from '../support/protocol-messages.js';
 import { FLEET, open, until } from './support.js';
 
 const KEY = 'node-bounds-api-key-3c9e41';
-const ATTACKERS = ['pi-a', 'pi-panel', 'pi-b1', 'pi-b2', 'pi-b3', 'pi-b4', 'pi-b5', 'pi-c'];
+const ATTACKERS = ['pi-a', 'pi-panel', 'pi-b1', 'pi-b2', 'pi-b3', 'pi-b4', 'pi-b5', 'pi-c', 'pi-edge'];
 /** Nodes that serve the model's other groups honestly in the job test. */
 const HONEST = ['pi-h2', 'pi-h3', 'pi-h4', 'pi-h5', 'pi-h6', 'pi-h7'];
 
@@ -43,6 +43,7 @@ function piBirth(nodeId: string, profile: NodeProfile, over: Record<string, unkn
 
 let dir: string;
 let gw: Gateway;
+let levels: number;
 let cap: Captured;
 let base: string;
 let mqttUrl: string;
@@ -64,6 +65,7 @@ before(async () => {
     http: { host: '127.0.0.1', port: 0, apiKey: KEY },
     router: { hopTimeoutMs: 10_000, reportTimeoutMs: 2_000 },
   });
+  levels = config.registry.levels;
   gw = await startGateway(config, { clock, log: cap.log });
   base = `http://127.0.0.1:${gw.http!.port}`;
   mqttUrl = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
@@ -188,6 +190,38 @@ test('births with impossible batteries, κ and queues are refused, counted and n
   await again.publishAsync(nodeTopics(FLEET, 'pi-b1').state, encodeJson(births[0]![1]), { qos: 1 });
   await until('a minute later, logged again', () => refusalLines('pi-b1').length === 2, 10_000);
   assert.equal(refusalLines('pi-b1')[1]!.refusedSinceLast, 1, 'the warning says how many were refused since the last');
+});
+
+test('at the edge of every bound, the harvest law the solver gets is sized by the configured levels, not by what the node said', async () => {
+  const id = 'pi-edge';
+  const e = await node(id);
+  const topics = nodeTopics(FLEET, id);
+  // The smallest battery under the largest panel for the longest slot: each slot harvests
+  // 2.16 MJ, 600,000 quanta of 3.6 J. All 16 modes, each costing the whole battery, and the
+  // largest queue.
+  const modes = Array.from({ length: MAX_POWER_MODES }, (_, i) => ({ powerMode: i + 1, name: `m${i + 1}`, kappa: i + 1, costJ: Math.min(MIN_CAPACITY_J, maxDrawJ((i + 1) * MAX_SLOT_MS)) }));
+  const profile = piProfile({
+    slotMs: MAX_SLOT_MS, capacityJ: MIN_CAPACITY_J, panelPeakW: MAX_PANEL_W, queueCapacity: MAX_QUEUE_CAPACITY, modes,
+    thresholds: { eThJ: 36, eThUpJ: 72, criticalJ: 10 },
+    modeTable: [{ minFraction: 0, powerMode: 1 }, { minFraction: 0.5, powerMode: MAX_POWER_MODES }],
+  });
+  await e.publishAsync(topics.state, encodeJson(piBirth(id, profile, { batteryJ: MIN_CAPACITY_J })), { qos: 1, retain: true });
+  await until('pi-edge born', () => gw.registry.get(id) !== undefined, 10_000);
+  const slots = 30; // past the estimator's 24 slots before it is trusted
+  for (let seq = 0; seq < slots; seq++) {
+    const r = slotRecord(id, seq, {
+      slotStartMs: 1_700_000_000_000 + seq * MAX_SLOT_MS, slotMs: MAX_SLOT_MS, harvestJ: maxHarvestJ(MAX_SLOT_MS, MAX_PANEL_W),
+      consumedJ: MAX_NODE_W * (MAX_SLOT_MS / 1000), batteryJ: MIN_CAPACITY_J, batteryPct: 100, powerMode: MAX_POWER_MODES, queue: MAX_QUEUE_CAPACITY,
+    });
+    await e.publishAsync(topics.slot, encodeJson(r), { qos: 1 });
+  }
+  await until('every record taken', () => gw.registry.get(id)?.lastSeq === slots - 1, 10_000);
+  const n = gw.registry.get(id)!;
+  await until('the node\'s own harvest law solved', () => n.solvedPmf !== undefined && n.solvedPmf !== n.profile.priorHarvestPmf && n.solved !== undefined, 30_000);
+  // E_max + the largest C_E, each `levels` quanta here (C_E ≤ capacity): 201 levels, not 600,001.
+  assert.equal(n.solvedPmf!.length, 2 * levels + 1, 'the harvest law ends at E_max + the largest C_E');
+  assert.notEqual((await apiNodes()).find((v) => v.node === id)?.qLim, null, 'and the solver answered');
+  assert.equal(await refused('slot', 'beyond-profile'), 1, 'only the earlier test\'s record was beyond its profile');
 });
 
 /**
