@@ -6,13 +6,13 @@
 // topic, is logged with the node and dropped: nothing a node sends can crash the gateway.
 // Every number is held to the physical bounds of protocol/bounds.ts: the schemas' bounds of
 // any node, then here the bounds of the node's own birth (its battery, panel, slot, modes
-// and queue). What is beyond them is refused, counted by kind and reason, and logged at
+// and queue). What is beyond them is refused, counted by kind and reason, and warned of at
 // most once per node per minute; it reaches neither the registry nor the router.
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
   eventBeyondProfile, fleetFilter, isFrame, jobEnergyBeyondProfile, parseEvent, parseJobReport, parseNodeTopic, parseSlotRecord, parseState,
-  slotBeyondProfile, MAX_CAPACITY_J, MAX_SLOT_MS, type BeyondProfile, type DeclaredBounds, type NodeProfile,
+  slotBeyondProfile, type BeyondProfile, type DeclaredBounds, type NodeProfile,
 } from '../protocol/index.js';
 import type { Clock } from './clock.js';
 import type { ChainProfile, Registry, SlotReport } from './registry.js';
@@ -212,7 +212,9 @@ export class NodeLink {
     if (isFrame(payload)) return false;
     const r = parseJobReport(payload);
     if (!r.ok || r.value.type !== 'report') return false;
-    const beyond = jobEnergyBeyondProfile(r.value, this.declared.get(nodeId) ?? { slotMs: MAX_SLOT_MS, capacityJ: MAX_CAPACITY_J, queueCapacity: 0, modes: [] });
+    // A node without a birth serves no job: the router counts its report as stale.
+    const declared = this.declared.get(nodeId);
+    const beyond = declared && jobEnergyBeyondProfile(r.value, declared);
     if (!beyond) return false;
     const job = this.deps.jobs?.job?.(`job-${r.value.jobId}`);
     if (!job?.served.some((g) => g.nodes.includes(nodeId))) return false;
