@@ -4,10 +4,15 @@
 // frames and reports to the router (which validates them), and tells it when a node enters
 // power saving or anything changed that could free a place for a waiting job. A payload that fails validation, or that names another node than its
 // topic, is logged with the node and dropped: nothing a node sends can crash the gateway.
+// Every number is held to the physical bounds of protocol/bounds.ts: the schemas' bounds of
+// any node, then here the bounds of the node's own birth (its battery, panel, slot, modes
+// and queue). What is beyond them is refused, counted by kind and reason, and warned of at
+// most once per node per minute; it reaches neither the registry nor the router.
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
-  fleetFilter, parseEvent, parseNodeTopic, parseSlotRecord, parseState, type NodeProfile,
+  eventBeyondProfile, fleetFilter, isFrame, jobEnergyBeyondProfile, parseEvent, parseJobReport, parseNodeTopic, parseSlotRecord, parseState,
+  slotBeyondProfile, type BeyondProfile, type DeclaredBounds, type NodeProfile,
 } from '../protocol/index.js';
 import type { Clock } from './clock.js';
 import type { ChainProfile, Registry, SlotReport } from './registry.js';
@@ -52,15 +57,27 @@ export interface JobSink {
   jobOut(nodeId: string, payload: Buffer): void;
   nodePowerSaving(nodeId: string): void;
   wake(): void;
+  /** The job `job-<jobId>` and the nodes that served it, while the sink keeps it. */
+  job?(id: string): { served: Array<{ nodes: string[] }> } | undefined;
 }
+
+/** Which message a refusal was of. */
+export type RefusedKind = 'state' | 'slot' | 'event' | 'job-report';
+/**
+ * Why: not a message of the protocol; a number beyond the bounds of any node; beyond the
+ * node's own profile; naming another node; or a profile the chain refuses.
+ */
+export type RefusedReason = 'malformed' | 'out-of-range' | 'beyond-profile' | 'other-node' | 'chain';
 
 export interface LinkCounters {
   /** Messages on the fleet's state, slot and event topics. */
   messages: number;
-  /** Refused: not JSON, wrong schema, oversized, naming another node, or a profile the chain refuses. */
+  /** Refused: not JSON, wrong schema, oversized, out of bounds, naming another node, or a profile the chain refuses. */
   invalid: number;
   /** Births whose nextSeq went back within the epoch: the node would send numbers already stored. */
   seqRewinds: number;
+  /** The refusals by kind and reason (job reports counted here only). */
+  refused?: Partial<Record<RefusedKind, Partial<Record<RefusedReason, number>>>>;
 }
 
 /** Well-formed messages the registry had no use for, by why. */
@@ -82,10 +99,20 @@ export interface IgnoredCounters {
 const HOLD_PER_NODE = 1024;
 const HOLD_NODES = 1024;
 
+/** A node's refusals beyond its bounds are logged at most this often: its first says what was wrong, the next one how many followed. */
+const REFUSAL_LOG_MS = 60_000;
+
+/** A slot record held until its node's birth, with the slot's length its bounds need. */
+type HeldRecord = SlotReport & { slotMs: number };
+
 export class NodeLink {
-  readonly counters: LinkCounters = { messages: 0, invalid: 0, seqRewinds: 0 };
+  readonly counters: LinkCounters & Required<Pick<LinkCounters, 'refused'>> = { messages: 0, invalid: 0, seqRewinds: 0, refused: {} };
   readonly ignored: IgnoredCounters = { unknownNode: 0, duplicateSlots: 0, heldDropped: 0 };
-  private readonly held = new Map<string, SlotReport[]>();
+  private readonly held = new Map<string, HeldRecord[]>();
+  /** What each node's accepted birth declared, to read its later messages against. */
+  private readonly declared = new Map<string, DeclaredBounds>();
+  /** Per node: when its last refusal was logged, and how many were refused since. */
+  private readonly refusalLog = new Map<string, { atMs: number; since: number }>();
 
   constructor(
     private readonly config: LinkConfig,
@@ -115,8 +142,9 @@ export class NodeLink {
     this.counters.messages++;
     const { registry, clock, jobs } = this.deps;
     if (t.kind === 'jobOut') {
-      // The router validates frames and reports itself (it never throws).
-      jobs?.jobOut(t.nodeId, payload);
+      // The router validates frames and reports itself (it never throws); an energy report
+      // beyond the node's bounds about a job it serves stops here.
+      if (!this.jobReportBeyond(t.nodeId, topic, payload)) jobs?.jobOut(t.nodeId, payload);
       return;
     }
     const now = clock.now();
@@ -126,11 +154,12 @@ export class NodeLink {
           // An empty retained payload clears the topic; it carries no state.
           if (payload.length === 0) return;
           const r = parseState(payload);
-          if (!r.ok) return this.invalid(t.nodeId, topic, r.error);
-          if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
+          if (!r.ok) return this.invalid(t.nodeId, topic, r.error, 'state', r.outOfRange ? 'out-of-range' : 'malformed');
+          if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`, 'state', 'other-node');
           if (r.value.status === 'online') {
             const b = r.value;
             const seq = registry.birth(t.nodeId, chainProfile(b.profile, this.config), now, b.nextSeq === undefined ? undefined : { next: b.nextSeq, epoch: b.seqEpoch });
+            this.declared.set(t.nodeId, b.profile);
             if (seq === 'rewound') {
               this.counters.seqRewinds++;
               this.deps.log.warn({ node: t.nodeId, nextSeq: b.nextSeq, lastSeq: registry.get(t.nodeId)?.lastSeq }, 'birth went back in its count: records already stored are refused as repeats');
@@ -143,11 +172,14 @@ export class NodeLink {
         }
         case 'slot': {
           const r = parseSlotRecord(payload);
-          if (!r.ok) return this.invalid(t.nodeId, topic, r.error);
-          if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
+          if (!r.ok) return this.invalid(t.nodeId, topic, r.error, 'slot', r.outOfRange ? 'out-of-range' : 'malformed');
+          if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`, 'slot', 'other-node');
           const s = r.value;
-          const report: SlotReport = {
-            seq: s.seq, slotStartMs: s.slotStartMs, batteryJ: s.batteryJ, harvestJ: s.harvestJ, consumedJ: s.consumedJ,
+          const declared = this.declared.get(t.nodeId);
+          const beyond = declared && slotBeyondProfile(s, declared);
+          if (beyond) return this.beyond(t.nodeId, topic, 'slot', beyond);
+          const report: HeldRecord = {
+            seq: s.seq, slotStartMs: s.slotStartMs, slotMs: s.slotMs, batteryJ: s.batteryJ, harvestJ: s.harvestJ, consumedJ: s.consumedJ,
             gamma: s.gamma, powerMode: s.powerMode, queue: s.queue,
           };
           const taken = registry.slot(t.nodeId, report, now);
@@ -159,8 +191,11 @@ export class NodeLink {
         }
         case 'event': {
           const r = parseEvent(payload);
-          if (!r.ok) return this.invalid(t.nodeId, topic, r.error);
-          if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`);
+          if (!r.ok) return this.invalid(t.nodeId, topic, r.error, 'event', r.outOfRange ? 'out-of-range' : 'malformed');
+          if (r.value.nodeId !== t.nodeId) return this.invalid(t.nodeId, topic, `names node ${r.value.nodeId}`, 'event', 'other-node');
+          const declared = this.declared.get(t.nodeId);
+          const beyond = declared && eventBeyondProfile(r.value, declared);
+          if (beyond) return this.beyond(t.nodeId, topic, 'event', beyond);
           if (!registry.state(t.nodeId, { gamma: r.value.gamma, powerMode: r.value.powerMode, batteryJ: r.value.batteryJ }, now)) this.unknown(t.nodeId, topic);
           else this.gammaSeen(t.nodeId, r.value.gamma);
           return;
@@ -170,8 +205,27 @@ export class NodeLink {
       }
     } catch (err) {
       // The registry refused a well-formed message (its checks of the chain's parameters).
-      this.invalid(t.nodeId, topic, (err as Error).message);
+      this.invalid(t.nodeId, topic, (err as Error).message, t.kind === 'slot' || t.kind === 'event' ? t.kind : 'state', 'chain');
     }
+  }
+
+  /**
+   * True when `payload` is an energy report beyond the node's bounds about a job the node
+   * serves: refused here. Frames, other reports and reports about no job of the node's go
+   * on to the router, which validates them and counts the stale ones.
+   */
+  private jobReportBeyond(nodeId: string, topic: string, payload: Buffer): boolean {
+    if (isFrame(payload)) return false;
+    const r = parseJobReport(payload);
+    if (!r.ok || r.value.type !== 'report') return false;
+    // A node without a birth serves no job: the router counts its report as stale.
+    const declared = this.declared.get(nodeId);
+    const beyond = declared && jobEnergyBeyondProfile(r.value, declared);
+    if (!beyond) return false;
+    const job = this.deps.jobs?.job?.(`job-${r.value.jobId}`);
+    if (!job?.served.some((g) => g.nodes.includes(nodeId))) return false;
+    this.beyond(nodeId, topic, 'job-report', beyond);
+    return true;
   }
 
   /** γ = 0 moves the node's jobs elsewhere; any report may have freed a place for a waiting job. */
@@ -186,7 +240,7 @@ export class NodeLink {
   }
 
   /** Keeps a slot record of a node without a birth until the birth comes (see HOLD_PER_NODE). */
-  private hold(nodeId: string, report: SlotReport, topic: string): void {
+  private hold(nodeId: string, report: HeldRecord, topic: string): void {
     let list = this.held.get(nodeId);
     if (!list && this.held.size >= HOLD_NODES) return this.unknown(nodeId, topic);
     if (!list) this.held.set(nodeId, (list = []));
@@ -204,8 +258,12 @@ export class NodeLink {
     if (!list) return;
     this.held.delete(nodeId);
     list.sort((a, b) => a.seq - b.seq);
+    const declared = this.declared.get(nodeId);
     for (const report of list) {
-      if (this.deps.registry.slot(nodeId, report, now) === 'duplicate') this.ignored.duplicateSlots++;
+      // Held before there was a profile to read them against: read now.
+      const beyond = declared && slotBeyondProfile(report, declared);
+      if (beyond) this.beyond(nodeId, `slot (held record ${report.seq})`, 'slot', beyond);
+      else if (this.deps.registry.slot(nodeId, report, now) === 'duplicate') this.ignored.duplicateSlots++;
     }
     this.deps.log.info({ node: nodeId, records: list.length }, 'slot records held before the node\'s birth taken');
   }
@@ -216,8 +274,34 @@ export class NodeLink {
     this.deps.log.debug({ node: nodeId, topic }, 'report from a node without a birth ignored');
   }
 
-  private invalid(nodeId: string, topic: string, error: string): void {
+  private invalid(nodeId: string, topic: string, error: string, kind: RefusedKind, reason: RefusedReason): void {
     this.counters.invalid++;
-    this.deps.log.warn({ node: nodeId, topic, err: error }, 'node message refused');
+    const byKind = (this.counters.refused[kind] ??= {});
+    byKind[reason] = (byKind[reason] ?? 0) + 1;
+    if (reason === 'out-of-range' || reason === 'beyond-profile') this.logRefusal(nodeId, topic, error);
+    else this.deps.log.warn({ node: nodeId, topic, err: error }, 'node message refused');
+  }
+
+  private beyond(nodeId: string, topic: string, kind: RefusedKind, b: BeyondProfile): void {
+    this.invalid(nodeId, topic, `${kind}: ${b.message}`, kind, 'beyond-profile');
+  }
+
+  /**
+   * A node beyond its bounds sends the same wrong number every slot, or floods it: one
+   * warning per node per minute (on the gateway's clock) says what, the next how many
+   * followed; the others are debug lines, seen only when debugging.
+   */
+  private logRefusal(nodeId: string, topic: string, error: string): void {
+    const now = this.deps.clock.now();
+    const last = this.refusalLog.get(nodeId);
+    if (last && now - last.atMs < REFUSAL_LOG_MS) {
+      last.since++;
+      this.deps.log.debug({ node: nodeId, topic, err: error }, 'node message refused');
+      return;
+    }
+    // Node ids are the broker's authenticated clients, so this stays small; bounded all the same.
+    if (!last && this.refusalLog.size >= HOLD_NODES) this.refusalLog.delete(this.refusalLog.keys().next().value!);
+    this.refusalLog.set(nodeId, { atMs: now, since: 0 });
+    this.deps.log.warn({ node: nodeId, topic, err: error, refusedSinceLast: last?.since ?? 0 }, 'node message refused');
   }
 }

@@ -2,3 +2,4 @@
 export * from './topics.js';
 export * from './messages.js';
 export * from './frame.js';
+export * from './bounds.js';

@@ -1,6 +1,10 @@
 // JSON messages on the node topics, as zod schemas. Every parser takes the raw MQTT payload
 // and never throws: a payload from the wire is either a typed value or a reason.
 import { z } from 'zod';
+import {
+  MAX_BLOCK_INDEX, MAX_CAPACITY_J, MAX_JOB_MS, MAX_NODE_W, MAX_PANEL_W, MAX_POWER_MODES, MAX_QUEUE_CAPACITY, MAX_RECORD_SLOT_MS,
+  MAX_SAMPLE_HZ, MAX_SLOT_MS, MIN_CAPACITY_J, MIN_SLOT_MS, eventBeyondProfile, maxDrawJ, maxHarvestJ,
+} from './bounds.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -8,17 +12,19 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_JSON_BYTES = 16 * 1024;
 
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/, 'must be 1–63 letters, digits, "_" or "-", starting with a letter or digit');
-const joules = z.number().finite().nonnegative();
+// Every energy a node states is at most the largest battery there is (protocol/bounds.ts);
+// the per-message bounds below and the node's own profile narrow it further.
+const joules = z.number().finite().nonnegative().max(MAX_CAPACITY_J);
 const ms = z.number().int().nonnegative();
 
 /** One row of the power-mode table: the paper's PM index, κ at δ, and C_E in joules. */
 export const powerModeEntrySchema = z.object({
   /** 1..n; 0 is reserved for power saving (SPEC.md §3). */
-  powerMode: z.number().int().min(1),
+  powerMode: z.number().int().min(1).max(MAX_POWER_MODES),
   /** cpufreq operating point name in the node's hardware config. */
-  name: z.string().min(1),
-  /** κ(PM): slots one job occupies (≥ 1). */
-  kappa: z.number().int().min(1),
+  name: z.string().min(1).max(40),
+  /** κ(PM): slots one job occupies (≥ 1); κ × δ ≤ MAX_JOB_MS is checked with the profile. */
+  kappa: z.number().int().min(1).max(MAX_JOB_MS / MIN_SLOT_MS),
   /** C_E(PM): energy one job costs, J. */
   costJ: joules,
 });
@@ -27,7 +33,7 @@ export type PowerModeEntry = z.infer<typeof powerModeEntrySchema>;
 /** Dynamic power-mode table (SPEC.md §3): at or above `minFraction` of capacity use `powerMode`. */
 export const modeStepSchema = z.object({
   minFraction: z.number().min(0).max(1),
-  powerMode: z.number().int().min(1),
+  powerMode: z.number().int().min(1).max(MAX_POWER_MODES),
 });
 export type ModeStep = z.infer<typeof modeStepSchema>;
 
@@ -60,23 +66,41 @@ export function checkThresholds(t: Thresholds, capacityJ: number, ctx: z.Refinem
 export const shardRefSchema = z.object({
   model: z.string().min(1),
   /** First and last transformer block held, inclusive. */
-  firstBlock: z.number().int().nonnegative(),
-  lastBlock: z.number().int().nonnegative(),
+  firstBlock: z.number().int().nonnegative().max(MAX_BLOCK_INDEX),
+  lastBlock: z.number().int().nonnegative().max(MAX_BLOCK_INDEX),
   sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
+
+/** A bound that ties two numbers of one message together (a `custom` issue, counted as out of range). */
+function outOfRange(ctx: z.RefinementCtx, path: PropertyKey[], message: string): void {
+  ctx.addIssue({ code: 'custom', path, message, params: { bound: true } });
+}
+
+/** A job's cost is drawn over its κ slots, from the battery, by the board: both bound it. */
+function checkCosts(p: { slotMs: number; capacityJ: number; modes: PowerModeEntry[] }, ctx: z.RefinementCtx): void {
+  p.modes.forEach((m, i) => {
+    const jobMs = m.kappa * p.slotMs;
+    if (jobMs > MAX_JOB_MS) outOfRange(ctx, ['modes', i, 'kappa'], `κ ${m.kappa} × slotMs ${p.slotMs} is longer than the ${MAX_JOB_MS} ms a job may last`);
+    if (m.costJ > p.capacityJ) outOfRange(ctx, ['modes', i, 'costJ'], `costJ ${m.costJ} J is above the battery capacity of ${p.capacityJ} J`);
+    else if (m.costJ > maxDrawJ(jobMs)) outOfRange(ctx, ['modes', i, 'costJ'], `costJ ${m.costJ} J over κ × slotMs = ${jobMs} ms is above what a ${MAX_NODE_W} W board can draw`);
+  });
+}
 
 export const profileSchema = z.object({
   group: id,
   shard: shardRefSchema.optional(),
-  slotMs: z.number().int().positive(),
-  capacityJ: z.number().positive(),
+  slotMs: z.number().int().min(MIN_SLOT_MS).max(MAX_SLOT_MS),
+  capacityJ: z.number().min(MIN_CAPACITY_J).max(MAX_CAPACITY_J),
+  /** The panel's peak power at STC, W: when given, a slot's harvest is bounded by it rather than by the largest panel. */
+  panelPeakW: z.number().positive().max(MAX_PANEL_W).optional(),
   thresholds: thresholdsSchema,
-  modes: z.array(powerModeEntrySchema).min(1),
-  modeTable: z.array(modeStepSchema).min(1),
-  queueCapacity: z.number().int().min(1),
+  modes: z.array(powerModeEntrySchema).min(1).max(MAX_POWER_MODES),
+  modeTable: z.array(modeStepSchema).min(1).max(MAX_POWER_MODES),
+  queueCapacity: z.number().int().min(1).max(MAX_QUEUE_CAPACITY),
 }).superRefine((p, ctx) => {
   checkTable(p.modes, p.modeTable, ctx, ['modeTable']);
   checkThresholds(p.thresholds, p.capacityJ, ctx, ['thresholds']);
+  checkCosts(p, ctx);
 });
 export type NodeProfile = z.infer<typeof profileSchema>;
 
@@ -87,7 +111,7 @@ export const stateMessageSchema = z.discriminatedUnion('status', [
     // The node's state when the birth was sent (it is re-sent on every γ change), so a
     // gateway that (re)starts knows at once which nodes can take jobs.
     gamma: z.union([z.literal(0), z.literal(1)]).optional(),
-    powerMode: z.number().int().nonnegative().optional(),
+    powerMode: z.number().int().nonnegative().max(MAX_POWER_MODES).optional(),
     batteryJ: joules.optional(),
     // The sequence number the node's next slot record will carry. A birth comes with every
     // connect: this tells a reconnect, whose records continue the sequence (and whose gaps
@@ -96,6 +120,10 @@ export const stateMessageSchema = z.discriminatedUnion('status', [
     // Drawn when the node's count starts at 0, and kept with it: a new epoch says the count
     // started again, whatever numbers it has reached since.
     seqEpoch: z.string().min(1).max(64).optional(),
+  }).superRefine((b, ctx) => {
+    // The birth's state is read against the profile it comes with.
+    const beyond = eventBeyondProfile(b, b.profile);
+    if (beyond) outOfRange(ctx, [beyond.bound === 'battery' ? 'batteryJ' : 'powerMode'], beyond.message);
   }),
   z.object({ v: z.literal(PROTOCOL_VERSION), status: z.literal('offline'), nodeId: id, atMs: ms.optional(), reason: z.string().max(200) }),
 ]);
@@ -108,21 +136,29 @@ export const slotRecordSchema = z.object({
   /** Increments by one per slot for the node's lifetime (persists over restarts). */
   seq: z.number().int().nonnegative(),
   slotStartMs: ms,
-  slotMs: z.number().int().positive(),
+  /** How long the slot really lasted (a stalled node's is longer than δ). */
+  slotMs: z.number().int().positive().max(MAX_RECORD_SLOT_MS),
   harvestJ: joules,
   consumedJ: joules,
   batteryJ: joules,
   batteryPct: z.number().min(0).max(100),
   /** 0 in power saving, else the PM index used. */
-  powerMode: z.number().int().nonnegative(),
+  powerMode: z.number().int().nonnegative().max(MAX_POWER_MODES),
   /** γ: 1 active, 0 power saving. */
   gamma: z.union([z.literal(0), z.literal(1)]),
-  queue: z.number().int().nonnegative(),
+  queue: z.number().int().nonnegative().max(MAX_QUEUE_CAPACITY),
   charger: z.string().max(40).nullable(),
   /** Sensor reads that failed in the slot; the energies then cover only the good samples. */
   health: z.array(z.string().max(120)).max(32),
   degraded: z.boolean(),
   samples: z.number().int().nonnegative(),
+}).superRefine((s, ctx) => {
+  // No panel delivers more than the largest one, no board draws more than the largest one,
+  // over the slot's length; the node's own panel and battery are checked by the gateway.
+  if (s.harvestJ > maxHarvestJ(s.slotMs)) outOfRange(ctx, ['harvestJ'], `harvestJ ${s.harvestJ} J in ${s.slotMs} ms is above what any ${MAX_PANEL_W} W panel delivers`);
+  if (s.consumedJ > maxDrawJ(s.slotMs)) outOfRange(ctx, ['consumedJ'], `consumedJ ${s.consumedJ} J in ${s.slotMs} ms is above what a ${MAX_NODE_W} W board draws`);
+  // One sample at the slot's start and one at its close beyond the rate's count.
+  if (s.samples > (MAX_SAMPLE_HZ * s.slotMs) / 1000 + 2) outOfRange(ctx, ['samples'], `${s.samples} samples in ${s.slotMs} ms is above ${MAX_SAMPLE_HZ} Hz`);
 });
 export type SlotRecord = z.infer<typeof slotRecordSchema>;
 
@@ -135,7 +171,7 @@ export const eventMessageSchema = z.object({
   batteryJ: joules,
   batteryPct: z.number().min(0).max(100),
   gamma: z.union([z.literal(0), z.literal(1)]),
-  powerMode: z.number().int().nonnegative(),
+  powerMode: z.number().int().nonnegative().max(MAX_POWER_MODES),
   detail: z.string().max(500),
 });
 export type EventMessage = z.infer<typeof eventMessageSchema>;
@@ -198,12 +234,27 @@ export const jobReportSchema = z.discriminatedUnion('type', [
   z.object({
     v: z.literal(PROTOCOL_VERSION), type: z.literal('report'), jobId: z.number().int().nonnegative(), sessionId: z.number().int().nonnegative(),
     ok: z.boolean(), error: z.string().max(1000).optional(), steps: z.number().int().nonnegative(),
-    durationMs: z.number().nonnegative(), energyJ: z.number().finite(), baselineW: z.number().finite().nonnegative(), powerMode: z.number().int().nonnegative(),
+    durationMs: z.number().nonnegative().max(MAX_JOB_MS),
+    // Net of the idle baseline: the job's energy minus baselineW × its duration. The upper
+    // bound depends on the node's slot and battery, checked where the gateway receives it.
+    energyJ: z.number().finite(),
+    baselineW: z.number().finite().nonnegative().max(MAX_NODE_W),
+    powerMode: z.number().int().nonnegative().max(MAX_POWER_MODES),
+  }).superRefine((r, ctx) => {
+    // The meter only adds: the net energy is at least minus the baseline over the job.
+    if (r.energyJ < -(r.baselineW * (r.durationMs / 1000))) outOfRange(ctx, ['energyJ'], `energyJ ${r.energyJ} J is below minus the ${r.baselineW} W baseline over ${r.durationMs} ms`);
   }),
 ]);
 export type JobReport = z.infer<typeof jobReportSchema>;
 
-export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string };
+/** `outOfRange`: the message is well-formed but a number in it is beyond a physical bound (protocol/bounds.ts). */
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string; outOfRange?: boolean };
+
+/** A range issue: a number past a schema's min/max, or a bound between a message's numbers. */
+function isRangeIssue(i: z.core.$ZodIssue): boolean {
+  if (i.code === 'too_big' || i.code === 'too_small') return i.origin === 'number';
+  return i.code === 'custom' && (i.params as { bound?: unknown } | undefined)?.bound === true;
+}
 
 function parseWith<T>(schema: z.ZodType<T>, what: string, payload: Buffer | Uint8Array): ParseResult<T> {
   if (payload.length > MAX_JSON_BYTES) return { ok: false, error: `${what}: payload of ${payload.length} bytes exceeds the ${MAX_JSON_BYTES}-byte limit` };
@@ -216,7 +267,10 @@ function parseWith<T>(schema: z.ZodType<T>, what: string, payload: Buffer | Uint
   const r = schema.safeParse(json);
   if (!r.success) {
     const issues = r.error.issues.slice(0, 5).map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
-    return { ok: false, error: `${what}: ${issues.join('; ')}` };
+    // Out of range: a number beyond a bound, and nothing else wrong but consistency checks
+    // (a threshold above a capacity of 1e-300 J follows from the capacity, not the form).
+    const outOfRange = r.error.issues.some(isRangeIssue) && r.error.issues.every((i) => i.code === 'custom' || isRangeIssue(i));
+    return { ok: false, error: `${what}: ${issues.join('; ')}`, outOfRange };
   }
   return { ok: true, value: r.data };
 }

@@ -95,6 +95,19 @@ export class ApiMetrics {
       const i = sources.linkIgnored?.();
       return i ? { unknown_node: i.unknownNode, duplicate_slot: i.duplicateSlots, held_dropped: i.heldDropped } : null;
     });
+    // By kind and reason: an out-of-range or beyond-profile count says a node reports numbers
+    // no node could measure (a broken sensor, a wrong profile, or an attack).
+    new Counter({
+      name: 'heliomesh_link_refused_messages_total',
+      help: 'Node messages refused, by kind (state, slot, event, job-report) and reason (malformed, out-of-range, beyond-profile, other-node, chain)',
+      labelNames: ['kind', 'reason'], registers,
+      collect() {
+        this.reset();
+        for (const [kind, byReason] of Object.entries(sources.linkCounters().refused ?? {})) {
+          for (const [reason, x] of Object.entries(byReason ?? {})) if (countable(x)) this.inc({ kind, reason }, x);
+        }
+      },
+    });
     byLabel('heliomesh_job_messages_refused_total', 'Messages on job/out refused: invalid, or stale (about no live hop of a job)', 'reason', () => sources.jobMessages?.() ?? null);
 
     function gauge(name: string, help: string, value: () => number | null): void {

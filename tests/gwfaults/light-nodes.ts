@@ -50,7 +50,10 @@ export class LightNode {
   async publishSlot(): Promise<void> {
     const seq = this.nextSeq++;
     const slotStartMs = Math.round(this.clock.now()) - this.slotMs;
-    await this.client!.publishAsync(this.topics.slot, encodeJson(slotRecord(this.nodeId, seq, { slotStartMs, slotMs: this.slotMs, batteryJ: 50_000 })), { qos: 1 });
+    // The paper device's 200 W harvest and 150 W draw (20 kJ and 15 kJ per 100 s slot) over
+    // this slot's length: a short slot's record holds what a panel and a board can in it.
+    const energies = { harvestJ: (200 * this.slotMs) / 1000, consumedJ: (150 * this.slotMs) / 1000 };
+    await this.client!.publishAsync(this.topics.slot, encodeJson(slotRecord(this.nodeId, seq, { slotStartMs, slotMs: this.slotMs, batteryJ: 50_000, ...energies })), { qos: 1 });
   }
 
   /** A slot record every slot on the clock until `stopSlots`. */
