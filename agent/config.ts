@@ -6,7 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, formatPath, parseConfig } from '../config-errors.js';
 import { hardwareConfigSchema } from '../hardware/config.js';
-import { idProblem, modeStepSchema, powerModeEntrySchema, type NodeProfile } from '../protocol/index.js';
+import { MAX_SAMPLE_HZ, MAX_SLOT_MS, MIN_SLOT_MS, idProblem, modeStepSchema, powerModeEntrySchema, type NodeProfile } from '../protocol/index.js';
 
 const id = z.string().superRefine((s, ctx) => {
   const p = idProblem(s);
@@ -35,10 +35,10 @@ export const agentConfigSchema = z.strictObject({
     reconnectMaxMs: z.number().int().positive().default(60_000),
   }),
   hardware: hardwareConfigSchema,
-  /** δ: slot length. */
-  slotMs: z.number().int().min(1000).default(60_000),
+  /** δ: slot length, within what the gateway accepts in a birth (protocol/bounds.ts). */
+  slotMs: z.number().int().min(MIN_SLOT_MS).max(MAX_SLOT_MS).default(60_000),
   /** Sensor sampling rate for the energy ledger. */
-  sampleHz: z.number().positive().max(50).default(2),
+  sampleHz: z.number().positive().max(MAX_SAMPLE_HZ).default(2),
   /** Publish raw sensor samples this often (0: never). */
   telemetryPeriodMs: z.number().int().nonnegative().default(0),
   /** E_th, E′_th and the shutdown level as % of the battery's capacity (SPEC.md §3: 10 % for E_th). */

@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { startField, POLICIES, speedFor, type Field } from '../demo/field.js';
 import { DemoInfluxd, findInfluxd } from '../demo/influxd.js';
 import { LoadGenerator } from '../demo/load.js';
-import { defaultStartMs, summerSite } from '../demo/plan.js';
+import { defaultStartMs, slotMsFor, summerSite } from '../demo/plan.js';
+import { MAX_SLOT_MS } from '../protocol/index.js';
 import { canListen, freePort } from '../demo/ports.js';
 import { RateMeter, curlLine, takeSnapshot } from '../demo/snapshot.js';
 import { ANSI, PLAIN, SCREEN, frame, renderView } from '../demo/view.js';
@@ -15,7 +16,9 @@ import { ANSI, PLAIN, SCREEN, frame, renderView } from '../demo/view.js';
 const port = z.coerce.number().int().min(0).max(65535);
 const optionsSchema = z.object({
   policy: z.enum(POLICIES),
-  dayMinutes: z.coerce.number().positive().max(24 * 60),
+  // A faster day needs longer slots (slotMsFor), and a birth with δ over MAX_SLOT_MS is refused.
+  dayMinutes: z.coerce.number().positive().max(24 * 60)
+    .refine((m) => slotMsFor(speedFor(m)) <= MAX_SLOT_MS, `is too short: a simulated day of under about 15 s of wall time would need slots longer than ${MAX_SLOT_MS / 3_600_000} h, which the gateway refuses`),
   load: z.coerce.number().min(0).max(600),
   nodes: z.string().regex(/^\d+x\d+$/, 'must look like GxN, e.g. 3x3').transform((s) => {
     const [g, n] = s.split('x').map(Number) as [number, number];

@@ -112,3 +112,16 @@ test('heliomesh agent --config with a misspelled key exits with the file, the ke
     return true;
   });
 });
+
+test('a slot the gateway would refuse in a birth is refused by the agent config already, and so is a demo day that needs one', async () => {
+  // protocol/bounds.ts: δ is 1 s to 1 h; a birth outside it is refused at the gateway.
+  assert.throws(() => parseAgentConfig({ ...exampleDoc(), slotMs: 3_600_001 }, {}), (err: Error) => err instanceof AgentConfigError && /slotMs/.test(err.message));
+  assert.throws(() => parseAgentConfig({ ...exampleDoc(), slotMs: 999 }, {}), (err: Error) => err instanceof AgentConfigError && /slotMs/.test(err.message));
+  assert.equal(parseAgentConfig({ ...exampleDoc(), slotMs: 3_600_000 }, {}).slotMs, 3_600_000);
+  // A day of 6 s of wall time needs slots of 1 h 40 min (demo/plan.ts slotMsFor).
+  const r = await run(process.execPath, [CLI, 'demo', '--no-ui', '--day-minutes', '0.1', '--duration', '1']).then(() => undefined, (err: { code: number; stderr: string }) => err);
+  assert.ok(r, 'the demo refused the day');
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /dayMinutes/);
+  assert.match(r.stderr, /slots longer than 1 h/);
+});
