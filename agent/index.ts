@@ -174,6 +174,13 @@ export class Agent {
         worker?.handle(payload, (out) => link.publishJobOut(out), policy.acceptsJobs() && !ref.agent?.profiling)
           .catch((err: Error) => log.warn({ err: err.message }, 'job message failed'));
       },
+      // The gateway's cancels of a restart may not have got through; its successor knows
+      // nothing of these jobs, so they would hold their queue places until sessionIdleMs.
+      onSessionLost: () => {
+        if (!worker?.queue()) return;
+        void worker.abandon(async () => {}, 'the broker restarted: the gateway that sent the job is gone')
+          .then((n) => log.warn({ jobs: n }, 'held jobs dropped: the broker lost the session they came in'));
+      },
     });
     ref.link = link;
     const agent: Agent = new Agent(config, hardware, spool, ledger, policy, link, worker, log, deps.notify);

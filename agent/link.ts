@@ -36,6 +36,12 @@ export interface LinkOptions {
   /** Runs a validated command; its return value is the reply's result. Throwing answers ok: false. */
   onCommand(cmd: Command): Promise<Record<string, unknown> | undefined>;
   onJobIn?(payload: Buffer): void;
+  /**
+   * A reconnect found no session at the broker (CONNACK session present = 0, MQTT 3.1.1
+   * §3.2.2.2): the broker restarted, and with the embedded one the gateway too, so no one
+   * will continue or cancel what the node held under the old session.
+   */
+  onSessionLost?(): void;
   log: LinkLog;
   /** Spooled messages in flight at once. */
   maxInflight?: number;
@@ -137,6 +143,7 @@ export class Link {
         if (err) this.o.log.warn({ err: err.message }, 'birth not acknowledged');
       });
       if (!connack.sessionPresent) {
+        if (this.connects > 1) this.o.onSessionLost?.();
         client.subscribe([this.topics.cmd, this.topics.jobIn], { qos: 1 }, (err, granted) => {
           if (err) this.o.log.error({ err: err.message }, 'subscribing to commands failed');
           else if (granted?.some((g) => g.qos === 128)) this.o.log.error({ granted }, 'the broker refused a subscription: check the node ACL');

@@ -77,11 +77,12 @@ export class Mosquitto {
 export class InProcessAedes {
   private constructor(readonly aedes: Aedes, readonly server: Server, readonly port: number) {}
 
-  static async start(): Promise<InProcessAedes> {
+  /** On `port` (default any free one): the same port again is a broker that restarted and lost every session. */
+  static async start(port = 0): Promise<InProcessAedes> {
     const aedes = new Aedes();
     await aedes.listen();
     const server = createServer((socket) => aedes.handle(socket));
-    server.listen(0, '127.0.0.1');
+    server.listen(port, '127.0.0.1');
     await once(server, 'listening');
     return new InProcessAedes(aedes, server, (server.address() as { port: number }).port);
   }
