@@ -171,7 +171,6 @@ export class Agent {
         log.info({ seq: r.seq, harvestJ: r.harvestJ, consumedJ: r.consumedJ, batteryPct: r.batteryPct, gamma: r.gamma, powerMode: r.powerMode, degraded: r.degraded }, 'slot closed');
       },
       onSample: (reading) => {
-        worker?.observe(ledger.lastConsumedW);
         if (config.telemetryPeriodMs <= 0 || reading.monotonicMs - lastTelemetryMs < config.telemetryPeriodMs) return;
         lastTelemetryMs = reading.monotonicMs;
         ref.link?.send('telemetry', {

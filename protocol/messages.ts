@@ -198,7 +198,9 @@ export const jobReportSchema = z.discriminatedUnion('type', [
   z.object({
     v: z.literal(PROTOCOL_VERSION), type: z.literal('report'), jobId: z.number().int().nonnegative(), sessionId: z.number().int().nonnegative(),
     ok: z.boolean(), error: z.string().max(1000).optional(), steps: z.number().int().nonnegative(),
-    durationMs: z.number().nonnegative(), energyJ: z.number().finite(), baselineW: z.number().finite().nonnegative(), powerMode: z.number().int().nonnegative(),
+    durationMs: z.number().nonnegative(), energyJ: z.number().finite(),
+    /** Per-job energy's uncertainty (docs/agent.md "Per-job energy"); absent from nodes that predate it. */
+    energyUncertaintyJ: z.number().finite().nonnegative().optional(), baselineW: z.number().finite().nonnegative(), powerMode: z.number().int().nonnegative(),
   }),
 ]);
 export type JobReport = z.infer<typeof jobReportSchema>;
