@@ -107,8 +107,6 @@ interface HeldJob {
   steps: number;
   startedMs: number | undefined;
   idle: Timer | undefined;
-  /** finish() has begun (it waits for the closing sample): a second end is ignored. */
-  finishing: boolean;
 }
 
 type Send = (payload: Buffer) => Promise<void> | void;
@@ -218,7 +216,7 @@ export class BlockWorker {
           return;
         }
         this.counters.accepted++;
-        this.jobs.set(jobId, { jobId, sessionId, positions, session: undefined, steps: 0, startedMs: undefined, idle: undefined, finishing: false });
+        this.jobs.set(jobId, { jobId, sessionId, positions, session: undefined, steps: 0, startedMs: undefined, idle: undefined });
         this.touch(this.jobs.get(jobId)!, send);
         await send(encodeJson({ v: PROTOCOL_VERSION, type: 'accepted', jobId } satisfies JobReport));
       } else {
@@ -294,11 +292,12 @@ export class BlockWorker {
   }
 
   private async finish(job: HeldJob, send: Send, ok: boolean, error?: string): Promise<void> {
-    if (!this.jobs.has(job.jobId) || job.finishing) return;
-    job.finishing = true;
-    job.idle?.cancel();
+    if (!this.jobs.has(job.jobId)) return;
     const now = monotonicMs(this.o.clock);
     const durationMs = job.startedMs === undefined ? 0 : now - job.startedMs;
+    // The queue place is free at once (the gateway counts it free once it sent the close
+    // frame); the energy account charges the job until the closing sample below.
+    this.drop(job);
     // The sample that ends the job's part: its last interval is metered, not cut at the last periodic sample.
     if (job.startedMs !== undefined && this.jobMeter) {
       await this.jobMeter.sampleNow().catch((err: Error) => this.o.log.warn({ jobId: job.jobId, err: err.message }, 'closing sample failed'));
@@ -306,7 +305,6 @@ export class BlockWorker {
     // A job that never started used nothing.
     const e = this.energy.finish(job.jobId);
     const baselineW = this.energy.baselineW;
-    this.drop(job);
     const report: JobReport = {
       v: PROTOCOL_VERSION, type: 'report', jobId: job.jobId, sessionId: job.sessionId, ok, ...(error ? { error } : {}),
       steps: job.steps, durationMs, energyJ: e.energyJ, ...(this.jobMeter ? { energyUncertaintyJ: e.uncertaintyJ } : {}), baselineW, powerMode: this.o.powerMode?.() ?? 0,
