@@ -22,6 +22,13 @@ export interface NodeRow {
   /** What the panel delivers now, W (plant). */
   harvestW: number | null;
   restarts: number;
+  /**
+   * Slot records in the gateway's harvest estimate for this node now, and how many it needs
+   * before it trusts them (gateway/estimator.ts minSlots); until then the node's q_lim is
+   * solved with the cautious prior of no harvest at all, which gives 0. Null before its birth.
+   */
+  harvestSlots: number | null;
+  harvestMinSlots: number | null;
 }
 
 export interface Snapshot {
@@ -33,6 +40,8 @@ export interface Snapshot {
   sunElevationDeg: number;
   clearSkyWm2: number;
   speed: number;
+  /** δ, simulated ms. */
+  slotMs: number;
   policy: string;
   nodes: NodeRow[];
   jobs: JobSummary[];
@@ -88,6 +97,8 @@ export function takeSnapshot(field: Field, extra: { load?: LoadCounters; rate?: 
       weight: sv?.weight ?? null,
       harvestW: plant ? plant.state().panel.powerW : null,
       restarts: fn.restarts,
+      harvestSlots: st ? st.estimator.samples(now) : null,
+      harvestMinSlots: st ? st.estimator.config.minSlots : null,
     };
   });
   const counters = jobs.counters();
@@ -101,6 +112,7 @@ export function takeSnapshot(field: Field, extra: { load?: LoadCounters; rate?: 
     sunElevationDeg: (Math.asin(Math.max(-1, Math.min(1, cz))) * 180) / Math.PI,
     clearSkyWm2: clearSkyGhi(now, o.latitudeDeg, o.longitudeDeg),
     speed: clock.speed,
+    slotMs: field.slotMs,
     policy: view.policy,
     nodes,
     jobs: jobs.recent(6),
