@@ -235,6 +235,8 @@ export class Agent {
         return {
           nextSeq: this.ledger.nextSeq, gamma: this.policy.gamma(), powerMode: this.policy.powerMode(), batteryJ: level?.energyJ ?? null,
           spool: this.spool.stats(), link: this.link.counters, jobs: { held: this.worker?.queue() ?? 0, ...this.worker?.counters },
+          // What the meter charged jobs, and what it metered above idle while they computed (docs/agent.md "Per-job energy").
+          ...(this.worker ? { jobEnergy: { ...this.worker.energy.totals, baselineW: this.worker.energy.baselineW } } : {}),
           // What the process costs the node: resident memory and CPU time since start.
           process: { rssBytes: process.memoryUsage().rss, cpuUserUs: process.cpuUsage().user, cpuSystemUs: process.cpuUsage().system },
         };
