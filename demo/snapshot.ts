@@ -23,9 +23,14 @@ export interface NodeRow {
   harvestW: number | null;
   restarts: number;
   /**
+   * The chain behind the node's q_lim assumed no harvest at all, under which any job rate
+   * drains the battery, so q_lim is 0 whatever the battery holds (gateway/scheduler/metrics.ts).
+   * That is the gateway's cautious prior until the node's own estimate is trusted.
+   */
+  noHarvest: boolean | null;
+  /**
    * Slot records in the gateway's harvest estimate for this node now, and how many it needs
-   * before it trusts them (gateway/estimator.ts minSlots); until then the node's q_lim is
-   * solved with the cautious prior of no harvest at all, which gives 0. Null before its birth.
+   * before it trusts them (gateway/estimator.ts minSlots). Null before its birth.
    */
   harvestSlots: number | null;
   harvestMinSlots: number | null;
@@ -97,6 +102,8 @@ export function takeSnapshot(field: Field, extra: { load?: LoadCounters; rate?: 
       weight: sv?.weight ?? null,
       harvestW: plant ? plant.state().panel.powerW : null,
       restarts: fn.restarts,
+      // limits()'s own test for a chain without income: all of f(e)'s mass at 0.
+      noHarvest: st?.model ? (st.model.params.harvestPmf[0] ?? 0) >= 1 - 1e-15 : null,
       harvestSlots: st ? st.estimator.samples(now) : null,
       harvestMinSlots: st ? st.estimator.config.minSlots : null,
     };

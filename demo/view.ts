@@ -53,9 +53,9 @@ function state(n: NodeRow, st: Style): string {
   return st.green(pad('active', 8));
 }
 
-/** The node's q_lim comes from the gateway's prior, not yet from its own slot records. */
+/** The node's q_lim was solved with no harvest at all: the gateway's prior, or a re-solve with its own estimate not in yet. */
 function onPrior(n: NodeRow): boolean {
-  return n.harvestSlots !== null && n.harvestMinSlots !== null && n.harvestSlots < n.harvestMinSlots;
+  return n.noHarvest === true;
 }
 
 function nodeLine(n: NodeRow, st: Style): string {
@@ -99,10 +99,12 @@ export function renderView(s: Snapshot, st: Style): string[] {
   const learning = s.nodes.filter(onPrior);
   if (learning.length) {
     // The gateway trusts a node's own harvest only after minSlots slot records; before, it
-    // solves the chain with the prior of no harvest, under which any job rate drains the battery.
-    const counts = [...new Set(learning.map((n) => n.harvestSlots))].sort((a, b) => a! - b!);
-    const need = learning[0]!.harvestMinSlots;
-    lines.push(st.dim(`* q_lim from the gateway's cautious prior of no harvest (so 0, whatever the battery) until a node has ${need} slot records of its own (now ${counts.join(', ')}/${need}; a slot is ${(s.slotMs / 1000).toFixed(0)} s of simulated time); until then the group's nodes are weighted evenly`));
+    // solves the chain with the prior of no harvest, under which any job rate drains the
+    // battery. After, the re-solve with the node's estimate takes a while to land.
+    const need = learning.find((n) => n.harvestMinSlots !== null)?.harvestMinSlots ?? null;
+    const counts = [...new Set(learning.map((n) => n.harvestSlots).filter((c): c is number => c !== null))].sort((a, b) => a - b);
+    const solving = need !== null && learning.some((n) => n.harvestSlots !== null && n.harvestSlots >= need);
+    lines.push(st.dim(`* q_lim solved with no harvest at all (so 0, whatever the battery): the gateway's cautious prior until a node has ${need ?? '?'} slot records of its own (now ${counts.join(', ')}/${need ?? '?'}; a slot is ${(s.slotMs / 1000).toFixed(0)} s of simulated time)${solving ? ', then until the re-solve with its own estimate lands' : ''}; meanwhile the group's nodes are weighted evenly`));
   }
   lines.push('');
   const c = s.counters;

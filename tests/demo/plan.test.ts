@@ -87,7 +87,7 @@ test('the simulated day starts at the last 04:00 solar time, in the hemisphere t
 });
 
 test('the view shows each node\'s state and ends with a curl line whose body is valid JSON', () => {
-  const node = { group: 'g1', power: 'on' as const, online: true, batteryPct: 55, gamma: 1 as const, powerMode: 2, queue: 0, qLim: 0.25, weight: 0.5, harvestW: 4.2, restarts: 0, harvestSlots: 300, harvestMinSlots: 24 };
+  const node = { group: 'g1', power: 'on' as const, online: true, batteryPct: 55, gamma: 1 as const, powerMode: 2, queue: 0, qLim: 0.25, weight: 0.5, harvestW: 4.2, restarts: 0, noHarvest: false, harvestSlots: 300, harvestMinSlots: 24 };
   const s: Snapshot = {
     timeMs: 0, day: 1, solarHour: 13.5, sunElevationDeg: 60, clearSkyWm2: 900, speed: 144, slotMs: 100_000, policy: 'foresight',
     nodes: [

@@ -11,7 +11,7 @@ import { PLAIN, renderView } from '../../demo/view.js';
 function row(nodeId: string, o: Partial<NodeRow>): NodeRow {
   return {
     nodeId, group: nodeId.slice(0, 2), power: 'on', online: true, batteryPct: 90, gamma: 1, powerMode: 3, queue: 0,
-    qLim: 0, weight: 1 / 3, harvestW: 6.2, restarts: 0, harvestSlots: 12, harvestMinSlots: 24, ...o,
+    qLim: 0, weight: 1 / 3, harvestW: 6.2, restarts: 0, noHarvest: true, harvestSlots: 12, harvestMinSlots: 24, ...o,
   };
 }
 
@@ -29,7 +29,7 @@ function snapshot(nodes: NodeRow[]): Snapshot {
 }
 
 test('q_lim from the prior is marked, and a legend says why it is 0 and when the node\'s own estimate takes over', () => {
-  const lines = renderView(snapshot([row('g1-n1', { harvestSlots: 12 }), row('g1-n2', { harvestSlots: 30, qLim: 0.985 })]), PLAIN);
+  const lines = renderView(snapshot([row('g1-n1', { harvestSlots: 12 }), row('g1-n2', { harvestSlots: 30, qLim: 0.985, noHarvest: false })]), PLAIN);
   const n1 = lines.find((l) => l.startsWith('g1-n1'))!;
   const n2 = lines.find((l) => l.startsWith('g1-n2'))!;
   assert.match(n1, / 0\.000\* /, n1);
@@ -41,10 +41,19 @@ test('q_lim from the prior is marked, and a legend says why it is 0 and when the
   assert.match(legend, /24 slot records/);
   assert.match(legend, /12\/24/);
   assert.match(legend, /864 s/);
+  assert.doesNotMatch(legend, /re-solve/, 'no node is past the prior yet');
+});
+
+test('a node past its 24 slot records whose re-solve has not landed is still marked, and the legend says so', () => {
+  const lines = renderView(snapshot([row('g1-n1', { harvestSlots: 25 }), row('g1-n2', { harvestSlots: 21 })]), PLAIN);
+  assert.match(lines.find((l) => l.startsWith('g1-n1'))!, / 0\.000\* /);
+  const legend = lines.find((l) => l.startsWith('* q_lim'))!;
+  assert.match(legend, /21, 25\/24/);
+  assert.match(legend, /re-solve with its own estimate/);
 });
 
 test('no legend when every node has its own harvest estimate', () => {
-  const lines = renderView(snapshot([row('g1-n1', { harvestSlots: 24, qLim: 1 })]), PLAIN);
+  const lines = renderView(snapshot([row('g1-n1', { harvestSlots: 24, qLim: 1, noHarvest: false })]), PLAIN);
   assert.equal(lines.some((l) => l.startsWith('* q_lim')), false);
 });
 
