@@ -135,7 +135,6 @@ export class Agent {
       onSample: (reading) => {
         // The watchdog is fed by the loop that meters the battery: if it stops turning, the node must restart.
         deps.notify?.alive();
-        worker?.observe(ledger.lastConsumedW);
         if (config.telemetryPeriodMs <= 0 || reading.monotonicMs - lastTelemetryMs < config.telemetryPeriodMs) return;
         lastTelemetryMs = reading.monotonicMs;
         ref.link?.send('telemetry', {
@@ -212,6 +211,8 @@ export class Agent {
         return {
           nextSeq: this.ledger.nextSeq, gamma: this.policy.gamma(), powerMode: this.policy.powerMode(), batteryJ: level?.energyJ ?? null,
           spool: this.spool.stats(), seq: this.ledger.seqStats(), link: this.link.counters, connection: this.link.connection(), jobs: { held: this.worker?.queue() ?? 0, ...this.worker?.counters },
+          // What the meter charged jobs, and what it metered above idle while they computed (docs/agent.md "Per-job energy").
+          ...(this.worker ? { jobEnergy: { ...this.worker.energy.totals, baselineW: this.worker.energy.baselineW } } : {}),
           // What the process costs the node: resident memory and CPU time since start.
           process: { rssBytes: process.memoryUsage().rss, cpuUserUs: process.cpuUsage().user, cpuSystemUs: process.cpuUsage().system },
         };

@@ -8,9 +8,12 @@ import type { NodeReading, SensorReading } from '../hardware/node.js';
 import type { SlotRecord } from '../protocol/index.js';
 import { PROTOCOL_VERSION } from '../protocol/index.js';
 import type { SeqStats, SeqStore } from './seq.js';
+import { consumedResolutionW, type MeteredInterval, type SensorResolution } from './energy.js';
 
 export interface SensorSource {
   read(): Promise<NodeReading>;
+  /** The INA219s behind the readings: their registers fix the readings' resolution (agent/energy.ts). */
+  readonly sensors?: ReadonlyArray<{ config: { role: SensorResolution['role']; shuntOhms: number }; ina: { calibration: { currentLsbA: number; powerLsbW: number } } }>;
 }
 
 /** What the ledger records about the node's policy state at the close of a slot. */
@@ -51,7 +54,7 @@ export interface BatteryLevel {
   atMs: number;
 }
 
-interface PowerPoint { atMs: number; harvestW: number | null; consumedW: number | null }
+interface PowerPoint { atMs: number; harvestW: number | null; consumedW: number | null; consumedResolutionW: number }
 
 /** Solar power in; load power out, or, without a load sensor, the balance harvest − battery. */
 function powersOf(sensors: SensorReading[]): { harvestW: number | null; consumedW: number | null } {
@@ -97,9 +100,18 @@ export class Ledger {
   private held: SlotRecord[] = [];
   private heldDropped = 0;
   private seqFailing = false;
+  private readonly intervalListeners = new Set<(i: MeteredInterval) => void>();
+  private readonly resolution: SensorResolution[];
 
   constructor(private readonly o: LedgerOptions) {
     this.seq = o.firstSeq;
+    this.resolution = (o.source.sensors ?? []).map((s) => ({ role: s.config.role, shuntOhms: s.config.shuntOhms, ...s.ina.calibration }));
+  }
+
+  /** Called with every interval of consumption integrated: the worker's job meter. */
+  onInterval(listener: (i: MeteredInterval) => void): () => void {
+    this.intervalListeners.add(listener);
+    return () => this.intervalListeners.delete(listener);
   }
 
   /** The next sequence number to be used. */
@@ -172,6 +184,11 @@ export class Ledger {
     this.sampleTimer = this.slotTimer = undefined;
   }
 
+  /** Samples now, after any sample in flight: closes the interval running (the worker ends a job's part so). */
+  sampleNow(): Promise<void> {
+    return this.queueSample();
+  }
+
   private queueSample(): Promise<void> {
     // Reads are serialised: a slow bus must not interleave two samples.
     this.reading = this.reading.then(async () => {
@@ -195,7 +212,7 @@ export class Ledger {
     for (const h of reading.health) this.health.add(h);
     const p = powersOf(reading.sensors);
     // Intervals on monotonic time: an NTP step of the wall clock neither adds nor removes energy.
-    const point: PowerPoint = { atMs: reading.monotonicMs, ...p };
+    const point: PowerPoint = { atMs: reading.monotonicMs, ...p, consumedResolutionW: consumedResolutionW(reading.sensors, this.resolution) };
     const prev = this.last;
     if (prev && point.atMs > prev.atMs) {
       const dtS = (point.atMs - prev.atMs) / 1000;
@@ -204,6 +221,11 @@ export class Ledger {
         const j = ((prev.consumedW + point.consumedW) / 2) * dtS;
         this.consumedJ += j;
         this.consumedTotal += j;
+        const i: MeteredInterval = {
+          fromMs: prev.atMs, toMs: point.atMs, fromW: prev.consumedW, toW: point.consumedW, energyJ: j,
+          fromResolutionW: prev.consumedResolutionW, toResolutionW: point.consumedResolutionW,
+        };
+        for (const l of this.intervalListeners) l(i);
       }
     }
     if (p.harvestW === null) this.health.add('harvest-unmeasured');

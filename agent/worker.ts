@@ -3,8 +3,9 @@
 // node is active with queue room, then fed activation frames per session; each frame is
 // run through the layers with the session's KV cache and answered with an output frame of
 // the same header. A close frame (or the idle timeout) ends the session and the job, which
-// is reported with its duration and measured energy: the node's consumption integrated by
-// the ledger over the job, minus the idle baseline for the same time.
+// is reported with its duration and measured energy: the node's consumption metered by the
+// ledger over the samples around the job's part, above the idle draw over those same
+// samples, with its uncertainty (agent/energy.ts, docs/agent.md "Per-job energy").
 //
 // The CPU time of the forwards is metered (ForwardCpuMeter), so that a virtual node can
 // draw power for the work done rather than for the time a job is held.
@@ -16,11 +17,12 @@ import { monotonicMs, type Clock, type Timer } from '../hardware/clock.js';
 import {
   PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeJson, isFrame, parseJobControl, type Frame, type JobReport,
 } from '../protocol/index.js';
+import { EnergyAccount, type MeteredInterval } from './energy.js';
 
-/** Energy meter: the ledger's running consumption total. */
+/** Energy meter: the ledger's metered intervals, and a sample on demand to close one. */
 export interface JobMeter {
-  readonly consumedTotalJ: number;
-  readonly lastConsumedW: number | null;
+  onInterval(listener: (i: MeteredInterval) => void): () => void;
+  sampleNow(): Promise<unknown>;
 }
 
 export interface WorkerLog {
@@ -104,7 +106,6 @@ interface HeldJob {
   session: BlockSession | undefined;
   steps: number;
   startedMs: number | undefined;
-  startJ: number;
   idle: Timer | undefined;
 }
 
@@ -125,13 +126,15 @@ export interface WorkerCounters {
 export class BlockWorker {
   readonly counters: WorkerCounters = { accepted: 0, offersRefused: 0, cancelled: 0, frames: 0, invalid: 0, notHeld: 0 };
   private readonly jobs = new Map<number, HeldJob>();
-  private idleW: number | null = null;
+  /** Per-job energy from the meter's intervals, and the idle baseline. */
+  readonly energy = new EnergyAccount();
   private saving = false;
   /** Held jobs whose session is open (computing); onBusy follows 0 ↔ 1. */
   private computing = 0;
   /** CPU time of the forwards, for the virtual node's load. */
   readonly cpu = new ForwardCpuMeter();
-  meter: JobMeter | undefined;
+  private jobMeter: JobMeter | undefined;
+  private unsubscribe: (() => void) | undefined;
 
   /** What the birth announces: the shard folder's name, the blocks and, when one file holds exactly them, its sha256. */
   readonly shard: { model: string; firstBlock: number; lastBlock: number; sha256?: string };
@@ -139,6 +142,17 @@ export class BlockWorker {
   private constructor(readonly stack: BlockStack, private readonly o: WorkerOptions, sha256: string | undefined) {
     this.shard = { model: basename(resolve(o.shardDir)), firstBlock: o.firstBlock, lastBlock: o.lastBlock, ...(sha256 ? { sha256 } : {}) };
     this.meter = o.meter;
+  }
+
+  get meter(): JobMeter | undefined {
+    return this.jobMeter;
+  }
+
+  /** Set by the composition root once the ledger exists: every interval it meters is accounted. */
+  set meter(m: JobMeter | undefined) {
+    this.unsubscribe?.();
+    this.jobMeter = m;
+    this.unsubscribe = m?.onInterval((i) => this.energy.interval(i, this.jobs.size));
   }
 
   /** Loads blocks [firstBlock, lastBlock] from our shard folder; every file's sha256 is checked. */
@@ -155,13 +169,6 @@ export class BlockWorker {
 
   queue(): number {
     return this.jobs.size;
-  }
-
-  /** Feeds the idle baseline: the consumption seen while no job is held. */
-  observe(consumedW: number | null): void {
-    if (consumedW === null || this.jobs.size > 0) return;
-    // Exponential average over ~10 samples: steady enough, yet follows a drifting idle load.
-    this.idleW = this.idleW === null ? consumedW : this.idleW + 0.1 * (consumedW - this.idleW);
   }
 
   /**
@@ -209,7 +216,7 @@ export class BlockWorker {
           return;
         }
         this.counters.accepted++;
-        this.jobs.set(jobId, { jobId, sessionId, positions, session: undefined, steps: 0, startedMs: undefined, startJ: 0, idle: undefined });
+        this.jobs.set(jobId, { jobId, sessionId, positions, session: undefined, steps: 0, startedMs: undefined, idle: undefined });
         this.touch(this.jobs.get(jobId)!, send);
         await send(encodeJson({ v: PROTOCOL_VERSION, type: 'accepted', jobId } satisfies JobReport));
       } else {
@@ -256,7 +263,7 @@ export class BlockWorker {
     if (!job.session) {
       job.session = this.stack.openSession({ capacity: job.positions });
       job.startedMs = monotonicMs(this.o.clock);
-      job.startJ = this.meter?.consumedTotalJ ?? 0;
+      this.energy.start(job.jobId);
       if (this.computing++ === 0) {
         this.cpu.sample(); // the busy share counts from here
         this.o.onBusy?.(true, this.cpu);
@@ -264,7 +271,9 @@ export class BlockWorker {
     }
     if (f.position !== job.session.length) throw new Error(`frame position ${f.position} but the session's cache holds ${job.session.length} positions; replay the context first`);
     const session = job.session;
+    const cpuBefore = this.cpu.busyCpuS;
     const out = this.cpu.time(() => this.stack.forward(session, f.data, f.rows));
+    this.energy.addCpu(job.jobId, this.cpu.busyCpuS - cpuBefore);
     job.steps++;
     if (f.replay) return null;
     return encodeFrame({ jobId: f.jobId, sessionId: f.sessionId, step: f.step, position: f.position, rows: f.rows, dim, dtype: f.dtype, data: out });
@@ -286,15 +295,21 @@ export class BlockWorker {
     if (!this.jobs.has(job.jobId)) return;
     const now = monotonicMs(this.o.clock);
     const durationMs = job.startedMs === undefined ? 0 : now - job.startedMs;
-    // A job that never started used nothing (startJ is only set when its first frame runs).
-    const usedJ = job.startedMs === undefined ? 0 : (this.meter?.consumedTotalJ ?? 0) - job.startJ;
-    const baselineW = this.idleW ?? 0;
+    // The queue place is free at once (the gateway counts it free once it sent the close
+    // frame); the energy account charges the job until the closing sample below.
     this.drop(job);
+    // The sample that ends the job's part: its last interval is metered, not cut at the last periodic sample.
+    if (job.startedMs !== undefined && this.jobMeter) {
+      await this.jobMeter.sampleNow().catch((err: Error) => this.o.log.warn({ jobId: job.jobId, err: err.message }, 'closing sample failed'));
+    }
+    // A job that never started used nothing.
+    const e = this.energy.finish(job.jobId);
+    const baselineW = this.energy.baselineW;
     const report: JobReport = {
       v: PROTOCOL_VERSION, type: 'report', jobId: job.jobId, sessionId: job.sessionId, ok, ...(error ? { error } : {}),
-      steps: job.steps, durationMs, energyJ: usedJ - baselineW * (durationMs / 1000), baselineW, powerMode: this.o.powerMode?.() ?? 0,
+      steps: job.steps, durationMs, energyJ: e.energyJ, ...(this.jobMeter ? { energyUncertaintyJ: e.uncertaintyJ } : {}), baselineW, powerMode: this.o.powerMode?.() ?? 0,
     };
-    this.o.log.info({ jobId: job.jobId, ok, steps: job.steps, durationMs, energyJ: report.type === 'report' ? report.energyJ : 0, error }, 'job finished');
+    this.o.log.info({ jobId: job.jobId, ok, steps: job.steps, durationMs, energyJ: e.energyJ, energyUncertaintyJ: e.uncertaintyJ, rawEnergyJ: e.rawJ, error }, 'job finished');
     await send(encodeJson(report));
   }
 
@@ -310,6 +325,7 @@ export class BlockWorker {
   }
 
   close(): void {
+    this.meter = undefined;
     for (const job of [...this.jobs.values()]) this.drop(job);
     this.stack.dispose();
   }

@@ -154,11 +154,11 @@ export async function profileAgent(opts: ProfileOptions): Promise<void> {
     const result = await profileModes({
       hardware, stack, ledger, clock, modes: config.powerModes, slotMs: config.slotMs, jobsPerMode: Math.round(opts.jobs), idleMs: opts.idleMs,
       onProgress: (done, _total, mode) => bar.update(done, { mode }),
+      onRetry: (mode, attempt, reason) => console.error(`\nmode ${mode}: cost not resolved (${reason}); measuring again with twice as many jobs per metered span (attempt ${attempt + 1})`),
     });
     bar.stop();
     for (const r of result) {
-      console.error(`PM${r.powerMode} ${r.name}: ${r.jobs} jobs, ${r.meanDurationMs.toFixed(1)} ms and ${r.meanEnergyJ.toFixed(3)} J above a ${r.baselineW.toFixed(2)} W idle baseline per job → κ ${r.kappa}, C_E ${r.costJ} J`);
-      if (r.meanEnergyJ <= 0) console.error(`  PM${r.powerMode}: the job's energy is below what the meter resolves at ${config.sampleHz} Hz; raise sampleHz or the job count`);
+      console.error(`PM${r.powerMode} ${r.name}: ${r.jobs} × ${r.jobsPerSpan} jobs, ${r.meanDurationMs.toFixed(1)} ms and ${r.meanEnergyJ.toFixed(3)} ± ${r.energyUncertaintyJ.toFixed(3)} J above a ${r.baselineW.toFixed(2)} W idle baseline per job → κ ${r.kappa}, C_E ${r.costJ} J`);
     }
     const yaml = stringify({ powerModes: result.map((r) => ({ powerMode: r.powerMode, name: r.name, kappa: r.kappa, costJ: r.costJ })) });
     if (opts.out) {

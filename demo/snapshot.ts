@@ -22,6 +22,18 @@ export interface NodeRow {
   /** What the panel delivers now, W (plant). */
   harvestW: number | null;
   restarts: number;
+  /**
+   * The chain behind the node's q_lim assumed no harvest at all, under which any job rate
+   * drains the battery, so q_lim is 0 whatever the battery holds (gateway/scheduler/metrics.ts).
+   * That is the gateway's cautious prior until the node's own estimate is trusted.
+   */
+  noHarvest: boolean | null;
+  /**
+   * Slot records in the gateway's harvest estimate for this node now, and how many it needs
+   * before it trusts them (gateway/estimator.ts minSlots). Null before its birth.
+   */
+  harvestSlots: number | null;
+  harvestMinSlots: number | null;
 }
 
 export interface Snapshot {
@@ -33,6 +45,8 @@ export interface Snapshot {
   sunElevationDeg: number;
   clearSkyWm2: number;
   speed: number;
+  /** δ, simulated ms. */
+  slotMs: number;
   policy: string;
   nodes: NodeRow[];
   jobs: JobSummary[];
@@ -88,6 +102,10 @@ export function takeSnapshot(field: Field, extra: { load?: LoadCounters; rate?: 
       weight: sv?.weight ?? null,
       harvestW: plant ? plant.state().panel.powerW : null,
       restarts: fn.restarts,
+      // limits()'s own test for a chain without income: all of f(e)'s mass at 0.
+      noHarvest: st?.model ? (st.model.params.harvestPmf[0] ?? 0) >= 1 - 1e-15 : null,
+      harvestSlots: st ? st.estimator.samples(now) : null,
+      harvestMinSlots: st ? st.estimator.config.minSlots : null,
     };
   });
   const counters = jobs.counters();
@@ -101,6 +119,7 @@ export function takeSnapshot(field: Field, extra: { load?: LoadCounters; rate?: 
     sunElevationDeg: (Math.asin(Math.max(-1, Math.min(1, cz))) * 180) / Math.PI,
     clearSkyWm2: clearSkyGhi(now, o.latitudeDeg, o.longitudeDeg),
     speed: clock.speed,
+    slotMs: field.slotMs,
     policy: view.policy,
     nodes,
     jobs: jobs.recent(6),

@@ -53,11 +53,16 @@ function state(n: NodeRow, st: Style): string {
   return st.green(pad('active', 8));
 }
 
+/** The node's q_lim was solved with no harvest at all: the gateway's prior, or a re-solve with its own estimate not in yet. */
+function onPrior(n: NodeRow): boolean {
+  return n.noHarvest === true;
+}
+
 function nodeLine(n: NodeRow, st: Style): string {
   const mode = n.powerMode === null ? '-' : n.powerMode === 0 ? 'PM0' : `PM${n.powerMode}`;
   return [
     pad(n.nodeId, 7), state(n, st), batteryBar(n.batteryPct, st), rpad(mode, 4), rpad(n.gamma === null ? '-' : String(n.gamma), 2),
-    rpad(n.queue === null ? '-' : String(n.queue), 3), rpad(num(n.qLim, 3), 6), rpad(num(n.weight, 2), 5),
+    rpad(n.queue === null ? '-' : String(n.queue), 3), rpad(num(n.qLim, 3), 6) + (onPrior(n) ? '*' : ' '), rpad(num(n.weight, 2), 5),
     rpad(n.harvestW === null ? '-' : `${n.harvestW.toFixed(1)}W`, 6), n.restarts ? st.dim(` ↻${n.restarts}`) : '',
   ].join(' ');
 }
@@ -66,13 +71,17 @@ function served(j: JobSummary): string {
   return j.served.map((s) => s.nodes.join('→')).join(' | ');
 }
 
-/** Latency in wall-clock seconds (what a client waits); the job service counts simulated ms. */
-function jobLine(j: JobSummary, speed: number, st: Style): string {
+/**
+ * Latency in simulated seconds, the clock the API's latency_ms and every timestamp of the
+ * field run on (the header says so); the energy with its uncertainty (docs/agent.md).
+ */
+function jobLine(j: JobSummary, st: Style): string {
   const status = j.status === 'done' ? st.green('ok  ') : j.status === 'failed' ? st.red('fail') : st.yellow(j.status === 'running' ? 'run ' : pad(j.status, 4));
-  const latency = j.latencyMs === undefined ? '-' : `${(j.latencyMs / speed / 1000).toFixed(2)}s`;
+  const latency = j.latencyMs === undefined ? '-' : `${(j.latencyMs / 1000).toFixed(1)}s`;
   const failovers = j.failovers ? st.yellow(` failovers ${j.failovers}`) : '';
   const text = JSON.stringify(j.text.length > 28 ? j.text.slice(0, 27) + '…' : j.text);
-  return `${pad(j.id, 9)} ${status} ${rpad(latency, 6)} ${rpad(String(j.completionTokens), 4)} tok ${rpad(j.energyJ.toFixed(0), 5)} J  ${pad(served(j), 26)}${failovers} ${st.dim(text)}`;
+  const energy = `${j.energyJ.toFixed(0)}${j.energyUncertaintyJ === undefined ? '' : ` ± ${j.energyUncertaintyJ.toFixed(0)}`} J`;
+  return `${pad(j.id, 9)} ${status} ${rpad(latency, 8)} ${rpad(String(j.completionTokens), 4)} tok ${rpad(energy, 13)}  ${pad(served(j), 26)}${failovers} ${st.dim(text)}`;
 }
 
 export function renderView(s: Snapshot, st: Style): string[] {
@@ -80,12 +89,22 @@ export function renderView(s: Snapshot, st: Style): string[] {
   const sun = s.sunElevationDeg > 0 ? st.yellow(`sun ${s.sunElevationDeg.toFixed(0)}° up, clear sky ${s.clearSkyWm2.toFixed(0)} W/m²`) : st.dim(`night (sun ${s.sunElevationDeg.toFixed(0)}°)`);
   lines.push(`${st.bold('Heliomesh virtual solar field')}   day ${s.day}  ${st.bold(clock(s.solarHour))} solar time   ${sun}   ×${s.speed.toFixed(0)}   policy ${st.cyan(s.policy)}`);
   lines.push('');
-  lines.push(st.dim(`${pad('node', 7)} ${pad('state', 8)} ${pad('battery', 15)} ${rpad('mode', 4)} ${rpad('γ', 2)} ${rpad('q', 3)} ${rpad('q_lim', 6)} ${rpad('wgt', 5)} ${rpad('panel', 6)}`));
+  lines.push(st.dim(`${pad('node', 7)} ${pad('state', 8)} ${pad('battery', 15)} ${rpad('mode', 4)} ${rpad('γ', 2)} ${rpad('q', 3)} ${rpad('q_lim', 6)}  ${rpad('wgt', 5)} ${rpad('panel', 6)}`));
   let group = '';
   for (const n of s.nodes) {
     if (n.group !== group && group !== '') lines.push('');
     group = n.group;
     lines.push(nodeLine(n, st));
+  }
+  const learning = s.nodes.filter(onPrior);
+  if (learning.length) {
+    // The gateway trusts a node's own harvest only after minSlots slot records; before, it
+    // solves the chain with the prior of no harvest, under which any job rate drains the
+    // battery. After, the re-solve with the node's estimate takes a while to land.
+    const need = learning.find((n) => n.harvestMinSlots !== null)?.harvestMinSlots ?? null;
+    const counts = [...new Set(learning.map((n) => n.harvestSlots).filter((c): c is number => c !== null))].sort((a, b) => a - b);
+    const solving = need !== null && learning.some((n) => n.harvestSlots !== null && n.harvestSlots >= need);
+    lines.push(st.dim(`* q_lim solved with no harvest at all (so 0, whatever the battery): the gateway's cautious prior until a node has ${need ?? '?'} slot records of its own (now ${counts.join(', ')}/${need ?? '?'}; a slot is ${(s.slotMs / 1000).toFixed(0)} s of simulated time)${solving ? ', then until the re-solve with its own estimate lands' : ''}; meanwhile the group's nodes are weighted evenly`));
   }
   lines.push('');
   const c = s.counters;
@@ -95,7 +114,8 @@ export function renderView(s: Snapshot, st: Style): string[] {
     const refused = Object.entries(s.load.byKind).map(([k, v]) => `${k} ${v}`).join(', ');
     lines.push(st.dim(`load: ${s.load.sent} sent, ${s.load.ok} ok, ${s.load.failed} failed${refused ? ` (${refused})` : ''}`));
   }
-  for (const j of s.jobs) lines.push(jobLine(j, s.speed, st));
+  if (s.jobs.length) lines.push(st.dim(`${pad('job', 9)} ${pad('', 4)} ${rpad('latency', 8)} ${rpad('', 8)} ${rpad('energy', 13)}  (latency in simulated time, as the API's latency_ms; ×${s.speed.toFixed(0)} the wall clock)`));
+  for (const j of s.jobs) lines.push(jobLine(j, st));
   lines.push('');
   for (const note of s.notes) lines.push(st.dim(note));
   if (s.curl) {

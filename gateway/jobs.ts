@@ -48,6 +48,8 @@ export interface JobSummary {
   latencyMs?: number;
   /** Sum of the serving nodes' reported job energies, J. */
   energyJ: number;
+  /** Sum of their uncertainties, J (docs/agent.md "Per-job energy"); absent when no node reported one. */
+  energyUncertaintyJ?: number;
   failovers: number;
   served: GroupService[];
   error?: { group?: string; message: string };

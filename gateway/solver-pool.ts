@@ -2,8 +2,8 @@
 // a parameter set; answers are cached by a hash of the parameters, so nodes with the same
 // profile and the same harvest estimate (or a node whose estimate returns to an earlier
 // one) cost nothing. `NodeSolver` keeps only the latest request per node: when a node's
-// estimate moves twice while a solve runs, the middle one is never computed, and a late
-// answer for an outdated estimate never replaces a newer one.
+// estimate moves twice while a solve runs, the middle one is never computed; every answer
+// is applied as it comes, in order, so a late answer never replaces a newer one.
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { DeviceParams } from './scheduler/index.js';
@@ -180,8 +180,11 @@ export class NodeSolver {
     this.running.delete(nodeId);
     const next = this.waiting.get(nodeId);
     this.waiting.delete(nodeId);
-    // A newer request supersedes this answer: solve that one instead of reporting a stale result.
+    // This answer is newer than the one in force, so it is applied even when a newer request
+    // waits: dropping it would leave the node on an older answer (its prior) for as long as
+    // its estimate keeps moving during each solve. One solve per node at a time keeps the
+    // answers in order, so an older one never replaces a newer.
+    report();
     if (next) this.update(nodeId, next.params, next.xiLim);
-    else report();
   }
 }

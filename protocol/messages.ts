@@ -238,6 +238,8 @@ export const jobReportSchema = z.discriminatedUnion('type', [
     // Net of the idle baseline: the job's energy minus baselineW × its duration. The upper
     // bound depends on the node's slot and battery, checked where the gateway receives it.
     energyJ: z.number().finite(),
+    /** Per-job energy's uncertainty (docs/agent.md "Per-job energy"); absent from nodes that predate it. At most a day of the largest board's draw. */
+    energyUncertaintyJ: z.number().finite().nonnegative().max(MAX_NODE_W * (MAX_JOB_MS / 1000)).optional(),
     baselineW: z.number().finite().nonnegative().max(MAX_NODE_W),
     powerMode: z.number().int().nonnegative().max(MAX_POWER_MODES),
   }).superRefine((r, ctx) => {

@@ -50,6 +50,7 @@ export function heliomeshBlock(job: JobSummary, seed: number) {
   return {
     job_id: job.id,
     energy_j: job.energyJ,
+    energy_uncertainty_j: job.energyUncertaintyJ ?? null,
     latency_ms: job.latencyMs ?? null,
     failovers: job.failovers,
     served: job.served.map((s) => ({ group: s.group, nodes: [...s.nodes] })),

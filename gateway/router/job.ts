@@ -46,6 +46,8 @@ export class Job implements JobHandle {
   failovers = 0;
   hops = 0;
   energyJ = 0;
+  /** Sum of the reports' uncertainties; undefined until a report carries one. */
+  energyUncertaintyJ: number | undefined;
   completionTokens = 0;
   finishReason: 'stop' | 'length' | undefined;
   error: JobError | undefined;
@@ -362,6 +364,7 @@ export class Job implements JobHandle {
         if (!this.reports.has(key)) {
           this.reports.set(key, r.energyJ);
           this.energyJ += r.energyJ;
+          if (r.energyUncertaintyJ !== undefined) this.energyUncertaintyJ = (this.energyUncertaintyJ ?? 0) + r.energyUncertaintyJ;
         }
         if (r.ok && this.closed.has(key)) this.deps.scheduler.cleanRun(nodeId);
         if (!r.ok && lane && lane.sessionId === r.sessionId) {
@@ -415,6 +418,7 @@ export class Job implements JobHandle {
       text: this.text.text,
       ...(this.finishReason ? { finishReason: this.finishReason } : {}),
       energyJ: this.energyJ,
+      ...(this.energyUncertaintyJ !== undefined ? { energyUncertaintyJ: this.energyUncertaintyJ } : {}),
       failovers: this.failovers,
       served: this.lanes.map((l) => ({ group: l.group.name, nodes: [...l.served] })),
       ...(this.error ? { error: { ...(this.error.group ? { group: this.error.group } : {}), message: this.error.message } } : {}),

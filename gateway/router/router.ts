@@ -194,7 +194,7 @@ export class Router implements JobService {
     const outcome = s.status === 'done' ? 'ok' : s.status === 'cancelled' ? 'cancelled' : 'failed';
     this.deps.store.write(jobPoint(this.config.fleet, {
       jobId: s.id, outcome, model: s.model, hops: job.hops, promptTokens: s.promptTokens, outputTokens: s.completionTokens,
-      latencyMs, energyJ: s.energyJ, failovers: s.failovers,
+      latencyMs, energyJ: s.energyJ, energyUncertaintyJ: s.energyUncertaintyJ, failovers: s.failovers,
       nodes: s.served.flatMap((g) => g.nodes).join(','),
       tokensPerS: latencyMs > 0 ? (1000 * s.completionTokens) / latencyMs : 0,
     }, job.finishedMs ?? this.deps.clock.now()));

@@ -49,6 +49,8 @@ export interface JobRecord {
   outputTokens?: number;
   latencyMs?: number;
   energyJ?: number;
+  /** The uncertainty of energyJ (docs/agent.md "Per-job energy"). */
+  energyUncertaintyJ?: number;
   failovers?: number;
   /** Comma-separated node ids in group order. */
   nodes?: string;

@@ -57,6 +57,7 @@ export const SCHEMA: Omit<ISchemaOptions, 'database'>[] = [
       outputTokens: FieldType.INTEGER,
       latencyMs: FieldType.FLOAT,
       energyJ: FieldType.FLOAT,
+      energyUncertaintyJ: FieldType.FLOAT,
       failovers: FieldType.INTEGER,
       /** Comma-separated node ids in group order (a group's replacements follow it). */
       nodes: FieldType.STRING,

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BlockWorker } from '../../agent/worker.js';
+import type { MeteredInterval } from '../../agent/energy.js';
+import { BlockWorker, type JobMeter } from '../../agent/worker.js';
 import { VirtualClock } from '../../hardware/clock.js';
 import { selectBackend } from '../../models/backend.js';
 import { BlockStack } from '../../models/forward.js';
@@ -39,6 +40,25 @@ async function firstBlockWorker(t: TestContext, dtype: 'f16' | 'f32', sessionIdl
   return { model, clock, worker, dim: model.config.dim };
 }
 
+/** A meter whose intervals the test emits: constant power over each, 0.01 W resolution. */
+class IntervalMeter implements JobMeter {
+  private readonly listeners = new Set<(i: MeteredInterval) => void>();
+  private atMs = 0;
+  closingSamples = 0;
+  onInterval(l: (i: MeteredInterval) => void): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+  emit(ms: number, w: number): void {
+    const i = { fromMs: this.atMs, toMs: this.atMs + ms, fromW: w, toW: w, energyJ: (w * ms) / 1000, fromResolutionW: 0.01, toResolutionW: 0.01 };
+    this.atMs += ms;
+    for (const l of this.listeners) l(i);
+  }
+  async sampleNow(): Promise<void> {
+    this.closingSamples++;
+  }
+}
+
 test('the worker answers frames with exactly the layer range\'s in-process output, and reports the job', async (t) => {
   await selectBackend({ backend: 'cpu' });
   const dir = mkdtempSync(join(tmpdir(), 'heliomesh-shards-'));
@@ -50,10 +70,10 @@ test('the worker answers frames with exactly the layer range\'s in-process outpu
   assert.ok(range.from > 0, 'the second group starts after layer 0');
 
   const clock = new VirtualClock(0);
-  const meter = { consumedTotalJ: 100, lastConsumedW: 2 };
+  const meter = new IntervalMeter();
   const worker = BlockWorker.load({ shardDir: dir, firstBlock: range.from, lastBlock: range.to - 1, queueCapacity: 1, sessionIdleMs: 60_000, clock, log: quiet, meter, powerMode: () => 2 });
   t.after(() => worker.close());
-  for (let i = 0; i < 5; i++) worker.observe(2);
+  for (let i = 0; i < 5; i++) meter.emit(1000, 2); // idle at 2 W
   const reference = new BlockStack(model, range);
   const refSession = reference.openSession();
   const dim = model.config.dim;
@@ -71,7 +91,7 @@ test('the worker answers frames with exactly the layer range\'s in-process outpu
   for (const [i, s] of steps.entries()) {
     const input = hidden(s.rows, dim, i + 1);
     await clock.advance(1000);
-    meter.consumedTotalJ += 3; // 3 J per second while computing: 1 J above the 2 W baseline
+    meter.emit(1000, 3); // 3 W while the job is held: 1 J per second above the 2 W baseline (the first, before it started, is not its)
     await worker.handle(encodeFrame({ jobId: 7, sessionId: 70, step: i, position: s.position, rows: s.rows, dim, data: input, close: i === steps.length - 1 }), send, true);
     const frame = decodeFrame(out.shift()!);
     assert.ok(frame.ok, !frame.ok ? frame.error : '');
@@ -86,7 +106,10 @@ test('the worker answers frames with exactly the layer range\'s in-process outpu
   assert.equal(r.ok, true);
   assert.equal(r.steps, 3);
   assert.equal(r.durationMs, 2000, 'from the first frame to the close');
-  assert.ok(Math.abs(r.energyJ - (9 - 3 - 2 * 2)) < 1e-9, `energy ${r.energyJ}: consumption minus the 2 W baseline`);
+  assert.ok(Math.abs(r.energyJ - 2 * (3 - 2)) < 1e-9, `energy ${r.energyJ}: two metered seconds at 3 W above the 2 W baseline`);
+  // each charged second: the readings' 0.01 W resolution, no change of power, the baseline's 0.01 W
+  assert.ok(Math.abs(r.energyUncertaintyJ! - 2 * (0.01 + 0.01)) < 1e-9, `uncertainty ${r.energyUncertaintyJ}`);
+  assert.equal(meter.closingSamples, 1, 'the job\'s part ends with a sample of its own');
   assert.equal(r.powerMode, 2);
   assert.equal(worker.queue(), 0);
   refSession.close();

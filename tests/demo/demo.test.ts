@@ -1,5 +1,5 @@
 // `heliomesh demo` as a user runs it, in a child process on free ports: it comes up, a
-// completion sent as the README says returns text and its energy, the broker refuses
+// completion sent as the README says returns text and its energy with its uncertainty, the broker refuses
 // made-up credentials, and SIGINT ends everything with exit code 0 — no child process
 // left behind, no temporary folder (spools, credentials) left on disk.
 import { test } from 'node:test';
@@ -85,12 +85,15 @@ test('heliomesh demo: starts, serves a completion with its energy over HTTP, ref
     method: 'POST', headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ model: 'bundled', prompt: 'The state of the Union is', max_tokens: 16 }),
   });
-  const body = await res.json() as { choices?: Array<{ text?: string }>; heliomesh?: { energy_j?: number; served?: unknown[] } };
+  const body = await res.json() as { choices?: Array<{ text?: string }>; heliomesh?: { energy_j?: number; energy_uncertainty_j?: number | null; served?: unknown[] } };
   assert.equal(res.status, 200, JSON.stringify(body));
   assert.equal(typeof body.choices?.[0]?.text, 'string');
   assert.ok(body.choices![0]!.text!.length > 0, 'the completion has text');
-  assert.ok(typeof body.heliomesh?.energy_j === 'number' && body.heliomesh.energy_j > 0, `energy_j ${body.heliomesh?.energy_j}`);
-  assert.equal(body.heliomesh.served?.length, 3, 'one serving node per group');
+  // The energy is never negative and carries its uncertainty (tests/demo/energy.test.ts checks the sums per node).
+  const { energy_j: energyJ, energy_uncertainty_j: uncertaintyJ } = body.heliomesh ?? {};
+  assert.ok(typeof energyJ === 'number' && energyJ >= 0, `energy_j ${energyJ}`);
+  assert.ok(typeof uncertaintyJ === 'number' && Number.isFinite(uncertaintyJ) && uncertaintyJ > 0, `energy_uncertainty_j ${uncertaintyJ}`);
+  assert.equal(body.heliomesh!.served?.length, 3, 'one serving node per group');
 
   // Only the demo nodes' own credentials get in: a known node id with a made-up password,
   // and an unknown name, are both refused.

@@ -87,9 +87,9 @@ test('the simulated day starts at the last 04:00 solar time, in the hemisphere t
 });
 
 test('the view shows each node\'s state and ends with a curl line whose body is valid JSON', () => {
-  const node = { group: 'g1', power: 'on' as const, online: true, batteryPct: 55, gamma: 1 as const, powerMode: 2, queue: 0, qLim: 0.25, weight: 0.5, harvestW: 4.2, restarts: 0 };
+  const node = { group: 'g1', power: 'on' as const, online: true, batteryPct: 55, gamma: 1 as const, powerMode: 2, queue: 0, qLim: 0.25, weight: 0.5, harvestW: 4.2, restarts: 0, noHarvest: false, harvestSlots: 300, harvestMinSlots: 24 };
   const s: Snapshot = {
-    timeMs: 0, day: 1, solarHour: 13.5, sunElevationDeg: 60, clearSkyWm2: 900, speed: 144, policy: 'foresight',
+    timeMs: 0, day: 1, solarHour: 13.5, sunElevationDeg: 60, clearSkyWm2: 900, speed: 144, slotMs: 100_000, policy: 'foresight',
     nodes: [
       { ...node, nodeId: 'g1-n1' },
       { ...node, nodeId: 'g1-n2', gamma: 0, powerMode: 0, batteryPct: 8 },
@@ -104,7 +104,7 @@ test('the view shows each node\'s state and ends with a curl line whose body is 
   assert.match(row('g1-n1'), /active .* 55% +PM2 +1 +0 +0\.250 +0\.50 +4\.2W/);
   assert.match(row('g1-n2'), /saving/);
   assert.match(row('g1-n3'), /off .*↻1/);
-  assert.match(lines.find((l) => l.startsWith('job-1'))!, /1\.00s +48 tok +612 J +g1-n1→g1-n3 +failovers 1/);
+  assert.match(lines.find((l) => l.startsWith('job-1'))!, /144\.0s +48 tok +612 J +g1-n1→g1-n3 +failovers 1/);
   assert.match(lines.join('\n'), /13:30 solar time/);
   const last = lines.at(-1)!;
   assert.ok(last.startsWith('curl -s http://localhost:8080/v1/completions'), last);

@@ -3,6 +3,7 @@
 // its session times out, not the node's whole consumption since it started.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { MeteredInterval } from '../../agent/energy.js';
 import { BlockWorker } from '../../agent/worker.js';
 import { VirtualClock } from '../../hardware/clock.js';
 import { selectBackend } from '../../models/backend.js';
@@ -12,15 +13,17 @@ import { BUNDLED } from './support.js';
 test('a job that never started reports 0 J and 0 ms when its session times out', async (t) => {
   await selectBackend({ backend: 'cpu' });
   const clock = new VirtualClock(0);
-  // The meter has counted 500 J of the node's consumption before the offer arrives.
-  const meter = { consumedTotalJ: 500, lastConsumedW: 2.7 };
+  // The meter's intervals, as the ledger hands them to the worker.
+  const listeners: Array<(i: MeteredInterval) => void> = [];
+  const meter = { onInterval: (l: (i: MeteredInterval) => void) => (listeners.push(l), () => {}), sampleNow: async () => {} };
   const worker = BlockWorker.load({
     shardDir: BUNDLED, firstBlock: 0, lastBlock: 1, queueCapacity: 1, sessionIdleMs: 60_000, clock, log: { info() {}, warn() {} }, meter,
   });
   t.after(() => worker.close());
   const out: Buffer[] = [];
   await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 4, sessionId: 40 }), (p) => { out.push(p); }, true);
-  meter.consumedTotalJ += 162; // a minute at 2.7 W, none of it for job 4
+  // a minute at 2.7 W, none of it for job 4
+  for (const l of listeners) l({ fromMs: 0, toMs: 60_000, fromW: 2.7, toW: 2.7, energyJ: 162, fromResolutionW: 0.01, toResolutionW: 0.01 });
   await clock.advance(60_000);
   await new Promise((r) => setImmediate(r));
   const reports = out.map((p) => parseJobReport(p)).map((r) => (assert.ok(r.ok), r.value));

@@ -35,7 +35,9 @@ test('a greedy completion through 3 groups × 3 nodes equals in-process generati
   assert.equal(s.failovers, 0);
   assert.deepEqual(s.served.map((g) => [g.group, g.nodes.length]), [['g1', 1], ['g2', 1], ['g3', 1]]);
   for (const g of s.served) assert.ok(g.nodes[0]!.startsWith(`${g.group}-`), `${g.nodes[0]} serves ${g.group}`);
-  assert.ok(s.energyJ !== 0, 'the nodes reported the job\'s energy');
+  // Every report from a metering node carries a positive uncertainty (at least the INA219's LSBs over the job).
+  assert.ok(s.energyUncertaintyJ !== undefined && Number.isFinite(s.energyUncertaintyJ) && s.energyUncertaintyJ > 0, `the nodes reported the job's energy: ${s.energyJ} ± ${s.energyUncertaintyJ} J`);
+  assert.ok(s.energyJ >= 0, `energy ${s.energyJ} J`);
   assert.ok(s.latencyMs! > 0);
 });
 

@@ -49,7 +49,9 @@ test('a completion over HTTP equals in-process generation, plain and streamed', 
   assert.equal(plain.choices[0]!.text, expected);
   assert.equal(plain.usage.completion_tokens, 32);
   assert.deepEqual(plain.heliomesh.served.map((s) => s.group), ['g1', 'g2', 'g3']);
-  assert.ok(plain.heliomesh.energy_j !== 0, 'the nodes reported the job\'s energy');
+  const { energy_j: energyJ, energy_uncertainty_j: uncertaintyJ } = plain.heliomesh;
+  assert.ok(typeof uncertaintyJ === 'number' && Number.isFinite(uncertaintyJ) && uncertaintyJ > 0, `the nodes reported the job's energy: ${energyJ} ± ${uncertaintyJ} J`);
+  assert.ok(energyJ >= 0, `energy ${energyJ} J`);
 
   const sse = await readSse(await postJson(base, '/v1/completions', { ...body, stream: true }));
   assert.ok(sse.done);

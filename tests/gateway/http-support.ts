@@ -229,7 +229,7 @@ export interface Completion {
     finish_reason: string | null;
   }>;
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
-  heliomesh: { job_id: string; energy_j: number; latency_ms: number; failovers: number; served: Array<{ group: string; nodes: string[] }>; seed: number };
+  heliomesh: { job_id: string; energy_j: number; energy_uncertainty_j: number | null; latency_ms: number; failovers: number; served: Array<{ group: string; nodes: string[] }>; seed: number };
 }
 
 export interface ErrorBody {
