@@ -105,6 +105,10 @@ export class Ledger {
 
   constructor(private readonly o: LedgerOptions) {
     this.seq = o.firstSeq;
+    // A slot runs from construction until start() restarts it, so a record closed before
+    // start() covers its own time, never the clock's whole epoch.
+    this.slotStartMs = Math.round(o.clock.now());
+    this.slotStartMono = monotonicMs(o.clock);
     this.resolution = (o.source.sensors ?? []).map((s) => ({ role: s.config.role, shuntOhms: s.config.shuntOhms, ...s.ina.calibration }));
   }
 

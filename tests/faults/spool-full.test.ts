@@ -187,7 +187,7 @@ function boot(disk: SmallDisk, maxBytes = 1 << 20, maxHeld?: number) {
       for (const e of spool.pending()) {
         if (e.cls === 'slot') {
           const r = parseSlotRecord(e.payload);
-          assert.ok(r.ok);
+          assert.ok(r.ok, r.ok ? '' : r.error);
           published.push(r.value.seq);
         }
         spool.remove(e.id); // the PUBACK
