@@ -16,7 +16,7 @@ import { prepareModel, type FieldModel } from './model.js';
 import { FieldNode } from './node.js';
 import { MODE_TABLE, planField, slotMsFor, type NodePlan } from './plan.js';
 
-export const POLICIES = ['uniform', 'long-term', 'adaptive', 'foresight'] as const;
+export const POLICIES = ['uniform', 'long-term', 'adaptive', 'foresight', 'greedy'] as const;
 export type Policy = (typeof POLICIES)[number];
 export const FLEET = 'demo';
 

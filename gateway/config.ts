@@ -21,7 +21,7 @@ export const GatewayConfigSchema = z.strictObject({
   http: HttpConfigSchema.optional(),
   estimator: EstimatorConfigSchema.prefault({}),
   scheduler: z.strictObject({
-    policy: z.enum(['uniform', 'long-term', 'adaptive', 'foresight']).default('foresight'),
+    policy: z.enum(['uniform', 'long-term', 'adaptive', 'foresight', 'greedy']).default('foresight'),
     /** Tolerated risk ξ_lim for q^energy_lim (SPEC.md Eq. 5); the paper uses 0.01. */
     xiLim: z.number().gt(0).lt(1).default(0.01),
     solverThreads: z.number().int().min(1).max(16).default(1),

@@ -10,13 +10,17 @@ export * from './policies.js';
 export * from './foresight.js';
 export * from './view.js';
 
-import { adaptive, longTerm, uniform, type Policy } from './policies.js';
+import { adaptive, greedy, longTerm, uniform, type Policy } from './policies.js';
 import { foresight } from './foresight.js';
 
-/** Every policy by name: the paper's three and ours. */
+/**
+ * Every policy by name: the paper's three, ours, and the baseline ours must beat. Appended
+ * only: the simulator seeds each policy's random stream by its place here.
+ */
 export const POLICIES: Record<string, Policy> = {
   uniform,
   'long-term': longTerm,
   adaptive,
   foresight,
+  greedy,
 };

@@ -1,5 +1,6 @@
 // Scheduling policies (SPEC.md §5): for one job, the probability of handing it to each
 // device of one group. The simulator and the live gateway call these same functions.
+import { modeAt } from './chain.js';
 import type { DeviceModel } from './metrics.js';
 
 /** What a policy may know of one device at the moment of a decision. */
@@ -75,5 +76,32 @@ export const adaptive: Policy = {
     const w = fill(group, out, (d) => (d.available ? d.weight * (d.powerMode === 1 ? factor : 1) : 0));
     if (allZero(w)) return longTerm.probabilities(group, w);
     return renormalized(w);
+  },
+};
+
+/** Battery levels closer than this (quanta) are a tie; the simulator's battery is continuous. */
+const LEVEL_TIE = 1e-9;
+
+/**
+ * The baseline a predictive policy must beat: the available device with the most battery
+ * left once it has paid what it owes to the jobs in hand and this job's C_E, at the mode
+ * it will run it in (PM(E − owed), the level the stage starts from, Eq. 1). Without a
+ * solved model the job's C_E is unknown and only the owed energy is subtracted. Tied
+ * devices share the job evenly, so no device is favoured by its place in the group.
+ */
+export const greedy: Policy = {
+  name: 'greedy',
+  probabilities(group, out) {
+    let best = -Infinity;
+    const left = fill(group, out, (d) => {
+      if (!d.available) return -Infinity;
+      const level = d.energyQ - d.committedQ;
+      const cost = d.model ? modeAt(d.model.params, Math.max(0, Math.floor(level))).costQ : 0;
+      const v = level - cost;
+      if (v > best) best = v;
+      return v;
+    });
+    for (let i = 0; i < left.length; i++) left[i] = best > -Infinity && (left[i] as number) >= best - LEVEL_TIE ? 1 : 0;
+    return renormalized(left);
   },
 };
