@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DeviceModel, PAPER_DYNAMIC_TABLE, PAPER_MODES, POLICIES, adaptive, foresight, longTerm, outlook, uniform, uniformOnGrid, type DeviceView } from '../../gateway/scheduler/index.js';
+import { DeviceModel, PAPER_DYNAMIC_TABLE, PAPER_MODES, POLICIES, adaptive, climbSlots, foresight, longTerm, outlook, uniform, uniformOnGrid, type DeviceView } from '../../gateway/scheduler/index.js';
 
 const model = new DeviceModel({ eMax: 100, eTh: 10, eThUp: 15, modes: PAPER_MODES, modeTable: PAPER_DYNAMIC_TABLE, harvestPmf: uniformOnGrid(0, 4) });
 const view = (over: Partial<DeviceView>): DeviceView => ({ available: true, busy: false, powerMode: 3, energyQ: 80, committedQ: 0, weight: 1 / 3, model, ...over });
@@ -46,4 +46,27 @@ test('foresight hands the job to the safest, then idle, then fullest device', ()
   assert.ok(near(foresight.probabilities([view({ energyQ: 95, busy: true, committedQ: 23 }), view({ energyQ: 70 })]), [0, 1]));
   // Equal risk, both idle: the fuller battery.
   assert.ok(near(foresight.probabilities([view({ energyQ: 70 }), view({ energyQ: 90 }), view({ available: false, energyQ: 100 })]), [0, 1, 0]));
+});
+
+test('the climb out of power saving is counted slot by slot on f(e) (SPEC.md §2)', () => {
+  // One quantum every slot: from level e it takes E′_th + 1 − e slots to end one above E′_th.
+  const one = new Float64Array([0, 1]);
+  assert.deepEqual(Array.from(climbSlots(one, 15)), Array.from({ length: 16 }, (_, e) => 16 - e));
+  // Half the slots harvest nothing: each quantum takes two slots on average.
+  const half = new Float64Array([0.5, 0.5]);
+  assert.ok(Math.abs((climbSlots(half, 15)[10] as number) - 12) < 1e-9);
+  // No harvest at all: the device never comes back.
+  assert.equal(climbSlots(new Float64Array([1]), 15)[0], Infinity);
+});
+
+test('foresight weighs a fall into power saving by the slots it costs, not only by its chance', () => {
+  // A device harvesting little is likelier to stay above E_th at 33 than a sunnier one at 24,
+  // but when it falls it is down twice as long: the sunnier one costs fewer slots inactive.
+  const shaded = new DeviceModel({ ...model.params, harvestPmf: uniformOnGrid(0, 2) });
+  const sunny = new DeviceModel({ ...model.params, harvestPmf: uniformOnGrid(0, 8) });
+  const [s, u] = [outlook(shaded), outlook(sunny)];
+  assert.ok((s.risk[33] as number) < (u.risk[24] as number) - 0.05);
+  assert.ok((s.downtime[33] as number) > (u.downtime[24] as number) + 0.5);
+  const group = [view({ energyQ: 33, powerMode: 1, model: shaded }), view({ energyQ: 24, powerMode: 1, model: sunny })];
+  assert.ok(near(foresight.probabilities(group), [0, 1]));
 });
