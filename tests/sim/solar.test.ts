@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { clearSky, declinationAndEquationOfTime, moduleOutputW, planeOfArray, SMALL_PANEL, sunAngles, sunTimes } from '../../sunlight.js';
 import { MID_LATITUDE_WEATHER, REGIMES, Weather, type CloudRegime } from '../../weather.js';
 import { solarDayHarvestJ } from '../../sim/solar.js';
+import { evaluateSolarDay, solarDayCases } from '../../sim/solar-eval.js';
 
 const MIN = 60_000;
 const HOUR = 3_600_000;
@@ -146,4 +147,15 @@ test('a real day: a 15 W_p panel harvests 70–100 Wh on a clear June day at 40�
   assert.ok(june > 70 && june < 100, `June at 40° N: ${june.toFixed(1)} Wh`);
   assert.ok(december < june / 3, `December at 55° N: ${december.toFixed(1)} Wh`);
   assert.ok(december > 2, `December at 55° N still harvests: ${december.toFixed(1)} Wh`);
+});
+
+test('sim solar-day: an idle node is never down under a panel far larger than its draw, and mostly down under a tiny one', () => {
+  const [june] = solarDayCases().filter((c) => c.season === 'summer' && c.site.latitudeDeg === 40);
+  const big = evaluateSolarDay({ ...june!, peakW: 200 }, [1], 5);
+  assert.equal(big.downtime.mean, 0);
+  // 1 W_p gives ~3 Wh a day against 2.7 W · 24 h = 65 Wh: after the half-full 36 Wh
+  // battery (18 Wh, under 7 h) the node is up only on what trickles in (~5 %).
+  const tiny = evaluateSolarDay({ ...june!, peakW: 1 }, [1], 5);
+  assert.ok(tiny.downtime.mean > 0.8, `downtime ${tiny.downtime.mean}`);
+  assert.ok(Math.abs(tiny.harvestWh.mean - big.harvestWh.mean / 200) < 1e-9 * big.harvestWh.mean, 'harvest scales with the panel');
 });
