@@ -23,7 +23,7 @@ export function registerSim(program: Command): void {
   program
     .command('sim')
     .description("reproduce the paper's figures with the network simulator and the semi-Markov model")
-    .argument('<figure>', `one of ${FIGURES.join(', ')}, or all`)
+    .argument('<figure>', `one of ${FIGURES.join(', ')}, or all; or solar-day (30 real days of harvest against a Pi's idle draw)`)
     .option('--iterations <n>', 'runs per point and policy', positiveInt('--iterations'), 1000)
     .option('--policies <list>', `extra policies besides the paper's three (${Object.keys(POLICIES).join(', ')})`, 'foresight')
     .option('--out <dir>', 'folder for CSV, SVG and PNG files', 'results')
@@ -31,6 +31,7 @@ export function registerSim(program: Command): void {
     .option('--threads <n>', 'worker threads (default: one per core)', positiveInt('--threads'))
     .option('--paper <file>', "the paper's digitized results", join(repoRoot, '..', 'shared', 'paper', 'figures.json'))
     .action(async (figure: string, opts: { iterations: number; policies: string; out: string; seed: number; threads?: number; paper: string }) => {
+      if (figure === 'solar-day') return solarDay(opts.seed);
       const figures: FigureName[] = figure === 'all' ? FIGURES : FIGURES.includes(figure as FigureName) ? [figure as FigureName] : [];
       if (figures.length === 0) throw new Error(`unknown figure '${figure}'; choose one of ${FIGURES.join(', ')}, or all`);
       const extra = opts.policies.split(',').map((p) => p.trim()).filter(Boolean);
@@ -80,4 +81,17 @@ export function registerSim(program: Command): void {
       }
       console.log(`wrote ${results.length} figure(s) to ${opts.out} in ${seconds.toFixed(1)} s`);
     });
+}
+
+/** `sim solar-day`: the harvest of real days (sim/solar-eval.ts), 5 seeds from `--seed`. */
+async function solarDay(seed: number): Promise<void> {
+  const { evaluateSolarDay, solarDayCases, PI_IDLE_W } = await import('../sim/solar-eval.js');
+  const seeds = [0, 1, 2, 3, 4].map((i) => seed + i);
+  console.log(`30 days, ${seeds.length} seeds; downtime of a node drawing ${PI_IDLE_W} W whenever it is up (a floor for every policy)`);
+  console.log('| case | harvest Wh/day (± sd) | downtime (± sd) |');
+  console.log('|---|---|---|');
+  for (const c of solarDayCases()) {
+    const r = evaluateSolarDay(c, seeds);
+    console.log(`| ${r.label} | ${r.harvestWh.mean.toFixed(1)} ± ${r.harvestWh.sd.toFixed(1)} | ${(100 * r.downtime.mean).toFixed(1)} % ± ${(100 * r.downtime.sd).toFixed(1)} |`);
+  }
 }

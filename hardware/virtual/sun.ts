@@ -1,19 +1,11 @@
-// The sun over a virtual node: clear-sky irradiance from latitude, longitude, day of year
-// and time of day, dimmed by a seeded stochastic cloud cover.
+// The sun over a virtual node: clear-sky irradiance from NOAA's solar position at the
+// node's latitude and longitude (sunlight.ts, shared with the simulator), dimmed by a
+// seeded stochastic cloud cover.
+import { haurwitzGhi, mulberry32, sunAngles } from '../../sunlight.js';
+
+export { mulberry32 };
 
 const DEG = Math.PI / 180;
-
-/** Seeded 32-bit generator (mulberry32): a few lines, so no dependency for it. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Standard normal draw (Box–Muller). */
 export function gaussian(rng: () => number): number {
@@ -27,26 +19,22 @@ export function dayOfYear(timeMs: number): number {
   return Math.floor((timeMs - Date.UTC(d.getUTCFullYear(), 0, 1)) / 86_400_000) + 1;
 }
 
-/** Cosine of the solar zenith angle, cosθz = cosφ cosδ cosω + sinφ sinδ (Duffie & Beckman, eq. 1.6.5). */
+/**
+ * Cosine of the solar zenith angle from NOAA's solar position (sunlight.ts), the one
+ * geometry the simulator uses too: geometric, without refraction.
+ */
 export function cosZenith(timeMs: number, latitudeDeg: number, longitudeDeg: number): number {
-  const n = dayOfYear(timeMs);
-  // Declination, Cooper (1969): δ = 23.45° sin(360° (284 + n) / 365).
-  const decl = 23.45 * DEG * Math.sin((2 * Math.PI * (284 + n)) / 365);
-  // Equation of time in minutes, the common three-term approximation.
-  const b = (2 * Math.PI * (n - 81)) / 364;
-  const eotMin = 9.87 * Math.sin(2 * b) - 7.53 * Math.cos(b) - 1.5 * Math.sin(b);
-  const d = new Date(timeMs);
-  const utcHours = d.getUTCHours() + d.getUTCMinutes() / 60 + d.getUTCSeconds() / 3600 + d.getUTCMilliseconds() / 3.6e6;
-  const solarHours = utcHours + longitudeDeg / 15 + eotMin / 60;
-  const hourAngle = 15 * DEG * (solarHours - 12);
-  const lat = latitudeDeg * DEG;
-  return Math.sin(lat) * Math.sin(decl) + Math.cos(lat) * Math.cos(decl) * Math.cos(hourAngle);
+  return Math.sin(sunAngles(timeMs, latitudeDeg, longitudeDeg).elevationDeg * DEG);
 }
 
-/** Global horizontal irradiance under a clear sky, W/m², Haurwitz (1945): 1098 cosθz e^(−0.057/cosθz). */
+/**
+ * Global horizontal irradiance under a clear sky, W/m², Haurwitz (1945): 1098 cosθz
+ * e^(−0.057/cosθz). The plant's panel lies flat (its derate stands for orientation), so it
+ * needs the global light only, which Haurwitz fits with one formula; the simulator's tilted
+ * panels split beam from diffuse with Meinel's model instead (sunlight.ts).
+ */
 export function clearSkyGhi(timeMs: number, latitudeDeg: number, longitudeDeg: number): number {
-  const c = cosZenith(timeMs, latitudeDeg, longitudeDeg);
-  return c > 0 ? 1098 * c * Math.exp(-0.057 / c) : 0;
+  return haurwitzGhi(sunAngles(timeMs, latitudeDeg, longitudeDeg).elevationDeg);
 }
 
 export interface CloudOptions {
