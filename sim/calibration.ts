@@ -1,6 +1,7 @@
 // Every parameter the paper leaves out (SPEC.md §7), in one place, with the reason for
 // each value. The paper's own numbers (modes, κ, C_E, the dynamic table, E_th, the battery)
 // live in gateway/scheduler/paper.ts and are not touched here.
+import type { GroupOrder } from './network.js';
 
 export interface Calibration {
   /**
@@ -56,6 +57,12 @@ export interface Calibration {
    */
   fig2HarvestLo: number;
   fig2HarvestHi: number;
+  /**
+   * How a job passes the groups. 'sequential' is the paper's pipeline (SPEC §1: group ℓ
+   * takes group ℓ−1's output, so it starts when group ℓ−1 has finished); 'parallel', in which
+   * every group starts the job in the same slot, is kept as a reading to compare against.
+   */
+  groupOrder: GroupOrder;
 }
 
 export const CALIBRATION: Calibration = {
@@ -69,4 +76,5 @@ export const CALIBRATION: Calibration = {
   fig2P: 0.7,
   fig2HarvestLo: 0,
   fig2HarvestHi: 22,
+  groupOrder: 'sequential',
 };
