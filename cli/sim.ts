@@ -74,7 +74,7 @@ export function registerSim(program: Command): void {
       if (pngSkipped) console.error('note: no PNG written: @resvg/resvg-js does not load on this platform (SVG files are complete)');
       writeFileSync(
         join(opts.out, 'summary.json'),
-        JSON.stringify({ figures, policies, iterations: opts.iterations, seed: opts.seed, seconds, calibration: CALIBRATION, deviations: allDeviations }, null, 2) + '\n',
+        JSON.stringify({ figures, policies, iterations: opts.iterations, seed: opts.seed, seconds, calibration: CALIBRATION, deviations: allDeviations, also: results.flatMap((r) => (r.also ?? []).map((row) => ({ figure: r.figure, ...row }))) }, null, 2) + '\n',
       );
       for (const d of allDeviations) {
         console.log(`${d.figure.padEnd(6)} ${d.curve.padEnd(14)} ${d.metric.padEnd(16)} deviation ${d.mad.toPrecision(3)} over ${d.points} point(s)`);

@@ -1,7 +1,8 @@
-// How far our curves lie from the paper's digitized points: the mean absolute deviation
-// over the x values both have, per curve.
+// How far our curves lie from the paper's digitized points, per curve, over the x values
+// both have: the mean absolute deviation, the worst point, and how many of our means fall
+// inside the paper's ±std band.
 import type { PaperData } from './paper-data.js';
-import type { FigureResult } from './run.js';
+import type { FigureResult, Row } from './run.js';
 
 export interface Deviation {
   figure: string;
@@ -10,6 +11,10 @@ export interface Deviation {
   /** Mean absolute deviation over `points` shared x values. */
   mad: number;
   points: number;
+  /** The largest absolute deviation, and the x where it lies (network figures only). */
+  worst?: { x: number; deviation: number; ours: number; paper: number };
+  /** Shared points where our mean lies within the paper's mean ± std (network figures only). */
+  inBand?: number;
 }
 
 export function deviations(result: FigureResult, paper: PaperData): Deviation[] {
@@ -48,21 +53,31 @@ export function deviations(result: FigureResult, paper: PaperData): Deviation[] 
   }
   if (f === 'solar') return out;
   const p = paper[f];
-  const policies = [...new Set(result.rows.map((r) => r.policy))];
-  for (const policy of policies) {
-    const theirs = p.mean[policy];
-    if (!theirs) continue;
-    let sum = 0;
-    let n = 0;
-    p.x.forEach((x, i) => {
-      const v = theirs[i];
-      const ours = result.rows.find((r) => r.policy === policy && typeof r.x === 'number' && Math.abs(r.x - x) < 1e-9);
-      if (v != null && ours) {
-        sum += Math.abs(ours.mean - v);
+  const curves = (rows: Row[]) => {
+    for (const policy of [...new Set(rows.map((r) => r.policy))]) {
+      const theirs = p.mean[policy];
+      if (!theirs) continue;
+      const band = p.std?.[policy];
+      let sum = 0;
+      let n = 0;
+      let inBand = 0;
+      let worst: Deviation['worst'];
+      p.x.forEach((x, i) => {
+        const v = theirs[i];
+        const ours = rows.find((r) => r.policy === policy && typeof r.x === 'number' && Math.abs(r.x - x) < 1e-9);
+        if (v == null || !ours) return;
+        const dev = Math.abs(ours.mean - v);
+        sum += dev;
         n++;
-      }
-    });
-    if (n) out.push({ figure: f, curve: policy, metric: result.rows[0]?.metric ?? '', mad: sum / n, points: n });
-  }
+        if (dev <= (band?.[i] ?? 0) + 1e-12) inBand++;
+        if (!worst || dev > worst.deviation) worst = { x, deviation: dev, ours: ours.mean, paper: v };
+      });
+      if (n) out.push({ figure: f, curve: policy, metric: rows[0]?.metric ?? '', mad: sum / n, points: n, worst, inBand });
+    }
+  };
+  curves(result.rows);
+  // A metric reported beside the plotted one is held against the same published curve.
+  const also = result.also ?? [];
+  for (const metric of [...new Set(also.map((r) => r.metric))]) curves(also.filter((r) => r.metric === metric));
   return out;
 }

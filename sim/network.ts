@@ -4,6 +4,11 @@
 // gateway/scheduler/chain.ts, so that the two agree: a processing stage lasts κ(PM) slots
 // and pays C_E at its end through Eq. 1; every other stage lasts one slot. What the policy
 // sees of each device is built by deviceView, as the live gateway builds it.
+//
+// A job passes group 1, then group 2, … (SPEC.md §1: device ℓ takes the output of group
+// ℓ−1): the device chosen in group ℓ+1 holds the job from dispatch but starts its stage only
+// in the slot after group ℓ's κ-slot stage ended. `groupOrder: 'parallel'` keeps the older
+// reading, in which every group starts the job in the same slot.
 import { deviceView, modeAt, type DeviceModel, type DeviceParams, type DeviceState, type DeviceView, type Policy } from '../gateway/scheduler/index.js';
 import { harvestProcess, type HarvestProcessSpec } from './harvest.js';
 import type { Rng } from './rng.js';
@@ -20,6 +25,24 @@ export interface NetworkScenario {
   harvest: HarvestProcessSpec[];
   /** Battery level at slot 0, as a fraction of E_max. */
   initialFraction: number;
+  /** How a job passes the groups: one after another (the paper's pipeline, the default) or all at once. */
+  groupOrder?: GroupOrder;
+}
+
+export type GroupOrder = 'sequential' | 'parallel';
+
+/** A stage boundary of one device, for tests and traces: `slot` is the slot the stage starts or ends before. */
+export interface StageEvent {
+  kind: 'start' | 'finish';
+  slot: number;
+  device: number;
+  job: number;
+}
+
+export interface RunTrace {
+  onStage?: (event: StageEvent) => void;
+  /** Every device's battery level (quanta) and γ at each slot of the run, after its stage update. */
+  onSlot?: (slot: number, energy: Float64Array, gamma: Uint8Array) => void;
 }
 
 export interface RunMetrics {
@@ -29,8 +52,16 @@ export interface RunMetrics {
   jobsDropped: number;
   /** Jobs finished by every group before the horizon. */
   jobsCompleted: number;
-  /** Accepted jobs / input jobs: an accepted job is held until it is processed. */
-  throughput: number;
+  /** Accepted jobs / input jobs. */
+  throughputAccepted: number;
+  /**
+   * Processed jobs / input jobs (the paper's Fig. 4a): jobs finished by every group, counting
+   * those still in the pipeline at the horizon once the run has drained them (arrivals stop,
+   * devices keep harvesting and working, for at most `slots` more slots). A device that dies
+   * holding a job with no harvest to wake it never finishes it, so at zero harvest this is
+   * below throughputAccepted by every job stranded on a dead device.
+   */
+  throughputCompleted: number;
   /** Mean battery level over devices and slots, in % of E_max. */
   meanBatteryPct: number;
   /** Share of device-slots with E ≤ E_th: the empirical ξ of Eq. 3. */
@@ -48,10 +79,11 @@ export interface RunInputs {
   worldRng: Rng;
   /** Stream for the policy's own draws. */
   policyRng: Rng;
+  trace?: RunTrace;
 }
 
 export function runNetwork(inputs: RunInputs): RunMetrics {
-  return new NetworkSim(inputs.scenario, inputs.models, inputs.weights).run(inputs.policy, inputs.worldRng, inputs.policyRng);
+  return new NetworkSim(inputs.scenario, inputs.models, inputs.weights).run(inputs.policy, inputs.worldRng, inputs.policyRng, inputs.trace);
 }
 
 /**
@@ -108,7 +140,7 @@ export class NetworkSim {
     this.uniformWidth = allUniform ? Float64Array.from(scenario.harvest, (h) => (h.kind === 'uniform' ? h.hi - h.lo : 0)) : null;
   }
 
-  run(policy: Policy, worldRng: Rng, policyRng: Rng): RunMetrics {
+  run(policy: Policy, worldRng: Rng, policyRng: Rng, trace?: RunTrace): RunMetrics {
     const { groups: G, devicesPerGroup: N, slots: T, p, device } = this.scenario;
     const { D, params, energy, gamma, stageLeft, stageHarvest, processing, stageCost, current, queued, powerMode, views, probs, state } = this;
     const { eMax, eTh, eThUp } = device;
@@ -126,15 +158,22 @@ export class NetworkSim {
     queued.fill(-1);
     powerMode.fill(0);
 
-    const groupsLeft: number[] = []; // per job: groups that still have to finish it
+    const sequential = this.scenario.groupOrder !== 'parallel';
+    const onStage = trace?.onStage;
+    const onSlot = trace?.onSlot;
+    const groupsDone: number[] = []; // per job: groups that have finished it
     let jobsInput = 0;
     let jobsDropped = 0;
     let jobsCompleted = 0;
+    let jobsFinished = 0; // including those finished while draining
     let inactiveSum = 0;
     let batterySum = 0;
     let lowSum = 0;
 
-    for (let t = 0; t < T; t++) {
+    // Past the horizon no job arrives and nothing is measured but completions, until the
+    // pipeline is empty or as many slots again have passed.
+    for (let t = 0; t < T || (t < 2 * T && jobsFinished < jobsInput - jobsDropped); t++) {
+      const measuring = t < T;
       // 1. Stages that ended: Eq. 1, the γ rules, then the next stage and its PM.
       let inactive = 0;
       for (let d = 0; d < D; d++) {
@@ -144,9 +183,13 @@ export class NetworkSim {
             e = Math.max(Math.min(e + (stageHarvest[d] as number) - (stageCost[d] as number), eMax), 0);
             if (e < eTh) gamma[d] = 0;
             const job = current[d] as number;
-            const left = (groupsLeft[job] as number) - 1;
-            groupsLeft[job] = left;
-            if (left === 0) jobsCompleted++;
+            const done = (groupsDone[job] as number) + 1;
+            groupsDone[job] = done;
+            if (done === G) {
+              jobsFinished++;
+              if (measuring) jobsCompleted++;
+            }
+            onStage?.({ kind: 'finish', slot: t, device: d, job });
             current[d] = queued[d] as number;
             queued[d] = -1;
           } else {
@@ -156,10 +199,14 @@ export class NetworkSim {
           energy[d] = e;
           stageHarvest[d] = 0;
           const mode = modeAt(params, e);
-          if (gamma[d] === 1 && (current[d] as number) >= 0) {
+          const job = current[d] as number;
+          // Devices are visited group by group, so group ℓ's stage that ended before this slot
+          // is already counted when group ℓ+1's device looks.
+          if (gamma[d] === 1 && job >= 0 && (!sequential || groupsDone[job] === Math.floor(d / N))) {
             processing[d] = 1;
             stageCost[d] = mode.costQ;
             stageLeft[d] = mode.kappa;
+            onStage?.({ kind: 'start', slot: t, device: d, job });
           } else {
             processing[d] = 0;
             stageCost[d] = 0;
@@ -167,15 +214,17 @@ export class NetworkSim {
           }
           powerMode[d] = gamma[d] === 1 ? mode.powerMode : 0;
         }
+        if (!measuring) continue;
         if (gamma[d] === 0) inactive++;
         const e = energy[d] as number;
         batterySum += e / eMax;
         if (e <= eTh) lowSum++;
       }
       inactiveSum += inactive / D;
+      onSlot?.(t, energy, gamma);
 
       // 2–3. A job arrives with probability p; the policy picks one device per group.
-      if (worldRng() < p) {
+      if (measuring && worldRng() < p) {
         jobsInput++;
         let dropped = false;
         for (let g = 0; g < G && !dropped; g++) {
@@ -184,8 +233,8 @@ export class NetworkSim {
           for (let j = 0; j < N; j++) {
             const d = g * N + j;
             const v = row[j]!;
-            // An active device holding a job is processing it by now (an idle stage lasts one
-            // slot), so C_E(PM) per job held is the cost its stage pays at its end.
+            // Every job held is owed C_E(PM), whether its stage is running or waits for the
+            // group before.
             state.gamma = gamma[d] as 0 | 1;
             state.powerMode = powerMode[d] as number;
             state.energyQ = energy[d] as number;
@@ -200,8 +249,8 @@ export class NetworkSim {
         if (dropped) {
           jobsDropped++;
         } else {
-          const job = groupsLeft.length;
-          groupsLeft.push(G);
+          const job = groupsDone.length;
+          groupsDone.push(0);
           for (let g = 0; g < G; g++) {
             const d = g * N + draw(policy.probabilities(views[g]!, probs), policyRng());
             if ((current[d] as number) < 0) current[d] = job;
@@ -223,7 +272,8 @@ export class NetworkSim {
       jobsInput,
       jobsDropped,
       jobsCompleted,
-      throughput: jobsInput > 0 ? (jobsInput - jobsDropped) / jobsInput : 1,
+      throughputAccepted: jobsInput > 0 ? (jobsInput - jobsDropped) / jobsInput : 1,
+      throughputCompleted: jobsInput > 0 ? jobsFinished / jobsInput : 1,
       meanBatteryPct: (100 * batterySum) / (T * D),
       lowBatteryFraction: lowSum / (T * D),
     };

@@ -18,6 +18,8 @@ export interface FigureResult {
   xLabel: string;
   yLabel: string;
   rows: Row[];
+  /** Other metrics of the same cells, reported beside the plotted one but not drawn. */
+  also?: Row[];
 }
 
 export interface RunOptions {
@@ -86,9 +88,10 @@ export async function runFigures(opts: RunOptions): Promise<FigureResult[]> {
         const x = f.xs[task.point]!;
         if (task.figure === 'solar') {
           fig.rows.push({ x, policy: task.policy, metric: 'inactive_fraction', ...result.inactiveFraction });
-          fig.rows.push({ x, policy: task.policy, metric: 'throughput', ...result.throughput });
+          fig.rows.push({ x, policy: task.policy, metric: 'throughput', ...result.throughputCompleted });
         } else {
           fig.rows.push({ x, policy: task.policy, metric: f.metric, ...result[f.metric] });
+          for (const m of f.also ?? []) (fig.also ??= []).push({ x, policy: task.policy, metric: m, ...result[m] });
         }
       }
       done++;
@@ -98,13 +101,15 @@ export async function runFigures(opts: RunOptions): Promise<FigureResult[]> {
   );
 
   const order = (r: Row) => [opts.policies.indexOf(r.policy), typeof r.x === 'number' ? r.x : FIG2_MODES.findIndex((m) => m.name === r.x)];
+  const byCell = (a: Row, b: Row) => {
+    const [pa, xa] = order(a);
+    const [pb, xb] = order(b);
+    return (pa as number) - (pb as number) || (xa as number) - (xb as number) || a.metric.localeCompare(b.metric);
+  };
   for (const fig of results.values()) {
     if (fig.figure === 'fig2b') continue;
-    fig.rows.sort((a, b) => {
-      const [pa, xa] = order(a);
-      const [pb, xb] = order(b);
-      return (pa as number) - (pb as number) || (xa as number) - (xb as number) || a.metric.localeCompare(b.metric);
-    });
+    fig.rows.sort(byCell);
+    fig.also?.sort(byCell);
   }
   return opts.figures.map((f) => results.get(f)!);
 }
