@@ -23,15 +23,17 @@ export function registerSim(program: Command): void {
   program
     .command('sim')
     .description("reproduce the paper's figures with the network simulator and the semi-Markov model")
-    .argument('<figure>', `one of ${FIGURES.join(', ')}, or all; or solar-day (30 real days of harvest against a Pi's idle draw)`)
-    .option('--iterations <n>', 'runs per point and policy', positiveInt('--iterations'), 1000)
+    .argument('<figure>', `one of ${FIGURES.join(', ')}, or all; or solar-day (30 real days of harvest against a Pi's idle draw); or sensitivity (each open reading of the paper, one at a time, then the best combined)`)
+    .option('--iterations <n>', 'runs per point and policy (default: 1000; 200 for sensitivity)', positiveInt('--iterations'))
     .option('--policies <list>', `extra policies besides the paper's three (${Object.keys(POLICIES).join(', ')})`, 'foresight')
     .option('--out <dir>', 'folder for CSV, SVG and PNG files', 'results')
     .option('--seed <n>', 'base seed; the same seed gives the same numbers', positiveInt('--seed'), 1)
     .option('--threads <n>', 'worker threads (default: one per core)', positiveInt('--threads'))
     .option('--paper <file>', "the paper's digitized results", join(repoRoot, '..', 'shared', 'paper', 'figures.json'))
-    .action(async (figure: string, opts: { iterations: number; policies: string; out: string; seed: number; threads?: number; paper: string }) => {
+    .action(async (figure: string, opts: { iterations?: number; policies: string; out: string; seed: number; threads?: number; paper: string }) => {
       if (figure === 'solar-day') return solarDay(opts.seed);
+      if (figure === 'sensitivity') return sensitivity({ ...opts, iterations: opts.iterations ?? 200 });
+      const iterations = opts.iterations ?? 1000;
       const figures: FigureName[] = figure === 'all' ? FIGURES : FIGURES.includes(figure as FigureName) ? [figure as FigureName] : [];
       if (figures.length === 0) throw new Error(`unknown figure '${figure}'; choose one of ${FIGURES.join(', ')}, or all`);
       const extra = opts.policies.split(',').map((p) => p.trim()).filter(Boolean);
@@ -50,7 +52,7 @@ export function registerSim(program: Command): void {
       const results = await runFigures({
         figures,
         policies,
-        iterations: opts.iterations,
+        iterations,
         seed: opts.seed,
         calibration: CALIBRATION,
         threads: opts.threads,
@@ -74,7 +76,7 @@ export function registerSim(program: Command): void {
       if (pngSkipped) console.error('note: no PNG written: @resvg/resvg-js does not load on this platform (SVG files are complete)');
       writeFileSync(
         join(opts.out, 'summary.json'),
-        JSON.stringify({ figures, policies, iterations: opts.iterations, seed: opts.seed, seconds, calibration: CALIBRATION, deviations: allDeviations, also: results.flatMap((r) => (r.also ?? []).map((row) => ({ figure: r.figure, ...row }))) }, null, 2) + '\n',
+        JSON.stringify({ figures, policies, iterations, seed: opts.seed, seconds, calibration: CALIBRATION, deviations: allDeviations, also: results.flatMap((r) => (r.also ?? []).map((row) => ({ figure: r.figure, ...row }))) }, null, 2) + '\n',
       );
       for (const d of allDeviations) {
         console.log(`${d.figure.padEnd(6)} ${d.curve.padEnd(14)} ${d.metric.padEnd(16)} deviation ${d.mad.toPrecision(3)} over ${d.points} point(s)`);
@@ -94,4 +96,24 @@ async function solarDay(seed: number): Promise<void> {
     const r = evaluateSolarDay(c, seeds);
     console.log(`| ${r.label} | ${r.harvestWh.mean.toFixed(1)} ± ${r.harvestWh.sd.toFixed(1)} | ${(100 * r.downtime.mean).toFixed(1)} % ± ${(100 * r.downtime.sd).toFixed(1)} |`);
   }
+}
+
+/** `sim sensitivity`: sim/sensitivity.ts over the paper's three policies; a table on stdout, JSON and CSV under --out. */
+async function sensitivity(opts: { iterations: number; out: string; seed: number; threads?: number; paper: string }): Promise<void> {
+  const [{ parsePaper }, { formatTable, runSensitivity, toCsv }] = await Promise.all([import('../sim/paper-data.js'), import('../sim/sensitivity.js')]);
+  if (!existsSync(opts.paper)) throw new Error(`${opts.paper} not found: the study measures every variant against the paper's curves; pass --paper <figures.json>`);
+  const paper = parsePaper(JSON.parse(readFileSync(opts.paper, 'utf8')));
+  const started = performance.now();
+  const report = await runSensitivity({
+    iterations: opts.iterations, seed: opts.seed, threads: opts.threads, paper,
+    onVariant: (i, label) => console.error(`sensitivity: variant ${i + 1}: ${label} (${((performance.now() - started) / 1000).toFixed(0)} s)`),
+  });
+  const seconds = (performance.now() - started) / 1000;
+  mkdirSync(opts.out, { recursive: true });
+  writeFileSync(join(opts.out, 'sensitivity.json'), JSON.stringify({ ...report, seconds, calibration: CALIBRATION }, null, 2) + '\n');
+  writeFileSync(join(opts.out, 'sensitivity.csv'), toCsv(report));
+  const table = formatTable(report);
+  writeFileSync(join(opts.out, 'sensitivity.md'), table);
+  console.log(table);
+  console.log(`${report.variants.length} variants at ${opts.iterations} iterations in ${seconds.toFixed(1)} s; wrote sensitivity.json, .csv and .md to ${opts.out}`);
 }

@@ -1,7 +1,8 @@
 // Every parameter the paper leaves out (SPEC.md §7), in one place, with the reason for
 // each value. The paper's own numbers (modes, κ, C_E, the dynamic table, E_th, the battery)
 // live in gateway/scheduler/paper.ts and are not touched here.
-import type { GroupOrder } from './network.js';
+import type { AlphaReading } from './alpha.js';
+import type { CostRule, GroupOrder, PendingInSaving } from './network.js';
 
 export interface Calibration {
   /**
@@ -66,6 +67,36 @@ export interface Calibration {
    * every group starts the job in the same slot, is kept as a reading to compare against.
    */
   groupOrder: GroupOrder;
+  /**
+   * The readings below are the paper's open questions that `heliomesh sim sensitivity`
+   * varies; each value here is the adopted one, and the one the chain assumes.
+   *
+   * "C_E(PM) ≤ E_m" (SPEC §7.4): 'clip', as Eq. 1 prints it and as the chain builds its
+   * processing rows; 'admission' starts a job only when the battery can pay for it.
+   */
+  costRule: CostRule;
+  /** A job held by a device that falls into power saving: 'keep' (SPEC §3, the chain's (1,E,0) row) or 'drop'. */
+  pendingInSaving: PendingInSaving;
+  /**
+   * Jobs a device may hold. "A job queue of capacity one" (SPEC §1) is read as one job
+   * waiting beside the one in service, 2 in all, which the chain's (1,E,1) → (1,E′,·) row
+   * with p_m implies (a job that arrives during a stage is kept); 1 is the other reading.
+   */
+  queueCapacity: 1 | 2;
+  /**
+   * α of Algorithm 1 (SPEC §5, §7.5): the pseudo-code's fraction α/N_ℓ or the prose's
+   * decrease by α/N_ℓ, and whether devices in power saving count in α. The adopted reading
+   * is the live `adaptive` policy's: the pseudo-code, active devices only.
+   */
+  alpha: AlphaReading;
+  alphaCountsSleeping: boolean;
+  /**
+   * 'continuous': each slot's harvest is a real number drawn uniformly on the device's
+   * bounds, and so is the battery. 'integer': the harvest is drawn from the same law put on
+   * the quantum grid (uniformOnGrid, the law the chain solves), so the battery stays on the
+   * chain's levels 0..E_max.
+   */
+  battery: 'continuous' | 'integer';
 }
 
 export const CALIBRATION: Calibration = {
@@ -80,4 +111,10 @@ export const CALIBRATION: Calibration = {
   fig2HarvestLo: 0,
   fig2HarvestHi: 22,
   groupOrder: 'sequential',
+  costRule: 'clip',
+  pendingInSaving: 'keep',
+  queueCapacity: 2,
+  alpha: 'pseudo-code',
+  alphaCountsSleeping: false,
+  battery: 'continuous',
 };

@@ -1,7 +1,7 @@
 // The six figures of the paper as experiments: which x values, which scenario at each,
 // and which metric is plotted. The paper's digitized results live in
 // ../shared/paper/figures.json; the runner reads those separately, for comparison only.
-import { PAPER_BATTERY_KJ, PAPER_DYNAMIC_TABLE, PAPER_E_TH_FRACTION, PAPER_MODES, fixedTable, type ModeStep } from '../gateway/scheduler/index.js';
+import { PAPER_BATTERY_KJ, PAPER_DYNAMIC_TABLE, PAPER_E_TH_FRACTION, PAPER_MODES, fixedTable, uniformOnGrid, type ModeStep } from '../gateway/scheduler/index.js';
 import type { Calibration } from './calibration.js';
 import type { HarvestProcessSpec } from './harvest.js';
 import { SLOTS_PER_DAY, SOLAR_DAYS, solarSpecs } from './solar.js';
@@ -52,7 +52,9 @@ export function groupHarvest(axisJ: number, groups: number, perGroup: number, ca
     for (let j = 0; j < perGroup; j++) {
       const factor = perGroup === 1 ? 1 : 1 - cal.deviceSpread + (2 * cal.deviceSpread * j) / (perGroup - 1);
       const mu = meanQ * factor;
-      out.push({ kind: 'uniform', lo: mu * (1 - cal.halfWidth), hi: mu * (1 + cal.halfWidth) });
+      const lo = mu * (1 - cal.halfWidth);
+      const hi = mu * (1 + cal.halfWidth);
+      out.push(cal.battery === 'integer' ? { kind: 'pmf', pmf: Array.from(uniformOnGrid(lo, hi)) } : { kind: 'uniform', lo, hi });
     }
   }
   return out;
@@ -64,6 +66,17 @@ const range = (from: number, to: number, step: number) => {
   return xs;
 };
 
+/** The calibration's readings of what the paper leaves open, as scenario options. */
+function readings(cal: Calibration): Pick<NetworkScenario, 'groupOrder' | 'costRule' | 'pendingInSaving' | 'queueCapacity' | 'alpha'> {
+  return {
+    groupOrder: cal.groupOrder,
+    costRule: cal.costRule,
+    pendingInSaving: cal.pendingInSaving,
+    queueCapacity: cal.queueCapacity,
+    alpha: { reading: cal.alpha, countSleeping: cal.alphaCountsSleeping },
+  };
+}
+
 function paperNetwork(slots: number, p: number, axisJ: number, cal: Calibration): NetworkScenario {
   return {
     groups: 3,
@@ -73,7 +86,7 @@ function paperNetwork(slots: number, p: number, axisJ: number, cal: Calibration)
     device: deviceParams(cal),
     harvest: groupHarvest(axisJ, 3, 3, cal),
     initialFraction: cal.initialFraction,
-    groupOrder: cal.groupOrder,
+    ...readings(cal),
   };
 }
 
@@ -119,6 +132,6 @@ export function fig2aScenario(table: ModeStep[], cal: Calibration): NetworkScena
     device: deviceParams(cal, table),
     harvest: [{ kind: 'uniform', lo: cal.fig2HarvestLo, hi: cal.fig2HarvestHi }],
     initialFraction: cal.initialFraction,
-    groupOrder: cal.groupOrder,
+    ...readings(cal),
   };
 }

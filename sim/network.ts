@@ -9,7 +9,11 @@
 // ℓ−1): the device chosen in group ℓ+1 holds the job from dispatch but starts its stage only
 // in the slot after group ℓ's κ-slot stage ended. `groupOrder: 'parallel'` keeps the older
 // reading, in which every group starts the job in the same slot.
+//
+// The other readings the paper leaves open are options of the scenario, each defaulting to
+// the adopted one (docs/reproduction.md compares them: `heliomesh sim sensitivity`).
 import { deviceView, modeAt, type DeviceModel, type DeviceParams, type DeviceState, type DeviceView, type Policy } from '../gateway/scheduler/index.js';
+import { policyFor, type AlphaOptions } from './alpha.js';
 import { harvestProcess, type HarvestProcessSpec } from './harvest.js';
 import type { Rng } from './rng.js';
 
@@ -27,9 +31,28 @@ export interface NetworkScenario {
   initialFraction: number;
   /** How a job passes the groups: one after another (the paper's pipeline, the default) or all at once. */
   groupOrder?: GroupOrder;
+  /**
+   * "C_E(PM) ≤ E_m" beside Eq. 1 (SPEC §7.4): 'clip' (adopted, and the chain's) runs every
+   * job and lets Eq. 1 clip the battery at zero; 'admission' starts a job's stage only when
+   * the battery can pay C_E(PM(E)), and otherwise the job waits, one slot at a time, while
+   * the device harvests.
+   */
+  costRule?: CostRule;
+  /**
+   * What a device does with the jobs it holds when it falls into power saving: 'keep'
+   * (adopted; SPEC §3 and the chain's (1,E,0) row: kept, not run) or 'drop' (they are
+   * dropped, counted in jobsDropped, and every other group holding them lets them go).
+   */
+  pendingInSaving?: PendingInSaving;
+  /** Jobs a device may hold: 2 (adopted: one in service, one waiting) or 1 (no waiting place). */
+  queueCapacity?: 1 | 2;
+  /** α of Algorithm 1 for the adaptive policy; absent: the live policy's reading. */
+  alpha?: AlphaOptions;
 }
 
 export type GroupOrder = 'sequential' | 'parallel';
+export type CostRule = 'clip' | 'admission';
+export type PendingInSaving = 'keep' | 'drop';
 
 /** A stage boundary of one device, for tests and traces: `slot` is the slot the stage starts or ends before. */
 export interface StageEvent {
@@ -125,7 +148,7 @@ export class NetworkSim {
     this.powerMode = new Uint8Array(D);
     this.probs = new Float64Array(N);
     // The paper's queue: one job in service and one waiting (SPEC.md §2).
-    this.state = { barred: '', passedOver: '', gamma: 0, powerMode: 0, energyQ: 0, held: 0, capacity: 2, modes: scenario.device.modes, weight: 0 };
+    this.state = { barred: '', passedOver: '', gamma: 0, powerMode: 0, energyQ: 0, held: 0, capacity: scenario.queueCapacity ?? 2, modes: scenario.device.modes, weight: 0 };
     this.views = [];
     for (let g = 0; g < G; g++) {
       const row: DeviceView[] = [];
@@ -140,7 +163,8 @@ export class NetworkSim {
     this.uniformWidth = allUniform ? Float64Array.from(scenario.harvest, (h) => (h.kind === 'uniform' ? h.hi - h.lo : 0)) : null;
   }
 
-  run(policy: Policy, worldRng: Rng, policyRng: Rng, trace?: RunTrace): RunMetrics {
+  run(livePolicy: Policy, worldRng: Rng, policyRng: Rng, trace?: RunTrace): RunMetrics {
+    const policy = policyFor(livePolicy, this.scenario.alpha);
     const { groups: G, devicesPerGroup: N, slots: T, p, device } = this.scenario;
     const { D, params, energy, gamma, stageLeft, stageHarvest, processing, stageCost, current, queued, powerMode, views, probs, state } = this;
     const { eMax, eTh, eThUp } = device;
@@ -159,11 +183,16 @@ export class NetworkSim {
     powerMode.fill(0);
 
     const sequential = this.scenario.groupOrder !== 'parallel';
+    const admission = this.scenario.costRule === 'admission';
+    const dropping = this.scenario.pendingInSaving === 'drop';
+    const lost: number[] = []; // per job, under 'drop': 1 once a device dropped it in power saving
     const onStage = trace?.onStage;
     const onSlot = trace?.onSlot;
     const groupsDone: number[] = []; // per job: groups that have finished it
     let jobsInput = 0;
     let jobsDropped = 0;
+    let jobsRefused = 0; // at arrival; jobsDropped adds the jobs dropped in power saving before the horizon
+    let jobsLost = 0; // dropped in power saving, also while draining
     let jobsCompleted = 0;
     let jobsFinished = 0; // including those finished while draining
     let inactiveSum = 0;
@@ -172,7 +201,7 @@ export class NetworkSim {
 
     // Past the horizon no job arrives and nothing is measured but completions, until the
     // pipeline is empty or as many slots again have passed.
-    for (let t = 0; t < T || (t < 2 * T && jobsFinished < jobsInput - jobsDropped); t++) {
+    for (let t = 0; t < T || (t < 2 * T && jobsFinished + jobsLost < jobsInput - jobsRefused); t++) {
       const measuring = t < T;
       // 1. Stages that ended: Eq. 1, the γ rules, then the next stage and its PM.
       let inactive = 0;
@@ -185,13 +214,23 @@ export class NetworkSim {
             const job = current[d] as number;
             const done = (groupsDone[job] as number) + 1;
             groupsDone[job] = done;
-            if (done === G) {
+            if (done === G && !(dropping && lost[job])) {
               jobsFinished++;
               if (measuring) jobsCompleted++;
             }
             onStage?.({ kind: 'finish', slot: t, device: d, job });
             current[d] = queued[d] as number;
             queued[d] = -1;
+            // Falling asleep, it holds at most the job that was waiting (now current).
+            const pending = current[d] as number;
+            if (dropping && gamma[d] === 0 && pending >= 0) {
+              if (!lost[pending]) {
+                lost[pending] = 1;
+                jobsLost++;
+                if (measuring) jobsDropped++;
+              }
+              current[d] = -1;
+            }
           } else {
             e = Math.min(e + (stageHarvest[d] as number), eMax);
             if (gamma[d] === 0 && e > eThUp) gamma[d] = 1;
@@ -199,10 +238,15 @@ export class NetworkSim {
           energy[d] = e;
           stageHarvest[d] = 0;
           const mode = modeAt(params, e);
+          // Under 'drop', a job another group dropped is let go here, before its stage would start.
+          while (dropping && (current[d] as number) >= 0 && lost[current[d] as number]) {
+            current[d] = queued[d] as number;
+            queued[d] = -1;
+          }
           const job = current[d] as number;
           // Devices are visited group by group, so group ℓ's stage that ended before this slot
           // is already counted when group ℓ+1's device looks.
-          if (gamma[d] === 1 && job >= 0 && (!sequential || groupsDone[job] === Math.floor(d / N))) {
+          if (gamma[d] === 1 && job >= 0 && (!sequential || groupsDone[job] === Math.floor(d / N)) && (!admission || e >= mode.costQ)) {
             processing[d] = 1;
             stageCost[d] = mode.costQ;
             stageLeft[d] = mode.kappa;
@@ -248,9 +292,11 @@ export class NetworkSim {
         }
         if (dropped) {
           jobsDropped++;
+          jobsRefused++;
         } else {
           const job = groupsDone.length;
           groupsDone.push(0);
+          if (dropping) lost.push(0);
           for (let g = 0; g < G; g++) {
             const d = g * N + draw(policy.probabilities(views[g]!, probs), policyRng());
             if ((current[d] as number) < 0) current[d] = job;
