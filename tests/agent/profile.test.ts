@@ -14,15 +14,21 @@ import { readLlama2c } from '../../models/llama2c.js';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const stories = join(root, '..', 'shared', 'models', 'stories260K.bin');
 
-test('profiling times and meters jobs per mode against the idle baseline of the virtual node', async () => {
+/** The virtual node at night, blocks 0-1 of stories260K, and a ledger metering `meter` (the node's own INA219s by default). */
+async function rig(meter?: (clock: RealClock) => SensorSource) {
   await selectBackend({ backend: 'cpu' });
   const clock = new RealClock();
   const hw = referenceHardwareConfig('virtual');
   const node = await buildNode({ ...hw, virtual: { ...hw.virtual, startTime: '2026-06-21T23:00:00Z' } }, { clock });
   const range = { from: 0, to: 2 };
   const stack = new BlockStack(readLlama2c(stories, { range, head: false }), range);
-  const ledger = new Ledger({ nodeId: 'p', clock, source: node, policy: { gamma: () => 1, powerMode: () => 0, queue: () => 0 }, slotMs: 3_600_000, samplePeriodMs: 50, firstSeq: 0, onSlot: () => {} });
+  const ledger = new Ledger({ nodeId: 'p', clock, source: meter ? meter(clock) : node, policy: { gamma: () => 1, powerMode: () => 0, queue: () => 0 }, slotMs: 3_600_000, samplePeriodMs: 50, firstSeq: 0, onSlot: () => {} });
   await ledger.start();
+  return { clock, node, stack, ledger };
+}
+
+test('profiling times and meters jobs per mode against the idle baseline of the virtual node', async () => {
+  const { clock, node, stack, ledger } = await rig();
   const progress: string[] = [];
   const retried: string[] = [];
   try {
@@ -65,14 +71,7 @@ function flatMeter(clock: RealClock): SensorSource {
 }
 
 test('a cost the meter cannot resolve is measured again with longer jobs, then fails naming the mode; no zero is written', async () => {
-  await selectBackend({ backend: 'cpu' });
-  const clock = new RealClock();
-  const hw = referenceHardwareConfig('virtual');
-  const node = await buildNode({ ...hw, virtual: { ...hw.virtual, startTime: '2026-06-21T23:00:00Z' } }, { clock });
-  const range = { from: 0, to: 2 };
-  const stack = new BlockStack(readLlama2c(stories, { range, head: false }), range);
-  const ledger = new Ledger({ nodeId: 'p', clock, source: flatMeter(clock), policy: { gamma: () => 1, powerMode: () => 0, queue: () => 0 }, slotMs: 3_600_000, samplePeriodMs: 50, firstSeq: 0, onSlot: () => {} });
-  await ledger.start();
+  const { clock, node, stack, ledger } = await rig(flatMeter);
   const retries: string[] = [];
   try {
     await assert.rejects(
