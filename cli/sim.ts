@@ -19,19 +19,27 @@ const positiveInt = (what: string) => (v: string) => {
   return n;
 };
 
+const probability = (v: string) => {
+  const n = Number(v);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('--arrival must be a probability in [0, 1]');
+  return n;
+};
+
 export function registerSim(program: Command): void {
   program
     .command('sim')
     .description("reproduce the paper's figures with the network simulator and the semi-Markov model")
-    .argument('<figure>', `one of ${FIGURES.join(', ')}, or all; or solar-day (30 real days of harvest against a Pi's idle draw); or sensitivity (each open reading of the paper, one at a time, then the best combined)`)
+    .argument('<figure>', `one of ${FIGURES.join(', ')}, or all; or solar-day (30 real days of harvest against a Pi's idle draw); or solar-fleet (every policy over those days, with Pi loads); or sensitivity (each open reading of the paper, one at a time, then the best combined)`)
     .option('--iterations <n>', 'runs per point and policy (default: 1000; 200 for sensitivity)', positiveInt('--iterations'))
     .option('--policies <list>', `extra policies besides the paper's three (${Object.keys(POLICIES).join(', ')})`, 'foresight')
     .option('--out <dir>', 'folder for CSV, SVG and PNG files', 'results')
     .option('--seed <n>', 'base seed; the same seed gives the same numbers', positiveInt('--seed'), 1)
     .option('--threads <n>', 'worker threads (default: one per core)', positiveInt('--threads'))
+    .option('--arrival <p>', 'solar-fleet: job arrival probability per slot of 100 s', probability, 0.3)
     .option('--paper <file>', "the paper's digitized results", join(repoRoot, '..', 'shared', 'paper', 'figures.json'))
-    .action(async (figure: string, opts: { iterations?: number; policies: string; out: string; seed: number; threads?: number; paper: string }) => {
+    .action(async (figure: string, opts: { iterations?: number; policies: string; out: string; seed: number; threads?: number; paper: string; arrival: number }) => {
       if (figure === 'solar-day') return solarDay(opts.seed);
+      if (figure === 'solar-fleet') return solarFleet({ ...opts, arrival: opts.arrival });
       if (figure === 'sensitivity') return sensitivity({ ...opts, iterations: opts.iterations ?? 200 });
       const iterations = opts.iterations ?? 1000;
       const figures: FigureName[] = figure === 'all' ? FIGURES : FIGURES.includes(figure as FigureName) ? [figure as FigureName] : [];
@@ -96,6 +104,36 @@ async function solarDay(seed: number): Promise<void> {
     const r = evaluateSolarDay(c, seeds);
     console.log(`| ${r.label} | ${r.harvestWh.mean.toFixed(1)} ± ${r.harvestWh.sd.toFixed(1)} | ${(100 * r.downtime.mean).toFixed(1)} % ± ${(100 * r.downtime.sd).toFixed(1)} |`);
   }
+}
+
+/**
+ * `sim solar-fleet`: every policy over 30 real days (sim/solar-fleet.ts), 5 seeds from
+ * `--seed`, with the virtual Pi 4's idle draw and the κ and C_E its load model gives each
+ * power mode (demo/plan.ts, as `agent profile` measures them on the virtual node).
+ */
+async function solarFleet(opts: { seed: number; out: string; arrival: number; policies: string }): Promise<void> {
+  const [{ default: cliProgress }, fleet, plan, hw] = await Promise.all([
+    import('cli-progress'), import('../sim/solar-fleet.js'), import('../demo/plan.js'), import('../hardware/config.js'),
+  ]);
+  const base = hw.referenceHardwareConfig('virtual');
+  const pi4 = hw.parseHardwareConfig({ ...base, cpu: { ...base.cpu, modes: hw.PI4_POWER_MODES } });
+  const load = { idleW: pi4.virtual.load.idleW, modes: plan.powerModesFor(pi4, fleet.FLEET_SLOT_MS), modeTable: plan.MODE_TABLE };
+  const seeds = [0, 1, 2, 3, 4].map((i) => opts.seed + i);
+  const policies = Object.keys(POLICIES);
+  const cases = fleet.solarFleetCases();
+  const started = performance.now();
+  const bar = new cliProgress.SingleBar({ format: 'solar-fleet [{bar}] {value}/{total} fleet-months | {duration_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic);
+  bar.start(cases.length * seeds.length, 0);
+  const results = cases.map((c, i) => fleet.evaluateSolarFleet(c, i, { load, p: opts.arrival, seeds, days: 30, policies, onProgress: () => bar.increment() }));
+  bar.stop();
+  const seconds = (performance.now() - started) / 1000;
+  const modes = load.modes.map((m) => `${m.name} κ ${m.kappa}, C_E ${m.costJ} J`).join('; ');
+  const table = `30 days per case, seeds ${seeds.join(', ')}, p = ${opts.arrival} per slot of 100 s; 3 groups × 3 Pi 4 nodes, idle ${load.idleW} W; ${modes}\n\n` + fleet.formatFleetTables(results);
+  mkdirSync(opts.out, { recursive: true });
+  writeFileSync(join(opts.out, 'solar-fleet.md'), table);
+  writeFileSync(join(opts.out, 'solar-fleet.json'), JSON.stringify({ p: opts.arrival, seeds, load, seconds, results }, null, 2) + '\n');
+  console.log(table);
+  console.log(`${cases.length} cases × ${seeds.length} seeds in ${seconds.toFixed(1)} s; wrote solar-fleet.md and .json to ${opts.out}`);
 }
 
 /** `sim sensitivity`: sim/sensitivity.ts over the paper's three policies; a table on stdout, JSON and CSV under --out. */

@@ -31,7 +31,16 @@ export interface PmfSpec {
   pmf: number[];
 }
 
-export type HarvestProcessSpec = HarvestSpec | SolarSpec | PmfSpec;
+/**
+ * A harvest already computed slot by slot (a real solar day from sim/solar.ts), in quanta;
+ * a run longer than the trace starts it again from its first slot.
+ */
+export interface TraceSpec {
+  kind: 'trace';
+  quanta: Float64Array;
+}
+
+export type HarvestProcessSpec = HarvestSpec | SolarSpec | PmfSpec | TraceSpec;
 
 export interface HarvestProcess {
   next(slot: number): number;
@@ -41,6 +50,10 @@ export function harvestProcess(spec: HarvestProcessSpec, rng: Rng): HarvestProce
   if (spec.kind === 'uniform') {
     const { lo, hi } = spec;
     return { next: () => lo + (hi - lo) * rng() };
+  }
+  if (spec.kind === 'trace') {
+    const { quanta } = spec;
+    return { next: (slot) => quanta[slot % quanta.length] as number };
   }
   if (spec.kind === 'pmf') {
     const cdf: number[] = [];

@@ -89,6 +89,8 @@ export interface RunMetrics {
   meanBatteryPct: number;
   /** Share of device-slots with E ≤ E_th: the empirical ξ of Eq. 3. */
   lowBatteryFraction: number;
+  /** Energy the panels delivered over the measured slots, summed over devices, in quanta (spilled at E_max or not). */
+  harvestQ: number;
 }
 
 export interface RunInputs {
@@ -168,6 +170,9 @@ export class NetworkSim {
     const { groups: G, devicesPerGroup: N, slots: T, p, device } = this.scenario;
     const { D, params, energy, gamma, stageLeft, stageHarvest, processing, stageCost, current, queued, powerMode, views, probs, state } = this;
     const { eMax, eTh, eThUp } = device;
+    // Our extension (idleQ in gateway/scheduler/types.ts): an active device draws its idle
+    // power every slot, a device in power saving is halted and draws nothing.
+    const idle = device.idleQ ?? 0;
     const lo = this.uniformLo;
     const width = this.uniformWidth;
     const processes = lo ? null : this.scenario.harvest.map((spec) => harvestProcess(spec, worldRng));
@@ -198,6 +203,7 @@ export class NetworkSim {
     let inactiveSum = 0;
     let batterySum = 0;
     let lowSum = 0;
+    let harvestSum = 0;
 
     // Past the horizon no job arrives and nothing is measured but completions, until the
     // pipeline is empty or as many slots again have passed.
@@ -231,6 +237,9 @@ export class NetworkSim {
               }
               current[d] = -1;
             }
+          } else if (gamma[d] === 1 && idle > 0) {
+            e = Math.max(Math.min(e + (stageHarvest[d] as number) - idle, eMax), 0);
+            if (e < eTh) gamma[d] = 0;
           } else {
             e = Math.min(e + (stageHarvest[d] as number), eMax);
             if (gamma[d] === 0 && e > eThUp) gamma[d] = 1;
@@ -248,7 +257,7 @@ export class NetworkSim {
           // is already counted when group ℓ+1's device looks.
           if (gamma[d] === 1 && job >= 0 && (!sequential || groupsDone[job] === Math.floor(d / N)) && (!admission || e >= mode.costQ)) {
             processing[d] = 1;
-            stageCost[d] = mode.costQ;
+            stageCost[d] = mode.costQ + idle * mode.kappa;
             stageLeft[d] = mode.kappa;
             onStage?.({ kind: 'start', slot: t, device: d, job });
           } else {
@@ -310,6 +319,7 @@ export class NetworkSim {
         const h = lo ? (lo[d] as number) + (width![d] as number) * worldRng() : processes![d]!.next(t);
         stageHarvest[d] = (stageHarvest[d] as number) + h;
         stageLeft[d] = (stageLeft[d] as number) - 1;
+        if (measuring) harvestSum += h;
       }
     }
 
@@ -322,6 +332,7 @@ export class NetworkSim {
       throughputCompleted: jobsInput > 0 ? jobsFinished / jobsInput : 1,
       meanBatteryPct: (100 * batterySum) / (T * D),
       lowBatteryFraction: lowSum / (T * D),
+      harvestQ: harvestSum,
     };
   }
 }

@@ -85,7 +85,7 @@ export function evaluateSolarDay(c: SolarDayCase, seeds: number[], days = 30): S
   return { label: `${c.site.name} ${c.season} ${c.peakW} W_p ${c.batteryWh} Wh`, harvestWh: meanSd(harvest), downtime: meanSd(down), days };
 }
 
-function meanSd(xs: number[]): { mean: number; sd: number } {
+export function meanSd(xs: readonly number[]): { mean: number; sd: number } {
   const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
   const sd = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, xs.length - 1));
   return { mean, sd };

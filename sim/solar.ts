@@ -42,16 +42,21 @@ export function solarSpecs(axisJ: number, cal: Calibration): SolarSpec[] {
 export function empiricalPmf(spec: SolarSpec, seed: number): Float64Array {
   const rng = stream(seed, 0x501a7);
   const process = harvestProcess(spec, rng);
-  const slots = 7 * spec.slotsPerDay;
+  const samples = new Float64Array(7 * spec.slotsPerDay);
+  for (let t = 0; t < samples.length; t++) samples[t] = process.next(t);
+  return gridPmf(samples);
+}
+
+/** The histogram of per-slot harvests (quanta) on the quantum grid, each sample's mass split between its two neighbouring levels. */
+export function gridPmf(samples: Float64Array): Float64Array {
   const counts: number[] = [];
-  for (let t = 0; t < slots; t++) {
-    const x = process.next(t);
+  for (const x of samples) {
     const k = Math.floor(x);
     const frac = x - k;
     counts[k] = (counts[k] ?? 0) + (1 - frac);
     if (frac > 0) counts[k + 1] = (counts[k + 1] ?? 0) + frac;
   }
-  return Float64Array.from(counts, (c) => (c ?? 0) / slots);
+  return Float64Array.from(counts, (c) => (c ?? 0) / samples.length);
 }
 
 // ---------------------------------------------------------------------------------------

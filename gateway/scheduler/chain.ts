@@ -19,6 +19,13 @@ export function validateParams(params: DeviceParams): void {
     if (!Number.isInteger(m.kappa) || m.kappa < 1) throw new Error(`mode ${m.name}: κ must be an integer ≥ 1`);
     if (!Number.isInteger(m.costQ) || m.costQ < 0) throw new Error(`mode ${m.name}: C_E must be a non-negative integer of quanta`);
   }
+  const idle = params.idleQ ?? 0;
+  if (!Number.isInteger(idle) || idle < 0) throw new Error(`idle draw must be a non-negative integer of quanta per slot, got ${idle}`);
+}
+
+/** Quanta a stage of κ slots draws while on, beside C_E: κ × idle (our extension; 0 in the paper's model). */
+export function idleDrawQ(params: Pick<DeviceParams, 'idleQ'>, kappa: number): number {
+  return kappa * (params.idleQ ?? 0);
 }
 
 interface ModeLookup {
@@ -91,8 +98,8 @@ export interface Chain {
 /** Harvest PMFs per stage length κ, shared across solves of one parameter set. */
 export function stageHarvest(params: DeviceParams): Map<number, Float64Array> {
   const byKappa = new Map<number, Float64Array>([[1, params.harvestPmf]]);
-  // Harvest beyond E_max + the largest cost ends every stage at E_max (Eq. 1): lumped there.
-  const cap = params.eMax + Math.max(0, ...params.modes.map((m) => m.costQ));
+  // Harvest beyond E_max + the largest draw of a stage ends every stage at E_max (Eq. 1): lumped there.
+  const cap = params.eMax + Math.max(0, ...params.modes.map((m) => m.costQ + idleDrawQ(params, m.kappa)));
   for (const m of params.modes) if (!byKappa.has(m.kappa)) byKappa.set(m.kappa, kFold(params.harvestPmf, m.kappa, cap));
   return byKappa;
 }
@@ -120,28 +127,36 @@ export function buildChain(params: DeviceParams, p: number, space = stateSpace(p
     const e = space.e[s] as number;
     const gamma = space.gamma[s] as number;
     if (gamma === 1 && q === 1) {
-      // Processing stage: κ(PM) slots, harvest f^{*κ}, cost C_E(PM); Eq. 1 clips at E_max and 0.
+      // Processing stage: κ(PM) slots, harvest f^{*κ}, cost C_E(PM) (and κ slots of idle
+      // draw); Eq. 1 clips at E_max and 0.
       const mode = modeAt(params, e);
       const fk = harvest.get(mode.kappa)!;
       const pm = 1 - (1 - p) ** mode.kappa; // p_m: at least one arrival during the stage (SPEC §2)
+      const spend = mode.costQ + idleDrawQ(params, mode.kappa);
       dwell[s] = mode.kappa;
       for (let h = 0; h < fk.length; h++) {
         const ph = fk[h] as number;
         if (ph === 0) continue;
-        const next = Math.max(Math.min(e + h - mode.costQ, eMax), 0);
+        const next = Math.max(Math.min(e + h - spend, eMax), 0);
         const g = next < eTh ? 0 : 1;
         add(s, idx(0, next, g), ph * (1 - pm));
         add(s, idx(1, next, g), ph * pm);
       }
     } else {
-      // One-slot stage: idle and active (arrivals allowed), or power saving (job kept, no arrivals).
+      // One-slot stage: idle and active (arrivals allowed), or power saving (job kept, no
+      // arrivals). In the paper's model the battery only rises here. With an idle draw an
+      // active device can fall, and enters power saving when it ends the slot below E_th
+      // (§2); a device in power saving is halted, as a power board halts a Pi at its
+      // shutdown level and boots it at a higher one (E′_th), so it draws nothing.
+      const idle = gamma === 1 ? idleDrawQ(params, 1) : 0;
       for (let h = 0; h < f1.length; h++) {
         const ph = f1[h] as number;
         if (ph === 0) continue;
-        const next = Math.min(e + h, eMax);
+        const next = Math.max(Math.min(e + h - idle, eMax), 0);
         if (gamma === 1) {
-          add(s, idx(0, next, 1), ph * (1 - p));
-          add(s, idx(1, next, 1), ph * p);
+          const g = next < eTh ? 0 : 1;
+          add(s, idx(0, next, g), ph * (1 - p));
+          add(s, idx(1, next, g), ph * p);
         } else {
           add(s, idx(q, next, next > eThUp ? 1 : 0), ph);
         }

@@ -7,21 +7,30 @@ import type { Chain } from './chain.js';
  * elimination on I − Pᵀ does not. States are ordered by battery level, so P is banded and
  * elimination stays inside the band: the cost is n·bandUp·bandDown instead of n³.
  *
- * Returns null when some state cannot reach any lower state once the higher ones are
- * eliminated, i.e. the chain has more than one closed class (for instance with no harvest
- * at all); `stationary` then falls back to the long-run distribution from a full battery.
+ * When some state k cannot reach any lower state once the higher ones are eliminated, and
+ * no state from k up has a transition below k, the states below k are transient: π is 0
+ * there and the reduction stops at k. That happens with an idle draw (idleQ): a device in
+ * power saving is halted and only climbs, so it never falls further than E_th minus one
+ * stage's draw. Otherwise (for instance with no harvest at all, where the empty battery
+ * is a closed class of its own) it returns null; `stationary` then falls back to the
+ * long-run distribution from a full battery.
  */
 export function gth(chain: Chain): Float64Array | null {
   const n = chain.space.size;
   const a = chain.matrix.slice();
   const { bandUp, bandDown } = chain;
   const s = new Float64Array(n);
+  let base = 0;
   for (let k = n - 1; k >= 1; k--) {
     const jLo = Math.max(0, k - bandDown);
     const rowK = k * n;
     let sum = 0;
     for (let j = jLo; j < k; j++) sum += a[rowK + j] as number;
-    if (!(sum > 0)) return null;
+    if (!(sum > 0)) {
+      if (!closedFrom(chain, k)) return null;
+      base = k;
+      break;
+    }
     s[k] = sum;
     const iLo = Math.max(0, k - bandUp);
     for (let i = iLo; i < k; i++) {
@@ -36,10 +45,10 @@ export function gth(chain: Chain): Float64Array | null {
     }
   }
   const pi = new Float64Array(n);
-  pi[0] = 1;
+  pi[base] = 1;
   let total = 1;
-  for (let k = 1; k < n; k++) {
-    const iLo = Math.max(0, k - bandUp);
+  for (let k = base + 1; k < n; k++) {
+    const iLo = Math.max(base, k - bandUp);
     let acc = 0;
     for (let i = iLo; i < k; i++) acc += (pi[i] as number) * (a[i * n + k] as number);
     const v = acc / (s[k] as number);
@@ -48,6 +57,15 @@ export function gth(chain: Chain): Float64Array | null {
   }
   for (let k = 0; k < n; k++) pi[k] = (pi[k] as number) / total;
   return pi;
+}
+
+/** No state at index ≥ k has a transition to a state below k in the original P. */
+function closedFrom(chain: Chain, k: number): boolean {
+  const n = chain.space.size;
+  for (let i = k; i < Math.min(n, k + chain.bandDown); i++) {
+    for (let j = Math.max(0, i - chain.bandDown); j < k; j++) if ((chain.matrix[i * n + j] as number) > 0) return false;
+  }
+  return true;
 }
 
 /**

@@ -31,6 +31,14 @@ export interface DeviceParams {
   modeTable: ModeStep[];
   /** f(e): probability of harvesting exactly e quanta in one slot, e = 0..len-1. */
   harvestPmf: Float64Array;
+  /**
+   * Our extension (docs/scheduling.md, "Idle draw"): quanta the device draws in every slot
+   * while it is on, whatever it does: a Raspberry Pi idles at 2.7–3.5 W. The paper's device
+   * spends only C_E; absent or 0 is the paper's model unchanged. With it, C_E is the cost of
+   * a job above idle (what `agent profile` measures), a stage of κ slots draws κ·idle on
+   * top, and a device that is not working loses energy whenever f(e) < idle.
+   */
+  idleQ?: number;
 }
 
 export interface StateSpace {
