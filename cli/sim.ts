@@ -29,7 +29,7 @@ export function registerSim(program: Command): void {
   program
     .command('sim')
     .description("reproduce the paper's figures with the network simulator and the semi-Markov model")
-    .argument('<figure>', `one of ${FIGURES.join(', ')}, or all; or solar-day (30 real days of harvest against a Pi's idle draw); or solar-fleet (every policy over those days, with Pi loads); or sensitivity (each open reading of the paper, one at a time, then the best combined)`)
+    .argument('<figure>', `one of ${FIGURES.join(', ')}, or all; or solar-day (30 real days of harvest against a Pi's idle draw); or solar-fleet (every policy over those days, with Pi loads); or solar-sleep (that fleet with and without coordinated sleep); or sensitivity (each open reading of the paper, one at a time, then the best combined)`)
     .option('--iterations <n>', 'runs per point and policy (default: 1000; 200 for sensitivity)', positiveInt('--iterations'))
     .option('--policies <list>', `extra policies besides the paper's three (${Object.keys(POLICIES).join(', ')})`, 'foresight')
     .option('--out <dir>', 'folder for CSV, SVG and PNG files', 'results')
@@ -40,6 +40,7 @@ export function registerSim(program: Command): void {
     .action(async (figure: string, opts: { iterations?: number; policies: string; out: string; seed: number; threads?: number; paper: string; arrival: number }) => {
       if (figure === 'solar-day') return solarDay(opts.seed);
       if (figure === 'solar-fleet') return solarFleet({ ...opts, arrival: opts.arrival });
+      if (figure === 'solar-sleep') return solarSleep(opts);
       if (figure === 'sensitivity') return sensitivity({ ...opts, iterations: opts.iterations ?? 200 });
       const iterations = opts.iterations ?? 1000;
       const figures: FigureName[] = figure === 'all' ? FIGURES : FIGURES.includes(figure as FigureName) ? [figure as FigureName] : [];
@@ -112,12 +113,7 @@ async function solarDay(seed: number): Promise<void> {
  * power mode (demo/plan.ts, as `agent profile` measures them on the virtual node).
  */
 async function solarFleet(opts: { seed: number; out: string; arrival: number; policies: string }): Promise<void> {
-  const [{ default: cliProgress }, fleet, plan, hw] = await Promise.all([
-    import('cli-progress'), import('../sim/solar-fleet.js'), import('../demo/plan.js'), import('../hardware/config.js'),
-  ]);
-  const base = hw.referenceHardwareConfig('virtual');
-  const pi4 = hw.parseHardwareConfig({ ...base, cpu: { ...base.cpu, modes: hw.PI4_POWER_MODES } });
-  const load = { idleW: pi4.virtual.load.idleW, modes: plan.powerModesFor(pi4, fleet.FLEET_SLOT_MS), modeTable: plan.MODE_TABLE };
+  const [{ default: cliProgress }, fleet, load] = await Promise.all([import('cli-progress'), import('../sim/solar-fleet.js'), pi4Load()]);
   const seeds = [0, 1, 2, 3, 4].map((i) => opts.seed + i);
   const policies = Object.keys(POLICIES);
   const cases = fleet.solarFleetCases();
@@ -134,6 +130,34 @@ async function solarFleet(opts: { seed: number; out: string; arrival: number; po
   writeFileSync(join(opts.out, 'solar-fleet.json'), JSON.stringify({ p: opts.arrival, seeds, load, seconds, results }, null, 2) + '\n');
   console.log(table);
   console.log(`${cases.length} cases × ${seeds.length} seeds in ${seconds.toFixed(1)} s; wrote solar-fleet.md and .json to ${opts.out}`);
+}
+
+/** The virtual Pi 4's idle draw and its per-mode κ and C_E (demo/plan.ts), as `agent profile` measures them on the virtual node. */
+async function pi4Load() {
+  const [fleet, plan, hw] = await Promise.all([import('../sim/solar-fleet.js'), import('../demo/plan.js'), import('../hardware/config.js')]);
+  const base = hw.referenceHardwareConfig('virtual');
+  const pi4 = hw.parseHardwareConfig({ ...base, cpu: { ...base.cpu, modes: hw.PI4_POWER_MODES } });
+  return { idleW: pi4.virtual.load.idleW, modes: plan.powerModesFor(pi4, fleet.FLEET_SLOT_MS), modeTable: plan.MODE_TABLE };
+}
+
+/** `sim solar-sleep`: sim/solar-sleep.ts, the solar-fleet cases with foresight, with and without coordinated sleep, 5 seeds from `--seed`. */
+async function solarSleep(opts: { seed: number; out: string; arrival: number }): Promise<void> {
+  const [{ default: cliProgress }, fleet, sleep, load] = await Promise.all([import('cli-progress'), import('../sim/solar-fleet.js'), import('../sim/solar-sleep.js'), pi4Load()]);
+  const seeds = [0, 1, 2, 3, 4].map((i) => opts.seed + i);
+  const cases = fleet.solarFleetCases();
+  const started = performance.now();
+  const bar = new cliProgress.SingleBar({ format: 'solar-sleep [{bar}] {value}/{total} fleet-months | {duration_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic);
+  bar.start(cases.length * seeds.length, 0);
+  const sleepW = 0.05;
+  const results = cases.map((c, i) => sleep.evaluateSolarSleep(c, i, { load, p: opts.arrival, seeds, days: 30, policy: 'foresight', sleepW, onProgress: () => bar.increment() }));
+  bar.stop();
+  const seconds = (performance.now() - started) / 1000;
+  const table = `30 days per case, seeds ${seeds.join(', ')}, p = ${opts.arrival} per slot of 100 s, foresight; 3 groups × 3 Pi 4 nodes, idle ${load.idleW} W, asleep ${sleepW} W\n\n` + sleep.formatSleepTables(results);
+  mkdirSync(opts.out, { recursive: true });
+  writeFileSync(join(opts.out, 'solar-sleep.md'), table);
+  writeFileSync(join(opts.out, 'solar-sleep.json'), JSON.stringify({ p: opts.arrival, seeds, load, sleepW, seconds, results }, null, 2) + '\n');
+  console.log(table);
+  console.log(`${cases.length} cases × ${seeds.length} seeds in ${seconds.toFixed(1)} s; wrote solar-sleep.md and .json to ${opts.out}`);
 }
 
 /** `sim sensitivity`: sim/sensitivity.ts over the paper's three policies; a table on stdout, JSON and CSV under --out. */

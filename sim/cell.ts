@@ -53,7 +53,7 @@ export function runCell(
   const policy = POLICIES[policyName];
   if (!policy) throw new Error(`unknown policy '${policyName}'; choose one of ${Object.keys(POLICIES).join(', ')}`);
   const { models: ms, weights } = scenarioModels(scenario, histogram);
-  const keys: (keyof RunMetrics)[] = ['inactiveFraction', 'jobsInput', 'jobsDropped', 'jobsCompleted', 'throughputAccepted', 'throughputCompleted', 'meanBatteryPct', 'lowBatteryFraction', 'harvestQ'];
+  const keys: (keyof RunMetrics)[] = ['inactiveFraction', 'jobsInput', 'jobsDropped', 'jobsCompleted', 'throughputAccepted', 'throughputCompleted', 'meanBatteryPct', 'lowBatteryFraction', 'harvestQ', 'flatEvents', 'asleepFraction', 'darkGroupFraction'];
   const sum = new Float64Array(keys.length);
   const sumSq = new Float64Array(keys.length);
   const policyIndex = Object.keys(POLICIES).indexOf(policyName);

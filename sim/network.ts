@@ -16,6 +16,7 @@ import { deviceView, modeAt, type DeviceModel, type DeviceParams, type DeviceSta
 import { policyFor, type AlphaOptions } from './alpha.js';
 import { harvestProcess, type HarvestProcessSpec } from './harvest.js';
 import type { Rng } from './rng.js';
+import { SleepControl, type SleepScenario } from './sleep-control.js';
 
 export interface NetworkScenario {
   groups: number;
@@ -48,6 +49,8 @@ export interface NetworkScenario {
   queueCapacity?: 1 | 2;
   /** α of Algorithm 1 for the adaptive policy; absent: the live policy's reading. */
   alpha?: AlphaOptions;
+  /** Coordinated sleep (gateway/scheduler/sleep.ts); absent: every node stays on until it runs flat. */
+  sleep?: SleepScenario;
 }
 
 export type GroupOrder = 'sequential' | 'parallel';
@@ -89,6 +92,12 @@ export interface RunMetrics {
   meanBatteryPct: number;
   /** Share of device-slots with E ≤ E_th: the empirical ξ of Eq. 3. */
   lowBatteryFraction: number;
+  /** Times an active device fell below E_th and halted (ran flat), over the measured slots. */
+  flatEvents: number;
+  /** Share of device-slots asleep by the coordinated-sleep planner (0 without it). */
+  asleepFraction: number;
+  /** Share of slots in which some group had no device awake and active. */
+  darkGroupFraction: number;
   /** Energy the panels delivered over the measured slots, summed over devices, in quanta (spilled at E_max or not). */
   harvestQ: number;
 }
@@ -134,6 +143,8 @@ export class NetworkSim {
   /** Uniform harvest bounds per device, drawn inline; null when some device is not uniform. */
   private readonly uniformLo: Float64Array | null;
   private readonly uniformWidth: Float64Array | null;
+  private readonly wakeAt: Int32Array;
+  private readonly sleepControl: SleepControl | null;
 
   constructor(private readonly scenario: NetworkScenario, models: DeviceModel[], weights: number[]) {
     const { groups: G, devicesPerGroup: N } = scenario;
@@ -160,6 +171,8 @@ export class NetworkSim {
       }
       this.views.push(row);
     }
+    this.wakeAt = new Int32Array(D);
+    this.sleepControl = scenario.sleep ? new SleepControl(scenario.sleep, G, N, scenario.device, scenario.p) : null;
     const allUniform = scenario.harvest.every((h) => h.kind === 'uniform');
     this.uniformLo = allUniform ? Float64Array.from(scenario.harvest, (h) => (h.kind === 'uniform' ? h.lo : 0)) : null;
     this.uniformWidth = allUniform ? Float64Array.from(scenario.harvest, (h) => (h.kind === 'uniform' ? h.hi - h.lo : 0)) : null;
@@ -168,7 +181,8 @@ export class NetworkSim {
   run(livePolicy: Policy, worldRng: Rng, policyRng: Rng, trace?: RunTrace): RunMetrics {
     const policy = policyFor(livePolicy, this.scenario.alpha);
     const { groups: G, devicesPerGroup: N, slots: T, p, device } = this.scenario;
-    const { D, params, energy, gamma, stageLeft, stageHarvest, processing, stageCost, current, queued, powerMode, views, probs, state } = this;
+    const { D, params, energy, gamma, stageLeft, stageHarvest, processing, stageCost, current, queued, powerMode, views, probs, state, wakeAt, sleepControl } = this;
+    const sleepQ = this.scenario.sleep?.sleepQ ?? 0;
     const { eMax, eTh, eThUp } = device;
     // Our extension (idleQ in gateway/scheduler/types.ts): an active device draws its idle
     // power every slot, a device in power saving is halted and draws nothing.
@@ -186,6 +200,7 @@ export class NetworkSim {
     current.fill(-1);
     queued.fill(-1);
     powerMode.fill(0);
+    wakeAt.fill(-1);
 
     const sequential = this.scenario.groupOrder !== 'parallel';
     const admission = this.scenario.costRule === 'admission';
@@ -204,6 +219,9 @@ export class NetworkSim {
     let batterySum = 0;
     let lowSum = 0;
     let harvestSum = 0;
+    let flatEvents = 0;
+    let asleepSum = 0;
+    let darkSlots = 0;
 
     // Past the horizon no job arrives and nothing is measured but completions, until the
     // pipeline is empty or as many slots again have passed.
@@ -216,7 +234,10 @@ export class NetworkSim {
           let e = energy[d] as number;
           if (processing[d]) {
             e = Math.max(Math.min(e + (stageHarvest[d] as number) - (stageCost[d] as number), eMax), 0);
-            if (e < eTh) gamma[d] = 0;
+            if (e < eTh) {
+              gamma[d] = 0;
+              if (measuring) flatEvents++;
+            }
             const job = current[d] as number;
             const done = (groupsDone[job] as number) + 1;
             groupsDone[job] = done;
@@ -237,12 +258,23 @@ export class NetworkSim {
               }
               current[d] = -1;
             }
+          } else if ((wakeAt[d] as number) >= 0 && (current[d] as number) < 0) {
+            // Asleep (a node told to sleep first serves what it holds): the board's sleep draw only.
+            e = Math.max(Math.min(e + (stageHarvest[d] as number) - sleepQ, eMax), 0);
           } else if (gamma[d] === 1 && idle > 0) {
             e = Math.max(Math.min(e + (stageHarvest[d] as number) - idle, eMax), 0);
-            if (e < eTh) gamma[d] = 0;
+            if (e < eTh) {
+              gamma[d] = 0;
+              if (measuring) flatEvents++;
+            }
           } else {
             e = Math.min(e + (stageHarvest[d] as number), eMax);
             if (gamma[d] === 0 && e > eThUp) gamma[d] = 1;
+          }
+          // At its alarm a sleeping node boots, or stays halted if its battery is below E_th.
+          if ((wakeAt[d] as number) >= 0 && t >= (wakeAt[d] as number)) {
+            wakeAt[d] = -1;
+            if (e < eTh) gamma[d] = 0;
           }
           energy[d] = e;
           stageHarvest[d] = 0;
@@ -265,7 +297,7 @@ export class NetworkSim {
             stageCost[d] = 0;
             stageLeft[d] = 1;
           }
-          powerMode[d] = gamma[d] === 1 ? mode.powerMode : 0;
+          powerMode[d] = gamma[d] === 1 && (wakeAt[d] as number) < 0 ? mode.powerMode : 0;
         }
         if (!measuring) continue;
         if (gamma[d] === 0) inactive++;
@@ -274,6 +306,26 @@ export class NetworkSim {
         if (e <= eTh) lowSum++;
       }
       inactiveSum += inactive / D;
+      if (sleepControl && measuring) {
+        sleepControl.plan(t, { energy, gamma, current, queued, wakeAt });
+        let dark = false;
+        for (let g = 0; g < G && !dark; g++) {
+          let up = false;
+          for (let j = 0; j < N && !up; j++) up = gamma[g * N + j] === 1 && (wakeAt[g * N + j] as number) < 0;
+          dark = !up;
+        }
+        if (dark) darkSlots++;
+        for (let d = 0; d < D; d++) if ((wakeAt[d] as number) >= 0) asleepSum++;
+      } else if (measuring) {
+        for (let g = 0; g < G; g++) {
+          let up = false;
+          for (let j = 0; j < N && !up; j++) up = gamma[g * N + j] === 1;
+          if (!up) {
+            darkSlots++;
+            break;
+          }
+        }
+      }
       onSlot?.(t, energy, gamma);
 
       // 2–3. A job arrives with probability p; the policy picks one device per group.
@@ -288,7 +340,7 @@ export class NetworkSim {
             const v = row[j]!;
             // Every job held is owed C_E(PM), whether its stage is running or waits for the
             // group before.
-            state.gamma = gamma[d] as 0 | 1;
+            state.gamma = (wakeAt[d] as number) < 0 ? (gamma[d] as 0 | 1) : 0;
             state.powerMode = powerMode[d] as number;
             state.energyQ = energy[d] as number;
             state.held = ((current[d] as number) >= 0 ? 1 : 0) + ((queued[d] as number) >= 0 ? 1 : 0);
@@ -320,6 +372,7 @@ export class NetworkSim {
         stageHarvest[d] = (stageHarvest[d] as number) + h;
         stageLeft[d] = (stageLeft[d] as number) - 1;
         if (measuring) harvestSum += h;
+        sleepControl?.observe(d, t, h);
       }
     }
 
@@ -333,6 +386,9 @@ export class NetworkSim {
       meanBatteryPct: (100 * batterySum) / (T * D),
       lowBatteryFraction: lowSum / (T * D),
       harvestQ: harvestSum,
+      flatEvents,
+      asleepFraction: asleepSum / (T * D),
+      darkGroupFraction: darkSlots / T,
     };
   }
 }

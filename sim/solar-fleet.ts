@@ -140,39 +140,57 @@ export function fleetDevice(load: FleetLoad, batteryWh: number): NetworkScenario
   };
 }
 
-export function evaluateSolarFleet(c: SolarFleetCase, caseIndex: number, o: SolarFleetOptions): SolarFleetResult {
+/** One seed's fleet: each node's harvest, its chain solved on the week before, Eq. 6 weights. */
+export interface FleetSetup {
+  scenario: NetworkScenario;
+  models: DeviceModel[];
+  weights: number[];
+  /** Per node of a group: the estimate week's harvest, quanta per slot. */
+  estimate: Float64Array[];
+}
+
+export function fleetSetup(c: SolarFleetCase, seed: number, load: FleetLoad, p: number, days: number): FleetSetup {
   const estimateSlots = ESTIMATE_DAYS * SLOTS_PER_DAY;
-  const slots = o.days * SLOTS_PER_DAY;
-  const device = fleetDevice(o.load, c.batteryWh);
+  const device = fleetDevice(load, c.batteryWh);
+  const traces = groupHarvest(c, seed, days);
+  const estimate = traces.map((t) => t.subarray(0, estimateSlots));
+  const nodeModels = estimate.map((t) => new DeviceModel({ ...device, harvestPmf: gridPmf(t) }));
+  const nodeWeights = groupWeights(nodeModels.map((m) => limits(m, PAPER_XI_LIM).qLim));
+  const scenario: NetworkScenario = {
+    groups: GROUPS,
+    devicesPerGroup: NODES.length,
+    slots: days * SLOTS_PER_DAY,
+    p,
+    device,
+    harvest: Array.from({ length: GROUPS }, () => traces.map((t) => ({ kind: 'trace' as const, quanta: t.subarray(estimateSlots) }))).flat(),
+    initialFraction: 0.5,
+  };
+  const models = Array.from({ length: GROUPS }, () => nodeModels).flat();
+  const weights = Array.from({ length: GROUPS }, () => nodeWeights).flat();
+  return { scenario, models, weights, estimate };
+}
+
+/** The world's stream of one case and seed: the same arrivals for every policy and plan (paired runs). */
+export const fleetWorld = (seed: number, caseIndex: number) => stream(seed, 0x50f1ee7, caseIndex);
+/** A policy's own stream. */
+export const fleetPolicyStream = (seed: number, caseIndex: number, policy: string) => stream(seed ^ 0x5bd1e995, 0x50f1ee7, caseIndex, Object.keys(POLICIES).indexOf(policy));
+
+export function evaluateSolarFleet(c: SolarFleetCase, caseIndex: number, o: SolarFleetOptions): SolarFleetResult {
   const outcomes = o.policies.map((policy) => ({ policy, downtime: [] as number[], completed: [] as number[], input: [] as number[], jobsPerWh: [] as number[] }));
   const harvestWh: number[] = [];
   const floor: number[] = [];
   for (const seed of o.seeds) {
-    const traces = groupHarvest(c, seed, o.days);
-    const nodeModels = traces.map((t) => new DeviceModel({ ...device, harvestPmf: gridPmf(t.subarray(0, estimateSlots)) }));
-    const nodeWeights = groupWeights(nodeModels.map((m) => limits(m, PAPER_XI_LIM).qLim));
-    const models = Array.from({ length: GROUPS }, () => nodeModels).flat();
-    const weights = Array.from({ length: GROUPS }, () => nodeWeights).flat();
-    const scenario: NetworkScenario = {
-      groups: GROUPS,
-      devicesPerGroup: NODES.length,
-      slots,
-      p: o.p,
-      device,
-      harvest: Array.from({ length: GROUPS }, () => traces.map((t) => ({ kind: 'trace' as const, quanta: t.subarray(estimateSlots) }))).flat(),
-      initialFraction: 0.5,
-    };
+    const { scenario, models, weights } = fleetSetup(c, seed, o.load, o.p, o.days);
     // The same fleet with no jobs at all: the downtime its idle draw alone causes, which no
     // choice of node can remove.
-    const idleOnly = new NetworkSim({ ...scenario, p: 0 }, models, weights).run(POLICIES.uniform!, stream(seed, 0x50f1ee7, caseIndex), stream(seed, 0));
+    const idleOnly = new NetworkSim({ ...scenario, p: 0 }, models, weights).run(POLICIES.uniform!, fleetWorld(seed, caseIndex), stream(seed, 0));
     floor.push(idleOnly.inactiveFraction);
     const sim = new NetworkSim(scenario, models, weights);
     let wh = 0;
     o.policies.forEach((name, i) => {
       const policy = POLICIES[name];
       if (!policy) throw new Error(`unknown policy '${name}'; choose one of ${Object.keys(POLICIES).join(', ')}`);
-      // The same arrivals for every policy (paired runs); each policy its own stream.
-      const m = sim.run(policy, stream(seed, 0x50f1ee7, caseIndex), stream(seed ^ 0x5bd1e995, 0x50f1ee7, caseIndex, Object.keys(POLICIES).indexOf(name)));
+      const m = sim.run(policy, fleetWorld(seed, caseIndex), fleetPolicyStream(seed, caseIndex, name));
       wh = (m.harvestQ * FLEET_QUANTUM_J) / 3600;
       const out = outcomes[i]!;
       out.downtime.push(m.inactiveFraction);
@@ -180,7 +198,7 @@ export function evaluateSolarFleet(c: SolarFleetCase, caseIndex: number, o: Sola
       out.input.push(m.jobsInput);
       out.jobsPerWh.push(m.jobsCompleted / wh);
     });
-    harvestWh.push(wh / (GROUPS * NODES.length) / o.days);
+    harvestWh.push(wh / scenario.harvest.length / o.days);
     o.onProgress?.();
   }
   return { label: `${c.site.name} ${c.season} ${c.batteryWh} Wh`, harvestWhPerNodeDay: harvestWh, idleOnlyDowntime: floor, outcomes };

@@ -9,6 +9,7 @@ export * from './paper.js';
 export * from './policies.js';
 export * from './foresight.js';
 export * from './view.js';
+export * from './sleep.js';
 
 import { adaptive, greedy, longTerm, uniform, type Policy } from './policies.js';
 import { foresight } from './foresight.js';

@@ -1,0 +1,150 @@
+// Coordinated sleep (our extension; docs/scheduling.md, "Coordinated sleep"). A Pi draws its
+// idle power whenever it is on, so a group that keeps every node awake through the night
+// spends N idle draws to serve what one node could, and its nodes run flat together before
+// dawn. The planner keeps awake, per group, the fewest nodes that cover the expected demand,
+// and sends the others to sleep (halted, woken by an RTC alarm) until their own panel's
+// forecast harvest first covers their idle draw, or until an awake node is expected to run
+// out and someone must take over. Pure: state in, orders out; the gateway and the simulator
+// call the same function.
+
+/** What the planner knows of one node, in quanta and slots. */
+export interface SleepNodeView {
+  /** On and reachable: it can take an order now. */
+  awake: boolean;
+  /** Holds a job: it is not sent to sleep before the job is done. */
+  busy: boolean;
+  energyQ: number;
+  /** E_th: the node halts (runs flat) below it. */
+  eThQ: number;
+  /** Idle draw per slot while awake. */
+  idleQ: number;
+  /**
+   * Expected harvest in each coming slot, index 0 the slot that starts now (the gateway's
+   * estimate by time of day, from the node's own slot records).
+   */
+  forecastQ: (slotsAhead: number) => number;
+}
+
+export interface GroupDemand {
+  /** Expected job arrivals per slot (recent rate). */
+  arrivalsPerSlot: number;
+  /** Slots one job occupies a node (κ of the mode the awake nodes run). */
+  stageSlots: number;
+  /** Mean energy one job costs a node above idle, quanta. */
+  jobQ: number;
+}
+
+export interface SleepOptions {
+  /** How far ahead the forecast is searched for the node's dawn, slots (a day: 864 at δ = 100 s). */
+  horizonSlots: number;
+  /**
+   * Busy share one awake node may carry: above it a job would often find every awake node's
+   * queue full. 0.7 keeps a queue of two from overflowing at random arrivals most of the time.
+   */
+  targetUtilisation: number;
+  /** Slots before an awake node's expected end at which its relief is woken. */
+  reliefLeadSlots: number;
+  /**
+   * A node halted to save it from running flat sleeps until its forecast has charged it
+   * with this many slots of service (idle draw and its share of jobs) above E_th, so that
+   * it does not boot only to run flat again (and not before its dawn).
+   */
+  reserveSlots: number;
+}
+
+export const SLEEP_DEFAULTS: SleepOptions = { horizonSlots: 864, targetUtilisation: 0.7, reliefLeadSlots: 6, reserveSlots: 36 };
+
+/** An order for one node: stay awake, or sleep and wake after `wakeInSlots`. */
+export type SleepOrder = { sleep: false } | { sleep: true; wakeInSlots: number };
+
+/**
+ * A forecast by time of day corrected by the sky now: `ratio` is the harvest of the last
+ * hour over what the time-of-day mean expected, and the correction fades with the time a
+ * cloud regime lasts (`persistSlots`; sim/weather's clear, broken and overcast spells last
+ * 3–10 h on average), back to the mean.
+ */
+export function persistentForecast(byTimeOfDay: (slotsAhead: number) => number, ratio: number, persistSlots: number): (slotsAhead: number) => number {
+  const k = Math.max(0, Math.min(2, Number.isFinite(ratio) ? ratio : 1));
+  return (t) => byTimeOfDay(t) * (1 + (k - 1) * Math.exp(-t / persistSlots));
+}
+
+/** First coming slot whose forecast covers the idle draw; 0 while it does now; the horizon if never. */
+export function dawnSlots(node: SleepNodeView, horizonSlots: number): number {
+  for (let t = 0; t < horizonSlots; t++) if (node.forecastQ(t) >= node.idleQ) return t;
+  return horizonSlots;
+}
+
+/** Slots an awake node can carry its idle draw and its share of the jobs before it reaches E_th, on its forecast. */
+export function runtimeSlots(node: SleepNodeView, loadQPerSlot: number, horizonSlots: number): number {
+  let e = node.energyQ;
+  for (let t = 0; t < horizonSlots; t++) {
+    e += node.forecastQ(t) - node.idleQ - loadQPerSlot;
+    if (e < node.eThQ) return t;
+  }
+  return horizonSlots;
+}
+
+/** Slots asleep (drawing nothing) until the forecast has charged the node to `targetQ`; the horizon if never. */
+export function chargeSlots(node: SleepNodeView, targetQ: number, horizonSlots: number): number {
+  let e = node.energyQ;
+  for (let t = 0; t < horizonSlots; t++) {
+    if (e >= targetQ) return t;
+    e += node.forecastQ(t);
+  }
+  return horizonSlots;
+}
+
+/** Awake nodes the demand needs: its busy share over the target, at least one while jobs arrive. */
+export function neededAwake(demand: GroupDemand, groupSize: number, o: SleepOptions = SLEEP_DEFAULTS): number {
+  if (!(demand.arrivalsPerSlot > 0)) return 0;
+  return Math.min(groupSize, Math.max(1, Math.ceil((demand.arrivalsPerSlot * demand.stageSlots) / o.targetUtilisation)));
+}
+
+/**
+ * Orders for one group. Only awake nodes get orders (a sleeping node cannot be reached until
+ * its alarm).
+ * 1. A node about to run flat on its forecast halts now, with its alarm at its dawn (when
+ *    its forecast covers its idle draw) or once the forecast has charged it with an hour's
+ *    service, whichever is later: a planned halt keeps the reserve it needs to boot and
+ *    serve, where running flat would not, and boots it only when it can stay up. A busy node takes the order too: it serves
+ *    what it holds, takes nothing new, and then halts. If no node is left awake, every node
+ *    would have run flat anyway.
+ * 2. Of the others, a node in daylight, or busy, stays awake; at night the planner keeps the
+ *    `neededAwake` nodes with the most energy above E_th and sends the rest to sleep until
+ *    their dawn, except the one with the most energy, which relieves the first kept node
+ *    expected to run out before its dawn: it is woken a little before.
+ */
+export function planSleep(group: readonly SleepNodeView[], demand: GroupDemand, o: SleepOptions = SLEEP_DEFAULTS): SleepOrder[] {
+  const orders: SleepOrder[] = group.map(() => ({ sleep: false }));
+  const dawn = group.map((n) => dawnSlots(n, o.horizonSlots));
+  const need = Math.max(1, neededAwake(demand, group.length, o));
+  const loadQ = (demand.arrivalsPerSlot * demand.jobQ) / need;
+  const runtime = group.map((n) => (n.awake ? runtimeSlots(n, loadQ, o.horizonSlots) : Infinity));
+  const awake: number[] = [];
+  group.forEach((n, i) => {
+    if (!n.awake) return;
+    const run = runtime[i] as number;
+    // A busy node must also finish what it holds: up to two jobs of κ slots.
+    const lead = o.reliefLeadSlots + (n.busy ? 2 * demand.stageSlots : 0);
+    if (run > lead) {
+      awake.push(i);
+      return;
+    }
+    const reserve = n.eThQ + o.reserveSlots * (n.idleQ + loadQ);
+    orders[i] = { sleep: true, wakeInSlots: Math.max(1, dawn[i] as number, chargeSlots(n, reserve, o.horizonSlots)) };
+  });
+  const night = (i: number) => !group[i]!.busy && (dawn[i] as number) > 0;
+  const margin = (i: number) => group[i]!.energyQ - group[i]!.eThQ;
+  const keep = new Set(awake.filter((i) => !night(i)));
+  const candidates = awake.filter(night).sort((a, b) => margin(b) - margin(a));
+  for (const i of candidates) if (keep.size < need) keep.add(i);
+  const sleepers = candidates.filter((i) => !keep.has(i));
+  let reliefAt = Infinity;
+  for (const i of keep) if ((runtime[i] as number) < (dawn[i] as number)) reliefAt = Math.min(reliefAt, runtime[i] as number);
+  sleepers.forEach((i, rank) => {
+    const own = dawn[i] as number;
+    const wake = rank === 0 && reliefAt < Infinity ? Math.min(own, reliefAt - o.reliefLeadSlots) : own;
+    orders[i] = { sleep: true, wakeInSlots: Math.max(1, wake) };
+  });
+  return orders;
+}
