@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { Clock } from '../hardware/clock.js';
+import type { Clock } from '../ground/clock.js';
 import { buildNode, type NodeHardware } from '../hardware/node.js';
 import { selectBackend } from '../models/backend.js';
 import { PROTOCOL_VERSION, type Command, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';

@@ -7,7 +7,8 @@
 //  - E > E′_th: γ → 1, the mode follows the table PM(E) again.
 //  - E < critical (below E_th): final state, spool flush and the shutdown action.
 // Every transition is logged and published as an event.
-import type { Clock } from '../hardware/clock.js';
+import type { Clock } from '../ground/clock.js';
+import type { Log } from '../ground/log.js';
 import { PROTOCOL_VERSION, type EventMessage, type ModeStep, type PowerModeEntry } from '../protocol/index.js';
 import type { ThresholdsJ } from './config.js';
 import type { BatteryLevel, PolicyView } from './ledger.js';
@@ -23,12 +24,6 @@ export interface PowerActions {
   critical(level: BatteryLevel): Promise<void>;
 }
 
-export interface PolicyLog {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
 export interface PowerPolicyOptions {
   nodeId: string;
   clock: Clock;
@@ -37,7 +32,7 @@ export interface PowerPolicyOptions {
   thresholds: ThresholdsJ;
   queue(): number;
   actions: PowerActions;
-  log: PolicyLog;
+  log: Log;
 }
 
 /** PM(E) from the dynamic table: the last step whose minFraction ≤ E/E_max. */

@@ -1,6 +1,6 @@
 // BQ25895 single-cell switching charger with power path (TI SLUSC88C). Register names,
 // fields, offsets and steps are those of the datasheet's register map (REG00..REG14).
-import { monotonicMs, type Clock } from './clock.js';
+import { monotonicMs, type Clock } from '../ground/clock.js';
 import { type I2cBus, errorText, isNoAck, withRetries } from './i2c.js';
 
 export const BQ25895_ADDRESS = 0x6a;

@@ -1,6 +1,6 @@
 // INA219 current/power monitor (TI SBOS448). Register numbers, bit fields, LSBs and the
 // calibration equations below are the datasheet's; section numbers refer to SBOS448G.
-import type { Clock } from './clock.js';
+import type { Clock } from '../ground/clock.js';
 import { type I2cBus, errorText, isNoAck, swap16, withRetries } from './i2c.js';
 
 /** Register pointer addresses (§8.6.1, Table 2). */

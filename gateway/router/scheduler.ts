@@ -16,8 +16,8 @@
 // run: a job it served to the close frame and reported ok. A new birth (the agent started
 // again) clears either.
 import type { Logger } from 'pino';
-import { Random } from '../../models/head.js';
-import type { Clock } from '../clock.js';
+import { Random } from '../../ground/random.js';
+import type { Clock } from '../../ground/clock.js';
 import type { SchedulerDecision, SchedulerView } from '../jobs.js';
 import type { NodeState, Registry } from '../registry.js';
 import { POLICIES, deviceView, unavailableReason, type DeviceState, type DeviceView, type Policy } from '../scheduler/index.js';

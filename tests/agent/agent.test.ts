@@ -14,9 +14,7 @@ import { BlockStack } from '../../models/forward.js';
 import { readShards } from '../../models/shards.js';
 import { aedesWithFolder } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
-import { until as waitUntil } from '../support/until.js';
-
-const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => waitUntil(what, cond, ms);
+import { until } from '../../ground/until.js';
 
 test('the virtual agent on a scaled clock: retained birth, valid gapless slot records, commands, clean stop', async (t) => {
   const { broker, dir } = await aedesWithFolder(t, 'agent');

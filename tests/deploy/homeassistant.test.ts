@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { addNode } from '../../gateway/broker/index.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { discoveryMessages } from '../../gateway/homeassistant.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
@@ -51,7 +51,7 @@ test('a node\'s birth publishes its device once, retained, with entities on the 
   const password = await addNode(credentialsPath, 'pi-07');
   gw = await startGateway(parseGatewayConfig({
     fleet: FLEET, broker: { host: '127.0.0.1', port: 0, credentialsPath }, homeAssistant: { discoveryPrefix: 'homeassistant' },
-  }), { clock: systemClock, log: pino({ level: 'silent' }) });
+  }), { clock: new RealClock(), log: pino({ level: 'silent' }) });
   const url = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
   // Watching from before the node arrives: every discovery publish is counted.
   const watcher = await connectAsync(url, { clientId: 'ha-watch', ...gw.broker.internal, reconnectPeriod: 0 });

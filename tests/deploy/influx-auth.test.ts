@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { createStore, slotPoint } from '../../gateway/store/index.js';
 import { TestInfluxd } from '../support/influxd.js';
@@ -57,7 +57,7 @@ test('docs/monitoring.md\'s InfluxDB users: the gateway writes as a non-admin us
     broker: { credentialsPath: 'unused' },
     store: { url: `${influxd.url}/heliomesh`, username: gateway.u, password: gateway.p, flushIntervalMs: 50 },
   });
-  const store = createStore(config.store, { clock: systemClock, log: pino({ level: 'silent' }) });
+  const store = createStore(config.store, { clock: new RealClock(), log: pino({ level: 'silent' }) });
   try {
     store.write(slotPoint({ fleet: 'rooftop', node: 'pi-01', group: 'g1' }, { seq: 1, batteryPct: 55 }, Date.now()));
     const deadline = Date.now() + 10_000;

@@ -8,7 +8,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { Broker, BrokerConfigSchema, addNode, loadCredentials } from '../../gateway/broker/index.js';
 import { captureLog } from '../support/log.js';
 
@@ -33,7 +33,7 @@ before(async () => {
     tls: { port: 0, certPath: 'unused', keyPath: 'unused' },
   });
   broker = await Broker.start(config, {
-    clock: systemClock,
+    clock: new RealClock(),
     log: cap.log,
     credentials: loadCredentials(credPath),
     patterns: { publish: ['hm/node/{node}/#'], subscribe: ['hm/node/{node}/job/#'] },

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as mqttConnect, type MqttClient } from 'mqtt';
-import { systemClock, type Clock } from '../../gateway/clock.js';
+import { RealClock, type Clock } from '../../ground/clock.js';
 import {
   Broker, BrokerConfigSchema, addNode, filterWithin, loadCredentials, topicMatches, verifyPassword,
   type BrokerConfigInput, type NodeTopicPatterns,
@@ -27,7 +27,7 @@ const cap = captureLog();
 let url: string;
 const clients: MqttClient[] = [];
 
-async function startBroker(over: Partial<BrokerConfigInput> = {}, clock: Clock = systemClock, log = cap.log) {
+async function startBroker(over: Partial<BrokerConfigInput> = {}, clock: Clock = new RealClock(), log = cap.log) {
   const config = BrokerConfigSchema.parse({ port: 0, host: '127.0.0.1', credentialsPath: credPath, maxPacketBytes: 4096, ...over });
   return Broker.start(config, { clock, log, credentials: loadCredentials(credPath), patterns });
 }
@@ -144,7 +144,7 @@ test('an oversized packet closes the connection before it is buffered', async ()
 
 test('connects beyond the per-address rate are refused until the minute has passed', async () => {
   let nowMs = 1_000_000;
-  const clock: Clock = { ...systemClock, now: () => nowMs };
+  const clock = new (class extends RealClock { override now() { return nowMs; } })();
   const limited = await startBroker({ connectsPerMinutePerAddress: 2 }, clock);
   const u = `mqtt://127.0.0.1:${limited.ports.mqtt}`;
   try {

@@ -3,7 +3,7 @@
 // fleet's views, health, metrics, and a client leaving mid-stream.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { systemClock, type Clock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { CHAT_TURN_STOP, chatPrompt } from '../../gateway/http/index.js';
 import { FAKE_TEXT, postJson, readSse, startApi, type ApiUnderTest, type Completion } from './http-support.js';
 
@@ -140,7 +140,7 @@ test('a client that disconnects mid-stream cancels its job', async () => {
 
 test('a stream whose job is slow sends heartbeat comments, which SSE clients skip', async () => {
   // The API's clock runs its intervals 1000 times faster: the 15 s heartbeat comes every 15 ms.
-  const fast: Clock = { ...systemClock, setInterval: (fn, ms) => systemClock.setInterval(fn, ms / 1000) };
+  const fast = new (class extends RealClock { override setInterval(fn: () => void, ms: number) { return super.setInterval(fn, ms / 1000); } })();
   const slow = await startApi({}, { tokenMs: 40, clock: fast });
   try {
     const res = await postJson(slow.base, '/v1/completions', { model: 'fake-char', prompt: 'x', max_tokens: 5, stream: true });
