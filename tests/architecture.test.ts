@@ -135,3 +135,11 @@ test('the benchmarks do not reach back up into the command line', () => {
   const up = [...reach(files.filter((f) => rel(f).startsWith('bench/')))].map(rel).filter((f) => f.startsWith('cli/'));
   assert.deepEqual(up, []);
 });
+
+test('the scheduler reaches no schema library and no I/O, not even through the protocol rules it shares', () => {
+  const scheduler = files.filter((f) => rel(f).startsWith('gateway/scheduler/'));
+  const reached = [...reach(scheduler)];
+  assert.ok(reached.map(rel).includes('protocol/rules.ts'), 'PM(E) comes from the protocol');
+  const offenders = reached.flatMap((file) => importsOf(file).filter((s) => !s.startsWith('.')).map((s) => `${rel(file)} imports ${s}`));
+  assert.deepEqual(offenders, []);
+});
