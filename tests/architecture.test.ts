@@ -1,5 +1,6 @@
 // Enforces the layout rules of shared/DESIGN.md over the whole import graph: which folder
-// may import which, no import cycles, and a scheduler without I/O. ESLint checks single
+// may import which, a ground floor that imports nothing, no import cycles, and a scheduler
+// without I/O. ESLint checks single
 // imports; a cycle or a transitive reach needs the whole graph, which is small enough to
 // read here with one regular expression rather than pull in a dependency-graph tool.
 import { test } from 'node:test';
@@ -120,7 +121,7 @@ test('the scheduler is pure: no I/O modules, no clock', () => {
 
 test('the ground floor holds the shared basics and imports nothing: no other folder, no I/O module', () => {
   const ground = files.filter((f) => rel(f).startsWith('ground/'));
-  assert.deepEqual(ground.map(rel).sort(), ['ground/clock.ts', 'ground/log.ts', 'ground/random.ts', 'ground/until.ts']);
+  for (const basic of ['clock', 'random', 'log', 'until']) assert.ok(ground.map(rel).includes(`ground/${basic}.ts`), `ground/${basic}.ts`);
   const offenders: string[] = [];
   for (const file of ground) {
     for (const spec of importsOf(file)) {

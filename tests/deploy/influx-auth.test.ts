@@ -11,6 +11,7 @@ import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { createStore, slotPoint } from '../../gateway/store/index.js';
 import { TestInfluxd } from '../support/influxd.js';
+import { until } from '../../ground/until.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 let influxd: TestInfluxd;
@@ -60,8 +61,7 @@ test('docs/monitoring.md\'s InfluxDB users: the gateway writes as a non-admin us
   const store = createStore(config.store, { clock: new RealClock(), log: pino({ level: 'silent' }) });
   try {
     store.write(slotPoint({ fleet: 'rooftop', node: 'pi-01', group: 'g1' }, { seq: 1, batteryPct: 55 }, Date.now()));
-    const deadline = Date.now() + 10_000;
-    while (store.stats().written < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await until('a point written', () => store.stats().written >= 1, 10_000, 50);
     assert.equal(store.stats().written, 1, 'the gateway wrote with its own user');
     assert.equal(store.stats().refused, 0);
   } finally {

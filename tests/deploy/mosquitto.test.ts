@@ -201,8 +201,7 @@ test('anonymous clients and a node claiming another client id', async () => {
   await gw.subscribeAsync(`heliomesh/${FLEET}/node/+/state`, { qos: 1 });
   await a.publishAsync(nodeTopic(FLEET, 'pi-b', 'state'), '{}', { qos: 1 });
   await a.publishAsync(nodeTopic(FLEET, 'pi-a', 'state'), '{}', { qos: 1 });
-  const end = Date.now() + 3000;
-  while (!seen.includes(nodeTopic(FLEET, 'pi-a', 'state')) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  await until("pi-a's own state", () => seen.includes(nodeTopic(FLEET, 'pi-a', 'state')), 3000);
   assert.deepEqual(seen, [nodeTopic(FLEET, 'pi-a', 'state')]);
 });
 
@@ -224,8 +223,7 @@ test('Home Assistant\'s login reads the nodes\' slots and states and the gateway
   await ha.publishAsync(nodeTopic(FLEET, 'pi-a', 'cmd'), '{}', { qos: 1 });
   // The gateway's command after Home Assistant's: once A has it, Home Assistant's would have come first.
   await gw.publishAsync(nodeTopic(FLEET, 'pi-a', 'cmd'), '{"from":"gateway"}', { qos: 1 });
-  const end = Date.now() + 3000;
-  while ((seenByHa.length < 3 || seenByA.length < 1) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  await until("Home Assistant's three topics and the gateway's command", () => seenByHa.length >= 3 && seenByA.length >= 1, 3000);
   assert.deepEqual(seenByHa.sort(), [config, nodeTopic(FLEET, 'pi-a', 'slot'), nodeTopic(FLEET, 'pi-a', 'state')].sort());
   assert.deepEqual(seenByA, [nodeTopic(FLEET, 'pi-a', 'cmd')], 'only the gateway\'s command reached the node');
 });

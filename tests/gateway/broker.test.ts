@@ -13,6 +13,7 @@ import {
   type BrokerConfigInput, type NodeTopicPatterns,
 } from '../../gateway/broker/index.js';
 import { captureLog } from '../support/log.js';
+import { until } from '../../ground/until.js';
 
 const patterns: NodeTopicPatterns = {
   publish: ['hm/node/{node}/#'],
@@ -111,8 +112,7 @@ test('a node publishes under its own topics and the internal client sees everyth
   node.on('message', (topic) => cmds.push(topic));
   await internal.publishAsync('hm/node/pi-2/cmd/mode', 'x', { qos: 1 });
   await internal.publishAsync('hm/node/pi-1/cmd/mode', 'x', { qos: 1 });
-  const deadline = Date.now() + 3000;
-  while ((got.length < 3 || cmds.length < 1) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await until('three publishes and a command', () => got.length >= 3 && cmds.length >= 1, 3000);
   assert.ok(got.includes('hm/node/pi-2/slot=one'));
   assert.deepEqual(cmds, ['hm/node/pi-2/cmd/mode'], 'a node receives only its own commands');
   assert.ok(cap.records.some((r) => String(r.msg).startsWith('subscription outside') && r.clientId === 'pi-2' && r.filter === 'hm/node/pi-1/cmd/#'));

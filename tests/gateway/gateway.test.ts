@@ -82,8 +82,7 @@ test('a running gateway takes node messages over MQTT into the registry and Infl
 
     // An abrupt loss: the broker publishes the will and the registry takes the node offline.
     node.stream.destroy();
-    const deadline = Date.now() + 5000;
-    while (gw.registry.get('pi-1')?.online && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await until('pi-1 offline', () => !gw.registry.get('pi-1')?.online, 5000);
     assert.equal(gw.registry.get('pi-1')?.online, false);
     assert.equal(gw.link.counters.invalid, 0);
   } finally {

@@ -99,11 +99,7 @@ test('/healthz is 503 while the external broker is down and 200 once the gateway
     assert.deepEqual((await health()).status, 200);
     await mosquitto.down();
     let h = await health();
-    const deadline = Date.now() + 20_000;
-    while (h.status !== 503 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-      h = await health();
-    }
+    await until('health to say 503', async () => (h = await health()).status === 503, 20_000, 50);
     assert.equal(h.status, 503);
     assert.deepEqual([h.body.status, h.body.broker.up], ['broker down', false]);
     await mosquitto.up();

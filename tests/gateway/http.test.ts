@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { RealClock } from '../../ground/clock.js';
 import { CHAT_TURN_STOP, chatPrompt } from '../../gateway/http/index.js';
 import { FAKE_TEXT, postJson, readSse, startApi, type ApiUnderTest, type Completion } from './http-support.js';
+import { until } from '../../ground/until.js';
 
 let t: ApiUnderTest;
 
@@ -126,8 +127,7 @@ test('a client that disconnects mid-stream cancels its job', async () => {
       got += new TextDecoder().decode(value);
     }
     abort.abort();
-    const deadline = Date.now() + 5000;
-    while (slow.jobs.cancelled.size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await until('the job cancelled', () => slow.jobs.cancelled.size > 0, 5000, 10);
     assert.deepEqual([...slow.jobs.cancelled.values()], ['the client disconnected']);
     const job = slow.jobs.job([...slow.jobs.cancelled.keys()][0]!)!;
     assert.equal(job.status, 'cancelled');
