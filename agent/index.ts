@@ -4,10 +4,10 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { Clock } from '../hardware/clock.js';
+import type { Clock } from '../ground/clock.js';
 import { buildNode, type NodeHardware } from '../hardware/node.js';
 import { selectBackend } from '../models/backend.js';
-import { PROTOCOL_VERSION, type Command, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';
+import { PROTOCOL_VERSION, thresholdProblems, type Command, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';
 import { capacityJ, profileOf, thresholdsJ, type AgentConfig, type ThresholdsJ } from './config.js';
 import { Ledger, type BatteryLevel } from './ledger.js';
 import { Link } from './link.js';
@@ -219,7 +219,8 @@ export class Agent {
       case 'set-thresholds': {
         const t: ThresholdsJ = cmd.thresholds;
         const cap = capacityJ(this.config);
-        if (!(t.criticalJ < t.eThJ && t.eThJ < t.eThUpJ && t.eThUpJ < cap)) throw new Error(`thresholds must satisfy criticalJ < eThJ < eThUpJ < capacity (${cap} J)`);
+        const problems = thresholdProblems(t, cap);
+        if (problems.length > 0) throw new Error(`${problems.map((p) => p.message).join('; ')} (battery capacity ${cap} J)`);
         this.policy.setThresholds(t);
         this.changed(`thresholds set to E_th ${t.eThJ} J, E′_th ${t.eThUpJ} J, critical ${t.criticalJ} J`);
         if (level) await this.policy.update(level);

@@ -3,7 +3,7 @@
 // intervals bounded by two good samples (trapezoid rule); an interval with a failed read
 // is left out and the slot is flagged degraded, so a record can undercount but never
 // invent energy.
-import { monotonicMs, type Clock, type Timer } from '../hardware/clock.js';
+import { monotonicMs, type Clock, type Timer } from '../ground/clock.js';
 import type { NodeReading, SensorReading } from '../hardware/node.js';
 import type { SlotRecord } from '../protocol/index.js';
 import { PROTOCOL_VERSION } from '../protocol/index.js';

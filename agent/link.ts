@@ -12,13 +12,8 @@ import {
   PROTOCOL_VERSION, commandIdOf, encodeJson, isFrame, nodeTopics, parseCommand,
   type Command, type CommandReply, type NodeTopicKind, type StateMessage,
 } from '../protocol/index.js';
+import type { Log } from '../ground/log.js';
 import type { Spool, SpoolClass } from './spool.js';
-
-export interface LinkLog {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
 
 export interface LinkOptions {
   url: string;
@@ -42,7 +37,7 @@ export interface LinkOptions {
    * will continue or cancel what the node held under the old session.
    */
   onSessionLost?(): void;
-  log: LinkLog;
+  log: Log;
   /** Spooled messages in flight at once. */
   maxInflight?: number;
 }

@@ -7,8 +7,9 @@
 //  - E > E′_th: γ → 1, the mode follows the table PM(E) again.
 //  - E < critical (below E_th): final state, spool flush and the shutdown action.
 // Every transition is logged and published as an event.
-import type { Clock } from '../hardware/clock.js';
-import { PROTOCOL_VERSION, type EventMessage, type ModeStep, type PowerModeEntry } from '../protocol/index.js';
+import type { Clock } from '../ground/clock.js';
+import type { Log } from '../ground/log.js';
+import { PROTOCOL_VERSION, powerModeAt, type EventMessage, type ModeStep, type PowerModeEntry } from '../protocol/index.js';
 import type { ThresholdsJ } from './config.js';
 import type { BatteryLevel, PolicyView } from './ledger.js';
 
@@ -23,12 +24,6 @@ export interface PowerActions {
   critical(level: BatteryLevel): Promise<void>;
 }
 
-export interface PolicyLog {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
 export interface PowerPolicyOptions {
   nodeId: string;
   clock: Clock;
@@ -37,14 +32,7 @@ export interface PowerPolicyOptions {
   thresholds: ThresholdsJ;
   queue(): number;
   actions: PowerActions;
-  log: PolicyLog;
-}
-
-/** PM(E) from the dynamic table: the last step whose minFraction ≤ E/E_max. */
-export function modeFromTable(table: ModeStep[], fraction: number): number {
-  let pm = table[0]!.powerMode;
-  for (const s of table) if (fraction >= s.minFraction) pm = s.powerMode;
-  return pm;
+  log: Log;
 }
 
 export class PowerPolicy implements PolicyView {
@@ -164,7 +152,7 @@ export class PowerPolicy implements PolicyView {
       this.o.actions.leaveSaving();
       this.event('power-saving-exit', level, `battery ${e.toFixed(0)} J above E′_th ${this.th.eThUpJ.toFixed(0)} J: taking jobs again`);
     }
-    if (this.g === 1) await this.setMode(modeFromTable(this.table, e / level.capacityJ), level, `battery at ${level.socPct.toFixed(1)} %`);
+    if (this.g === 1) await this.setMode(powerModeAt(this.table, e, level.capacityJ), level, `battery at ${level.socPct.toFixed(1)} %`);
     else if (this.pm === null) await this.setMode(this.lowestMode().powerMode, level, 'starting in power saving');
   }
 

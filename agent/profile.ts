@@ -6,7 +6,7 @@
 // A standard job is one stage of a generation: a prefill of `promptTokens` rows, then
 // `decodeTokens` single-row steps through this node's blocks. The forward pass is
 // synchronous, so the event loop is given back between steps to let the ledger sample.
-import { monotonicMs, type Clock } from '../hardware/clock.js';
+import { monotonicMs, type Clock } from '../ground/clock.js';
 import type { NodeHardware } from '../hardware/node.js';
 import type { BlockStack } from '../models/forward.js';
 import type { PowerModeEntry } from '../protocol/index.js';

@@ -13,7 +13,8 @@ import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { readManifest, readShards } from '../models/shards.js';
 import { BlockStack, type BlockSession } from '../models/forward.js';
-import { monotonicMs, type Clock, type Timer } from '../hardware/clock.js';
+import { monotonicMs, type Clock, type Timer } from '../ground/clock.js';
+import type { Log } from '../ground/log.js';
 import {
   PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeJson, isFrame, parseJobControl, type Frame, type JobReport,
 } from '../protocol/index.js';
@@ -25,11 +26,6 @@ export interface JobMeter {
   sampleNow(): Promise<unknown>;
 }
 
-export interface WorkerLog {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-}
-
 export interface WorkerOptions {
   shardDir: string;
   firstBlock: number;
@@ -39,7 +35,7 @@ export interface WorkerOptions {
   queueCapacity: number;
   sessionIdleMs: number;
   clock: Clock;
-  log: WorkerLog;
+  log: Log;
   /** Set later by the composition root (the ledger is built after the worker). */
   meter?: JobMeter;
   /** The PM index in force, for the report. */

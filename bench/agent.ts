@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { stringify } from 'yaml';
-import { virtualAgentConfig } from '../cli/agent-run.js';
+import { virtualAgentConfig } from '../agent/virtual.js';
+import { until } from '../ground/until.js';
 import { readManifest } from '../models/shards.js';
 import { encodeJson, nodeTopics, parseCommandReply, parseState } from '../protocol/index.js';
 import { prepareModel } from './pipeline/model.js';
@@ -116,13 +117,12 @@ class AgentProcess {
   }
 }
 
-async function waitFor(what: string, cond: () => boolean, agent: AgentProcess, ms = 120_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
+/** `cond`, unless the agent has exited: then it never will hold, and the wait ends with the agent's output. */
+function whileRunning(agent: AgentProcess, cond: () => boolean): () => boolean {
+  return () => {
     if (agent.child.exitCode !== null) throw agent.failure();
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    return cond();
+  };
 }
 
 async function measure(shard: Shard, port: number, work: string, client: MqttClient): Promise<Measured> {
@@ -147,11 +147,11 @@ async function measure(shard: Shard, port: number, work: string, client: MqttCli
   await client.subscribeAsync([topics.state, topics.cmdReply], { qos: 1 });
   const agent = AgentProcess.spawn(path);
   try {
-    await waitFor('the agent\'s birth (shard loaded, connected)', () => online, agent);
+    await until('the agent\'s birth (shard loaded, connected)', whileRunning(agent, () => online), 120_000, 50);
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const ping = async (id: string): Promise<{ at: number; r: PingResult }> => {
       await client.publishAsync(topics.cmd, encodeJson({ v: 1, id, op: 'ping' }), { qos: 1 });
-      await waitFor(`the reply to ${id}`, () => replies.has(id), agent, 10_000);
+      await until(`the reply to ${id}`, whileRunning(agent, () => replies.has(id)), 10_000, 50);
       return { at: performance.now(), r: replies.get(id)! };
     };
     const a = await ping('idle-start');

@@ -19,6 +19,7 @@ import { GatewayChild } from './gateway/gateway-child.js';
 import type { NodeAccount, WindowResult } from './gateway/ipc.js';
 import { benchProfile } from './gateway/messages.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
+import { until } from '../ground/until.js';
 
 const FLEET = 'bench';
 const GROUPS = 3;
@@ -61,14 +62,6 @@ function benchNodes(count: number): BenchNode[] {
     const shard = { model: 'bundled', firstBlock: b.from, lastBlock: b.to - 1, sha256: b.sha256 };
     return { nodeId: `bench-${i}`, password: randomBytes(18).toString('base64url'), profile: benchProfile(`g${g + 1}`, SLOT_MS, shard) };
   });
-}
-
-async function until(what: string, timeoutMs: number, cond: () => Promise<boolean>): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 interface Loss {
@@ -147,10 +140,10 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     }
     const loginS = (performance.now() - t0) / 1000;
     // Every birth in the registry and every node's chain solved before the load starts.
-    await until(`${nodes} births with solved chains at the gateway`, 300_000, async () => {
+    await until(`${nodes} births with solved chains at the gateway`, async () => {
       const { status } = await gateway.request({ type: 'status' }, 'status');
       return status.online === nodes && status.solved === nodes;
-    });
+    }, 300_000, 250);
 
     progress(`slot records at ${1000 / SLOT_MS} Hz from ${nodes} nodes, jobs at ${jobsPerS}/s; measuring ${seconds} s`);
     fleet.startSlots();
@@ -171,12 +164,12 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     let accounts: NodeAccount[] = [];
     let extra: { linkInvalid: number; brokerRefused: Record<string, number> } = { linkInvalid: 0, brokerRefused: {} };
     let accountError: string | undefined;
-    await until('the registry to account for the last slot records', 120_000, async () => {
+    await until('the registry to account for the last slot records', async () => {
       const a = await gateway.request({ type: 'account' }, 'account');
       accounts = a.nodes;
       extra = { linkInvalid: a.linkInvalid, brokerRefused: a.brokerRefused };
       return lossOf(published, accounts).received >= expected;
-    }).catch((err: Error) => {
+    }, 120_000, 250).catch((err: Error) => {
       accountError = err.message;
     });
     const loss: Loss = { ...lossOf(published, accounts), ...(accountError ? { accountError } : {}) };

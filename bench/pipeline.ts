@@ -10,7 +10,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { addNode } from '../gateway/broker/index.js';
-import { systemClock } from '../gateway/clock.js';
+import { RealClock } from '../ground/clock.js';
 import { parseGatewayConfig } from '../gateway/config.js';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import { selectBackend } from '../models/backend.js';
@@ -21,6 +21,7 @@ import { GROUPS, inProcessPipeline, parseBenchModel, prepareModel } from './pipe
 import { readManifest } from '../models/shards.js';
 import { frameCodecUs, HopTrace, mqttRoundTrips, type RoundTrips } from './pipeline/trace.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
+import { until } from '../ground/until.js';
 
 const FLEET = 'bench';
 const ROUNDS = 5;
@@ -86,14 +87,6 @@ function promptFor(gw: Gateway): number[] {
   return [1, ...Array.from({ length: PROMPT_TOKENS - 1 }, (_, i) => (i * 7919 + 3) % vocab)];
 }
 
-async function until(what: string, timeoutMs: number, cond: () => boolean): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 interface Round {
@@ -124,18 +117,18 @@ async function startFleet(dir: string, work: string, agents: AgentProcess[]): Pr
     model: { manifest: join(dir, 'manifest.json') },
     // f32 frames: the hidden states cross the wire unrounded, so the ids can be compared exactly.
     router: { frameDtype: 'f32' },
-  }), { clock: systemClock, log: pino({ level: 'warn' }, pino.destination(join(work, 'gateway.log'))) });
+  }), { clock: new RealClock(), log: pino({ level: 'warn' }, pino.destination(join(work, 'gateway.log'))) });
   const url = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
   for (const spec of specs) agents.push(AgentProcess.start(spec, { fleet: FLEET, url, shardDir: dir, dir: join(work, 'agents') }));
   // Loading TF.js and a shard takes an agent a few seconds; it is ready once the gateway has its birth, γ = 1 and a solved chain.
-  await until('the 3 agents online, active and solved at the gateway', 180_000, () => {
+  await until('the 3 agents online, active and solved at the gateway', () => {
     const dead = agents.find((a) => !a.running);
     if (dead) throw new Error(`agent ${dead.nodeId} exited; see its log ${dead.logFile}`);
     return specs.every((s) => {
       const n = gw.registry.get(s.nodeId);
       return !!n && n.online && n.gamma === 1 && n.solved !== undefined;
     });
-  });
+  }, 180_000, 100);
   return gw;
 }
 

@@ -1,8 +1,5 @@
 // What `heliomesh agent` and `heliomesh agent profile` run; cli/agent.ts registers them.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import { stringify } from 'yaml';
 import { pino, type Logger } from 'pino';
@@ -12,85 +9,21 @@ import { profileModes } from '../agent/profile.js';
 import { buildNode } from '../hardware/node.js';
 import { selectBackend } from '../models/backend.js';
 import { BlockStack } from '../models/forward.js';
-import { readManifest, readShards } from '../models/shards.js';
-import { loadAgentConfigFile, parseAgentConfig, type AgentConfig, type AgentConfigInput } from '../agent/config.js';
-import { RealClock, ScaledClock, type Clock } from '../hardware/clock.js';
-import { referenceHardwareConfig } from '../hardware/config.js';
+import { readShards } from '../models/shards.js';
+import { loadAgentConfigFile } from '../agent/config.js';
+import { virtualAgentConfig, type VirtualAgentOptions } from '../agent/virtual.js';
+import { RealClock, type Clock } from '../ground/clock.js';
+import { ScaledClock } from '../hardware/clock.js';
 import { serviceNotifier } from './notify.js';
 
-export interface AgentCliOptions {
+export interface AgentCliOptions extends VirtualAgentOptions {
   config?: string;
   virtual?: boolean;
-  gateway?: string;
-  username?: string;
-  password?: string;
-  nodeId?: string;
-  group?: string;
-  blocks?: string;
-  model?: string;
-  fleet?: string;
   timeScale?: number;
-  slotMs?: number;
-  spool?: string;
-  stopFlushMs?: number;
   pretty?: boolean;
 }
 
-const BUNDLED_SHARDS = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'bundled');
-
 export interface ProfileOptions { config?: string; virtual?: boolean; jobs: number; idleMs: number; out?: string }
-
-
-/**
- * The virtual node's config: the reference build (docs/hardware.md) on the simulated plant.
- * κ and C_E here are nominal until `heliomesh agent profile` measures them on the node.
- */
-export function virtualAgentConfig(o: AgentCliOptions, env: Record<string, string | undefined>): AgentConfig {
-  const doc: AgentConfigInput = {
-    nodeId: o.nodeId ?? 'virtual-1',
-    fleet: o.fleet ?? 'default',
-    group: o.group ?? 'g1',
-    gateway: { url: o.gateway ?? '', username: o.username, password: o.password },
-    hardware: referenceHardwareConfig('virtual'),
-    ...(o.slotMs ? { slotMs: o.slotMs } : {}),
-    ...(o.stopFlushMs ? { stopFlushMs: o.stopFlushMs } : {}),
-    powerModes: [
-      { powerMode: 1, name: 'low', kappa: 3, costJ: 30 },
-      { powerMode: 2, name: 'medium', kappa: 2, costJ: 35 },
-      { powerMode: 3, name: 'high', kappa: 1, costJ: 45 },
-    ],
-    // SPEC.md §3's hand-found table: < 40 % → PM1, 40–60 % → PM2, ≥ 60 % → PM3.
-    modeTable: [{ minFraction: 0, powerMode: 1 }, { minFraction: 0.4, powerMode: 2 }, { minFraction: 0.6, powerMode: 3 }],
-    spool: { dir: o.spool ?? mkdtempSync(join(tmpdir(), 'heliomesh-agent-spool-')) },
-    model: virtualModel(o),
-  };
-  return parseAgentConfig(doc, env, 'virtual agent options');
-}
-
-/**
- * The virtual node's block range: `--blocks FROM-TO` (inclusive), or else the range of its
- * group in the shard folder's manifest (group gN serves the manifest's N-th range, as the
- * gateway names them by default).
- */
-function virtualModel(o: AgentCliOptions): { shardDir: string; firstBlock: number; lastBlock: number } {
-  const shardDir = o.model ?? BUNDLED_SHARDS;
-  const manifest = readManifest(shardDir);
-  if (o.blocks !== undefined) {
-    const m = /^(\d+)-(\d+)$/.exec(o.blocks);
-    if (!m || Number(m[1]) > Number(m[2])) throw new Error(`--blocks must be FROM-TO with FROM ≤ TO (inclusive), e.g. 2-3; got '${o.blocks}'`);
-    const [firstBlock, lastBlock] = [Number(m[1]), Number(m[2])];
-    if (lastBlock >= manifest.architecture.nLayers) throw new Error(`--blocks ${o.blocks}: the model has blocks 0-${manifest.architecture.nLayers - 1}`);
-    return { shardDir, firstBlock, lastBlock };
-  }
-  const group = o.group ?? 'g1';
-  const index = /^g(\d+)$/.exec(group) ? Number(group.slice(1)) - 1 : -1;
-  const range = manifest.blocks[index];
-  if (!range) {
-    const names = manifest.blocks.map((b, i) => `g${i + 1} (blocks ${b.from}-${b.to - 1})`).join(', ');
-    throw new Error(`group '${group}' names no block range of ${shardDir}: its groups are ${names}; or pass --blocks FROM-TO`);
-  }
-  return { shardDir, firstBlock: range.from, lastBlock: range.to - 1 };
-}
 
 function logger(level: string, pretty: boolean): Logger {
   return pino({ level }, pretty ? pino.transport({ target: 'pino-pretty' }) : undefined);

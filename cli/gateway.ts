@@ -79,12 +79,12 @@ export function registerGateway(program: Command): void {
     .option('--pretty', 'human-readable logs instead of JSON lines')
     .action(async (opts: RunOptions) => {
       const config = await loadGatewayConfig(opts);
-      const [{ pino }, { systemClock }, { startGatewayOnAnyBroker }, { loadCredentials }, { serviceNotifier }] = await Promise.all([
-        import('pino'), import('../gateway/clock.js'), import('../gateway/index.js'), import('../gateway/broker/index.js'), import('./notify.js'),
+      const [{ pino }, { RealClock }, { startGatewayOnAnyBroker }, { loadCredentials }, { serviceNotifier }] = await Promise.all([
+        import('pino'), import('../ground/clock.js'), import('../gateway/index.js'), import('../gateway/broker/index.js'), import('./notify.js'),
       ]);
       const log = pino({ level: config.log.level }, opts.pretty ? pino.transport({ target: 'pino-pretty' }) : undefined);
       const notify = serviceNotifier(process.env, process.pid, log);
-      const gw = await startGatewayOnAnyBroker(config, { clock: systemClock, log, ...(notify ? { notify } : {}) });
+      const gw = await startGatewayOnAnyBroker(config, { clock: new RealClock(), log, ...(notify ? { notify } : {}) });
       await new Promise<void>((done) => {
         const stop = (signal: string) => {
           log.info({ signal }, 'stopping');

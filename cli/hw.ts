@@ -4,7 +4,8 @@
 // so that the CLI's help loads none of them.
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
-import { type Clock, RealClock, ScaledClock, VirtualClock } from '../hardware/clock.js';
+import { type Clock, RealClock } from '../ground/clock.js';
+import { ScaledClock, VirtualClock } from '../hardware/clock.js';
 import type { HardwareConfig } from '../hardware/config.js';
 import type { NodeReading } from '../hardware/node.js';
 

@@ -8,6 +8,7 @@
 // the message (BARRIER=1, since systemd 246), so the manager still finds the sender in the
 // unit's cgroup and does not drop the message as from an unknown process.
 import { execFile } from 'node:child_process';
+import type { Log } from '../ground/log.js';
 
 export interface ServiceNotifier {
   ready(): void;
@@ -18,12 +19,9 @@ export interface ServiceNotifier {
   readonly periodMs: number | undefined;
 }
 
-export interface NotifyLog {
-  warn(obj: object, msg: string): void;
-}
 
 /** The notifier the environment asks for, or undefined when no service manager listens. */
-export function serviceNotifier(env: Record<string, string | undefined>, pid: number, log: NotifyLog): ServiceNotifier | undefined {
+export function serviceNotifier(env: Record<string, string | undefined>, pid: number, log: Pick<Log, 'warn'>): ServiceNotifier | undefined {
   if (!env.NOTIFY_SOCKET) return undefined;
   const usec = Number(env.WATCHDOG_USEC);
   // WATCHDOG_PID names the process the watchdog is meant for; another one must not feed it (sd_watchdog_enabled(3)).

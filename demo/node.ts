@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { Agent } from '../agent/index.js';
 import type { AgentConfig } from '../agent/config.js';
-import type { Clock, Timer } from '../hardware/clock.js';
+import type { Clock, Timer } from '../ground/clock.js';
 import { parseHardwareConfig } from '../hardware/config.js';
 import { VirtualNode } from '../hardware/virtual/node.js';
 import type { NodePlan } from './plan.js';

@@ -14,7 +14,7 @@ import { nodeAclPatterns } from '../protocol/index.js';
 import { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { assertPrivateFile, Broker, connectExternal, loadCredentials, safeUrl, type EarlyMessage, type ExternalSecrets, type NodeTopicPatterns } from './broker/index.js';
-import type { Clock, Timer } from './clock.js';
+import type { Clock, Timer } from '../ground/clock.js';
 import type { GatewayConfig } from './config.js';
 import { HomeAssistantDiscovery } from './homeassistant.js';
 import { HttpApi, type HttpConfig } from './http/index.js';

@@ -14,7 +14,7 @@ import {
   eventBeyondProfile, fleetFilter, isFrame, jobEnergyBeyondProfile, parseEvent, parseJobReport, parseNodeTopic, parseSlotRecord, parseState,
   slotBeyondProfile, type BeyondProfile, type DeclaredBounds, type NodeProfile,
 } from '../protocol/index.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../ground/clock.js';
 import type { ChainProfile, Registry, SlotReport } from './registry.js';
 import { uniformOnGrid } from './scheduler/index.js';
 

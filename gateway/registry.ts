@@ -41,7 +41,7 @@ export interface ChainProfile {
   modeTable: ModeStep[];
   /** Harvest law to use until the node's own slot records give an estimate. */
   priorHarvestPmf: Float64Array;
-  /** Jobs the node may hold at once (running and waiting); 2 in the paper's model. */
+  /** Jobs the node may hold at once (running and waiting); DEFAULT_QUEUE_CAPACITY (protocol/rules.ts) when not given. */
   queueCapacity?: number;
 }
 

@@ -1,7 +1,7 @@
 // BQ25895 single-cell switching charger with power path (TI SLUSC88C). Register names,
 // fields, offsets and steps are those of the datasheet's register map (REG00..REG14).
-import { monotonicMs, type Clock } from './clock.js';
-import { type I2cBus, errorText, isNoAck, withRetries } from './i2c.js';
+import { monotonicMs, type Clock } from '../ground/clock.js';
+import { transact, type I2cBus, type I2cDevice } from './i2c.js';
 
 export const BQ25895_ADDRESS = 0x6a;
 
@@ -146,13 +146,18 @@ export interface Bq25895Options {
 
 export class Bq25895 {
   readonly address: number;
-  private readonly retries: number;
+  private readonly device: I2cDevice;
   private readonly adcTimeoutMs: number;
   private continuousAdc = false;
 
   constructor(private readonly bus: I2cBus, private readonly clock: Clock, options: Bq25895Options = {}) {
     this.address = options.address ?? BQ25895_ADDRESS;
-    this.retries = options.retries ?? 2;
+    this.device = {
+      where: `BQ25895 charger at 0x${this.address.toString(16)}`,
+      absentHint: 'check its wiring and that the board has an I2C charger; `i2cdetect -y 1` should show 6a',
+      retries: options.retries ?? 2,
+      fail: (kind, message, cause) => new Bq25895Error(kind, message, { cause }),
+    };
     this.adcTimeoutMs = options.adcTimeoutMs ?? 1000;
   }
 
@@ -197,7 +202,7 @@ export class Bq25895 {
   async readAdc(): Promise<Bq25895Adc> {
     if (!this.continuousAdc) await this.convertOnce();
     const buffer = Buffer.alloc(5);
-    await this.transact(() => this.bus.readI2cBlock(this.address, BQ_REG.batteryVoltage, 5, buffer));
+    await transact(this.device, () => this.bus.readI2cBlock(this.address, BQ_REG.batteryVoltage, 5, buffer));
     return decodeAdcBlock(buffer);
   }
 
@@ -256,27 +261,16 @@ export class Bq25895 {
       await this.clock.sleep(10);
       if (((await this.readRegister(BQ_REG.adcControl)) & 0x80) === 0) return;
       if (monotonicMs(this.clock) >= deadline) {
-        throw new Bq25895Error('timeout', `BQ25895 at 0x${this.address.toString(16)}: ADC conversion did not finish within ${this.adcTimeoutMs} ms (CONV_START still set); the ADC does not run in battery-only mode with VBAT below SYS_MIN`);
+        throw new Bq25895Error('timeout', `${this.device.where}: ADC conversion did not finish within ${this.adcTimeoutMs} ms (CONV_START still set); the ADC does not run in battery-only mode with VBAT below SYS_MIN`);
       }
     }
   }
 
   private readRegister(register: number): Promise<number> {
-    return this.transact(() => this.bus.readByte(this.address, register));
+    return transact(this.device, () => this.bus.readByte(this.address, register));
   }
 
   private writeRegister(register: number, value: number): Promise<void> {
-    return this.transact(() => this.bus.writeByte(this.address, register, value & 0xff));
-  }
-
-  private async transact<T>(op: () => Promise<T>): Promise<T> {
-    try {
-      return await withRetries(this.retries, op);
-    } catch (err) {
-      if (isNoAck(err)) {
-        throw new Bq25895Error('absent', `BQ25895 charger at 0x${this.address.toString(16)} does not answer (no ACK): check its wiring and that the board has an I2C charger; \`i2cdetect -y 1\` should show 6a`, { cause: err });
-      }
-      throw new Bq25895Error('bus', `BQ25895 at 0x${this.address.toString(16)}: I2C transfer failed after ${this.retries + 1} attempts: ${errorText(err)}`, { cause: err });
-    }
+    return transact(this.device, () => this.bus.writeByte(this.address, register, value & 0xff));
   }
 }

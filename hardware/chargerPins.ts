@@ -1,7 +1,7 @@
 // Charger status from open-drain status pins, for boards without an I2C charger:
 // Microchip MCP73871 (STAT1, STAT2, PG) and TI BQ24074 (PGOOD, CHG). A pin is "asserted"
 // when its open-drain output pulls low; with a pull-up that reads 0, hence activeLow.
-import { monotonicMs, type Clock } from './clock.js';
+import { monotonicMs, type Clock } from '../ground/clock.js';
 import type { BinaryValue, GpioLine, GpioOpener, WatchCallback } from './gpio.js';
 
 export type PinChargerKind = 'mcp73871' | 'bq24074';

@@ -1,64 +1,11 @@
-// Time, injected. Everything in Heliomesh that waits or timestamps takes a Clock, so the
-// same code runs in real time on a Pi and a solar day runs in a minute in a demo or in
-// milliseconds in a test.
+// Clocks that bend time, for the virtual node, the demo and the tests; each is a Clock of
+// the ground floor (ground/clock.ts), which also holds the RealClock a Pi runs on.
 //
-// Three clocks:
-// - RealClock: wall time and the runtime's timers.
 // - ScaledClock: wall time sped up by a factor (speed 1440 = a day per minute).
 // - VirtualClock: time moves only when something sleeps or calls advance(); timers fire
 //   in due order, so a test is deterministic and costs no real waiting.
-
-export interface Timer {
-  cancel(): void;
-}
-
-export interface Clock {
-  /** Milliseconds since the Unix epoch, in this clock's time. */
-  now(): number;
-  /**
-   * Milliseconds from an arbitrary origin that never step: what durations and energy
-   * integration are measured on. A Pi without an RTC boots with a wrong wall clock and NTP
-   * steps it later, forwards or back; now() follows the step, this does not. A clock whose
-   * now() never steps may leave it out (monotonicMs() then falls back to now()).
-   */
-  monotonic?(): number;
-  /** Resolves once `ms` of this clock's time has passed. */
-  sleep(ms: number): Promise<void>;
-  /** Calls `fn` once after `ms`. */
-  setTimeout(fn: () => void, ms: number): Timer;
-  /** Calls `fn` every `periodMs` until cancelled. */
-  setInterval(fn: () => void, periodMs: number): Timer;
-}
-
-/** The clock's monotonic time, or its wall time for a clock that never steps. */
-export function monotonicMs(clock: Clock): number {
-  return clock.monotonic ? clock.monotonic() : clock.now();
-}
-
-export class RealClock implements Clock {
-  now(): number {
-    return Date.now();
-  }
-
-  /** CLOCK_MONOTONIC through the high-resolution timer: NTP steps do not move it. */
-  monotonic(): number {
-    return performance.now();
-  }
-
-  sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-  }
-
-  setTimeout(fn: () => void, ms: number): Timer {
-    const handle = setTimeout(fn, Math.max(0, ms));
-    return { cancel: () => clearTimeout(handle) };
-  }
-
-  setInterval(fn: () => void, periodMs: number): Timer {
-    const handle = setInterval(fn, Math.max(1, periodMs));
-    return { cancel: () => clearInterval(handle) };
-  }
-}
+// - SteppedClock and steadyClock: a wall clock that NTP steps, and physics that ignores it.
+import { monotonicMs, type Clock, type Timer } from '../ground/clock.js';
 
 /** Wall time sped up by `speed`, starting at `startMs` (default: now). */
 export class ScaledClock implements Clock {

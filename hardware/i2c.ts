@@ -38,21 +38,35 @@ export function errorText(err: unknown): string {
   return String(err);
 }
 
+/** A device on the bus as its driver presents it in errors. */
+export interface I2cDevice {
+  /** How errors name it, e.g. "battery INA219 at 0x41". */
+  readonly where: string;
+  /** What to check when it does not ACK. */
+  readonly absentHint: string;
+  /** Extra attempts for a failed transfer before giving up. */
+  readonly retries: number;
+  /** The driver's own error: 'absent' for a device that does not ACK, 'bus' for any other failure. */
+  fail(kind: 'absent' | 'bus', message: string, cause: unknown): Error;
+}
+
 /**
- * Runs an I2C transaction, retrying a failed one up to `retries` times: a single corrupted
- * transfer (EMI on a long solar cable, a clock-stretch timeout) is common and harmless,
- * a device that keeps failing is not, and then the last error is thrown.
+ * Runs one I2C transaction with `device`, retrying a failed one up to `device.retries`
+ * times: a single corrupted transfer (EMI on a long solar cable, a clock-stretch timeout)
+ * is common and harmless, a device that keeps failing is not, and then its last failure
+ * becomes the driver's error, saying whether the device is missing or the bus failed.
  */
-export async function withRetries<T>(retries: number, op: () => Promise<T>): Promise<T> {
+export async function transact<T>(device: I2cDevice, op: () => Promise<T>): Promise<T> {
   let last: unknown;
-  for (let attempt = 0; attempt <= retries; attempt++) {
+  for (let attempt = 0; attempt <= device.retries; attempt++) {
     try {
       return await op();
     } catch (err) {
       last = err;
     }
   }
-  throw last;
+  if (isNoAck(last)) throw device.fail('absent', `${device.where} does not answer (no ACK): ${device.absentHint}`, last);
+  throw device.fail('bus', `${device.where}: I2C transfer failed after ${device.retries + 1} attempts: ${errorText(last)}`, last);
 }
 
 interface I2cBusModule {

@@ -1,7 +1,7 @@
 // INA219 current/power monitor (TI SBOS448). Register numbers, bit fields, LSBs and the
 // calibration equations below are the datasheet's; section numbers refer to SBOS448G.
-import type { Clock } from './clock.js';
-import { type I2cBus, errorText, isNoAck, swap16, withRetries } from './i2c.js';
+import type { Clock } from '../ground/clock.js';
+import { swap16, transact, type I2cBus, type I2cDevice } from './i2c.js';
 
 /** Register pointer addresses (§8.6.1, Table 2). */
 export const INA219_REG = {
@@ -169,13 +169,18 @@ export class Ina219 {
   readonly calibration: Ina219Calibration;
   /** How many times the device was found reset (brown-out) and reprogrammed. */
   resets = 0;
-  private readonly retries: number;
+  private readonly device: I2cDevice;
   private programmed = false;
 
   constructor(private readonly bus: I2cBus, private readonly clock: Clock, options: Ina219Options) {
     this.address = options.address;
     this.label = options.label ?? 'INA219';
-    this.retries = options.retries ?? 2;
+    this.device = {
+      where: `${this.label} INA219 at 0x${this.address.toString(16)}`,
+      absentHint: 'check its wiring, power and address jumpers; `i2cdetect -y 1` lists the devices present',
+      retries: options.retries ?? 2,
+      fail: (kind, message, cause) => new Ina219Error(kind, message, { cause }),
+    };
     this.config = {
       busRangeV: options.busRangeV ?? 16,
       gain: options.gain ?? gainFor(options.shuntOhms * options.maxCurrentA),
@@ -184,7 +189,7 @@ export class Ina219 {
       mode: options.mode ?? 'shunt-bus-continuous',
     };
     if (options.shuntOhms * options.maxCurrentA > 0.04 * this.config.gain + 1e-9) {
-      throw new Error(`${this.where()}: ${options.maxCurrentA} A through ${options.shuntOhms} Ω exceeds the ±${40 * this.config.gain} mV range of gain /${this.config.gain}`);
+      throw new Error(`${this.device.where}: ${options.maxCurrentA} A through ${options.shuntOhms} Ω exceeds the ±${40 * this.config.gain} mV range of gain /${this.config.gain}`);
     }
     this.configWord = encodeConfig(this.config);
     this.calibration = calibrationFor(options.shuntOhms, options.maxCurrentA, options.currentLsbA);
@@ -208,7 +213,7 @@ export class Ina219 {
     // §8.6.3.1: two's complement, sign-extended above the PGA's range; at full scale the
     // ADC has clipped and the true current is unknown.
     if (Math.abs(raw) >= shuntFullScaleRaw(this.config.gain)) {
-      throw new Ina219Error('range', `${this.where()}: shunt voltage at full scale (±${40 * this.config.gain} mV), the current is beyond what this configuration measures; raise maxCurrentA (or use a smaller shunt)`);
+      throw new Ina219Error('range', `${this.device.where}: shunt voltage at full scale (±${40 * this.config.gain} mV), the current is beyond what this configuration measures; raise maxCurrentA (or use a smaller shunt)`);
     }
     return raw * SHUNT_LSB_V;
   }
@@ -245,7 +250,7 @@ export class Ina219 {
     }
     const bus = await this.readBusVoltage();
     if (bus.mathOverflow) {
-      throw new Ina219Error('overflow', `${this.where()}: math overflow (OVF): current or power exceeded the registers' range at this calibration; raise maxCurrentA so the current LSB grows`);
+      throw new Ina219Error('overflow', `${this.device.where}: math overflow (OVF): current or power exceeded the registers' range at this calibration; raise maxCurrentA so the current LSB grows`);
     }
     const shuntVoltageV = await this.readShuntVoltage();
     await this.rewriteCalibration();
@@ -274,28 +279,13 @@ export class Ina219 {
     return this.writeRegister(INA219_REG.calibration, this.calibration.calibration);
   }
 
-  private where(): string {
-    return `${this.label} INA219 at 0x${this.address.toString(16)}`;
-  }
-
   // §8.5.6: registers travel MSB first, SMBus words LSB first, hence the swaps.
   private async readRegister(register: number): Promise<number> {
-    return swap16(await this.transact(() => this.bus.readWord(this.address, register)));
+    return swap16(await transact(this.device, () => this.bus.readWord(this.address, register)));
   }
 
   private writeRegister(register: number, value: number): Promise<void> {
-    return this.transact(() => this.bus.writeWord(this.address, register, swap16(value)));
-  }
-
-  private async transact<T>(op: () => Promise<T>): Promise<T> {
-    try {
-      return await withRetries(this.retries, op);
-    } catch (err) {
-      if (isNoAck(err)) {
-        throw new Ina219Error('absent', `${this.where()} does not answer (no ACK): check its wiring, power and address jumpers; \`i2cdetect -y 1\` lists the devices present`, { cause: err });
-      }
-      throw new Ina219Error('bus', `${this.where()}: I2C transfer failed after ${this.retries + 1} attempts: ${errorText(err)}`, { cause: err });
-    }
+    return transact(this.device, () => this.bus.writeWord(this.address, register, swap16(value)));
   }
 }
 

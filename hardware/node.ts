@@ -1,7 +1,7 @@
 // One node's drivers, built from its hardware config — over the Pi's real buses or over
 // the virtual node — and one reading of all of them. The agent and `heliomesh hw` share it.
 // A failing part never fails the reading: it shows up as an error and a health flag.
-import { monotonicMs, type Clock } from './clock.js';
+import { monotonicMs, type Clock } from '../ground/clock.js';
 import { BatteryEstimator, EnergyIntegrator, type BatteryEstimate } from './battery.js';
 import { Bq25895, type Bq25895Adc, type Bq25895Faults, type Bq25895Status, type SolarSettings, anyFault } from './bq25895.js';
 import { ChargerPins, type PinChargerReading } from './chargerPins.js';

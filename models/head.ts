@@ -1,5 +1,6 @@
 // The gateway's part of the model, as a Petals client holds it: the token embedding, the
 // final RMSNorm, the classifier (LM head) and the sampler.
+import { Random } from '../ground/random.js';
 import { rmsNorm } from './forward.js';
 import { MatmulRuntime, type KernelMatrix } from './kernels/index.js';
 import type { MatrixAllocator } from './weights.js';
@@ -84,26 +85,6 @@ export interface SamplerOptions {
   /** Nucleus sampling: sample among the most likely tokens whose probabilities sum to topP (Holtzman et al. 2020). */
   topP: number;
   seed: number;
-}
-
-/**
- * A seeded PRNG: SplitMix32 (Steele, Lea & Flood 2014, the 32-bit variant of SplitMix's
- * mixing function). Deterministic across platforms, so a seed reproduces a generation.
- */
-export class Random {
-  private state: number;
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-  /** Uniform in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x9e3779b9) >>> 0;
-    let z = this.state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    z = (z ^ (z >>> 16)) >>> 0;
-    return z / 4294967296;
-  }
 }
 
 export function argmax(x: ArrayLike<number>): number {

@@ -5,6 +5,7 @@ import {
   MAX_BLOCK_INDEX, MAX_CAPACITY_J, MAX_JOB_MS, MAX_NODE_W, MAX_PANEL_W, MAX_POWER_MODES, MAX_QUEUE_CAPACITY, MAX_RECORD_SLOT_MS,
   MAX_SAMPLE_HZ, MAX_SLOT_MS, MIN_CAPACITY_J, MIN_SLOT_MS, eventBeyondProfile, maxDrawJ, maxHarvestJ,
 } from './bounds.js';
+import { thresholdProblems } from './rules.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -57,10 +58,8 @@ function checkTable(modes: PowerModeEntry[], table: ModeStep[], ctx: z.Refinemen
   }
 }
 
-export function checkThresholds(t: Thresholds, capacityJ: number, ctx: z.RefinementCtx, path: PropertyKey[]): void {
-  if (!(t.criticalJ < t.eThJ)) ctx.addIssue({ code: 'custom', path: [...path, 'criticalJ'], message: 'criticalJ must be below eThJ' });
-  if (!(t.eThUpJ > t.eThJ)) ctx.addIssue({ code: 'custom', path: [...path, 'eThUpJ'], message: 'eThUpJ (E′_th) must be above eThJ (E_th) for hysteresis' });
-  if (!(t.eThUpJ < capacityJ)) ctx.addIssue({ code: 'custom', path: [...path, 'eThUpJ'], message: 'eThUpJ must be below the battery capacity' });
+function checkThresholds(t: Thresholds, capacityJ: number, ctx: z.RefinementCtx, path: PropertyKey[]): void {
+  for (const p of thresholdProblems(t, capacityJ)) ctx.addIssue({ code: 'custom', path: [...path, p.threshold], message: p.message });
 }
 
 export const shardRefSchema = z.object({

@@ -1,5 +1,6 @@
 // Enforces the layout rules of shared/DESIGN.md over the whole import graph: which folder
-// may import which, no import cycles, and a scheduler without I/O. ESLint checks single
+// may import which, a ground floor that imports nothing, no import cycles, and a scheduler
+// without I/O. ESLint checks single
 // imports; a cycle or a transitive reach needs the whole graph, which is small enough to
 // read here with one regular expression rather than pull in a dependency-graph tool.
 import { test } from 'node:test';
@@ -9,8 +10,12 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const folders = ['protocol', 'hardware', 'models', 'agent', 'gateway', 'sim', 'demo', 'bench', 'cli'];
-const allowed: Record<string, string[]> = {
+const folders = ['ground', 'protocol', 'hardware', 'models', 'agent', 'gateway', 'sim', 'demo', 'bench', 'cli'];
+// What each folder may import besides the ground floor, which every folder may import and
+// which itself imports nothing of ours. The benchmarks sit below the command line: `cli`
+// runs them, so they must not reach back up into it.
+const layout: Record<string, string[]> = {
+  ground: [],
   protocol: [],
   hardware: [],
   models: [],
@@ -18,9 +23,12 @@ const allowed: Record<string, string[]> = {
   gateway: ['protocol', 'models'],
   sim: ['gateway/scheduler'],
   demo: ['protocol', 'hardware', 'models', 'agent', 'gateway'],
-  bench: folders,
+  bench: folders.filter((f) => f !== 'cli'),
   cli: folders,
 };
+const allowed: Record<string, string[]> = Object.fromEntries(
+  Object.entries(layout).map(([folder, deps]) => [folder, folder === 'ground' ? deps : ['ground', ...deps]]),
+);
 
 function sources(dir: string): string[] {
   let out: string[] = [];
@@ -52,6 +60,19 @@ for (const file of files) {
   graph.set(file, deps);
 }
 const rel = (p: string) => relative(root, p).split(sep).join('/');
+
+/** Every file `start` reaches through relative imports, itself included. */
+function reach(start: string[]): Set<string> {
+  const seen = new Set<string>();
+  const todo = [...start];
+  while (todo.length > 0) {
+    const file = todo.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    todo.push(...(graph.get(file) ?? []));
+  }
+  return seen;
+}
 
 test('every folder imports only what the layout allows', () => {
   const violations: string[] = [];
@@ -95,5 +116,31 @@ test('the scheduler is pure: no I/O modules, no clock', () => {
     }
     if (/\bDate\.now\(|new Date\(|performance\.now\(|process\./.test(text)) offenders.push(`${rel(file)} reads the clock or process`);
   }
+  assert.deepEqual(offenders, []);
+});
+
+test('the ground floor holds the shared basics and imports nothing: no other folder, no I/O module', () => {
+  const ground = files.filter((f) => rel(f).startsWith('ground/'));
+  for (const basic of ['clock', 'random', 'log', 'until']) assert.ok(ground.map(rel).includes(`ground/${basic}.ts`), `ground/${basic}.ts`);
+  const offenders: string[] = [];
+  for (const file of ground) {
+    for (const spec of importsOf(file)) {
+      const target = spec.startsWith('.') ? rel(resolve(dirname(file), spec)) : spec;
+      if (!target.startsWith('ground/')) offenders.push(`${rel(file)} imports ${target}`);
+    }
+  }
+  assert.deepEqual(offenders, []);
+});
+
+test('the benchmarks do not reach back up into the command line', () => {
+  const up = [...reach(files.filter((f) => rel(f).startsWith('bench/')))].map(rel).filter((f) => f.startsWith('cli/'));
+  assert.deepEqual(up, []);
+});
+
+test('the scheduler reaches no schema library and no I/O, not even through the protocol rules it shares', () => {
+  const scheduler = files.filter((f) => rel(f).startsWith('gateway/scheduler/'));
+  const reached = [...reach(scheduler)];
+  assert.ok(reached.map(rel).includes('protocol/rules.ts'), 'PM(E) comes from the protocol');
+  const offenders = reached.flatMap((file) => importsOf(file).filter((s) => !s.startsWith('.')).map((s) => `${rel(file)} imports ${s}`));
   assert.deepEqual(offenders, []);
 });

@@ -9,7 +9,7 @@ import { Aedes } from 'aedes';
 import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { Broker, BrokerConfigSchema, makeEntry, type CredentialsFile } from '../../gateway/broker/index.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { fleetFilter, nodeAclPatterns, nodeTopic } from '../../protocol/index.js';
 import { runLoad, type LoadResult, type LoadSpec, type LoginOptions } from './load.js';
 import { startMosquitto } from './mosquitto.js';
@@ -89,7 +89,7 @@ export async function contenders(publishers: number): Promise<Record<Contender, 
 
     async gateway(shape) {
       const broker = await Broker.start(gatewayDefaults, {
-        clock: systemClock,
+        clock: new RealClock(),
         log: pino({ level: 'silent' }),
         credentials,
         patterns: nodeAclPatterns(FLEET),

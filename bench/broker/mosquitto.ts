@@ -5,6 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { until } from '../../ground/until.js';
 
 export const MOSQUITTO = '/usr/sbin/mosquitto';
 
@@ -74,13 +75,14 @@ export async function startMosquitto(): Promise<RunningMosquitto> {
     await exit;
     await rm(dir, { recursive: true, force: true });
   };
-  const deadline = performance.now() + 5000;
-  while (!(await accepts(port))) {
-    if (exited || performance.now() > deadline) {
-      await cleanup();
-      throw new Error(`mosquitto did not start on 127.0.0.1:${port}: ${stderr.trim() || 'no output'}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
+  try {
+    await until(`mosquitto on 127.0.0.1:${port}`, async () => {
+      if (exited) throw new Error('mosquitto exited');
+      return accepts(port);
+    }, 5000);
+  } catch (err) {
+    await cleanup();
+    throw new Error(`mosquitto did not start on 127.0.0.1:${port}: ${stderr.trim() || 'no output'}`, { cause: err });
   }
   return { port, stop: cleanup };
 }

@@ -4,7 +4,7 @@
 // decision times, and the solver's share. Driven over the IPC channel (ipc.ts).
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import type { Solved } from '../../gateway/solver-pool.js';
@@ -100,7 +100,7 @@ async function handle(msg: ToGateway): Promise<void> {
     case 'start': {
       // The gateway logs as it does in service (info), to a file: formatting its lines is part of its cost.
       log = pino({ level: 'info' }, pino.destination({ dest: msg.logFile, sync: false }));
-      gateway = await startGateway(parseGatewayConfig(msg.config, 'bench gateway config'), { clock: systemClock, log });
+      gateway = await startGateway(parseGatewayConfig(msg.config, 'bench gateway config'), { clock: new RealClock(), log });
       instrumentSolver(gateway);
       decisionTimer.install(gateway);
       send({ type: 'ready', port: gateway.broker.ports.mqtt! });

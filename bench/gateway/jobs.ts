@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { Gateway } from '../../gateway/index.js';
 import { JobError, type JobSummary } from '../../gateway/jobs.js';
-import { Random } from '../../models/head.js';
+import { Random } from '../../ground/random.js';
 import { percentiles, type JobLoad, type JobOutcome } from './ipc.js';
 
 /** Times every scheduler pick (the policy's decision for one group of one job). */

@@ -3,7 +3,7 @@
 // these nodes as it treats real ones. Every payload is checked against the protocol's own
 // parser once per node, so the load stays honest if the schemas change.
 import { PROTOCOL_VERSION, encodeJson, parseSlotRecord, parseState, type NodeProfile, type SlotRecord, type StateMessage } from '../../protocol/index.js';
-import { Random } from '../../models/head.js';
+import { Random } from '../../ground/random.js';
 
 /** The reference build's 74 Wh pack (hardware/config.ts referenceHardwareConfig). */
 const CAPACITY_J = 74 * 3600;
@@ -15,7 +15,7 @@ export interface ShardClaim {
   sha256?: string;
 }
 
-/** The profile an agent on the reference virtual node announces (cli/agent.ts virtualAgentConfig), with the bench's slot length. */
+/** The profile an agent on the reference virtual node announces (agent/virtual.ts virtualAgentConfig), with the bench's slot length. */
 export function benchProfile(group: string, slotMs: number, shard: ShardClaim | undefined): NodeProfile {
   return {
     group,

@@ -7,7 +7,7 @@ import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AgentConfig } from '../../agent/config.js';
-import { virtualAgentConfig } from '../../cli/agent-run.js';
+import { virtualAgentConfig } from '../../agent/virtual.js';
 
 export interface AgentSpec {
   nodeId: string;

@@ -6,7 +6,7 @@
 // room for a new one. Each must send its CONNECT within the deadline or be closed.
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../ground/clock.js';
 
 export interface PendingLimits {
   connectTimeoutMs: number;

@@ -5,7 +5,7 @@
 // away before its answer is complete cancels its job, so no node works for nobody.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../ground/clock.js';
 import type { CompletionRequest, JobHandle, JobService, JobSummary } from '../jobs.js';
 import { ApiError, asApiError, internal } from './errors.js';
 import { ChatBodySchema, CompletionBodySchema, chatRequest, completionRequest, parseBody } from './openai.js';

@@ -7,7 +7,7 @@ import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../ground/clock.js';
 import { declaredLength, readJson } from './body.js';
 import { serveCompletion, type CompletionDeps } from './completions.js';
 import type { HttpConfig } from './config.js';

@@ -1,5 +1,6 @@
 // What the read-only routes show: the registry's nodes as plain JSON (GET /api/nodes,
 // `heliomesh status`), and the gateway's health (GET /healthz).
+import { DEFAULT_QUEUE_CAPACITY } from '../../protocol/rules.js';
 import type { BrokerCounters } from '../broker/index.js';
 import type { JobService } from '../jobs.js';
 import type { IgnoredCounters, LinkCounters } from '../link.js';
@@ -64,8 +65,7 @@ export function nodeViews(registry: GatewaySources['registry']): NodeView[] {
         powerMode: n.powerMode,
         mode: p.modes.find((m) => m.powerMode === n.powerMode)?.name ?? null,
         queue: n.queue,
-        // One running and one waiting place unless the node says otherwise (SPEC.md §2).
-        queueCapacity: p.queueCapacity ?? 2,
+        queueCapacity: p.queueCapacity ?? DEFAULT_QUEUE_CAPACITY,
         qLim: n.solved?.qLim ?? null,
         weight: weights[i] ?? 0,
         missedSlots: n.missedSlots,

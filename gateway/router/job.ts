@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import { Sampler } from '../../models/head.js';
 import { PROTOCOL_VERSION, encodeFrame, encodeJson, type Frame, type JobControl, type JobReport } from '../../protocol/index.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../ground/clock.js';
 import { JobError, type CompletionRequest, type JobHandle, type JobStatus, type JobSummary, type TokenEvent } from '../jobs.js';
 import { Lane, blocks, maxFrameRows } from './lane.js';
 import type { GatewayModel } from './model.js';

@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { GgufTokenizer } from '../../models/tokenizers/gguf.js';
 import { decodeFrame, isFrame, nodeTopic, parseJobReport } from '../../protocol/index.js';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../ground/clock.js';
 import {
   JobError, type CompletionRequest, type JobCounters, type JobHandle, type JobService, type JobSummary, type ModelCard, type SchedulerView,
 } from '../jobs.js';

@@ -16,10 +16,11 @@
 // run: a job it served to the close frame and reported ok. A new birth (the agent started
 // again) clears either.
 import type { Logger } from 'pino';
-import { Random } from '../../models/head.js';
-import type { Clock } from '../clock.js';
+import { Random } from '../../ground/random.js';
+import type { Clock } from '../../ground/clock.js';
 import type { SchedulerDecision, SchedulerView } from '../jobs.js';
 import type { NodeState, Registry } from '../registry.js';
+import { DEFAULT_QUEUE_CAPACITY } from '../../protocol/rules.js';
 import { POLICIES, deviceView, unavailableReason, type DeviceState, type DeviceView, type Policy } from '../scheduler/index.js';
 import { decisionPoint, type Store } from '../store/index.js';
 import type { GatewayModel, ModelGroup } from './model.js';
@@ -137,8 +138,7 @@ export class SchedulerService {
         powerMode: n.powerMode,
         energyQ: Math.max(0, Math.min(eMax, Math.floor(n.batteryJ / n.profile.quantumJ))),
         held: this.inHand(n.nodeId),
-        // One running and one waiting place unless the node says otherwise (SPEC.md §2).
-        capacity: n.profile.queueCapacity ?? 2,
+        capacity: n.profile.queueCapacity ?? DEFAULT_QUEUE_CAPACITY,
         modes: n.profile.modes,
         weight: weights[i]!,
         model: n.model,

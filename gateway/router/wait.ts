@@ -1,7 +1,7 @@
 // What a job waits for, one thing at a time: an offer's answer, a frame's output, a free
 // queue place, or the energy reports at its end. The node messages the router routes to
 // the job resolve or fail the wait; its timer fails it (a silent node) or ends it.
-import type { Clock, Timer } from '../clock.js';
+import type { Clock, Timer } from '../../ground/clock.js';
 
 /** Why a hop did not come back; the group moves to another node. `silent`: nothing came at all. */
 export class HopFailure extends Error {

@@ -1,4 +1,5 @@
 // The embedded Markov chain of one device's semi-Markov energy model (SPEC.md §4).
+import { modeStepAt } from '../../protocol/rules.js';
 import { kFold } from './harvest.js';
 import type { DeviceParams, PowerModeSpec, StateSpace } from './types.js';
 
@@ -29,8 +30,7 @@ export function idleDrawQ(params: Pick<DeviceParams, 'idleQ'>, kappa: number): n
 }
 
 interface ModeLookup {
-  /** Levels (in quanta) at which each table step starts, ascending. */
-  from: Float64Array;
+  /** Each table step's mode, found once per parameter set: modeAt runs for every state and slot. */
   modes: PowerModeSpec[];
 }
 const lookups = new WeakMap<DeviceParams['modeTable'], WeakMap<PowerModeSpec[], ModeLookup>>();
@@ -41,7 +41,6 @@ function lookup(params: Pick<DeviceParams, 'eMax' | 'modes' | 'modeTable'>): Mod
   let l = byModes.get(params.modes);
   if (!l) {
     l = {
-      from: Float64Array.from(params.modeTable, (step) => (step.minFraction - 1e-12) * params.eMax),
       modes: params.modeTable.map((step) => params.modes.find((m) => m.powerMode === step.powerMode)!),
     };
     byModes.set(params.modes, l);
@@ -49,12 +48,9 @@ function lookup(params: Pick<DeviceParams, 'eMax' | 'modes' | 'modeTable'>): Mod
   return l;
 }
 
-/** PM(E): the mode the dynamic table (or the single fixed mode) assigns to battery level E. */
+/** PM(E): the mode the dynamic table (or the single fixed mode) assigns to battery level E, by the node's own rule (protocol/rules.ts). */
 export function modeAt(params: Pick<DeviceParams, 'eMax' | 'modes' | 'modeTable'>, e: number): PowerModeSpec {
-  const { from, modes } = lookup(params);
-  let i = 0;
-  while (i + 1 < from.length && e >= (from[i + 1] as number)) i++;
-  return modes[i]!;
+  return lookup(params).modes[modeStepAt(params.modeTable, e, params.eMax)]!;
 }
 
 /**

@@ -1,6 +1,6 @@
 // The InfluxDB store: schema, bounded outage buffer, batched writer.
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../ground/clock.js';
 import { StoreConfigSchema, type StoreConfigInput } from './config.js';
 import { InfluxStore, NullStore, type Store } from './influx-store.js';
 

@@ -5,7 +5,7 @@
 // an outage (a fresh influxd may have come back empty).
 import { InfluxDB, type IPoolOptions } from 'influx';
 import type { Logger } from 'pino';
-import type { Clock, Timer } from '../clock.js';
+import type { Clock, Timer } from '../../ground/clock.js';
 import { PointBuffer } from './buffer.js';
 import { parseInfluxUrl, type StoreConfig } from './config.js';
 import { SCHEMA, toInfluxPoint, type StorePoint } from './schema.js';

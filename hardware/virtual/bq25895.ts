@@ -1,7 +1,7 @@
 // Register model of the BQ25895 charger (TI SLUSC88C): the registers the plant needs to
 // know (input limits, charge enable and current) and the status, fault and ADC registers
 // it fills in, with the datasheet's reset values, offsets, steps and latching rules.
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../ground/clock.js';
 import { BQ_REG, decodeIinlim, decodeVindpm } from '../bq25895.js';
 import type { VirtualI2cDevice } from './bus.js';
 

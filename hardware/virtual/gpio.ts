@@ -1,6 +1,6 @@
 // Virtual GPIO input lines with the surface the pin driver uses from onoff (read, watch,
 // unwatch, unexport, edge), driven by the plant, with stuck and flapping faults.
-import type { Clock, Timer } from '../clock.js';
+import type { Clock, Timer } from '../../ground/clock.js';
 import type { BinaryValue, Edge, GpioLine, GpioOpener, WatchCallback } from '../gpio.js';
 
 export class VirtualGpioLine implements GpioLine {

@@ -2,7 +2,7 @@
 // conversion with the ADC's resolution and the PGA's range, the current and power
 // multiplications, CNVR and OVF, and power-on reset values. The analog inputs come from
 // the plant through `analog()`.
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../ground/clock.js';
 import {
   INA219_POR_CONFIG, INA219_REG, SHUNT_LSB_V, BUS_LSB_V, cycleTimeMs, decodeConfig, shuntFullScaleRaw,
 } from '../ina219.js';

@@ -4,7 +4,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { steadyClock, type Clock, type Timer } from '../clock.js';
+import { type Clock, type Timer } from '../../ground/clock.js';
+import { steadyClock } from '../clock.js';
 import type { HardwareConfig } from '../config.js';
 import type { BinaryValue } from '../gpio.js';
 import { VirtualI2cBus, type VirtualI2cDevice } from './bus.js';

@@ -14,9 +14,7 @@ import { BlockStack } from '../../models/forward.js';
 import { readShards } from '../../models/shards.js';
 import { aedesWithFolder } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
-import { until as waitUntil } from '../support/until.js';
-
-const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => waitUntil(what, cond, ms);
+import { until } from '../../ground/until.js';
 
 test('the virtual agent on a scaled clock: retained birth, valid gapless slot records, commands, clean stop', async (t) => {
   const { broker, dir } = await aedesWithFolder(t, 'agent');
@@ -53,7 +51,8 @@ test('the virtual agent on a scaled clock: retained birth, valid gapless slot re
   await until('three replies', () => got.filter((g) => g.topic.endsWith('/cmd/reply')).length >= 3);
   const replies = got.filter((g) => g.topic.endsWith('/cmd/reply')).map((g) => { const r = parseCommandReply(g.payload); assert.ok(r.ok); return r.value; });
   assert.equal(replies.find((r) => r.id === 't1')!.ok, true);
-  assert.equal(replies.find((r) => r.id === 't2')!.ok, false, 'E′_th below E_th is refused by the schema');
+  assert.equal(replies.find((r) => r.id === 't2')!.ok, false, 'E′_th below E_th is refused');
+  assert.match(replies.find((r) => r.id === 't2')!.error!, /eThUpJ \(E′_th\) must be above eThJ \(E_th\) for hysteresis \(battery capacity \d+ J\)/, 'by the protocol\'s threshold rule');
   assert.match(replies.find((r) => r.id === 't3')!.error!, /warp/);
   assert.deepEqual(agent.policy.thresholds, { eThJ: 30_000, eThUpJ: 60_000, criticalJ: 10_000 });
   await until('re-announced birth', () => got.some((g) => { const s = g.topic.endsWith('/state') ? parseState(g.payload) : null; return !!s?.ok && s.value.status === 'online' && s.value.profile.thresholds.eThJ === 30_000 && s.value.nextSeq! >= 5 && s.value.seqEpoch === epoch; }));

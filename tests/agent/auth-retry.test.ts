@@ -13,9 +13,9 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../../agent/index.js';
 import { parseAgentConfig } from '../../agent/config.js';
-import { RealClock } from '../../hardware/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { freePort } from '../support/ports.js';
-import { until } from '../support/until.js';
+import { until } from '../../ground/until.js';
 import { MOSQUITTO } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
 

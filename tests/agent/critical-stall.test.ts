@@ -10,7 +10,7 @@ import { ScaledClock } from '../../hardware/clock.js';
 import { aedesWithFolder } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
 import { StallingRelay } from './stall.js';
-import { until } from '../support/until.js';
+import { until } from '../../ground/until.js';
 
 const NIGHT = Date.parse('2026-06-21T23:00:00Z');
 

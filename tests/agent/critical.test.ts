@@ -8,9 +8,7 @@ import { ScaledClock } from '../../hardware/clock.js';
 import { fleetFilter, parseEvent, parseSlotRecord, parseState } from '../../protocol/index.js';
 import { aedesWithFolder } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
-import { until as waitUntil } from '../support/until.js';
-
-const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> => waitUntil(what, cond, ms);
+import { until } from '../../ground/until.js';
 
 const NIGHT = Date.parse('2026-06-21T23:00:00Z');
 
@@ -42,7 +40,7 @@ test('critical battery at night: critical event, last slot and offline state del
   // Ends the agent and the observer even when an assertion fails, so the test cannot hang.
   t.after(() => agent.stop('test over'));
   t.after(() => obs.endAsync());
-  await until('shutdown', () => shutdowns.length > 0);
+  await until('shutdown', () => shutdowns.length > 0, 15_000);
   assert.equal(shutdowns.length, 1);
   assert.equal(shutdowns[0]!.reason, 'critical battery');
   const events = got.filter((g) => g.topic.endsWith('/event')).map((g) => parseEvent(g.payload)).filter((e) => e.ok).map((e) => e.ok && e.value);
@@ -74,7 +72,7 @@ test('a battery already below critical at the first reading: the agent stops at 
     shutdown: async (reason) => { shutdowns.push(reason); },
   });
   t.after(() => agent.stop('test over'));
-  await until('shutdown', () => shutdowns.length > 0);
+  await until('shutdown', () => shutdowns.length > 0, 15_000);
   assert.deepEqual(shutdowns, ['critical battery']);
   assert.equal(agent.stopped, true);
   // 20 samples a second on a 10× clock: half a second is ~100 sample periods with no timer left.

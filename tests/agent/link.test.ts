@@ -13,7 +13,7 @@ import {
   type CommandReply, type NodeProfile, type SlotRecord, type StateMessage,
 } from '../../protocol/index.js';
 import { Mosquitto, aedesWithFolder } from './brokers.js';
-import { until as waitUntil } from '../support/until.js';
+import { until } from '../../ground/until.js';
 
 const quiet = { info() {}, warn() {}, error() {} };
 const profile: NodeProfile = {
@@ -39,8 +39,6 @@ function makeLink(port: number, spool: Spool, onCommand = async () => undefined 
   link.start();
   return link;
 }
-
-const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 8000): Promise<void> => waitUntil(what, cond, ms);
 
 async function observer(port: number, filter: string, id: string): Promise<{ client: MqttClient; got: Array<{ topic: string; payload: Buffer; retain: boolean }> }> {
   const got: Array<{ topic: string; payload: Buffer; retain: boolean }> = [];

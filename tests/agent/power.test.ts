@@ -4,18 +4,10 @@ import { VirtualClock } from '../../hardware/clock.js';
 import { parseHardwareConfig, referenceHardwareConfig } from '../../hardware/config.js';
 import { buildNode } from '../../hardware/node.js';
 import { Ledger } from '../../agent/ledger.js';
-import { PowerPolicy, modeFromTable } from '../../agent/power.js';
+import { PowerPolicy } from '../../agent/power.js';
 import type { EventMessage, SlotRecord } from '../../protocol/index.js';
 
 const quiet = { info() {}, warn() {}, error() {} };
-
-test('modeFromTable picks the last step at or below the battery fraction', () => {
-  const table = [{ minFraction: 0, powerMode: 1 }, { minFraction: 0.4, powerMode: 2 }, { minFraction: 0.6, powerMode: 3 }];
-  assert.equal(modeFromTable(table, 0), 1);
-  assert.equal(modeFromTable(table, 0.399), 1);
-  assert.equal(modeFromTable(table, 0.4), 2);
-  assert.equal(modeFromTable(table, 0.99), 3);
-});
 
 test('a virtual day: saving at dawn, back above E′_th, table modes, saving below E_th at night, then critical shutdown', async () => {
   const start = Date.parse('2026-06-21T06:00:00Z');

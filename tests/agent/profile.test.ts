@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ledger, type SensorSource } from '../../agent/ledger.js';
 import { profileModes } from '../../agent/profile.js';
-import { RealClock, monotonicMs } from '../../hardware/clock.js';
+import { RealClock, monotonicMs } from '../../ground/clock.js';
 import { referenceHardwareConfig } from '../../hardware/config.js';
 import { buildNode, type NodeReading } from '../../hardware/node.js';
 import { selectBackend } from '../../models/backend.js';

@@ -14,9 +14,7 @@ import { selectBackend } from '../../models/backend.js';
 import { encodeJson, fleetFilter, parseCommandReply, parseJobReport, parseState, type PowerModeEntry } from '../../protocol/index.js';
 import { aedesWithFolder } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
-import { until as waitUntil } from '../support/until.js';
-
-const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> => waitUntil(what, cond, ms);
+import { until } from '../../ground/until.js';
 
 test('re-profile over MQTT measures the table, publishes it in the birth, and refuses offers meanwhile', async (t) => {
   await selectBackend({ backend: 'cpu' });
@@ -35,17 +33,17 @@ test('re-profile over MQTT measures the table, publishes it in the birth, and re
   // 20× real time: the idle baselines (5 s per mode) take a quarter second each.
   const agent = await Agent.start(config, { clock: new ScaledClock(20), log: pino({ level: 'silent' }), shutdown: async () => {} });
   t.after(() => agent.stop('test over'));
-  await until('connected and active', () => agent.link.connected && agent.policy.acceptsJobs());
+  await until('connected and active', () => agent.link.connected && agent.policy.acceptsJobs(), 60_000);
 
   const base = 'heliomesh/solar/node/pi-01';
   await obs.publishAsync(`${base}/cmd`, encodeJson({ v: 1, id: 'p1', op: 're-profile', jobsPerMode: 2 }), { qos: 1 });
   await until('profiling started', () => agent.profiling, 10_000);
   await obs.publishAsync(`${base}/job/in`, encodeJson({ v: 1, type: 'offer', jobId: 3, sessionId: 1 }), { qos: 1 });
-  await until('the offer answered', () => got.some((g) => g.topic.endsWith('/job/out')));
+  await until('the offer answered', () => got.some((g) => g.topic.endsWith('/job/out')), 60_000);
   const answer = parseJobReport(got.find((g) => g.topic.endsWith('/job/out'))!.payload);
   assert.ok(answer.ok && answer.value.type === 'refused', 'an offer during profiling is refused');
 
-  await until('the re-profile reply', () => got.some((g) => g.topic.endsWith('/cmd/reply')));
+  await until('the re-profile reply', () => got.some((g) => g.topic.endsWith('/cmd/reply')), 60_000);
   const reply = parseCommandReply(got.find((g) => g.topic.endsWith('/cmd/reply'))!.payload);
   assert.ok(reply.ok && reply.value.ok, reply.ok ? reply.value.error : reply.error);
   const modes = reply.value.result!.modes as PowerModeEntry[];
@@ -61,6 +59,6 @@ test('re-profile over MQTT measures the table, publishes it in the birth, and re
   await until('a birth with the measured table', () => got.some((g) => {
     const s = g.topic.endsWith('/state') ? parseState(g.payload) : null;
     return !!s?.ok && s.value.status === 'online' && JSON.stringify(s.value.profile.modes) === JSON.stringify(modes);
-  }));
+  }), 60_000);
   assert.equal(agent.worker!.queue(), 0);
 });

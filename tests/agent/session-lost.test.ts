@@ -17,7 +17,7 @@ import { encodeJson, parseJobReport } from '../../protocol/index.js';
 import { selectBackend } from '../../models/backend.js';
 import { InProcessAedes } from './brokers.js';
 import { exampleDoc } from './fixtures.js';
-import { until } from '../support/until.js';
+import { until } from '../../ground/until.js';
 
 const SHARDS = join(resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..'), 'models', 'bundled');
 

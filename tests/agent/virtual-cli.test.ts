@@ -3,7 +3,7 @@
 // model can be served from the command line alone.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { virtualAgentConfig } from '../../cli/agent-run.js';
+import { virtualAgentConfig } from '../../agent/virtual.js';
 import { bundledModelDir } from '../../models/bundled.js';
 import { readManifest } from '../../models/shards.js';
 

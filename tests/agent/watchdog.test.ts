@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../support/ports.js';
-import { until } from '../support/until.js';
+import { until } from '../../ground/until.js';
 import { Mosquitto } from './brokers.js';
 import { CLI } from '../faults/support.js';
 

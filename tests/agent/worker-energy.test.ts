@@ -16,7 +16,7 @@ import { Ledger } from '../../agent/ledger.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const bundled = join(root, 'models', 'bundled');
-const quiet = { info() {}, warn() {} };
+const quiet = { info() {}, warn() {}, error() {} };
 
 /** Spins until this process has spent `ms` of CPU time: on a shared core that takes longer than `ms` of wall time. */
 function spin(ms: number): number {

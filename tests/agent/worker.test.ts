@@ -15,7 +15,7 @@ import { decodeFrame, encodeFrame, encodeJson, parseJobReport, type JobReport } 
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const stories = join(root, '..', 'shared', 'models', 'stories260K.bin');
-const quiet = { info() {}, warn() {} };
+const quiet = { info() {}, warn() {}, error() {} };
 
 function hidden(rows: number, dim: number, seed: number): Float32Array {
   const a = new Float32Array(rows * dim);

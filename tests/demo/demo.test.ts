@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { freePort } from '../support/ports.js';
+import { until } from '../../ground/until.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const cli = join(root, 'dist', 'cli', 'index.js');
@@ -69,12 +70,10 @@ test('heliomesh demo: starts, serves a completion with its energy over HTTP, ref
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const find = (msg: string) => lines.find((l) => l.msg === msg);
 
-  const deadline = Date.now() + 90_000;
-  while (!find('demo running')) {
-    if (child.exitCode !== null) assert.fail(`the demo exited with ${child.exitCode} before it was ready: ${stderr}`);
-    if (Date.now() > deadline) assert.fail(`the demo was not ready within 90 s: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await until('the demo running', () => {
+    if (child.exitCode !== null) throw new Error(`the demo exited with ${child.exitCode} before it was ready`);
+    return find('demo running') !== undefined;
+  }, 90_000, 100).catch((err: Error) => assert.fail(`${err.message}: ${stderr}`));
   const field = find('field started');
   assert.ok(field?.dir && existsSync(field.dir), 'the field\'s temporary folder exists while it runs');
   assert.equal(field.http, httpPort);

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { pino } from 'pino';
 import { startField, type Field, type FieldOptions } from '../../demo/field.js';
 import { defaultStartMs } from '../../demo/plan.js';
-import { until as waitUntil } from '../support/until.js';
+import { until } from '../../ground/until.js';
 
 const site = { latitudeDeg: 40.4, longitudeDeg: -3.7 };
 // 04:00 solar time on 21 June: the sun rises half an hour later.
@@ -19,8 +19,6 @@ function options(o: Partial<FieldOptions>): FieldOptions {
     log: pino({ level: 'silent' }), ...o,
   };
 }
-
-const until = (what: string, cond: () => boolean | Promise<boolean>, ms: number): Promise<void> => waitUntil(what, cond, ms);
 
 test('2 groups: the bundled model is re-split into 2 block ranges, a completion passes both, stop removes the folder', { timeout: 120_000 }, async (t) => {
   const field: Field = await startField(options({ groups: 2, nodesPerGroup: 1, initialSocPct: 70 }));

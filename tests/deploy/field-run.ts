@@ -10,6 +10,7 @@ import { FLEET, startField, type Field } from '../../demo/field.js';
 import { defaultStartMs } from '../../demo/plan.js';
 import { JobError, type JobService, type JobSummary } from '../../gateway/jobs.js';
 import { encodeJson, nodeTopic, PROTOCOL_VERSION } from '../../protocol/index.js';
+import { until } from '../../ground/until.js';
 
 export interface FieldRun {
   /** The completions that finished, and the cancelled one's id. */
@@ -39,14 +40,6 @@ export interface FieldRunOptions {
 }
 
 const SITE = { latitudeDeg: 40.4, longitudeDeg: -3.7 };
-
-async function until(what: string, cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`field run: timed out after ${ms / 1000} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** `work`, or an error naming `what` once `ms` of wall time have passed: a stuck run fails, it does not hang. */
 async function within<T>(what: string, work: Promise<T>, ms: number): Promise<T> {

@@ -9,12 +9,13 @@ import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { addNode } from '../../gateway/broker/index.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { discoveryMessages } from '../../gateway/homeassistant.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import { encodeJson, nodeTopic, slotRecordSchema } from '../../protocol/index.js';
 import { birth, paperProfile, slotRecord } from '../support/protocol-messages.js';
+import { until } from '../../ground/until.js';
 
 const FLEET = 'rooftop';
 let dir: string;
@@ -51,7 +52,7 @@ test('a node\'s birth publishes its device once, retained, with entities on the 
   const password = await addNode(credentialsPath, 'pi-07');
   gw = await startGateway(parseGatewayConfig({
     fleet: FLEET, broker: { host: '127.0.0.1', port: 0, credentialsPath }, homeAssistant: { discoveryPrefix: 'homeassistant' },
-  }), { clock: systemClock, log: pino({ level: 'silent' }) });
+  }), { clock: new RealClock(), log: pino({ level: 'silent' }) });
   const url = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
   // Watching from before the node arrives: every discovery publish is counted.
   const watcher = await connectAsync(url, { clientId: 'ha-watch', ...gw.broker.internal, reconnectPeriod: 0 });
@@ -63,8 +64,7 @@ test('a node\'s birth publishes its device once, retained, with entities on the 
   clients.push(node);
   const announce = () => node.publishAsync(nodeTopic(FLEET, 'pi-07', 'state'), encodeJson(birth('pi-07', Date.now(), paperProfile('g2'))), { qos: 1, retain: true });
   await announce();
-  const deadline = Date.now() + 10_000;
-  while (!gw.registry.get('pi-07')?.online && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await until('pi-07 online', () => !!gw.registry.get('pi-07')?.online);
   // A second birth (a reconnect) does not publish the device again.
   await announce();
   await new Promise((r) => setTimeout(r, 300));
@@ -76,8 +76,7 @@ test('a node\'s birth publishes its device once, retained, with entities on the 
   ha.on('message', (topic, payload, packet) => got.push({ topic, config: JSON.parse(payload.toString()) as Config, retain: packet.retain }));
   await ha.subscribeAsync('homeassistant/#', { qos: 1 });
   const expected = discoveryMessages({ discoveryPrefix: 'homeassistant' }, FLEET, 'pi-07', 'g2');
-  const end = Date.now() + 5000;
-  while (got.length < expected.length && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  await until('every discovery message', () => got.length >= expected.length, 5000);
   assert.deepEqual(got.map((g) => g.topic).sort(), expected.map((m) => m.topic).sort());
   assert.ok(got.every((g) => g.retain), 'retained');
   assert.equal(published, expected.length, 'published once for two births');

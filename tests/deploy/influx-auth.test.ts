@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { createStore, slotPoint } from '../../gateway/store/index.js';
 import { TestInfluxd } from '../support/influxd.js';
+import { until } from '../../ground/until.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 let influxd: TestInfluxd;
@@ -57,11 +58,10 @@ test('docs/monitoring.md\'s InfluxDB users: the gateway writes as a non-admin us
     broker: { credentialsPath: 'unused' },
     store: { url: `${influxd.url}/heliomesh`, username: gateway.u, password: gateway.p, flushIntervalMs: 50 },
   });
-  const store = createStore(config.store, { clock: systemClock, log: pino({ level: 'silent' }) });
+  const store = createStore(config.store, { clock: new RealClock(), log: pino({ level: 'silent' }) });
   try {
     store.write(slotPoint({ fleet: 'rooftop', node: 'pi-01', group: 'g1' }, { seq: 1, batteryPct: 55 }, Date.now()));
-    const deadline = Date.now() + 10_000;
-    while (store.stats().written < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await until('a point written', () => store.stats().written >= 1, 10_000, 50);
     assert.equal(store.stats().written, 1, 'the gateway wrote with its own user');
     assert.equal(store.stats().refused, 0);
   } finally {

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
+import { until } from '../../ground/until.js';
 import { Broker, BrokerConfigSchema, addNode, loadCredentials } from '../../gateway/broker/index.js';
 import { nodeAclPatterns, nodeTopic } from '../../protocol/index.js';
 import { freePort } from '../support/ports.js';
@@ -85,7 +86,7 @@ before(async () => {
 
   const config = BrokerConfigSchema.parse({ host: '127.0.0.1', port: 0, credentialsPath: join(dir, 'nodes.json') });
   embedded = await Broker.start(config, {
-    clock: systemClock, log: pino({ level: 'silent' }), credentials: loadCredentials(join(dir, 'nodes.json')), patterns: nodeAclPatterns(FLEET),
+    clock: new RealClock(), log: pino({ level: 'silent' }), credentials: loadCredentials(join(dir, 'nodes.json')), patterns: nodeAclPatterns(FLEET),
   });
 });
 
@@ -136,21 +137,17 @@ async function probe(url: string, gateway: IClientOptions): Promise<Probe> {
   // B's command first, A's second: once A has its own, B's would have come before it.
   await gw.publishAsync(foreign('cmd'), '{}', { qos: 1 });
   await gw.publishAsync(own('cmd'), '{}', { qos: 1 });
-  const until = async (cond: () => boolean) => {
-    const end = Date.now() + 3000;
-    while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-  };
-  await until(() => seenByA.includes(own('cmd')));
+  await until("A's own command", () => seenByA.includes(own('cmd')));
 
   await a.publishAsync(own('slot'), '{}', { qos: 1 });
-  await until(() => seenByGateway.includes(own('slot')));
+  await until("A's own slot record at the gateway", () => seenByGateway.includes(own('slot')));
   let closed = false;
   a.once('close', () => { closed = true; });
   // The broker may drop the packet (Mosquitto) or the connection (the embedded broker).
   await Promise.race([a.publishAsync(foreign('slot'), '{}', { qos: 1 }).catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
   // A sentinel from the gateway on A's topic bounds the wait for anything A's publish caused.
   await gw.publishAsync(own('slot'), '{"sentinel":true}', { qos: 1 });
-  await until(() => seenByGateway.filter((t) => t === own('slot')).length >= 2);
+  await until("the gateway's sentinel", () => seenByGateway.filter((t) => t === own('slot')).length >= 2);
   await new Promise((r) => setTimeout(r, 200));
 
   let wrongPasswordRefused = false;
@@ -204,8 +201,7 @@ test('anonymous clients and a node claiming another client id', async () => {
   await gw.subscribeAsync(`heliomesh/${FLEET}/node/+/state`, { qos: 1 });
   await a.publishAsync(nodeTopic(FLEET, 'pi-b', 'state'), '{}', { qos: 1 });
   await a.publishAsync(nodeTopic(FLEET, 'pi-a', 'state'), '{}', { qos: 1 });
-  const end = Date.now() + 3000;
-  while (!seen.includes(nodeTopic(FLEET, 'pi-a', 'state')) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  await until("pi-a's own state", () => seen.includes(nodeTopic(FLEET, 'pi-a', 'state')), 3000);
   assert.deepEqual(seen, [nodeTopic(FLEET, 'pi-a', 'state')]);
 });
 
@@ -227,8 +223,7 @@ test('Home Assistant\'s login reads the nodes\' slots and states and the gateway
   await ha.publishAsync(nodeTopic(FLEET, 'pi-a', 'cmd'), '{}', { qos: 1 });
   // The gateway's command after Home Assistant's: once A has it, Home Assistant's would have come first.
   await gw.publishAsync(nodeTopic(FLEET, 'pi-a', 'cmd'), '{"from":"gateway"}', { qos: 1 });
-  const end = Date.now() + 3000;
-  while ((seenByHa.length < 3 || seenByA.length < 1) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  await until("Home Assistant's three topics and the gateway's command", () => seenByHa.length >= 3 && seenByA.length >= 1, 3000);
   assert.deepEqual(seenByHa.sort(), [config, nodeTopic(FLEET, 'pi-a', 'slot'), nodeTopic(FLEET, 'pi-a', 'state')].sort());
   assert.deepEqual(seenByA, [nodeTopic(FLEET, 'pi-a', 'cmd')], 'only the gateway\'s command reached the node');
 });

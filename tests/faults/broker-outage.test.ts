@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import type { Agent } from '../../agent/index.js';
 import { addNode } from '../../gateway/broker/index.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig, type GatewayConfig } from '../../gateway/config.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import { ScaledClock } from '../../hardware/clock.js';
@@ -48,7 +48,7 @@ test('the gateway down for 10 simulated minutes while 9 nodes sample: every slot
     statsIntervalMs: 60_000,
   });
   const log = pino({ level: 'silent' });
-  let gw: Gateway | undefined = await startGateway(config, { clock: systemClock, log });
+  let gw: Gateway | undefined = await startGateway(config, { clock: new RealClock(), log });
   t.after(() => gw?.close());
 
   const clock = new ScaledClock(SPEED);
@@ -77,7 +77,7 @@ test('the gateway down for 10 simulated minutes while 9 nodes sample: every slot
   // About ten each (one per simulated minute); fewer when a loaded machine delays the timers.
   assert.ok(spooled.every((n) => n >= 1), `each node spooled slot records while the gateway was away: ${spooled.join(', ')}`);
 
-  gw = await startGateway(config, { clock: systemClock, log });
+  gw = await startGateway(config, { clock: new RealClock(), log });
   const second = gw;
   await until('every spool drained into the new gateway', () => agents.every((a) => a.link.connected && a.spool.pending().length === 0), 30_000);
   // Two more slots each after the recovery, then a clean stop that closes the partial slot.

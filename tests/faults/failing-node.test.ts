@@ -10,7 +10,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { EstimatorConfigSchema } from '../../gateway/estimator.js';
 import { loadGatewayModel } from '../../gateway/index.js';
 import type { CompletionRequest } from '../../gateway/jobs.js';
@@ -19,7 +19,8 @@ import { Registry } from '../../gateway/registry.js';
 import { Router } from '../../gateway/router/index.js';
 import { NullStore } from '../../gateway/store/index.js';
 import { PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeJson, isFrame, parseJobControl, parseNodeTopic } from '../../protocol/index.js';
-import { Field, until } from '../support/field.js';
+import { Field } from '../support/field.js';
+import { until } from '../../ground/until.js';
 import { paperProfile } from '../support/protocol-messages.js';
 
 const GROUP = 'g2';
@@ -143,7 +144,7 @@ function emulated(g2n1: 'refuses' | 'wrong-shape') {
   const router: Router = new Router(
     { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 5000, queueTimeoutMs: 5000, reportTimeoutMs: 200, frameDtype: 'f32', maxFrameBytes: 1_000_000 },
     {
-      model, registry, store: new NullStore(quiet), clock: systemClock, log: quiet,
+      model, registry, store: new NullStore(quiet), clock: new RealClock(), log: quiet,
       publish(topic, payload) {
         const nodeId = parseNodeTopic(topic)!.nodeId;
         const odd = nodeId === 'g2-n1';

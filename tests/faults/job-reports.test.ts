@@ -17,7 +17,7 @@ test('a job that never started reports 0 J and 0 ms when its session times out',
   const listeners: Array<(i: MeteredInterval) => void> = [];
   const meter = { onInterval: (l: (i: MeteredInterval) => void) => (listeners.push(l), () => {}), sampleNow: async () => {} };
   const worker = BlockWorker.load({
-    shardDir: BUNDLED, firstBlock: 0, lastBlock: 1, queueCapacity: 1, sessionIdleMs: 60_000, clock, log: { info() {}, warn() {} }, meter,
+    shardDir: BUNDLED, firstBlock: 0, lastBlock: 1, queueCapacity: 1, sessionIdleMs: 60_000, clock, log: { info() {}, warn() {}, error() {} }, meter,
   });
   t.after(() => worker.close());
   const out: Buffer[] = [];

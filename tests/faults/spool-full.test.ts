@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { Ledger } from '../../agent/ledger.js';
 import { SeqStore } from '../../agent/seq.js';
 import { Spool, type SpoolFs } from '../../agent/spool.js';
-import { VirtualClock, monotonicMs, type Clock } from '../../hardware/clock.js';
+import { monotonicMs, type Clock } from '../../ground/clock.js';
+import { VirtualClock } from '../../hardware/clock.js';
 import type { NodeReading } from '../../hardware/node.js';
 import { encodeJson, parseSlotRecord } from '../../protocol/index.js';
 

@@ -7,10 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Agent } from '../../agent/index.js';
 import { parseAgentConfig, type AgentConfig } from '../../agent/config.js';
-import type { Clock } from '../../hardware/clock.js';
+import type { Clock } from '../../ground/clock.js';
 import { exampleDoc } from '../agent/fixtures.js';
 import type { TestInfluxd } from '../support/influxd.js';
-import { until as waitUntil } from '../support/until.js';
+import { until as waitUntil } from '../../ground/until.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const BUNDLED = join(REPO, 'models', 'bundled');

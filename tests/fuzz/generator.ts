@@ -3,25 +3,12 @@
 // how many refusals each side must count. The generator is a few lines of our own rather
 // than a property-based library: the tests need exact per-category counts and a fixed,
 // replayable stream, not shrinking.
+import { Random } from '../../ground/random.js';
 import { PROTOCOL_VERSION, MAX_JSON_BYTES, encodeJson, type EventMessage, type SlotRecord, type StateMessage } from '../../protocol/index.js';
 import { birth, paperProfile, slotRecord, will } from '../support/protocol-messages.js';
 
-/** mulberry32: a 32-bit seeded generator, uniform enough for picking cases. */
-export class Rng {
-  private s: number;
-
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-
+/** The project's seeded Random, with the draws the fuzz cases are picked by. */
+export class Rng extends Random {
   /** An integer in [lo, hi]. */
   int(lo: number, hi: number): number {
     return lo + Math.floor(this.next() * (hi - lo + 1));

@@ -8,7 +8,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { encodeFrame, encodeJson, nodeTopics } from '../../protocol/index.js';
-import { Field, until } from '../support/field.js';
+import { Field } from '../support/field.js';
+import { until } from '../../ground/until.js';
 import { Reference, request } from '../gateway/e2e-reference.js';
 import { Rng, badMessages } from './generator.js';
 

@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync, type IClientPublishOptions, type MqttClient } from 'mqtt';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import { encodeFrame, encodeJson, nodeTopic, nodeTopics, type NodeTopicKind } from '../../protocol/index.js';
@@ -64,7 +64,7 @@ before(async () => {
     // Activation frames must fit in a packet; the bundled model's are a few KiB.
     router: { maxFrameBytes: MAX_PACKET / 2 },
     http: { host: '127.0.0.1', port: 0 },
-  }), { clock: systemClock, log: cap.log });
+  }), { clock: new RealClock(), log: cap.log });
   port = gw.broker.ports.mqtt!;
 });
 

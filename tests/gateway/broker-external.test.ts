@@ -13,7 +13,7 @@ import { connectAsync } from 'mqtt';
 import { pino } from 'pino';
 import { Agent } from '../../agent/index.js';
 import { parseAgentConfig } from '../../agent/config.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway, startGatewayOnAnyBroker, type Gateway } from '../../gateway/index.js';
 import type { Broker } from '../../gateway/broker/index.js';
@@ -25,7 +25,7 @@ import { captureLog } from '../support/log.js';
 import { birth } from '../support/protocol-messages.js';
 import { mosquittoNodeAcl, SecuredMosquitto } from '../security/mosquitto.js';
 import { spawnGateway } from '../security/support.js';
-import { until as waitUntil } from '../support/until.js';
+import { until } from '../../ground/until.js';
 
 const GATEWAY_USER = 'heliomesh-gateway';
 let dir: string;
@@ -48,8 +48,6 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> => waitUntil(what, cond, ms);
-
 function externalConfig(over: Record<string, unknown> = {}) {
   return parseGatewayConfig({
     fleet: 'solar',
@@ -68,7 +66,7 @@ function startAgent(spool: string): Promise<Agent> {
 
 test('with broker.external the gateway runs no broker and registers a virtual agent\'s birth and slot records from Mosquitto', async (t) => {
   const cap = captureLog();
-  const gw: Gateway<Broker | undefined> = await startGatewayOnAnyBroker(externalConfig(), { clock: systemClock, log: cap.log });
+  const gw: Gateway<Broker | undefined> = await startGatewayOnAnyBroker(externalConfig(), { clock: new RealClock(), log: cap.log });
   t.after(() => gw.close());
   assert.equal(gw.broker, undefined, 'no embedded broker');
   assert.ok(cap.records.some((r) => r.msg === 'gateway started' && r.mqtt === null && r.externalBroker === `mqtt://127.0.0.1:${mosquitto.port}`));
@@ -76,7 +74,7 @@ test('with broker.external the gateway runs no broker and registers a virtual ag
   const agent = await startAgent('spool');
   t.after(() => agent.stop('test over'));
 
-  await until('the birth and three slot records in the registry', () => (gw.registry.get('pi-01')?.lastSeq ?? -1) >= 2);
+  await until('the birth and three slot records in the registry', () => (gw.registry.get('pi-01')?.lastSeq ?? -1) >= 2, 20_000);
   const node = gw.registry.get('pi-01')!;
   assert.equal(node.online, true);
   assert.equal(node.profile.group, 'g1');
@@ -84,16 +82,16 @@ test('with broker.external the gateway runs no broker and registers a virtual ag
   assert.equal(gw.link.counters.invalid, 0);
 
   await agent.stop('test over');
-  await until('the will or offline state', () => gw.registry.get('pi-01')?.online === false);
+  await until('the will or offline state', () => gw.registry.get('pi-01')?.online === false, 20_000);
 });
 
 test('slot records a node publishes while the gateway is away are kept by Mosquitto and taken after its return, none missing', async (t) => {
   const agent = await startAgent('spool-away');
   t.after(() => agent.stop('test over'));
-  const first = await startGatewayOnAnyBroker(externalConfig(), { clock: systemClock, log: pino({ level: 'silent' }) });
+  const first = await startGatewayOnAnyBroker(externalConfig(), { clock: new RealClock(), log: pino({ level: 'silent' }) });
   let firstOpen = true;
   t.after(() => (firstOpen ? first.close() : undefined));
-  await until('three slot records at the first gateway', () => (first.registry.get('pi-01')?.lastSeq ?? -1) >= 2);
+  await until('three slot records at the first gateway', () => (first.registry.get('pi-01')?.lastSeq ?? -1) >= 2, 20_000);
   await first.close();
   firstOpen = false;
   const lastSeen = first.registry.get('pi-01')!.lastSeq!;
@@ -105,9 +103,9 @@ test('slot records a node publishes while the gateway is away are kept by Mosqui
   assert.equal(agent.spool.pending().length <= 1, true, 'Mosquitto acknowledged them: the agent spooled nothing');
 
   const cap = captureLog();
-  const second = await startGatewayOnAnyBroker(externalConfig(), { clock: systemClock, log: cap.log });
+  const second = await startGatewayOnAnyBroker(externalConfig(), { clock: new RealClock(), log: cap.log });
   t.after(() => second.close());
-  await until('the second gateway past the records sent while it was away', () => (second.registry.get('pi-01')?.lastSeq ?? -1) >= publishedAway + 2);
+  await until('the second gateway past the records sent while it was away', () => (second.registry.get('pi-01')?.lastSeq ?? -1) >= publishedAway + 2, 20_000);
   const held = cap.records.filter((r) => r.msg === 'slot record held until the node\'s birth').map((r) => r.seq as number);
   assert.equal(held[0], lastSeen + 1, 'the first record after the first gateway closed was kept for the second');
   assert.deepEqual(held, held.map((_, i) => lastSeen + 1 + i), 'held in order, one each');
@@ -117,7 +115,7 @@ test('slot records a node publishes while the gateway is away are kept by Mosqui
 });
 
 test('Mosquitto with the documented ACL drops a node\'s publish on another node\'s topic without closing it', async (t) => {
-  const gw = await startGatewayOnAnyBroker(externalConfig(), { clock: systemClock, log: pino({ level: 'silent' }) });
+  const gw = await startGatewayOnAnyBroker(externalConfig(), { clock: new RealClock(), log: pino({ level: 'silent' }) });
   t.after(() => gw.close());
   const node = await connectAsync(`mqtt://127.0.0.1:${mosquitto.port}`, { clientId: 'pi-01', username: 'pi-01', password: secret.node, reconnectPeriod: 0 });
   t.after(() => node.endAsync());
@@ -126,7 +124,7 @@ test('Mosquitto with the documented ACL drops a node\'s publish on another node\
   assert.equal(node.connected, true, 'acknowledged and still connected: Mosquitto drops silently');
   // Published after the spoof on the same connection, so it arrives after it would have.
   await node.publishAsync(nodeTopic('solar', 'pi-01', 'state'), encodeJson(birth('pi-01', Date.now())), { qos: 1 });
-  await until('pi-01\'s own birth', () => gw.registry.get('pi-01')?.online === true);
+  await until('pi-01\'s own birth', () => gw.registry.get('pi-01')?.online === true, 20_000);
   assert.equal(gw.registry.get('pi-02'), undefined);
   assert.equal(gw.link.counters.invalid, invalid);
   // Leave no retained birth behind for the next test.
@@ -154,11 +152,11 @@ test('a wrong password or an unreachable external broker stops the gateway with 
   const wrong = join(dir, 'wrong.secret');
   await writeFile(wrong, 'not-the-password\n', { mode: 0o600 });
   const log = pino({ level: 'silent' });
-  await assert.rejects(startGatewayOnAnyBroker(externalConfig({ passwordPath: wrong }), { clock: systemClock, log }),
+  await assert.rejects(startGatewayOnAnyBroker(externalConfig({ passwordPath: wrong }), { clock: new RealClock(), log }),
     /cannot connect to the external broker mqtt:\/\/127\.0\.0\.1:\d+: .*(Not authorized|Bad username or password).*check broker\.external\.url/);
-  await assert.rejects(startGatewayOnAnyBroker(externalConfig({ url: 'mqtt://127.0.0.1:1', passwordPath }), { clock: systemClock, log }),
+  await assert.rejects(startGatewayOnAnyBroker(externalConfig({ url: 'mqtt://127.0.0.1:1', passwordPath }), { clock: new RealClock(), log }),
     /cannot connect to the external broker mqtt:\/\/127\.0\.0\.1:1: /);
-  await assert.rejects(startGateway(externalConfig(), { clock: systemClock, log }), /broker\.external is set.*startGatewayOnAnyBroker/);
+  await assert.rejects(startGateway(externalConfig(), { clock: new RealClock(), log }), /broker\.external is set.*startGatewayOnAnyBroker/);
   assert.throws(() => externalConfig({ password: 'x' }), /set password or passwordPath, not both/);
   assert.throws(() => parseGatewayConfig({ broker: { external: { url: 'http://x' } } }), /use mqtt:\/\/HOST:PORT/);
 });

@@ -8,9 +8,10 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { Broker, BrokerConfigSchema, addNode, loadCredentials } from '../../gateway/broker/index.js';
 import { captureLog } from '../support/log.js';
+import { until } from '../../ground/until.js';
 
 let dir: string;
 let credPath: string;
@@ -33,7 +34,7 @@ before(async () => {
     tls: { port: 0, certPath: 'unused', keyPath: 'unused' },
   });
   broker = await Broker.start(config, {
-    clock: systemClock,
+    clock: new RealClock(),
     log: cap.log,
     credentials: loadCredentials(credPath),
     patterns: { publish: ['hm/node/{node}/#'], subscribe: ['hm/node/{node}/job/#'] },
@@ -102,8 +103,7 @@ test('a subscriber that stops reading is disconnected after drainTimeout', async
   // Far more than the loopback socket buffers hold, so the broker's writes to the paused
   // client back up. QoS 0 publishes resolve once written, not once delivered.
   for (let i = 0; i < 40; i++) internal.publish('hm/node/pi-2/job/x', chunk, { qos: 0 });
-  const deadline = Date.now() + 5000;
-  while (broker.stats().slowDisconnects === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await until('the slow client disconnected', () => broker.stats().slowDisconnects > 0, 5000);
   assert.equal(broker.stats().slowDisconnects, 1, 'the slow client was disconnected');
   assert.ok(Date.now() - started >= 300, 'not before the drain timeout');
   assert.ok(cap.records.some((r) => String(r.msg).startsWith('slow consumer disconnected') && r.clientId === 'pi-2'));

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { WebSocket } from 'ws';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { Broker, BrokerConfigSchema, addNode, loadCredentials } from '../../gateway/broker/index.js';
 import { captureLog } from '../support/log.js';
 import { closedByBroker, login, open } from '../security/support.js';
@@ -28,7 +28,7 @@ before(async () => {
   broker = await Broker.start(BrokerConfigSchema.parse({
     host: '127.0.0.1', port: 0, credentialsPath: credPath, maxPacketBytes: 4096, websocket: { port: 0 },
   }), {
-    clock: systemClock,
+    clock: new RealClock(),
     log: cap.log,
     credentials: loadCredentials(credPath),
     patterns: { publish: ['hm/node/{node}/#'], subscribe: ['hm/node/{node}/cmd'] },

@@ -7,12 +7,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as mqttConnect, type MqttClient } from 'mqtt';
-import { systemClock, type Clock } from '../../gateway/clock.js';
+import { RealClock, type Clock } from '../../ground/clock.js';
 import {
   Broker, BrokerConfigSchema, addNode, filterWithin, loadCredentials, topicMatches, verifyPassword,
   type BrokerConfigInput, type NodeTopicPatterns,
 } from '../../gateway/broker/index.js';
 import { captureLog } from '../support/log.js';
+import { until } from '../../ground/until.js';
 
 const patterns: NodeTopicPatterns = {
   publish: ['hm/node/{node}/#'],
@@ -27,7 +28,7 @@ const cap = captureLog();
 let url: string;
 const clients: MqttClient[] = [];
 
-async function startBroker(over: Partial<BrokerConfigInput> = {}, clock: Clock = systemClock, log = cap.log) {
+async function startBroker(over: Partial<BrokerConfigInput> = {}, clock: Clock = new RealClock(), log = cap.log) {
   const config = BrokerConfigSchema.parse({ port: 0, host: '127.0.0.1', credentialsPath: credPath, maxPacketBytes: 4096, ...over });
   return Broker.start(config, { clock, log, credentials: loadCredentials(credPath), patterns });
 }
@@ -111,8 +112,7 @@ test('a node publishes under its own topics and the internal client sees everyth
   node.on('message', (topic) => cmds.push(topic));
   await internal.publishAsync('hm/node/pi-2/cmd/mode', 'x', { qos: 1 });
   await internal.publishAsync('hm/node/pi-1/cmd/mode', 'x', { qos: 1 });
-  const deadline = Date.now() + 3000;
-  while ((got.length < 3 || cmds.length < 1) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await until('three publishes and a command', () => got.length >= 3 && cmds.length >= 1, 3000);
   assert.ok(got.includes('hm/node/pi-2/slot=one'));
   assert.deepEqual(cmds, ['hm/node/pi-2/cmd/mode'], 'a node receives only its own commands');
   assert.ok(cap.records.some((r) => String(r.msg).startsWith('subscription outside') && r.clientId === 'pi-2' && r.filter === 'hm/node/pi-1/cmd/#'));
@@ -144,7 +144,7 @@ test('an oversized packet closes the connection before it is buffered', async ()
 
 test('connects beyond the per-address rate are refused until the minute has passed', async () => {
   let nowMs = 1_000_000;
-  const clock: Clock = { ...systemClock, now: () => nowMs };
+  const clock = new (class extends RealClock { override now() { return nowMs; } })();
   const limited = await startBroker({ connectsPerMinutePerAddress: 2 }, clock);
   const u = `mqtt://127.0.0.1:${limited.ports.mqtt}`;
   try {

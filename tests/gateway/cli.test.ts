@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { connectAsync } from 'mqtt';
 import { freePort } from '../support/ports.js';
+import { until } from '../../ground/until.js';
 
 const run = promisify(execFile);
 const CLI = 'dist/cli/index.js';
@@ -47,11 +48,10 @@ test('add-node prints the password once and a running gateway accepts it', async
   gw.stderr.on('data', (b: Buffer) => (out += b.toString()));
   const exited = new Promise<number | null>((r) => gw.once('exit', (code) => r(code)));
   try {
-    const deadline = Date.now() + 10_000;
-    while (!out.includes('gateway started')) {
-      if (Date.now() > deadline || gw.exitCode !== null) assert.fail(`gateway did not start:\n${out}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until('gateway started', () => {
+      if (gw.exitCode !== null) throw new Error(`the gateway exited with ${gw.exitCode}`);
+      return out.includes('gateway started');
+    }, 10_000, 50).catch((err: Error) => assert.fail(`gateway did not start (${err.message}):\n${out}`));
     assert.ok(out.includes('not logging metrics'), 'says once that InfluxDB is not configured');
     const node = await connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'pi-7', username: 'pi-7', password, reconnectPeriod: 0 });
     await node.endAsync();

@@ -4,7 +4,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JobError } from '../../gateway/jobs.js';
-import { Field, until } from '../support/field.js';
+import { Field } from '../support/field.js';
+import { until } from '../../ground/until.js';
 import { TestInfluxd } from '../support/influxd.js';
 import { request } from './e2e-reference.js';
 

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { addNode } from '../../gateway/broker/index.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
+import { until } from '../../ground/until.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway } from '../../gateway/index.js';
 import { encodeJson, nodeTopic } from '../../protocol/index.js';
@@ -49,7 +50,7 @@ test('a running gateway takes node messages over MQTT into the registry and Infl
     statsIntervalMs: 100,
   });
   const cap = captureLog();
-  const gw = await startGateway(config, { clock: systemClock, log: cap.log });
+  const gw = await startGateway(config, { clock: new RealClock(), log: cap.log });
   try {
     // The node's side, as the protocol has it: a retained birth, a retained will, slot records.
     const stateTopic = nodeTopic('itest', 'pi-1', 'state');
@@ -66,13 +67,12 @@ test('a running gateway takes node messages over MQTT into the registry and Infl
     let qlim: unknown[][] = [];
     let slots: unknown[][] = [];
     let publishes: unknown[][] = [];
-    const until = Date.now() + 10_000;
-    while (Date.now() < until && (qlim.length === 0 || slots.length < 2 || publishes.length === 0)) {
-      await new Promise((r) => setTimeout(r, 100));
+    await until('the solved birth, both slot records and the broker counters in InfluxDB', async () => {
       qlim = await rows("SELECT qLim, energyBinds FROM q_lim WHERE node = 'pi-1'");
       slots = await rows("SELECT seq, seqGap, batteryPct, consumedJ FROM node_slot WHERE node = 'pi-1'");
       publishes = await rows("SELECT max(publishesIn) FROM broker_stats WHERE fleet = 'itest' AND publishesIn >= 3");
-    }
+      return qlim.length > 0 && slots.length >= 2 && publishes.length > 0;
+    }, 10_000, 100);
     assert.equal(qlim.length, 1, 'the birth was solved and logged');
     assert.ok((qlim[0]![1] as number) >= 0 && (qlim[0]![1] as number) <= 1);
     assert.deepEqual(slots.map((r) => r.slice(1)), [[1, 0, 50, 15_000], [4, 2, 51, 15_000]]);
@@ -82,8 +82,7 @@ test('a running gateway takes node messages over MQTT into the registry and Infl
 
     // An abrupt loss: the broker publishes the will and the registry takes the node offline.
     node.stream.destroy();
-    const deadline = Date.now() + 5000;
-    while (gw.registry.get('pi-1')?.online && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await until('pi-1 offline', () => !gw.registry.get('pi-1')?.online, 5000);
     assert.equal(gw.registry.get('pi-1')?.online, false);
     assert.equal(gw.link.counters.invalid, 0);
   } finally {

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { JobSummary } from '../../gateway/jobs.js';
-import { Field, until } from '../support/field.js';
+import { Field } from '../support/field.js';
+import { until } from '../../ground/until.js';
 import { Reference, request } from './e2e-reference.js';
 import { json, postJson, readSse, type Completion } from './http-support.js';
 

@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { addNode } from '../../gateway/broker/index.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway, startGatewayOnAnyBroker } from '../../gateway/index.js';
 import { Mosquitto } from '../agent/brokers.js';
-import { until } from '../support/field.js';
+import { until } from '../../ground/until.js';
 import { captureLog } from '../support/log.js';
 import { freePort } from '../support/ports.js';
 
@@ -80,7 +80,7 @@ test('a key file that others can read stops the gateway with what to do', async 
     broker: { host: '127.0.0.1', port: 0, credentialsPath: join(dir, 'nodes.json') },
     http: { host: '127.0.0.1', port: 0, apiKeyFile: join(dir, 'open.key') },
   });
-  await assert.rejects(startGateway(config, { clock: systemClock, log: captureLog().log }), /chmod 600 .*open\.key.*http\.apiKeyFile/);
+  await assert.rejects(startGateway(config, { clock: new RealClock(), log: captureLog().log }), /chmod 600 .*open\.key.*http\.apiKeyFile/);
   assert.throws(() => parseGatewayConfig({ broker: { credentialsPath: 'x' }, http: { apiKey: 'short' } }), /at least 16 characters/);
 });
 
@@ -90,7 +90,7 @@ test('/healthz is 503 while the external broker is down and 200 once the gateway
     fleet: 'health',
     broker: { external: { url: `mqtt://127.0.0.1:${mosquitto.port}` } },
     http: { host: '127.0.0.1', port: 0 },
-  }), { clock: systemClock, log: captureLog().log });
+  }), { clock: new RealClock(), log: captureLog().log });
   const health = async () => {
     const res = await fetch(`http://127.0.0.1:${gw.http!.port}/healthz`);
     return { status: res.status, body: await res.json() as { status: string; broker: { up: boolean } } };
@@ -99,11 +99,7 @@ test('/healthz is 503 while the external broker is down and 200 once the gateway
     assert.deepEqual((await health()).status, 200);
     await mosquitto.down();
     let h = await health();
-    const deadline = Date.now() + 20_000;
-    while (h.status !== 503 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-      h = await health();
-    }
+    await until('health to say 503', async () => (h = await health()).status === 503, 20_000, 50);
     assert.equal(h.status, 503);
     assert.deepEqual([h.body.status, h.body.broker.up], ['broker down', false]);
     await mosquitto.up();

@@ -11,7 +11,7 @@ import { Registry, toParams, type ChainProfile } from '../../gateway/registry.js
 import { PAPER_DYNAMIC_TABLE, PAPER_MODES, uniformOnGrid } from '../../gateway/scheduler/index.js';
 import type { BrokerCounters } from '../../gateway/broker/index.js';
 import type { StoreStats } from '../../gateway/store/index.js';
-import { systemClock, type Clock } from '../../gateway/clock.js';
+import { RealClock, type Clock } from '../../ground/clock.js';
 import { captureLog, type Captured } from '../support/log.js';
 
 /** The text the fake model writes: the alphabet, over and over. */
@@ -188,7 +188,7 @@ export async function startApi(http: HttpConfigInput = {}, opts: { apiKey?: stri
     linkCounters: () => ({ messages: 55, invalid: 4, seqRewinds: 0 }),
   };
   const config = HttpConfigSchema.parse({ host: '127.0.0.1', port: 0, ...http });
-  const api = await HttpApi.start(config, sources, { clock: opts.clock ?? systemClock, log: cap.log, apiKey: opts.apiKey, seed: () => 7 });
+  const api = await HttpApi.start(config, sources, { clock: opts.clock ?? new RealClock(), log: cap.log, apiKey: opts.apiKey, seed: () => 7 });
   return { api, base: `http://127.0.0.1:${api.port}`, jobs, registry, cap, broker, store };
 }
 

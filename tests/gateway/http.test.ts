@@ -3,9 +3,10 @@
 // fleet's views, health, metrics, and a client leaving mid-stream.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { systemClock, type Clock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { CHAT_TURN_STOP, chatPrompt } from '../../gateway/http/index.js';
 import { FAKE_TEXT, postJson, readSse, startApi, type ApiUnderTest, type Completion } from './http-support.js';
+import { until } from '../../ground/until.js';
 
 let t: ApiUnderTest;
 
@@ -126,8 +127,7 @@ test('a client that disconnects mid-stream cancels its job', async () => {
       got += new TextDecoder().decode(value);
     }
     abort.abort();
-    const deadline = Date.now() + 5000;
-    while (slow.jobs.cancelled.size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await until('the job cancelled', () => slow.jobs.cancelled.size > 0, 5000, 10);
     assert.deepEqual([...slow.jobs.cancelled.values()], ['the client disconnected']);
     const job = slow.jobs.job([...slow.jobs.cancelled.keys()][0]!)!;
     assert.equal(job.status, 'cancelled');
@@ -140,7 +140,7 @@ test('a client that disconnects mid-stream cancels its job', async () => {
 
 test('a stream whose job is slow sends heartbeat comments, which SSE clients skip', async () => {
   // The API's clock runs its intervals 1000 times faster: the 15 s heartbeat comes every 15 ms.
-  const fast: Clock = { ...systemClock, setInterval: (fn, ms) => systemClock.setInterval(fn, ms / 1000) };
+  const fast = new (class extends RealClock { override setInterval(fn: () => void, ms: number) { return super.setInterval(fn, ms / 1000); } })();
   const slow = await startApi({}, { tokenMs: 40, clock: fast });
   try {
     const res = await postJson(slow.base, '/v1/completions', { model: 'fake-char', prompt: 'x', max_tokens: 5, stream: true });

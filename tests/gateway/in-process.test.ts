@@ -9,11 +9,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync, MqttClient } from 'mqtt';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { Broker, BrokerConfigSchema, addNode, loadCredentials } from '../../gateway/broker/index.js';
 import { inProcessPipe } from '../../gateway/broker/in-process.js';
 import { captureLog } from '../support/log.js';
-import { until } from '../support/until.js';
+import { until } from '../../ground/until.js';
 
 test('bytes cross in order both ways, a slow reader holds the writer back, and nothing is lost', async () => {
   const [a, b] = inProcessPipe();
@@ -64,7 +64,7 @@ before(async () => {
   password = await addNode(credPath, 'pi-1');
   const config = BrokerConfigSchema.parse({ port: 0, host: '127.0.0.1', credentialsPath: credPath });
   broker = await Broker.start(config, {
-    clock: systemClock, log: cap.log, credentials: loadCredentials(credPath),
+    clock: new RealClock(), log: cap.log, credentials: loadCredentials(credPath),
     patterns: { publish: ['hm/node/{node}/#'], subscribe: ['hm/node/{node}/cmd/#'] },
   });
 });

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { encodeJson, nodeTopic } from '../../protocol/index.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { EstimatorConfigSchema } from '../../gateway/estimator.js';
 import { NodeLink, chainProfile } from '../../gateway/link.js';
 import { Registry } from '../../gateway/registry.js';
@@ -20,7 +20,7 @@ function setup() {
   const cap = captureLog();
   const link = new NodeLink(
     { fleet: 'f1', levels: 100, priorHarvestJ: { loJ: 0, hiJ: 0 } },
-    { client: {} as MqttClient, registry, clock: systemClock, log: cap.log },
+    { client: {} as MqttClient, registry, clock: new RealClock(), log: cap.log },
   );
   return { registry, link, cap, updates };
 }

@@ -4,7 +4,7 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { EstimatorConfigSchema } from '../../gateway/estimator.js';
 import { loadGatewayModel } from '../../gateway/index.js';
 import { JobError } from '../../gateway/jobs.js';
@@ -42,7 +42,7 @@ function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviou
   const router: Router = new Router(
     { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 2000, queueTimeoutMs, reportTimeoutMs: 200, frameDtype: 'f32', maxFrameBytes },
     {
-      model, registry, store: new NullStore(quiet), clock: systemClock, log: quiet,
+      model, registry, store: new NullStore(quiet), clock: new RealClock(), log: quiet,
       publish(topic, payload, qos) {
         const nodeId = parseNodeTopic(topic)!.nodeId;
         const reply = (r: JobReport | Buffer) => setImmediate(() => router.jobOut(nodeId, Buffer.isBuffer(r) ? r : encodeJson(r)));

@@ -4,7 +4,7 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { EstimatorConfigSchema } from '../../gateway/estimator.js';
 import { loadGatewayModel } from '../../gateway/index.js';
 import { JobError } from '../../gateway/jobs.js';
@@ -55,7 +55,7 @@ function fleet(n: number, over: (g: ModelGroup, i: number) => Partial<NodeProfil
 }
 
 function service(registry: Registry, seed = 1, policy = 'uniform', store: Store = new CapturingStore()) {
-  return new SchedulerService({ fleet: 'f', policy, seed }, { registry, model, store, clock: systemClock, log: quiet });
+  return new SchedulerService({ fleet: 'f', policy, seed }, { registry, model, store, clock: new RealClock(), log: quiet });
 }
 
 test('the groups are the manifest\'s block ranges, named g1..g3 unless configured', () => {
@@ -148,7 +148,7 @@ test('picks are drawn from a seeded generator: the same seed repeats them, and e
 test('requests that cannot run are refused at once with bad-request', () => {
   const router = new Router(
     { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 1000, queueTimeoutMs: 0, reportTimeoutMs: 0, frameDtype: 'f32', maxFrameBytes: 1_000_000 },
-    { model, registry: fleet(0), store: new CapturingStore(), clock: systemClock, log: quiet, publish() {} },
+    { model, registry: fleet(0), store: new CapturingStore(), clock: new RealClock(), log: quiet, publish() {} },
   );
   const base = { prompt: 'hi', maxTokens: 4, temperature: 0, topP: 1, seed: 1, stop: [] };
   const refused = (over: object, pattern: RegExp) => assert.throws(() => router.submit({ ...base, ...over }), (err: unknown) =>

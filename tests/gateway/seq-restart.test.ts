@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { addNode } from '../../gateway/broker/index.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway } from '../../gateway/index.js';
 import { encodeJson, nodeTopic } from '../../protocol/index.js';
@@ -17,7 +17,7 @@ import { storedSeqs } from '../faults/support.js';
 import { TestInfluxd } from '../support/influxd.js';
 import { captureLog } from '../support/log.js';
 import { birth, slotRecord } from '../support/protocol-messages.js';
-import { until } from '../support/until.js';
+import { until } from '../../ground/until.js';
 
 let influxd: TestInfluxd;
 let dir: string;
@@ -43,7 +43,7 @@ test('a reboot that claims a lower nextSeq in the same epoch does not store the 
     store: { url: `${influxd.url}/seq`, flushIntervalMs: 50 },
     http: { host: '127.0.0.1', port: 0 },
   });
-  const gw = await startGateway(config, { clock: systemClock, log: captureLog().log });
+  const gw = await startGateway(config, { clock: new RealClock(), log: captureLog().log });
   const clients: MqttClient[] = [];
   try {
     const boot = async (): Promise<MqttClient> => {

@@ -6,11 +6,12 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { InfluxStore, NullStore, PointBuffer, StoreConfigSchema, slotPoint, qLimPoint, type StoreConfigInput } from '../../gateway/store/index.js';
 import { TestInfluxd } from '../support/influxd.js';
 import { captureLog } from '../support/log.js';
 import { freePort } from '../support/ports.js';
+import { until } from '../../ground/until.js';
 
 let influxd: TestInfluxd;
 let dir: string;
@@ -36,18 +37,10 @@ after(async () => {
 function makeStore(over: Partial<StoreConfigInput> & { url: string }) {
   const cap = captureLog();
   const config = StoreConfigSchema.parse({ batchSize: 40, flushIntervalMs: 50, retryMs: 100, requestTimeoutMs: 2000, ...over });
-  const store = new InfluxStore(config, { clock: systemClock, log: cap.log });
+  const store = new InfluxStore(config, { clock: new RealClock(), log: cap.log });
   store.start();
   opened.push(store);
   return { store, cap };
-}
-
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 async function seqs(db: string): Promise<number[]> {
@@ -72,7 +65,7 @@ test('points survive an InfluxDB outage in the middle of a run, in order and typ
   assert.ok(cap.messages().some((m) => m.startsWith('cannot write to InfluxDB')));
 
   await influxd.start();
-  await until(() => store.stats().buffered === 0, 'the buffer to drain after influxd came back');
+  await until('the buffer to drain after influxd came back', () => store.stats().buffered === 0);
   await store.close();
   assert.equal(store.stats().written, 200);
   assert.equal(store.stats().dropped, 0);
@@ -100,7 +93,7 @@ test('the buffer bound drops the oldest points and counts them', async () => {
   assert.equal(store.stats().buffered, 10);
   assert.ok(cap.messages().some((m) => m.startsWith('InfluxDB buffer bound reached')));
   await influxd.start();
-  await until(() => store.stats().buffered === 0, 'the bounded buffer to drain');
+  await until('the bounded buffer to drain', () => store.stats().buffered === 0);
   await store.close();
   assert.deepEqual(await seqs('bound'), [-1, ...Array.from({ length: 10 }, (_, i) => 15 + i)]);
 });
@@ -160,7 +153,7 @@ test('points wait, not vanish, while InfluxDB refuses our credentials', async ()
     assert.equal(store.stats().buffered, 1);
     // The operator creates the user; the store sends what it kept.
     await secured.query('', "CREATE USER heliomesh WITH PASSWORD 'sunny-day' WITH ALL PRIVILEGES");
-    await until(() => store.stats().buffered === 0, 'the points to be sent once the user exists');
+    await until('the points to be sent once the user exists', () => store.stats().buffered === 0);
     await store.close();
     const res = (await secured.query('auth', 'SELECT seq FROM node_slot', { u: 'heliomesh', p: 'sunny-day' })) as { results: Array<{ series: Array<{ values: number[][] }> }> };
     assert.deepEqual(res.results[0]!.series[0]!.values.map((v) => v[1]), [1]);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../../agent/index.js';
 import { parseAgentConfig } from '../../agent/config.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig, type GatewayConfig } from '../../gateway/config.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import { JobError, type JobHandle } from '../../gateway/jobs.js';
@@ -48,7 +48,7 @@ before(async () => {
     router: { hopTimeoutMs: 3000, reportTimeoutMs: 1000 },
     http: { host: '127.0.0.1', port: 0 },
   });
-  gateway = await startGateway(config, { clock: systemClock, log });
+  gateway = await startGateway(config, { clock: new RealClock(), log });
   for (const s of specs) {
     agents.push(await Agent.start(parseAgentConfig({
       ...exampleDoc(),
@@ -141,7 +141,7 @@ test('a gateway restart with three jobs generating (one over the job service, tw
   assert.equal(first.jobs.counters().active, 0);
 
   const restartedAt = Date.now();
-  const second = await startGateway(config, { clock: systemClock, log });
+  const second = await startGateway(config, { clock: new RealClock(), log });
   gateway = second;
   await ready(second, 'second');
   t.diagnostic(`every node available at the new gateway ${Date.now() - restartedAt} ms after its start (slots of ${SLOT_MS} ms)`);

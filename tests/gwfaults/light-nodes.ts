@@ -3,7 +3,7 @@
 // virtual hardware or a model, so a test can run many of them and count every record.
 import { writeFile } from 'node:fs/promises';
 import { connectAsync, type MqttClient } from 'mqtt';
-import type { Clock, Timer } from '../../gateway/clock.js';
+import type { Clock, Timer } from '../../ground/clock.js';
 import { encodeJson, nodeTopics } from '../../protocol/index.js';
 import { cheapEntry } from '../fuzz/mqtt-raw.js';
 import { birth, paperProfile, slotRecord, will } from '../support/protocol-messages.js';

@@ -6,7 +6,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CompletionRequest } from '../../gateway/jobs.js';
-import { Field, until } from '../support/field.js';
+import { Field } from '../support/field.js';
+import { until } from '../../ground/until.js';
 import { Reference, request } from '../gateway/e2e-reference.js';
 import { Rng } from '../fuzz/generator.js';
 import { captureLog, type Captured } from '../support/log.js';

@@ -1,7 +1,8 @@
 // The clocks: virtual time fires timers in order at their instants; scaled time runs fast.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RealClock, ScaledClock, VirtualClock } from '../../hardware/clock.js';
+import { RealClock } from '../../ground/clock.js';
+import { ScaledClock, VirtualClock } from '../../hardware/clock.js';
 
 test('VirtualClock: timers fire in due order at their own instants', async () => {
   const clock = new VirtualClock(1000);

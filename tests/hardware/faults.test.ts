@@ -110,6 +110,11 @@ test('charger faults and a missing charger are flagged; the sensors still read',
     const r = await node.read();
     assert.ok(r.health.some((h) => h.startsWith('charger-fault:') && h.includes('"batteryOvervoltage":true')));
     node.virtual!.faults.chargerFaults(0);
+    node.virtual!.faults.i2cReadErrors(0x6a, Infinity);
+    const failing = await node.read();
+    assert.equal(failing.charger.ok, false);
+    assert.match(failing.charger.error!, /BQ25895 charger at 0x6a: I2C transfer failed after 3 attempts: EIO/, 'named as when it is missing');
+    node.virtual!.faults.i2cReadErrors(0x6a, 0);
     node.virtual!.faults.disappear(0x6a);
     const gone = await node.read();
     assert.equal(gone.charger.ok, false);

@@ -4,7 +4,7 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { EstimatorConfigSchema } from '../../gateway/estimator.js';
 import { loadGatewayModel } from '../../gateway/index.js';
 import { chainProfile } from '../../gateway/link.js';
@@ -46,7 +46,7 @@ function group(batteryJ: Record<string, number>, policy = 'foresight') {
     registry.state(id, { gamma: 1, powerMode: pm, batteryJ: j }, now);
     registry.applySolved(id, toParams(profile, profile.priorHarvestPmf), { qLim: 0.1, qEnergy: 0.1, qProc: 0.5, energyBinds: true, solves: 1, solveMs: 1, hash: id }, now);
   }
-  const scheduler = new SchedulerService({ fleet: 'f', policy, seed: 1 }, { registry, model, store: new NullStore(quiet), clock: systemClock, log: quiet });
+  const scheduler = new SchedulerService({ fleet: 'f', policy, seed: 1 }, { registry, model, store: new NullStore(quiet), clock: new RealClock(), log: quiet });
   return { registry, scheduler, g1 };
 }
 

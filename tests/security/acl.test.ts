@@ -10,7 +10,8 @@ import {
   encodeJson, NODE_PUBLISHES, NODE_SUBSCRIBES, NODE_TOPICS, nodeTopic, type NodeTopicKind,
 } from '../../protocol/index.js';
 import { birth, slotRecord } from '../support/protocol-messages.js';
-import { closedByBroker, FLEET, open, startTestGateway, until, type TestGateway } from './support.js';
+import { closedByBroker, FLEET, open, startTestGateway, type TestGateway } from './support.js';
+import { until } from '../../ground/until.js';
 
 const KINDS = Object.keys(NODE_TOPICS) as NodeTopicKind[];
 let t: TestGateway;

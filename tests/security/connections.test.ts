@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { nodeTopic } from '../../protocol/index.js';
 import { connectPacket, publishPacket, sendRaw } from '../fuzz/mqtt-raw.js';
-import { FLEET, login, open, startTestGateway, until, type TestGateway } from './support.js';
+import { FLEET, login, open, startTestGateway, type TestGateway } from './support.js';
+import { until } from '../../ground/until.js';
 
 const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;

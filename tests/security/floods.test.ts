@@ -13,14 +13,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { BrokerConfigSchema } from '../../gateway/broker/index.js';
-import { systemClock, type Clock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { nodeTopic } from '../../protocol/index.js';
 import { HeldSocket } from '../fuzz/held-socket.js';
 import { exchange, requestBytes, samples } from '../fuzz/http-raw.js';
 import { remainingLength, sendRaw } from '../fuzz/mqtt-raw.js';
 import { Field } from '../support/field.js';
 import { captureLog } from '../support/log.js';
-import { closedByBroker, FLEET, login, open, startTestGateway, until, type TestGateway } from './support.js';
+import { closedByBroker, FLEET, login, open, startTestGateway, type TestGateway } from './support.js';
+import { until } from '../../ground/until.js';
 
 let t: TestGateway;
 let observer: MqttClient;
@@ -68,7 +69,7 @@ test('a packet announcing 200 MiB is refused from its header, before any login',
 
 test('connects over the per-address rate are refused before the password check, until the minute has passed', async () => {
   let nowMs = 5_000_000;
-  const clock: Clock = { ...systemClock, now: () => nowMs };
+  const clock = new (class extends RealClock { override now() { return nowMs; } })();
   const limit = 6;
   const g = await startTestGateway({ nodes: ['node-a'], clock, broker: { connectsPerMinutePerAddress: limit } });
   try {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { addNode } from '../../gateway/broker/index.js';
-import { systemClock, type Clock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import {
@@ -19,7 +19,8 @@ import {
 } from '../../protocol/index.js';
 import { captureLog, type Captured } from '../support/log.js';
 import { slotRecord } from '../support/protocol-messages.js';
-import { FLEET, open, until } from './support.js';
+import { FLEET, open } from './support.js';
+import { until } from '../../ground/until.js';
 
 const KEY = 'node-bounds-api-key-3c9e41';
 const ATTACKERS = ['pi-a', 'pi-panel', 'pi-b1', 'pi-b2', 'pi-b3', 'pi-b4', 'pi-b5', 'pi-c', 'pi-edge'];
@@ -52,7 +53,7 @@ const clients: MqttClient[] = [];
 const byNode = new Map<string, MqttClient>();
 /** The gateway's clock runs `offsetMs` ahead of the system's, so a test can let a minute pass. */
 let offsetMs = 0;
-const clock: Clock = { ...systemClock, now: () => Date.now() + offsetMs };
+const clock = new (class extends RealClock { override now() { return Date.now() + offsetMs; } })();
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'heliomesh-node-bounds-'));

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { addNode, loadCredentials } from '../../gateway/broker/index.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGatewayOnAnyBroker } from '../../gateway/index.js';
 import { login, startTestGateway } from './support.js';
@@ -99,7 +99,7 @@ test('the external broker\'s password file is refused when others can read it', 
   writeFileSync(secret, 'hunter2-but-longer\n', { mode: 0o644 });
   chmodSync(secret, 0o644);
   const config = parseGatewayConfig({ broker: { external: { url: 'mqtt://127.0.0.1:1', username: 'gw', passwordPath: secret } } });
-  await assert.rejects(startGatewayOnAnyBroker(config, { clock: systemClock, log: pino({ level: 'silent' }) }), /mode 644.*chmod 600.*broker\.external\.passwordPath/);
+  await assert.rejects(startGatewayOnAnyBroker(config, { clock: new RealClock(), log: pino({ level: 'silent' }) }), /mode 644.*chmod 600.*broker\.external\.passwordPath/);
 });
 
 test('no password, right or wrong, reaches the gateway\'s log', async () => {

@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { addNode, type Broker, type BrokerConfigInput } from '../../gateway/broker/index.js';
-import { systemClock, type Clock } from '../../gateway/clock.js';
+import { RealClock, type Clock } from '../../ground/clock.js';
+import { until } from '../../ground/until.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import type { HttpConfigInput } from '../../gateway/http/index.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import { captureLog, type Captured } from '../support/log.js';
-import { until as waitUntil } from '../support/until.js';
 
 export const FLEET = 'sec';
 
@@ -47,7 +47,7 @@ export async function startTestGateway(opts: {
   const config = parseGatewayConfig({ fleet: FLEET, broker: { host: '127.0.0.1', port: 0, credentialsPath, ...opts.broker }, http: opts.http });
   let gw: Gateway;
   try {
-    gw = await startGateway(config, { clock: opts.clock ?? systemClock, log: cap.log });
+    gw = await startGateway(config, { clock: opts.clock ?? new RealClock(), log: cap.log });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
@@ -97,8 +97,6 @@ export async function closedByBroker(c: MqttClient): Promise<void> {
   if (!c.connected) return;
   await new Promise<void>((resolve) => c.once('close', () => resolve()));
 }
-
-export const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> => waitUntil(what, cond, ms);
 
 export interface GatewayProcess {
   /** The first JSON log line with this `msg`, once it has been written. */

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { BrokerConfigSchema } from '../../gateway/broker/index.js';
 import { nodeTopic } from '../../protocol/index.js';
 import { connectPacket, sendRaw } from '../fuzz/mqtt-raw.js';
-import { FLEET, login, open, startTestGateway, until, type TestGateway } from './support.js';
+import { FLEET, login, open, startTestGateway, type TestGateway } from './support.js';
+import { until } from '../../ground/until.js';
 
 let pki: string;
 const pem = (name: string) => readFileSync(join(pki, name));

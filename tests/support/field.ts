@@ -13,14 +13,14 @@ import { pino, type Logger } from 'pino';
 import { Agent } from '../../agent/index.js';
 import { parseAgentConfig, type AgentConfig } from '../../agent/config.js';
 import { addNode, type BrokerConfigInput } from '../../gateway/broker/index.js';
-import { systemClock } from '../../gateway/clock.js';
+import { RealClock } from '../../ground/clock.js';
+import { until } from '../../ground/until.js';
 import { parseGatewayConfig, type GatewayConfigInput } from '../../gateway/config.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import { ScaledClock } from '../../hardware/clock.js';
 import { bundledModelDir } from '../../models/bundled.js';
 import { readManifest } from '../../models/shards.js';
 import { exampleDoc } from '../agent/fixtures.js';
-import { until as waitUntil } from './until.js';
 
 /** A TCP relay between one agent and the broker that can go silent or drop the line. */
 class Relay {
@@ -174,7 +174,7 @@ export class Field {
         ...opts.gateway,
         fleet,
         broker: { ...opts.broker, host: '127.0.0.1', port: 0, credentialsPath },
-      }), { clock: systemClock, log: log.child({ part: 'gateway' }) });
+      }), { clock: new RealClock(), log: log.child({ part: 'gateway' }) });
       const brokerPort = gateway.broker.ports.mqtt;
       if (brokerPort === undefined) throw new Error('the field\'s gateway broker has no plain MQTT port');
       for (const s of specs) {
@@ -226,4 +226,3 @@ export class Field {
   }
 }
 
-export const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => waitUntil(what, cond, ms);
