@@ -1,7 +1,7 @@
 // Battery state from measurements: stored energy (J) and state of charge (%), by counting
 // the energy through the battery-side INA219 and correcting against the open-circuit
 // voltage whenever the battery has rested long enough for its terminal voltage to be the
-// OCV. Also integrates harvested energy from the solar-side INA219.
+// OCV. (The harvest is integrated by hardware/energy.ts.)
 
 export type Chemistry = 'li-ion' | 'lifepo4';
 
@@ -70,39 +70,6 @@ export function ocvSlopeVPerPct(curve: OcvCurve, socPct: number): number {
   return (v1 - v0) / (s1 - s0);
 }
 
-/**
- * Integrates power readings into energy, holding each reading until the next one. A gap
- * longer than `maxGapMs` (missed readings, a failed sensor) is not bridged: it is counted
- * in `unmeasuredMs`, so a consumer knows the total is missing that time.
- */
-export class EnergyIntegrator {
-  totalJ = 0;
-  unmeasuredMs = 0;
-  private slotStartJ = 0;
-  private last: { timeMs: number; powerW: number } | undefined;
-
-  constructor(readonly maxGapMs = 5 * 60_000) {}
-
-  add(timeMs: number, powerW: number): number {
-    let addedJ = 0;
-    if (this.last) {
-      const dtMs = timeMs - this.last.timeMs;
-      if (dtMs > this.maxGapMs) this.unmeasuredMs += dtMs;
-      else if (dtMs > 0) addedJ = (this.last.powerW * dtMs) / 1000;
-    }
-    this.totalJ += addedJ;
-    this.last = { timeMs, powerW };
-    return addedJ;
-  }
-
-  /** Energy since the previous call (or since the start), e.g. one scheduling slot's harvest. */
-  takeSlot(): number {
-    const slotJ = this.totalJ - this.slotStartJ;
-    this.slotStartJ = this.totalJ;
-    return slotJ;
-  }
-}
-
 export interface BatteryEstimatorOptions {
   capacityWh: number;
   chemistry: Chemistry;
@@ -142,7 +109,7 @@ export interface BatteryEstimate {
   resting: boolean;
   /** The last update pulled the SoC towards the OCV. */
   ocvCorrected: boolean;
-  /** Time not covered by readings (see EnergyIntegrator). */
+  /** Time not covered by readings: gaps beyond maxGapMs. */
   unmeasuredMs: number;
   lastSampleMs: number | null;
 }

@@ -1,9 +1,9 @@
 // Battery estimator: OCV curves, coulomb (energy) counting, rest detection and OCV
-// correction, gaps, and the harvest integrator.
+// correction, and gaps.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  BatteryEstimator, EnergyIntegrator, OCV_CURVES, ocvAt, ocvSlopeVPerPct, socFromOcv, validateOcvCurve,
+  BatteryEstimator, OCV_CURVES, ocvAt, ocvSlopeVPerPct, socFromOcv, validateOcvCurve,
 } from '../../hardware/battery.js';
 
 test('OCV curves interpolate and invert', () => {
@@ -68,17 +68,4 @@ test('no OCV correction on a flat segment (LiFePO4 plateau)', () => {
   for (let t = 0; t <= 300 * 60_000; t += 60_000) e.update({ timeMs: t, voltageV: v, currentA: 0 });
   assert.ok(Math.abs(e.estimate.socPct - 40) < 1e-9, 'the plateau says too little to correct');
   assert.equal(e.estimate.ocvCorrected, false);
-});
-
-test('harvest integrator: slots, totals and gaps', () => {
-  const h = new EnergyIntegrator(120_000);
-  h.add(0, 5);
-  h.add(60_000, 7);
-  assert.equal(h.takeSlot(), 300);
-  h.add(120_000, 0);
-  assert.equal(h.takeSlot(), 420);
-  h.add(600_000, 3); // 8 min gap
-  assert.equal(h.takeSlot(), 0);
-  assert.equal(h.unmeasuredMs, 480_000);
-  assert.equal(h.totalJ, 720);
 });
