@@ -9,6 +9,7 @@ import { buildNode, type NodeHardware } from '../hardware/node.js';
 import { selectBackend } from '../models/backend.js';
 import { PROTOCOL_VERSION, type Command, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';
 import { capacityJ, profileOf, thresholdsJ, type AgentConfig, type ThresholdsJ } from './config.js';
+import { budget, within } from './deadline.js';
 import { Ledger, type BatteryLevel } from './ledger.js';
 import { Link } from './link.js';
 import { PowerPolicy } from './power.js';
@@ -37,13 +38,6 @@ export interface ServiceNotify {
   ready(): void;
   alive(): void;
   stopping(): void;
-}
-
-/** Resolves with the promise's value, or 'late' once `ms` of real time have passed. */
-function within<T>(p: Promise<T>, ms: number): Promise<T | 'late'> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), Math.max(0, ms)); });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** Runs argv without a shell; a failure is reported, never ignored. */
@@ -167,7 +161,7 @@ export class Agent {
         rejectUnauthorized: tls.rejectUnauthorized,
       } : undefined,
       keepaliveS: config.gateway.keepaliveS, reconnectMinMs: config.gateway.reconnectMinMs, reconnectMaxMs: config.gateway.reconnectMaxMs,
-      spool, birth, log,
+      spool, clock, birth, log,
       onCommand: (cmd) => ref.agent!.command(cmd, shutdown),
       onJobIn: (payload) => {
         worker?.handle(payload, (out) => link.publishJobOut(out), policy.acceptsJobs() && !ref.agent?.profiling)
@@ -292,8 +286,8 @@ export class Agent {
   }
 
   /**
-   * Stops sampling, closes the partial slot, and spends at most `deadlineMs` (real time;
-   * default stopFlushMs) on the network: held jobs reported, the spool flushed, the offline
+   * Stops sampling, closes the partial slot, and spends at most `deadlineMs` of the clock's
+   * time (default stopFlushMs) on the network: held jobs reported, the spool flushed, the offline
    * state, the disconnect. Past the deadline the connection is dropped; what the broker has
    * not acknowledged stays in the spool for the next start.
    */
@@ -301,8 +295,7 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     this.notify?.stopping();
-    const endBy = performance.now() + deadlineMs;
-    const left = () => Math.max(0, endBy - performance.now());
+    const left = budget(this.hardware.clock, deadlineMs);
     // The slot timer goes first: no slot closes on it once the stop has begun.
     const nextSeq = this.ledger.nextSeq;
     this.ledger.stop();
@@ -313,7 +306,7 @@ export class Agent {
       await this.ledger.closeSlot().catch((err: Error) => this.log.warn({ err: err.message }, 'last slot not closed'));
     }
     if (this.worker && this.link.connected) {
-      const abandoned = await within(this.worker.abandon((p) => this.link.publishJobOut(p), `node stopping: ${reason}`.slice(0, 1000))
+      const abandoned = await within(this.hardware.clock, this.worker.abandon((p) => this.link.publishJobOut(p), `node stopping: ${reason}`.slice(0, 1000))
         .catch((err: Error) => this.log.warn({ err: err.message }, 'held jobs not reported')), left());
       if (abandoned === 'late') this.log.warn({ deadlineMs }, 'held jobs not reported by the stop deadline');
       else if (abandoned) this.log.warn({ jobs: abandoned, reason }, 'held jobs reported failed');
