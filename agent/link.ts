@@ -36,6 +36,16 @@ export interface LinkOptions {
   spool: Spool;
   /** What the reconnect backoff, the flush and the close deadlines are counted on. */
   clock: Clock;
+  log: LinkLog;
+  /** Spooled messages in flight at once. */
+  maxInflight?: number;
+}
+
+/**
+ * What the link asks of the node once it connects (given to start(), so the link can be
+ * built before the parts that answer it). Until then the link only spools.
+ */
+export interface LinkNode {
   /** The retained online state, built fresh at every connect (the profile may have changed). */
   birth(): StateMessage;
   /** Runs a validated command; its return value is the reply's result. Throwing answers ok: false. */
@@ -47,9 +57,6 @@ export interface LinkOptions {
    * will continue or cancel what the node held under the old session.
    */
   onSessionLost?(): void;
-  log: LinkLog;
-  /** Spooled messages in flight at once. */
-  maxInflight?: number;
 }
 
 /** What arrived on the node's own topics, and what of it was refused (ping reports these). */
@@ -88,6 +95,7 @@ export class Link {
   readonly topics: Record<NodeTopicKind, string>;
   readonly counters: LinkCounters = { commands: 0, commandsRefused: 0, commandsFailed: 0, jobMessages: 0 };
   private client: MqttClient | undefined;
+  private node: LinkNode | undefined;
   private readonly inflight = new Set<number>();
   private backoffMs: number;
   private drainWaiters: Array<() => void> = [];
@@ -111,7 +119,8 @@ export class Link {
     return this.client?.connected ?? false;
   }
 
-  start(): void {
+  start(node: LinkNode): void {
+    this.node = node;
     const willState: StateMessage = { v: PROTOCOL_VERSION, status: 'offline', nodeId: this.o.nodeId, reason: 'connection lost' };
     const opts: IClientOptions = {
       // The gateway's broker requires client id = node id = username (one session per node).
@@ -137,11 +146,11 @@ export class Link {
       this.backoffMs = this.o.reconnectMinMs;
       this.status = { ...this.status, state: 'connected', attempts: 0, lastError: null };
       this.o.log.info({ url: this.o.url, sessionPresent: connack.sessionPresent }, 'connected to the gateway broker');
-      client.publish(this.topics.state, encodeJson(this.o.birth()), { qos: 1, retain: true }, (err) => {
+      client.publish(this.topics.state, encodeJson(node.birth()), { qos: 1, retain: true }, (err) => {
         if (err) this.o.log.warn({ err: err.message }, 'birth not acknowledged');
       });
       if (!connack.sessionPresent) {
-        if (this.connects > 1) this.o.onSessionLost?.();
+        if (this.connects > 1) node.onSessionLost?.();
         client.subscribe([this.topics.cmd, this.topics.jobIn], { qos: 1 }, (err, granted) => {
           if (err) this.o.log.error({ err: err.message }, 'subscribing to commands failed');
           else if (granted?.some((g) => g.qos === 128)) this.o.log.error({ granted }, 'the broker refused a subscription: check the node ACL');
@@ -189,18 +198,18 @@ export class Link {
     client.on('message', (topic, payload) => {
       if (topic === this.topics.cmd) {
         this.counters.commands++;
-        void this.command(payload);
+        void this.command(node, payload);
       } else if (topic === this.topics.jobIn) {
         this.counters.jobMessages++;
-        this.o.onJobIn?.(payload);
+        node.onJobIn?.(payload);
       }
     });
   }
 
   /** Publishes the retained online state again (after the profile changed). */
   announce(): void {
-    if (!this.client?.connected) return; // the next connect publishes it anyway
-    this.client.publish(this.topics.state, encodeJson(this.o.birth()), { qos: 1, retain: true }, (err) => {
+    if (!this.client?.connected || !this.node) return; // the next connect publishes it anyway
+    this.client.publish(this.topics.state, encodeJson(this.node.birth()), { qos: 1, retain: true }, (err) => {
       if (err) this.o.log.warn({ err: err.message }, 'state update not acknowledged');
     });
   }
@@ -269,7 +278,7 @@ export class Link {
     return (await within(this.o.clock, emptied, timeoutMs)) === true;
   }
 
-  private async command(payload: Buffer): Promise<void> {
+  private async command(node: LinkNode, payload: Buffer): Promise<void> {
     const parsed = parseCommand(payload);
     let reply: CommandReply;
     if (!parsed.ok) {
@@ -278,7 +287,7 @@ export class Link {
       reply = { v: PROTOCOL_VERSION, id: commandIdOf(payload), ok: false, error: parsed.error.slice(0, 1000) };
     } else {
       try {
-        const result = await this.o.onCommand(parsed.value);
+        const result = await node.onCommand(parsed.value);
         reply = { v: PROTOCOL_VERSION, id: parsed.value.id, ok: true, ...(result ? { result } : {}) };
       } catch (err) {
         this.counters.commandsFailed++;

@@ -36,9 +36,9 @@ function slot(seq: number): SlotRecord {
 function makeLink(port: number, spool: Spool, onCommand = async () => undefined as Record<string, unknown> | undefined, clock: Clock = new RealClock()): Link {
   const link = new Link({
     url: `mqtt://127.0.0.1:${port}`, fleet: 't', nodeId: 'pi-01', keepaliveS: 5, reconnectMinMs: 50, reconnectMaxMs: 400,
-    spool, clock, birth, onCommand, log: quiet,
+    spool, clock, log: quiet,
   });
-  link.start();
+  link.start({ birth, onCommand });
   return link;
 }
 
@@ -168,9 +168,9 @@ test('reconnect attempts back off, doubling up to the maximum', async (t) => {
   });
   const link = new Link({
     url: `mqtt://127.0.0.1:${port}`, fleet: 't', nodeId: 'pi-01', keepaliveS: 5, reconnectMinMs: 40, reconnectMaxMs: 320,
-    spool, clock: new RealClock(), birth, onCommand: async () => undefined, log: quiet,
+    spool, clock: new RealClock(), log: quiet,
   });
-  link.start();
+  link.start({ birth, onCommand: async () => undefined });
   await new Promise((r) => setTimeout(r, 1800));
   await link.kill();
   const gaps = attempts.slice(1).map((a, i) => a - attempts[i]!);
