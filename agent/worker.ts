@@ -63,6 +63,7 @@ export class ForwardCpuMeter {
   /** CPU time inside forwards, µs (user + system, all threads). */
   private busyUs = 0;
   private sampledUs = 0;
+  /** Real time, whatever the node's clock: CPU time is real, so its share is of real time. */
   private sampledAtMs = performance.now();
   private share = 0;
 
