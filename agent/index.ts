@@ -172,6 +172,7 @@ export class Agent {
     });
     const agent = new Agent(config, hardware, spool, seq, ledger, policy, link, worker, log, deps.notify);
 
+    // Every part is built; now they are connected, and the node starts.
     if (worker) {
       worker.meter = ledger;
       worker.powerMode = () => policy.powerMode();
