@@ -1,7 +1,9 @@
 // Battery state from measurements: stored energy (J) and state of charge (%), by counting
 // the energy through the battery-side INA219 and correcting against the open-circuit
 // voltage whenever the battery has rested long enough for its terminal voltage to be the
-// OCV. (The harvest is integrated by hardware/energy.ts.)
+// OCV. The energy through the terminals is integrated by the node's one integrator
+// (hardware/energy.ts), as the harvest and the consumption are.
+import { EnergyIntegrator } from './energy.js';
 
 export type Chemistry = 'li-ion' | 'lifepo4';
 
@@ -121,7 +123,7 @@ export class BatteryEstimator {
   private last: BatterySample | undefined;
   private restSinceMs: number | null = null;
   private ocvCorrected = false;
-  private unmeasuredMs = 0;
+  private readonly terminal: EnergyIntegrator;
   private readonly o: Required<Omit<BatteryEstimatorOptions, 'initialSocPct' | 'ocvCurve'>>;
 
   constructor(options: BatteryEstimatorOptions) {
@@ -141,23 +143,22 @@ export class BatteryEstimator {
       minOcvSlopeVPerPct: options.minOcvSlopeVPerPct ?? 0.004,
       maxGapMs: options.maxGapMs ?? 5 * 60_000,
     };
+    this.terminal = new EnergyIntegrator(this.o.maxGapMs);
   }
 
   update(sample: BatterySample): BatteryEstimate {
     this.ocvCorrected = false;
     if (this.energyJ === null) this.energyJ = (socFromOcv(this.curve, sample.voltageV) / 100) * this.capacityJ;
     const prev = this.last;
-    if (prev) {
-      const dtMs = sample.timeMs - prev.timeMs;
-      if (dtMs > this.o.maxGapMs) {
-        this.unmeasuredMs += dtMs;
-        this.restSinceMs = null; // unknown what happened in between
-      } else if (dtMs > 0) {
-        const terminalW = prev.voltageV * prev.currentA;
-        const storedW = terminalW >= 0 ? terminalW * this.o.chargeEfficiency : terminalW / this.o.dischargeEfficiency;
-        this.energyJ = clamp(this.energyJ + (storedW * dtMs) / 1000, 0, this.capacityJ);
-        this.correctTowardsOcv(sample, dtMs);
-      }
+    const interval = this.terminal.add(sample.timeMs, sample.voltageV * sample.currentA);
+    if (interval) {
+      // An interval's net terminal energy decides which efficiency applies to it.
+      const terminalJ = interval.energyJ;
+      const storedJ = terminalJ >= 0 ? terminalJ * this.o.chargeEfficiency : terminalJ / this.o.dischargeEfficiency;
+      this.energyJ = clamp(this.energyJ + storedJ, 0, this.capacityJ);
+      this.correctTowardsOcv(sample, interval.toMs - interval.fromMs);
+    } else if (prev && sample.timeMs - prev.timeMs > this.o.maxGapMs) {
+      this.restSinceMs = null; // unknown what happened in between
     }
     if (Math.abs(sample.currentA) >= this.o.restCurrentA) this.restSinceMs = null;
     else this.restSinceMs ??= sample.timeMs;
@@ -173,7 +174,7 @@ export class BatteryEstimator {
       socPct: (energyJ / this.capacityJ) * 100,
       resting: this.isResting(this.last?.timeMs ?? 0),
       ocvCorrected: this.ocvCorrected,
-      unmeasuredMs: this.unmeasuredMs,
+      unmeasuredMs: this.terminal.unmeasuredMs,
       lastSampleMs: this.last?.timeMs ?? null,
     };
   }

@@ -1,5 +1,6 @@
 // Power readings into energy: the one integrator the node uses, for the solar harvest
-// `heliomesh hw` reports and for the ledger's harvest and consumption per slot.
+// `heliomesh hw` reports, the battery estimator's energy through the terminals, and the
+// ledger's harvest and consumption per slot.
 //
 // The rule is the trapezoid: each interval between two good readings counts the mean of
 // its two end powers times its length. A reading is the power at one instant, not an
