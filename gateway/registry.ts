@@ -3,8 +3,8 @@
 // estimate, when it was last heard from and how many slot records went missing. It keeps
 // each node's q_lim up to date by re-solving off-thread. It returns facts: what the
 // policies see of a node (the group weights r_i of Eq. 6, availability) is built from them
-// by the live scheduler (gateway/router/scheduler.ts), which also knows the jobs it has
-// handed out.
+// by gateway/scheduler/view.ts for the live scheduler (gateway/router/scheduler.ts), which
+// also knows the jobs it has handed out.
 //
 // The registry takes already validated messages in the gateway's own terms; the MQTT
 // subscription and the protocol's schemas sit in front of it. Time comes in with each
