@@ -67,7 +67,8 @@ export const agentConfigSchema = z.strictObject({
     maxBytes: z.number().int().min(4096).default(8 * 1024 * 1024),
   }),
   /**
-   * How long a stop may spend on the network (real ms): reporting held jobs, flushing the
+   * How long a stop may spend on the network (ms of the node's clock, like every period of
+   * the node: a sped-up node stops as fast as it runs): reporting held jobs, flushing the
    * spool, the offline state and the disconnect. After it the connection is dropped and the
    * process exits; what was not acknowledged stays in the spool. systemd's TimeoutStopSec
    * in deploy/systemd/heliomesh-agent.service must stay above it.

@@ -2,16 +2,18 @@
 // policy, the MQTT link and the block worker from one validated config, and wires them.
 // Nothing below this file reads files, the environment or the wall clock on its own.
 import { execFile } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Clock } from '../ground/clock.js';
-import { buildNode, type NodeHardware } from '../hardware/node.js';
+import { buildNode, type NodeHardware, type NodeReading } from '../hardware/node.js';
 import { selectBackend } from '../models/backend.js';
 import { PROTOCOL_VERSION, thresholdProblems, type Command, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';
 import { capacityJ, profileOf, thresholdsJ, type AgentConfig, type ThresholdsJ } from './config.js';
+import { budget, within } from './deadline.js';
 import { Ledger, type BatteryLevel } from './ledger.js';
-import { Link } from './link.js';
-import { PowerPolicy } from './power.js';
+import { Link, type LinkOptions } from './link.js';
+import { PowerPolicy, type PowerActions } from './power.js';
 import { profileModes } from './profile.js';
 import { SeqStore } from './seq.js';
 import { Spool } from './spool.js';
@@ -39,19 +41,82 @@ export interface ServiceNotify {
   stopping(): void;
 }
 
-/** Resolves with the promise's value, or 'late' once `ms` of real time have passed. */
-function within<T>(p: Promise<T>, ms: number): Promise<T | 'late'> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), Math.max(0, ms)); });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-
 /** Runs argv without a shell; a failure is reported, never ignored. */
 export function commandShutdown(argv: string[], log: Logger): (reason: string) => Promise<void> {
   return (reason) => new Promise((resolve, reject) => {
     log.warn({ argv, reason }, 'running the shutdown command');
     execFile(argv[0]!, argv.slice(1), (err, _out, stderr) => (err ? reject(new Error(`${argv.join(' ')} failed: ${err.message} ${stderr}`)) : resolve()));
   });
+}
+
+/** What the power policy tells the agent, which is built after it. */
+interface PolicyAlarms {
+  critical: [level: BatteryLevel];
+}
+
+/** The policy's actions on the parts built before it; the critical level is raised as an alarm. */
+function policyActions(hardware: NodeHardware, worker: BlockWorker | undefined, link: Link, alarms: EventEmitter<PolicyAlarms>): PowerActions {
+  return {
+    applyMode: (name) => hardware.applyPowerMode(name),
+    enterSaving: async () => (worker ? worker.enterSaving((p) => link.publishJobOut(p)) : 'no worker: nothing held'),
+    leaveSaving: () => worker?.leaveSaving(),
+    publishEvent: (e) => {
+      link.send('event', e);
+      // The retained birth carries γ: a gateway that starts later must not see a stale one.
+      if (e.kind === 'power-saving-enter' || e.kind === 'power-saving-exit') link.announce();
+    },
+    critical: async (level) => {
+      alarms.emit('critical', level);
+    },
+  };
+}
+
+/** The block worker of the configured model, drawing on the virtual node's plant while it computes. */
+async function loadWorker(config: AgentConfig, hardware: NodeHardware, clock: Clock, log: Logger): Promise<BlockWorker | undefined> {
+  if (!config.model) return undefined;
+  const backend = await selectBackend();
+  log.info({ backend: backend.name, detail: backend.detail, skipped: backend.skipped }, 'TF.js backend selected');
+  return BlockWorker.load({
+    ...config.model, ...config.worker, clock, log,
+    // The virtual node draws for the forwards' measured CPU time, not for the time a job is
+    // held: the busy share of this host's cores stands for that of the node's online cores.
+    onBusy: (busy, cpu) => {
+      const v = hardware.virtual;
+      if (!v) return;
+      if (busy) v.plant.setComputeLoad(cpu);
+      v.setJobRunning(busy); // brings the plant up to now (sampling the meter) before the change
+      if (!busy) v.plant.setComputeLoad(undefined);
+    },
+  });
+}
+
+/** The link's connection settings, with the TLS files the config names read here. */
+function linkOptions(config: AgentConfig, spool: Spool, clock: Clock, log: Logger): LinkOptions {
+  const { tls, ...gateway } = config.gateway;
+  const read = (path: string | undefined) => (path ? readFileSync(path) : undefined);
+  return {
+    url: gateway.url, fleet: config.fleet, nodeId: config.nodeId, username: gateway.username, password: gateway.password,
+    tls: tls.caFile || tls.certFile ? { ca: read(tls.caFile), cert: read(tls.certFile), key: read(tls.keyFile), rejectUnauthorized: tls.rejectUnauthorized } : undefined,
+    keepaliveS: gateway.keepaliveS, reconnectMinMs: gateway.reconnectMinMs, reconnectMaxMs: gateway.reconnectMaxMs,
+    spool, clock, log,
+  };
+}
+
+/**
+ * What every turn of the sample loop does besides metering: feed the watchdog (if the loop
+ * stops turning, the node must restart) and send telemetry at its own period.
+ */
+function sampleTurn(config: AgentConfig, link: Link, notify: ServiceNotify | undefined): (reading: NodeReading) => void {
+  let lastTelemetryMs = -Infinity;
+  return (reading) => {
+    notify?.alive();
+    if (config.telemetryPeriodMs <= 0 || reading.monotonicMs - lastTelemetryMs < config.telemetryPeriodMs) return;
+    lastTelemetryMs = reading.monotonicMs;
+    link.send('telemetry', {
+      v: PROTOCOL_VERSION, nodeId: config.nodeId, atMs: Math.round(reading.timeMs),
+      sensors: reading.sensors.map((s) => ({ name: s.name.slice(0, 40), ok: s.ok, busVoltageV: s.busVoltageV, currentMa: s.currentMa, powerMw: s.powerMw })),
+    });
+  };
 }
 
 export class Agent {
@@ -63,6 +128,7 @@ export class Agent {
     readonly config: AgentConfig,
     readonly hardware: NodeHardware,
     readonly spool: Spool,
+    private readonly seq: SeqStore,
     readonly ledger: Ledger,
     readonly policy: PowerPolicy,
     readonly link: Link,
@@ -71,6 +137,7 @@ export class Agent {
     private readonly notify: ServiceNotify | undefined,
   ) {}
 
+  /** Builds the parts in order, each from those before it, then connects them and starts. */
   static async start(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
     const { clock, log } = deps;
     const shutdown = deps.shutdown ?? commandShutdown(config.shutdownCommand, log);
@@ -79,128 +146,90 @@ export class Agent {
     const spool = Spool.open({ dir: config.spool.dir, maxBytes: config.spool.maxBytes });
     const st = spool.stats();
     if (st.entries || st.tornBytes) log.info({ pending: st.entries, tornBytes: st.tornBytes }, 'spool reopened');
-
-    if (config.model) {
-      const backend = await selectBackend();
-      log.info({ backend: backend.name, detail: backend.detail, skipped: backend.skipped }, 'TF.js backend selected');
-    }
-    const worker = config.model ? BlockWorker.load({
-      ...config.model, ...config.worker, clock, log,
-      powerMode: () => ref.policy?.powerMode() ?? 0,
-      // The virtual node draws for the forwards' measured CPU time, not for the time a job is
-      // held: the busy share of this host's cores stands for that of the node's online cores.
-      onBusy: (busy, cpu) => {
-        const v = hardware.virtual;
-        if (!v) return;
-        if (busy) v.plant.setComputeLoad(cpu);
-        v.setJobRunning(busy); // brings the plant up to now (sampling the meter) before the change
-        if (!busy) v.plant.setComputeLoad(undefined);
-      },
-    }) : undefined;
-    // Late-bound: the policy's actions reach the link and the agent, built just below.
-    const ref: { link?: Link; agent?: Agent; policy?: PowerPolicy } = {};
-    const policy = new PowerPolicy({
-      nodeId: config.nodeId, clock, modes: config.powerModes, modeTable: config.modeTable, thresholds: thresholdsJ(config),
-      queue: () => worker?.queue() ?? 0,
-      log,
-      actions: {
-        applyMode: (name) => hardware.applyPowerMode(name),
-        enterSaving: async () => (worker ? worker.enterSaving((p) => ref.link?.publishJobOut(p)) : 'no worker: nothing held'),
-        leaveSaving: () => worker?.leaveSaving(),
-        publishEvent: (e) => {
-          ref.link?.send('event', e);
-          // The retained birth carries γ: a gateway that starts later must not see a stale one.
-          if (e.kind === 'power-saving-enter' || e.kind === 'power-saving-exit') ref.link?.announce();
-        },
-        critical: async (level: BatteryLevel) => {
-          // The last words get criticalFlushMs at most; the shutdown never waits on the network.
-          await ref.agent?.stop(`critical battery ${level.energyJ.toFixed(0)} J`, true, config.criticalFlushMs)
-            .catch((err: Error) => log.error({ err: err.message }, 'error while stopping at the critical level'));
-          await shutdown('critical battery').catch((err: Error) => log.error({ err: err.message }, 'shutdown action failed'));
-        },
-      },
-    });
-    ref.policy = policy;
-    let lastTelemetryMs = -Infinity;
     const seq = SeqStore.open({ dir: config.spool.dir, spool });
     if (seq.stats().fsFailures) log.error({ err: seq.stats().lastError }, 'cannot store the slot sequence: check the spool folder (disk full or read-only?)');
-    const ledger: Ledger = new Ledger({
+    const link = new Link(linkOptions(config, spool, clock, log));
+    const worker = await loadWorker(config, hardware, clock, log);
+    const alarms = new EventEmitter<PolicyAlarms>();
+    const policy = new PowerPolicy({
+      nodeId: config.nodeId, clock, modes: config.powerModes, modeTable: config.modeTable, thresholds: thresholdsJ(config),
+      queue: () => worker?.queue() ?? 0, log, actions: policyActions(hardware, worker, link, alarms),
+    });
+    const ledger = new Ledger({
       nodeId: config.nodeId, clock, source: hardware, policy, slotMs: config.slotMs, samplePeriodMs: 1000 / config.sampleHz,
       firstSeq: seq.nextSeq, seqStore: seq,
       onSeqError: (err) => log.error({ err }, 'cannot store the slot sequence: slot records wait in memory (disk full or read-only?)'),
       onSlot: (r) => {
-        ref.link?.send('slot', r);
+        link.send('slot', r);
         log.info({ seq: r.seq, harvestJ: r.harvestJ, consumedJ: r.consumedJ, batteryPct: r.batteryPct, gamma: r.gamma, powerMode: r.powerMode, degraded: r.degraded }, 'slot closed');
       },
-      onSample: (reading) => {
-        // The watchdog is fed by the loop that meters the battery: if it stops turning, the node must restart.
-        deps.notify?.alive();
-        if (config.telemetryPeriodMs <= 0 || reading.monotonicMs - lastTelemetryMs < config.telemetryPeriodMs) return;
-        lastTelemetryMs = reading.monotonicMs;
-        ref.link?.send('telemetry', {
-          v: PROTOCOL_VERSION, nodeId: config.nodeId, atMs: Math.round(reading.timeMs),
-          sensors: reading.sensors.map((s) => ({ name: s.name.slice(0, 40), ok: s.ok, busVoltageV: s.busVoltageV, currentMa: s.currentMa, powerMw: s.powerMw })),
-        });
-      },
+      onSample: sampleTurn(config, link, deps.notify),
       onError: (err) => {
         // A failing sensor is not a hung agent: a restart would not mend the bus.
         deps.notify?.alive();
         log.warn({ err: err.message }, 'sensor read failed');
       },
     });
+    const agent = new Agent(config, hardware, spool, seq, ledger, policy, link, worker, log, deps.notify);
 
-    if (worker) worker.meter = ledger;
-    const birth = (): StateMessage => ({
-      v: PROTOCOL_VERSION, status: 'online', nodeId: config.nodeId, atMs: Math.max(0, Math.round(clock.now())),
-      profile: profileOf(config, policy.modeTable.modes, policy.modeTable.modeTable, policy.thresholds, worker?.shard),
-      gamma: policy.gamma(), powerMode: policy.powerMode(), nextSeq: ledger.nextSeq, seqEpoch: seq.epoch,
-      ...(ledger.latest() ? { batteryJ: Math.max(0, ledger.latest()!.energyJ) } : {}),
-    });
-    const tls = config.gateway.tls;
-    const link: Link = new Link({
-      url: config.gateway.url, fleet: config.fleet, nodeId: config.nodeId,
-      username: config.gateway.username, password: config.gateway.password,
-      tls: tls.caFile || tls.certFile ? {
-        ca: tls.caFile ? readFileSync(tls.caFile) : undefined,
-        cert: tls.certFile ? readFileSync(tls.certFile) : undefined,
-        key: tls.keyFile ? readFileSync(tls.keyFile) : undefined,
-        rejectUnauthorized: tls.rejectUnauthorized,
-      } : undefined,
-      keepaliveS: config.gateway.keepaliveS, reconnectMinMs: config.gateway.reconnectMinMs, reconnectMaxMs: config.gateway.reconnectMaxMs,
-      spool, birth, log,
-      onCommand: (cmd) => ref.agent!.command(cmd, shutdown),
-      onJobIn: (payload) => {
-        worker?.handle(payload, (out) => link.publishJobOut(out), policy.acceptsJobs() && !ref.agent?.profiling)
-          .catch((err: Error) => log.warn({ err: err.message }, 'job message failed'));
-      },
-      // The gateway's cancels of a restart may not have got through; its successor knows
-      // nothing of these jobs, so they would hold their queue places until sessionIdleMs.
-      onSessionLost: () => {
-        if (!worker?.queue()) return;
-        void worker.abandon(async () => {}, 'the broker restarted: the gateway that sent the job is gone')
-          .then((n) => log.warn({ jobs: n }, 'held jobs dropped: the broker lost the session they came in'));
-      },
-    });
-    ref.link = link;
-    const agent: Agent = new Agent(config, hardware, spool, ledger, policy, link, worker, log, deps.notify);
-    ref.agent = agent;
-
+    // Every part is built; now they are connected, and the node starts.
+    if (worker) {
+      worker.meter = ledger;
+      worker.powerMode = () => policy.powerMode();
+    }
+    alarms.once('critical', (level) => void agent.critical(level, shutdown));
     let first = true;
     ledger.onBattery((b) => {
-      if (first) {
-        first = false;
-        void policy.initialise(b);
-      } else {
-        void policy.update(b);
-      }
+      void (first ? policy.initialise(b) : policy.update(b));
+      first = false;
     });
     await ledger.start();
     // A battery below critical at the first reading has already stopped the agent.
     if (agent.stopped) return agent;
-    link.start();
+    link.start({
+      birth: () => agent.birth(),
+      onCommand: (cmd) => agent.command(cmd, shutdown),
+      onJobIn: (payload) => agent.jobIn(payload),
+      onSessionLost: () => agent.sessionLost(),
+    });
     log.info({ nodeId: config.nodeId, fleet: config.fleet, group: config.group, gateway: config.gateway.url, slotMs: config.slotMs }, 'agent started');
     deps.notify?.ready();
     return agent;
+  }
+
+  /** The retained online state: the profile, γ, PM, the slot count and the battery. */
+  private birth(): StateMessage {
+    const { policy, ledger } = this;
+    const level = ledger.latest();
+    return {
+      v: PROTOCOL_VERSION, status: 'online', nodeId: this.config.nodeId, atMs: Math.max(0, Math.round(this.hardware.clock.now())),
+      profile: profileOf(this.config, policy.modeTable.modes, policy.modeTable.modeTable, policy.thresholds, this.worker?.shard),
+      gamma: policy.gamma(), powerMode: policy.powerMode(), nextSeq: ledger.nextSeq, seqEpoch: this.seq.epoch,
+      ...(level ? { batteryJ: Math.max(0, level.energyJ) } : {}),
+    };
+  }
+
+  private jobIn(payload: Buffer): void {
+    const worker = this.worker;
+    worker?.handle(payload, (out) => this.link.publishJobOut(out), this.policy.acceptsJobs() && !this.profiling)
+      .catch((err: Error) => this.log.warn({ err: err.message }, 'job message failed'));
+  }
+
+  /**
+   * The gateway's cancels of a restart may not have got through; its successor knows
+   * nothing of these jobs, so they would hold their queue places until sessionIdleMs.
+   */
+  private sessionLost(): void {
+    if (!this.worker?.queue()) return;
+    void this.worker.abandon(async () => {}, 'the broker restarted: the gateway that sent the job is gone')
+      .then((n) => this.log.warn({ jobs: n }, 'held jobs dropped: the broker lost the session they came in'));
+  }
+
+  /** The battery fell below the critical level: last words within criticalFlushMs at most, then the shutdown action, which never waits on the network. */
+  private async critical(level: BatteryLevel, shutdown: (reason: string) => Promise<void>): Promise<void> {
+    await this.stop(`critical battery ${level.energyJ.toFixed(0)} J`, true, this.config.criticalFlushMs)
+      .catch((err: Error) => this.log.error({ err: err.message }, 'error while stopping at the critical level'));
+    await shutdown('critical battery').catch((err: Error) => this.log.error({ err: err.message }, 'shutdown action failed'));
   }
 
   async command(cmd: Command, shutdown: (reason: string) => Promise<void>): Promise<Record<string, unknown> | undefined> {
@@ -293,8 +322,8 @@ export class Agent {
   }
 
   /**
-   * Stops sampling, closes the partial slot, and spends at most `deadlineMs` (real time;
-   * default stopFlushMs) on the network: held jobs reported, the spool flushed, the offline
+   * Stops sampling, closes the partial slot, and spends at most `deadlineMs` of the clock's
+   * time (default stopFlushMs) on the network: held jobs reported, the spool flushed, the offline
    * state, the disconnect. Past the deadline the connection is dropped; what the broker has
    * not acknowledged stays in the spool for the next start.
    */
@@ -302,8 +331,7 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     this.notify?.stopping();
-    const endBy = performance.now() + deadlineMs;
-    const left = () => Math.max(0, endBy - performance.now());
+    const left = budget(this.hardware.clock, deadlineMs);
     // The slot timer goes first: no slot closes on it once the stop has begun.
     const nextSeq = this.ledger.nextSeq;
     this.ledger.stop();
@@ -314,7 +342,7 @@ export class Agent {
       await this.ledger.closeSlot().catch((err: Error) => this.log.warn({ err: err.message }, 'last slot not closed'));
     }
     if (this.worker && this.link.connected) {
-      const abandoned = await within(this.worker.abandon((p) => this.link.publishJobOut(p), `node stopping: ${reason}`.slice(0, 1000))
+      const abandoned = await within(this.hardware.clock, this.worker.abandon((p) => this.link.publishJobOut(p), `node stopping: ${reason}`.slice(0, 1000))
         .catch((err: Error) => this.log.warn({ err: err.message }, 'held jobs not reported')), left());
       if (abandoned === 'late') this.log.warn({ deadlineMs }, 'held jobs not reported by the stop deadline');
       else if (abandoned) this.log.warn({ jobs: abandoned, reason }, 'held jobs reported failed');

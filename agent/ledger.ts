@@ -1,9 +1,10 @@
 // The energy ledger: samples the node's sensors on the clock, integrates power into joules
-// and closes one slot record every δ (SPEC.md §2). Energy is integrated only across
-// intervals bounded by two good samples (trapezoid rule); an interval with a failed read
-// is left out and the slot is flagged degraded, so a record can undercount but never
-// invent energy.
+// and closes one slot record every δ (SPEC.md §2). Energy is integrated by the node's one
+// integrator (hardware/energy.ts: the trapezoid, over intervals bounded by two good
+// samples); an interval with a failed read is left out and the slot is flagged degraded,
+// so a record can undercount but never invent energy.
 import { monotonicMs, type Clock, type Timer } from '../ground/clock.js';
+import { EnergyIntegrator } from '../hardware/energy.js';
 import type { NodeReading, SensorReading } from '../hardware/node.js';
 import type { SlotRecord } from '../protocol/index.js';
 import { PROTOCOL_VERSION } from '../protocol/index.js';
@@ -54,8 +55,6 @@ export interface BatteryLevel {
   atMs: number;
 }
 
-interface PowerPoint { atMs: number; harvestW: number | null; consumedW: number | null; consumedResolutionW: number }
-
 /** Solar power in; load power out, or, without a load sensor, the balance harvest − battery. */
 function powersOf(sensors: SensorReading[]): { harvestW: number | null; consumedW: number | null } {
   const by = (role: SensorReading['role']) => sensors.find((s) => s.role === role);
@@ -88,7 +87,10 @@ export class Ledger {
   private consumedW: number | null = null;
   private samples = 0;
   private health = new Set<string>();
-  private last: PowerPoint | null = null;
+  private readonly harvest = new EnergyIntegrator();
+  private readonly consumption = new EnergyIntegrator();
+  /** The consumption reading's resolution at the last sample, for the next interval's start. */
+  private lastResolutionW = 0;
   private charger: string | null = null;
   private battery: BatteryLevel | null = null;
   private sampleTimer: Timer | undefined;
@@ -208,7 +210,8 @@ export class Ledger {
       reading = await this.o.source.read();
     } catch (err) {
       this.health.add(`read-failed:${(err as Error).message.slice(0, 80)}`);
-      this.last = null;
+      this.harvest.restart();
+      this.consumption.restart();
       this.o.onError?.(err as Error);
       return null;
     }
@@ -216,25 +219,18 @@ export class Ledger {
     for (const h of reading.health) this.health.add(h);
     const p = powersOf(reading.sensors);
     // Intervals on monotonic time: an NTP step of the wall clock neither adds nor removes energy.
-    const point: PowerPoint = { atMs: reading.monotonicMs, ...p, consumedResolutionW: consumedResolutionW(reading.sensors, this.resolution) };
-    const prev = this.last;
-    if (prev && point.atMs > prev.atMs) {
-      const dtS = (point.atMs - prev.atMs) / 1000;
-      if (prev.harvestW !== null && point.harvestW !== null) this.harvestJ += ((prev.harvestW + point.harvestW) / 2) * dtS;
-      if (prev.consumedW !== null && point.consumedW !== null) {
-        const j = ((prev.consumedW + point.consumedW) / 2) * dtS;
-        this.consumedJ += j;
-        this.consumedTotal += j;
-        const i: MeteredInterval = {
-          fromMs: prev.atMs, toMs: point.atMs, fromW: prev.consumedW, toW: point.consumedW, energyJ: j,
-          fromResolutionW: prev.consumedResolutionW, toResolutionW: point.consumedResolutionW,
-        };
-        for (const l of this.intervalListeners) l(i);
-      }
+    const resolutionW = consumedResolutionW(reading.sensors, this.resolution);
+    this.harvestJ += this.harvest.add(reading.monotonicMs, p.harvestW)?.energyJ ?? 0;
+    const used = this.consumption.add(reading.monotonicMs, p.consumedW);
+    if (used) {
+      this.consumedJ += used.energyJ;
+      this.consumedTotal += used.energyJ;
+      const i: MeteredInterval = { ...used, fromResolutionW: this.lastResolutionW, toResolutionW: resolutionW };
+      for (const l of this.intervalListeners) l(i);
     }
     if (p.harvestW === null) this.health.add('harvest-unmeasured');
     if (p.consumedW === null) this.health.add('consumption-unmeasured');
-    this.last = point;
+    this.lastResolutionW = resolutionW;
     this.consumedW = p.consumedW;
     const c = reading.charger;
     this.charger = c.status?.chrgStat ?? c.pins?.state ?? (c.ok ? null : 'unreadable');

@@ -6,13 +6,16 @@
 // restart. Slot records, events and telemetry go through the spool: appended first,
 // published when connected, removed on PUBACK. Commands are validated and always answered
 // on cmd/reply. Closing is bounded: what the broker has not acknowledged by the deadline
-// stays in the spool, and the connection is dropped.
+// stays in the spool, and the connection is dropped. Backoffs and deadlines run on the
+// injected clock.
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { Clock, Timer } from '../ground/clock.js';
 import {
   PROTOCOL_VERSION, commandIdOf, encodeJson, isFrame, nodeTopics, parseCommand,
   type Command, type CommandReply, type NodeTopicKind, type StateMessage,
 } from '../protocol/index.js';
 import type { Log } from '../ground/log.js';
+import { budget, within } from './deadline.js';
 import type { Spool, SpoolClass } from './spool.js';
 
 export interface LinkOptions {
@@ -26,6 +29,18 @@ export interface LinkOptions {
   reconnectMinMs: number;
   reconnectMaxMs: number;
   spool: Spool;
+  /** What the reconnect backoff, the flush and the close deadlines are counted on. */
+  clock: Clock;
+  log: Log;
+  /** Spooled messages in flight at once. */
+  maxInflight?: number;
+}
+
+/**
+ * What the link asks of the node once it connects (given to start(), so the link can be
+ * built before the parts that answer it). Until then the link only spools.
+ */
+export interface LinkNode {
   /** The retained online state, built fresh at every connect (the profile may have changed). */
   birth(): StateMessage;
   /** Runs a validated command; its return value is the reply's result. Throwing answers ok: false. */
@@ -37,9 +52,6 @@ export interface LinkOptions {
    * will continue or cancel what the node held under the old session.
    */
   onSessionLost?(): void;
-  log: Log;
-  /** Spooled messages in flight at once. */
-  maxInflight?: number;
 }
 
 /** What arrived on the node's own topics, and what of it was refused (ping reports these). */
@@ -74,22 +86,16 @@ export interface ConnectionStatus {
 const BAD_CREDENTIALS = 4;
 const NOT_AUTHORIZED = 5;
 
-/** Resolves with the promise's value, or 'late' once `ms` (real time) have passed. */
-function within<T>(p: Promise<T>, ms: number): Promise<T | 'late'> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), Math.max(0, ms)); });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-
 export class Link {
   readonly topics: Record<NodeTopicKind, string>;
   readonly counters: LinkCounters = { commands: 0, commandsRefused: 0, commandsFailed: 0, jobMessages: 0 };
   private client: MqttClient | undefined;
+  private node: LinkNode | undefined;
   private readonly inflight = new Set<number>();
   private backoffMs: number;
   private drainWaiters: Array<() => void> = [];
   private closing = false;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private retryTimer: Timer | undefined;
   private status: ConnectionStatus;
   connects = 0;
 
@@ -108,7 +114,8 @@ export class Link {
     return this.client?.connected ?? false;
   }
 
-  start(): void {
+  start(node: LinkNode): void {
+    this.node = node;
     const willState: StateMessage = { v: PROTOCOL_VERSION, status: 'offline', nodeId: this.o.nodeId, reason: 'connection lost' };
     const opts: IClientOptions = {
       // The gateway's broker requires client id = node id = username (one session per node).
@@ -134,11 +141,11 @@ export class Link {
       this.backoffMs = this.o.reconnectMinMs;
       this.status = { ...this.status, state: 'connected', attempts: 0, lastError: null };
       this.o.log.info({ url: this.o.url, sessionPresent: connack.sessionPresent }, 'connected to the gateway broker');
-      client.publish(this.topics.state, encodeJson(this.o.birth()), { qos: 1, retain: true }, (err) => {
+      client.publish(this.topics.state, encodeJson(node.birth()), { qos: 1, retain: true }, (err) => {
         if (err) this.o.log.warn({ err: err.message }, 'birth not acknowledged');
       });
       if (!connack.sessionPresent) {
-        if (this.connects > 1) this.o.onSessionLost?.();
+        if (this.connects > 1) node.onSessionLost?.();
         client.subscribe([this.topics.cmd, this.topics.jobIn], { qos: 1 }, (err, granted) => {
           if (err) this.o.log.error({ err: err.message }, 'subscribing to commands failed');
           else if (granted?.some((g) => g.qos === 128)) this.o.log.error({ granted }, 'the broker refused a subscription: check the node ACL');
@@ -157,7 +164,7 @@ export class Link {
       } else if (this.status.state === 'connecting') {
         this.status.state = 'unreachable';
       }
-      this.retryTimer = setTimeout(() => {
+      this.retryTimer = this.o.clock.setTimeout(() => {
         this.retryTimer = undefined;
         if (this.closing) return;
         this.status.attempts++;
@@ -186,18 +193,18 @@ export class Link {
     client.on('message', (topic, payload) => {
       if (topic === this.topics.cmd) {
         this.counters.commands++;
-        void this.command(payload);
+        void this.command(node, payload);
       } else if (topic === this.topics.jobIn) {
         this.counters.jobMessages++;
-        this.o.onJobIn?.(payload);
+        node.onJobIn?.(payload);
       }
     });
   }
 
   /** Publishes the retained online state again (after the profile changed). */
   announce(): void {
-    if (!this.client?.connected) return; // the next connect publishes it anyway
-    this.client.publish(this.topics.state, encodeJson(this.o.birth()), { qos: 1, retain: true }, (err) => {
+    if (!this.client?.connected || !this.node) return; // the next connect publishes it anyway
+    this.client.publish(this.topics.state, encodeJson(this.node.birth()), { qos: 1, retain: true }, (err) => {
       if (err) this.o.log.warn({ err: err.message }, 'state update not acknowledged');
     });
   }
@@ -256,20 +263,17 @@ export class Link {
     }
   }
 
-  /** Resolves true once the spool is empty, false after `timeoutMs` (real time). */
-  flush(timeoutMs: number): Promise<boolean> {
-    if (this.o.spool.pending().length === 0) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const t = setTimeout(() => resolve(false), timeoutMs);
-      this.drainWaiters.push(() => {
-        clearTimeout(t);
-        resolve(true);
-      });
+  /** Resolves true once the spool is empty, false after `timeoutMs` of the clock's time. */
+  async flush(timeoutMs: number): Promise<boolean> {
+    if (this.o.spool.pending().length === 0) return true;
+    const emptied = new Promise<true>((resolve) => {
+      this.drainWaiters.push(() => resolve(true));
       this.drain();
     });
+    return (await within(this.o.clock, emptied, timeoutMs)) === true;
   }
 
-  private async command(payload: Buffer): Promise<void> {
+  private async command(node: LinkNode, payload: Buffer): Promise<void> {
     const parsed = parseCommand(payload);
     let reply: CommandReply;
     if (!parsed.ok) {
@@ -278,7 +282,7 @@ export class Link {
       reply = { v: PROTOCOL_VERSION, id: commandIdOf(payload), ok: false, error: parsed.error.slice(0, 1000) };
     } else {
       try {
-        const result = await this.o.onCommand(parsed.value);
+        const result = await node.onCommand(parsed.value);
         reply = { v: PROTOCOL_VERSION, id: parsed.value.id, ok: true, ...(result ? { result } : {}) };
       } catch (err) {
         this.counters.commandsFailed++;
@@ -294,30 +298,30 @@ export class Link {
 
   /**
    * Leaves: publishes the retained offline state (the will is for unclean ends) and
-   * disconnects, all within `deadlineMs` (real time). A broker that has not acknowledged by
+   * disconnects, all within `deadlineMs` of the clock's time. A broker that has not acknowledged by
    * then gets its connection dropped (MQTT.js end(true)); it publishes the will, which
    * says offline too.
    */
   async close(reason: string, deadlineMs = 10_000): Promise<void> {
     const client = this.client;
     if (!client || this.closing) return;
-    const endBy = performance.now() + deadlineMs;
-    clearTimeout(this.retryTimer);
+    const left = budget(this.o.clock, deadlineMs);
+    this.retryTimer?.cancel();
     this.retryTimer = undefined;
     if (client.connected) {
       const off: StateMessage = { v: PROTOCOL_VERSION, status: 'offline', nodeId: this.o.nodeId, reason: reason.slice(0, 200) };
-      const sent = await within(this.publishNow('state', encodeJson(off), true).then(() => true, (err: Error) => {
+      const sent = await within(this.o.clock, this.publishNow('state', encodeJson(off), true).then(() => true, (err: Error) => {
         this.o.log.warn({ err: err.message }, 'offline state not delivered');
         return false;
-      }), endBy - performance.now());
+      }), left());
       if (sent === 'late') this.o.log.warn({ deadlineMs }, 'offline state not acknowledged by the stop deadline; the broker publishes the will instead');
     }
     this.closing = true;
     this.status.state = 'closed';
-    const ended = await within(client.endAsync(), endBy - performance.now());
+    const ended = await within(this.o.clock, client.endAsync(), left());
     if (ended === 'late') {
       this.o.log.warn({ deadlineMs }, 'the broker did not take the disconnect by the stop deadline; dropping the connection');
-      await within(client.endAsync(true), 1000);
+      await within(this.o.clock, client.endAsync(true), 1000);
     }
   }
 
@@ -325,7 +329,7 @@ export class Link {
   async kill(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    clearTimeout(this.retryTimer);
+    this.retryTimer?.cancel();
     this.status.state = 'closed';
     await this.client?.endAsync(true);
   }

@@ -36,9 +36,9 @@ export interface WorkerOptions {
   sessionIdleMs: number;
   clock: Clock;
   log: Log;
-  /** Set later by the composition root (the ledger is built after the worker). */
+  /** Or connected later (`meter`): the composition root builds the ledger after the worker. */
   meter?: JobMeter;
-  /** The PM index in force, for the report. */
+  /** The PM index in force, for the report; or connected later (`powerMode`), as the policy is built after the worker. */
   powerMode?: () => number;
   /**
    * Told when the first held job starts computing and when the last one ends (the virtual
@@ -59,6 +59,7 @@ export class ForwardCpuMeter {
   /** CPU time inside forwards, µs (user + system, all threads). */
   private busyUs = 0;
   private sampledUs = 0;
+  /** Real time, whatever the node's clock: CPU time is real, so its share is of real time. */
   private sampledAtMs = performance.now();
   private share = 0;
 
@@ -135,9 +136,13 @@ export class BlockWorker {
   /** What the birth announces: the shard folder's name, the blocks and, when one file holds exactly them, its sha256. */
   readonly shard: { model: string; firstBlock: number; lastBlock: number; sha256?: string };
 
+  /** The PM index in force, for the reports. */
+  powerMode: () => number;
+
   private constructor(readonly stack: BlockStack, private readonly o: WorkerOptions, sha256: string | undefined) {
     this.shard = { model: basename(resolve(o.shardDir)), firstBlock: o.firstBlock, lastBlock: o.lastBlock, ...(sha256 ? { sha256 } : {}) };
     this.meter = o.meter;
+    this.powerMode = o.powerMode ?? (() => 0);
   }
 
   get meter(): JobMeter | undefined {
@@ -303,7 +308,7 @@ export class BlockWorker {
     const baselineW = this.energy.baselineW;
     const report: JobReport = {
       v: PROTOCOL_VERSION, type: 'report', jobId: job.jobId, sessionId: job.sessionId, ok, ...(error ? { error } : {}),
-      steps: job.steps, durationMs, energyJ: e.energyJ, ...(this.jobMeter ? { energyUncertaintyJ: e.uncertaintyJ } : {}), baselineW, powerMode: this.o.powerMode?.() ?? 0,
+      steps: job.steps, durationMs, energyJ: e.energyJ, ...(this.jobMeter ? { energyUncertaintyJ: e.uncertaintyJ } : {}), baselineW, powerMode: this.powerMode(),
     };
     this.o.log.info({ jobId: job.jobId, ok, steps: job.steps, durationMs, energyJ: e.energyJ, energyUncertaintyJ: e.uncertaintyJ, rawEnergyJ: e.rawJ, error }, 'job finished');
     await send(encodeJson(report));

@@ -28,7 +28,7 @@ export function registerAgent(program: Command): void {
     .option('--time-scale <x>', 'run the virtual clock x times faster than real time', positive)
     .option('--slot-ms <ms>', 'slot length δ in virtual ms (with --virtual)', positive)
     .option('--spool <dir>', 'spool folder (with --virtual; default a new temporary folder)')
-    .option('--stop-flush-ms <ms>', 'how long a stop may wait on the broker, in real ms (with --virtual; default 10000)', positive)
+    .option('--stop-flush-ms <ms>', 'how long a stop may wait on the broker, in ms of the node\'s clock (with --virtual; default 10000)', positive)
     .option('--pretty', 'human-readable logs (default when stdout is a terminal)')
     .action(async (opts: AgentCliOptions) => {
       await (await import('./agent-run.js')).runAgent(opts);

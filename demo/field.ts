@@ -102,7 +102,12 @@ function agentConfig(plan: NodePlan, o: { url: string; password: string; spoolDi
     nodeId: plan.nodeId,
     fleet: FLEET,
     group: plan.group,
-    gateway: { url: o.url, username: plan.nodeId, password: o.password, reconnectMinMs: 500, reconnectMaxMs: 5000 },
+    // The link's backoff and the stop's deadlines run on the node's clock; they wait on a
+    // broker that answers in host time, so they are scaled to last as long in wall time
+    // (within the config's bounds, which at a day a minute leave the last words 21 ms).
+    gateway: { url: o.url, username: plan.nodeId, password: o.password, reconnectMinMs: Math.round(500 * o.speed), reconnectMaxMs: Math.round(5000 * o.speed) },
+    stopFlushMs: Math.min(120_000, Math.round(10_000 * o.speed)),
+    criticalFlushMs: Math.min(30_000, Math.round(2_000 * o.speed)),
     hardware: plan.hardware,
     slotMs: o.slotMs,
     powerModes: plan.powerModes,

@@ -20,10 +20,11 @@ import { HomeAssistantDiscovery } from './homeassistant.js';
 import { HttpApi, type HttpConfig } from './http/index.js';
 import type { JobService } from './jobs.js';
 import { NodeLink } from './link.js';
+import { Outbox } from './outbox.js';
 import { Registry } from './registry.js';
 import { GatewayModel, Router } from './router/index.js';
 import { NodeSolver, SolverPool } from './solver-pool.js';
-import { brokerPoint, createStore, qLimPoint, slotPoint, statePoint, type NodeTags, type Store } from './store/index.js';
+import { brokerPoint, createStore, recordNodeHistory, type Store } from './store/index.js';
 
 export interface GatewayDeps {
   clock: Clock;
@@ -159,12 +160,6 @@ function noDelay(client: MqttClient): void {
   client.on('connect', apply);
 }
 
-/** Resolves once the broker has acknowledged every QoS 1 publish of `client`, or after `ms`. */
-async function acknowledged(client: MqttClient, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (Object.keys(client.outgoing).length > 0 && client.connected && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
-}
-
 /** The HTTP API's bearer key, from the config or the private file it names. */
 function apiKey(http: HttpConfig): string | undefined {
   if (!http.apiKeyFile) return http.apiKey;
@@ -197,18 +192,30 @@ function hasBroker(gw: Gateway<Broker | undefined>): gw is Gateway {
   return gw.broker !== undefined;
 }
 
+/** The broker's files the config names: the external broker's secrets, or the node credentials and TLS of the embedded one. */
+function brokerFiles(config: GatewayConfig): { external?: ExternalSecrets; credentials?: ReturnType<typeof loadCredentials>; tls?: { cert: Buffer; key: Buffer; ca?: Buffer } } {
+  if (config.broker.external) return { external: externalSecrets(config.broker.external) };
+  const tls = config.broker.tls;
+  return {
+    // The schema requires credentialsPath unless the broker is external.
+    credentials: config.broker.credentialsPath ? loadCredentials(config.broker.credentialsPath) : undefined,
+    tls: tls && { cert: readPem(tls.certPath, 'cert'), key: readPem(tls.keyPath, 'key'), ca: tls.caPath ? readPem(tls.caPath, 'ca') : undefined },
+  };
+}
+
+/** The registry, with the node solver's answers applied to it. */
+function nodeRegistry(config: GatewayConfig, solver: SolverPool, clock: Clock): Registry {
+  const nodeSolver = new NodeSolver(solver);
+  const registry = new Registry({ silenceMs: config.registry.silenceMs, xiLim: config.scheduler.xiLim, estimator: config.estimator }, nodeSolver);
+  nodeSolver.on('solved', (nodeId, params, solved) => registry.applySolved(nodeId, params, solved, clock.now()));
+  nodeSolver.on('failed', (nodeId, err) => registry.solveFailed(nodeId, err));
+  return registry;
+}
+
 /** Starts the gateway with its embedded broker, or as a client of the external broker `broker.external` names. */
 export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway<Broker | undefined>> {
   const { clock, log } = deps;
-  const external = config.broker.external && externalSecrets(config.broker.external);
-  // The schema requires credentialsPath unless the broker is external.
-  const credentials = external || !config.broker.credentialsPath ? undefined : loadCredentials(config.broker.credentialsPath);
-  const tlsFiles = !external && config.broker.tls && {
-    cert: readPem(config.broker.tls.certPath, 'cert'),
-    key: readPem(config.broker.tls.keyPath, 'key'),
-    ca: config.broker.tls.caPath ? readPem(config.broker.tls.caPath, 'ca') : undefined,
-  };
-
+  const files = brokerFiles(config);
   const backend = await selectBackend({ backend: config.model.backend });
   log.info({ backend: backend.name, detail: backend.detail }, 'TF.js backend selected for the model head');
   const model = loadGatewayModel(config.model.manifest, config.model.groups, Math.floor(clock.now() / 1000));
@@ -216,36 +223,34 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
 
   const store = createStore(config.store, { clock, log: log.child({ part: 'store' }) });
   const solver = new SolverPool({ threads: config.scheduler.solverThreads });
-  // Late-bound: the registry's offline events reach the router built below.
-  const late: { router?: Router; homeAssistant?: HomeAssistantDiscovery } = {};
-  const registry = wireRegistry(config, { clock, log: log.child({ part: 'registry' }), store, solver, late });
+  const registry = nodeRegistry(config, solver, clock);
+  recordNodeHistory(registry, { fleet: config.fleet, store, log: log.child({ part: 'registry' }) });
   let broker: Broker | undefined;
   let router: Router | undefined;
   try {
-    const mqtt = await openMqtt(config, { external, credentials, tls: tlsFiles || undefined }, deps);
+    const mqtt = await openMqtt(config, files, deps);
     broker = mqtt.broker;
     const client = mqtt.client;
     client.on('error', (err) => log.error({ err: err.message }, 'gateway MQTT client error'));
     noDelay(client);
+    const outbox = new Outbox(client, clock);
     const r = new Router(
       { fleet: config.fleet, policy: config.scheduler.policy, ...config.router },
       {
         model, registry, store, clock, log: log.child({ part: 'router' }),
-        publish: (topic, payload, qos) => client.publish(topic, payload, { qos }, (err) => {
-          if (err) log.warn({ topic, err: err.message }, 'job message not published');
-        }),
+        publish: (topic, payload, qos) => outbox.publish(topic, payload, { qos }, (err) => log.warn({ topic, err: err.message }, 'job message not published')),
       },
     );
     router = r;
-    late.router = r;
+    // A will or silence fails the hops waiting on the node at once (no hop timeout to sit out).
+    registry.on('down', (node, reason) => r.nodeDown(node.nodeId, reason));
     if (config.homeAssistant) {
-      late.homeAssistant = new HomeAssistantDiscovery({ ...config.homeAssistant, fleet: config.fleet }, {
+      const discovery = new HomeAssistantDiscovery({ ...config.homeAssistant, fleet: config.fleet }, {
         // Retained, so Home Assistant finds every node's device when it (re)starts.
-        publish: (m) => client.publish(m.topic, m.payload, { qos: 1, retain: true }, (err) => {
-          if (err) log.warn({ topic: m.topic, err: err.message }, 'Home Assistant discovery not published');
-        }),
+        publish: (m) => outbox.publish(m.topic, m.payload, { qos: 1, retain: true }, (err) => log.warn({ topic: m.topic, err: err.message }, 'Home Assistant discovery not published')),
         log: log.child({ part: 'homeassistant' }),
       });
+      registry.on('up', (node) => discovery.announce(node.nodeId, node.profile.group));
     }
     const link = new NodeLink(
       { fleet: config.fleet, levels: config.registry.levels, priorHarvestJ: config.registry.priorHarvestJ },
@@ -305,7 +310,7 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
         await r.close();
         // The router's cancels (QoS 1) must be through the broker before it stops, or every
         // node that served a job keeps its queue place until its session idles out.
-        await acknowledged(client, 2_000);
+        await outbox.acknowledged(2_000);
         await http?.close();
         model.dispose();
         // The embedded broker closes first: a node's record it acknowledged after our own
@@ -330,62 +335,4 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
     await store.close();
     throw err;
   }
-}
-
-/** The registry, its re-solving, and its events written to the store. */
-function wireRegistry(config: GatewayConfig, deps: { clock: Clock; log: Logger; store: Store; solver: SolverPool; late: { router?: Router; homeAssistant?: HomeAssistantDiscovery } }): Registry {
-  const { clock, log, store } = deps;
-  const tags = (nodeId: string, group: string): NodeTags => ({ fleet: config.fleet, node: nodeId, group });
-  const lastSlotMs = new Map<string, number>();
-  // The callbacks below run only after `registry` exists: solves start from its births.
-  const nodeSolver = new NodeSolver(
-    deps.solver,
-    (nodeId, params, solved) => registry.applySolved(nodeId, params, solved, clock.now()),
-    (nodeId, err) => registry.solveFailed(nodeId, err),
-  );
-  const registry: Registry = new Registry(
-    { silenceMs: config.registry.silenceMs, xiLim: config.scheduler.xiLim, estimator: config.estimator },
-    nodeSolver,
-    {
-      online(node, online, reason, atMs) {
-        log.info({ node: node.nodeId, group: node.profile.group, online, reason }, online ? 'node online' : 'node offline');
-        store.write(statePoint(tags(node.nodeId, node.profile.group), { online, reason, gamma: node.gamma, powerMode: node.powerMode }, atMs));
-        // A will or silence fails the hops waiting on the node at once (no hop timeout to sit out).
-        if (!online) deps.late.router?.nodeDown(node.nodeId, reason);
-        else deps.late.homeAssistant?.announce(node.nodeId, node.profile.group);
-      },
-      slot(node, r, seqGap, atMs) {
-        if (seqGap > 0) log.warn({ node: node.nodeId, seq: r.seq, missed: seqGap }, 'slot records missing');
-        // A node's spool drains in a burst after an outage, many records in one millisecond;
-        // InfluxDB keeps one point per series and time, so each node's slot points get
-        // strictly increasing times, or all but the last of the burst would be overwritten.
-        const timeMs = Math.max(Math.round(atMs), (lastSlotMs.get(node.nodeId) ?? -Infinity) + 1);
-        lastSlotMs.set(node.nodeId, timeMs);
-        store.write(slotPoint(tags(node.nodeId, node.profile.group), {
-          seq: r.seq,
-          batteryJ: r.batteryJ,
-          batteryPct: (100 * r.batteryJ) / node.profile.capacityJ,
-          harvestJ: r.harvestJ,
-          consumedJ: r.consumedJ,
-          energyQ: Math.floor(r.batteryJ / node.profile.quantumJ),
-          powerMode: r.powerMode,
-          gamma: r.gamma,
-          queue: r.queue,
-          seqGap,
-        }, timeMs));
-      },
-      solved(node, s, atMs) {
-        const { nodes, weights } = registry.members(node.profile.group);
-        const weight = weights[nodes.indexOf(node)];
-        log.debug({ node: node.nodeId, qLim: s.qLim, solves: s.solves, solveMs: s.solveMs }, 'q_lim solved');
-        store.write(qLimPoint(tags(node.nodeId, node.profile.group), {
-          qLim: s.qLim, qEnergy: s.qEnergy, qProc: s.qProc, energyBinds: s.energyBinds, solves: s.solves, weight,
-        }, atMs));
-      },
-      solveFailed(node, err) {
-        log.error({ node: node.nodeId, err: err.message }, 'q_lim solve failed; the node keeps its previous solution');
-      },
-    },
-  );
-  return registry;
 }

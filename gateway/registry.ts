@@ -1,15 +1,21 @@
 // Live state of every node: what its birth declared (group, shard, power modes, battery),
 // what its slot records and state reports say now (battery, γ, PM, queue), its harvest
 // estimate, when it was last heard from and how many slot records went missing. It keeps
-// each node's q_lim and the group weights r_i (Eq. 6) up to date by re-solving off-thread.
-// What the policies see of a node, availability included, is built from this state by the
-// live scheduler (gateway/router/scheduler.ts), which also knows the jobs it has handed out.
+// each node's q_lim up to date by re-solving off-thread. It returns facts: what the
+// policies see of a node (the group weights r_i of Eq. 6, availability) is built from them
+// by gateway/scheduler/view.ts for the live scheduler (gateway/router/scheduler.ts), which
+// also knows the jobs it has handed out.
 //
 // The registry takes already validated messages in the gateway's own terms; the MQTT
 // subscription and the protocol's schemas sit in front of it. Time comes in with each
 // call, so the same code runs on the live clock and in a simulated day.
+//
+// What happens to a node is told as events (RegistryEvents): whoever writes it down or acts
+// on it (the store's node history, the router, Home Assistant discovery) subscribes once it
+// exists.
+import { EventEmitter } from 'node:events';
 import { EstimatorConfigSchema, HarvestEstimator, totalVariation, type EstimatorConfig } from './estimator.js';
-import { DeviceModel, groupWeights, type DeviceParams, type ModeStep, type PowerModeSpec } from './scheduler/index.js';
+import { DeviceModel, type DeviceParams, type ModeStep, type PowerModeSpec } from './scheduler/index.js';
 import type { NodeSolver, Solved } from './solver-pool.js';
 
 /** The block range a node's birth says it holds (protocol `shard`). */
@@ -91,10 +97,16 @@ export interface NodeState {
 }
 
 export interface RegistryEvents {
-  online?(node: NodeState, online: boolean, reason: string, atMs: number): void;
-  slot?(node: NodeState, report: SlotReport, seqGap: number, atMs: number): void;
-  solved?(node: NodeState, solved: Solved, atMs: number): void;
-  solveFailed?(node: NodeState, err: Error): void;
+  /** The node came online: a birth, or heard from again after it was offline. */
+  up: [node: NodeState, reason: 'birth' | 'heard', atMs: number];
+  /** The node went offline: its will, or silence. */
+  down: [node: NodeState, reason: 'will' | 'silence', atMs: number];
+  /** A slot record was taken; `seqGap` records went missing before it (0 for a late one). */
+  slot: [node: NodeState, report: SlotReport, seqGap: number, atMs: number];
+  /** A new q_lim is in force for the node. */
+  solved: [node: NodeState, solved: Solved, atMs: number];
+  /** The node's chain could not be solved; it keeps its previous solution. */
+  solveFailed: [node: NodeState, err: Error];
 }
 
 export interface RegistryConfig {
@@ -107,14 +119,15 @@ export interface RegistryConfig {
 /** Gaps remembered per node for late records to fill: a day of 100 s slots. */
 const MISSING_KEPT = 1024;
 
-export class Registry {
+export class Registry extends EventEmitter<RegistryEvents> {
   private readonly nodes = new Map<string, NodeState>();
 
   constructor(
     private readonly config: RegistryConfig,
     private readonly solver: Pick<NodeSolver, 'update' | 'forget'>,
-    private readonly events: RegistryEvents = {},
-  ) {}
+  ) {
+    super();
+  }
 
   get(nodeId: string): NodeState | undefined {
     return this.nodes.get(nodeId);
@@ -164,7 +177,7 @@ export class Registry {
       model: undefined,
     };
     this.nodes.set(nodeId, node);
-    this.events.online?.(node, true, 'birth', atMs);
+    this.emit('up', node, 'birth', atMs);
     this.resolve(node, atMs);
     return rewound ? 'rewound' : continues ? 'continues' : 'afresh';
   }
@@ -183,7 +196,7 @@ export class Registry {
         if (!node.missing.delete(report.seq)) return 'duplicate';
         node.missedSlots--;
         node.estimator.add(report.harvestJ, report.slotStartMs);
-        this.events.slot?.(node, report, 0, atMs);
+        this.emit('slot', node, report, 0, atMs);
         return 'late';
       }
       gap = report.seq - node.lastSeq - 1;
@@ -200,7 +213,7 @@ export class Registry {
     node.powerMode = report.powerMode;
     node.queue = report.queue;
     node.estimator.add(report.harvestJ, report.slotStartMs);
-    this.events.slot?.(node, report, gap, atMs);
+    this.emit('slot', node, report, gap, atMs);
     this.resolve(node, atMs);
     return 'applied';
   }
@@ -234,13 +247,9 @@ export class Registry {
     return [...new Set([...this.nodes.values()].map((n) => n.profile.group))].sort();
   }
 
-  /** The group's nodes in a stable order, with their Eq. 6 weights r_i over the online ones. */
-  members(group: string): { nodes: NodeState[]; weights: number[] } {
-    const nodes = [...this.nodes.values()].filter((n) => n.profile.group === group).sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
-    // Over the online members: an offline node's capacity is not on offer, so it has no share.
-    const online = nodes.filter((n) => n.online);
-    const r = groupWeights(online.map((n) => n.solved?.qLim ?? 0));
-    return { nodes, weights: nodes.map((n) => (n.online ? r[online.indexOf(n)]! : 0)) };
+  /** The group's nodes in a stable order (what their weights and views are built over: gateway/scheduler/view.ts). */
+  members(group: string): NodeState[] {
+    return [...this.nodes.values()].filter((n) => n.profile.group === group).sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
   }
 
   /** Called with the solver's answer for the parameters last sent for this node. */
@@ -249,12 +258,12 @@ export class Registry {
     if (!node) return;
     node.solved = solved;
     node.model = new DeviceModel(params);
-    this.events.solved?.(node, solved, atMs);
+    this.emit('solved', node, solved, atMs);
   }
 
   solveFailed(nodeId: string, err: Error): void {
     const node = this.nodes.get(nodeId);
-    if (node) this.events.solveFailed?.(node, err);
+    if (node) this.emit('solveFailed', node, err);
   }
 
   private seen(nodeId: string, atMs: number): NodeState | undefined {
@@ -265,15 +274,15 @@ export class Registry {
     node.lastSeenMs = atMs;
     if (!node.online) {
       node.online = true;
-      this.events.online?.(node, true, 'heard', atMs);
+      this.emit('up', node, 'heard', atMs);
     }
     return node;
   }
 
-  private setOffline(node: NodeState, reason: string, atMs: number): void {
+  private setOffline(node: NodeState, reason: 'will' | 'silence', atMs: number): void {
     node.online = false;
     node.queue = 0;
-    this.events.online?.(node, false, reason, atMs);
+    this.emit('down', node, reason, atMs);
   }
 
   /** Re-solves when there is no solution yet or the harvest estimate has moved enough. */

@@ -5,6 +5,7 @@
 // estimate moves twice while a solve runs, the middle one is never computed; every answer
 // is applied as it comes, in order, so a late answer never replaces a newer one.
 import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import type { DeviceParams } from './scheduler/index.js';
 import type { SolveReply, SolveRequest } from './solver-worker.js';
@@ -144,19 +145,24 @@ export class SolverPool {
   }
 }
 
+/** What a NodeSolver reports: an answer for the parameters it was asked, or why there is none. */
+export interface NodeSolverEvents {
+  solved: [nodeId: string, params: DeviceParams, solved: Solved];
+  failed: [nodeId: string, err: Error];
+}
+
 /**
  * Latest-wins re-solving per node on top of a pool: at most one solve per node runs at a
- * time; a request made meanwhile waits, and a newer one replaces it.
+ * time; a request made meanwhile waits, and a newer one replaces it. Answers are events,
+ * so whoever applies them subscribes once it exists.
  */
-export class NodeSolver {
+export class NodeSolver extends EventEmitter<NodeSolverEvents> {
   private readonly running = new Set<string>();
   private readonly waiting = new Map<string, { params: DeviceParams; xiLim: number }>();
 
-  constructor(
-    private readonly pool: SolverPool,
-    private readonly onSolved: (nodeId: string, params: DeviceParams, solved: Solved) => void,
-    private readonly onError: (nodeId: string, err: Error) => void,
-  ) {}
+  constructor(private readonly pool: SolverPool) {
+    super();
+  }
 
   update(nodeId: string, params: DeviceParams, xiLim: number): void {
     if (this.pool.isClosed) return; // the gateway is stopping: no one will read the answer
@@ -166,9 +172,9 @@ export class NodeSolver {
     }
     this.running.add(nodeId);
     this.pool.solve(params, xiLim).then(
-      (solved) => this.done(nodeId, () => this.onSolved(nodeId, params, solved)),
+      (solved) => this.done(nodeId, () => this.emit('solved', nodeId, params, solved)),
       // Solves cut short by close() are not failures of the node's parameters.
-      (err: Error) => this.done(nodeId, () => (this.pool.isClosed ? undefined : this.onError(nodeId, err))),
+      (err: Error) => this.done(nodeId, () => (this.pool.isClosed ? undefined : this.emit('failed', nodeId, err))),
     );
   }
 

@@ -1,7 +1,9 @@
 // Battery state from measurements: stored energy (J) and state of charge (%), by counting
 // the energy through the battery-side INA219 and correcting against the open-circuit
 // voltage whenever the battery has rested long enough for its terminal voltage to be the
-// OCV. Also integrates harvested energy from the solar-side INA219.
+// OCV. The energy through the terminals is integrated by the node's one integrator
+// (hardware/energy.ts), as the harvest and the consumption are.
+import { EnergyIntegrator } from './energy.js';
 
 export type Chemistry = 'li-ion' | 'lifepo4';
 
@@ -70,39 +72,6 @@ export function ocvSlopeVPerPct(curve: OcvCurve, socPct: number): number {
   return (v1 - v0) / (s1 - s0);
 }
 
-/**
- * Integrates power readings into energy, holding each reading until the next one. A gap
- * longer than `maxGapMs` (missed readings, a failed sensor) is not bridged: it is counted
- * in `unmeasuredMs`, so a consumer knows the total is missing that time.
- */
-export class EnergyIntegrator {
-  totalJ = 0;
-  unmeasuredMs = 0;
-  private slotStartJ = 0;
-  private last: { timeMs: number; powerW: number } | undefined;
-
-  constructor(readonly maxGapMs = 5 * 60_000) {}
-
-  add(timeMs: number, powerW: number): number {
-    let addedJ = 0;
-    if (this.last) {
-      const dtMs = timeMs - this.last.timeMs;
-      if (dtMs > this.maxGapMs) this.unmeasuredMs += dtMs;
-      else if (dtMs > 0) addedJ = (this.last.powerW * dtMs) / 1000;
-    }
-    this.totalJ += addedJ;
-    this.last = { timeMs, powerW };
-    return addedJ;
-  }
-
-  /** Energy since the previous call (or since the start), e.g. one scheduling slot's harvest. */
-  takeSlot(): number {
-    const slotJ = this.totalJ - this.slotStartJ;
-    this.slotStartJ = this.totalJ;
-    return slotJ;
-  }
-}
-
 export interface BatteryEstimatorOptions {
   capacityWh: number;
   chemistry: Chemistry;
@@ -142,7 +111,7 @@ export interface BatteryEstimate {
   resting: boolean;
   /** The last update pulled the SoC towards the OCV. */
   ocvCorrected: boolean;
-  /** Time not covered by readings (see EnergyIntegrator). */
+  /** Time not covered by readings: gaps beyond maxGapMs. */
   unmeasuredMs: number;
   lastSampleMs: number | null;
 }
@@ -154,7 +123,7 @@ export class BatteryEstimator {
   private last: BatterySample | undefined;
   private restSinceMs: number | null = null;
   private ocvCorrected = false;
-  private unmeasuredMs = 0;
+  private readonly terminal: EnergyIntegrator;
   private readonly o: Required<Omit<BatteryEstimatorOptions, 'initialSocPct' | 'ocvCurve'>>;
 
   constructor(options: BatteryEstimatorOptions) {
@@ -174,23 +143,22 @@ export class BatteryEstimator {
       minOcvSlopeVPerPct: options.minOcvSlopeVPerPct ?? 0.004,
       maxGapMs: options.maxGapMs ?? 5 * 60_000,
     };
+    this.terminal = new EnergyIntegrator(this.o.maxGapMs);
   }
 
   update(sample: BatterySample): BatteryEstimate {
     this.ocvCorrected = false;
     if (this.energyJ === null) this.energyJ = (socFromOcv(this.curve, sample.voltageV) / 100) * this.capacityJ;
     const prev = this.last;
-    if (prev) {
-      const dtMs = sample.timeMs - prev.timeMs;
-      if (dtMs > this.o.maxGapMs) {
-        this.unmeasuredMs += dtMs;
-        this.restSinceMs = null; // unknown what happened in between
-      } else if (dtMs > 0) {
-        const terminalW = prev.voltageV * prev.currentA;
-        const storedW = terminalW >= 0 ? terminalW * this.o.chargeEfficiency : terminalW / this.o.dischargeEfficiency;
-        this.energyJ = clamp(this.energyJ + (storedW * dtMs) / 1000, 0, this.capacityJ);
-        this.correctTowardsOcv(sample, dtMs);
-      }
+    const interval = this.terminal.add(sample.timeMs, sample.voltageV * sample.currentA);
+    if (interval) {
+      // An interval's net terminal energy decides which efficiency applies to it.
+      const terminalJ = interval.energyJ;
+      const storedJ = terminalJ >= 0 ? terminalJ * this.o.chargeEfficiency : terminalJ / this.o.dischargeEfficiency;
+      this.energyJ = clamp(this.energyJ + storedJ, 0, this.capacityJ);
+      this.correctTowardsOcv(sample, interval.toMs - interval.fromMs);
+    } else if (prev && sample.timeMs - prev.timeMs > this.o.maxGapMs) {
+      this.restSinceMs = null; // unknown what happened in between
     }
     if (Math.abs(sample.currentA) >= this.o.restCurrentA) this.restSinceMs = null;
     else this.restSinceMs ??= sample.timeMs;
@@ -206,7 +174,7 @@ export class BatteryEstimator {
       socPct: (energyJ / this.capacityJ) * 100,
       resting: this.isResting(this.last?.timeMs ?? 0),
       ocvCorrected: this.ocvCorrected,
-      unmeasuredMs: this.unmeasuredMs,
+      unmeasuredMs: this.terminal.unmeasuredMs,
       lastSampleMs: this.last?.timeMs ?? null,
     };
   }

@@ -2,7 +2,8 @@
 // the virtual node — and one reading of all of them. The agent and `heliomesh hw` share it.
 // A failing part never fails the reading: it shows up as an error and a health flag.
 import { monotonicMs, type Clock } from '../ground/clock.js';
-import { BatteryEstimator, EnergyIntegrator, type BatteryEstimate } from './battery.js';
+import { BatteryEstimator, type BatteryEstimate } from './battery.js';
+import { EnergyIntegrator } from './energy.js';
 import { Bq25895, type Bq25895Adc, type Bq25895Faults, type Bq25895Status, type SolarSettings, anyFault } from './bq25895.js';
 import { ChargerPins, type PinChargerReading } from './chargerPins.js';
 import type { HardwareConfig, SensorConfig } from './config.js';
@@ -96,7 +97,8 @@ export class NodeHardware {
       capacityWh: b.capacityWh, chemistry: b.chemistry, ocvCurve: b.ocvCurve,
       chargeEfficiency: b.chargeEfficiency, dischargeEfficiency: b.dischargeEfficiency, initialSocPct: b.initialSocPct,
     });
-    this.harvest = new EnergyIntegrator();
+    // Readings minutes apart say nothing of the sun between them: such a gap is unmeasured.
+    this.harvest = new EnergyIntegrator(5 * 60_000);
     this.powerModes = Object.entries(config.cpu.modes).map(([name, m]) => ({ name, ...m }));
     if (charger.kind === 'mcp73871' || charger.kind === 'bq24074') {
       // An interrupt is a change by definition, even before the first read.
@@ -136,8 +138,8 @@ export class NodeHardware {
     const solar = sensors.find((s) => s.role === 'solar' && s.ok);
     // Energy is power × elapsed time, so it is integrated on monotonic time: a wall-clock
     // step would otherwise add (or lose) the step's length worth of energy.
-    if (solar) this.harvest.add(monoMs, solar.powerMw! / 1000);
-    else health.push('harvest-unmeasured');
+    this.harvest.add(monoMs, solar ? solar.powerMw! / 1000 : null);
+    if (!solar) health.push('harvest-unmeasured');
     const bat = sensors.find((s) => s.role === 'battery' && s.ok);
     let battery: BatteryEstimate | null = null;
     if (bat) battery = this.battery.update({ timeMs: monoMs, voltageV: bat.busVoltageV!, currentA: bat.currentMa! / 1000 });

@@ -7,7 +7,7 @@ import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { Clock } from '../../ground/clock.js';
+import type { Clock, Timer } from '../../ground/clock.js';
 import { declaredLength, readJson } from './body.js';
 import { serveCompletion, type CompletionDeps } from './completions.js';
 import type { HttpConfig } from './config.js';
@@ -126,15 +126,15 @@ export class HttpApi {
   }
 
   /**
-   * Stops listening, waits up to `graceMs` for the answers in flight to go out, then ends
-   * every connection; a stream still open then cancels its job.
+   * Stops listening, waits up to `graceMs` of the clock's time for the answers in flight to
+   * go out, then ends every connection; a stream still open then cancels its job.
    */
   async close(graceMs = 2_000): Promise<void> {
     this.stopAccepting();
     const answered = [...this.inFlight].map((res) => new Promise<void>((resolve) => res.once('close', () => resolve())));
-    let grace: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(answered), new Promise<void>((resolve) => (grace = setTimeout(resolve, graceMs)))]);
-    clearTimeout(grace);
+    let grace: Timer | undefined;
+    await Promise.race([Promise.all(answered), new Promise<void>((resolve) => (grace = this.deps.clock.setTimeout(resolve, graceMs)))]);
+    grace?.cancel();
     this.server.closeAllConnections();
     await this.closed;
   }

@@ -5,6 +5,7 @@ import type { BrokerCounters } from '../broker/index.js';
 import type { JobService } from '../jobs.js';
 import type { IgnoredCounters, LinkCounters } from '../link.js';
 import type { Registry } from '../registry.js';
+import { memberWeights } from '../scheduler/index.js';
 import type { StoreStats } from '../store/index.js';
 
 /** Everything the HTTP API reads from the running gateway, besides its jobs. */
@@ -49,7 +50,8 @@ export interface NodeView {
 export function nodeViews(registry: GatewaySources['registry']): NodeView[] {
   const out: NodeView[] = [];
   for (const group of registry.groups()) {
-    const { nodes, weights } = registry.members(group);
+    const nodes = registry.members(group);
+    const weights = memberWeights(nodes);
     nodes.forEach((n, i) => {
       const p = n.profile;
       out.push({

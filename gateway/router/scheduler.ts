@@ -21,7 +21,7 @@ import type { Clock } from '../../ground/clock.js';
 import type { SchedulerDecision, SchedulerView } from '../jobs.js';
 import type { NodeState, Registry } from '../registry.js';
 import { DEFAULT_QUEUE_CAPACITY } from '../../protocol/rules.js';
-import { POLICIES, deviceView, unavailableReason, type DeviceState, type DeviceView, type Policy } from '../scheduler/index.js';
+import { POLICIES, deviceView, memberWeights, unavailableReason, type DeviceState, type DeviceView, type Policy } from '../scheduler/index.js';
 import { decisionPoint, type Store } from '../store/index.js';
 import type { GatewayModel, ModelGroup } from './model.js';
 
@@ -128,7 +128,8 @@ export class SchedulerService {
    * `exclude` are the nodes this job gave up on.
    */
   views(group: ModelGroup, exclude: ReadonlySet<string> = new Set()): Candidates {
-    const { nodes, weights } = this.deps.registry.members(group.name);
+    const nodes = this.deps.registry.members(group.name);
+    const weights = memberWeights(nodes);
     const states = nodes.map((n, i): DeviceState => {
       const eMax = Math.floor(n.profile.capacityJ / n.profile.quantumJ);
       return {

@@ -2,7 +2,7 @@
 // the registry's node state and the router's jobs in hand) and the simulator (sim/network.ts,
 // from its own devices) both build what the policies see here, so a policy decides on the
 // same facts in both.
-import type { DeviceModel } from './metrics.js';
+import { groupWeights, type DeviceModel } from './metrics.js';
 import type { DeviceView } from './policies.js';
 import type { PowerModeSpec } from './types.js';
 
@@ -61,4 +61,16 @@ export function deviceView(s: DeviceState, out?: DeviceView): DeviceView {
   v.weight = s.weight;
   v.model = s.model;
   return v;
+}
+
+/**
+ * The long-term weights r_i of Eq. 6 of a group's members, in their order: shares of q_lim
+ * over the online members only, since an offline node's capacity is not on offer; a node
+ * not solved yet counts q_lim 0.
+ */
+export function memberWeights(members: ReadonlyArray<{ online: boolean; solved?: { qLim: number } | undefined }>): number[] {
+  const online = members.filter((m) => m.online);
+  const r = groupWeights(online.map((m) => m.solved?.qLim ?? 0));
+  let k = 0;
+  return members.map((m) => (m.online ? r[k++]! : 0));
 }

@@ -17,3 +17,4 @@ export function createStore(config: StoreConfigInput | undefined, deps: { clock:
   store.start();
   return store;
 }
+export { recordNodeHistory } from './nodes.js';

@@ -19,7 +19,8 @@ import { until } from '../../ground/until.js';
 test('the virtual agent on a scaled clock: retained birth, valid gapless slot records, commands, clean stop', async (t) => {
   const { broker, dir } = await aedesWithFolder(t, 'agent');
   const doc = exampleDoc();
-  const config = parseAgentConfig({ ...doc, gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, slotMs: 10_000, sampleHz: 1, telemetryPeriodMs: 5000, spool: { dir } });
+  // The stop's budget runs on the node's clock: 100 s of it are 1 s of wall time at 100×.
+  const config = parseAgentConfig({ ...doc, gateway: { url: `mqtt://127.0.0.1:${broker.port}`, reconnectMinMs: 50 }, slotMs: 10_000, sampleHz: 1, telemetryPeriodMs: 5000, spool: { dir }, stopFlushMs: 100_000 });
   const obs = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, { clientId: 'observer' });
   const got: Array<{ topic: string; payload: Buffer }> = [];
   obs.on('message', (topic, payload) => got.push({ topic, payload }));

@@ -27,14 +27,16 @@ async function nightNode(t: { after(fn: () => Promise<void> | void): void }, soc
 
 test('critical battery at night: critical event, last slot and offline state delivered, spool empty, then the shutdown action', async (t) => {
   // 4.5 % of 74 Wh at night: the Pi's ≈ 2.7 W reaches the 3 % critical level in about 15 min.
-  const { broker, config, start } = await nightNode(t, 4.5, { slotMs: 60_000, sampleHz: 0.2 });
+  // The last words' deadline runs on the node's clock: the longest one allowed, 30 s, is
+  // 150 ms of wall time at 200×, time enough for a local broker to acknowledge them.
+  const { broker, config, start } = await nightNode(t, 4.5, { slotMs: 60_000, sampleHz: 0.2, criticalFlushMs: 30_000 });
   const obs = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, { clientId: 'observer' });
   const got: Array<{ topic: string; payload: Buffer; at: number }> = [];
   obs.on('message', (topic, payload) => got.push({ topic, payload, at: Date.now() }));
   await obs.subscribeAsync([fleetFilter('solar', 'state'), fleetFilter('solar', 'slot'), fleetFilter('solar', 'event')], { qos: 1 });
   const shutdowns: Array<{ reason: string; at: number }> = [];
   const agent = await Agent.start(config, {
-    clock: new ScaledClock(600, start), log: pino({ level: 'silent' }),
+    clock: new ScaledClock(200, start), log: pino({ level: 'silent' }),
     shutdown: async (reason) => { shutdowns.push({ reason, at: Date.now() }); },
   });
   // Ends the agent and the observer even when an assertion fails, so the test cannot hang.

@@ -7,12 +7,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { Link } from '../../agent/link.js';
+import { RealClock, type Clock } from '../../ground/clock.js';
+import { VirtualClock } from '../../hardware/clock.js';
 import { Spool } from '../../agent/spool.js';
 import {
   MAX_JSON_BYTES, PROTOCOL_VERSION, encodeJson, nodeTopics, parseCommandReply, parseSlotRecord, parseState,
   type CommandReply, type NodeProfile, type SlotRecord, type StateMessage,
 } from '../../protocol/index.js';
 import { Mosquitto, aedesWithFolder } from './brokers.js';
+import { StallingRelay } from './stall.js';
 import { until } from '../../ground/until.js';
 
 const quiet = { info() {}, warn() {}, error() {} };
@@ -31,12 +34,12 @@ function slot(seq: number): SlotRecord {
   };
 }
 
-function makeLink(port: number, spool: Spool, onCommand = async () => undefined as Record<string, unknown> | undefined): Link {
+function makeLink(port: number, spool: Spool, onCommand = async () => undefined as Record<string, unknown> | undefined, clock: Clock = new RealClock()): Link {
   const link = new Link({
     url: `mqtt://127.0.0.1:${port}`, fleet: 't', nodeId: 'pi-01', keepaliveS: 5, reconnectMinMs: 50, reconnectMaxMs: 400,
-    spool, birth, onCommand, log: quiet,
+    spool, clock, log: quiet,
   });
-  link.start();
+  link.start({ birth, onCommand });
   return link;
 }
 
@@ -164,9 +167,9 @@ test('reconnect attempts back off, doubling up to the maximum', async (t) => {
   });
   const link = new Link({
     url: `mqtt://127.0.0.1:${port}`, fleet: 't', nodeId: 'pi-01', keepaliveS: 5, reconnectMinMs: 40, reconnectMaxMs: 320,
-    spool, birth, onCommand: async () => undefined, log: quiet,
+    spool, clock: new RealClock(), log: quiet,
   });
-  link.start();
+  link.start({ birth, onCommand: async () => undefined });
   await new Promise((r) => setTimeout(r, 1800));
   await link.kill();
   const gaps = attempts.slice(1).map((a, i) => a - attempts[i]!);
@@ -174,4 +177,43 @@ test('reconnect attempts back off, doubling up to the maximum', async (t) => {
   assert.ok(attempts.length >= 4 && attempts.length <= 12, `${attempts.length} attempts, gaps ${gaps.join(', ')}`);
   assert.ok(gaps.at(-1)! >= 250, `the last gap ${gaps.at(-1)} ms is near the 320 ms maximum`);
   assert.ok(gaps[0]! < 200, `the first gap ${gaps[0]} ms is near the minimum`);
+});
+
+test('flush and close deadlines run on the link\'s clock: with the broker stalled they give up when the clock says, not after real time', async (t) => {
+  const { broker, dir } = await aedesWithFolder(t, 'link-deadline');
+  const relay = await StallingRelay.start(broker.port);
+  t.after(() => relay.stop());
+  const clock = new VirtualClock(0);
+  const spool = Spool.open({ dir, maxBytes: 1 << 20 });
+  const link = makeLink(relay.port, spool, undefined, clock);
+  t.after(() => link.kill());
+  await until('connect', () => link.connected);
+  relay.stall();
+  link.send('slot', slot(0));
+  assert.equal(spool.pending().length, 1);
+
+  const FLUSH_MS = 60_000;
+  const realStart = performance.now();
+  let flushed: boolean | undefined;
+  const flushing = link.flush(FLUSH_MS).then((ok) => { flushed = ok; });
+  await clock.advance(FLUSH_MS - 1);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(flushed, undefined, 'still waiting 1 ms before the deadline');
+  await clock.advance(1);
+  await flushing;
+  assert.equal(flushed, false, 'the flush gave up at its deadline');
+  assert.equal(spool.pending().length, 1, 'the record unacknowledged stays in the spool');
+
+  // The offline state is never acknowledged, nor the disconnect: both deadlines pass on the clock.
+  let closed = false;
+  const closing = link.close('stopping', 30_000).then(() => { closed = true; });
+  for (let i = 0; i < 10 && !closed; i++) {
+    await clock.advance(10_000);
+    await new Promise((r) => setImmediate(r));
+  }
+  await closing;
+  assert.equal(closed, true);
+  const realMs = performance.now() - realStart;
+  assert.ok(realMs < FLUSH_MS / 10, `${realMs.toFixed(0)} ms of real time for ${FLUSH_MS / 1000} s of flush deadline and a 30 s close`);
+  spool.close();
 });

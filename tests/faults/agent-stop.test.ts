@@ -91,7 +91,8 @@ test('--time-scale 120 on a plain Mosquitto: after SIGTERM no slot closes on the
   });
   await obs.subscribeAsync(topics.slot, { qos: 1 });
   // 120× real time with the default 60 s slot: a slot every half second, a sample every 4 ms.
-  const a = spawnAgent(broker.port, NODE, ['--time-scale', '120', '--spool', dir]);
+  // The stop's budget runs on the node's clock too: 120 s of it are 1 s of real time.
+  const a = spawnAgent(broker.port, NODE, ['--time-scale', '120', '--spool', dir, '--stop-flush-ms', '120000']);
   children.push(a.child);
   await until('three slot records at the broker', () => slots.length >= 3, 60_000);
   a.child.kill('SIGTERM');

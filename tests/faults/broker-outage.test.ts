@@ -59,8 +59,9 @@ test('the gateway down for 10 simulated minutes while 9 nodes sample: every slot
   for (const nodeId of NODES) {
     agents.push(await startAgent(agentConfig({
       nodeId,
-      gateway: { url: `mqtt://127.0.0.1:${port}`, username: nodeId, password: passwords.get(nodeId), reconnectMinMs: 100, reconnectMaxMs: 400 },
-      slotMs: 60_000, sampleHz: 0.2, spool: { dir: join(dir, nodeId) },
+      // The backoff and the stop's budget run on the node's clock: scaled to 0.1–0.4 s and 1 s of wall time.
+      gateway: { url: `mqtt://127.0.0.1:${port}`, username: nodeId, password: passwords.get(nodeId), reconnectMinMs: 100 * SPEED, reconnectMaxMs: 400 * SPEED },
+      slotMs: 60_000, sampleHz: 0.2, spool: { dir: join(dir, nodeId) }, stopFlushMs: 120_000,
     }), clock));
   }
   const first = gw;

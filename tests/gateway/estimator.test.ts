@@ -97,10 +97,12 @@ test('NodeSolver skips the estimates superseded while a solve runs, and reports 
   const errors: string[] = [];
   let resolveAll!: () => void;
   const finished = new Promise<void>((r) => (resolveAll = r));
-  const solver = new NodeSolver(pool, (node, p, s) => {
+  const solver = new NodeSolver(pool);
+  solver.on('solved', (node, p, s) => {
     got.push([node, mean(p.harvestPmf), s]);
     if (got.length === 3) resolveAll();
-  }, (node, err) => errors.push(`${node}: ${err.message}`));
+  });
+  solver.on('failed', (node, err) => errors.push(`${node}: ${err.message}`));
   solver.update('pi-1', params(0, 10), 0.01);
   solver.update('pi-1', params(0, 20), 0.01);
   solver.update('pi-1', params(0, 40), 0.01);
@@ -119,7 +121,9 @@ test('NodeSolver skips the estimates superseded while a solve runs, and reports 
 test('solves cut short by closing the pool are neither reported nor counted as the node\'s failures', async () => {
   const own = new SolverPool({ threads: 1 });
   const reports: string[] = [];
-  const solver = new NodeSolver(own, (node) => reports.push(`${node}: solved`), (node, err) => reports.push(`${node}: ${err.message}`));
+  const solver = new NodeSolver(own);
+  solver.on('solved', (node) => reports.push(`${node}: solved`));
+  solver.on('failed', (node, err) => reports.push(`${node}: ${err.message}`));
   for (let i = 0; i < 6; i++) solver.update(`pi-${i}`, params(0, 10 + i), 0.01);
   await own.close();
   solver.update('pi-late', params(0, 30), 0.01);

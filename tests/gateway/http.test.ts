@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RealClock } from '../../ground/clock.js';
 import { CHAT_TURN_STOP, chatPrompt } from '../../gateway/http/index.js';
+import { VirtualClock } from '../../hardware/clock.js';
 import { FAKE_TEXT, postJson, readSse, startApi, type ApiUnderTest, type Completion } from './http-support.js';
 import { until } from '../../ground/until.js';
 
@@ -152,4 +153,23 @@ test('a stream whose job is slow sends heartbeat comments, which SSE clients ski
   } finally {
     await slow.api.close();
   }
+});
+
+test('the close waits for a stream in flight on the API\'s clock: its grace ends when the clock says, not after real time', async () => {
+  const clock = new VirtualClock(Date.now());
+  // 240 tokens 50 ms apart: the stream goes on for 12 s of real time.
+  const slow = await startApi({}, { tokenMs: 50, clock });
+  const res = await postJson(slow.base, '/v1/completions', { model: 'fake-char', prompt: 'x', max_tokens: 240, stream: true });
+  assert.equal(res.status, 200, 'the stream is open');
+  const realStart = performance.now();
+  let closed = false;
+  const closing = slow.api.close(30_000).then(() => { closed = true; });
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(closed, false, 'the grace is waiting for the stream');
+  await clock.advance(30_000);
+  await closing;
+  const realMs = performance.now() - realStart;
+  assert.ok(realMs < 5_000, `${realMs.toFixed(0)} ms of real time for a 30 s grace`);
+  assert.equal(slow.jobs.cancelled.size, 1, 'the stream still open at the end of the grace cancels its job');
+  await res.body?.cancel().catch(() => {});
 });

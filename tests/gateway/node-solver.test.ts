@@ -30,7 +30,9 @@ const params = (hiQ: number): DeviceParams => ({
 test('an answer finished while a newer request waits is applied, then the newer one is solved', async () => {
   const { pool, pending, finish } = manualPool();
   const applied: Array<{ hiQ: number; qLim: number }> = [];
-  const solver = new NodeSolver(pool, (_id, p, s) => applied.push({ hiQ: p.harvestPmf.length, qLim: s.qLim }), (id, err) => assert.fail(`${id}: ${err.message}`));
+  const solver = new NodeSolver(pool);
+  solver.on('solved', (_id, p, s) => applied.push({ hiQ: p.harvestPmf.length, qLim: s.qLim }));
+  solver.on('failed', (id, err) => assert.fail(`${id}: ${err.message}`));
   // The estimate moves during every solve: three requests, each arriving while the previous one runs.
   solver.update('n', params(10), 0.01);
   solver.update('n', params(20), 0.01);

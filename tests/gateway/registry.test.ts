@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EstimatorConfigSchema } from '../../gateway/estimator.js';
 import { Registry, type ChainProfile, type RegistryConfig, type SlotReport } from '../../gateway/registry.js';
-import { POLICIES, PAPER_DYNAMIC_TABLE, PAPER_MODES, deviceView, mean, uniformOnGrid, type DeviceParams } from '../../gateway/scheduler/index.js';
+import { POLICIES, PAPER_DYNAMIC_TABLE, PAPER_MODES, deviceView, mean, memberWeights, uniformOnGrid, type DeviceParams } from '../../gateway/scheduler/index.js';
 import { NodeSolver, SolverPool, type Solved } from '../../gateway/solver-pool.js';
 
 const T0 = Date.UTC(2026, 5, 21, 8);
@@ -37,7 +37,8 @@ const slot = (seq: number, over: Partial<SlotReport> = {}): SlotReport => ({
 test('a birth brings a node online and solves its profile with the prior harvest law', () => {
   const solver = fakeSolver();
   const events: string[] = [];
-  const reg = new Registry(config, solver, { online: (n, on, why) => events.push(`${n.nodeId}:${on}:${why}`) });
+  const reg = new Registry(config, solver);
+  reg.on('up', (n, why) => events.push(`${n.nodeId}:true:${why}`));
   reg.birth('pi-1', profile(), T0);
   assert.deepEqual(events, ['pi-1:true:birth']);
   assert.equal(solver.updates.length, 1);
@@ -51,7 +52,8 @@ test('a birth brings a node online and solves its profile with the prior harvest
 test('slot records: gaps are counted, duplicates ignored, the estimate replaces the prior once trusted', () => {
   const solver = fakeSolver();
   const gaps: number[] = [];
-  const reg = new Registry(config, solver, { slot: (_n, _r, gap) => gaps.push(gap) });
+  const reg = new Registry(config, solver);
+  reg.on('slot', (_n, _r, gap) => gaps.push(gap));
   reg.birth('pi-1', profile(), T0);
   reg.slot('pi-1', slot(1), T0 + SLOT);
   reg.slot('pi-1', slot(2), T0 + 2 * SLOT);
@@ -84,7 +86,8 @@ test('huge harvests from a node with valid credentials reach the solver bounded 
 
 test('a late record fills its gap once: counted back, logged, never as the node\'s current state', () => {
   const slots: Array<[number, number]> = [];
-  const reg = new Registry(config, fakeSolver(), { slot: (_n, r, gap) => slots.push([r.seq, gap]) });
+  const reg = new Registry(config, fakeSolver());
+  reg.on('slot', (_n, r, gap) => slots.push([r.seq, gap]));
   reg.birth('pi-1', profile(), T0);
   assert.equal(reg.slot('pi-1', slot(1, { batteryJ: 40_000 }), T0), 'applied');
   assert.equal(reg.slot('pi-1', slot(4, { batteryJ: 41_000 }), T0), 'applied');
@@ -99,7 +102,8 @@ test('a late record fills its gap once: counted back, logged, never as the node\
 
 test('a birth\'s sequence (next number and epoch) carries it across a reconnect; a new epoch starts it again, a lower number in the same epoch does not', () => {
   const slots: Array<[number, number]> = [];
-  const reg = new Registry(config, fakeSolver(), { slot: (_n, r, gap) => slots.push([r.seq, gap]) });
+  const reg = new Registry(config, fakeSolver());
+  reg.on('slot', (_n, r, gap) => slots.push([r.seq, gap]));
   const A = 'a1a1a1a1a1a1a1a1';
   reg.birth('pi-1', profile(), T0, { next: 0, epoch: A });
   for (let s = 0; s < 5; s++) assert.equal(reg.slot('pi-1', slot(s), T0), 'applied');
@@ -126,7 +130,9 @@ test('a birth\'s sequence (next number and epoch) carries it across a reconnect;
 
 test('wills and silence take nodes offline; hearing from them brings them back', () => {
   const events: string[] = [];
-  const reg = new Registry(config, fakeSolver(), { online: (n, on, why) => events.push(`${n.nodeId}:${on}:${why}`) });
+  const reg = new Registry(config, fakeSolver());
+  reg.on('up', (n, why) => events.push(`${n.nodeId}:true:${why}`));
+  reg.on('down', (n, why) => events.push(`${n.nodeId}:false:${why}`));
   reg.birth('pi-1', profile(), T0);
   reg.birth('pi-2', profile(), T0);
   reg.will('pi-1', T0 + 10);
@@ -138,7 +144,7 @@ test('wills and silence take nodes offline; hearing from them brings them back',
   assert.deepEqual(events, ['pi-1:true:birth', 'pi-2:true:birth', 'pi-1:false:will', 'pi-2:false:silence', 'pi-1:true:heard']);
 });
 
-test('members: a stable order, the node state the scheduler reads, and Eq. 6 weights over online nodes', () => {
+test('members: a stable order and the node state the scheduler reads; memberWeights gives Eq. 6 weights over the online ones', () => {
   const reg = new Registry(config, fakeSolver());
   for (const id of ['c', 'a', 'b', 'd']) reg.birth(id, profile(), T0);
   reg.birth('x', profile('g1'), T0);
@@ -151,7 +157,8 @@ test('members: a stable order, the node state the scheduler reads, and Eq. 6 wei
   reg.slot('b', slot(1, { batteryJ: 12_345, gamma: 0, powerMode: 1 }), T0);
   reg.state('d', { gamma: 1, powerMode: 2, queue: 0 }, T0);
   reg.will('c', T0);
-  const { nodes, weights } = reg.members('g0');
+  const nodes = reg.members('g0');
+  const weights = memberWeights(nodes);
   assert.deepEqual(nodes.map((n) => n.nodeId), ['a', 'b', 'c', 'd']);
   assert.deepEqual(nodes.map((n) => [n.online, n.gamma, n.powerMode, n.batteryJ]), [[true, 1, 3, 250_000], [true, 0, 1, 12_345], [false, 0, 0, 0], [true, 1, 2, 0]]);
   // c is offline, so a and b share: 0.3/0.4 and 0.1/0.4; d has no solution yet.
@@ -162,7 +169,7 @@ test('members: a stable order, the node state the scheduler reads, and Eq. 6 wei
   reg.birth('y', profile('g1'), T0);
   reg.will('y', T0);
   reg.birth('z', profile('g1'), T0);
-  assert.deepEqual(reg.members('g1').weights, [0.5, 0, 0.5]);
+  assert.deepEqual(memberWeights(reg.members('g1')), [0.5, 0, 0.5]);
 });
 
 const pool = new SolverPool({ threads: 1 });
@@ -172,18 +179,20 @@ test('with the real solver pool, solved nodes feed the policies', async () => {
   let pending = 2;
   let done!: () => void;
   const allSolved = new Promise<void>((r) => (done = r));
-  const solver = new NodeSolver(pool, (id, p, s) => {
+  const solver = new NodeSolver(pool);
+  const reg = new Registry(config, solver);
+  solver.on('solved', (id, p, s) => {
     reg.applySolved(id, p, s, T0);
     if (--pending === 0) done();
-  }, (id, err) => assert.fail(`${id}: ${err.message}`));
-  // The solver's callback runs only after the births below, so `reg` exists by then.
-  const reg = new Registry(config, solver);
+  });
+  solver.on('failed', (id, err) => assert.fail(`${id}: ${err.message}`));
   reg.birth('sunny', { ...profile(), priorHarvestPmf: uniformOnGrid(10, 40) }, T0);
   reg.birth('shady', { ...profile(), priorHarvestPmf: uniformOnGrid(0, 10) }, T0);
   await allSolved;
   reg.slot('sunny', slot(1, { batteryJ: 80_000 }), T0);
   reg.slot('shady', slot(1, { batteryJ: 80_000 }), T0);
-  const { nodes, weights } = reg.members('g0');
+  const nodes = reg.members('g0');
+  const weights = memberWeights(nodes);
   const w = Object.fromEntries(nodes.map((n, i) => [n.nodeId, weights[i]!]));
   assert.ok(w.sunny! > w.shady!, `more sun, more weight: ${JSON.stringify(w)}`);
   const views = nodes.map((n, i) => deviceView({

@@ -1,9 +1,9 @@
 // Battery estimator: OCV curves, coulomb (energy) counting, rest detection and OCV
-// correction, gaps, and the harvest integrator.
+// correction, and gaps.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  BatteryEstimator, EnergyIntegrator, OCV_CURVES, ocvAt, ocvSlopeVPerPct, socFromOcv, validateOcvCurve,
+  BatteryEstimator, OCV_CURVES, ocvAt, ocvSlopeVPerPct, socFromOcv, validateOcvCurve,
 } from '../../hardware/battery.js';
 
 test('OCV curves interpolate and invert', () => {
@@ -25,13 +25,15 @@ test('energy counting: terminal energy × charge efficiency in, ÷ discharge eff
   const e = new BatteryEstimator({ ...base, initialSocPct: 50 });
   const start = e.estimate.energyJ;
   assert.equal(start, 18_000);
-  // 1 A at 4 V for 60 s charging, sampled every second (held until the next sample).
+  // 1 A at 4 V for 60 s charging, sampled every second.
   for (let s = 0; s <= 60; s++) e.update({ timeMs: s * 1000, voltageV: 4, currentA: 1 });
   assert.ok(Math.abs(e.estimate.energyJ - (start + 4 * 60 * 0.95)) < 1e-9);
   const mid = e.estimate.energyJ;
   for (let s = 61; s <= 120; s++) e.update({ timeMs: s * 1000, voltageV: 3.8, currentA: -2 });
-  // The 60→61 s interval still holds the last charging sample.
-  assert.ok(Math.abs(e.estimate.energyJ - (mid + 4 * 0.95 - (3.8 * 2 * 59) / 0.9)) < 1e-9);
+  // The 60→61 s interval is the trapezoid between the last charging sample (4 W) and the
+  // first discharging one (−7.6 W): −1.8 J net at the terminals, a discharge; holding the
+  // charging sample would have counted +4 J.
+  assert.ok(Math.abs(e.estimate.energyJ - (mid - 1.8 / 0.9 - (3.8 * 2 * 59) / 0.9)) < 1e-9);
 });
 
 test('a gap longer than maxGapMs is not bridged but counted', () => {
@@ -68,17 +70,4 @@ test('no OCV correction on a flat segment (LiFePO4 plateau)', () => {
   for (let t = 0; t <= 300 * 60_000; t += 60_000) e.update({ timeMs: t, voltageV: v, currentA: 0 });
   assert.ok(Math.abs(e.estimate.socPct - 40) < 1e-9, 'the plateau says too little to correct');
   assert.equal(e.estimate.ocvCorrected, false);
-});
-
-test('harvest integrator: slots, totals and gaps', () => {
-  const h = new EnergyIntegrator(120_000);
-  h.add(0, 5);
-  h.add(60_000, 7);
-  assert.equal(h.takeSlot(), 300);
-  h.add(120_000, 0);
-  assert.equal(h.takeSlot(), 420);
-  h.add(600_000, 3); // 8 min gap
-  assert.equal(h.takeSlot(), 0);
-  assert.equal(h.unmeasuredMs, 480_000);
-  assert.equal(h.totalJ, 720);
 });

@@ -201,3 +201,27 @@ test('BQ24074 board: done shows as CHG released with PGOOD asserted', async () =
     assert.deepEqual(r.charger.pins!.asserted, { pgood: true, chg: false });
   });
 });
+
+test('a failed solar read: the harvest total counts neither interval beside it, and says how long went unmeasured', async () => {
+  await withNode(reference, NOON, async (node, clock) => {
+    await node.read();
+    await clock.advance(10_000);
+    const before = await node.read();
+    assert.ok(before.harvest.totalJ > 0, 'the noon sun is integrated');
+    assert.equal(before.harvest.unmeasuredMs, 0);
+    node.virtual!.faults.i2cReadErrors(0x40, Infinity);
+    await clock.advance(10_000);
+    const failed = await node.read();
+    assert.equal(sensor(failed, 'solar').ok, false);
+    assert.ok(failed.health.includes('harvest-unmeasured'));
+    node.virtual!.faults.i2cReadErrors(0x40, 0);
+    await clock.advance(10_000);
+    const after = await node.read();
+    // Holding the last power across the failure would have added some 20 s of noon sun.
+    assert.equal(after.harvest.totalJ, before.harvest.totalJ, 'no energy invented for the 20 s around the failed read');
+    assert.equal(after.harvest.unmeasuredMs, after.monotonicMs - before.monotonicMs);
+    assert.ok(Math.abs(after.harvest.unmeasuredMs - 20_000) < 1000, `${after.harvest.unmeasuredMs} ms unmeasured`);
+    await clock.advance(10_000);
+    assert.ok((await node.read()).harvest.totalJ > after.harvest.totalJ, 'integrated again from the next good pair');
+  });
+});
