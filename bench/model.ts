@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { BACKEND_ENV, parseBackendName, selectBackend } from '../models/backend.js';
 import { bundledManifestPath } from '../models/bundled.js';
 import { openCheckpoint } from '../models/checkpoint.js';
-import { emptyStats, Pipeline, type GenerationStats } from '../models/generate.js';
+import { allTokens, emptyStats, Pipeline, type GenerationStats } from '../models/generate.js';
 import { writeLlama2c } from '../models/llama2c.js';
 import { llamaConfig, randomWeights } from '../models/random.js';
 import type { ModelWeights } from '../models/types.js';
@@ -63,9 +63,9 @@ interface TfjsMeasure {
 }
 
 /** One greedy generation of DECODE_TOKENS after the prompt, timed by the pipeline. */
-function measureTfjs(pipeline: Pipeline, prompt: number[]): TfjsMeasure {
-  const stats = emptyStats(pipeline.stages.length);
-  const ids = [...pipeline.generate({ promptIds: prompt, maxTokens: DECODE_TOKENS + 1, sampler: GREEDY }, stats)];
+async function measureTfjs(pipeline: Pipeline, prompt: number[]): Promise<TfjsMeasure> {
+  const stats = emptyStats(pipeline.stacks.length);
+  const ids = await allTokens(pipeline.generate({ promptIds: prompt, maxTokens: DECODE_TOKENS + 1, sampler: GREEDY }, stats));
   return { stats, ids };
 }
 
@@ -78,13 +78,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * one least disturbed), with the median. The staged runs come after the whole model's
  * pipeline is freed, so that the RSS and tensor bytes reported are those of one model copy.
  */
-function runTfjsAndC(weights: ModelWeights, prompt: number[], threads: number, c?: { exe: string; checkpoint: string }): TfjsRun & { c?: CRun & { decodeTokensPerSMedian: number } } {
+async function runTfjsAndC(weights: ModelWeights, prompt: number[], threads: number, c?: { exe: string; checkpoint: string }): Promise<TfjsRun & { c?: CRun & { decodeTokensPerSMedian: number } }> {
   const decodeRate = (m: TfjsMeasure) => tokensPerS(m.stats.decodeTokens, m.stats.decodeMs);
   const fastest = (runs: TfjsMeasure[]) => runs.reduce((a, b) => (decodeRate(b) > decodeRate(a) ? b : a));
-  const warmUp = (p: Pipeline) => {
-    // the first call of each kernel pays for setup (worker threads start, pages are touched)
-    for (const _ of p.generate({ promptIds: prompt, maxTokens: 4, sampler: GREEDY }));
-  };
+  // the first call of each kernel pays for setup (worker threads start, pages are touched)
+  const warmUp = (p: Pipeline) => allTokens(p.generate({ promptIds: prompt, maxTokens: 4, sampler: GREEDY }));
 
   const wholeRuns: TfjsMeasure[] = [];
   const cRuns: CRun[] = [];
@@ -92,9 +90,9 @@ function runTfjsAndC(weights: ModelWeights, prompt: number[], threads: number, c
   let tensorMiB: number;
   let peakRssMiB: number;
   try {
-    warmUp(whole);
+    await warmUp(whole);
     for (let round = 0; round < ROUNDS; round++) {
-      wholeRuns.push(measureTfjs(whole, prompt));
+      wholeRuns.push(await measureTfjs(whole, prompt));
       if (c) cRuns.push(runC(c.exe, c.checkpoint, weights, prompt));
     }
     tensorMiB = tf.memory().numBytes / 2 ** 20;
@@ -106,8 +104,8 @@ function runTfjsAndC(weights: ModelWeights, prompt: number[], threads: number, c
   const stagedRuns: TfjsMeasure[] = [];
   const staged = Pipeline.split(weights, Math.min(STAGES, weights.config.nLayers), { threads });
   try {
-    warmUp(staged);
-    for (let round = 0; round < ROUNDS; round++) stagedRuns.push(measureTfjs(staged, prompt));
+    await warmUp(staged);
+    for (let round = 0; round < ROUNDS; round++) stagedRuns.push(await measureTfjs(staged, prompt));
   } finally {
     staged.dispose();
   }
@@ -224,7 +222,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
         cInput = { exe: c.exe, checkpoint: join(work, 'model.bin') };
         writeLlama2c(cInput.checkpoint, weights);
       }
-      const { ids, c: cRun, ...tfjs } = runTfjsAndC(weights, prompt, threads, cInput);
+      const { ids, c: cRun, ...tfjs } = await runTfjsAndC(weights, prompt, threads, cInput);
       results.push({
         model: m.name,
         config: weights.config,

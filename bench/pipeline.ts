@@ -14,7 +14,7 @@ import { RealClock } from '../ground/clock.js';
 import { parseGatewayConfig } from '../gateway/config.js';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import { selectBackend } from '../models/backend.js';
-import { emptyStats, type GenerationStats, type Pipeline } from '../models/generate.js';
+import { allTokens, emptyStats, type GenerationStats, type Pipeline } from '../models/generate.js';
 import { AgentCpu } from './pipeline/agent-cpu.js';
 import { AgentProcess, type AgentSpec } from './pipeline/agents.js';
 import { GROUPS, inProcessPipeline, parseBenchModel, prepareModel } from './pipeline/model.js';
@@ -48,10 +48,10 @@ interface FleetRun {
   gatewayCpuMsPerToken: number;
 }
 
-function inProcess(pipeline: Pipeline, promptIds: number[], maxTokens: number, stopIds: readonly number[]): InProcessRun {
-  const stats = emptyStats(pipeline.stages.length);
+async function inProcess(pipeline: Pipeline, promptIds: number[], maxTokens: number, stopIds: readonly number[]): Promise<InProcessRun> {
+  const stats = emptyStats(pipeline.stacks.length);
   const cpu0 = process.cpuUsage();
-  const ids = [...pipeline.generate({ promptIds, maxTokens, sampler: SAMPLER, stopIds }, stats)];
+  const ids = await allTokens(pipeline.generate({ promptIds, maxTokens, sampler: SAMPLER, stopIds }, stats));
   const cpu = process.cpuUsage(cpu0);
   return { ids, stats, decodeTokensPerS: (stats.decodeTokens / stats.decodeMs) * 1000, cpuMsPerToken: (cpu.user + cpu.system) / 1000 / ids.length };
 }
@@ -164,12 +164,12 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     const codec = frameCodecUs(gw.model.config.dim);
 
     // Warm-up: the first forward of each kernel pays for setup (XNNPACK packs the weights) on every side.
-    inProcess(pipeline, promptIds, 4, stopIds);
+    await inProcess(pipeline, promptIds, 4, stopIds);
     await viaFleet(gw, promptIds, 4);
 
     const rounds: Round[] = [];
     for (let r = 0; r < ROUNDS; r++) {
-      const local = inProcess(pipeline, promptIds, maxTokens, stopIds);
+      const local = await inProcess(pipeline, promptIds, maxTokens, stopIds);
       trace.clear();
       const cpuBefore = await cpu.readAll(nodeIds);
       const jobT0 = performance.now();

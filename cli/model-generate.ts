@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { BACKEND_ENV, parseBackendName, selectBackend, type BackendName } from '../models/backend.js';
 import { bundledManifestPath } from '../models/bundled.js';
 import { openCheckpoint, type Checkpoint } from '../models/checkpoint.js';
-import { Pipeline } from '../models/generate.js';
+import { Pipeline, promptProblem } from '../models/generate.js';
 import type { MatrixAllocator } from '../models/weights.js';
 import { splitRanges } from '../models/shards.js';
 import { GgufTokenizer, loadTokenizer, readGgufTokenizer, TokenStream, type Tokenizer } from '../models/tokenizers/index.js';
@@ -90,8 +90,9 @@ export async function generateCommand(raw: Record<string, unknown>): Promise<voi
   // a GGUF tokenizer adds BOS only when its file says the model wants one
   const withBos = tokenizer instanceof GgufTokenizer ? tokenizer.addBos : true;
   const promptIds = opts.promptIds ?? (opts.prompt !== undefined ? tokenizer!.encode(opts.prompt, { bos: withBos }) : [bos]);
-  const outOfRange = promptIds.find((id) => id >= config.vocabSize);
-  if (outOfRange !== undefined) throw new Error(`prompt id ${outOfRange} is outside the vocabulary [0, ${config.vocabSize})`);
+  // Checked before any weights are read: the loop would say the same, only later.
+  const problem = promptProblem(config, promptIds);
+  if (problem) throw new Error(problem);
   // Each stage reads only its own layers, as an agent would; the head part is read once.
   const ranges = splitRanges(config.nLayers, opts.groups);
   const pipeline = new Pipeline(config, (allocate) => checkpoint.read({ range: { from: 0, to: 0 }, head: true }, allocate).head!,
@@ -114,7 +115,7 @@ export async function generateCommand(raw: Record<string, unknown>): Promise<voi
       sampler: { temperature: opts.temperature, topP: opts.topP, seed },
       stopIds,
     });
-    for (const id of tokens) {
+    for await (const id of tokens) {
       process.stdout.write(printIds ? `${count > 0 ? ',' : ''}${id}` : stream!.push(id));
       count++;
     }

@@ -3,4 +3,4 @@
 export { GatewayModel, type GatewayModelParts, type ModelGroup } from './model.js';
 export { SchedulerService, type Pick } from './scheduler.js';
 export { Router, type RouterConfig, type RouterDeps, type RouterStats } from './router.js';
-export type { RouterSettings } from './job.js';
+export type { RouterSettings } from './remote-stage.js';

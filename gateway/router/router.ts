@@ -2,6 +2,7 @@
 // what nodes send on job/out to the job it belongs to, and keeps finished jobs, counters
 // and the scheduler's live view for the front ends (gateway/jobs.ts).
 import type { Logger } from 'pino';
+import { promptProblem, samplingProblem } from '../../models/generate.js';
 import { GgufTokenizer } from '../../models/tokenizers/gguf.js';
 import { decodeFrame, isFrame, nodeTopic, parseJobReport } from '../../protocol/index.js';
 import type { Clock } from '../../ground/clock.js';
@@ -10,9 +11,10 @@ import {
 } from '../jobs.js';
 import type { Registry } from '../registry.js';
 import { jobPoint, type Store } from '../store/index.js';
-import { Job, type RouterSettings } from './job.js';
+import { Job } from './job.js';
 import { maxFrameRows } from './lane.js';
 import type { GatewayModel } from './model.js';
+import type { RouterSettings } from './remote-stage.js';
 import { SchedulerService } from './scheduler.js';
 
 export interface RouterConfig extends RouterSettings {
@@ -213,19 +215,15 @@ export class Router implements JobService {
     this.wake();
   }
 
+  /** The request's ids, checked as the generation loop checks them, but before a job exists. */
   private checked(req: CompletionRequest): number[] {
     const bad = (msg: string) => new JobError(msg, 'bad-request');
-    const { config } = this.deps.model;
-    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 0) throw bad(`maxTokens must be a whole number >= 0, got ${req.maxTokens}`);
-    if (!Number.isFinite(req.temperature) || req.temperature < 0) throw bad(`temperature must be a finite number >= 0, got ${req.temperature}`);
-    if (!(req.topP > 0 && req.topP <= 1)) throw bad(`topP must be in (0, 1], got ${req.topP}`);
-    if (!Number.isInteger(req.seed)) throw bad(`seed must be an integer, got ${req.seed}`);
+    const sampling = samplingProblem(req.maxTokens, req);
+    if (sampling) throw bad(sampling);
     if (!Array.isArray(req.stop) || req.stop.some((s) => typeof s !== 'string')) throw bad('stop must be a list of strings');
     const ids = typeof req.prompt === 'string' ? this.encode(req.prompt) : req.prompt.ids;
-    if (ids.length === 0) throw bad('the prompt is empty; start it with BOS at least');
-    const wrong = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= config.vocabSize);
-    if (wrong !== undefined) throw bad(`prompt token id ${wrong} is outside the vocabulary [0, ${config.vocabSize})`);
-    if (ids.length > config.seqLen) throw bad(`the prompt has ${ids.length} tokens; the model's context is ${config.seqLen}: shorten it`);
+    const prompt = promptProblem(this.deps.model.config, ids);
+    if (prompt) throw bad(prompt);
     return [...ids];
   }
 

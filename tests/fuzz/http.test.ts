@@ -238,7 +238,7 @@ test('after the fuzz the gateway is healthy and serves a valid completion equal 
   assert.equal(r.status, 200, r.body);
   const reference = Reference.load(3);
   try {
-    const expected = reference.generate({ prompt: body.prompt, maxTokens: 16, temperature: 0, topP: 1, seed: 1, stop: [] });
+    const expected = await reference.generate({ prompt: body.prompt, maxTokens: 16, temperature: 0, topP: 1, seed: 1, stop: [] });
     assert.equal((JSON.parse(r.body) as { choices: Array<{ text: string }> }).choices[0]!.text, expected.text);
   } finally {
     reference.dispose();

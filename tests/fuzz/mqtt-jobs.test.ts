@@ -74,13 +74,13 @@ test('forged job/out traffic and bad messages from a node that serves no job lea
   await Promise.all(sends);
   const summaries = await done;
 
-  summaries.forEach((s, i) => {
+  for (const [i, s] of summaries.entries()) {
     assert.equal(s.status, 'done');
-    assert.equal(s.text, reference.generate(reqs[i]!).text, `${s.id}: the text of in-process generation`);
+    assert.equal(s.text, (await reference.generate(reqs[i]!)).text, `${s.id}: the text of in-process generation`);
     assert.equal(s.failovers, 0, `${s.id}: forged refusals and hand-backs moved nothing`);
     assert.ok(!s.served.some((g) => g.nodes.includes(FUZZER)), `${s.id}: never served by the fuzzer`);
     assert.ok(Math.abs(s.energyJ) < 1_000, `${s.id}: energy ${s.energyJ} J holds only its serving nodes' reports`);
-  });
+  }
   assert.ok(forged >= 20, `${forged} forged job/out messages reached the running jobs`);
   await until('the link to take every message', () => field.gateway.link.counters.invalid >= BAD, 20_000);
   assert.equal(field.gateway.link.counters.invalid, BAD, 'each bad state, slot or event message refused');

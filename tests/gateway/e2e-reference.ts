@@ -1,11 +1,12 @@
-// What the end-to-end job tests compare against: `heliomesh model generate --groups 3` on
-// the bundled model, i.e. Pipeline generation in this process, read the way the CLI reads it.
+// What the end-to-end job tests compare against: `heliomesh model generate --groups G` on
+// the bundled model, i.e. the generation loop over in-process stages, read the way the CLI
+// reads it.
 import { bundledModelDir } from '../../models/bundled.js';
 import { openCheckpoint } from '../../models/checkpoint.js';
-import { Pipeline } from '../../models/generate.js';
+import { allTokens, Pipeline } from '../../models/generate.js';
 import { splitRanges } from '../../models/shards.js';
 import { loadTokenizer, type Tokenizer } from '../../models/tokenizers/index.js';
-import type { CompletionRequest } from '../../gateway/jobs.js';
+import type { CompletionRequest, JobService, JobSummary, TokenEvent } from '../../gateway/jobs.js';
 
 export class Reference {
   private constructor(readonly pipeline: Pipeline, readonly tokenizer: Tokenizer) {}
@@ -19,14 +20,14 @@ export class Reference {
   }
 
   /** The ids and text the CLI prints for this request. */
-  generate(req: CompletionRequest): { ids: number[]; text: string } {
+  async generate(req: CompletionRequest): Promise<{ ids: number[]; text: string }> {
     const promptIds = typeof req.prompt === 'string' ? this.tokenizer.encode(req.prompt, { bos: true }) : req.prompt.ids;
-    const ids = [...this.pipeline.generate({
+    const ids = await allTokens(this.pipeline.generate({
       promptIds,
       maxTokens: req.maxTokens,
       sampler: { temperature: req.temperature, topP: req.topP, seed: req.seed },
       stopIds: [this.tokenizer.bos, this.tokenizer.eos],
-    })];
+    }));
     return { ids, text: this.tokenizer.decode(ids) };
   }
 
@@ -37,4 +38,12 @@ export class Reference {
 
 export function request(over: Partial<CompletionRequest> = {}): CompletionRequest {
   return { prompt: 'The little robot', maxTokens: 40, temperature: 0, topP: 1, seed: 1, stop: [], ...over };
+}
+
+/** Runs `req` as a job: its summary, and every token it streamed, in order. */
+export async function runJob(jobs: JobService, req: CompletionRequest): Promise<{ s: JobSummary; tokens: TokenEvent[] }> {
+  const job = jobs.submit(req);
+  const tokens: TokenEvent[] = [];
+  job.onToken((t) => tokens.push(t));
+  return { s: await job.done, tokens };
 }

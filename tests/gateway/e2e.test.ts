@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { JobError, type CompletionRequest, type JobHandle, type JobSummary } from '../../gateway/jobs.js';
 import { Field } from '../support/field.js';
 import { until } from '../../ground/until.js';
-import { Reference, request } from './e2e-reference.js';
+import { Reference, request, runJob } from './e2e-reference.js';
 
 let field: Field;
 let reference: Reference;
@@ -24,14 +24,11 @@ after(async () => {
 
 test('a greedy completion through 3 groups × 3 nodes equals in-process generation with --groups 3', async () => {
   const req = request({ maxTokens: 48 });
-  const expected = reference.generate(req);
-  const job = field.gateway.jobs.submit(req);
-  const streamed: string[] = [];
-  job.onToken((t) => streamed.push(t.text));
-  const s = await job.done;
+  const expected = await reference.generate(req);
+  const { s, tokens } = await runJob(field.gateway.jobs, req);
   assert.equal(s.status, 'done');
   assert.equal(s.text, expected.text);
-  assert.equal(streamed.join(''), expected.text, 'the token stream adds up to the text');
+  assert.equal(tokens.map((t) => t.text).join(''), expected.text, 'the token stream adds up to the text');
   assert.equal(s.completionTokens, expected.ids.length);
   assert.equal(s.failovers, 0);
   assert.deepEqual(s.served.map((g) => [g.group, g.nodes.length]), [['g1', 1], ['g2', 1], ['g3', 1]]);
@@ -44,7 +41,7 @@ test('a greedy completion through 3 groups × 3 nodes equals in-process generati
 
 test('a sampled completion (temperature 0.9, top-p 0.95, seed 7) equals in-process generation with the same seed', async () => {
   const req = request({ prompt: 'Once upon a time', temperature: 0.9, topP: 0.95, seed: 7, maxTokens: 48 });
-  const expected = reference.generate(req);
+  const expected = await reference.generate(req);
   const s = await field.gateway.jobs.submit(req).done;
   assert.equal(s.text, expected.text);
   assert.equal(s.completionTokens, expected.ids.length);
@@ -52,7 +49,7 @@ test('a sampled completion (temperature 0.9, top-p 0.95, seed 7) equals in-proce
 
 /** Submits `req` and waits for five tokens: the job, its expected text and the node serving `group`. */
 async function midJob(req: CompletionRequest, group: string): Promise<{ job: JobHandle; expected: string; node: string }> {
-  const expected = reference.generate(req).text;
+  const expected = (await reference.generate(req)).text;
   const job = field.gateway.jobs.submit(req);
   let tokens = 0;
   job.onToken(() => tokens++);
@@ -124,7 +121,7 @@ test('concurrent jobs: no node holds more than its queue capacity (1), and all c
     const reqs = [1, 2, 3, 4, 5].map((seed) => request({ prompt: 'The moon', temperature: 0.8, topP: 0.9, seed, maxTokens: 24 }));
     const jobs = reqs.map((r) => field.gateway.jobs.submit(r));
     const summaries = await Promise.all(jobs.map((j) => j.done));
-    summaries.forEach((s, i) => assert.equal(s.text, reference.generate(reqs[i]!).text, `job ${s.id}`));
+    for (const [i, s] of summaries.entries()) assert.equal(s.text, (await reference.generate(reqs[i]!)).text, `job ${s.id}`);
     assert.equal(maxPerNode, 1, 'one job per node at a time');
     assert.equal(maxInGroup, 3, 'the three nodes of a group served three jobs at once');
     assert.equal(summaries.reduce((n, s) => n + s.failovers, 0), 0, 'no offer was refused for a full queue');
@@ -177,7 +174,7 @@ test('an offer refused for a full queue goes to another node of the group', asyn
     const req = request({ maxTokens: 12 });
     try {
       const s = await field.gateway.jobs.submit(req).done;
-      assert.equal(s.text, reference.generate(req).text);
+      assert.equal(s.text, (await reference.generate(req)).text);
       assert.equal(s.failovers, 1);
       const g2 = s.served.find((g) => g.group === 'g2')!.nodes;
       assert.equal(g2.length, 1, 'a refusing node never served');

@@ -44,7 +44,7 @@ async function readEvents(reader: ReadableStreamDefaultReader<Uint8Array>, n: nu
 }
 test('a completion over HTTP equals in-process generation, plain and streamed', async () => {
   const req = request({ prompt: 'The little robot', maxTokens: 32, temperature: 0.8, topP: 0.95, seed: 5 });
-  const expected = reference.generate(req).text;
+  const expected = (await reference.generate(req)).text;
   const body = { model, prompt: req.prompt, max_tokens: req.maxTokens, temperature: req.temperature, top_p: req.topP, seed: req.seed };
   const plain = await json<Completion>(postJson(base, '/v1/completions', body));
   assert.equal(plain.choices[0]!.text, expected);
@@ -67,7 +67,7 @@ test('a completion over HTTP equals in-process generation, plain and streamed', 
 test('a chat completion runs through the fleet with the documented template', async () => {
   const messages = [{ role: 'user', content: 'Tell me about the sun.' }];
   const res = await json<Completion>(postJson(base, '/v1/chat/completions', { model, messages, max_tokens: 12, temperature: 0, seed: 1 }));
-  const expected = reference.generate(request({ prompt: 'user: Tell me about the sun.\nassistant:', maxTokens: 12, stop: ['\nuser:'] })).text;
+  const expected = (await reference.generate(request({ prompt: 'user: Tell me about the sun.\nassistant:', maxTokens: 12, stop: ['\nuser:'] }))).text;
   // Generation ends before the next "\nuser:" turn, when the model writes one.
   const cut = expected.indexOf('\nuser:');
   assert.equal(res.choices[0]!.message!.content, cut >= 0 ? expected.slice(0, cut) : expected);

@@ -93,6 +93,22 @@ test('one hop per group per step, offers and close frames at QoS 1, activation f
   assert.deepEqual(router.counters(), { submitted: 1, completed: 1, failed: 0, cancelled: 0, failovers: 0, active: 0, promptTokens: 4, completionTokens: s.completionTokens, energyJ: 4.5 });
 });
 
+test('a stop sequence ends the job as its last token would: close frames to every node, their reports counted, nothing cancelled', async () => {
+  const plain = await emulated(1).router.submit({ ...req, maxTokens: 12 }).done;
+  assert.equal(plain.completionTokens, 12);
+  const stop = plain.text.slice(2, 4);
+  assert.equal(stop.length, 2);
+  const { router, frames, controls } = emulated(1);
+  const s = await router.submit({ ...req, maxTokens: 12, stop: [stop] }).done;
+  assert.equal(s.status, 'done');
+  assert.equal(s.finishReason, 'stop');
+  assert.equal(s.text, plain.text.slice(0, plain.text.indexOf(stop)));
+  assert.ok(s.completionTokens <= 4, `${s.completionTokens} tokens`);
+  assert.deepEqual(frames.filter((f) => f.frame.close).map((f) => f.nodeId), ['g1-n1', 'g2-n1', 'g3-n1']);
+  assert.deepEqual(controls.filter((c) => c.type === 'cancel'), []);
+  assert.equal(s.energyJ, 3 * 1.5);
+});
+
 test('a failed report moves the group: the replacement gets the group\'s history as one replay frame, then the current step', async () => {
   let g2Frames = 0;
   const { router, frames, controls } = emulated(2, (nodeId) => () => (nodeId === 'g2-n1' && ++g2Frames === 3 ? 'fail' : 'answer'));

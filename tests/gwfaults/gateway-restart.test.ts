@@ -150,9 +150,9 @@ test('a gateway restart with three jobs generating (one over the job service, tw
 
   const next = [6, 7, 8].map((seed) => request({ prompt: 'The river', temperature: 0.7, topP: 0.9, seed, maxTokens: 24 }));
   const done = await Promise.all(next.map((r) => second.jobs.submit(r).done));
-  done.forEach((s, i) => {
+  for (const [i, s] of done.entries()) {
     assert.equal(s.status, 'done');
-    assert.equal(s.text, reference.generate(next[i]!).text, `job ${s.id} equals in-process generation`);
-  });
+    assert.equal(s.text, (await reference.generate(next[i]!)).text, `job ${s.id} equals in-process generation`);
+  }
   assert.equal(second.jobs.counters().failed, 0);
 });

@@ -1,8 +1,8 @@
 // Node death mid-generation, 50 times: on each of 50 jobs the serving node of one group
 // dies at a seeded random token — most by dropping its line (the broker sends its will),
-// some by going silent (the hop timeout finds it). Every job must complete, and its text
-// must be identical to the undisturbed generation of the same request and seed
-// (`heliomesh model generate --groups 3`). The dead node is restarted before the next job.
+// some by going silent (the hop timeout finds it). Every job must complete, and its token
+// ids and text must be identical to the undisturbed generation of the same request and seed
+// (`heliomesh model generate --groups 3`: the same loop over in-process stages). The dead node is restarted before the next job.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CompletionRequest } from '../../gateway/jobs.js';
@@ -43,6 +43,7 @@ after(async () => {
 interface Plan {
   req: CompletionRequest;
   expected: string;
+  expectedIds: number[];
   group: string;
   /** Kill once this many tokens have been generated. */
   afterTokens: number;
@@ -50,17 +51,17 @@ interface Plan {
 }
 
 /** Seeded jobs, each with at least 3 tokens left after the kill, so the group is needed again. */
-function plans(rng: Rng): Plan[] {
+async function plans(rng: Rng): Promise<Plan[]> {
   const out: Plan[] = [];
   while (out.length < JOBS) {
     const req = request({
       prompt: rng.pick(PROMPTS), maxTokens: rng.int(12, 20), seed: rng.int(1, 1_000_000),
       temperature: rng.pick([0, 0.6, 0.8, 1]), topP: rng.pick([0.9, 1]),
     });
-    const expected = reference.generate(req);
+    const expected = await reference.generate(req);
     if (expected.ids.length < 6) continue; // ended early: too short to die in the middle of
     out.push({
-      req, expected: expected.text, group: rng.pick(['g1', 'g2', 'g3']), afterTokens: rng.int(1, expected.ids.length - 3),
+      req, expected: expected.text, expectedIds: expected.ids, group: rng.pick(['g1', 'g2', 'g3']), afterTokens: rng.int(1, expected.ids.length - 3),
       mode: (out.length + 1) % SILENT_EVERY === 0 ? 'silence' : 'will',
     });
   }
@@ -71,8 +72,10 @@ test(`the serving node of one group dies mid-generation on each of ${JOBS} jobs:
   const rng = new Rng(50);
   const failures: string[] = [];
   let failovers = 0;
-  for (const [i, p] of plans(rng).entries()) {
+  for (const [i, p] of (await plans(rng)).entries()) {
     const job = field.gateway.jobs.submit(p.req);
+    const ids: number[] = [];
+    job.onToken((t) => ids.push(t.id));
     let tokens = 0;
     let victim: string | undefined;
     let killed: Promise<void> | undefined;
@@ -87,6 +90,7 @@ test(`the serving node of one group dies mid-generation on each of ${JOBS} jobs:
     assert.ok(victim, `job ${i}: the kill point was reached`);
     const served = s.served.find((g) => g.group === p.group)!.nodes;
     if (s.text !== p.expected) failures.push(`job ${i} (${p.mode} of ${victim} after ${p.afterTokens}): ${JSON.stringify(s.text)} != ${JSON.stringify(p.expected)}`);
+    if (ids.join() !== p.expectedIds.join()) failures.push(`job ${i} (${p.mode} of ${victim} after ${p.afterTokens}): ids ${ids.join()} != ${p.expectedIds.join()}`);
     assert.equal(s.status, 'done');
     assert.ok(s.failovers >= 1, `job ${i}: the death cost a failover`);
     assert.equal(served[0], victim, `job ${i}: the victim served ${p.group} first`);
@@ -102,7 +106,7 @@ test(`the serving node of one group dies mid-generation on each of ${JOBS} jobs:
       throw new Error(`job ${i}, after restarting ${victim} (${p.mode}): ${err.message}\n${states.join('\n')}\n${recs.join('\n')}`);
     });
   }
-  assert.deepEqual(failures, [], 'every text equals the undisturbed generation');
+  assert.deepEqual(failures, [], 'every job\'s ids and text equal the undisturbed generation');
   t.diagnostic(`${JOBS} jobs, ${failovers} failovers`);
   const c = field.gateway.jobs.counters();
   assert.equal(c.active, 0);

@@ -4,7 +4,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../../models/backend.js';
-import { emptyStats, Pipeline } from '../../models/generate.js';
+import { allTokens, emptyStats, Pipeline } from '../../models/generate.js';
 import { Random } from '../../ground/random.js';
 import { Sampler, sampleTopP, softmax } from '../../models/head.js';
 import { readLlama2c } from '../../models/llama2c.js';
@@ -18,48 +18,48 @@ before(async () => {
   await selectBackend({ backend: 'wasm' });
 });
 
-function generateIds(pipeline: Pipeline, promptIds: number[], maxTokens: number, sampler = greedy): number[] {
-  return [...pipeline.generate({ promptIds, maxTokens, sampler })];
+function generateIds(pipeline: Pipeline, promptIds: number[], maxTokens: number, sampler = greedy): Promise<number[]> {
+  return allTokens(pipeline.generate({ promptIds, maxTokens, sampler }));
 }
 
-test('stories260K: greedy ids are the same with 1, 2 and 3 stages, and equal the reference', () => {
+test('stories260K: greedy ids are the same with 1, 2 and 3 stages, and equal the reference', async () => {
   const weights = readLlama2c(STORIES260K);
-  const runs = [1, 2, 3].map((groups) => {
+  const runs: number[][] = [];
+  for (const groups of [1, 2, 3]) {
     const pipeline = Pipeline.split(weights, groups);
-    assert.equal(pipeline.stages.length, groups);
-    const ids = generateIds(pipeline, [1], 48);
+    assert.equal(pipeline.stacks.length, groups);
+    runs.push(await generateIds(pipeline, [1], 48));
     pipeline.dispose();
-    return ids;
-  });
+  }
   assert.equal(runs[0]!.length, 48);
   assert.deepEqual(runs[1], runs[0]);
   assert.deepEqual(runs[2], runs[0]);
   assert.deepEqual(runs[0]!.slice(0, 24), greedyDecode(weights, [1], 24));
 });
 
-test('random GQA model with a separate classifier: stages agree on a multi-token prompt', () => {
+test('random GQA model with a separate classifier: stages agree on a multi-token prompt', async () => {
   const config = llamaConfig({ dim: 64, hiddenDim: 128, nLayers: 4, nHeads: 4, nKvHeads: 2, vocabSize: 64, seqLen: 40, sharedClassifier: false });
   const weights = randomWeights(config, 11);
   const prompt = [1, 5, 9, 33, 2];
-  const runs = [1, 2, 4].map((groups) => {
+  const runs: number[][] = [];
+  for (const groups of [1, 2, 4]) {
     const pipeline = Pipeline.split(weights, groups);
-    const ids = generateIds(pipeline, prompt, 20);
+    runs.push(await generateIds(pipeline, prompt, 20));
     pipeline.dispose();
-    return ids;
-  });
+  }
   assert.deepEqual(runs[1], runs[0]);
   assert.deepEqual(runs[2], runs[0]);
   assert.deepEqual(runs[0], greedyDecode(weights, prompt, 20));
 });
 
-test('no tensor leaks per token over a long generation; sessions are freed at the end', () => {
+test('no tensor leaks per token over a long generation; sessions are freed at the end', async () => {
   const weights = readLlama2c(STORIES260K);
   const pipeline = Pipeline.split(weights, 2);
   const idle = tf.memory().numTensors;
   const counts: number[] = [];
   let n = 0;
   const tokens = pipeline.generate({ promptIds: [1], maxTokens: 300, sampler: { temperature: 1, topP: 0.9, seed: 5 } });
-  for (const _ of tokens) {
+  for await (const _ of tokens) {
     if (++n > 5) counts.push(tf.memory().numTensors);
   }
   assert.ok(n > 100, `generated only ${n} tokens`);
@@ -69,36 +69,36 @@ test('no tensor leaks per token over a long generation; sessions are freed at th
   assert.equal(tf.memory().numTensors, idle);
 
   // stopping early (the consumer breaks out) closes the sessions too
-  for (const _ of pipeline.generate({ promptIds: [1], maxTokens: 50, sampler: greedy })) break;
+  for await (const _ of pipeline.generate({ promptIds: [1], maxTokens: 50, sampler: greedy })) break;
   assert.equal(tf.memory().numTensors, idle);
   pipeline.dispose();
   assert.equal(tf.memory().numTensors, 0);
 });
 
-test('generation stops at a stop id, at max tokens, and when the context is full', () => {
+test('generation stops at a stop id, at max tokens, and when the context is full', async () => {
   const config = llamaConfig({ dim: 32, hiddenDim: 64, nLayers: 2, nHeads: 4, nKvHeads: 4, vocabSize: 16, seqLen: 12 });
   const pipeline = Pipeline.split(randomWeights(config, 2), 2);
-  const free = generateIds(pipeline, [1, 2], 5);
+  const free = await generateIds(pipeline, [1, 2], 5);
   assert.equal(free.length, 5);
-  const stopped = [...pipeline.generate({ promptIds: [1, 2], maxTokens: 5, sampler: greedy, stopIds: [free[2]!] })];
+  const stopped = await allTokens(pipeline.generate({ promptIds: [1, 2], maxTokens: 5, sampler: greedy, stopIds: [free[2]!] }));
   assert.deepEqual(stopped, free.slice(0, free.indexOf(free[2]!)));
   // 2 prompt positions + 10 fed back = 12 = seqLen; the 11th token is sampled from the last
   const stats = emptyStats(2);
-  const full = [...pipeline.generate({ promptIds: [1, 2], maxTokens: 100, sampler: greedy }, stats)];
+  const full = await allTokens(pipeline.generate({ promptIds: [1, 2], maxTokens: 100, sampler: greedy }, stats));
   assert.equal(full.length, 11);
   assert.equal(stats.decodeTokens, 10);
   assert.ok(stats.stageDecodeMs.every((ms) => ms > 0));
-  assert.throws(() => generateIds(pipeline, Array<number>(13).fill(1), 1), /context is 12/);
+  await assert.rejects(generateIds(pipeline, Array<number>(13).fill(1), 1), /context is 12/);
   pipeline.dispose();
 });
 
-test('sampling is reproducible from the seed and follows temperature', () => {
+test('sampling is reproducible from the seed and follows temperature', async () => {
   const config = llamaConfig({ dim: 32, hiddenDim: 64, nLayers: 2, nHeads: 2, nKvHeads: 1, vocabSize: 48, seqLen: 40, sharedClassifier: false });
   const pipeline = Pipeline.split(randomWeights(config, 4), 1);
   const hot = { temperature: 1, topP: 1, seed: 99 };
-  const a = generateIds(pipeline, [1], 30, hot);
-  assert.deepEqual(generateIds(pipeline, [1], 30, hot), a);
-  assert.notDeepEqual(generateIds(pipeline, [1], 30, { ...hot, seed: 100 }), a);
+  const a = await generateIds(pipeline, [1], 30, hot);
+  assert.deepEqual(await generateIds(pipeline, [1], 30, hot), a);
+  assert.notDeepEqual(await generateIds(pipeline, [1], 30, { ...hot, seed: 100 }), a);
   pipeline.dispose();
 });
 

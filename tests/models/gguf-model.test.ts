@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { selectBackend } from '../../models/backend.js';
 import { openCheckpoint, type Checkpoint } from '../../models/checkpoint.js';
 import { BlockStack } from '../../models/forward.js';
-import { Pipeline } from '../../models/generate.js';
+import { allTokens, Pipeline } from '../../models/generate.js';
 import { GgufFile } from '../../models/gguf.js';
 import { ModelHead } from '../../models/head.js';
 import { readLlama2c } from '../../models/llama2c.js';
@@ -41,25 +41,25 @@ function quantized(type: string): Checkpoint {
 }
 
 /** Greedy ids through `groups` stages, each read on its own from the checkpoint, with `threads` per kernel. */
-function idsOf(checkpoint: Checkpoint, groups: number, threads: number, steps: number): number[] {
+async function idsOf(checkpoint: Checkpoint, groups: number, threads: number, steps: number): Promise<number[]> {
   const { config } = checkpoint;
   const head = checkpoint.read({ range: { from: 0, to: 0 }, head: true }).head!;
   const parts = splitRanges(config.nLayers, groups).map((range) => checkpoint.read({ range, head: false }));
   const pipeline = new Pipeline(config, head, parts, { threads });
   try {
-    return [...pipeline.generate({ promptIds: [1], maxTokens: steps, sampler: greedy })];
+    return await allTokens(pipeline.generate({ promptIds: [1], maxTokens: steps, sampler: greedy }));
   } finally {
     pipeline.dispose();
   }
 }
 
-test('stories260K as GGUF F32: greedy ids equal the reference, for 1 and 3 groups', () => {
+test('stories260K as GGUF F32: greedy ids equal the reference, for 1 and 3 groups', async () => {
   const f32 = quantized('f32');
   assert.equal(f32.kind, 'gguf');
   assert.deepEqual(f32.dtypes, ['F32']);
   const want = greedyDecode(readLlama2c(stories), [1], 64);
-  assert.deepEqual(idsOf(f32, 1, 2, 64), want);
-  assert.deepEqual(idsOf(f32, 3, 2, 64), want);
+  assert.deepEqual(await idsOf(f32, 1, 2, 64), want);
+  assert.deepEqual(await idsOf(f32, 3, 2, 64), want);
 });
 
 /**
@@ -109,11 +109,11 @@ for (const [type, tolerance] of [['q8_0', 3e-3], ['q4_0', 3e-3]] as const) {
     }
   });
 
-  test(`stories260K as GGUF ${type}: greedy ids identical for 1, 2 and 4 threads and for 1 and 3 groups`, () => {
+  test(`stories260K as GGUF ${type}: greedy ids identical for 1, 2 and 4 threads and for 1 and 3 groups`, async () => {
     const checkpoint = quantized(type);
-    const ids = idsOf(checkpoint, 1, 1, 48);
+    const ids = await idsOf(checkpoint, 1, 1, 48);
     assert.equal(ids.length, 48);
-    for (const threads of [2, 4]) assert.deepEqual(idsOf(checkpoint, 1, threads, 48), ids, `${threads} threads`);
-    assert.deepEqual(idsOf(checkpoint, 3, 4, 48), ids, '3 groups');
+    for (const threads of [2, 4]) assert.deepEqual(await idsOf(checkpoint, 1, threads, 48), ids, `${threads} threads`);
+    assert.deepEqual(await idsOf(checkpoint, 3, 4, 48), ids, '3 groups');
   });
 }

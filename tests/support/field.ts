@@ -19,7 +19,7 @@ import { parseGatewayConfig, type GatewayConfigInput } from '../../gateway/confi
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import { ScaledClock } from '../../hardware/clock.js';
 import { bundledModelDir } from '../../models/bundled.js';
-import { readManifest } from '../../models/shards.js';
+import { MANIFEST_FILE, readManifest } from '../../models/shards.js';
 import { exampleDoc } from '../agent/fixtures.js';
 
 /** A TCP relay between one agent and the broker that can go silent or drop the line. */
@@ -138,8 +138,10 @@ export class FieldNode {
 }
 
 export interface FieldOptions {
-  /** Nodes per group (default 3). The groups are the bundled model's block ranges. */
+  /** Nodes per group (default 3). The groups are the model's block ranges. */
   nodesPerGroup?: number;
+  /** The shard folder the gateway and every agent load (default: the bundled model, 3 groups). */
+  shardDir?: string;
   fleet?: string;
   queueCapacity?: number;
   /** Merged over the field's gateway config (broker and fleet are the field's). */
@@ -157,7 +159,7 @@ export class Field {
     const perGroup = opts.nodesPerGroup ?? 3;
     const log = opts.log ?? pino({ level: 'silent' });
     const dir = await mkdtemp(join(tmpdir(), 'heliomesh-field-'));
-    const shardDir = bundledModelDir();
+    const shardDir = opts.shardDir ?? bundledModelDir();
     const blocks = readManifest(shardDir).blocks;
     const credentialsPath = join(dir, 'nodes.json');
     const specs: Array<{ nodeId: string; group: string; from: number; to: number; password: string }> = [];
@@ -172,6 +174,7 @@ export class Field {
     try {
       gateway = await startGateway(parseGatewayConfig({
         ...opts.gateway,
+        ...(opts.shardDir ? { model: { ...opts.gateway?.model, manifest: join(shardDir, MANIFEST_FILE) } } : {}),
         fleet,
         broker: { ...opts.broker, host: '127.0.0.1', port: 0, credentialsPath },
       }), { clock: new RealClock(), log: log.child({ part: 'gateway' }) });
