@@ -46,7 +46,7 @@ export class RtcWakealarm implements WakePath {
           throw new Error(`${file} does not exist: this board has no RTC that can wake it (a Pi 5 has one; older Pis need a power board with an RTC, such as the Witty Pi 4)`);
         }
         if (code === 'EACCES' || code === 'EPERM') {
-          throw new Error(`no permission to write ${file}: run the agent as root or install the udev rule from docs/hardware.md`);
+          throw new Error(`no permission to write ${file}: run the agent as root or install the systemd-tmpfiles rule from docs/hardware.md (Wake paths)`);
         }
         throw new Error(`cannot access ${file}: ${errorText(err)}`);
       }
