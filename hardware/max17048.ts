@@ -1,8 +1,8 @@
 // MAX17048 1-cell ModelGauge fuel gauge (Maxim/ADI 19-6171, "MAX17048/MAX17049"), the gauge
 // of common Pi UPS HATs. Register addresses, LSBs, bit fields and power-on values are the
 // datasheet's Register Summary table and its register descriptions. Every register is a
-// 16-bit word sent MSB first ("I2C Bus System": data bytes are sent MSB first), so SMBus
-// words, which arrive low byte first, are swapped.
+// 16-bit word that the datasheet's read and write protocols send MSB first, while SMBus
+// words travel low byte first: hence the swaps.
 import { type I2cBus, errorText, isNoAck, swap16, withRetries } from './i2c.js';
 
 /** Fixed 7-bit address: 0x6C/0x6D as 8-bit write/read addresses (datasheet, "Slave Address"). */

@@ -91,7 +91,8 @@ export class VirtualWittyPi4 implements VirtualI2cDevice {
     if (bytes.length === 0) return;
     this.poll();
     this.pointer = bytes[0]!;
-    // receiveEvent: the index, then at most one data byte is used (two for the LM75B's words).
+    // receiveEvent: the index, then one data byte; the rest of a longer write is dropped.
+    // (The LM75B's two-byte registers, 52–53, are not modelled.)
     if (bytes.length >= 2) this.writeRegister(this.pointer, bytes[1]!);
   }
 

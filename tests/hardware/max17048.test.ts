@@ -61,6 +61,8 @@ test('VCELL 78.125 µV/LSB and SOC 1/256 % per LSB, MSB first on the wire', asyn
   // 87.3 × 256 = 22348.8 → 22349: high byte the whole percent, low byte 1/256 steps.
   assert.equal(await bus.readByte(MAX17048_ADDRESS, MAX17048_REG.soc), 87);
   near(await gauge.readSoc(), 22349 / 256, 1e-12, 'SOC');
+  const reading = await gauge.read();
+  assert.deepEqual(reading, { cellVoltageV: 49920 * 78.125e-6, socPct: 22349 / 256, chargeRatePctPerHour: 0 });
 });
 
 test('CRATE: 0.208 %/h per LSB, two\'s complement, negative while discharging', async () => {
