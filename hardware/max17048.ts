@@ -3,7 +3,7 @@
 // datasheet's Register Summary table and its register descriptions. Every register is a
 // 16-bit word that the datasheet's read and write protocols send MSB first, while SMBus
 // words travel low byte first: hence the swaps.
-import { type I2cBus, errorText, isNoAck, swap16, withRetries } from './i2c.js';
+import { type I2cBus, type I2cDevice, swap16, transact } from './i2c.js';
 
 /** Fixed 7-bit address: 0x6C/0x6D as 8-bit write/read addresses (datasheet, "Slave Address"). */
 export const MAX17048_ADDRESS = 0x36;
@@ -247,14 +247,14 @@ export class Max17048 {
     return this.transact(() => this.bus.writeWord(this.address, register, swap16(value & 0xffff)));
   }
 
-  private async transact<T>(op: () => Promise<T>): Promise<T> {
-    try {
-      return await withRetries(this.retries, op);
-    } catch (err) {
-      if (isNoAck(err)) {
-        throw new Max17048Error('absent', `MAX17048 fuel gauge at 0x${this.address.toString(16)} does not answer (no ACK): check the UPS HAT is seated and its cell connected (the gauge is powered from the cell); \`i2cdetect -y 1\` should show 36`, { cause: err });
-      }
-      throw new Max17048Error('bus', `MAX17048 at 0x${this.address.toString(16)}: I2C transfer failed after ${this.retries + 1} attempts: ${errorText(err)}`, { cause: err });
-    }
+  private transact<T>(op: () => Promise<T>): Promise<T> {
+    const device: I2cDevice = {
+      where: `MAX17048 fuel gauge at 0x${this.address.toString(16)}`,
+      absentHint: 'check the UPS HAT is seated and its cell connected (the gauge is powered from the cell); `i2cdetect -y 1` should show 36',
+      retries: this.retries,
+      fail: (kind, message, cause) => new Max17048Error(kind, message, { cause }),
+    };
+    return transact(device, op);
   }
+
 }

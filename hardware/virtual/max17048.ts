@@ -4,7 +4,7 @@
 // and the read-only registers. Seen on the wire: big-endian words behind a byte pointer.
 // Not modelled: the reset at VRESET (VRESET/ID is kept as a plain register, VR is never
 // raised), the custom-model TABLE, and hibernate's slower sampling.
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../ground/clock.js';
 import {
   CMD_POR, CONFIG_ALRT, CONFIG_ALSC, CONFIG_SLEEP, CRATE_LSB_PCT_PER_H, MAX17048_POR, MAX17048_REG, MODE_EN_SLEEP,
   MODE_HIB_STAT, MODE_QUICK_START, SOC_LSB_PCT, STATUS, STATUS_FLAGS, VALRT_LSB_V, VCELL_LSB_V, decodeAthd,

@@ -5,7 +5,7 @@
 // registers in BCD. Its once-a-second watchdog work is played on every transfer and on
 // poll(): the startup and shutdown alarms, low-voltage shutdown and recovery, each with the
 // firmware's conditions. The board switches the Pi's 5 V; the virtual node reads powerOn.
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../ground/clock.js';
 import { RTC_OS, THRESHOLD_OFF, WITTY_REG, fromBcd, msOfRtcFields, rtcFieldsOf, toBcd } from '../wake/wittyPi4.js';
 import type { VirtualI2cDevice } from './bus.js';
 

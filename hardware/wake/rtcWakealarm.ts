@@ -7,7 +7,7 @@
 // back gives the armed time, or nothing when disarmed.
 import { access, constants, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../ground/clock.js';
 import { errorText } from '../i2c.js';
 import { type WakeCheck, type WakePath, checkBy, wakeDelayMs } from './wakePath.js';
 

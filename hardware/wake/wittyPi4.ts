@@ -4,8 +4,8 @@
 // EEPROM), 50–53 mapped to the LM75B and 54–71 to the PCF85063 RTC on its internal bus.
 // The user manual (revision 1.02, §15.2 "What I2C registers are provided by Witty Pi 4?")
 // lists the same map. Every register is one byte, read and written as an SMBus byte.
-import type { Clock } from '../clock.js';
-import { type I2cBus, errorText, isNoAck, withRetries } from '../i2c.js';
+import type { Clock } from '../../ground/clock.js';
+import { type I2cBus, type I2cDevice, transact } from '../i2c.js';
 import { type WakeCheck, type WakePath, checkBy, wakeDelayMs } from './wakePath.js';
 
 /** I2C_CONF_ADDRESS default (firmware initializeRegisters). */
@@ -299,14 +299,14 @@ export class WittyPi4 implements WakePath {
     return this.transact(() => this.bus.readByte(this.address, register));
   }
 
-  private async transact<T>(op: () => Promise<T>): Promise<T> {
-    try {
-      return await withRetries(this.retries, op);
-    } catch (err) {
-      if (isNoAck(err)) {
-        throw new WittyPi4Error('absent', `Witty Pi 4 at 0x${this.address.toString(16).padStart(2, '0')} does not answer (no ACK): check the board is seated on the header and powered; \`i2cdetect -y 1\` should show ${this.address.toString(16).padStart(2, '0')}`, { cause: err });
-      }
-      throw new WittyPi4Error('bus', `Witty Pi 4 at 0x${this.address.toString(16)}: I2C transfer failed after ${this.retries + 1} attempts: ${errorText(err)}`, { cause: err });
-    }
+  private transact<T>(op: () => Promise<T>): Promise<T> {
+    const device: I2cDevice = {
+      where: `Witty Pi 4 at 0x${this.address.toString(16).padStart(2, '0')}`,
+      absentHint: `check the board is seated on the header and powered; \`i2cdetect -y 1\` should show ${this.address.toString(16).padStart(2, '0')}`,
+      retries: this.retries,
+      fail: (kind, message, cause) => new WittyPi4Error(kind, message, { cause }),
+    };
+    return transact(device, op);
   }
+
 }
