@@ -268,6 +268,10 @@ export class Agent {
           await shutdown(cmd.reason).catch((err: Error) => this.log.error({ err: err.message }, 'shutdown action failed'));
         })());
         return { shuttingDown: true };
+      case 'sleep':
+        // Sleeping needs a wake path (an RTC alarm or a power board) to come back; this node
+        // has none configured, so it stays up rather than halt for good.
+        throw new Error('this node has no wake path configured (docs/hardware.md "Wake paths"): it refuses to sleep, since nothing would wake it');
     }
   }
 

@@ -96,6 +96,22 @@ export const profileSchema = z.object({
   modes: z.array(powerModeEntrySchema).min(1).max(MAX_POWER_MODES),
   modeTable: z.array(modeStepSchema).min(1).max(MAX_POWER_MODES),
   queueCapacity: z.number().int().min(1).max(MAX_QUEUE_CAPACITY),
+  /**
+   * The board's idle draw while on, W: what `agent profile` measured as its baseline, or the
+   * ledger's running idle estimate. The gateway's chain drains it every slot (idleQ,
+   * docs/scheduling.md "Idle draw"); absent, the paper's model without idle draw.
+   */
+  idleW: z.number().finite().nonnegative().max(MAX_NODE_W).optional(),
+  /**
+   * How the node wakes from a planned sleep, and whether that path works now: the gateway
+   * sends `sleep` only to a node with a working one (docs/scheduling.md "Coordinated sleep").
+   */
+  wake: z.object({
+    path: z.enum(['rtc-wakealarm', 'witty-pi-4', 'virtual', 'none']),
+    ok: z.boolean(),
+    /** Why it does not work, when it does not. */
+    reason: z.string().max(300).optional(),
+  }).optional(),
 }).superRefine((p, ctx) => {
   checkTable(p.modes, p.modeTable, ctx, ['modeTable']);
   checkThresholds(p.thresholds, p.capacityJ, ctx, ['thresholds']);
@@ -161,7 +177,7 @@ export const slotRecordSchema = z.object({
 });
 export type SlotRecord = z.infer<typeof slotRecordSchema>;
 
-export const EVENT_KINDS = ['power-saving-enter', 'power-saving-exit', 'mode-change', 'critical', 'job-handed-back', 'config-changed'] as const;
+export const EVENT_KINDS = ['power-saving-enter', 'power-saving-exit', 'mode-change', 'critical', 'job-handed-back', 'config-changed', 'sleeping'] as const;
 export const eventMessageSchema = z.object({
   v: z.literal(PROTOCOL_VERSION),
   nodeId: id,
@@ -199,6 +215,12 @@ export const commandSchema = z.discriminatedUnion('op', [
   }).superRefine((c, ctx) => checkTable(c.modes, c.modeTable, ctx, ['modeTable'])),
   z.object({ v: z.literal(PROTOCOL_VERSION), id: cmdId, op: z.literal('re-profile'), jobsPerMode: z.number().int().min(1).max(100).default(5) }),
   z.object({ v: z.literal(PROTOCOL_VERSION), id: cmdId, op: z.literal('shutdown'), reason: z.string().max(200) }),
+  /**
+   * Coordinated sleep: finish or hand back the jobs held, flush the spool, set the wake
+   * alarm for `wakeAtMs` (the node's clock, epoch ms), and halt. A node without a working
+   * wake path refuses, with the reason.
+   */
+  z.object({ v: z.literal(PROTOCOL_VERSION), id: cmdId, op: z.literal('sleep'), wakeAtMs: ms, reason: z.string().max(200) }),
 ]);
 export type Command = z.infer<typeof commandSchema>;
 
