@@ -111,7 +111,10 @@ interface HeldJob {
 
 type Send = (payload: Buffer) => Promise<void> | void;
 
-/** Job messages by outcome; every message on job/in lands in exactly one of them. */
+/**
+ * Job messages by outcome (every message on job/in lands in exactly one of the counts), and
+ * where a frame's time goes on this node.
+ */
 export interface WorkerCounters {
   accepted: number;
   offersRefused: number;
@@ -121,10 +124,16 @@ export interface WorkerCounters {
   invalid: number;
   /** A valid frame or cancel for a job or session this node does not hold: dropped. */
   notHeld: number;
+  /** Frames of one row, a decode step's: the hop every generated token makes. */
+  decodeFrames: number;
+  /** Wall time inside those frames' forwards, ms. */
+  decodeForwardMs: number;
+  /** Wall time from those frames' arrival to their output handed to the link, forwards included, ms. */
+  decodeFrameMs: number;
 }
 
 export class BlockWorker {
-  readonly counters: WorkerCounters = { accepted: 0, offersRefused: 0, cancelled: 0, frames: 0, invalid: 0, notHeld: 0 };
+  readonly counters: WorkerCounters = { accepted: 0, offersRefused: 0, cancelled: 0, frames: 0, invalid: 0, notHeld: 0, decodeFrames: 0, decodeForwardMs: 0, decodeFrameMs: 0 };
   private readonly jobs = new Map<number, HeldJob>();
   /** Per-job energy from the meter's intervals, and the idle baseline. */
   readonly energy = new EnergyAccount();
@@ -230,6 +239,7 @@ export class BlockWorker {
       }
       return;
     }
+    const arrivedMs = performance.now();
     const d = decodeFrame(payload);
     if (!d.ok) {
       this.counters.invalid++;
@@ -246,7 +256,11 @@ export class BlockWorker {
     this.counters.frames++;
     try {
       const out = this.run(job, f);
-      if (out) await send(out);
+      if (out) {
+        const sent = send(out);
+        if (f.rows === 1) this.counters.decodeFrameMs += performance.now() - arrivedMs;
+        await sent;
+      }
     } catch (err) {
       await this.finish(job, send, false, (err as Error).message);
       return;
@@ -272,7 +286,12 @@ export class BlockWorker {
     if (f.position !== job.session.length) throw new Error(`frame position ${f.position} but the session's cache holds ${job.session.length} positions; replay the context first`);
     const session = job.session;
     const cpuBefore = this.cpu.busyCpuS;
+    const forwardFrom = performance.now();
     const out = this.cpu.time(() => this.stack.forward(session, f.data, f.rows));
+    if (f.rows === 1 && !f.replay) {
+      this.counters.decodeFrames++;
+      this.counters.decodeForwardMs += performance.now() - forwardFrom;
+    }
     this.energy.addCpu(job.jobId, this.cpu.busyCpuS - cpuBefore);
     job.steps++;
     if (f.replay) return null;

@@ -6,21 +6,18 @@
 import { fork } from 'node:child_process';
 import { MqttClient } from 'mqtt';
 import type { Broker } from '../../gateway/broker/index.js';
-import { FLAG_CLOSE, FLAG_REPLAY, FRAME_HEADER_BYTES, decodeFrame, encodeFrame, isFrame, parseNodeTopic } from '../../protocol/index.js';
+import { decodeFrame, encodeFrame, parseNodeTopic } from '../../protocol/index.js';
+import { frameHeader } from './crossings.js';
 
 interface Stamp {
   sentMs: number;
   backMs?: number;
 }
 
-/** Header fields of a frame payload that identify one hop (protocol/frame.ts layout). */
-function hopKey(nodeId: string, payload: Buffer): { key: string; step: number; data: boolean } | undefined {
-  if (payload.length < FRAME_HEADER_BYTES || !isFrame(payload)) return undefined;
-  const flags = payload.readUInt16LE(6);
-  const rows = payload.readUInt32LE(24);
-  const jobId = payload.readUInt32LE(8);
-  const step = payload.readUInt32LE(16);
-  return { key: `${jobId}:${nodeId}:${step}`, step, data: rows > 0 && (flags & (FLAG_REPLAY | FLAG_CLOSE)) === 0 };
+/** The key of one hop: the frame's job and step, at the node it went to. */
+function hopKey(nodeId: string, payload: Buffer): { key: string; data: boolean } | undefined {
+  const h = frameHeader(payload);
+  return h && { key: `${h.jobId}:${nodeId}:${h.step}`, data: h.data };
 }
 
 export class HopTrace {
