@@ -106,7 +106,10 @@ interface HeldJob {
   session: BlockSession | undefined;
   steps: number;
   startedMs: number | undefined;
+  /** Ends the session once it has been idle sessionIdleMs; armed once, not per frame (see touch). */
   idle: Timer | undefined;
+  /** When the job last heard from the gateway (monotonic ms): the idle timeout counts from here. */
+  lastHeardMs: number;
 }
 
 type Send = (payload: Buffer) => Promise<void> | void;
@@ -225,8 +228,9 @@ export class BlockWorker {
           return;
         }
         this.counters.accepted++;
-        this.jobs.set(jobId, { jobId, sessionId, positions, session: undefined, steps: 0, startedMs: undefined, idle: undefined });
-        this.touch(this.jobs.get(jobId)!, send);
+        const job: HeldJob = { jobId, sessionId, positions, session: undefined, steps: 0, startedMs: undefined, idle: undefined, lastHeardMs: 0 };
+        this.jobs.set(jobId, job);
+        this.touch(job, send);
         await send(encodeJson({ v: PROTOCOL_VERSION, type: 'accepted', jobId } satisfies JobReport));
       } else {
         const job = this.jobs.get(c.value.jobId);
@@ -298,9 +302,22 @@ export class BlockWorker {
     return encodeFrame({ jobId: f.jobId, sessionId: f.sessionId, step: f.step, position: f.position, rows: f.rows, dim, dtype: f.dtype, data: out });
   }
 
+  /**
+   * The job heard from the gateway. Cancelling and re-arming a timer for every frame cost
+   * two timer-list operations per hop on the token's path; the one timer armed here checks
+   * on firing whether the job was heard from since, and waits out the rest if so.
+   */
   private touch(job: HeldJob, send: Send): void {
-    job.idle?.cancel();
-    job.idle = this.o.clock.setTimeout(() => void this.finish(job, send, false, `session idle for ${this.o.sessionIdleMs} ms`), this.o.sessionIdleMs);
+    job.lastHeardMs = monotonicMs(this.o.clock);
+    if (!job.idle) this.armIdle(job, send, this.o.sessionIdleMs);
+  }
+
+  private armIdle(job: HeldJob, send: Send, inMs: number): void {
+    job.idle = this.o.clock.setTimeout(() => {
+      const left = job.lastHeardMs + this.o.sessionIdleMs - monotonicMs(this.o.clock);
+      if (left > 0) this.armIdle(job, send, left);
+      else void this.finish(job, send, false, `session idle for ${this.o.sessionIdleMs} ms`);
+    }, inMs);
   }
 
   private drop(job: HeldJob): void {
