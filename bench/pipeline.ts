@@ -144,7 +144,10 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     gw = await startFleet(model.dir, work, agents);
     const trace = new HopTrace(gw.client);
     const crossings = new BrokerCrossings(linkDelayMs);
-    gw.broker.tap(crossings.tap);
+    gw.broker.tap((topic, payload) => {
+      trace.atBroker(topic, payload);
+      return crossings.tap(topic, payload);
+    });
     const url = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
     cpu = await AgentCpu.connect(url, gw.broker.internal, FLEET);
     const nodeIds = agents.map((a) => a.nodeId);
@@ -174,11 +177,11 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       const after = await cpu.readAll(nodeIds);
       const jobMs = performance.now() - jobT0;
       const trips = trace.decodeRoundTrips(fleet.jobNum);
-      const hopMs = agents.map((a) => trips.get(a.nodeId)?.meanMs ?? NaN);
+      const hops = agents.map((a) => trips.get(a.nodeId) ?? { hops: 0, roundTripMs: NaN, gatewayOutMs: NaN, nodeSideMs: NaN, gatewayInMs: NaN });
       const idsIdentical = local.ids.length === fleet.ids.length && local.ids.every((id, i) => id === fleet.ids[i]);
       const mqtt = await mqttRoundTrips(url, gw.broker, gw.model.config.dim, 200);
       const crossingsPerToken = crossings.frames(fleet.jobNum) / fleet.ids.length;
-      rounds.push({ inProcess: local, fleet, hopMs, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), mqtt, crossingsPerToken, idsIdentical });
+      rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), mqtt, crossingsPerToken, idsIdentical });
       process.stderr.write(`bench pipeline: round ${r + 1}/${roundCount}: in-process ${local.decodeTokensPerS.toFixed(1)} tok/s, ` +
         `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ${crossingsPerToken.toFixed(1)} broker crossings per token, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
     }

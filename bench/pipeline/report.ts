@@ -3,7 +3,7 @@
 // token went, hop by hop, as the gateway and each node timed it.
 import type { GenerationStats } from '../../models/generate.js';
 import type { BenchResult } from '../types.js';
-import type { frameCodecUs, RoundTrips } from './trace.js';
+import type { frameCodecUs, HopTimes, RoundTrips } from './trace.js';
 
 export const GOAL_RATIO = 0.8;
 
@@ -38,8 +38,8 @@ export interface NodeHop {
 export interface Round {
   inProcess: InProcessRun;
   fleet: FleetRun;
-  /** Mean round trip of each node's decode hops, in pipeline order, as the gateway saw them, ms. */
-  hopMs: number[];
+  /** Each node's decode hops, in pipeline order, as the gateway and the broker saw them. */
+  hops: HopTimes[];
   /** What each node timed of its hops, in pipeline order. */
   nodes: NodeHop[];
   /** The MQTT legs of a hop alone, measured with a node that computes nothing, just after. */
@@ -71,20 +71,24 @@ const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.
 /** Each hop of a round: its round trip and what it was made of. */
 function hopBreakdown(r: Round) {
   const s = r.inProcess.stats;
-  return r.hopMs.map((roundTripMs, i) => {
+  return r.hops.map((h, i) => {
     const node = r.nodes[i]!;
-    // The MQTT legs alone (a node that computes nothing, with no link delay); the link delay
-    // holds each frame once on the way in and once on the way out.
-    const mqttMs = r.mqtt.medianMs;
     return {
-      group: `g${i + 1}`, roundTripMs, mqttMs,
+      group: `g${i + 1}`,
+      roundTripMs: h.roundTripMs,
+      /** The gateway's publish to the broker taking the frame: its MQTT client and the in-process stream. */
+      gatewayOutMs: h.gatewayOutMs,
+      /** The broker taking the node's answer to its arrival at the gateway's client (with the answer's link delay). */
+      gatewayInMs: h.gatewayInMs,
+      /** The broker's delivery to the node, the node's socket, MQTT client and event loop, and its publish back (with the frame's link delay), outside its worker. */
+      nodeTransportMs: h.nodeSideMs - node.frameMs,
+      /** The node's worker around the forward: frame decode and checks, output encode, handing it to the link. */
+      nodeHandlingMs: node.frameMs - node.forwardMs,
       forwardMs: node.forwardMs,
       /** The same stage's forward in the in-process pipeline. */
       inProcessForwardMs: s.stageDecodeMs[i]! / s.decodeTokens,
-      /** The node's own handling around the forward: frame decode and checks, output encode, handing it to the link. */
-      nodeHandlingMs: node.frameMs - node.forwardMs,
-      /** Neither the node's worker nor the bare MQTT legs: the node's MQTT client and event loop, the broker and gateway client under load, the link delay. */
-      elsewhereMs: roundTripMs - node.frameMs - mqttMs,
+      /** The MQTT legs of a hop alone: a node that computes nothing, no link delay. */
+      bareMqttMs: r.mqtt.medianMs,
       nodeCpuMs: node.cpuMs,
     };
   });
@@ -118,7 +122,7 @@ export function report(m: Measured): BenchResult {
      * in-process, against the fleet's gateway process plus its three agents.
      */
     cpuMsPerToken: { inProcess: mid.inProcess.cpuMsPerToken, fleet: fleetCpuMs, fleetGateway: mid.fleet.gatewayCpuMsPerToken, fleetAgents: mid.nodes.map((n) => n.cpuMs) },
-    mqttMsPerToken: hops.reduce((a, h) => a + h.mqttMs, 0),
+    mqttMsPerToken: hops.reduce((a, h) => a + h.bareMqttMs, 0),
   };
   // The ratio the fleet would reach if each hop cost nothing beyond its forward and the bare
   // MQTT round trip measured in this run: what the transport alone leaves of the goal.
@@ -126,7 +130,8 @@ export function report(m: Measured): BenchResult {
   const transportCeiling = inProcessTokenMs / (inProcessTokenMs + breakdown.mqttMsPerToken);
   const f = (x: number, d = 1) => x.toFixed(d);
   const spread = (xs: number[], d = 2) => `${f(Math.min(...xs), d)}–${f(Math.max(...xs), d)}`;
-  const hopText = hops.map((h) => `${h.group} ${f(h.roundTripMs, 2)} ms (forward ${f(h.forwardMs, 2)} [in-process ${f(h.inProcessForwardMs, 2)}], node handling ${f(h.nodeHandlingMs, 2)}, MQTT ${f(h.mqttMs, 2)}, elsewhere ${f(h.elsewhereMs, 2)}; node CPU ${f(h.nodeCpuMs, 2)})`).join(', ');
+  const hopText = hops.map((h) => `${h.group} ${f(h.roundTripMs, 2)} ms (gateway out ${f(h.gatewayOutMs, 2)}, node transport ${f(h.nodeTransportMs, 2)}, ` +
+    `node handling ${f(h.nodeHandlingMs, 2)}, forward ${f(h.forwardMs, 2)} [in-process ${f(h.inProcessForwardMs, 2)}], gateway in ${f(h.gatewayInMs, 2)}; node CPU ${f(h.nodeCpuMs, 2)})`).join(', ');
   const summary =
     `pipeline [${m.which}, ${m.backend}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
     `ratio ${f(ratio, 2)} (median of ${rounds.length} rounds, spread ${spread(ratios)}; goal ≥ ${GOAL_RATIO} for stories15M), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +

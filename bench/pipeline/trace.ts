@@ -1,8 +1,11 @@
 // Where a token's time goes on the way through the fleet: every activation frame the
-// gateway's MQTT client publishes to a node's job/in is stamped when it leaves, and the
-// node's output frame when it arrives (before the gateway decodes it), so one hop's round
-// trip is the node's decode, forward and encode plus the MQTT legs both ways. The frame
-// codec's own cost is timed apart, on frames of the model's width.
+// gateway's MQTT client publishes to a node's job/in is stamped when it leaves, when the
+// broker takes it, when the broker takes the node's output frame, and when that arrives
+// back (before the gateway decodes it). So one hop's round trip splits into the gateway's
+// way out (its client, the in-process stream, the broker's parse), the node's side (the
+// broker's delivery to it, its socket and MQTT client, its worker, its publish back) and
+// the gateway's way in. The frame codec's own cost is timed apart, on frames of the
+// model's width.
 import { fork } from 'node:child_process';
 import { MqttClient } from 'mqtt';
 import type { Broker } from '../../gateway/broker/index.js';
@@ -11,7 +14,21 @@ import { frameHeader } from './crossings.js';
 
 interface Stamp {
   sentMs: number;
+  inAtBrokerMs?: number;
+  outAtBrokerMs?: number;
   backMs?: number;
+}
+
+/** One node's decode hops of a job, mean ms of each part. */
+export interface HopTimes {
+  hops: number;
+  roundTripMs: number;
+  /** From the gateway's publish to the broker taking the frame. */
+  gatewayOutMs: number;
+  /** From the broker taking the frame to the broker taking the node's answer (a link delay holds the frame in here). */
+  nodeSideMs: number;
+  /** From the broker taking the answer to its arrival at the gateway's client (and the answer's link delay). */
+  gatewayInMs: number;
 }
 
 /** The key of one hop: the frame's job and step, at the node it went to. */
@@ -35,30 +52,48 @@ export class HopTrace {
       return publish(topic, message, ...rest);
     }) as MqttClient['publish'];
     client.prependListener('message', (topic: string, payload: Buffer) => {
-      const t = parseNodeTopic(topic);
-      if (t?.kind !== 'jobOut') return;
-      const hop = hopKey(t.nodeId, payload);
-      const stamp = hop && this.stamps.get(hop.key);
+      const stamp = this.stampOf(topic, 'jobOut', payload);
       if (stamp && stamp.backMs === undefined) stamp.backMs = performance.now();
     });
+  }
+
+  /** From the broker's tap: a frame to a node or back from one, as the broker takes it. */
+  atBroker(topic: string, payload: Buffer): void {
+    const now = performance.now();
+    const into = this.stampOf(topic, 'jobIn', payload);
+    if (into && into.inAtBrokerMs === undefined) into.inAtBrokerMs = now;
+    const back = this.stampOf(topic, 'jobOut', payload);
+    if (back && back.outAtBrokerMs === undefined) back.outAtBrokerMs = now;
+  }
+
+  private stampOf(topic: string, kind: 'jobIn' | 'jobOut', payload: Buffer): Stamp | undefined {
+    const t = parseNodeTopic(topic);
+    if (t?.kind !== kind) return undefined;
+    const hop = hopKey(t.nodeId, payload);
+    return hop && this.stamps.get(hop.key);
   }
 
   clear(): void {
     this.stamps.clear();
   }
 
-  /** Mean round trip per node over the decode steps (step ≥ 1) of job `jobNum`, ms. */
-  decodeRoundTrips(jobNum: number): Map<string, { meanMs: number; hops: number }> {
-    const sums = new Map<string, { total: number; hops: number }>();
+  /** Each node's decode steps (step ≥ 1) of job `jobNum`, mean ms of each part. */
+  decodeRoundTrips(jobNum: number): Map<string, HopTimes> {
+    const sums = new Map<string, HopTimes>();
     for (const [key, s] of this.stamps) {
       const [job, nodeId, step] = key.split(':');
-      if (Number(job) !== jobNum || Number(step) < 1 || s.backMs === undefined) continue;
-      const acc = sums.get(nodeId!) ?? { total: 0, hops: 0 };
-      acc.total += s.backMs - s.sentMs;
+      if (Number(job) !== jobNum || Number(step) < 1 || s.backMs === undefined || s.inAtBrokerMs === undefined || s.outAtBrokerMs === undefined) continue;
+      const acc = sums.get(nodeId!) ?? { hops: 0, roundTripMs: 0, gatewayOutMs: 0, nodeSideMs: 0, gatewayInMs: 0 };
       acc.hops++;
+      acc.roundTripMs += s.backMs - s.sentMs;
+      acc.gatewayOutMs += s.inAtBrokerMs - s.sentMs;
+      acc.nodeSideMs += s.outAtBrokerMs - s.inAtBrokerMs;
+      acc.gatewayInMs += s.backMs - s.outAtBrokerMs;
       sums.set(nodeId!, acc);
     }
-    return new Map([...sums].map(([n, a]) => [n, { meanMs: a.total / a.hops, hops: a.hops }]));
+    return new Map([...sums].map(([n, a]) => [n, {
+      hops: a.hops, roundTripMs: a.roundTripMs / a.hops, gatewayOutMs: a.gatewayOutMs / a.hops, nodeSideMs: a.nodeSideMs / a.hops, gatewayInMs: a.gatewayInMs / a.hops,
+    }]));
   }
 }
 
