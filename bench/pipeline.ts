@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { addNode } from '../gateway/broker/index.js';
+import { addNode, type PublishTap } from '../gateway/broker/index.js';
 import { systemClock } from '../gateway/clock.js';
 import { parseGatewayConfig } from '../gateway/config.js';
 import { startGateway, type Gateway } from '../gateway/index.js';
@@ -144,10 +144,11 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     gw = await startFleet(model.dir, work, agents);
     const trace = new HopTrace(gw.client);
     const crossings = new BrokerCrossings(linkDelayMs);
-    gw.broker.tap((topic, payload) => {
+    const tap: PublishTap = (topic, payload) => {
       trace.atBroker(topic, payload);
       return crossings.tap(topic, payload);
-    });
+    };
+    gw.broker.tap(tap);
     const url = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
     cpu = await AgentCpu.connect(url, gw.broker.internal, FLEET);
     const nodeIds = agents.map((a) => a.nodeId);
@@ -179,7 +180,10 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       const trips = trace.decodeRoundTrips(fleet.jobNum);
       const hops = agents.map((a) => trips.get(a.nodeId) ?? { hops: 0, roundTripMs: NaN, gatewayOutMs: NaN, nodeSideMs: NaN, gatewayInMs: NaN });
       const idsIdentical = local.ids.length === fleet.ids.length && local.ids.every((id, i) => id === fleet.ids[i]);
+      // The bare MQTT legs: neither held by the link delay nor counted as a job's crossings.
+      gw.broker.tap(undefined);
       const mqtt = await mqttRoundTrips(url, gw.broker, gw.model.config.dim, 200);
+      gw.broker.tap(tap);
       const crossingsPerToken = crossings.frames(fleet.jobNum) / fleet.ids.length;
       rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), mqtt, crossingsPerToken, idsIdentical });
       process.stderr.write(`bench pipeline: round ${r + 1}/${roundCount}: in-process ${local.decodeTokensPerS.toFixed(1)} tok/s, ` +

@@ -38,7 +38,7 @@ test('a short bench run through 3 agents reports 6 broker crossings per token on
   const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '1', linkDelayMs: String(delayMs) } });
   const m = r.metrics as {
     crossingsPerToken: number; idsIdentical: boolean; linkDelayMs: number;
-    rounds: Array<{ crossingsPerToken: number; tokens: number; hops: Array<{ roundTripMs: number; forwardMs: number }> }>;
+    rounds: Array<{ crossingsPerToken: number; tokens: number; hops: Array<{ roundTripMs: number; forwardMs: number }>; mqttRoundTripMs: { medianMs: number } }>;
   };
   assert.equal(m.idsIdentical, true);
   assert.equal(m.rounds[0]!.tokens, 6);
@@ -49,5 +49,6 @@ test('a short bench run through 3 agents reports 6 broker crossings per token on
     assert.ok(h.roundTripMs >= 2 * delayMs, `a hop's round trip ${h.roundTripMs.toFixed(2)} ms holds the frame in and the frame out ${delayMs} ms each`);
     assert.ok(h.forwardMs > 0 && h.forwardMs < h.roundTripMs, `the node timed its forward: ${h.forwardMs.toFixed(2)} ms`);
   }
+  assert.ok(m.rounds[0]!.mqttRoundTripMs.medianMs < 2 * delayMs, `the bare MQTT legs are measured without the link delay: ${m.rounds[0]!.mqttRoundTripMs.medianMs.toFixed(2)} ms`);
   assert.match(r.summary, /broker crossings per token 6\.0/);
 });

@@ -154,7 +154,8 @@ test('a tap sees each authorized publish, the internal client\'s too, and holds 
   };
   const passed = await latency('passed');
   const held = await latency('held');
-  assert.ok(held >= 299, `held ${held.toFixed(1)} ms at the broker`);
+  // A timer may fire up to the event loop's cached time early.
+  assert.ok(held >= 290, `held ${held.toFixed(1)} ms at the broker`);
   assert.ok(held > passed, `held ${held.toFixed(1)} ms, passed ${passed.toFixed(1)} ms`);
   await internal.publishAsync('hm/node/pi-1/job/in', 'frame', { qos: 1 });
   node.publish('hm/node/pi-2/slot', 'spoof', { qos: 1 });
