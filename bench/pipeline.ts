@@ -183,9 +183,10 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       // The bare MQTT legs: neither held by the link delay nor counted as a job's crossings.
       gw.broker.tap(undefined);
       const mqtt = await mqttRoundTrips(url, gw.broker, gw.model.config.dim, 200);
+      const mqttIdle = await mqttRoundTrips(url, gw.broker, gw.model.config.dim, 60, 1000 / fleet.decodeTokensPerS);
       gw.broker.tap(tap);
       const crossingsPerToken = crossings.frames(fleet.jobNum) / fleet.ids.length;
-      rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), mqtt, crossingsPerToken, idsIdentical });
+      rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), mqtt, mqttIdle, crossingsPerToken, idsIdentical });
       process.stderr.write(`bench pipeline: round ${r + 1}/${roundCount}: in-process ${local.decodeTokensPerS.toFixed(1)} tok/s, ` +
         `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ${crossingsPerToken.toFixed(1)} broker crossings per token, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
     }

@@ -115,6 +115,8 @@ export function frameCodecUs(dim: number, n = 2000): { encodeUs: number; decodeU
 
 export interface RoundTrips {
   samples: number;
+  /** The idle time before each round trip, ms. */
+  gapMs: number;
   medianMs: number;
   meanMs: number;
   p90Ms: number;
@@ -122,10 +124,13 @@ export interface RoundTrips {
 
 /**
  * The MQTT legs of one hop alone: a decode-step frame published at QoS 0 (as the router sends
- * it) to a node process that computes nothing and answers at QoS 1 (as an agent does), through
- * the gateway's broker, timed from publish to the answer's arrival, `n` times in a row.
+ * it) to a node process that computes nothing and answers at QoS 0 (as an agent's output
+ * frame goes), through the gateway's broker, timed from publish to the answer's arrival, `n`
+ * times, each after `gapMs` of idling. Back to back, both processes stay awake; on a job's
+ * path each waits a token's time between its hops, and waking costs more the busier the
+ * machine is.
  */
-export async function mqttRoundTrips(url: string, broker: Broker, dim: number, n = 300): Promise<RoundTrips> {
+export async function mqttRoundTrips(url: string, broker: Broker, dim: number, n = 300, gapMs = 0): Promise<RoundTrips> {
   const inTopic = 'heliomesh/bench/node/echo/job/in';
   const outTopic = 'heliomesh/bench/node/echo/job/out';
   const login = broker.internal;
@@ -154,9 +159,12 @@ export async function mqttRoundTrips(url: string, broker: Broker, dim: number, n
     };
     for (let i = 0; i < 30; i++) await once();
     const times: number[] = [];
-    for (let i = 0; i < n; i++) times.push(await once());
+    for (let i = 0; i < n; i++) {
+      if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+      times.push(await once());
+    }
     times.sort((a, b) => a - b);
-    return { samples: n, medianMs: times[Math.floor(n / 2)]!, meanMs: times.reduce((a, b) => a + b, 0) / n, p90Ms: times[Math.floor(0.9 * n)]! };
+    return { samples: n, gapMs, medianMs: times[Math.floor(n / 2)]!, meanMs: times.reduce((a, b) => a + b, 0) / n, p90Ms: times[Math.floor(0.9 * n)]! };
   } finally {
     await client.endAsync(true);
     echo.disconnect();
