@@ -10,7 +10,7 @@
 // field deployment's Wi-Fi would, so paths that cross it a different number of times can be
 // compared under the same link.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { addNode, type PublishTap } from '../gateway/broker/index.js';
@@ -93,14 +93,14 @@ function nodeHops(before: AgentReading[], after: AgentReading[], idleCpuPerMs: n
 }
 
 /** The fleet: credentials, a gateway on loopback holding the head, one agent process per block range. */
-async function startFleet(dir: string, work: string, agents: AgentProcess[]): Promise<Gateway> {
+async function startFleet(dir: string, work: string, agents: AgentProcess[], agentThreads: number | undefined): Promise<Gateway> {
   const blocks = readManifest(dir).blocks;
   const credentialsPath = join(work, 'credentials.json');
   // The gateway's default group names: g1, g2, ... in block order.
   const specs: AgentSpec[] = [];
   for (const [i, b] of blocks.entries()) {
     const nodeId = `stage-${i + 1}`;
-    specs.push({ nodeId, password: await addNode(credentialsPath, nodeId), group: `g${i + 1}`, firstBlock: b.from, lastBlock: b.to - 1 });
+    specs.push({ nodeId, password: await addNode(credentialsPath, nodeId), group: `g${i + 1}`, firstBlock: b.from, lastBlock: b.to - 1, threads: agentThreads });
   }
   const gw = await startGateway(parseGatewayConfig({
     fleet: FLEET,
@@ -129,6 +129,8 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   if (!Number.isInteger(maxTokens) || maxTokens < 2) throw new Error(`--tokens must be a whole number ≥ 2, got '${opts.args.tokens}'`);
   const roundCount = opts.args.rounds === undefined ? ROUNDS : Number(opts.args.rounds);
   if (!Number.isInteger(roundCount) || roundCount < 1) throw new Error(`--rounds must be a whole number ≥ 1, got '${opts.args.rounds}'`);
+  const agentThreads = opts.args.agentThreads === undefined ? undefined : Number(opts.args.agentThreads);
+  if (agentThreads !== undefined && !(Number.isInteger(agentThreads) && agentThreads >= 1)) throw new Error(`--agent-threads must be a whole number ≥ 1, got '${opts.args.agentThreads}'`);
   const linkDelayMs = opts.args.linkDelayMs === undefined ? 0 : Number(opts.args.linkDelayMs);
   if (!Number.isFinite(linkDelayMs) || linkDelayMs < 0) throw new Error(`--link-delay-ms must be a number of ms ≥ 0, got '${opts.args.linkDelayMs}'`);
   const backend = await selectBackend();
@@ -141,7 +143,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   try {
     const model = prepareModel(which, work);
     mkdirSync(join(work, 'agents'));
-    gw = await startFleet(model.dir, work, agents);
+    gw = await startFleet(model.dir, work, agents, agentThreads);
     const trace = new HopTrace(gw.client);
     const crossings = new BrokerCrossings(linkDelayMs);
     const tap: PublishTap = (topic, payload) => {
@@ -192,7 +194,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     }
     return report({
       which, description: model.description, maxTokens, promptIds, backend: backend.detail, sampler: SAMPLER, rounds, codec,
-      idleCpuPct: idleCpuPerMs.map((x) => 100 * x), linkDelayMs, loadAtStart, loadAtEnd: loadavg(),
+      idleCpuPct: idleCpuPerMs.map((x) => 100 * x), linkDelayMs, agentThreads: agentThreads ?? availableParallelism(), loadAtStart, loadAtEnd: loadavg(),
     });
   } finally {
     await cpu?.close();

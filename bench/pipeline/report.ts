@@ -64,6 +64,8 @@ export interface Measured {
   idleCpuPct: number[];
   /** The delay each activation frame was held at the broker, ms. */
   linkDelayMs: number;
+  /** Threads of each agent's matmul kernel (the in-process stages and both heads use every core). */
+  agentThreads: number;
   loadAtStart: number[];
   loadAtEnd: number[];
 }
@@ -138,7 +140,7 @@ export function report(m: Measured): BenchResult {
   const hopText = hops.map((h) => `${h.group} ${f(h.roundTripMs, 2)} ms (gateway out ${f(h.gatewayOutMs, 2)}, node transport ${f(h.nodeTransportMs, 2)}, ` +
     `node handling ${f(h.nodeHandlingMs, 2)}, forward ${f(h.forwardMs, 2)} [in-process ${f(h.inProcessForwardMs, 2)}], gateway in ${f(h.gatewayInMs, 2)}; node CPU ${f(h.nodeCpuMs, 2)})`).join(', ');
   const summary =
-    `pipeline [${m.which}, ${m.backend}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
+    `pipeline [${m.which}, ${m.backend}, agents' kernels on ${m.agentThreads} thread${m.agentThreads === 1 ? '' : 's'}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
     `ratio ${f(ratio, 2)} (median of ${rounds.length} rounds, spread ${spread(ratios)}; goal ≥ ${GOAL_RATIO} for stories15M), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
     `broker crossings per token ${spread(crossings, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms (link delay)` : ''}; ` +
     `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; MQTT round trip with no compute ${f(mid.mqtt.medianMs, 2)} ms median back to back, ${f(mid.mqttIdle.medianMs, 2)} ms after idling a token's time (with those alone the ratio could reach ${f(transportCeiling, 2)}); gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
@@ -158,6 +160,7 @@ export function report(m: Measured): BenchResult {
       idsIdentical: identical,
       crossingsPerToken: median(crossings),
       linkDelayMs: m.linkDelayMs,
+      agentThreads: m.agentThreads,
       promptTokens: m.promptIds.length,
       maxTokens: m.maxTokens,
       sampler: m.sampler,

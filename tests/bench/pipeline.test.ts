@@ -31,13 +31,13 @@ test('the crossing count takes each data frame of a job, not replays, close fram
   assert.throws(() => new BrokerCrossings(-1), /≥ 0/);
 });
 
-test('a short bench run through 3 agents reports 6 broker crossings per token on the star, and the link delay in every hop', async (t) => {
+test('a short bench run through 3 agents reports 6 broker crossings per token on the star, the link delay in every hop, and the agents\' kernel threads', async (t) => {
   const outDir = mkdtempSync(join(tmpdir(), 'heliomesh-bench-pipeline-test-'));
   t.after(() => rmSync(outDir, { recursive: true, force: true }));
   const delayMs = 4;
-  const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '1', linkDelayMs: String(delayMs) } });
+  const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '1', linkDelayMs: String(delayMs), agentThreads: '1' } });
   const m = r.metrics as {
-    crossingsPerToken: number; idsIdentical: boolean; linkDelayMs: number;
+    crossingsPerToken: number; idsIdentical: boolean; linkDelayMs: number; agentThreads: number;
     rounds: Array<{ crossingsPerToken: number; tokens: number; hops: Array<{ roundTripMs: number; forwardMs: number }>; mqttRoundTripMs: { medianMs: number } }>;
   };
   assert.equal(m.idsIdentical, true);
@@ -45,6 +45,8 @@ test('a short bench run through 3 agents reports 6 broker crossings per token on
   assert.equal(m.rounds[0]!.crossingsPerToken, 6, 'one frame to each of 3 nodes and one back from each, per token');
   assert.equal(m.crossingsPerToken, 6);
   assert.equal(m.linkDelayMs, delayMs);
+  assert.equal(m.agentThreads, 1);
+  assert.match(r.summary, /agents' kernels on 1 thread\]/);
   for (const h of m.rounds[0]!.hops) {
     assert.ok(h.roundTripMs >= 2 * delayMs, `a hop's round trip ${h.roundTripMs.toFixed(2)} ms holds the frame in and the frame out ${delayMs} ms each`);
     assert.ok(h.forwardMs > 0 && h.forwardMs < h.roundTripMs, `the node timed its forward: ${h.forwardMs.toFixed(2)} ms`);
