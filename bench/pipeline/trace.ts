@@ -31,28 +31,29 @@ export interface HopTimes {
   gatewayInMs: number;
 }
 
-/** The key of one hop: the frame's job and step, at the node it went to. */
-function hopKey(nodeId: string, payload: Buffer): { key: string; data: boolean } | undefined {
-  const h = frameHeader(payload);
-  return h && { key: `${h.jobId}:${nodeId}:${h.step}`, data: h.data };
-}
+type Parsed = ReturnType<typeof parseNodeTopic>;
+
+/** Steps per job in a hop's number: more than any context holds. */
+const HOP_STEPS = 2 ** 20;
+const hopNumber = (h: { jobId: number; step: number }): number => h.jobId * HOP_STEPS + h.step;
 
 export class HopTrace {
-  private readonly stamps = new Map<string, Stamp>();
+  /** Per node, by hop (job number × 2^20 + step): what the bench adds to a hop's path must cost next to nothing. */
+  private readonly stamps = new Map<string, Map<number, Stamp>>();
+  /** The few node topics a job uses, parsed once. */
+  private readonly topics = new Map<string, Parsed>();
 
   /** Stamps the gateway client's frames out (publish) and in (first `message` listener). */
   constructor(client: MqttClient) {
     const publish = client.publish.bind(client) as (...args: unknown[]) => MqttClient;
     client.publish = ((topic: string, message: string | Buffer, ...rest: unknown[]) => {
-      const t = parseNodeTopic(topic);
-      if (t?.kind === 'jobIn' && Buffer.isBuffer(message)) {
-        const hop = hopKey(t.nodeId, message);
-        if (hop?.data) this.stamps.set(hop.key, { sentMs: performance.now() });
-      }
+      const t = this.parsed(topic);
+      const h = t?.kind === 'jobIn' && Buffer.isBuffer(message) ? frameHeader(message) : undefined;
+      if (t && h?.data) this.byNode(t.nodeId).set(hopNumber(h), { sentMs: performance.now() });
       return publish(topic, message, ...rest);
     }) as MqttClient['publish'];
     client.prependListener('message', (topic: string, payload: Buffer) => {
-      const stamp = this.stampOf(topic, 'jobOut', payload);
+      const stamp = this.stampOf(this.parsed(topic), 'jobOut', payload);
       if (stamp && stamp.backMs === undefined) stamp.backMs = performance.now();
     });
   }
@@ -60,17 +61,32 @@ export class HopTrace {
   /** From the broker's tap: a frame to a node or back from one, as the broker takes it. */
   atBroker(topic: string, payload: Buffer): void {
     const now = performance.now();
-    const into = this.stampOf(topic, 'jobIn', payload);
+    const t = this.parsed(topic);
+    const into = this.stampOf(t, 'jobIn', payload);
     if (into && into.inAtBrokerMs === undefined) into.inAtBrokerMs = now;
-    const back = this.stampOf(topic, 'jobOut', payload);
+    const back = this.stampOf(t, 'jobOut', payload);
     if (back && back.outAtBrokerMs === undefined) back.outAtBrokerMs = now;
   }
 
-  private stampOf(topic: string, kind: 'jobIn' | 'jobOut', payload: Buffer): Stamp | undefined {
-    const t = parseNodeTopic(topic);
+  private parsed(topic: string): Parsed {
+    let t = this.topics.get(topic);
+    if (t === undefined) {
+      t = parseNodeTopic(topic);
+      if (this.topics.size < 1024) this.topics.set(topic, t);
+    }
+    return t;
+  }
+
+  private byNode(nodeId: string): Map<number, Stamp> {
+    let m = this.stamps.get(nodeId);
+    if (!m) this.stamps.set(nodeId, (m = new Map()));
+    return m;
+  }
+
+  private stampOf(t: Parsed, kind: 'jobIn' | 'jobOut', payload: Buffer): Stamp | undefined {
     if (t?.kind !== kind) return undefined;
-    const hop = hopKey(t.nodeId, payload);
-    return hop && this.stamps.get(hop.key);
+    const h = frameHeader(payload);
+    return h && this.stamps.get(t.nodeId)?.get(hopNumber(h));
   }
 
   clear(): void {
@@ -79,21 +95,23 @@ export class HopTrace {
 
   /** Each node's decode steps (step ≥ 1) of job `jobNum`, mean ms of each part. */
   decodeRoundTrips(jobNum: number): Map<string, HopTimes> {
-    const sums = new Map<string, HopTimes>();
-    for (const [key, s] of this.stamps) {
-      const [job, nodeId, step] = key.split(':');
-      if (Number(job) !== jobNum || Number(step) < 1 || s.backMs === undefined || s.inAtBrokerMs === undefined || s.outAtBrokerMs === undefined) continue;
-      const acc = sums.get(nodeId!) ?? { hops: 0, roundTripMs: 0, gatewayOutMs: 0, nodeSideMs: 0, gatewayInMs: 0 };
-      acc.hops++;
-      acc.roundTripMs += s.backMs - s.sentMs;
-      acc.gatewayOutMs += s.inAtBrokerMs - s.sentMs;
-      acc.nodeSideMs += s.outAtBrokerMs - s.inAtBrokerMs;
-      acc.gatewayInMs += s.backMs - s.outAtBrokerMs;
-      sums.set(nodeId!, acc);
+    const out = new Map<string, HopTimes>();
+    for (const [nodeId, hops] of this.stamps) {
+      const acc: HopTimes = { hops: 0, roundTripMs: 0, gatewayOutMs: 0, nodeSideMs: 0, gatewayInMs: 0 };
+      for (const [key, s] of hops) {
+        const step = key % HOP_STEPS;
+        if ((key - step) / HOP_STEPS !== jobNum || step < 1 || s.backMs === undefined || s.inAtBrokerMs === undefined || s.outAtBrokerMs === undefined) continue;
+        acc.hops++;
+        acc.roundTripMs += s.backMs - s.sentMs;
+        acc.gatewayOutMs += s.inAtBrokerMs - s.sentMs;
+        acc.nodeSideMs += s.outAtBrokerMs - s.inAtBrokerMs;
+        acc.gatewayInMs += s.backMs - s.outAtBrokerMs;
+      }
+      if (acc.hops === 0) continue;
+      const n = acc.hops;
+      out.set(nodeId, { hops: n, roundTripMs: acc.roundTripMs / n, gatewayOutMs: acc.gatewayOutMs / n, nodeSideMs: acc.nodeSideMs / n, gatewayInMs: acc.gatewayInMs / n });
     }
-    return new Map([...sums].map(([n, a]) => [n, {
-      hops: a.hops, roundTripMs: a.roundTripMs / a.hops, gatewayOutMs: a.gatewayOutMs / a.hops, nodeSideMs: a.nodeSideMs / a.hops, gatewayInMs: a.gatewayInMs / a.hops,
-    }]));
+    return out;
   }
 }
 
