@@ -103,12 +103,18 @@ interface HeldJob {
   session: BlockSession | undefined;
   steps: number;
   startedMs: number | undefined;
+  /** Ends the session once it has been idle sessionIdleMs; armed once, not per frame (see touch). */
   idle: Timer | undefined;
+  /** When the job last heard from the gateway (monotonic ms): the idle timeout counts from here. */
+  lastHeardMs: number;
 }
 
 type Send = (payload: Buffer) => Promise<void> | void;
 
-/** Job messages by outcome; every message on job/in lands in exactly one of them. */
+/**
+ * Job messages by outcome (every message on job/in lands in exactly one of the counts), and
+ * where a frame's time goes on this node.
+ */
 export interface WorkerCounters {
   accepted: number;
   offersRefused: number;
@@ -118,10 +124,16 @@ export interface WorkerCounters {
   invalid: number;
   /** A valid frame or cancel for a job or session this node does not hold: dropped. */
   notHeld: number;
+  /** Frames of one row, a decode step's: the hop every generated token makes. */
+  decodeFrames: number;
+  /** Wall time inside those frames' forwards, ms. */
+  decodeForwardMs: number;
+  /** Wall time from those frames' arrival to their output handed to the link, forwards included, ms. */
+  decodeFrameMs: number;
 }
 
 export class BlockWorker {
-  readonly counters: WorkerCounters = { accepted: 0, offersRefused: 0, cancelled: 0, frames: 0, invalid: 0, notHeld: 0 };
+  readonly counters: WorkerCounters = { accepted: 0, offersRefused: 0, cancelled: 0, frames: 0, invalid: 0, notHeld: 0, decodeFrames: 0, decodeForwardMs: 0, decodeFrameMs: 0 };
   private readonly jobs = new Map<number, HeldJob>();
   /** Per-job energy from the meter's intervals, and the idle baseline. */
   readonly energy = new EnergyAccount();
@@ -217,8 +229,9 @@ export class BlockWorker {
           return;
         }
         this.counters.accepted++;
-        this.jobs.set(jobId, { jobId, sessionId, positions, session: undefined, steps: 0, startedMs: undefined, idle: undefined });
-        this.touch(this.jobs.get(jobId)!, send);
+        const job: HeldJob = { jobId, sessionId, positions, session: undefined, steps: 0, startedMs: undefined, idle: undefined, lastHeardMs: 0 };
+        this.jobs.set(jobId, job);
+        this.touch(job, send);
         await send(encodeJson({ v: PROTOCOL_VERSION, type: 'accepted', jobId } satisfies JobReport));
       } else {
         const job = this.jobs.get(c.value.jobId);
@@ -231,6 +244,7 @@ export class BlockWorker {
       }
       return;
     }
+    const arrivedMs = performance.now();
     const d = decodeFrame(payload);
     if (!d.ok) {
       this.counters.invalid++;
@@ -247,7 +261,11 @@ export class BlockWorker {
     this.counters.frames++;
     try {
       const out = this.run(job, f);
-      if (out) await send(out);
+      if (out) {
+        const sent = send(out);
+        if (f.rows === 1) this.counters.decodeFrameMs += performance.now() - arrivedMs;
+        await sent;
+      }
     } catch (err) {
       await this.finish(job, send, false, (err as Error).message);
       return;
@@ -273,16 +291,34 @@ export class BlockWorker {
     if (f.position !== job.session.length) throw new Error(`frame position ${f.position} but the session's cache holds ${job.session.length} positions; replay the context first`);
     const session = job.session;
     const cpuBefore = this.cpu.busyCpuS;
+    const forwardFrom = performance.now();
     const out = this.cpu.time(() => this.stack.forward(session, f.data, f.rows));
+    if (f.rows === 1 && !f.replay) {
+      this.counters.decodeFrames++;
+      this.counters.decodeForwardMs += performance.now() - forwardFrom;
+    }
     this.energy.addCpu(job.jobId, this.cpu.busyCpuS - cpuBefore);
     job.steps++;
     if (f.replay) return null;
     return encodeFrame({ jobId: f.jobId, sessionId: f.sessionId, step: f.step, position: f.position, rows: f.rows, dim, dtype: f.dtype, data: out });
   }
 
+  /**
+   * The job heard from the gateway. Cancelling and re-arming a timer for every frame cost
+   * two timer-list operations per hop on the token's path; the one timer armed here checks
+   * on firing whether the job was heard from since, and waits out the rest if so.
+   */
   private touch(job: HeldJob, send: Send): void {
-    job.idle?.cancel();
-    job.idle = this.o.clock.setTimeout(() => void this.finish(job, send, false, `session idle for ${this.o.sessionIdleMs} ms`), this.o.sessionIdleMs);
+    job.lastHeardMs = monotonicMs(this.o.clock);
+    if (!job.idle) this.armIdle(job, send, this.o.sessionIdleMs);
+  }
+
+  private armIdle(job: HeldJob, send: Send, inMs: number): void {
+    job.idle = this.o.clock.setTimeout(() => {
+      const left = job.lastHeardMs + this.o.sessionIdleMs - monotonicMs(this.o.clock);
+      if (left > 0) this.armIdle(job, send, left);
+      else void this.finish(job, send, false, `session idle for ${this.o.sessionIdleMs} ms`);
+    }, inMs);
   }
 
   private drop(job: HeldJob): void {

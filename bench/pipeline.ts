@@ -2,24 +2,30 @@
 // real agents (each its own process and its own block range, over MQTT on loopback), against
 // the same model generated in this process as 3 stages (models/generate.ts Pipeline), with
 // the same prompt, sampler and seed, in rounds that alternate the two. The token ids must be
-// identical (f32 frames carry the hidden states exactly). Also reported: where a decode
-// token's time goes on the fleet path (each hop's round trip split into the node's forward,
-// the frame codec and the MQTT legs; the gateway's own share).
+// identical (f32 frames carry the hidden states exactly). Also reported: the activation
+// frames that crossed the broker per token, counted as they were published; and where a
+// decode token's time goes on the fleet path (each hop's round trip split into the MQTT
+// legs, the node's forward and its handling around it, as the node itself timed them; the
+// gateway's own share). `--link-delay-ms D` holds every frame D ms at the broker, as a
+// field deployment's Wi-Fi would, so paths that cross it a different number of times can be
+// compared under the same link.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { addNode } from '../gateway/broker/index.js';
+import { addNode, type PublishTap } from '../gateway/broker/index.js';
 import { RealClock } from '../ground/clock.js';
 import { parseGatewayConfig } from '../gateway/config.js';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import { selectBackend } from '../models/backend.js';
-import { allTokens, emptyStats, type GenerationStats, type Pipeline } from '../models/generate.js';
-import { AgentCpu } from './pipeline/agent-cpu.js';
+import { allTokens, emptyStats, type Pipeline } from '../models/generate.js';
+import { AgentCpu, type AgentReading } from './pipeline/agent-cpu.js';
 import { AgentProcess, type AgentSpec } from './pipeline/agents.js';
-import { GROUPS, inProcessPipeline, parseBenchModel, prepareModel } from './pipeline/model.js';
+import { inProcessPipeline, parseBenchModel, prepareModel } from './pipeline/model.js';
 import { readManifest } from '../models/shards.js';
-import { frameCodecUs, HopTrace, mqttRoundTrips, type RoundTrips } from './pipeline/trace.js';
+import { BrokerCrossings } from './pipeline/crossings.js';
+import { report, type FleetRun, type InProcessRun, type NodeHop, type Round } from './pipeline/report.js';
+import { frameCodecUs, HopTrace, mqttRoundTrips } from './pipeline/trace.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
 import { until } from '../ground/until.js';
 
@@ -28,25 +34,6 @@ const ROUNDS = 5;
 const PROMPT_TOKENS = 16;
 /** Sampled, not greedy: the seed must carry over for the ids to match. */
 const SAMPLER = { temperature: 0.8, topP: 0.95, seed: 7 };
-const GOAL_RATIO = 0.8;
-
-interface InProcessRun {
-  ids: number[];
-  decodeTokensPerS: number;
-  stats: GenerationStats;
-  /** This process's CPU time over the whole generation (prompt included), per token. */
-  cpuMsPerToken: number;
-}
-
-interface FleetRun {
-  ids: number[];
-  decodeTokensPerS: number;
-  jobNum: number;
-  latencyMs: number;
-  failovers: number;
-  /** This process's CPU time (gateway, broker, head) over the whole job, per token. */
-  gatewayCpuMsPerToken: number;
-}
 
 async function inProcess(pipeline: Pipeline, promptIds: number[], maxTokens: number, stopIds: readonly number[]): Promise<InProcessRun> {
   const stats = emptyStats(pipeline.stacks.length);
@@ -87,29 +74,26 @@ function promptFor(gw: Gateway): number[] {
   return [1, ...Array.from({ length: PROMPT_TOKENS - 1 }, (_, i) => (i * 7919 + 3) % vocab)];
 }
 
-const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-interface Round {
-  inProcess: InProcessRun;
-  fleet: FleetRun;
-  /** Mean round trip of each node's decode hops, in pipeline order, ms. */
-  hopMs: number[];
-  /** The MQTT legs of a hop alone, measured with a node that computes nothing, just after. */
-  mqtt: RoundTrips;
-  /** Each agent process's CPU time over the job (its ping before and after) per hop it served, ms. */
-  agentCpuMs: number[];
-  idsIdentical: boolean;
+/** Each node's part of a job from its counters before and after: its times per decode step, its CPU above its idle rate per token. */
+function nodeHops(before: AgentReading[], after: AgentReading[], idleCpuPerMs: number[], jobMs: number, tokens: number): NodeHop[] {
+  return after.map((a, i) => {
+    const b = before[i]!;
+    const frames = Math.max(1, a.decodeFrames - b.decodeFrames);
+    // One hop per token: the prompt's forward, then one per decode step.
+    const cpuMs = ((a.cpuUs - b.cpuUs) / 1000 - idleCpuPerMs[i]! * jobMs) / tokens;
+    return { cpuMs, forwardMs: (a.decodeForwardMs - b.decodeForwardMs) / frames, frameMs: (a.decodeFrameMs - b.decodeFrameMs) / frames };
+  });
 }
 
 /** The fleet: credentials, a gateway on loopback holding the head, one agent process per block range. */
-async function startFleet(dir: string, work: string, agents: AgentProcess[]): Promise<Gateway> {
+async function startFleet(dir: string, work: string, agents: AgentProcess[], agentThreads: number | undefined): Promise<Gateway> {
   const blocks = readManifest(dir).blocks;
   const credentialsPath = join(work, 'credentials.json');
   // The gateway's default group names: g1, g2, ... in block order.
   const specs: AgentSpec[] = [];
   for (const [i, b] of blocks.entries()) {
     const nodeId = `stage-${i + 1}`;
-    specs.push({ nodeId, password: await addNode(credentialsPath, nodeId), group: `g${i + 1}`, firstBlock: b.from, lastBlock: b.to - 1 });
+    specs.push({ nodeId, password: await addNode(credentialsPath, nodeId), group: `g${i + 1}`, firstBlock: b.from, lastBlock: b.to - 1, threads: agentThreads });
   }
   const gw = await startGateway(parseGatewayConfig({
     fleet: FLEET,
@@ -136,6 +120,12 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   const which = parseBenchModel(opts.args.model);
   const maxTokens = opts.args.tokens === undefined ? 128 : Number(opts.args.tokens);
   if (!Number.isInteger(maxTokens) || maxTokens < 2) throw new Error(`--tokens must be a whole number ≥ 2, got '${opts.args.tokens}'`);
+  const roundCount = opts.args.rounds === undefined ? ROUNDS : Number(opts.args.rounds);
+  if (!Number.isInteger(roundCount) || roundCount < 1) throw new Error(`--rounds must be a whole number ≥ 1, got '${opts.args.rounds}'`);
+  const agentThreads = opts.args.agentThreads === undefined ? undefined : Number(opts.args.agentThreads);
+  if (agentThreads !== undefined && !(Number.isInteger(agentThreads) && agentThreads >= 1)) throw new Error(`--agent-threads must be a whole number ≥ 1, got '${opts.args.agentThreads}'`);
+  const linkDelayMs = opts.args.linkDelayMs === undefined ? 0 : Number(opts.args.linkDelayMs);
+  if (!Number.isFinite(linkDelayMs) || linkDelayMs < 0) throw new Error(`--link-delay-ms must be a number of ms ≥ 0, got '${opts.args.linkDelayMs}'`);
   const backend = await selectBackend();
   const loadAtStart = loadavg();
   const work = mkdtempSync(join(tmpdir(), 'heliomesh-bench-pipeline-'));
@@ -146,8 +136,14 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   try {
     const model = prepareModel(which, work);
     mkdirSync(join(work, 'agents'));
-    gw = await startFleet(model.dir, work, agents);
+    gw = await startFleet(model.dir, work, agents, agentThreads);
     const trace = new HopTrace(gw.client);
+    const crossings = new BrokerCrossings(linkDelayMs);
+    const tap: PublishTap = (topic, payload) => {
+      trace.atBroker(topic, payload);
+      return crossings.tap(topic, payload);
+    };
+    gw.broker.tap(tap);
     const url = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
     cpu = await AgentCpu.connect(url, gw.broker.internal, FLEET);
     const nodeIds = agents.map((a) => a.nodeId);
@@ -158,7 +154,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     const idleT0 = performance.now();
     await new Promise((r) => setTimeout(r, 3000));
     const idle1 = await cpu.readAll(nodeIds);
-    const idleCpuPerMs = idle1.map((us, i) => (us - idle0[i]!) / 1000 / (performance.now() - idleT0));
+    const idleCpuPerMs = idle1.map((a, i) => (a.cpuUs - idle0[i]!.cpuUs) / 1000 / (performance.now() - idleT0));
     const promptIds = promptFor(gw);
     const stopIds = gw.model.stopIds;
     const codec = frameCodecUs(gw.model.config.dim);
@@ -168,25 +164,31 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     await viaFleet(gw, promptIds, 4);
 
     const rounds: Round[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
+    for (let r = 0; r < roundCount; r++) {
       const local = await inProcess(pipeline, promptIds, maxTokens, stopIds);
       trace.clear();
-      const cpuBefore = await cpu.readAll(nodeIds);
+      const before = await cpu.readAll(nodeIds);
       const jobT0 = performance.now();
       const fleet = await viaFleet(gw, promptIds, maxTokens);
-      const cpuAfter = await cpu.readAll(nodeIds);
+      const after = await cpu.readAll(nodeIds);
       const jobMs = performance.now() - jobT0;
-      // One hop per token: the prompt's forward, then one per decode step.
-      const agentCpuMs = cpuAfter.map((us, i) => ((us - cpuBefore[i]!) / 1000 - idleCpuPerMs[i]! * jobMs) / fleet.ids.length);
       const trips = trace.decodeRoundTrips(fleet.jobNum);
-      const hopMs = agents.map((a) => trips.get(a.nodeId)?.meanMs ?? NaN);
+      const hops = agents.map((a) => trips.get(a.nodeId) ?? { hops: 0, roundTripMs: NaN, gatewayOutMs: NaN, nodeSideMs: NaN, gatewayInMs: NaN });
       const idsIdentical = local.ids.length === fleet.ids.length && local.ids.every((id, i) => id === fleet.ids[i]);
+      // The bare MQTT legs: neither held by the link delay nor counted as a job's crossings.
+      gw.broker.tap(undefined);
       const mqtt = await mqttRoundTrips(url, gw.broker, gw.model.config.dim, 200);
-      rounds.push({ inProcess: local, fleet, hopMs, mqtt, agentCpuMs, idsIdentical });
-      process.stderr.write(`bench pipeline: round ${r + 1}/${ROUNDS}: in-process ${local.decodeTokensPerS.toFixed(1)} tok/s, ` +
-        `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
+      const mqttIdle = await mqttRoundTrips(url, gw.broker, gw.model.config.dim, 60, 1000 / fleet.decodeTokensPerS);
+      gw.broker.tap(tap);
+      const crossingsPerToken = crossings.frames(fleet.jobNum) / fleet.ids.length;
+      rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), mqtt, mqttIdle, crossingsPerToken, idsIdentical });
+      process.stderr.write(`bench pipeline: round ${r + 1}/${roundCount}: in-process ${local.decodeTokensPerS.toFixed(1)} tok/s, ` +
+        `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ${crossingsPerToken.toFixed(1)} broker crossings per token, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
     }
-    return report({ which, description: model.description, maxTokens, promptIds, backend: backend.detail, rounds, codec, idleCpuPct: idleCpuPerMs.map((x) => 100 * x), loadAtStart, loadAtEnd: loadavg() });
+    return report({
+      which, description: model.description, maxTokens, promptIds, backend: backend.detail, sampler: SAMPLER, rounds, codec,
+      idleCpuPct: idleCpuPerMs.map((x) => 100 * x), linkDelayMs, agentThreads: agentThreads ?? availableParallelism(), loadAtStart, loadAtEnd: loadavg(),
+    });
   } finally {
     await cpu?.close();
     await Promise.all(agents.map((a) => a.stop()));
@@ -194,119 +196,6 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     await gw?.close();
     rmSync(work, { recursive: true, force: true });
   }
-}
-
-interface Measured {
-  which: string;
-  description: string;
-  maxTokens: number;
-  promptIds: number[];
-  backend: string;
-  rounds: Round[];
-  codec: ReturnType<typeof frameCodecUs>;
-  /** Each agent's CPU while idle, % of one core. */
-  idleCpuPct: number[];
-  loadAtStart: number[];
-  loadAtEnd: number[];
-}
-
-function report(m: Measured): BenchResult {
-  const { rounds, codec } = m;
-  const ratios = rounds.map((r) => r.fleet.decodeTokensPerS / r.inProcess.decodeTokensPerS);
-  const ratio = median(ratios);
-  const bestLocal = rounds.reduce((a, b) => (b.inProcess.decodeTokensPerS > a.inProcess.decodeTokensPerS ? b : a));
-  const bestFleet = rounds.reduce((a, b) => (b.fleet.decodeTokensPerS > a.fleet.decodeTokensPerS ? b : a));
-  const identical = rounds.every((r) => r.idsIdentical);
-  // The breakdown of the median-ratio round: its fleet and in-process runs were neighbours in time.
-  const mid = rounds[ratios.indexOf(ratio)]!;
-  const s = mid.inProcess.stats;
-  const tokenMs = 1000 / mid.fleet.decodeTokensPerS;
-  const codecMs = (codec.encodeUs + codec.decodeUs) / 1000;
-  const hops = mid.hopMs.map((rttMs, i) => {
-    // An agent sizes its session to the offer's positions (prompt + max tokens − 1), as the
-    // in-process pipeline does, so its forward is the same computation on the same weights.
-    const forwardMs = s.stageDecodeMs[i]! / s.decodeTokens;
-    // Each hop: the MQTT legs (measured apart with a node that computes nothing), the node's
-    // decode of the frame in, its blocks' forward, its encode of the frame out; what is left
-    // is the agent's own handling (worker bookkeeping, tensor copies, its event loop).
-    const mqttMs = mid.mqtt.medianMs;
-    const agentCpuMs = mid.agentCpuMs[i]!;
-    return {
-      group: `g${i + 1}`, roundTripMs: rttMs, forwardMs, codecMs, mqttMs, agentOtherMs: rttMs - forwardMs - codecMs - mqttMs,
-      // What the agent process computed per hop (the job's CPU above its idle rate, prompt included); the rest of the round trip it was not computing.
-      agentCpuMs, notComputingMs: rttMs - agentCpuMs,
-    };
-  });
-  const hopsMs = hops.reduce((a, h) => a + h.roundTripMs, 0);
-  const breakdown = {
-    tokenMs,
-    inProcessTokenMs: 1000 / mid.inProcess.decodeTokensPerS,
-    hops,
-    /** What the gateway spends per token outside the hops: head (embed, norm, classifier, sampling), its side of the codec, the router. */
-    gatewayMs: tokenMs - hopsMs,
-    inProcessHeadMs: s.headDecodeMs / s.decodeTokens,
-    /**
-     * CPU time per token, whole generation (prompt included), whatever the machine's load:
-     * in-process, against the fleet's gateway process plus its three agents.
-     */
-    cpuMsPerToken: {
-      inProcess: mid.inProcess.cpuMsPerToken,
-      fleet: mid.fleet.gatewayCpuMsPerToken + mid.agentCpuMs.reduce((a, b) => a + b, 0),
-      fleetGateway: mid.fleet.gatewayCpuMsPerToken,
-      fleetAgents: mid.agentCpuMs,
-    },
-    mqttMsPerToken: hops.reduce((a, h) => a + h.mqttMs, 0),
-    codecMsPerToken: 2 * GROUPS * codecMs,
-  };
-  // The ratio the fleet would reach if each hop cost nothing beyond its forward and the bare
-  // MQTT round trip measured in this run: what the transport alone leaves of the goal.
-  const inProcessTokenMs = breakdown.inProcessTokenMs;
-  const transportCeiling = inProcessTokenMs / (inProcessTokenMs + breakdown.mqttMsPerToken);
-  const f = (x: number, d = 1) => x.toFixed(d);
-  const hopText = hops.map((h) => `${h.group} ${f(h.roundTripMs, 2)} ms (agent CPU ${f(h.agentCpuMs, 2)}, forward ${f(h.forwardMs, 2)})`).join(', ');
-  const summary =
-    `pipeline [${m.which}, ${m.backend}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
-    `ratio ${f(ratio, 2)} (median of ${rounds.length} rounds; goal ≥ ${GOAL_RATIO} for stories15M), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
-    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}, each with an MQTT round trip of ${f(mid.mqtt.medianMs, 2)} ms (median, no compute; with those alone the ratio could reach ${f(transportCeiling, 2)}); gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
-    `CPU per token: fleet ${f(breakdown.cpuMsPerToken.fleet, 2)} ms (gateway ${f(breakdown.cpuMsPerToken.fleetGateway, 2)}) vs in-process ${f(breakdown.cpuMsPerToken.inProcess, 2)} ms; ` +
-    `frame codec ${f(codec.encodeUs, 0)} + ${f(codec.decodeUs, 0)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;
-  return {
-    summary,
-    metrics: {
-      model: m.which,
-      modelDescription: m.description,
-      backend: m.backend,
-      goalRatio: GOAL_RATIO,
-      ratio,
-      ratioOfBests: bestFleet.fleet.decodeTokensPerS / bestLocal.inProcess.decodeTokensPerS,
-      transportCeiling,
-      idsIdentical: identical,
-      promptTokens: m.promptIds.length,
-      maxTokens: m.maxTokens,
-      sampler: SAMPLER,
-      frameDtype: 'f32',
-      codec,
-      agentIdleCpuPct: m.idleCpuPct,
-      breakdownOfMedianRound: breakdown,
-      rounds: rounds.map((r, i) => ({
-        round: i,
-        inProcessDecodeTokensPerS: r.inProcess.decodeTokensPerS,
-        fleetDecodeTokensPerS: r.fleet.decodeTokensPerS,
-        ratio: ratios[i],
-        tokens: r.fleet.ids.length,
-        idsIdentical: r.idsIdentical,
-        hopRoundTripMs: r.hopMs,
-        mqttRoundTripMs: r.mqtt,
-        inProcessStageMs: r.inProcess.stats.stageDecodeMs.map((ms) => ms / r.inProcess.stats.decodeTokens),
-        agentCpuMs: r.agentCpuMs,
-        inProcessCpuMsPerToken: r.inProcess.cpuMsPerToken,
-        gatewayCpuMsPerToken: r.fleet.gatewayCpuMsPerToken,
-        fleetLatencyMs: r.fleet.latencyMs,
-        failovers: r.fleet.failovers,
-      })),
-      loadAverage: { atStart: m.loadAtStart, atEnd: m.loadAtEnd },
-    },
-  };
 }
 
 export const pipelineBench: Bench = {

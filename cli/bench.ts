@@ -20,11 +20,13 @@ export function registerBench(program: Command): void {
     .option('--quant <types>', 'model --shape: weight types, comma-separated: f32, q8_0, q4_0 (default q4_0)')
     .option('--stages <n>', 'model --shape: pipeline stages, one process each (default 3)')
     .option('--threads <n>', 'model: matmul kernel threads per stage and head (default: every core)')
-    .option('--rounds <n>', 'model --shape: measured rounds, each with a C round after it (default 2); startup: runs of each command (default 5)')
+    .option('--rounds <n>', 'model --shape: measured rounds, each with a C round after it (default 2); startup: runs of each command (default 5); pipeline: rounds (default 5)')
     .option('--c-bar <on|off>', 'model --shape: run the C f32 bar (default on)')
     .option('--backend <name>', 'model: TF.js backend, auto|tensorflow|wasm|cpu (default: HELIOMESH_BACKEND or auto)')
+    .option('--agent-threads <n>', 'pipeline: matmul kernel threads of each agent (default: every core; the in-process run keeps every core)')
+    .option('--link-delay-ms <ms>', 'pipeline: hold every activation frame this long at the broker, as a slower link would (default 0)')
     .action(async (name: string, opts: { out: string; model?: string; nodes?: string; jobsPerS?: string; seconds?: string; tokens?: string;
-      shape?: string; quant?: string; stages?: string; threads?: string; rounds?: string; cBar?: string; backend?: string }) => {
+      shape?: string; quant?: string; stages?: string; threads?: string; rounds?: string; cBar?: string; backend?: string; agentThreads?: string; linkDelayMs?: string }) => {
       const load = benches[name];
       if (!load) {
         throw new Error(`unknown benchmark '${name}'; choose one of: ${Object.keys(benches).join(', ')}`);

@@ -12,7 +12,7 @@ import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import {
   eventBeyondProfile, fleetFilter, isFrame, jobEnergyBeyondProfile, parseEvent, parseJobReport, parseNodeTopic, parseSlotRecord, parseState,
-  slotBeyondProfile, type BeyondProfile, type DeclaredBounds, type NodeProfile,
+  slotBeyondProfile, type BeyondProfile, type DeclaredBounds, type NodeProfile, type ParsedTopic,
 } from '../protocol/index.js';
 import type { Clock } from '../ground/clock.js';
 import type { ChainProfile, Registry, SlotReport } from './registry.js';
@@ -102,6 +102,13 @@ const HOLD_NODES = 1024;
 /** A node's refusals beyond its bounds are logged at most this often: its first says what was wrong, the next one how many followed. */
 const REFUSAL_LOG_MS = 60_000;
 
+/**
+ * Topics parsed, kept at most: a fleet's nodes × their topic kinds. Every message is parsed,
+ * each output frame of every hop among them, and the same few topics repeat; past the
+ * bound (a flood of made-up topics through an external broker) the cache starts over.
+ */
+const TOPIC_CACHE = 8192;
+
 /** A slot record held until its node's birth, with the slot's length its bounds need. */
 type HeldRecord = SlotReport & { slotMs: number };
 
@@ -113,6 +120,7 @@ export class NodeLink {
   private readonly declared = new Map<string, DeclaredBounds>();
   /** Per node: when its last refusal was logged, and how many were refused since. */
   private readonly refusalLog = new Map<string, { atMs: number; since: number }>();
+  private readonly topics = new Map<string, ParsedTopic | null>();
 
   constructor(
     private readonly config: LinkConfig,
@@ -137,7 +145,7 @@ export class NodeLink {
   }
 
   onMessage(topic: string, payload: Buffer): void {
-    const t = parseNodeTopic(topic);
+    const t = this.parsed(topic);
     if (!t || t.fleet !== this.config.fleet) return;
     this.counters.messages++;
     const { registry, clock, jobs } = this.deps;
@@ -207,6 +215,16 @@ export class NodeLink {
       // The registry refused a well-formed message (its checks of the chain's parameters).
       this.invalid(t.nodeId, topic, (err as Error).message, t.kind === 'slot' || t.kind === 'event' ? t.kind : 'state', 'chain');
     }
+  }
+
+  private parsed(topic: string): ParsedTopic | null {
+    let t = this.topics.get(topic);
+    if (t === undefined) {
+      if (this.topics.size >= TOPIC_CACHE) this.topics.clear();
+      t = parseNodeTopic(topic);
+      this.topics.set(topic, t);
+    }
+    return t;
   }
 
   /**

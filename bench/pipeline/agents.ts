@@ -15,6 +15,8 @@ export interface AgentSpec {
   group: string;
   firstBlock: number;
   lastBlock: number;
+  /** Threads of its matmul kernel (default: every core, as an agent on a Pi runs). */
+  threads?: number;
 }
 
 const CLI = fileURLToPath(new URL('../../cli/index.js', import.meta.url));
@@ -24,7 +26,7 @@ function agentDoc(spec: AgentSpec, fleet: string, url: string, shardDir: string,
   const base = virtualAgentConfig({ nodeId: spec.nodeId, group: spec.group, fleet, gateway: url, username: spec.nodeId, password: spec.password, spool: join(dir, 'spool') }, {});
   return {
     ...base,
-    model: { shardDir, firstBlock: spec.firstBlock, lastBlock: spec.lastBlock },
+    model: { shardDir, firstBlock: spec.firstBlock, lastBlock: spec.lastBlock, ...(spec.threads ? { threads: spec.threads } : {}) },
     // On the virtual node a critical battery only ends the process.
     shutdownCommand: ['true'],
     logLevel: 'warn',

@@ -66,6 +66,14 @@ const AEDES_CONNECT_TIMEOUT = 'connect did not arrive in time';
 /** The remote address recorded for the in-process connection. */
 const IN_PROCESS = 'in-process';
 
+/**
+ * Sees every PUBLISH a client sends, once it is authorized and before it is routed: a
+ * benchmark's count of what crosses the broker. The number returned holds the message back
+ * that many ms before it is routed, as a slower link would (0: at once). The gateway itself
+ * never taps its broker.
+ */
+export type PublishTap = (topic: string, payload: Buffer) => number;
+
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
@@ -91,6 +99,7 @@ export class Broker {
   /** Ports actually bound (useful when configured as 0). */
   readonly ports: { mqtt?: number; mqtts?: number; ws?: number } = {};
   private webSockets: WebSocketServer | undefined;
+  private publishTap: PublishTap | undefined;
 
   private constructor(private readonly config: BrokerConfig, private readonly deps: BrokerDeps) {
     this.internalSecret = randomBytes(32);
@@ -118,7 +127,12 @@ export class Broker {
         else done(new Error(RATE_LIMITED), false);
       },
       authenticate: (client, username, password, done) => void this.authenticate(client, username, password, done),
-      authorizePublish: (client, packet, done) => done(this.authorizePublish(client, packet.topic, packet.payload)),
+      authorizePublish: (client, packet, done) => {
+        const refused = this.authorizePublish(client, packet.topic, packet.payload);
+        const holdMs = refused || !this.publishTap ? 0 : this.publishTap(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
+        if (holdMs > 0) this.deps.clock.setTimeout(() => done(null), holdMs);
+        else done(refused);
+      },
       authorizeSubscribe: (client, sub, done) => done(null, this.authorizeSubscribe(client, sub.topic) ? sub : null),
     });
     this.aedes.on('client', (client) => {
@@ -240,6 +254,11 @@ export class Broker {
       });
     });
     this.ports.ws = await this.listen(http, ws.port);
+  }
+
+  /** Installs (or, with undefined, removes) the tap every authorized PUBLISH passes. */
+  tap(tap: PublishTap | undefined): void {
+    this.publishTap = tap;
   }
 
   stats(): BrokerCounters {

@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MeteredInterval } from '../../agent/energy.js';
 import { BlockWorker, type JobMeter } from '../../agent/worker.js';
+import type { Timer } from '../../ground/clock.js';
 import { VirtualClock } from '../../hardware/clock.js';
 import { selectBackend } from '../../models/backend.js';
 import { BlockStack } from '../../models/forward.js';
@@ -28,13 +29,12 @@ function hidden(rows: number, dim: number, seed: number): Float32Array {
 }
 
 /** Shards of stories260K in 2 groups in a temporary folder, and a worker over blocks [0, 0]. */
-async function firstBlockWorker(t: TestContext, dtype: 'f16' | 'f32', sessionIdleMs: number) {
+async function firstBlockWorker(t: TestContext, dtype: 'f16' | 'f32', sessionIdleMs: number, clock = new VirtualClock(0)) {
   await selectBackend({ backend: 'cpu' });
   const dir = mkdtempSync(join(tmpdir(), 'heliomesh-shards-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const model = readLlama2c(stories);
   writeShards(model.config, (part) => readLlama2c(stories, part), { groups: 2, outDir: dir, dtype });
-  const clock = new VirtualClock(0);
   const worker = BlockWorker.load({ shardDir: dir, firstBlock: 0, lastBlock: 0, queueCapacity: 2, sessionIdleMs, clock, log: quiet });
   t.after(() => worker.close());
   return { model, clock, worker, dim: model.config.dim };
@@ -142,6 +142,39 @@ test('sessions time out when idle; power saving refuses offers and hands back jo
   await worker.handle(encodeFrame({ jobId: 4, sessionId: 4, step: 0, position: 3, rows: 1, dim, data: hidden(1, dim, 1) }), send, true);
   const wrong = out.find((r) => r.type === 'report' && r.jobId === 4);
   assert.ok(wrong && wrong.type === 'report' && /position 3/.test(wrong.error!));
+});
+
+/** Counts the timers set on it. */
+class CountingClock extends VirtualClock {
+  timers = 0;
+  override setTimeout(fn: () => void, ms: number): Timer {
+    this.timers++;
+    return super.setTimeout(fn, ms);
+  }
+}
+
+test('frames set no timer of their own: the idle timeout still counts from the last frame', async (t) => {
+  const clock = new CountingClock(0);
+  const { worker, dim } = await firstBlockWorker(t, 'f32', 5000, clock);
+  const out: JobReport[] = [];
+  const send = (p: Buffer): void => {
+    const r = parseJobReport(p);
+    if (r.ok) out.push(r.value);
+  };
+  await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 1, sessionId: 1 }), send, true);
+  const afterOffer = clock.timers;
+  for (let step = 0; step < 10; step++) {
+    await worker.handle(encodeFrame({ jobId: 1, sessionId: 1, step, position: step, rows: 1, dim, data: hidden(1, dim, step + 1) }), send, true);
+    await clock.advance(500);
+  }
+  assert.equal(clock.timers - afterOffer, 1, 'ten frames 0.5 s apart: only the idle check re-armed itself, once, at 5 s');
+  assert.equal(worker.queue(), 1, 'heard from 0.5 s ago: still held, 5 s after the offer');
+  await clock.advance(4400);
+  assert.equal(worker.queue(), 1, '4.9 s after the last frame');
+  await clock.advance(200);
+  assert.equal(worker.queue(), 0, '5.1 s after the last frame');
+  const report = out.find((r) => r.type === 'report' && r.jobId === 1);
+  assert.ok(report && report.type === 'report' && !report.ok && /idle for 5000 ms/.test(report.error!) && report.steps === 10);
 });
 
 test('an offer\'s positions size the session: outputs match a reference of that size, and a frame beyond it ends the job', async (t) => {

@@ -132,6 +132,37 @@ test('publishing outside its own topics closes the node\'s connection', async ()
   assert.ok(cap.records.some((r) => String(r.msg).startsWith('publish outside') && r.clientId === 'pi-1' && r.topic === 'hm/node/pi-2/slot'));
 });
 
+test('a tap sees each authorized publish, the internal client\'s too, and holds it as long as it answers', async (t) => {
+  const seen: string[] = [];
+  broker.tap((topic, payload) => {
+    seen.push(`${topic}=${payload.toString()}`);
+    return payload.toString() === 'held' ? 300 : 0;
+  });
+  t.after(() => broker.tap(undefined));
+  const internal = await connect(url, { clientId: 'gateway-tap', ...broker.internal });
+  await internal.subscribeAsync('hm/node/pi-1/#', { qos: 0 });
+  const arrived = new Map<string, number>();
+  internal.on('message', (_topic, payload) => arrived.set(payload.toString(), performance.now()));
+  const node = await connect(url, { clientId: 'pi-1', username: 'pi-1', password: passwords['pi-1'] });
+  const latency = async (payload: string): Promise<number> => {
+    const t0 = performance.now();
+    node.publish('hm/node/pi-1/job/out', payload, { qos: 0 });
+    const deadline = Date.now() + 5000;
+    while (!arrived.has(payload) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(arrived.has(payload), `${payload} was delivered`);
+    return arrived.get(payload)! - t0;
+  };
+  const passed = await latency('passed');
+  const held = await latency('held');
+  // A timer may fire up to the event loop's cached time early.
+  assert.ok(held >= 290, `held ${held.toFixed(1)} ms at the broker`);
+  assert.ok(held > passed, `held ${held.toFixed(1)} ms, passed ${passed.toFixed(1)} ms`);
+  await internal.publishAsync('hm/node/pi-1/job/in', 'frame', { qos: 1 });
+  node.publish('hm/node/pi-2/slot', 'spoof', { qos: 1 });
+  await closed(node);
+  assert.deepEqual(seen, ['hm/node/pi-1/job/out=passed', 'hm/node/pi-1/job/out=held', 'hm/node/pi-1/job/in=frame'], 'once each; a refused publish never reaches the tap');
+});
+
 test('an oversized packet closes the connection before it is buffered', async () => {
   const node = await connect(url, { clientId: 'pi-1', username: 'pi-1', password: passwords['pi-1'] });
   const before = broker.stats().refusedSize;

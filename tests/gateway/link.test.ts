@@ -82,3 +82,18 @@ test('broken or mislabelled messages are refused, logged and counted', () => {
   link.onMessage('heliomesh/other/node/pi-1/state', encodeJson(birth('pi-1', 1)));
   assert.equal(registry.get('pi-1'), undefined, 'another fleet\'s topics are not ours');
 });
+
+test('past a flood of made-up topics, and on repeats of one, each message is still read by its own topic', () => {
+  const { registry, link } = setup();
+  for (let i = 0; i < 9000; i++) link.onMessage(`heliomesh/f1/node/ghost-${i}/slot`, Buffer.from('{}'));
+  assert.equal(link.counters.invalid, 9000, 'each malformed slot record refused');
+  link.onMessage('heliomesh/other/node/pi-1/state', encodeJson(birth('pi-1', 1)));
+  assert.equal(registry.get('pi-1'), undefined, 'another fleet\'s topic is ignored');
+  link.onMessage('heliomesh/f1/node/pi+1/state', encodeJson(birth('pi-1', 1)));
+  assert.equal(registry.get('pi-1'), undefined, 'a topic whose node id is not one is ignored');
+  for (let i = 0; i < 2; i++) link.onMessage(nodeTopic('f1', 'pi-1', 'state'), encodeJson(birth('pi-1', 1)));
+  assert.equal(registry.get('pi-1')?.online, true);
+  link.onMessage(nodeTopic('f1', 'pi-2', 'state'), encodeJson(birth('pi-1', 1)));
+  assert.equal(registry.get('pi-2'), undefined, 'a birth naming another node than its topic is refused');
+  assert.equal(link.counters.invalid, 9001);
+});

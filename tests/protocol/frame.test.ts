@@ -29,6 +29,17 @@ test('f32 frames round-trip bit-exactly with every header field', () => {
   assert.equal(r.frame.dtype, 'f32');
 });
 
+test('f32 frames carry every bit of their values, NaN payloads and -0 included, from any byte offset', () => {
+  const bits = new Uint32Array([0x7f800001, 0xffc12345, 0x80000000, 0x00000001, 0x7f7fffff, 0x3f800000, 0x7f800000, 0xff800000]);
+  const data = new Float32Array(bits.buffer);
+  const buf = encodeFrame({ jobId: 1, sessionId: 1, step: 0, position: 0, rows: 2, dim: 4, data });
+  // As a frame arrives inside a larger MQTT packet buffer: at an odd offset.
+  const packet = Buffer.concat([Buffer.from([0x30]), buf]);
+  const r = decodeFrame(packet.subarray(1));
+  assert.ok(r.ok, !r.ok ? r.error : '');
+  assert.deepEqual([...new Uint32Array(r.frame.data.buffer)].map((b) => b.toString(16)), [...bits].map((b) => b.toString(16)));
+});
+
 test('f16 frames halve the payload and round to nearest even within half precision', () => {
   const data = sample(64, 3);
   const buf = encodeFrame({ jobId: 1, sessionId: 2, step: 0, position: 0, rows: 4, dim: 16, data, dtype: 'f16', close: true });

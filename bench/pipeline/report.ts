@@ -1,0 +1,191 @@
+// What `heliomesh bench pipeline` reports from its rounds: the median ratio of fleet to
+// in-process decode speed, the broker crossings per token, and where the median round's
+// token went, hop by hop, as the gateway and each node timed it.
+import type { GenerationStats } from '../../models/generate.js';
+import type { BenchResult } from '../types.js';
+import type { frameCodecUs, HopTimes, RoundTrips } from './trace.js';
+
+export const GOAL_RATIO = 0.8;
+
+export interface InProcessRun {
+  ids: number[];
+  decodeTokensPerS: number;
+  stats: GenerationStats;
+  /** This process's CPU time over the whole generation (prompt included), per token. */
+  cpuMsPerToken: number;
+}
+
+export interface FleetRun {
+  ids: number[];
+  decodeTokensPerS: number;
+  jobNum: number;
+  latencyMs: number;
+  failovers: number;
+  /** This process's CPU time (gateway, broker, head) over the whole job, per token. */
+  gatewayCpuMsPerToken: number;
+}
+
+/** One node's part of a job, from its own counters. */
+export interface NodeHop {
+  /** Its process's CPU time above its idle rate, per token (the prompt's forward included). */
+  cpuMs: number;
+  /** Wall time in its blocks' forward, per decode step. */
+  forwardMs: number;
+  /** Wall time from a decode step's frame arriving at its worker to the output handed to its link. */
+  frameMs: number;
+}
+
+export interface Round {
+  inProcess: InProcessRun;
+  fleet: FleetRun;
+  /** Each node's decode hops, in pipeline order, as the gateway and the broker saw them. */
+  hops: HopTimes[];
+  /** What each node timed of its hops, in pipeline order. */
+  nodes: NodeHop[];
+  /** The MQTT legs of a hop alone, measured with a node that computes nothing, just after, back to back. */
+  mqtt: RoundTrips;
+  /** The same, each after idling one fleet token's time, as a node does between its hops. */
+  mqttIdle: RoundTrips;
+  /** Activation frames with data that crossed the broker for the job, per token generated. */
+  crossingsPerToken: number;
+  idsIdentical: boolean;
+}
+
+export interface Measured {
+  which: string;
+  description: string;
+  maxTokens: number;
+  promptIds: number[];
+  backend: string;
+  sampler: { temperature: number; topP: number; seed: number };
+  rounds: Round[];
+  codec: ReturnType<typeof frameCodecUs>;
+  /** Each agent's CPU while idle, % of one core. */
+  idleCpuPct: number[];
+  /** The delay each activation frame was held at the broker, ms. */
+  linkDelayMs: number;
+  /** Threads of each agent's matmul kernel (the in-process stages and both heads use every core). */
+  agentThreads: number;
+  loadAtStart: number[];
+  loadAtEnd: number[];
+}
+
+const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Each hop of a round: its round trip and what it was made of. */
+function hopBreakdown(r: Round) {
+  const s = r.inProcess.stats;
+  return r.hops.map((h, i) => {
+    const node = r.nodes[i]!;
+    return {
+      group: `g${i + 1}`,
+      roundTripMs: h.roundTripMs,
+      /** The gateway's publish to the broker taking the frame: its MQTT client and the in-process stream. */
+      gatewayOutMs: h.gatewayOutMs,
+      /** The broker taking the node's answer to its arrival at the gateway's client (with the answer's link delay). */
+      gatewayInMs: h.gatewayInMs,
+      /** The broker's delivery to the node, the node's socket, MQTT client and event loop, and its publish back (with the frame's link delay), outside its worker. */
+      nodeTransportMs: h.nodeSideMs - node.frameMs,
+      /** The node's worker around the forward: frame decode and checks, output encode, handing it to the link. */
+      nodeHandlingMs: node.frameMs - node.forwardMs,
+      forwardMs: node.forwardMs,
+      /** The same stage's forward in the in-process pipeline. */
+      inProcessForwardMs: s.stageDecodeMs[i]! / s.decodeTokens,
+      /** The MQTT legs of a hop alone: a node that computes nothing, no link delay, back to back. */
+      bareMqttMs: r.mqtt.medianMs,
+      /** The same after idling a token's time, as the hop's processes do. */
+      bareMqttAfterIdleMs: r.mqttIdle.medianMs,
+      nodeCpuMs: node.cpuMs,
+    };
+  });
+}
+
+export function report(m: Measured): BenchResult {
+  const { rounds, codec } = m;
+  const ratios = rounds.map((r) => r.fleet.decodeTokensPerS / r.inProcess.decodeTokensPerS);
+  const ratio = median(ratios);
+  const bestLocal = rounds.reduce((a, b) => (b.inProcess.decodeTokensPerS > a.inProcess.decodeTokensPerS ? b : a));
+  const bestFleet = rounds.reduce((a, b) => (b.fleet.decodeTokensPerS > a.fleet.decodeTokensPerS ? b : a));
+  const identical = rounds.every((r) => r.idsIdentical);
+  const crossings = rounds.map((r) => r.crossingsPerToken);
+  const cpuRatios = rounds.map((r) => (r.fleet.gatewayCpuMsPerToken + r.nodes.reduce((a, n) => a + n.cpuMs, 0)) / r.inProcess.cpuMsPerToken);
+  // The breakdown of the median-ratio round: its fleet and in-process runs were neighbours in time.
+  const mid = rounds[ratios.indexOf(ratio)]!;
+  const s = mid.inProcess.stats;
+  const tokenMs = 1000 / mid.fleet.decodeTokensPerS;
+  const hops = hopBreakdown(mid);
+  const hopsMs = hops.reduce((a, h) => a + h.roundTripMs, 0);
+  const fleetCpuMs = mid.fleet.gatewayCpuMsPerToken + mid.nodes.reduce((a, n) => a + n.cpuMs, 0);
+  const breakdown = {
+    tokenMs,
+    inProcessTokenMs: 1000 / mid.inProcess.decodeTokensPerS,
+    hops,
+    /** What the gateway spends per token outside the hops: head (embed, norm, classifier, sampling), its side of the codec, the router. */
+    gatewayMs: tokenMs - hopsMs,
+    inProcessHeadMs: s.headDecodeMs / s.decodeTokens,
+    /**
+     * CPU time per token, whole generation (prompt included), whatever the machine's load:
+     * in-process, against the fleet's gateway process plus its three agents.
+     */
+    cpuMsPerToken: { inProcess: mid.inProcess.cpuMsPerToken, fleet: fleetCpuMs, fleetGateway: mid.fleet.gatewayCpuMsPerToken, fleetAgents: mid.nodes.map((n) => n.cpuMs) },
+    mqttMsPerToken: hops.reduce((a, h) => a + h.bareMqttMs, 0),
+    mqttAfterIdleMsPerToken: hops.reduce((a, h) => a + h.bareMqttAfterIdleMs, 0),
+  };
+  // The ratio the fleet would reach if each hop cost nothing beyond its forward and the bare
+  // MQTT round trip after idling, measured in this run: what the transport alone leaves of the goal.
+  const inProcessTokenMs = breakdown.inProcessTokenMs;
+  const transportCeiling = inProcessTokenMs / (inProcessTokenMs + breakdown.mqttAfterIdleMsPerToken);
+  const f = (x: number, d = 1) => x.toFixed(d);
+  const spread = (xs: number[], d = 2) => `${f(Math.min(...xs), d)}–${f(Math.max(...xs), d)}`;
+  const hopText = hops.map((h) => `${h.group} ${f(h.roundTripMs, 2)} ms (gateway out ${f(h.gatewayOutMs, 2)}, node transport ${f(h.nodeTransportMs, 2)}, ` +
+    `node handling ${f(h.nodeHandlingMs, 2)}, forward ${f(h.forwardMs, 2)} [in-process ${f(h.inProcessForwardMs, 2)}], gateway in ${f(h.gatewayInMs, 2)}; node CPU ${f(h.nodeCpuMs, 2)})`).join(', ');
+  const summary =
+    `pipeline [${m.which}, ${m.backend}, agents' kernels on ${m.agentThreads} thread${m.agentThreads === 1 ? '' : 's'}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
+    `ratio ${f(ratio, 2)} (median of ${rounds.length} rounds, spread ${spread(ratios)}; goal ≥ ${GOAL_RATIO} for stories15M), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
+    `broker crossings per token ${spread(crossings, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms (link delay)` : ''}; ` +
+    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; MQTT round trip with no compute ${f(mid.mqtt.medianMs, 2)} ms median back to back, ${f(mid.mqttIdle.medianMs, 2)} ms after idling a token's time (with those alone the ratio could reach ${f(transportCeiling, 2)}); gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
+    `CPU per token: fleet ${f(fleetCpuMs, 2)} ms (gateway ${f(mid.fleet.gatewayCpuMsPerToken, 2)}) vs in-process ${f(mid.inProcess.cpuMsPerToken, 2)} ms, ${f(median(cpuRatios), 2)}× (median, spread ${spread(cpuRatios)}); ` +
+    `frame codec ${f(codec.encodeUs, 1)} + ${f(codec.decodeUs, 1)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;
+  return {
+    summary,
+    metrics: {
+      model: m.which,
+      modelDescription: m.description,
+      backend: m.backend,
+      goalRatio: GOAL_RATIO,
+      ratio,
+      ratioOfBests: bestFleet.fleet.decodeTokensPerS / bestLocal.inProcess.decodeTokensPerS,
+      cpuRatio: median(cpuRatios),
+      transportCeiling,
+      idsIdentical: identical,
+      crossingsPerToken: median(crossings),
+      linkDelayMs: m.linkDelayMs,
+      agentThreads: m.agentThreads,
+      promptTokens: m.promptIds.length,
+      maxTokens: m.maxTokens,
+      sampler: m.sampler,
+      frameDtype: 'f32',
+      codec,
+      agentIdleCpuPct: m.idleCpuPct,
+      breakdownOfMedianRound: breakdown,
+      rounds: rounds.map((r, i) => ({
+        round: i,
+        inProcessDecodeTokensPerS: r.inProcess.decodeTokensPerS,
+        fleetDecodeTokensPerS: r.fleet.decodeTokensPerS,
+        ratio: ratios[i],
+        cpuRatio: cpuRatios[i],
+        tokens: r.fleet.ids.length,
+        idsIdentical: r.idsIdentical,
+        crossingsPerToken: r.crossingsPerToken,
+        hops: hopBreakdown(r),
+        mqttRoundTripMs: r.mqtt,
+        mqttRoundTripAfterIdleMs: r.mqttIdle,
+        inProcessCpuMsPerToken: r.inProcess.cpuMsPerToken,
+        gatewayCpuMsPerToken: r.fleet.gatewayCpuMsPerToken,
+        fleetLatencyMs: r.fleet.latencyMs,
+        failovers: r.fleet.failovers,
+      })),
+      loadAverage: { atStart: m.loadAtStart, atEnd: m.loadAtEnd },
+    },
+  };
+}

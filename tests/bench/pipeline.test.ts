@@ -1,0 +1,56 @@
+// `heliomesh bench pipeline`'s own counts: the broker crossings per token come from the
+// frames actually published (a star of 3 groups crosses 6 times), and the link delay holds
+// every frame at the broker, so each hop's round trip grows by two delays.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BrokerCrossings } from '../../bench/pipeline/crossings.js';
+import { pipelineBench } from '../../bench/pipeline.js';
+import { encodeFrame, encodeJson } from '../../protocol/index.js';
+
+const frame = (jobId: number, o: { replay?: boolean; close?: boolean; rows?: number } = {}) => {
+  const rows = o.rows ?? 1;
+  return encodeFrame({ jobId, sessionId: 1, step: 3, position: 9, rows, dim: 4, data: new Float32Array(rows * 4), replay: o.replay, close: o.close });
+};
+
+test('the crossing count takes each data frame of a job, not replays, close frames or JSON; the link delay holds every frame', () => {
+  const c = new BrokerCrossings(3);
+  const topic = 'heliomesh/bench/node/stage-1/job/in';
+  assert.equal(c.tap(topic, frame(7)), 3);
+  assert.equal(c.tap(topic, frame(7, { rows: 16 })), 3);
+  assert.equal(c.tap(topic, frame(7, { replay: true })), 3);
+  assert.equal(c.tap(topic, frame(7, { close: true, rows: 0 })), 3);
+  assert.equal(c.tap(topic, frame(8)), 3);
+  assert.equal(c.tap(topic, encodeJson({ v: 1, type: 'offer', jobId: 7, sessionId: 1 })), 0, 'JSON control messages are not held');
+  assert.equal(c.frames(7), 2);
+  assert.equal(c.frames(8), 1);
+  assert.equal(c.frames(9), 0);
+  assert.equal(new BrokerCrossings().tap(topic, frame(1)), 0, 'no delay unless asked');
+  assert.throws(() => new BrokerCrossings(-1), /≥ 0/);
+});
+
+test('a short bench run through 3 agents reports 6 broker crossings per token on the star, the link delay in every hop, and the agents\' kernel threads', async (t) => {
+  const outDir = mkdtempSync(join(tmpdir(), 'heliomesh-bench-pipeline-test-'));
+  t.after(() => rmSync(outDir, { recursive: true, force: true }));
+  const delayMs = 4;
+  const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '1', linkDelayMs: String(delayMs), agentThreads: '1' } });
+  const m = r.metrics as {
+    crossingsPerToken: number; idsIdentical: boolean; linkDelayMs: number; agentThreads: number;
+    rounds: Array<{ crossingsPerToken: number; tokens: number; hops: Array<{ roundTripMs: number; forwardMs: number }>; mqttRoundTripMs: { medianMs: number } }>;
+  };
+  assert.equal(m.idsIdentical, true);
+  assert.equal(m.rounds[0]!.tokens, 6);
+  assert.equal(m.rounds[0]!.crossingsPerToken, 6, 'one frame to each of 3 nodes and one back from each, per token');
+  assert.equal(m.crossingsPerToken, 6);
+  assert.equal(m.linkDelayMs, delayMs);
+  assert.equal(m.agentThreads, 1);
+  assert.match(r.summary, /agents' kernels on 1 thread\]/);
+  for (const h of m.rounds[0]!.hops) {
+    assert.ok(h.roundTripMs >= 2 * delayMs, `a hop's round trip ${h.roundTripMs.toFixed(2)} ms holds the frame in and the frame out ${delayMs} ms each`);
+    assert.ok(h.forwardMs > 0 && h.forwardMs < h.roundTripMs, `the node timed its forward: ${h.forwardMs.toFixed(2)} ms`);
+  }
+  assert.ok(m.rounds[0]!.mqttRoundTripMs.medianMs < 2 * delayMs, `the bare MQTT legs are measured without the link delay: ${m.rounds[0]!.mqttRoundTripMs.medianMs.toFixed(2)} ms`);
+  assert.match(r.summary, /broker crossings per token 6\.0/);
+});
