@@ -1,6 +1,6 @@
 // Builds a node's wake path from its `wake` config: the Pi 5's RTC, a Witty Pi 4 on the
 // node's I2C bus (its voltage thresholds written first), or the virtual node's RTC.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Clock } from '../../ground/clock.js';
@@ -76,8 +76,11 @@ export async function openWakePath(config: WakeConfig, deps: WakeDeps): Promise<
     case 'rtc-wakealarm':
       return { kind, path: new RtcWakealarm(deps.clock, { sysfsRoot: config.sysfsRoot, device: config.device }), close: nothing };
     case 'virtual': {
-      const root = config.sysfsRoot ?? mkdtempSync(join(tmpdir(), 'heliomesh-rtc-'));
-      return { kind, path: new VirtualRtcWake(deps.clock, root), close: nothing };
+      // A folder of its own goes with the process; one named in the config outlives it, so
+      // whoever plays the sleeping node's power can fire the alarm (fireIfDue) after the halt.
+      if (config.sysfsRoot) return { kind, path: new VirtualRtcWake(deps.clock, config.sysfsRoot), close: nothing };
+      const root = mkdtempSync(join(tmpdir(), 'heliomesh-rtc-'));
+      return { kind, path: new VirtualRtcWake(deps.clock, root), close: async () => rmSync(root, { recursive: true, force: true }) };
     }
     case 'witty-pi-4': {
       const own = config.bus !== undefined && config.bus !== deps.busNumber;

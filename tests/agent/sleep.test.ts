@@ -156,16 +156,23 @@ async function startJob(n: Awaited<ReturnType<typeof sleepyNode>>, jobId: number
   };
 }
 
-const withModel = () => ({ model: { shardDir: bundledModelDir(), firstBlock: 0, lastBlock: 1 }, worker: { queueCapacity: 2, sessionIdleMs: 600_000 }, sleepDrainMs: 600_000 });
-
-test('a held job is finished before the node sleeps; offers meanwhile are refused; the halt comes after its report', async (t) => {
+/** A node serving the bundled model's first blocks on the virtual RTC, holding job 1, told to sleep for six hours. */
+async function sleepWithJob(t: { after(fn: () => Promise<void> | void): void }) {
   await selectBackend({ backend: 'cpu' });
   const root = rtcRoot(t);
-  const n = await sleepyNode(t, { ...withModel(), wake: { path: 'virtual', sysfsRoot: root } });
+  const n = await sleepyNode(t, {
+    model: { shardDir: bundledModelDir(), firstBlock: 0, lastBlock: 1 }, worker: { queueCapacity: 2, sessionIdleMs: 600_000 }, sleepDrainMs: 600_000,
+    wake: { path: 'virtual', sysfsRoot: root },
+  });
   await until('active', () => n.agent.policy.acceptsJobs());
   const job = await startJob(n, 1);
   const wakeAtMs = Math.round(n.clock.now() + 6 * 3_600_000);
   assert.equal((await n.command('s1', { op: 'sleep', wakeAtMs, reason: 'night' })).ok, true);
+  return { n, root, job, wakeAtMs };
+}
+
+test('a held job is finished before the node sleeps; offers meanwhile are refused; the halt comes after its report', async (t) => {
+  const { n, root, job, wakeAtMs } = await sleepWithJob(t);
   await job.offer(2);
   await until('offer refused', () => n.jobOut().some((r) => r.type === 'refused' && r.jobId === 2));
   const refused = n.jobOut().find((r) => r.type === 'refused');
@@ -188,12 +195,7 @@ test('a held job is finished before the node sleeps; offers meanwhile are refuse
 });
 
 test('an alarm the RTC does not take keeps the node up: no halt, an event says why, offers are taken again', async (t) => {
-  await selectBackend({ backend: 'cpu' });
-  const root = rtcRoot(t);
-  const n = await sleepyNode(t, { ...withModel(), wake: { path: 'virtual', sysfsRoot: root } });
-  await until('active', () => n.agent.policy.acceptsJobs());
-  const job = await startJob(n, 1);
-  assert.equal((await n.command('s1', { op: 'sleep', wakeAtMs: Math.round(n.clock.now() + 6 * 3_600_000), reason: 'night' })).ok, true);
+  const { n, root, job } = await sleepWithJob(t);
   // While the job finishes, the alarm file becomes unwritable (a directory in its place).
   rmSync(join(root, 'rtc0', 'wakealarm'));
   mkdirSync(join(root, 'rtc0', 'wakealarm'));

@@ -3,7 +3,7 @@
 // RTC keeping the node's time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VirtualClock } from '../../hardware/clock.js';
@@ -72,4 +72,18 @@ test('no wake path: nothing to check or arm', async () => {
   const { open } = wittyBus();
   const wake = await open({ path: 'none' });
   assert.equal(wake.path, undefined);
+});
+
+test('the virtual RTC\'s own temporary folder is removed on close; a configured one is kept', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'heliomesh-wake-open-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const { open } = wittyBus();
+  const own = await open({ path: 'virtual' });
+  const dir = (own.path as unknown as { dir: string }).dir;
+  assert.ok(existsSync(dir));
+  await own.close();
+  assert.equal(existsSync(dir), false);
+  const kept = await open({ path: 'virtual', sysfsRoot: root });
+  await kept.close();
+  assert.ok(existsSync(join(root, 'rtc0', 'wakealarm')));
 });
