@@ -361,6 +361,7 @@ export class BlockWorker {
   close(): void {
     this.meter = undefined;
     for (const job of [...this.jobs.values()]) this.drop(job);
+    this.settleIfEmpty();
     this.stack.dispose();
   }
 }

@@ -210,3 +210,14 @@ test('an alarm the RTC does not take keeps the node up: no halt, an event says w
   await job.offer(3);
   await until('offer accepted', () => n.jobOut().some((r) => r.type === 'accepted' && r.jobId === 3));
 });
+
+test('a node stopped while its held job finishes gives the sleep up: no alarm, no halt', async (t) => {
+  const { n, root } = await sleepWithJob(t);
+  await n.agent.stop('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(n.halts.length, 0, 'not halted');
+  assert.equal(armedAlarm(join(root, 'rtc0')), null);
+  assert.equal(n.events().some((e) => e.kind === 'sleeping'), false);
+  const report = n.jobOut().find((r) => r.type === 'report' && r.jobId === 1);
+  assert.ok(report?.type === 'report' && !report.ok && /node stopping: SIGTERM/.test(report.error ?? ''), 'the held job reported failed by the stop');
+});
