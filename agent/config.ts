@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, formatPath, parseConfig } from '../config-errors.js';
 import { hardwareConfigSchema } from '../hardware/config.js';
+import { wakeConfigSchema } from '../hardware/wake/config.js';
 import { MAX_SAMPLE_HZ, MAX_SLOT_MS, MIN_SLOT_MS, idProblem, modeStepSchema, powerModeEntrySchema, type NodeProfile } from '../protocol/index.js';
 
 const id = z.string().superRefine((s, ctx) => {
@@ -82,6 +83,15 @@ export const agentConfigSchema = z.strictObject({
   criticalFlushMs: z.number().int().min(0).max(30_000).default(2000),
   /** Run at the critical level; argv, not a shell line. */
   shutdownCommand: z.array(z.string().min(1)).min(1).default(['systemctl', 'poweroff']),
+  /** What powers the node up again after a planned sleep (docs/hardware.md "Wake paths"). */
+  wake: wakeConfigSchema.prefault({ path: 'none' }),
+  /** Run to halt for a planned sleep, once the alarm is set; argv, not a shell line. */
+  haltCommand: z.array(z.string().min(1)).min(1).default(['systemctl', 'poweroff']),
+  /**
+   * How long the jobs held when a sleep command comes may take to finish (ms of the node's
+   * clock); those still running then are handed back, as at a stop.
+   */
+  sleepDrainMs: z.number().int().min(0).max(600_000).default(60_000),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
 }).superRefine((c, ctx) => {
   const t = c.thresholds;
@@ -101,6 +111,7 @@ export const agentConfigSchema = z.strictObject({
     if (i > 0 && s.minFraction <= c.modeTable[i - 1]!.minFraction) ctx.addIssue({ code: 'custom', path: ['modeTable', i, 'minFraction'], message: 'must increase' });
   });
   if (c.model && c.model.lastBlock < c.model.firstBlock) ctx.addIssue({ code: 'custom', path: ['model', 'lastBlock'], message: 'must not be below firstBlock' });
+  if (c.wake.path === 'virtual' && c.hardware.kind !== 'virtual') ctx.addIssue({ code: 'custom', path: ['wake', 'path'], message: 'the virtual RTC wakes only a virtual node (hardware.kind virtual); a Pi uses rtc-wakealarm or witty-pi-4' });
   if (c.gateway.reconnectMaxMs < c.gateway.reconnectMinMs) ctx.addIssue({ code: 'custom', path: ['gateway', 'reconnectMaxMs'], message: 'must not be below reconnectMinMs' });
 });
 
@@ -170,9 +181,13 @@ export function thresholdsJ(c: AgentConfig): ThresholdsJ {
   return { eThJ: (cap * c.thresholds.eThPct) / 100, eThUpJ: (cap * c.thresholds.eThUpPct) / 100, criticalJ: (cap * c.thresholds.criticalPct) / 100 };
 }
 
-/** The profile the birth message carries. */
-export function profileOf(c: AgentConfig, modes = c.powerModes, table = c.modeTable, thresholds = thresholdsJ(c), shard?: NodeProfile['shard']): NodeProfile {
+/** The profile the birth message carries; `measured` adds what the node found out running (idle draw, wake path). */
+export function profileOf(
+  c: AgentConfig, modes = c.powerModes, table = c.modeTable, thresholds = thresholdsJ(c), shard?: NodeProfile['shard'],
+  measured: Pick<NodeProfile, 'idleW' | 'wake'> = {},
+): NodeProfile {
   return {
+    ...measured,
     group: c.group,
     ...(shard ? { shard } : {}),
     slotMs: c.slotMs,

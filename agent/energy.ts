@@ -120,6 +120,11 @@ export class EnergyAccount {
     return this.idleW ?? 0;
   }
 
+  /** The idle baseline, W, or undefined while no idle interval has been metered. */
+  get measuredIdleW(): number | undefined {
+    return this.idleW ?? undefined;
+  }
+
   /**
    * Uncertainty of the idle baseline, W: the idle readings' resolution plus the standard
    * error of the exponential average, σ·√(α/(2−α)) (its effective sample count is (2−α)/α).

@@ -1,21 +1,25 @@
 // The agent's composition root: builds the hardware, the spool, the ledger, the power
 // policy, the MQTT link and the block worker from one validated config, and wires them.
-// Nothing below this file reads files, the environment or the wall clock on its own.
+// Nothing below it reads files, the environment or the wall clock on its own (agent/parts.ts
+// reads the files the config names, for it).
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Clock } from '../ground/clock.js';
 import { buildNode, type NodeHardware, type NodeReading } from '../hardware/node.js';
-import { selectBackend } from '../models/backend.js';
-import { PROTOCOL_VERSION, thresholdProblems, type Command, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';
+import { openWakePath, type OpenedWake } from '../hardware/wake/open.js';
+import { PROTOCOL_VERSION, thresholdProblems, type Command, type EventMessage, type ModeStep, type PowerModeEntry, type StateMessage } from '../protocol/index.js';
 import { capacityJ, profileOf, thresholdsJ, type AgentConfig, type ThresholdsJ } from './config.js';
 import { budget, within } from './deadline.js';
+import { EnergyAccount } from './energy.js';
+import { IdleDraw } from './idle.js';
 import { Ledger, type BatteryLevel } from './ledger.js';
-import { Link, type LinkOptions } from './link.js';
+import { Link } from './link.js';
+import { linkOptions, loadWorker } from './parts.js';
 import { PowerPolicy, type PowerActions } from './power.js';
 import { profileModes } from './profile.js';
 import { SeqStore } from './seq.js';
+import { NodeSleep } from './sleep.js';
 import { Spool } from './spool.js';
 import { BlockWorker } from './worker.js';
 
@@ -27,6 +31,12 @@ export interface AgentDeps {
    * command (systemctl poweroff). The virtual node passes one that stops the process.
    */
   shutdown?: (reason: string) => Promise<void>;
+  /**
+   * What halts the node for a planned sleep, once its wake alarm is set. Default: the
+   * injected `shutdown` when there is one (the virtual node's power-off is the same
+   * either way), else the configured haltCommand.
+   */
+  halt?: (reason: string) => Promise<void>;
   /** The service manager (systemd's sd_notify, cli/notify.ts); absent when none watches. */
   notify?: ServiceNotify;
 }
@@ -71,37 +81,6 @@ function policyActions(hardware: NodeHardware, worker: BlockWorker | undefined, 
   };
 }
 
-/** The block worker of the configured model, drawing on the virtual node's plant while it computes. */
-async function loadWorker(config: AgentConfig, hardware: NodeHardware, clock: Clock, log: Logger): Promise<BlockWorker | undefined> {
-  if (!config.model) return undefined;
-  const backend = await selectBackend();
-  log.info({ backend: backend.name, detail: backend.detail, skipped: backend.skipped }, 'TF.js backend selected');
-  return BlockWorker.load({
-    ...config.model, ...config.worker, clock, log,
-    // The virtual node draws for the forwards' measured CPU time, not for the time a job is
-    // held: the busy share of this host's cores stands for that of the node's online cores.
-    onBusy: (busy, cpu) => {
-      const v = hardware.virtual;
-      if (!v) return;
-      if (busy) v.plant.setComputeLoad(cpu);
-      v.setJobRunning(busy); // brings the plant up to now (sampling the meter) before the change
-      if (!busy) v.plant.setComputeLoad(undefined);
-    },
-  });
-}
-
-/** The link's connection settings, with the TLS files the config names read here. */
-function linkOptions(config: AgentConfig, spool: Spool, clock: Clock, log: Logger): LinkOptions {
-  const { tls, ...gateway } = config.gateway;
-  const read = (path: string | undefined) => (path ? readFileSync(path) : undefined);
-  return {
-    url: gateway.url, fleet: config.fleet, nodeId: config.nodeId, username: gateway.username, password: gateway.password,
-    tls: tls.caFile || tls.certFile ? { ca: read(tls.caFile), cert: read(tls.certFile), key: read(tls.keyFile), rejectUnauthorized: tls.rejectUnauthorized } : undefined,
-    keepaliveS: gateway.keepaliveS, reconnectMinMs: gateway.reconnectMinMs, reconnectMaxMs: gateway.reconnectMaxMs,
-    spool, clock, log,
-  };
-}
-
 /**
  * What every turn of the sample loop does besides metering: feed the watchdog (if the loop
  * stops turning, the node must restart) and send telemetry at its own period.
@@ -123,6 +102,7 @@ export class Agent {
   stopped = false;
   /** True while a re-profile runs: offers are refused so the meter sees only the standard jobs. */
   profiling = false;
+  readonly sleep: NodeSleep;
 
   private constructor(
     readonly config: AgentConfig,
@@ -135,14 +115,26 @@ export class Agent {
     readonly worker: BlockWorker | undefined,
     private readonly log: Logger,
     private readonly notify: ServiceNotify | undefined,
-  ) {}
+    private readonly wake: OpenedWake,
+    private readonly idle: IdleDraw,
+    halt: (reason: string) => Promise<void>,
+  ) {
+    this.sleep = new NodeSleep({
+      clock: hardware.clock, log, wake, worker, drainMs: config.sleepDrainMs, stopFlushMs: config.stopFlushMs,
+      event: (kind, detail) => this.event(kind, detail), publishJobOut: (p) => link.publishJobOut(p), announce: () => link.announce(),
+      stop: (reason) => this.stop(reason, true), stopped: () => this.stopped, halt,
+    });
+  }
 
   /** Builds the parts in order, each from those before it, then connects them and starts. */
   static async start(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
     const { clock, log } = deps;
     const shutdown = deps.shutdown ?? commandShutdown(config.shutdownCommand, log);
+    const halt = deps.halt ?? deps.shutdown ?? commandShutdown(config.haltCommand, log);
     const hardware = await buildNode(config.hardware, { clock });
     hardware.virtual?.start();
+    const wake = await openWakePath(config.wake, { clock, bus: hardware.bus, busNumber: config.hardware.i2cBus });
+    if (wake.problem) log.error({ wake: config.wake.path, problem: wake.problem }, 'wake path not set up');
     const spool = Spool.open({ dir: config.spool.dir, maxBytes: config.spool.maxBytes });
     const st = spool.stats();
     if (st.entries || st.tornBytes) log.info({ pending: st.entries, tornBytes: st.tornBytes }, 'spool reopened');
@@ -161,6 +153,7 @@ export class Agent {
       onSeqError: (err) => log.error({ err }, 'cannot store the slot sequence: slot records wait in memory (disk full or read-only?)'),
       onSlot: (r) => {
         link.send('slot', r);
+        void agent.slotClosed();
         log.info({ seq: r.seq, harvestJ: r.harvestJ, consumedJ: r.consumedJ, batteryPct: r.batteryPct, gamma: r.gamma, powerMode: r.powerMode, degraded: r.degraded }, 'slot closed');
       },
       onSample: sampleTurn(config, link, deps.notify),
@@ -170,7 +163,10 @@ export class Agent {
         log.warn({ err: err.message }, 'sensor read failed');
       },
     });
-    const agent = new Agent(config, hardware, spool, seq, ledger, policy, link, worker, log, deps.notify);
+    // Without a worker the idle draw is still metered: every interval is an idle one.
+    const idleMeter = worker?.energy ?? new EnergyAccount();
+    if (!worker) ledger.onInterval((i) => idleMeter.interval(i, 0));
+    const agent = new Agent(config, hardware, spool, seq, ledger, policy, link, worker, log, deps.notify, wake, new IdleDraw(idleMeter), halt);
 
     // Every part is built; now they are connected, and the node starts.
     if (worker) {
@@ -186,6 +182,7 @@ export class Agent {
     await ledger.start();
     // A battery below critical at the first reading has already stopped the agent.
     if (agent.stopped) return agent;
+    await agent.sleep.recheck();
     link.start({
       birth: () => agent.birth(),
       onCommand: (cmd) => agent.command(cmd, shutdown),
@@ -203,7 +200,9 @@ export class Agent {
     const level = ledger.latest();
     return {
       v: PROTOCOL_VERSION, status: 'online', nodeId: this.config.nodeId, atMs: Math.max(0, Math.round(this.hardware.clock.now())),
-      profile: profileOf(this.config, policy.modeTable.modes, policy.modeTable.modeTable, policy.thresholds, this.worker?.shard),
+      profile: profileOf(this.config, policy.modeTable.modes, policy.modeTable.modeTable, policy.thresholds, this.worker?.shard, {
+        ...(this.idle.estimateW() === undefined ? {} : { idleW: this.idle.forBirth() }), wake: this.sleep.wakeState(),
+      }),
       gamma: policy.gamma(), powerMode: policy.powerMode(), nextSeq: ledger.nextSeq, seqEpoch: this.seq.epoch,
       ...(level ? { batteryJ: Math.max(0, level.energyJ) } : {}),
     };
@@ -211,8 +210,16 @@ export class Agent {
 
   private jobIn(payload: Buffer): void {
     const worker = this.worker;
-    worker?.handle(payload, (out) => this.link.publishJobOut(out), this.policy.acceptsJobs() && !this.profiling)
+    const sleeping = this.sleep.plan !== undefined;
+    worker?.handle(payload, (out) => this.link.publishJobOut(out), this.policy.acceptsJobs() && !this.profiling && !sleeping, sleeping ? 'node is going to sleep' : undefined)
       .catch((err: Error) => this.log.warn({ err: err.message }, 'job message failed'));
+  }
+
+  /** A slot closed: the birth is re-published if the idle estimate drifted or the wake path's check changed. */
+  private async slotClosed(): Promise<void> {
+    if (this.stopped || this.sleep.plan) return;
+    const wakeChanged = await this.sleep.recheck().catch(() => false);
+    if (wakeChanged || this.idle.drifted()) this.link.announce();
   }
 
   /**
@@ -269,9 +276,8 @@ export class Agent {
         })());
         return { shuttingDown: true };
       case 'sleep':
-        // Sleeping needs a wake path (an RTC alarm or a power board) to come back; this node
-        // has none configured, so it stays up rather than halt for good.
-        throw new Error('this node has no wake path configured (docs/hardware.md "Wake paths"): it refuses to sleep, since nothing would wake it');
+        if (this.profiling) throw new Error('a re-profile is running; sleep when it is over');
+        return this.sleep.command({ wakeAtMs: cmd.wakeAtMs, reason: cmd.reason });
     }
   }
 
@@ -297,6 +303,9 @@ export class Agent {
         idleMs: Math.max(2000 / this.config.sampleHz, Math.min(5000, this.config.slotMs)),
       });
       const measured = result.map((r): PowerModeEntry => ({ powerMode: r.powerMode, name: r.name, kappa: r.kappa, costJ: r.costJ }));
+      // The idle draw of the mode the node returns to, until the meter has its own.
+      const idle = result.find((r) => r.powerMode === before) ?? result[0];
+      if (idle) this.idle.profiled(idle.baselineW);
       this.setTable(measured, this.policy.modeTable.modeTable);
       return { modes: measured, profile: result };
     } finally {
@@ -316,9 +325,14 @@ export class Agent {
   }
 
   private changed(detail: string): void {
+    this.event('config-changed', detail);
+  }
+
+  /** An event with the node's state; the birth is re-published with it. */
+  private event(kind: EventMessage['kind'], detail: string): void {
     const level = this.ledger.latest();
     this.link.send('event', {
-      v: PROTOCOL_VERSION, nodeId: this.config.nodeId, atMs: Math.round(this.hardware.clock.now()), kind: 'config-changed',
+      v: PROTOCOL_VERSION, nodeId: this.config.nodeId, atMs: Math.round(this.hardware.clock.now()), kind,
       batteryJ: Math.max(0, level?.energyJ ?? 0), batteryPct: Math.min(100, Math.max(0, level?.socPct ?? 0)),
       gamma: this.policy.gamma(), powerMode: this.policy.powerMode(), detail,
     });
@@ -359,6 +373,7 @@ export class Agent {
     await this.link.close(reason, left());
     this.spool.close();
     this.hardware.virtual?.stop();
+    await this.wake.close().catch((err: Error) => this.log.warn({ err: err.message }, 'wake path not closed'));
     await this.hardware.close();
     this.log.info({ reason }, 'agent stopped');
   }

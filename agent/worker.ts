@@ -144,6 +144,9 @@ export class BlockWorker {
   readonly cpu = new ForwardCpuMeter();
   private jobMeter: JobMeter | undefined;
   private unsubscribe: (() => void) | undefined;
+  /** Jobs dropped from the queue whose report is still being sent. */
+  private reporting = 0;
+  private emptyWaiters: Array<() => void> = [];
 
   /** What the birth announces: the shard folder's name, the blocks and, when one file holds exactly them, its sha256. */
   readonly shard: { model: string; firstBlock: number; lastBlock: number; sha256?: string };
@@ -191,16 +194,35 @@ export class BlockWorker {
    */
   enterSaving(send?: Send): string {
     this.saving = true;
+    return this.handBackWaiting('node entered power saving before the job started', send);
+  }
+
+  /** Hands back the jobs accepted but not started; says what was handed back and what still runs. */
+  handBackWaiting(reason: string, send?: Send): string {
     const handed: number[] = [];
     for (const job of [...this.jobs.values()]) {
       if (job.steps > 0) continue;
       this.drop(job);
       handed.push(job.jobId);
-      const report: JobReport = { v: PROTOCOL_VERSION, type: 'handed-back', jobId: job.jobId, reason: 'node entered power saving before the job started' };
+      const report: JobReport = { v: PROTOCOL_VERSION, type: 'handed-back', jobId: job.jobId, reason };
       void send?.(encodeJson(report));
     }
+    this.settleIfEmpty();
     const running = [...this.jobs.values()].map((j) => j.jobId);
     return `${running.length ? `finishing running job ${running.join(', ')}` : 'no running job'}; ${handed.length ? `handed back ${handed.join(', ')}` : 'nothing waiting'}`;
+  }
+
+  /** Resolves once no job is held and the last one's report has been sent. */
+  whenEmpty(): Promise<void> {
+    if (this.jobs.size === 0 && this.reporting === 0) return Promise.resolve();
+    return new Promise((resolve) => this.emptyWaiters.push(resolve));
+  }
+
+  private settleIfEmpty(): void {
+    if (this.jobs.size > 0 || this.reporting > 0) return;
+    const waiters = this.emptyWaiters;
+    this.emptyWaiters = [];
+    for (const w of waiters) w();
   }
 
   leaveSaving(): void {
@@ -208,7 +230,7 @@ export class BlockWorker {
   }
 
   /** One message from job/in: a JSON control message or an activation frame. */
-  async handle(payload: Buffer, send: Send, active: boolean): Promise<void> {
+  async handle(payload: Buffer, send: Send, active: boolean, inactiveBecause = 'node is in power saving'): Promise<void> {
     if (!isFrame(payload)) {
       const c = parseJobControl(payload);
       if (!c.ok) {
@@ -220,7 +242,8 @@ export class BlockWorker {
         const { jobId, sessionId } = c.value;
         const positions = c.value.positions === undefined ? undefined : Math.min(c.value.positions, this.stack.config.seqLen);
         let reason: string | null = null;
-        if (!active || this.saving) reason = 'node is in power saving';
+        if (!active) reason = inactiveBecause;
+        else if (this.saving) reason = 'node is in power saving';
         else if (this.jobs.has(jobId)) reason = `job ${jobId} is already held`;
         else if (this.jobs.size >= this.o.queueCapacity) reason = `queue full (${this.o.queueCapacity})`;
         if (reason) {
@@ -330,6 +353,16 @@ export class BlockWorker {
 
   private async finish(job: HeldJob, send: Send, ok: boolean, error?: string): Promise<void> {
     if (!this.jobs.has(job.jobId)) return;
+    this.reporting++;
+    try {
+      await this.report(job, send, ok, error);
+    } finally {
+      this.reporting--;
+      this.settleIfEmpty();
+    }
+  }
+
+  private async report(job: HeldJob, send: Send, ok: boolean, error?: string): Promise<void> {
     const now = monotonicMs(this.o.clock);
     const durationMs = job.startedMs === undefined ? 0 : now - job.startedMs;
     // The queue place is free at once (the gateway counts it free once it sent the close
@@ -364,6 +397,7 @@ export class BlockWorker {
   close(): void {
     this.meter = undefined;
     for (const job of [...this.jobs.values()]) this.drop(job);
+    this.settleIfEmpty();
     this.stack.dispose();
   }
 }

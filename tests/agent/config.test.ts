@@ -125,3 +125,30 @@ test('a slot the gateway would refuse in a birth is refused by the agent config 
   assert.match(r.stderr, /dayMinutes/);
   assert.match(r.stderr, /slots longer than 1 h/);
 });
+
+test('the wake path: none by default, with the halt command and the drain bound; a Witty Pi 4 must boot above its shutdown voltage', () => {
+  const c = parseAgentConfig(exampleDoc(), {});
+  assert.deepEqual(c.wake, { path: 'none' });
+  assert.deepEqual(c.haltCommand, ['systemctl', 'poweroff']);
+  assert.equal(c.sleepDrainMs, 60_000);
+  const witty = parseAgentConfig({ ...exampleDoc(), wake: { path: 'witty-pi-4', shutdownV: 3.3, recoveryV: 3.7 }, haltCommand: ['halt', '-p'] }, {});
+  assert.deepEqual(witty.wake, { path: 'witty-pi-4', address: 0x08, shutdownV: 3.3, recoveryV: 3.7 });
+  assert.deepEqual(witty.haltCommand, ['halt', '-p']);
+  for (const recoveryV of [3.3, 3.1]) {
+    assert.throws(() => parseAgentConfig({ ...exampleDoc(), wake: { path: 'witty-pi-4', shutdownV: 3.3, recoveryV } }, {}),
+      (err: Error) => err instanceof AgentConfigError && /wake\.recoveryV: the boot \(recovery\) voltage [\d.]+ V must be above the shutdown voltage 3\.3 V/.test(err.message));
+  }
+  assert.deepEqual(parseAgentConfig({ ...exampleDoc(), wake: { path: 'rtc-wakealarm' } }, {}).wake, { path: 'rtc-wakealarm', sysfsRoot: '/sys/class/rtc', device: 'rtc0' });
+  const real = { ...exampleDoc(), hardware: { ...(exampleDoc().hardware as object), kind: 'real' } };
+  assert.throws(() => parseAgentConfig({ ...real, wake: { path: 'virtual' } }, {}), (err: Error) => err instanceof AgentConfigError && /wake\.path: the virtual RTC wakes only a virtual node/.test(err.message));
+  assert.throws(() => parseAgentConfig({ ...exampleDoc(), wake: { path: 'witty-pi-4', recoveryVolts: 3.7 } }, {}), (err: Error) => /wake\.recoveryVolts: unknown key/.test(err.message));
+});
+
+test('the profile carries the idle draw and the wake path when the node has them', () => {
+  const c = parseAgentConfig(exampleDoc(), {});
+  const p = profileOf(c, undefined, undefined, undefined, undefined, { idleW: 2.71, wake: { path: 'virtual', ok: true } });
+  assert.equal(p.idleW, 2.71);
+  assert.deepEqual(p.wake, { path: 'virtual', ok: true });
+  assert.ok(profileSchema.safeParse(p).success);
+  assert.equal('idleW' in profileOf(c), false);
+});
