@@ -64,6 +64,11 @@ export interface SleepDecision {
   reason: string;
 }
 
+/** On, not sent to sleep, with a slot length and a measured battery: a node the planner can give an order. */
+function planned(n: NodeState): boolean {
+  return n.online && !n.sleep && n.profile.slotMs !== undefined && n.lastSeq !== undefined;
+}
+
 export class SleepPlanner {
   private timer: Timer | undefined;
   private orders = 0;
@@ -109,7 +114,7 @@ export class SleepPlanner {
 
   private planGroup(group: string, members: NodeState[], perMs: number, now: number): SleepDecision[] {
     for (const n of members) this.settle(n, now);
-    const awake = members.filter((n) => n.online && !n.sleep && n.profile.slotMs !== undefined);
+    const awake = members.filter(planned);
     if (awake.length === 0) {
       this.writeGroup(group, members, 0, now);
       return [];
@@ -148,18 +153,17 @@ export class SleepPlanner {
   }
 
   /**
-   * What planSleep sees of a node, in quanta per slot of the group's `slotMs`. A node
-   * without a forecast yet (no slot record) is taken to cover its idle draw, so the planner
-   * keeps it awake rather than guess its dawn.
+   * What planSleep sees of a node, in quanta per slot of the group's `slotMs`. A node with
+   * no slot record since its birth has no battery level or forecast to plan with: it is
+   * given no order (shown as not awake) until its first record.
    */
   private view(n: NodeState, slotMs: number, now: number): SleepNodeView {
     const q = n.profile.quantumJ;
     const scale = slotMs / (n.profile.slotMs ?? slotMs);
     const idleQ = (n.profile.idleQ ?? 0) * scale;
     const forecast = n.estimator.forecast(now, n.profile.slotMs ?? slotMs);
-    const awake = n.online && !n.sleep;
     return {
-      awake,
+      awake: planned(n) && forecast !== undefined,
       busy: !n.profile.canWake || this.deps.inHand(n.nodeId) > 0 || n.queue > 0,
       energyQ: n.batteryJ / q,
       eThQ: n.profile.eThJ / q,
