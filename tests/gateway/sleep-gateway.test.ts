@@ -15,6 +15,9 @@ import { until } from '../../ground/until.js';
 import { parseGatewayConfig } from '../../gateway/config.js';
 import { startGateway, type Gateway } from '../../gateway/index.js';
 import { PROTOCOL_VERSION, encodeJson, nodeTopic, parseCommand, type Command, type NodeProfile } from '../../protocol/index.js';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { dashboardSchema, interpolate, panelQueries } from '../deploy/grafana-queries.js';
 import { TestInfluxd } from '../support/influxd.js';
 import { captureLog } from '../support/log.js';
 import { birth, paperProfile, slotRecord, will } from '../support/protocol-messages.js';
@@ -146,6 +149,18 @@ test('at night the gateway sends the spare nodes to sleep, keeps them out of the
     }, 10_000, 100);
     assert.deepEqual(plans.map((r) => [r[1], r[2]]), [['pi-b', cmdB.wakeAtMs], ['pi-c', cmdC.wakeAtMs]]);
     assert.deepEqual(groups[0]!.slice(1), [2, 1, cmdB.wakeAtMs]);
+
+    // The dashboard's sleep panels, as Grafana would run them over this night.
+    const dashboard = dashboardSchema.parse(JSON.parse(await readFile(resolve(import.meta.dirname, '../../../deploy/grafana/dashboards/heliomesh.json'), 'utf8')));
+    const sleepPanels = panelQueries(dashboard).filter((q) => /FROM "sleep_(plan|group)"/.test(q.query));
+    assert.deepEqual(sleepPanels.map((q) => q.panel), ['Nodes asleep per group', 'Planned wake per node']);
+    const sel = { values: { fleet: [FLEET], group: [g1.name], node: ids }, multi: { fleet: false, group: true, node: true } };
+    const frame = { fromMs: before - 60_000, toMs: Date.now() + 60_000, intervalMs: 1000 };
+    const series = async (q: string) => ((await influxd.query('gw', q)) as { results: Array<{ series?: Array<{ tags?: Record<string, string>; columns: string[]; values: unknown[][] }> }> }).results[0]?.series ?? [];
+    const asleep = await series(interpolate(sleepPanels[0]!.query, frame, sel));
+    assert.ok(asleep[0]?.values.some((r) => r[1] === 2), `the group's two sleepers charted: ${JSON.stringify(asleep)}`);
+    const table = await series(interpolate(sleepPanels[1]!.query, frame, sel));
+    assert.deepEqual(table.map((t) => [t.tags?.node, t.values[0]![t.columns.indexOf('wake at')]]), [['pi-b', cmdB.wakeAtMs], ['pi-c', cmdC.wakeAtMs]]);
   } finally {
     for (const n of nodes) n.client.end(true);
     await gw.close();
