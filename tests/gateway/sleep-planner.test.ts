@@ -129,3 +129,12 @@ test('the planner runs on the injected clock every everyMs, and stops', async ()
   await f.clock.advance(3_600_000);
   assert.equal(f.points.filter((p) => p.measurement === MEASUREMENTS.sleepGroup).length, 1, 'no round after stop');
 });
+
+test('a node born but with no slot record yet has no battery level to plan with: it gets no order', async () => {
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }]);
+  // Its birth says nothing of its battery: planned on 0 J, it would be halted as about to run flat.
+  f.registry.birth('fresh', chainProfile({ ...paperProfile(), idleW: 20, wake: { path: 'virtual', ok: true } }, { levels: 100, priorHarvestJ: { loJ: 0, hiJ: 0 } }), NIGHT);
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan(), []);
+  assert.equal(f.registry.get('fresh')!.sleep, undefined);
+});
