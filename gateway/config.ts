@@ -6,6 +6,7 @@ import { BrokerConfigSchema } from './broker/config.js';
 import { EstimatorConfigSchema } from './estimator.js';
 import { HomeAssistantConfigSchema } from './homeassistant.js';
 import { HttpConfigSchema } from './http/config.js';
+import { SleepPlannerConfigSchema } from './sleep-planner.js';
 import { StoreConfigSchema } from './store/config.js';
 
 export const GatewayConfigSchema = z.strictObject({
@@ -66,6 +67,8 @@ export const GatewayConfigSchema = z.strictObject({
     /** Finished jobs kept for `GET /api/jobs/:id`. */
     keepJobs: z.number().int().min(1).default(1000),
   }).prefault({}),
+  /** Coordinated sleep (docs/gateway.md "sleep"): which nodes of each group sleep through the night. Off by default. */
+  sleep: SleepPlannerConfigSchema,
   /** Home Assistant MQTT discovery (docs/monitoring.md); absent: off. */
   homeAssistant: HomeAssistantConfigSchema.optional(),
   /** How often broker and store counters are written to InfluxDB. */

@@ -8,6 +8,7 @@
 // levels in proportion to its distance from them, which keeps the mean exact (the same
 // rule `uniformOnGrid` uses for the paper's continuous laws).
 import { z } from 'zod';
+import { persistentForecast } from './scheduler/index.js';
 
 export const EstimatorConfigSchema = z.strictObject({
   /** Slots remembered (per hour of day when `byHourOfDay`). */
@@ -43,8 +44,23 @@ class Ring {
   }
 }
 
+const HOUR_MS = 3_600_000;
+/** Cloud regimes last 3–10 h on average: the sky of the last hour says little beyond ~4 h (sim/sleep-control.ts). */
+const PERSIST_MS = 4 * HOUR_MS;
+/** Records kept for the last hour's sky: an hour of the shortest slots the protocol allows is more than any fleet needs. */
+const RECENT_KEPT = 720;
+
 export class HarvestEstimator {
   private readonly buckets: Ring[];
+  /**
+   * The mean harvest per slot (quanta) by hour of the day, whatever `byHourOfDay` says: the
+   * sleep planner's forecast. An exponential mean, so the season moves it; its memory is
+   * `windowSlots / 24` samples of the hour, the same history the day's histogram keeps.
+   */
+  private readonly hourMean = new Float64Array(24);
+  private readonly hourCount = new Uint32Array(24);
+  /** The last records, oldest first: what the sky did in the last hour. */
+  private readonly recent: Array<{ atMs: number; q: number }> = [];
 
   constructor(readonly config: EstimatorConfig, readonly quantumJ: number) {
     if (!(quantumJ > 0)) throw new Error(`battery quantum must be > 0 J, got ${quantumJ}`);
@@ -54,7 +70,51 @@ export class HarvestEstimator {
   /** Records one slot's harvested energy; negative or non-finite values are refused. */
   add(harvestJ: number, slotStartMs: number): void {
     if (!(harvestJ >= 0) || !Number.isFinite(harvestJ)) throw new Error(`harvested energy must be a finite number ≥ 0 J, got ${harvestJ}`);
-    this.bucket(slotStartMs).push(harvestJ / this.quantumJ);
+    const q = harvestJ / this.quantumJ;
+    this.bucket(slotStartMs).push(q);
+    const h = this.hourOfDay(slotStartMs);
+    const n = ++this.hourCount[h]!;
+    const weight = Math.max(1 / n, 24 / this.config.windowSlots);
+    this.hourMean[h] = this.hourMean[h]! + weight * (q - this.hourMean[h]!);
+    this.recent.push({ atMs: slotStartMs, q });
+    if (this.recent.length > RECENT_KEPT) this.recent.shift();
+  }
+
+  /**
+   * Expected harvest per slot (quanta) for the slot starting at `atMs`, from the mean of its
+   * hour of the day; an hour never seen yet takes the mean of the hours seen. Undefined
+   * before any record: nothing is known of the node's panel.
+   */
+  meanAt(atMs: number): number | undefined {
+    const h = this.hourOfDay(atMs);
+    if (this.hourCount[h]! > 0) return this.hourMean[h]!;
+    let sum = 0;
+    let seen = 0;
+    for (let k = 0; k < 24; k++) {
+      if (this.hourCount[k]! === 0) continue;
+      sum += this.hourMean[k]!;
+      seen++;
+    }
+    return seen ? sum / seen : undefined;
+  }
+
+  /**
+   * The harvest of each coming slot of `slotMs` from `nowMs` (index 0 the slot starting
+   * now), in quanta: the time-of-day mean, corrected by how the last hour's records
+   * compared with what that mean expected of them, the correction fading over a cloud
+   * regime's length (persistentForecast). Undefined before any record.
+   */
+  forecast(nowMs: number, slotMs: number): ((slotsAhead: number) => number) | undefined {
+    if (this.meanAt(nowMs) === undefined) return undefined;
+    let seen = 0;
+    let expected = 0;
+    for (const r of this.recent) {
+      if (r.atMs < nowMs - HOUR_MS || r.atMs > nowMs) continue;
+      seen += r.q;
+      expected += this.meanAt(r.atMs)!;
+    }
+    const ratio = expected > 1e-9 ? seen / expected : 1;
+    return persistentForecast((t) => this.meanAt(nowMs + t * slotMs)!, ratio, PERSIST_MS / slotMs);
   }
 
   samples(atMs: number): number {
@@ -88,10 +148,12 @@ export class HarvestEstimator {
   }
 
   private bucket(atMs: number): Ring {
-    if (this.buckets.length === 1) return this.buckets[0]!;
+    return this.buckets.length === 1 ? this.buckets[0]! : this.buckets[this.hourOfDay(atMs)]!;
+  }
+
+  private hourOfDay(atMs: number): number {
     const minutes = Math.floor(atMs / 60_000) + this.config.utcOffsetMinutes;
-    const hour = Math.floor((((minutes % 1440) + 1440) % 1440) / 60);
-    return this.buckets[hour]!;
+    return Math.floor((((minutes % 1440) + 1440) % 1440) / 60);
   }
 }
 

@@ -10,7 +10,7 @@ import { bundledManifestPath } from '../models/bundled.js';
 import type { MatrixAllocator } from '../models/weights.js';
 import { MANIFEST_FILE, readManifest, readShards } from '../models/shards.js';
 import { loadTokenizer } from '../models/tokenizers/index.js';
-import { nodeAclPatterns } from '../protocol/index.js';
+import { encodeJson, nodeAclPatterns, nodeTopic } from '../protocol/index.js';
 import { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { assertPrivateFile, Broker, connectExternal, loadCredentials, safeUrl, type EarlyMessage, type ExternalSecrets, type NodeTopicPatterns } from './broker/index.js';
@@ -23,6 +23,7 @@ import { NodeLink } from './link.js';
 import { Outbox } from './outbox.js';
 import { Registry } from './registry.js';
 import { GatewayModel, Router } from './router/index.js';
+import { SleepPlanner } from './sleep-planner.js';
 import { NodeSolver, SolverPool } from './solver-pool.js';
 import { brokerPoint, createStore, recordNodeHistory, type Store } from './store/index.js';
 
@@ -59,6 +60,8 @@ export interface Gateway<B extends Broker | undefined = Broker> {
   model: GatewayModel;
   /** The HTTP API, when `config.http` is set. */
   http: HttpApi | undefined;
+  /** Coordinated sleep, when `config.sleep.enabled`. */
+  sleep: SleepPlanner | undefined;
   close(): Promise<void>;
 }
 
@@ -274,6 +277,16 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
       await client.endAsync();
       throw err;
     }
+    const sleep = config.sleep.enabled ? new SleepPlanner(config.sleep, {
+      fleet: config.fleet, registry, clock, log: log.child({ part: 'sleep' }), store,
+      submitted: () => r.counters().submitted,
+      inHand: (nodeId) => r.scheduling.inHand(nodeId),
+      command: (nodeId, command) => outbox.publish(nodeTopic(config.fleet, nodeId, 'cmd'), encodeJson(command), { qos: 1 },
+        (err) => log.warn({ node: nodeId, op: command.op, err: err.message }, 'command not published')),
+    }) : undefined;
+    sleep?.start();
+    // A node that says it sleeps may leave jobs waiting on it: they look again.
+    registry.on('sleep', () => r.wake());
     const silence: Timer = clock.setInterval(() => registry.checkSilence(clock.now()), Math.max(1000, config.registry.silenceMs / 4));
     // An external broker keeps its own counters ($SYS); broker_stats are the embedded one's.
     const stats: Timer = clock.setInterval(() => {
@@ -299,11 +312,13 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
       router: r,
       model,
       http,
+      sleep,
       async close() {
         clearInterval(watchdog);
         notify?.stopping();
         stats.cancel();
         silence.cancel();
+        sleep?.stop();
         // No new requests; the router's shutdown then fails the jobs in flight, and their
         // HTTP callers get that answer (503 'shutdown') before the API ends the connections.
         http?.stopAccepting();

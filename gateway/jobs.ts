@@ -57,9 +57,12 @@ export interface JobSummary {
 
 export type JobErrorKind = 'bad-request' | 'no-node' | 'timeout' | 'cancelled' | 'shutdown' | 'internal';
 
-/** Why a job could not be run; `group` names the group that had no node, when that was it. */
+/**
+ * Why a job could not be run; `group` names the group that had no node, when that was it;
+ * `retryAfterS`, when the group sleeps, is how long until its first planned wake.
+ */
 export class JobError extends Error {
-  constructor(message: string, readonly kind: JobErrorKind, readonly group?: string) {
+  constructor(message: string, readonly kind: JobErrorKind, readonly group?: string, readonly retryAfterS?: number) {
     super(message);
     this.name = 'JobError';
   }

@@ -48,6 +48,10 @@ export function chainProfile(p: NodeProfile, config: Pick<LinkConfig, 'levels' |
     modes: p.modes.map((m) => ({ powerMode: m.powerMode, name: m.name, kappa: m.kappa, costQ: Math.max(1, Math.round(m.costJ / quantumJ)) })),
     modeTable: p.modeTable,
     queueCapacity: p.queueCapacity,
+    slotMs: p.slotMs,
+    // docs/scheduling.md "Idle draw": the board's idle watts over one slot, on the chain's grid.
+    ...(p.idleW !== undefined ? { idleQ: Math.round((p.idleW * p.slotMs) / 1000 / quantumJ) } : {}),
+    canWake: p.wake?.ok === true,
     priorHarvestPmf: uniformOnGrid(config.priorHarvestJ.loJ / quantumJ, config.priorHarvestJ.hiJ / quantumJ),
   };
 }
@@ -205,7 +209,10 @@ export class NodeLink {
           const beyond = declared && eventBeyondProfile(r.value, declared);
           if (beyond) return this.beyond(t.nodeId, topic, 'event', beyond);
           if (!registry.state(t.nodeId, { gamma: r.value.gamma, powerMode: r.value.powerMode, batteryJ: r.value.batteryJ }, now)) this.unknown(t.nodeId, topic);
-          else this.gammaSeen(t.nodeId, r.value.gamma);
+          else {
+            if (r.value.kind === 'sleeping') registry.sleeping(t.nodeId, now);
+            this.gammaSeen(t.nodeId, r.value.gamma);
+          }
           return;
         }
         default:

@@ -49,6 +49,22 @@ export interface ChainProfile {
   priorHarvestPmf: Float64Array;
   /** Jobs the node may hold at once (running and waiting); DEFAULT_QUEUE_CAPACITY (protocol/rules.ts) when not given. */
   queueCapacity?: number;
+  /** The node's slot δ (ms): what its idle draw, forecast and wake time are counted in. */
+  slotMs?: number;
+  /** Idle draw per slot in quanta (DeviceParams.idleQ); absent when the birth declares none: the paper's model. */
+  idleQ?: number;
+  /** True when the birth says its wake path works: only such a node may be sent to sleep. */
+  canWake?: boolean;
+}
+
+/** A node the gateway sent to sleep, or that said it was going to sleep. */
+export interface NodeSleep {
+  /** When the `sleep` command was sent; undefined when the node went to sleep of its own accord. */
+  orderedAtMs?: number;
+  /** Its planned wake-up (the alarm the command set); undefined when not known. */
+  wakeAtMs?: number;
+  /** When it published `sleeping`: it halts, and its going offline is expected, not a failure. */
+  asleepSinceMs?: number;
 }
 
 /** One slot record: the node's energy account over one slot. */
@@ -94,6 +110,8 @@ export interface NodeState {
   solvedPmf: Float64Array | undefined;
   solved: Solved | undefined;
   model: DeviceModel | undefined;
+  /** Set from a sleep order or the node's `sleeping` event until its next birth (a boot). */
+  sleep?: NodeSleep;
 }
 
 export interface RegistryEvents {
@@ -107,6 +125,8 @@ export interface RegistryEvents {
   solved: [node: NodeState, solved: Solved, atMs: number];
   /** The node's chain could not be solved; it keeps its previous solution. */
   solveFailed: [node: NodeState, err: Error];
+  /** The node was sent to sleep (`ordered`) or said it is going to sleep (`sleeping`). */
+  sleep: [node: NodeState, what: 'ordered' | 'sleeping', atMs: number];
 }
 
 export interface RegistryConfig {
@@ -236,6 +256,29 @@ export class Registry extends EventEmitter<RegistryEvents> {
     return node !== undefined;
   }
 
+  /** The gateway sent the node to sleep until `wakeAtMs`: it takes no new job from now on. */
+  sleepOrdered(nodeId: string, wakeAtMs: number, atMs: number): void {
+    const node = this.nodes.get(nodeId);
+    if (!node) return;
+    node.sleep = { orderedAtMs: atMs, wakeAtMs };
+    this.emit('sleep', node, 'ordered', atMs);
+  }
+
+  /** The order did not take (the node stayed on and never said it sleeps): it is awake after all. */
+  sleepSettled(nodeId: string): void {
+    const node = this.nodes.get(nodeId);
+    if (node) node.sleep = undefined;
+  }
+
+  /** The node published `sleeping`: it halts now. False for a node never born. */
+  sleeping(nodeId: string, atMs: number): boolean {
+    const node = this.nodes.get(nodeId);
+    if (!node) return false;
+    node.sleep = { ...node.sleep, asleepSinceMs: atMs };
+    this.emit('sleep', node, 'sleeping', atMs);
+    return true;
+  }
+
   /** Marks nodes offline that have been silent too long; call it periodically. */
   checkSilence(nowMs: number): void {
     for (const node of this.nodes.values()) {
@@ -313,5 +356,6 @@ export function toParams(profile: ChainProfile, harvestPmf: Float64Array): Devic
     modes: profile.modes,
     modeTable: profile.modeTable,
     harvestPmf,
+    ...(profile.idleQ ? { idleQ: profile.idleQ } : {}),
   };
 }

@@ -30,6 +30,8 @@ export function paramsHash(params: DeviceParams, xiLim: number): string {
     modes: params.modes.map((m) => [m.powerMode, m.kappa, m.costQ]),
     modeTable: params.modeTable.map((s) => [s.minFraction, s.powerMode]),
     harvestPmf: Array.from(params.harvestPmf),
+    // Only when drawn: the paper's device keeps the digests (and cache hits) it had.
+    ...(params.idleQ ? { idleQ: params.idleQ } : {}),
     xiLim,
   });
   return createHash('sha256').update(canonical).digest('hex');

@@ -37,6 +37,11 @@ export function fromJobError(err: JobError): ApiError {
     case 'no-node': {
       // The router's own messages name the group already; others get it in front.
       const named = !err.group || err.message.includes(`group ${err.group}`);
+      // RFC 9110 §10.2.3: a client may come back after the group's first planned wake.
+      if (err.retryAfterS !== undefined) {
+        return new ApiError(503, named ? err.message : `group ${err.group} is asleep: ${err.message}`, 'server_error', null, 'group_asleep',
+          { 'retry-after': String(err.retryAfterS) });
+      }
       return new ApiError(503, named ? err.message : `group ${err.group} has no available node: ${err.message}`,
         'server_error', null, 'no_available_node');
     }

@@ -91,7 +91,7 @@ export class RemoteStage implements Stage {
   open(positions: number): void {
     this.positions = positions;
     const none = this.deps.scheduler.servable(this.lane.group, this.lane.tried);
-    if (none && !none.ok) throw new JobError(none.message, 'no-node', this.lane.group.name);
+    if (none && !none.ok) throw noNode(none, this.lane.group.name);
   }
 
   /** The group's forward of `x` at `position`: the output rows, from whichever node serves. */
@@ -180,14 +180,14 @@ export class RemoteStage implements Stage {
       const reason = lane.served.length > 0 || lane.tried.size > 0 ? 'failover' : 'dispatch';
       const pick = scheduler.pick(this.job.id, group, lane.tried, reason);
       if (!pick.ok) {
-        if (pick.why === 'none') throw new JobError(pick.message, 'no-node', group.name);
+        if (pick.why === 'none') throw noNode(pick, group.name);
         const left = waitUntil - clock.now();
         if (left <= 0) {
           throw new JobError(`${pick.message} for ${settings.queueTimeoutMs} ms; retry later`, 'no-node', group.name);
         }
         await this.wait.expect({ kind: 'room' }, left, true);
         const none = scheduler.servable(group, lane.tried);
-        if (none && !none.ok) throw new JobError(none.message, 'no-node', group.name);
+        if (none && !none.ok) throw noNode(none, group.name);
         continue;
       }
       const nodeId = pick.nodeId;
@@ -331,4 +331,9 @@ export class RemoteStage implements Stage {
   private reportsIn(): void {
     if (this.wait.what?.kind === 'reports' && this.awaitedReports.size === 0) this.wait.resolve();
   }
+}
+
+/** The job's refusal when nobody in the group can serve, with when to retry if the group sleeps. */
+function noNode(none: { message: string; retryAfterS?: number }, group: string): JobError {
+  return new JobError(none.message, 'no-node', group, none.retryAfterS);
 }

@@ -33,8 +33,11 @@ export interface SchedulerServiceConfig {
 
 export type Pick =
   | { ok: true; nodeId: string; decision: SchedulerDecision }
-  /** `busy`: nodes are up but their queues are full, so waiting may help; `none`: nobody can serve. */
-  | { ok: false; why: 'busy' | 'none'; message: string };
+  /**
+   * `busy`: nodes are up but their queues are full, so waiting may help; `none`: nobody can
+   * serve. `retryAfterS` when nobody can because the group sleeps: seconds to its first planned wake.
+   */
+  | { ok: false; why: 'busy' | 'none'; message: string; retryAfterS?: number };
 
 /** Why a node lost its standing, and since when. */
 interface Suspicion {
@@ -46,6 +49,8 @@ interface Suspicion {
 
 /** The reason a node this job gave up on is unavailable to it: no last resort lifts it. */
 const GAVE_UP = 'failed this job';
+/** Sent to sleep, or going to sleep: it takes no job until it boots again (its next birth). */
+const ASLEEP = 'asleep';
 
 export interface Candidates {
   nodes: NodeState[];
@@ -90,6 +95,8 @@ export class SchedulerService {
 
   /** The node missed a deadline (`silent`) or failed a job it had accepted (`failing`): it loses its standing. */
   suspect(nodeId: string, atMs: number, cause: Suspicion['cause'] = 'silent'): void {
+    // A node sent to sleep goes quiet by plan: its silence is no failure.
+    if (this.deps.registry.get(nodeId)?.sleep) return;
     const had = this.suspects.get(nodeId);
     // Being heard from clears silence, not failing: a failing node that then goes quiet stays failing.
     const kept = had?.cause === 'failing' ? 'failing' : cause;
@@ -133,7 +140,7 @@ export class SchedulerService {
     const states = nodes.map((n, i): DeviceState => {
       const eMax = Math.floor(n.profile.capacityJ / n.profile.quantumJ);
       return {
-        barred: !this.deps.model.serves(group, n.profile.shardRef) ? 'holds another shard' : !n.online ? 'offline' : '',
+        barred: !this.deps.model.serves(group, n.profile.shardRef) ? 'holds another shard' : n.sleep ? ASLEEP : !n.online ? 'offline' : '',
         passedOver: exclude.has(n.nodeId) ? GAVE_UP : this.standing(n),
         gamma: n.gamma,
         powerMode: n.powerMode,
@@ -161,7 +168,7 @@ export class SchedulerService {
     for (let i = 0; i < probs.length; i++) if (views[i]!.available) total += probs[i]!;
     if (!(total > 0)) {
       const busy = reasons.some((r) => r === 'busy');
-      return { ok: false, why: busy ? 'busy' : 'none', message: whyNone(group, this.deps.model.name, reasons) };
+      return busy ? { ok: false, why: 'busy', message: whyNone(group, this.deps.model.name, reasons) } : this.none(group, nodes, reasons);
     }
     // Inverse-CDF draw over the available nodes (probabilities are zero elsewhere).
     const r = this.random.next() * total;
@@ -191,9 +198,22 @@ export class SchedulerService {
 
   /** Can anyone in the group serve, ignoring full queues? (A waiting job gives up when not.) */
   servable(group: ModelGroup, exclude: ReadonlySet<string>): Pick | null {
-    const { reasons } = this.views(group, exclude);
+    const { nodes, reasons } = this.views(group, exclude);
     if (reasons.some((r) => r === '' || r === 'busy')) return null;
-    return { ok: false, why: 'none', message: whyNone(group, this.deps.model.name, reasons) };
+    return this.none(group, nodes, reasons);
+  }
+
+  /** Nobody can serve: why, and when the group is asleep, when to come back. */
+  private none(group: ModelGroup, nodes: NodeState[], reasons: string[]): Pick {
+    const message = whyNone(group, this.deps.model.name, reasons);
+    const wakes = nodes.flatMap((n, i) => (reasons[i] === ASLEEP && n.sleep?.wakeAtMs !== undefined ? [n.sleep.wakeAtMs] : []));
+    if (wakes.length === 0) return { ok: false, why: 'none', message };
+    const now = this.deps.clock.now();
+    const first = Math.min(...wakes);
+    // A node late for its alarm is still expected any moment: a second, not a negative wait.
+    const retryAfterS = Math.max(1, Math.ceil((first - now) / 1000));
+    const when = new Date(first).toISOString();
+    return { ok: false, why: 'none', retryAfterS, message: `${message}; the group sleeps, its first node is planned to wake at ${when} (in ${retryAfterS} s): retry then` };
   }
 
   view(): SchedulerView {

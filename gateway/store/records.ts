@@ -116,3 +116,25 @@ export interface BrokerStats {
 export function brokerPoint(fleet: string, b: BrokerStats, timestampMs: number): StorePoint {
   return point(MEASUREMENTS.broker, { fleet }, { ...b }, timestampMs);
 }
+
+export interface SleepPlanRecord {
+  wakeAtMs: number;
+  wakeInS: number;
+  reason: string;
+  energyQ: number;
+}
+
+export function sleepPlanPoint(tags: NodeTags, s: SleepPlanRecord, timestampMs: number): StorePoint {
+  return point(MEASUREMENTS.sleepPlan, { ...tags }, { ...s }, timestampMs);
+}
+
+export interface SleepGroupRecord {
+  asleep: number;
+  awake: number;
+  arrivalsPerSlot: number;
+  nextWakeAtMs?: number;
+}
+
+export function sleepGroupPoint(fleet: string, group: string, s: SleepGroupRecord, timestampMs: number): StorePoint {
+  return point(MEASUREMENTS.sleepGroup, { fleet, group }, { ...s }, timestampMs);
+}

@@ -14,6 +14,8 @@ export const MEASUREMENTS = {
   decision: 'scheduler_decision',
   qLim: 'q_lim',
   broker: 'broker_stats',
+  sleepPlan: 'sleep_plan',
+  sleepGroup: 'sleep_group',
 } as const;
 
 const NODE_TAGS = ['fleet', 'node', 'group'];
@@ -102,6 +104,31 @@ export const SCHEMA: Omit<ISchemaOptions, 'database'>[] = [
       refusedPending: FieldType.INTEGER,
       refusedFull: FieldType.INTEGER,
       droppedPoints: FieldType.INTEGER,
+    },
+  },
+  {
+    // One point per node sent to sleep (docs/scheduling.md "Coordinated sleep").
+    measurement: MEASUREMENTS.sleepPlan,
+    tags: NODE_TAGS,
+    fields: {
+      /** Planned wake-up, epoch ms: Grafana shows it as a time. */
+      wakeAtMs: FieldType.INTEGER,
+      wakeInS: FieldType.FLOAT,
+      reason: FieldType.STRING,
+      energyQ: FieldType.INTEGER,
+    },
+  },
+  {
+    // Per group and planning round: how many of its nodes sleep.
+    measurement: MEASUREMENTS.sleepGroup,
+    tags: ['fleet', 'group'],
+    fields: {
+      asleep: FieldType.INTEGER,
+      awake: FieldType.INTEGER,
+      /** Jobs expected per slot, the demand the awake nodes were chosen for. */
+      arrivalsPerSlot: FieldType.FLOAT,
+      /** The group's first planned wake, epoch ms; absent while none sleeps. */
+      nextWakeAtMs: FieldType.INTEGER,
     },
   },
 ];

@@ -20,6 +20,12 @@ import {
 const ROOT = resolve(import.meta.dirname, '../../..');
 const GRAFANA = join(ROOT, 'deploy/grafana');
 const DATABASE = 'heliomesh';
+/**
+ * The coordinated-sleep panels read what the sleep planner writes; the demo's agents have
+ * no wake path, so no node of this run is sent to sleep: tests/gateway/sleep-gateway.test.ts
+ * runs these panels' queries over a night in which nodes are.
+ */
+const SLEEP_MEASUREMENTS = /FROM "sleep_(plan|group)"/;
 /** A panel about 1000 px wide: Grafana asks for one point per pixel. */
 const MAX_DATA_POINTS = 1000;
 
@@ -183,7 +189,7 @@ for (const [what, pick] of [
   test(`every panel query returns data: ${what}`, async () => {
     const { sel } = await selectVariables(pick);
     const failures: string[] = [];
-    for (const q of panelQueries(dashboard)) {
+    for (const q of panelQueries(dashboard).filter((p) => !SLEEP_MEASUREMENTS.test(p.query))) {
       const text = interpolate(q.query, frame(q.minInterval), sel);
       const series = await rows(text);
       const values = series.reduce((n, s) => n + s.values.length, 0);

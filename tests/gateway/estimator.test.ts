@@ -88,6 +88,8 @@ test('the worker pool solves q_lim exactly as the scheduler does in-thread, and 
   assert.equal(pool.stats().cacheHits, 1);
   assert.notEqual(paramsHash(p, 0.01), paramsHash(p, 0.02));
   assert.notEqual(paramsHash(p, 0.01), paramsHash(params(0, 31), 0.01));
+  assert.notEqual(paramsHash(p, 0.01), paramsHash({ ...p, idleQ: 2 }, 0.01), 'the idle draw changes the chain');
+  assert.equal(paramsHash(p, 0.01), paramsHash({ ...p, idleQ: 0 }, 0.01), 'no idle draw is the paper\'s device');
   await assert.rejects(pool.solve({ ...p, eTh: 200 }, 0.01));
   assert.equal(pool.stats().failed, 1);
 });
@@ -130,4 +132,37 @@ test('solves cut short by closing the pool are neither reported nor counted as t
   await new Promise((r) => setTimeout(r, 100));
   assert.deepEqual(reports.filter((r) => !r.endsWith(': solved')), []);
   assert.ok(reports.length < 7, `the queued solves were dropped at close (${reports.length} reported)`);
+});
+
+test('the forecast is the mean harvest of each hour of the day, whatever byHourOfDay says', () => {
+  const est = new HarvestEstimator(EstimatorConfigSchema.parse({ windowSlots: 2400 }), 1000);
+  assert.equal(est.forecast(T0, 100_000), undefined, 'nothing known before the first record');
+  // Two days of 100 s slots: 4 kJ (4 quanta) a slot from 06:00 to 18:00, nothing at night.
+  for (let t = T0 - 2 * 24 * HOUR; t < T0; t += 100_000) {
+    const hour = new Date(t).getUTCHours();
+    est.add(hour >= 6 && hour < 18 ? 4000 : 0, t);
+  }
+  const at22 = T0 - 2 * HOUR;
+  const f = est.forecast(at22, 100_000)!;
+  assert.equal(f(0), 0, 'night now');
+  assert.equal(f(36 * 7), 0, '05:00 is still night');
+  assert.ok(Math.abs(f(36 * 8) - 4) < 1e-9, `06:00 brings the morning's 4 quanta, got ${f(36 * 8)}`);
+  assert.ok(Math.abs(est.meanAt(T0 + 12 * HOUR)! - 4) < 1e-9);
+});
+
+test('the forecast is corrected by the last hour: a dull morning lowers the next hours and fades back to the mean', () => {
+  const est = new HarvestEstimator(EstimatorConfigSchema.parse({ windowSlots: 2400 }), 1000);
+  const day0 = T0 - 24 * HOUR;
+  for (let t = day0; t < T0 + 10 * HOUR; t += 100_000) {
+    const hour = new Date(t).getUTCHours();
+    const sun = hour >= 6 && hour < 18 ? 4000 : 0;
+    // Today from 09:00 the sky is overcast: a quarter of the usual harvest.
+    est.add(t >= T0 + 9 * HOUR ? sun / 4 : sun, t);
+  }
+  const now = T0 + 10 * HOUR;
+  const f = est.forecast(now, 100_000)!;
+  const mean = est.meanAt(now)!;
+  assert.ok(f(0) < 0.5 * mean, `the sky now says less than the mean: ${f(0)} vs ${mean}`);
+  assert.ok(f(36) > f(0), 'the correction fades');
+  assert.ok(Math.abs(f(36 * 6) - est.meanAt(now + 6 * HOUR)!) < 0.25 * mean, 'six hours on, near the mean again');
 });

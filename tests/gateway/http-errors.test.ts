@@ -188,6 +188,16 @@ test('the router\'s failures: 400 bad request, 503 naming the group with no node
   assert.doesNotMatch(text, /\[DONE\]/);
 });
 
+test('a job that finds its group asleep is a 503 with Retry-After: the seconds to the group\'s first planned wake', async () => {
+  const res = await post({ ...ok, prompt: 'ASLEEP', max_tokens: 10 });
+  assert.equal(res.headers.get('retry-after'), '90');
+  const asleep = await expectError(res, 503, null, /group g1.*asleep.*wake.*in 90 s.*retry then/);
+  assert.equal(asleep.error.code, 'group_asleep');
+  const other = await post({ ...ok, prompt: 'NO-NODE', max_tokens: 10 });
+  assert.equal(other.headers.get('retry-after'), null, 'a group with no node at all has no time to come back at');
+  await other.body?.cancel();
+});
+
 test('with an API key, every route but /healthz wants the bearer token', async () => {
   const base = keyed.base;
   const missing = await expectError(await fetch(`${base}/api/nodes`), 401, null, /Authorization: Bearer/);

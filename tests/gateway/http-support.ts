@@ -71,6 +71,7 @@ export class FakeJobs implements JobService {
       const timer = setInterval(() => {
         const i = job.completionTokens;
         if (prompt.includes('NO-NODE') && i === 2) return stop!(new JobError('every node of the group is offline or saving energy', 'no-node', 'g1'));
+        if (prompt.includes('ASLEEP') && i === 0) return stop!(new JobError('group g1: all 2 nodes are unavailable (2 asleep); the group sleeps, its first node is planned to wake at 2026-01-01T05:00:00.000Z (in 90 s): retry then', 'no-node', 'g1', 90));
         if (prompt.includes('TIMEOUT') && i === 1) return stop!(new JobError('node pi-3 did not answer within 2000 ms and no other node was available', 'timeout', 'g0'));
         if (prompt.includes('CRASH') && i === 1) {
           clearInterval(timer);

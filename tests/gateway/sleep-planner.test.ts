@@ -1,0 +1,140 @@
+// The gateway's sleep planner against a registry fed by hand and a virtual clock: at night
+// it keeps the group's fullest node awake, wakes the next one in time to relieve it, and
+// sends the rest to sleep until their dawn; a node that cannot wake is never sent; the
+// recent arrival rate keeps more nodes awake; an order that never took is given up.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { VirtualClock } from '../../hardware/clock.js';
+import { EstimatorConfigSchema } from '../../gateway/estimator.js';
+import { chainProfile } from '../../gateway/link.js';
+import { Registry } from '../../gateway/registry.js';
+import { SleepPlanner, SleepPlannerConfigSchema, type SleepPlannerConfig } from '../../gateway/sleep-planner.js';
+import { MEASUREMENTS, type StorePoint } from '../../gateway/store/index.js';
+import type { Command, NodeProfile } from '../../protocol/index.js';
+import { captureLog } from '../support/log.js';
+import { paperProfile } from '../support/protocol-messages.js';
+
+const HOUR = 3_600_000;
+const SLOT = 100_000;
+/** 22:00 UTC: the sun set at 18:00 and rises at 06:00, eight hours (288 slots) on. */
+const NIGHT = Date.UTC(2026, 0, 15, 22);
+const SUNRISE = Date.UTC(2026, 0, 16, 6);
+
+interface Fleet {
+  registry: Registry;
+  clock: VirtualClock;
+  commands: Array<{ nodeId: string; command: Command }>;
+  points: StorePoint[];
+  planner: SleepPlanner;
+  jobs: { submitted: number };
+}
+
+/** Nodes of group g0 with 20 W idle draw (2 quanta a slot) and a day of slot records: 4 kJ a slot from 06:00 to 18:00. */
+function fleet(nodes: Array<{ id: string; batteryJ: number; wakes?: boolean }>, config: Partial<SleepPlannerConfig> = {}, profile: Partial<NodeProfile> = {}): Fleet {
+  const clock = new VirtualClock(NIGHT);
+  const registry = new Registry({ silenceMs: 1e12, xiLim: 0.01, estimator: EstimatorConfigSchema.parse({}) }, { update: () => {}, forget: () => {} });
+  for (const n of nodes) {
+    const wake = n.wakes === false ? { path: 'none' as const, ok: false, reason: 'no RTC' } : { path: 'virtual' as const, ok: true };
+    registry.birth(n.id, chainProfile({ ...paperProfile(), idleW: 20, wake, ...profile }, { levels: 100, priorHarvestJ: { loJ: 0, hiJ: 0 } }), NIGHT - 25 * HOUR);
+    let seq = 0;
+    for (let t = NIGHT - 24 * HOUR; t < NIGHT; t += SLOT) {
+      const hour = new Date(t).getUTCHours();
+      registry.slot(n.id, { seq: ++seq, slotStartMs: t, batteryJ: n.batteryJ, harvestJ: hour >= 6 && hour < 18 ? 4000 : 0, gamma: 1, powerMode: 1, queue: 0 }, t + SLOT);
+    }
+  }
+  const commands: Fleet['commands'] = [];
+  const points: StorePoint[] = [];
+  const jobs = { submitted: 0 };
+  const planner = new SleepPlanner(SleepPlannerConfigSchema.parse({ enabled: true, ...config }), {
+    fleet: 'f1', registry, clock, log: captureLog().log,
+    store: { write: (p) => void points.push(p) },
+    submitted: () => jobs.submitted,
+    inHand: () => 0,
+    command: (nodeId, command) => void commands.push({ nodeId, command }),
+  });
+  return { registry, clock, commands, points, planner, jobs };
+}
+
+test('at night with no jobs: the fullest node stays awake, the next wakes to relieve it, the last sleeps until sunrise', async () => {
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }, { id: 'c', batteryJ: 40_000 }]);
+  await f.clock.advance(300_000);
+  const now = f.clock.now();
+  const sent = f.planner.plan();
+  assert.deepEqual(sent.map((d) => d.nodeId), ['b', 'c']);
+  // a: 80 quanta, E_th 10, 2 a slot of idle draw: below E_th after 35 slots; b is woken 6 slots before.
+  assert.equal(sent[0]!.wakeAtMs, now + 29 * SLOT, 'b relieves a');
+  // c sleeps to the first slot whose forecast covers its idle draw: 06:00.
+  assert.ok(Math.abs(sent[1]!.wakeAtMs - SUNRISE) <= SLOT, `c wakes at sunrise: ${new Date(sent[1]!.wakeAtMs).toISOString()}`);
+  assert.deepEqual(f.commands.map((c) => [c.nodeId, c.command.op, c.command.op === 'sleep' && c.command.wakeAtMs]), [['b', 'sleep', sent[0]!.wakeAtMs], ['c', 'sleep', sent[1]!.wakeAtMs]]);
+  assert.equal(f.registry.get('b')!.sleep?.wakeAtMs, sent[0]!.wakeAtMs, 'the registry knows b is sent to sleep');
+  assert.equal(f.registry.get('a')!.sleep, undefined);
+  const plans = f.points.filter((p) => p.measurement === MEASUREMENTS.sleepPlan);
+  assert.deepEqual(plans.map((p) => [p.tags.node, p.tags.group, p.fields.wakeAtMs]), [['b', 'g0', sent[0]!.wakeAtMs], ['c', 'g0', sent[1]!.wakeAtMs]]);
+  assert.match(String(plans[1]!.fields.reason), /forecast covers its idle draw/);
+  const group = f.points.find((p) => p.measurement === MEASUREMENTS.sleepGroup)!;
+  assert.deepEqual([group.tags.group, group.fields.asleep, group.fields.awake, group.fields.nextWakeAtMs], ['g0', 2, 1, sent[0]!.wakeAtMs]);
+  // The next round has nobody new to send: the sleepers are not awake, a is needed.
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan(), []);
+});
+
+test('a node without a working wake path is never sent to sleep; the planner counts on it as awake', async () => {
+  const f = fleet([{ id: 'a', batteryJ: 40_000, wakes: false }, { id: 'b', batteryJ: 80_000 }]);
+  await f.clock.advance(300_000);
+  const sent = f.planner.plan();
+  assert.deepEqual(sent.map((d) => d.nodeId), ['b'], 'a cannot sleep, so it is the one kept awake');
+  assert.equal(f.commands.some((c) => c.nodeId === 'a'), false);
+});
+
+test('the recent arrival rate keeps as many nodes awake as the demand needs', async () => {
+  // Light jobs of three slots: what they cost is not what keeps nodes awake here, their time is.
+  const light = { modes: [{ powerMode: 1, name: 'slow', kappa: 3, costJ: 2000 }], modeTable: [{ minFraction: 0, powerMode: 1 }] };
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 70_000 }, { id: 'c', batteryJ: 60_000 }], { demandWindowMs: 600_000 }, light);
+  // One job in three slots keeps one node busy all the time: above the 0.7 a node may carry, so two stay awake.
+  await f.clock.advance(300_000);
+  f.jobs.submitted = 1;
+  assert.deepEqual(f.planner.plan().map((d) => d.nodeId), ['c'], 'a and b are needed');
+  assert.equal(f.points.find((p) => p.measurement === MEASUREMENTS.sleepGroup)!.fields.arrivalsPerSlot, 1 / 3);
+  f.registry.sleeping('c', f.clock.now());
+  // No job in the last window: one awake node is enough.
+  await f.clock.advance(600_000);
+  assert.deepEqual(f.planner.plan().map((d) => d.nodeId), ['b']);
+});
+
+test('an order the node neither obeys nor refuses in time is given up: the node is counted awake again', async () => {
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }], { settleMs: 600_000 });
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan().map((d) => d.nodeId), ['b']);
+  await f.clock.advance(300_000);
+  f.planner.plan();
+  assert.ok(f.registry.get('b')!.sleep, 'still settling');
+  await f.clock.advance(400_000);
+  const again = f.planner.plan();
+  assert.deepEqual(again.map((d) => d.nodeId), ['b'], 'b is awake after all, so it is sent to sleep again');
+  // One that said it sleeps is not given up, however long it stays online.
+  f.registry.sleeping('b', f.clock.now());
+  await f.clock.advance(2 * 600_000);
+  f.planner.plan();
+  assert.ok(f.registry.get('b')!.sleep?.asleepSinceMs !== undefined);
+});
+
+test('the planner runs on the injected clock every everyMs, and stops', async () => {
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }], { everyMs: 300_000 });
+  f.planner.start();
+  await f.clock.advance(299_000);
+  assert.equal(f.commands.length, 0);
+  await f.clock.advance(1_000);
+  assert.equal(f.commands.length, 1);
+  f.planner.stop();
+  await f.clock.advance(3_600_000);
+  assert.equal(f.points.filter((p) => p.measurement === MEASUREMENTS.sleepGroup).length, 1, 'no round after stop');
+});
+
+test('a node born but with no slot record yet has no battery level to plan with: it gets no order', async () => {
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }]);
+  // Its birth says nothing of its battery: planned on 0 J, it would be halted as about to run flat.
+  f.registry.birth('fresh', chainProfile({ ...paperProfile(), idleW: 20, wake: { path: 'virtual', ok: true } }, { levels: 100, priorHarvestJ: { loJ: 0, hiJ: 0 } }), NIGHT);
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan(), []);
+  assert.equal(f.registry.get('fresh')!.sleep, undefined);
+});
