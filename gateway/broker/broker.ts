@@ -142,7 +142,9 @@ export class Broker {
       if (this.nodeClients.get(client.id) === client) this.nodeClients.delete(client.id);
     });
     this.aedes.on('publish', (packet, client) => {
-      if (!client) return;
+      // What the nodes sent: the gateway's own publishes (cancels, commands, its state) go
+      // through this broker too, but were not received from anyone.
+      if (this.isInternal(client)) return;
       this.counters.publishesIn++;
       this.counters.bytesIn += packet.payload.length;
     });

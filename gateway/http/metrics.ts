@@ -72,7 +72,7 @@ export class ApiMetrics {
     gauge('heliomesh_broker_up', '1 while the gateway\'s MQTT client is connected to the broker', () => (sources.brokerUp() ? 1 : 0));
     const broker = () => sources.brokerStats();
     gauge('heliomesh_broker_clients', 'MQTT clients connected to the embedded broker', () => broker()?.clients ?? null);
-    total('heliomesh_broker_publishes_total', 'PUBLISH packets received from clients', () => broker()?.publishesIn ?? null);
+    total('heliomesh_broker_publishes_total', 'PUBLISH packets received from nodes (not those of the gateway itself)', () => broker()?.publishesIn ?? null);
     total('heliomesh_broker_received_bytes_total', 'Payload bytes received from clients', () => broker()?.bytesIn ?? null);
     total('heliomesh_broker_slow_disconnects_total', 'Clients disconnected for not draining their socket', () => broker()?.slowDisconnects ?? null);
     byLabel('heliomesh_broker_refused_total', 'Connections and packets the broker refused, by reason', 'reason', () => {
