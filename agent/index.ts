@@ -211,7 +211,7 @@ export class Agent {
 
   private jobIn(payload: Buffer): void {
     const worker = this.worker;
-    worker?.handle(payload, (out) => this.link.publishJobOut(out), this.policy.acceptsJobs() && !this.profiling)
+    worker?.handle(payload, (out, hopTo) => (hopTo ? this.link.publishHop(hopTo, out) : this.link.publishJobOut(out)), this.policy.acceptsJobs() && !this.profiling)
       .catch((err: Error) => this.log.warn({ err: err.message }, 'job message failed'));
   }
 

@@ -61,6 +61,12 @@ export const GatewayConfigSchema = z.strictObject({
      * broker's packet limit with the topic: the default leaves 47 KiB of broker.maxPacketBytes' 1 MiB.
      */
     maxFrameBytes: z.number().int().min(1024).max(MAX_FRAME_BYTES).default(1_000_000),
+    /**
+     * Chained hops: each group's node sends its output straight to the next group's node
+     * (docs/gateway.md "Chained hops"). Needs the embedded broker, whose ACL follows the
+     * routes; on an external broker the hops go through the gateway whatever this says.
+     */
+    chainHops: z.boolean().default(true),
     /** Seeds the scheduler's picks, so a run can be repeated. */
     seed: z.number().int().nonnegative().default(1),
     /** Finished jobs kept for `GET /api/jobs/:id`. */

@@ -235,7 +235,7 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
     noDelay(client);
     const outbox = new Outbox(client, clock);
     const r = new Router(
-      { fleet: config.fleet, policy: config.scheduler.policy, ...config.router },
+      { fleet: config.fleet, policy: config.scheduler.policy, ...config.router, chainHops: config.router.chainHops && !config.broker.external },
       {
         model, registry, store, clock, log: log.child({ part: 'router' }),
         publish: (topic, payload, qos) => outbox.publish(topic, payload, { qos }, (err) => log.warn({ topic, err: err.message }, 'job message not published')),

@@ -38,6 +38,7 @@ export class Job implements JobHandle, StageJob {
     // Room for the prompt and a few dozen tokens; the history doubles when it needs more.
     const historyRows = Math.min(seqLen, promptIds.length + Math.min(req.maxTokens, 64));
     this.stages = deps.model.groups.map((g) => new RemoteStage(g, this, deps, historyRows));
+    this.stages.forEach((stage, i) => stage.link(this.stages[i - 1], this.stages[i + 1]));
     this.text = new StopText(deps.model.tokenizer, req.stop);
     this.done = new Promise<JobSummary>((resolve, reject) => {
       this.settle = { resolve, reject };
@@ -134,8 +135,14 @@ export class Job implements JobHandle, StageJob {
 
   // --- what the nodes say, routed here by the router -----------------------------------
 
+  /** An output frame on a node's job/out. */
   onFrame(nodeId: string, f: Frame): boolean {
-    return this.stages.some((s) => s.onFrame(nodeId, f));
+    return this.stages.some((s) => s.onFrame('out', nodeId, f));
+  }
+
+  /** A frame one node sent the next on the job's route, seen on `toNodeId`'s job/hop. */
+  onHop(toNodeId: string, f: Frame): boolean {
+    return this.stages.some((s) => s.onFrame('hop', toNodeId, f));
   }
 
   /** False when the message concerns none of this job's stages (see RemoteStage.onReport). */

@@ -46,6 +46,8 @@ export class Router implements JobService {
   /** The live scheduler (named apart from JobService.scheduler(), its view). */
   readonly scheduling: SchedulerService;
   readonly stats: RouterStats = { invalid: 0, stale: 0 };
+  /** Over finished jobs: activation frames through the broker between processes, and hops chained node to node. */
+  readonly path = { crossings: 0, handed: 0 };
   private readonly jobs = new Map<string, Job>();
   private readonly byNum = new Map<number, Job>();
   /** Running jobs, each with the promise of its run (which settles after its point is written). */
@@ -153,6 +155,17 @@ export class Router implements JobService {
     }
   }
 
+  /** A frame on a node's job/hop, sent there by the node before it on a job's route; never throws. */
+  jobHop(toNodeId: string, payload: Buffer): void {
+    try {
+      const d = decodeFrame(payload);
+      if (!d.ok) return this.invalid(toNodeId, d.error);
+      if (!this.byNum.get(d.frame.jobId)?.onHop(toNodeId, d.frame)) this.stats.stale++;
+    } catch (err) {
+      this.invalid(toNodeId, `handling failed: ${(err as Error).message}`);
+    }
+  }
+
   /** The node went offline (will or silence). */
   nodeDown(nodeId: string, reason: string): void {
     for (const job of this.active.keys()) job.onNodeDown(nodeId, `node ${nodeId} went offline (${reason})`);
@@ -189,6 +202,8 @@ export class Router implements JobService {
     else if (s.status === 'cancelled') t.cancelled++;
     else t.failed++;
     t.failovers += s.failovers;
+    this.path.crossings += job.tally.crossings;
+    this.path.handed += job.tally.handed;
     t.promptTokens += s.promptTokens;
     t.completionTokens += s.completionTokens;
     t.energyJ += s.energyJ;
