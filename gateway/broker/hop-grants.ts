@@ -67,6 +67,11 @@ export class HopGrants {
     this.byNode.delete(nodeId);
   }
 
+  /** Does `nodeId` hold a route for `jobId`? */
+  holds(nodeId: string, jobId: number): boolean {
+    return this.byNode.get(nodeId)?.has(jobId) ?? false;
+  }
+
   /** Grants held now, for tests and stats. */
   get size(): number {
     let n = 0;
