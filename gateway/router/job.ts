@@ -6,7 +6,8 @@
 import { generateTokens, type FinishReason } from '../../models/generate.js';
 import type { Frame, JobReport } from '../../protocol/index.js';
 import { JobError, type CompletionRequest, type JobHandle, type JobStatus, type JobSummary, type TokenEvent } from '../jobs.js';
-import { JobTally, RemoteStage, type JobDeps, type StageJob } from './remote-stage.js';
+import { RemoteStage, type JobDeps } from './remote-stage.js';
+import { JobTally, type StageJob } from './tally.js';
 import { StopText } from './text.js';
 
 export class Job implements JobHandle, StageJob {

@@ -22,6 +22,7 @@ import { JobError } from '../jobs.js';
 import { Lane, blocks, fromServing, maxFrameRows, type Via } from './lane.js';
 import type { GatewayModel, ModelGroup } from './model.js';
 import type { SchedulerService } from './scheduler.js';
+import type { StageJob } from './tally.js';
 import { HopFailure, OneWait } from './wait.js';
 
 export interface RouterSettings {
@@ -47,37 +48,6 @@ export interface JobDeps {
   send(nodeId: string, payload: Buffer, qos: 0 | 1): void;
   isOnline(nodeId: string): boolean;
   nextSessionId(): number;
-}
-
-/** What a job's stages add up together: hops, failovers and the nodes' energy reports. */
-export class JobTally {
-  failovers = 0;
-  hops = 0;
-  /**
-   * Activation frames through the broker from one process to another: each the gateway
-   * sends and each output it waits for (docs/gateway.md "Chained hops"). The gateway's own
-   * copy of a node-to-node frame is delivered inside the broker's process and not counted.
-   */
-  crossings = 0;
-  /** Hops whose rows a node sent straight to the next group's node. */
-  handed = 0;
-  energyJ = 0;
-  /** Sum of the reports' uncertainties; undefined until a report carries one. */
-  energyUncertaintyJ: number | undefined;
-
-  addReport(r: { energyJ: number; energyUncertaintyJ?: number }): void {
-    this.energyJ += r.energyJ;
-    if (r.energyUncertaintyJ !== undefined) this.energyUncertaintyJ = (this.energyUncertaintyJ ?? 0) + r.energyUncertaintyJ;
-  }
-}
-
-/** The job a remote stage serves: its number on the wire, its id in logs, and its tallies. */
-export interface StageJob {
-  readonly num: number;
-  readonly id: string;
-  readonly tally: JobTally;
-  /** A node accepted the job for some group: it is running. */
-  onAccepted(): void;
 }
 
 export class RemoteStage implements Stage {
