@@ -16,7 +16,7 @@ export class Job implements JobHandle, StageJob {
   status: JobStatus = 'queued';
   readonly createdMs: number;
   finishedMs: number | undefined;
-  readonly tally = new JobTally();
+  readonly tally: JobTally;
   completionTokens = 0;
   finishReason: FinishReason | undefined;
   error: JobError | undefined;
@@ -35,6 +35,7 @@ export class Job implements JobHandle, StageJob {
   ) {
     this.id = `job-${num}`;
     this.createdMs = deps.clock.now();
+    this.tally = new JobTally(deps.path);
     const { seqLen } = deps.model.config;
     // Room for the prompt and a few dozen tokens; the history doubles when it needs more.
     const historyRows = Math.min(seqLen, promptIds.length + Math.min(req.maxTokens, 64));

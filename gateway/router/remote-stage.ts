@@ -22,7 +22,7 @@ import { JobError } from '../jobs.js';
 import { Lane, blocks, fromServing, maxFrameRows, type Via } from './lane.js';
 import type { GatewayModel, ModelGroup } from './model.js';
 import type { SchedulerService } from './scheduler.js';
-import type { StageJob } from './tally.js';
+import type { PathCounts, StageJob } from './tally.js';
 import { HopFailure, OneWait } from './wait.js';
 
 export interface RouterSettings {
@@ -48,6 +48,8 @@ export interface JobDeps {
   send(nodeId: string, payload: Buffer, qos: 0 | 1): void;
   isOnline(nodeId: string): boolean;
   nextSessionId(): number;
+  /** Where the router counts every job's frame path. */
+  path?: PathCounts;
 }
 
 export class RemoteStage implements Stage {
@@ -152,21 +154,21 @@ export class RemoteStage implements Stage {
     const { dim } = this.deps.model.config;
     const frame = { jobId: this.job.num, sessionId, step, position, rows, dim, dtype: this.deps.settings.frameDtype };
     const tally = this.job.tally;
-    if (!data) tally.handed++;
+    if (!data) tally.handedOn();
     const early = this.lane.early.take(step, position);
     if (early) {
       this.lastViaHop = early.via === 'hop';
       if (early.frame.rows !== rows) throw this.misshapen(nodeId, early.frame, rows);
-      tally.crossings++;
+      tally.crossed();
       return early.frame.data;
     }
     const wait = this.wait.expect({ kind: 'frame', nodeId, sessionId, step, position, rows }, this.deps.settings.hopTimeoutMs);
     if (data) {
       this.deps.send(nodeId, encodeFrame({ ...frame, data }), 0);
-      tally.crossings++;
+      tally.crossed();
     }
     const out = (await wait)!;
-    tally.crossings++;
+    tally.crossed();
     return out;
   }
 

@@ -16,6 +16,7 @@ import { maxFrameRows } from './lane.js';
 import type { GatewayModel } from './model.js';
 import type { RouterSettings } from './remote-stage.js';
 import { SchedulerService } from './scheduler.js';
+import type { PathCounts } from './tally.js';
 
 export interface RouterConfig extends RouterSettings {
   fleet: string;
@@ -46,8 +47,8 @@ export class Router implements JobService {
   /** The live scheduler (named apart from JobService.scheduler(), its view). */
   readonly scheduling: SchedulerService;
   readonly stats: RouterStats = { invalid: 0, stale: 0 };
-  /** Over finished jobs: activation frames through the broker between processes, and hops chained node to node. */
-  readonly path = { crossings: 0, handed: 0 };
+  /** Over every job, as the frames go: activation frames through the broker between processes, and hops chained node to node. */
+  readonly path: PathCounts = { crossings: 0, handed: 0 };
   private readonly jobs = new Map<string, Job>();
   private readonly byNum = new Map<number, Job>();
   /** Running jobs, each with the promise of its run (which settles after its point is written). */
@@ -107,6 +108,7 @@ export class Router implements JobService {
       isOnline: (nodeId) => this.deps.registry.get(nodeId)?.online ?? false,
       // Session ids only have to differ per node and job; one counter keeps them unique.
       nextSessionId: () => (this.nextSession = (this.nextSession + 1) >>> 0),
+      path: this.path,
     });
     this.jobs.set(job.id, job);
     this.byNum.set(num, job);
@@ -202,8 +204,6 @@ export class Router implements JobService {
     else if (s.status === 'cancelled') t.cancelled++;
     else t.failed++;
     t.failovers += s.failovers;
-    this.path.crossings += job.tally.crossings;
-    this.path.handed += job.tally.handed;
     t.promptTokens += s.promptTokens;
     t.completionTokens += s.completionTokens;
     t.energyJ += s.energyJ;

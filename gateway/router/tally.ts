@@ -1,7 +1,13 @@
 // What one job's stages count together (hops, failovers, the broker crossings of its
 // frames, the nodes' energy reports), and what a stage knows of the job it serves.
 
-/** What a job's stages add up together: hops, failovers and the nodes' energy reports. */
+/** Activation frames through the broker between processes, and hops chained node to node. */
+export interface PathCounts {
+  crossings: number;
+  handed: number;
+}
+
+/** What a job's stages add up together: hops, failovers, the frames' path and the nodes' energy reports. */
 export class JobTally {
   failovers = 0;
   hops = 0;
@@ -16,6 +22,19 @@ export class JobTally {
   energyJ = 0;
   /** Sum of the reports' uncertainties; undefined until a report carries one. */
   energyUncertaintyJ: number | undefined;
+
+  /** `totals`: the router's counts over every job, kept as the frames go. */
+  constructor(private readonly totals?: PathCounts) {}
+
+  crossed(): void {
+    this.crossings++;
+    if (this.totals) this.totals.crossings++;
+  }
+
+  handedOn(): void {
+    this.handed++;
+    if (this.totals) this.totals.handed++;
+  }
 
   addReport(r: { energyJ: number; energyUncertaintyJ?: number }): void {
     this.energyJ += r.energyJ;
