@@ -93,6 +93,11 @@ export const GatewayConfigSchema = z.strictObject({
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;
 export type GatewayConfigInput = z.input<typeof GatewayConfigSchema>;
 
+/** Whether the router chains hops: asked for, and on the embedded broker, the one whose ACL follows the routes. */
+export function chainsHops(config: Pick<GatewayConfig, 'broker' | 'router'>): boolean {
+  return config.router.chainHops && !config.broker.external;
+}
+
 /** Validates a parsed file; every object is strict, so a misspelled key is refused by name. */
 export function parseGatewayConfig(raw: unknown, source = 'gateway config'): GatewayConfig {
   return parseConfig(GatewayConfigSchema, raw, source, { seeAlso: 'see docs/gateway.md for every setting' });

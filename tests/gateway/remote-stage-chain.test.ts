@@ -18,7 +18,7 @@ const JOB = 5;
 
 interface Sent { to: string; control?: JobControl; frame?: Frame }
 
-function fixture() {
+function fixture(chainHops = true) {
   const sent: Sent[] = [];
   const nodes: Record<string, string[]> = { g1: ['a1'], g2: ['b1', 'b2'] };
   const scheduler = {
@@ -33,7 +33,7 @@ function fixture() {
   const deps: JobDeps = {
     model: { config: { dim: DIM } } as unknown as GatewayModel,
     scheduler,
-    settings: { hopTimeoutMs: 1000, queueTimeoutMs: 0, reportTimeoutMs: 0, frameDtype: 'f32', maxFrameBytes: 1_000_000, chainHops: true },
+    settings: { hopTimeoutMs: 1000, queueTimeoutMs: 0, reportTimeoutMs: 0, frameDtype: 'f32', maxFrameBytes: 1_000_000, chainHops },
     clock: new VirtualClock(0),
     log: pino({ level: 'silent' }),
     send: (to, payload) => {
@@ -124,4 +124,21 @@ test('after the first hop the second group takes its rows from the first group\'
   assert.deepEqual(Array.from(frames[0]!.data), [...rows(2), ...rows(5)], 'the replay is the group\'s input history');
   assert.equal(second.onFrame('out', 'b2', output(b2, 2, 2, 9)), true);
   assert.deepEqual(await s2, rows(9));
+});
+
+test('without chainHops (an external broker) offers name no successor, no route is sent, and the gateway sends every group its rows', async () => {
+  const { sent, first, second, tally } = fixture(false);
+  const sessions = new Map<string, number>();
+  for (const [step, stage, nodeId, v] of [[0, first, 'a1', 1], [0, second, 'b1', 2], [1, first, 'a1', 3], [1, second, 'b1', 4]] as const) {
+    const hop = stage.forward(rows(v), step);
+    if (step === 0) sessions.set(nodeId, await accept(stage, sent, nodeId));
+    const session = sessions.get(nodeId)!;
+    await tick();
+    assert.equal(stage.onFrame('out', nodeId, output(session, step, step, v + 10)), true);
+    assert.deepEqual(await hop, rows(v + 10));
+  }
+  assert.ok(sent.every((s) => s.control?.type !== 'route' && !(s.control?.type === 'offer' && s.control.next)));
+  assert.equal(sent.filter((s) => s.frame).length, 4);
+  assert.equal(tally.handed, 0);
+  assert.equal(tally.crossings, 8);
 });
