@@ -108,8 +108,8 @@ export class RemoteStage implements Stage {
       this.checkAbort();
       // Rows already handed to a node going into power saving: it finishes them (as it does
       // any job it is running), and the group leaves it after this hop.
-      const handed = this.handedHere(step);
-      if (lane.nodeId && lane.move && !(handed && lane.move === POWER_SAVING)) this.abandon(lane.move);
+      const hasRows = this.handedHere(step);
+      if (lane.nodeId && lane.move && !(hasRows && lane.move === POWER_SAVING)) this.abandon(lane.move);
       if (!lane.nodeId) await this.assign();
       const nodeId = lane.nodeId!;
       const { sessionId } = lane;
@@ -399,7 +399,7 @@ export class RemoteStage implements Stage {
 
   /** The node entered power saving: the group leaves it before its next hop. */
   onPowerSaving(nodeId: string): void {
-    if (this.lane.nodeId === nodeId) this.lane.move = 'entered power saving';
+    if (this.lane.nodeId === nodeId) this.lane.move = POWER_SAVING;
   }
 
   /** Queue room or a node's state changed somewhere: a stage waiting for room looks again. */

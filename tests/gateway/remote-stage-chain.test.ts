@@ -2,7 +2,8 @@
 // takes. The first group's node is told to send to the second's once that one accepts;
 // from then on the second stage sends nothing and takes its node's output, even one that
 // came before it asked; a replacement in the second group gets the history replayed and
-// the rows from the gateway, and the first group's node is routed to it.
+// the rows from the gateway, and the first group's node is routed to it. A node entering
+// power saving with the rows in hand finishes the hop. Without chainHops, the star.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
@@ -10,6 +11,7 @@ import { VirtualClock } from '../../hardware/clock.js';
 import { decodeFrame, encodeFrame, isFrame, parseJobControl, type Frame, type JobControl } from '../../protocol/index.js';
 import { RemoteStage, type JobDeps } from '../../gateway/router/remote-stage.js';
 import { JobTally } from '../../gateway/router/tally.js';
+import { JobError } from '../../gateway/jobs.js';
 import type { GatewayModel, ModelGroup } from '../../gateway/router/model.js';
 import type { SchedulerService } from '../../gateway/router/scheduler.js';
 
@@ -141,4 +143,37 @@ test('without chainHops (an external broker) offers name no successor, no route 
   assert.equal(sent.filter((s) => s.frame).length, 4);
   assert.equal(tally.handed, 0);
   assert.equal(tally.crossings, 8);
+});
+
+test('a node entering power saving with the hop\'s rows already in hand finishes the hop; the group leaves it after', async () => {
+  const { sent, first, second } = fixture();
+  const f0 = first.forward(rows(1), 0);
+  const a1 = await accept(first, sent, 'a1');
+  await tick();
+  first.onFrame('out', 'a1', output(a1, 0, 0, 2));
+  await f0;
+  const s0 = second.forward(rows(2), 0);
+  const b1 = await accept(second, sent, 'b1');
+  await tick();
+  second.onFrame('out', 'b1', output(b1, 0, 0, 3));
+  await s0;
+
+  const f1 = first.forward(rows(4), 1);
+  await tick();
+  first.onFrame('hop', 'b1', output(b1, 1, 1, 5));
+  await f1;
+  second.onPowerSaving('b1');
+  const at = sent.length;
+  const s1 = second.forward(rows(5), 1);
+  await tick();
+  assert.deepEqual(sent.slice(at), [], 'no cancel, no offer elsewhere while b1 runs the rows it has');
+  assert.equal(second.onFrame('out', 'b1', output(b1, 1, 1, 6)), true);
+  assert.deepEqual(await s1, rows(6));
+  assert.deepEqual(sent.slice(at).map((s) => [s.to, s.control?.type]), [['b1', 'cancel']], 'then the group leaves it');
+  const s2 = second.forward(rows(7), 2);
+  await tick();
+  assert.equal(sent.at(-1)?.to, 'b2', 'the next hop goes to another node');
+  assert.equal(sent.at(-1)?.control?.type, 'offer');
+  second.abort(new JobError('the test ends here', 'cancelled'));
+  await assert.rejects(s2);
 });
