@@ -211,7 +211,7 @@ export class Agent {
   private jobIn(payload: Buffer): void {
     const worker = this.worker;
     const sleeping = this.sleep.plan !== undefined;
-    worker?.handle(payload, (out) => this.link.publishJobOut(out), this.policy.acceptsJobs() && !this.profiling && !sleeping, sleeping ? 'node is going to sleep' : undefined)
+    worker?.handle(payload, (out, hopTo) => (hopTo ? this.link.publishHop(hopTo, out) : this.link.publishJobOut(out)), this.policy.acceptsJobs() && !this.profiling && !sleeping, sleeping ? 'node is going to sleep' : undefined)
       .catch((err: Error) => this.log.warn({ err: err.message }, 'job message failed'));
   }
 

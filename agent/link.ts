@@ -11,7 +11,7 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Clock, Timer } from '../ground/clock.js';
 import {
-  PROTOCOL_VERSION, commandIdOf, encodeJson, isFrame, nodeTopics, parseCommand,
+  PROTOCOL_VERSION, commandIdOf, encodeJson, isFrame, nodeTopic, nodeTopics, parseCommand,
   type Command, type CommandReply, type NodeTopicKind, type StateMessage,
 } from '../protocol/index.js';
 import type { Log } from '../ground/log.js';
@@ -146,7 +146,7 @@ export class Link {
       });
       if (!connack.sessionPresent) {
         if (this.connects > 1) node.onSessionLost?.();
-        client.subscribe([this.topics.cmd, this.topics.jobIn], { qos: 1 }, (err, granted) => {
+        client.subscribe([this.topics.cmd, this.topics.jobIn, this.topics.jobHop], { qos: 1 }, (err, granted) => {
           if (err) this.o.log.error({ err: err.message }, 'subscribing to commands failed');
           else if (granted?.some((g) => g.qos === 128)) this.o.log.error({ granted }, 'the broker refused a subscription: check the node ACL');
         });
@@ -194,7 +194,8 @@ export class Link {
       if (topic === this.topics.cmd) {
         this.counters.commands++;
         void this.command(node, payload);
-      } else if (topic === this.topics.jobIn) {
+      } else if (topic === this.topics.jobIn || topic === this.topics.jobHop) {
+        // A frame from the node before us on a route is taken as one from the gateway.
         this.counters.jobMessages++;
         node.onJobIn?.(payload);
       }
@@ -235,6 +236,15 @@ export class Link {
    */
   publishJobOut(payload: Buffer): Promise<void> {
     return this.publishNow('jobOut', payload, false, isFrame(payload) ? 0 : 1);
+  }
+
+  /** An output frame straight to the next group's node on a job's route, at QoS 0 as on job/out. */
+  publishHop(nodeId: string, payload: Buffer): Promise<void> {
+    const client = this.client;
+    if (!client) return Promise.reject(new Error('link not started'));
+    return new Promise((resolve, reject) => {
+      client.publish(nodeTopic(this.o.fleet, nodeId, 'jobHop'), payload, { qos: 0 }, (err) => (err ? reject(err) : resolve()));
+    });
   }
 
   private drain(): void {

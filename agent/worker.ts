@@ -16,7 +16,7 @@ import { BlockStack, type BlockSession } from '../models/forward.js';
 import { monotonicMs, type Clock, type Timer } from '../ground/clock.js';
 import type { Log } from '../ground/log.js';
 import {
-  PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeJson, isFrame, parseJobControl, type Frame, type JobReport,
+  PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeJson, isFrame, parseJobControl, type Frame, type HopRoute, type JobReport,
 } from '../protocol/index.js';
 import { EnergyAccount, type MeteredInterval } from './energy.js';
 
@@ -102,6 +102,8 @@ interface HeldJob {
   positions: number | undefined;
   session: BlockSession | undefined;
   steps: number;
+  /** Where outputs go: the next group's node (its job/hop), or the gateway when absent. */
+  next: HopRoute | undefined;
   startedMs: number | undefined;
   /** Ends the session once it has been idle sessionIdleMs; armed once, not per frame (see touch). */
   idle: Timer | undefined;
@@ -109,7 +111,8 @@ interface HeldJob {
   lastHeardMs: number;
 }
 
-type Send = (payload: Buffer) => Promise<void> | void;
+/** Publishes on the node's job/out, or with `hopTo` on that node's job/hop. */
+type Send = (payload: Buffer, hopTo?: string) => Promise<void> | void;
 
 /**
  * Job messages by outcome (every message on job/in lands in exactly one of the counts), and
@@ -119,6 +122,8 @@ export interface WorkerCounters {
   accepted: number;
   offersRefused: number;
   cancelled: number;
+  /** Route moves for a held job. */
+  routed: number;
   frames: number;
   /** Not a valid control message or frame by the protocol: dropped. */
   invalid: number;
@@ -133,7 +138,7 @@ export interface WorkerCounters {
 }
 
 export class BlockWorker {
-  readonly counters: WorkerCounters = { accepted: 0, offersRefused: 0, cancelled: 0, frames: 0, invalid: 0, notHeld: 0, decodeFrames: 0, decodeForwardMs: 0, decodeFrameMs: 0 };
+  readonly counters: WorkerCounters = { accepted: 0, offersRefused: 0, cancelled: 0, routed: 0, frames: 0, invalid: 0, notHeld: 0, decodeFrames: 0, decodeForwardMs: 0, decodeFrameMs: 0 };
   private readonly jobs = new Map<number, HeldJob>();
   /** Per-job energy from the meter's intervals, and the idle baseline. */
   readonly energy = new EnergyAccount();
@@ -252,10 +257,18 @@ export class BlockWorker {
           return;
         }
         this.counters.accepted++;
-        const job: HeldJob = { jobId, sessionId, positions, session: undefined, steps: 0, startedMs: undefined, idle: undefined, lastHeardMs: 0 };
+        const job: HeldJob = { jobId, sessionId, positions, session: undefined, steps: 0, next: c.value.next, startedMs: undefined, idle: undefined, lastHeardMs: 0 };
         this.jobs.set(jobId, job);
         this.touch(job, send);
         await send(encodeJson({ v: PROTOCOL_VERSION, type: 'accepted', jobId } satisfies JobReport));
+      } else if (c.value.type === 'route') {
+        const job = this.jobs.get(c.value.jobId);
+        if (job) {
+          this.counters.routed++;
+          job.next = c.value.next;
+        } else {
+          this.counters.notHeld++;
+        }
       } else {
         const job = this.jobs.get(c.value.jobId);
         if (job) {
@@ -285,7 +298,7 @@ export class BlockWorker {
     try {
       const out = this.run(job, f);
       if (out) {
-        const sent = send(out);
+        const sent = send(out, job.next?.nodeId);
         if (f.rows === 1) this.counters.decodeFrameMs += performance.now() - arrivedMs;
         await sent;
       }
@@ -323,7 +336,8 @@ export class BlockWorker {
     this.energy.addCpu(job.jobId, this.cpu.busyCpuS - cpuBefore);
     job.steps++;
     if (f.replay) return null;
-    return encodeFrame({ jobId: f.jobId, sessionId: f.sessionId, step: f.step, position: f.position, rows: f.rows, dim, dtype: f.dtype, data: out });
+    // A chained output enters the next node's session; the step and position stay the hop's.
+    return encodeFrame({ jobId: f.jobId, sessionId: job.next?.sessionId ?? f.sessionId, step: f.step, position: f.position, rows: f.rows, dim, dtype: f.dtype, data: out });
   }
 
   /**

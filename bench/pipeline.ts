@@ -86,7 +86,7 @@ function nodeHops(before: AgentReading[], after: AgentReading[], idleCpuPerMs: n
 }
 
 /** The fleet: credentials, a gateway on loopback holding the head, one agent process per block range. */
-async function startFleet(dir: string, work: string, agents: AgentProcess[], agentThreads: number | undefined): Promise<Gateway> {
+async function startFleet(dir: string, work: string, agents: AgentProcess[], agentThreads: number | undefined, star: boolean): Promise<Gateway> {
   const blocks = readManifest(dir).blocks;
   const credentialsPath = join(work, 'credentials.json');
   // The gateway's default group names: g1, g2, ... in block order.
@@ -100,7 +100,8 @@ async function startFleet(dir: string, work: string, agents: AgentProcess[], age
     broker: { host: '127.0.0.1', port: 0, credentialsPath },
     model: { manifest: join(dir, 'manifest.json') },
     // f32 frames: the hidden states cross the wire unrounded, so the ids can be compared exactly.
-    router: { frameDtype: 'f32' },
+    // Chained hops (node to node), or with --star every hop through the gateway.
+    router: { frameDtype: 'f32', chainHops: !star },
   }), { clock: new RealClock(), log: pino({ level: 'warn' }, pino.destination(join(work, 'gateway.log'))) });
   const url = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
   for (const spec of specs) agents.push(AgentProcess.start(spec, { fleet: FLEET, url, shardDir: dir, dir: join(work, 'agents') }));
@@ -126,6 +127,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   if (agentThreads !== undefined && !(Number.isInteger(agentThreads) && agentThreads >= 1)) throw new Error(`--agent-threads must be a whole number ≥ 1, got '${opts.args.agentThreads}'`);
   const linkDelayMs = opts.args.linkDelayMs === undefined ? 0 : Number(opts.args.linkDelayMs);
   if (!Number.isFinite(linkDelayMs) || linkDelayMs < 0) throw new Error(`--link-delay-ms must be a number of ms ≥ 0, got '${opts.args.linkDelayMs}'`);
+  const star = opts.args.star === 'true';
   const backend = await selectBackend();
   const loadAtStart = loadavg();
   const work = mkdtempSync(join(tmpdir(), 'heliomesh-bench-pipeline-'));
@@ -136,7 +138,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   try {
     const model = prepareModel(which, work);
     mkdirSync(join(work, 'agents'));
-    gw = await startFleet(model.dir, work, agents, agentThreads);
+    gw = await startFleet(model.dir, work, agents, agentThreads, star);
     const trace = new HopTrace(gw.client);
     const crossings = new BrokerCrossings(linkDelayMs);
     const tap: PublishTap = (topic, payload) => {
@@ -187,7 +189,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     }
     return report({
       which, description: model.description, maxTokens, promptIds, backend: backend.detail, sampler: SAMPLER, rounds, codec,
-      idleCpuPct: idleCpuPerMs.map((x) => 100 * x), linkDelayMs, agentThreads: agentThreads ?? availableParallelism(), loadAtStart, loadAtEnd: loadavg(),
+      idleCpuPct: idleCpuPerMs.map((x) => 100 * x), linkDelayMs, path: star ? 'star' : 'chained', agentThreads: agentThreads ?? availableParallelism(), loadAtStart, loadAtEnd: loadavg(),
     });
   } finally {
     await cpu?.close();

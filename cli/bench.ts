@@ -25,8 +25,9 @@ export function registerBench(program: Command): void {
     .option('--backend <name>', 'model: TF.js backend, auto|tensorflow|wasm|cpu (default: HELIOMESH_BACKEND or auto)')
     .option('--agent-threads <n>', 'pipeline: matmul kernel threads of each agent (default: every core; the in-process run keeps every core)')
     .option('--link-delay-ms <ms>', 'pipeline: hold every activation frame this long at the broker, as a slower link would (default 0)')
+    .option('--star', 'pipeline: every hop through the gateway, as before hops were chained node to node')
     .action(async (name: string, opts: { out: string; model?: string; nodes?: string; jobsPerS?: string; seconds?: string; tokens?: string;
-      shape?: string; quant?: string; stages?: string; threads?: string; rounds?: string; cBar?: string; backend?: string; agentThreads?: string; linkDelayMs?: string }) => {
+      shape?: string; quant?: string; stages?: string; threads?: string; rounds?: string; cBar?: string; backend?: string; agentThreads?: string; linkDelayMs?: string; star?: boolean }) => {
       const load = benches[name];
       if (!load) {
         throw new Error(`unknown benchmark '${name}'; choose one of: ${Object.keys(benches).join(', ')}`);
@@ -34,7 +35,8 @@ export function registerBench(program: Command): void {
       const bench = await load();
       // The machine is shared: its load during the run says how far to trust the numbers.
       const loadAtStart = loadavg();
-      const { out, ...args } = opts;
+      const { out, star, ...rest } = opts;
+      const args: Record<string, string | undefined> = { ...rest, ...(star ? { star: 'true' } : {}) };
       const result = await bench.run({ outDir: out, args });
       const machine = {
         cpu: cpus()[0]?.model ?? 'unknown',

@@ -62,6 +62,12 @@ export const GatewayConfigSchema = z.strictObject({
      * broker's packet limit with the topic: the default leaves 47 KiB of broker.maxPacketBytes' 1 MiB.
      */
     maxFrameBytes: z.number().int().min(1024).max(MAX_FRAME_BYTES).default(1_000_000),
+    /**
+     * Chained hops: each group's node sends its output straight to the next group's node
+     * (docs/gateway.md "Chained hops"). Needs the embedded broker, whose ACL follows the
+     * routes; on an external broker the hops go through the gateway whatever this says.
+     */
+    chainHops: z.boolean().default(true),
     /** Seeds the scheduler's picks, so a run can be repeated. */
     seed: z.number().int().nonnegative().default(1),
     /** Finished jobs kept for `GET /api/jobs/:id`. */
@@ -89,6 +95,11 @@ export const GatewayConfigSchema = z.strictObject({
 
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;
 export type GatewayConfigInput = z.input<typeof GatewayConfigSchema>;
+
+/** Whether the router chains hops: asked for, and on the embedded broker, the one whose ACL follows the routes. */
+export function chainsHops(config: Pick<GatewayConfig, 'broker' | 'router'>): boolean {
+  return config.router.chainHops && !config.broker.external;
+}
 
 /** Validates a parsed file; every object is strict, so a misspelled key is refused by name. */
 export function parseGatewayConfig(raw: unknown, source = 'gateway config'): GatewayConfig {

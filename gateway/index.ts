@@ -15,7 +15,7 @@ import { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { assertPrivateFile, Broker, connectExternal, loadCredentials, safeUrl, type EarlyMessage, type ExternalSecrets, type NodeTopicPatterns } from './broker/index.js';
 import type { Clock, Timer } from '../ground/clock.js';
-import type { GatewayConfig } from './config.js';
+import { chainsHops, type GatewayConfig } from './config.js';
 import { HomeAssistantDiscovery } from './homeassistant.js';
 import { HttpApi, type HttpConfig } from './http/index.js';
 import type { JobService } from './jobs.js';
@@ -238,7 +238,7 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
     noDelay(client);
     const outbox = new Outbox(client, clock);
     const r = new Router(
-      { fleet: config.fleet, policy: config.scheduler.policy, ...config.router },
+      { fleet: config.fleet, policy: config.scheduler.policy, ...config.router, chainHops: chainsHops(config) },
       {
         model, registry, store, clock, log: log.child({ part: 'router' }),
         publish: (topic, payload, qos) => outbox.publish(topic, payload, { qos }, (err) => log.warn({ topic, err: err.message }, 'job message not published')),

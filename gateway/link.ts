@@ -59,6 +59,8 @@ export function chainProfile(p: NodeProfile, config: Pick<LinkConfig, 'levels' |
 /** Where job traffic and the node changes the router cares about go (gateway/router). */
 export interface JobSink {
   jobOut(nodeId: string, payload: Buffer): void;
+  /** A frame one node sent the next on a job's route, seen on its way (`toNodeId`'s job/hop). */
+  jobHop?(toNodeId: string, payload: Buffer): void;
   nodePowerSaving(nodeId: string): void;
   wake(): void;
   /** The job `job-<jobId>` and the nodes that served it, while the sink keeps it. */
@@ -145,6 +147,8 @@ export class NodeLink {
     const filters = [fleetFilter(this.config.fleet, 'state'), fleetFilter(this.config.fleet, 'slot'), fleetFilter(this.config.fleet, 'event')];
     // job/out at QoS 1 too: a report carries the job's energy, and the agent publishes at 1.
     if (this.deps.jobs) filters.push(fleetFilter(this.config.fleet, 'jobOut'));
+    // Chained hops: the gateway keeps each group's input history from the frames passing by.
+    if (this.deps.jobs?.jobHop) filters.push(fleetFilter(this.config.fleet, 'jobHop'));
     await client.subscribeAsync(filters, { qos: 1 });
   }
 
@@ -153,6 +157,10 @@ export class NodeLink {
     if (!t || t.fleet !== this.config.fleet) return;
     this.counters.messages++;
     const { registry, clock, jobs } = this.deps;
+    if (t.kind === 'jobHop') {
+      jobs?.jobHop?.(t.nodeId, payload);
+      return;
+    }
     if (t.kind === 'jobOut') {
       // The router validates frames and reports itself (it never throws); an energy report
       // beyond the node's bounds about a job it serves stops here.

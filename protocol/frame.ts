@@ -128,6 +128,16 @@ export function isFrame(payload: Uint8Array): boolean {
   return payload.length >= 4 && payload[0] === 0x48 && payload[1] === 0x4d && payload[2] === 0x41 && payload[3] === 0x46;
 }
 
+/**
+ * The job, session and close flag of what looks like a frame, read from the header alone
+ * (no CRC, no data): enough for the broker to authorize a hop without decoding it.
+ */
+export function frameAddress(payload: Uint8Array): { jobId: number; sessionId: number; close: boolean } | undefined {
+  if (payload.length < FRAME_HEADER_BYTES || !isFrame(payload)) return undefined;
+  const buf = Buffer.from(payload.buffer, payload.byteOffset, FRAME_HEADER_BYTES);
+  return { jobId: buf.readUInt32LE(8), sessionId: buf.readUInt32LE(12), close: (buf.readUInt16LE(6) & FLAG_CLOSE) !== 0 };
+}
+
 /** Validates and decodes; never throws. */
 export function decodeFrame(payload: Uint8Array): DecodeResult {
   const buf = Buffer.from(payload.buffer, payload.byteOffset, payload.length);

@@ -234,7 +234,15 @@ export const commandReplySchema = z.object({
 });
 export type CommandReply = z.infer<typeof commandReplySchema>;
 
-/** JSON on `job/in` beside the binary frames: the gateway offers or cancels a job. */
+/**
+ * Where a node sends a job's output frames: the node serving the next group, under the
+ * session the gateway opened there (the frame carries that session id on the next node's
+ * job/hop). Absent: back to the gateway on the node's own job/out.
+ */
+export const hopRouteSchema = z.object({ nodeId: id, sessionId: z.number().int().nonnegative() });
+export type HopRoute = z.infer<typeof hopRouteSchema>;
+
+/** JSON on `job/in` beside the binary frames: the gateway offers or cancels a job, or moves its route. */
 export const jobControlSchema = z.discriminatedUnion('type', [
   z.object({
     v: z.literal(PROTOCOL_VERSION), type: z.literal('offer'), jobId: z.number().int().nonnegative(), sessionId: z.number().int().nonnegative(),
@@ -242,8 +250,11 @@ export const jobControlSchema = z.discriminatedUnion('type', [
     // session's KV cache to it, so attention spans what the job uses, not the model's whole
     // context. Absent: the whole context, as before this field existed.
     positions: z.number().int().positive().max(1 << 20).optional(),
+    next: hopRouteSchema.optional(),
   }),
   z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('cancel'), jobId: z.number().int().nonnegative(), reason: z.string().max(200) }),
+  /** The next group moved to another node (or has none now): outputs from the next frame on go there. */
+  z.object({ v: z.literal(PROTOCOL_VERSION), type: z.literal('route'), jobId: z.number().int().nonnegative(), next: hopRouteSchema.optional() }),
 ]);
 export type JobControl = z.infer<typeof jobControlSchema>;
 

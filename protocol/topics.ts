@@ -23,6 +23,11 @@ export const NODE_TOPICS = {
   jobIn: 'job/in',
   /** Output frames and job reports. node → gateway. */
   jobOut: 'job/out',
+  /**
+   * Activation frames from the node before it on a job's route. node → node: only the
+   * predecessor the gateway's offer or route message named may publish here (jobHopGrant).
+   */
+  jobHop: 'job/hop',
 } as const;
 
 export type NodeTopicKind = keyof typeof NODE_TOPICS;
@@ -88,7 +93,7 @@ export function fleetFilter(fleet: string, kind: NodeTopicKind): string {
 
 /** Kinds a node publishes, and kinds it subscribes to; everything else is the gateway's. */
 export const NODE_PUBLISHES: readonly NodeTopicKind[] = ['state', 'slot', 'event', 'telemetry', 'cmdReply', 'jobOut'];
-export const NODE_SUBSCRIBES: readonly NodeTopicKind[] = ['cmd', 'jobIn'];
+export const NODE_SUBSCRIBES: readonly NodeTopicKind[] = ['cmd', 'jobIn', 'jobHop'];
 
 /**
  * The node ACL as MQTT filters with `{node}` for the authenticated node's id: a node may

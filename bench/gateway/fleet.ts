@@ -125,6 +125,8 @@ class VirtualNode {
       this.jobs.set(jobId, { sessionId, steps: 0, startedMs: Date.now() });
       return this.reply({ v: PROTOCOL_VERSION, type: 'accepted', jobId });
     }
+    // This fleet answers on job/out whatever the route: the gateway takes that from the serving node.
+    if (c.value.type === 'route') return;
     const job = this.jobs.get(c.value.jobId);
     if (job) this.report(c.value.jobId, job, false, `cancelled: ${c.value.reason}`);
   }

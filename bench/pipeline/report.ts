@@ -64,6 +64,8 @@ export interface Measured {
   idleCpuPct: number[];
   /** The delay each activation frame was held at the broker, ms. */
   linkDelayMs: number;
+  /** 'chained' (node to node) or 'star' (every hop through the gateway). */
+  path: 'chained' | 'star';
   /** Threads of each agent's matmul kernel (the in-process stages and both heads use every core). */
   agentThreads: number;
   loadAtStart: number[];
@@ -142,7 +144,7 @@ export function report(m: Measured): BenchResult {
   const summary =
     `pipeline [${m.which}, ${m.backend}, agents' kernels on ${m.agentThreads} thread${m.agentThreads === 1 ? '' : 's'}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
     `ratio ${f(ratio, 2)} (median of ${rounds.length} rounds, spread ${spread(ratios)}; goal ≥ ${GOAL_RATIO} for stories15M), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
-    `broker crossings per token ${spread(crossings, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms (link delay)` : ''}; ` +
+    `${m.path} path, broker crossings per token ${spread(crossings, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms (link delay)` : ''}; ` +
     `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; MQTT round trip with no compute ${f(mid.mqtt.medianMs, 2)} ms median back to back, ${f(mid.mqttIdle.medianMs, 2)} ms after idling a token's time (with those alone the ratio could reach ${f(transportCeiling, 2)}); gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
     `CPU per token: fleet ${f(fleetCpuMs, 2)} ms (gateway ${f(mid.fleet.gatewayCpuMsPerToken, 2)}) vs in-process ${f(mid.inProcess.cpuMsPerToken, 2)} ms, ${f(median(cpuRatios), 2)}× (median, spread ${spread(cpuRatios)}); ` +
     `frame codec ${f(codec.encodeUs, 1)} + ${f(codec.decodeUs, 1)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;
@@ -160,6 +162,7 @@ export function report(m: Measured): BenchResult {
       idsIdentical: identical,
       crossingsPerToken: median(crossings),
       linkDelayMs: m.linkDelayMs,
+      path: m.path,
       agentThreads: m.agentThreads,
       promptTokens: m.promptIds.length,
       maxTokens: m.maxTokens,

@@ -16,6 +16,7 @@ import { NodeAcl, type NodeTopicPatterns } from './acl.js';
 import type { BrokerConfig } from './config.js';
 import { verifyPassword, type CredentialsFile } from './credentials.js';
 import { FrameGuard } from './frame-guard.js';
+import { HopGrants } from './hop-grants.js';
 import { inProcessPipe } from './in-process.js';
 import { connectionKey, PendingConnections } from './pending.js';
 
@@ -82,6 +83,8 @@ export class Broker {
   readonly internal: { username: string; password: string };
   private readonly aedes: Aedes;
   private readonly acl: NodeAcl;
+  /** Node-to-node job/hop publishes the gateway's routes allow. */
+  readonly hops = new HopGrants();
   private readonly servers: Server[] = [];
   private readonly addressOf = new WeakMap<object, string>();
   private readonly connects = new Map<string, number[]>();
@@ -139,7 +142,10 @@ export class Broker {
       if (!this.internalClients.has(client)) this.nodeClients.set(client.id, client);
     });
     this.aedes.on('clientDisconnect', (client) => {
-      if (this.nodeClients.get(client.id) === client) this.nodeClients.delete(client.id);
+      if (this.nodeClients.get(client.id) === client) {
+        this.nodeClients.delete(client.id);
+        this.hops.forget(client.id);
+      }
     });
     this.aedes.on('publish', (packet, client) => {
       // What the nodes sent: the gateway's own publishes (cancels, commands, its state) go
@@ -422,14 +428,20 @@ export class Broker {
 
   /** An error here makes aedes close the client: a node publishing elsewhere is broken or hostile. */
   private authorizePublish(client: Client | null, topic: string, payload: Buffer | string): Error | null {
-    if (this.isInternal(client) || client === null) return null;
+    if (this.isInternal(client) || client === null) {
+      if (client !== null && typeof payload !== 'string') this.hops.fromGateway(topic, payload);
+      return null;
+    }
     const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
     if (size > this.config.maxPacketBytes) {
       this.counters.refusedSize++;
       this.deps.log.warn({ clientId: client.id, topic, bytes: size }, 'oversized publish refused; client closed');
       return new Error('payload too large');
     }
-    if (topic.startsWith('$') || !this.acl.mayPublish(client.id, topic)) {
+    const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    const own = !topic.startsWith('$') && this.acl.mayPublish(client.id, topic);
+    if (own) this.hops.fromNode(client.id, topic, bytes);
+    if (!own && !this.hops.mayHop(client.id, topic, bytes)) {
       this.counters.refusedAcl++;
       this.deps.log.warn({ clientId: client.id, topic }, 'publish outside the node\'s own topics refused; client closed');
       return new Error(`node ${client.id} may not publish to ${topic}`);

@@ -6,7 +6,8 @@
 import { generateTokens, type FinishReason } from '../../models/generate.js';
 import type { Frame, JobReport } from '../../protocol/index.js';
 import { JobError, type CompletionRequest, type JobHandle, type JobStatus, type JobSummary, type TokenEvent } from '../jobs.js';
-import { JobTally, RemoteStage, type JobDeps, type StageJob } from './remote-stage.js';
+import { RemoteStage, type JobDeps } from './remote-stage.js';
+import { JobTally, type StageJob } from './tally.js';
 import { StopText } from './text.js';
 
 export class Job implements JobHandle, StageJob {
@@ -15,7 +16,7 @@ export class Job implements JobHandle, StageJob {
   status: JobStatus = 'queued';
   readonly createdMs: number;
   finishedMs: number | undefined;
-  readonly tally = new JobTally();
+  readonly tally: JobTally;
   completionTokens = 0;
   finishReason: FinishReason | undefined;
   error: JobError | undefined;
@@ -34,10 +35,12 @@ export class Job implements JobHandle, StageJob {
   ) {
     this.id = `job-${num}`;
     this.createdMs = deps.clock.now();
+    this.tally = new JobTally(deps.path);
     const { seqLen } = deps.model.config;
     // Room for the prompt and a few dozen tokens; the history doubles when it needs more.
     const historyRows = Math.min(seqLen, promptIds.length + Math.min(req.maxTokens, 64));
     this.stages = deps.model.groups.map((g) => new RemoteStage(g, this, deps, historyRows));
+    this.stages.forEach((stage, i) => stage.link(this.stages[i - 1], this.stages[i + 1]));
     this.text = new StopText(deps.model.tokenizer, req.stop);
     this.done = new Promise<JobSummary>((resolve, reject) => {
       this.settle = { resolve, reject };
@@ -134,8 +137,14 @@ export class Job implements JobHandle, StageJob {
 
   // --- what the nodes say, routed here by the router -----------------------------------
 
+  /** An output frame on a node's job/out. */
   onFrame(nodeId: string, f: Frame): boolean {
-    return this.stages.some((s) => s.onFrame(nodeId, f));
+    return this.stages.some((s) => s.onFrame('out', nodeId, f));
+  }
+
+  /** A frame one node sent the next on the job's route, seen on `toNodeId`'s job/hop. */
+  onHop(toNodeId: string, f: Frame): boolean {
+    return this.stages.some((s) => s.onFrame('hop', toNodeId, f));
   }
 
   /** False when the message concerns none of this job's stages (see RemoteStage.onReport). */

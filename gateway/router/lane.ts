@@ -2,7 +2,7 @@
 // nodes it has been through, and the hidden states sent to the group so far — the job's
 // history that a replacement node replays to rebuild its KV cache (as a Petals client
 // keeps each span's inputs).
-import { FRAME_HEADER_BYTES } from '../../protocol/index.js';
+import { FRAME_HEADER_BYTES, type Frame, type HopRoute } from '../../protocol/index.js';
 import type { ModelGroup } from './model.js';
 
 /** The rows [T][dim] sent to one group so far, in position order. */
@@ -48,6 +48,10 @@ export class Lane {
   fresh = false;
   /** Set when the node must be left before the next hop (power saving, handed back). */
   move: string | undefined;
+  /** Where the node was told to send its outputs (the next group's node); undefined: to the gateway. */
+  route: HopRoute | undefined;
+  /** Outputs of the serving node that came before the stage waited for them. */
+  readonly early = new EarlyOutputs();
   /** Nodes that accepted the job for this group, in order. */
   readonly served: string[] = [];
   /** Nodes this job gave up on in this group (refused, failed, silent, gone). */
@@ -56,6 +60,46 @@ export class Lane {
 
   constructor(readonly group: ModelGroup, dim: number, rows: number) {
     this.history = new RowHistory(dim, rows);
+  }
+}
+
+/** Where a frame was seen: on the sender's job/out, or on the job/hop of the node it was sent to. */
+export type Via = 'out' | 'hop';
+
+/** Did the frame come from the node serving (nodeId, sessionId), on its job/out or along its route? */
+export function fromServing(serving: { nodeId: string; sessionId: number; route: HopRoute | undefined }, via: Via, topicNode: string, f: Frame): boolean {
+  if (via === 'out') return topicNode === serving.nodeId && f.sessionId === serving.sessionId;
+  return serving.route !== undefined && topicNode === serving.route.nodeId && f.sessionId === serving.route.sessionId;
+}
+
+/**
+ * A chained node answers as soon as its predecessor's output reaches it, which may be before
+ * the gateway, still busy with the earlier group (the other blocks of a long prompt), waits
+ * for it. Such outputs are kept here, for the current step only, until the stage asks.
+ */
+export class EarlyOutputs {
+  /** One per block of a forward at most; more is a node sending what nobody asked for. */
+  static readonly MAX = 64;
+  private step = -1;
+  private readonly byPosition = new Map<number, { frame: Frame; via: Via }>();
+
+  keep(step: number, frame: Frame, via: Via): boolean {
+    if (step !== this.step) this.clear(step);
+    if (this.byPosition.size >= EarlyOutputs.MAX) return false;
+    this.byPosition.set(frame.position, { frame, via });
+    return true;
+  }
+
+  take(step: number, position: number): { frame: Frame; via: Via } | undefined {
+    if (step !== this.step) return undefined;
+    const got = this.byPosition.get(position);
+    this.byPosition.delete(position);
+    return got;
+  }
+
+  clear(step = -1): void {
+    this.step = step;
+    this.byPosition.clear();
   }
 }
 

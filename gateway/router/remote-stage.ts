@@ -8,14 +8,21 @@
 // position. A node that went silent, or failed a job it had accepted, loses its standing
 // with the scheduler; one that served the job to its close frame and reported it ok has it
 // back. The history stays here, at the gateway, whoever sends the rows to the node.
+//
+// Chained hops: the serving node is told (in its offer, or a route message when the next
+// group moves) to send its output straight to the next group's node; the gateway sees that
+// frame on the way (job/hop), keeps it as the next group's input history, and the next
+// stage then only waits for its own node's output instead of sending the rows again. A
+// stage whose node did not get the rows that way (a replacement, the first hop) sends them.
 import type { Logger } from 'pino';
 import type { Stage } from '../../models/stage.js';
-import { PROTOCOL_VERSION, encodeFrame, encodeJson, type Frame, type JobControl, type JobReport } from '../../protocol/index.js';
+import { PROTOCOL_VERSION, encodeFrame, encodeJson, type Frame, type HopRoute, type JobControl, type JobReport } from '../../protocol/index.js';
 import type { Clock } from '../../ground/clock.js';
 import { JobError } from '../jobs.js';
-import { Lane, blocks, maxFrameRows } from './lane.js';
+import { Lane, blocks, fromServing, maxFrameRows, type Via } from './lane.js';
 import type { GatewayModel, ModelGroup } from './model.js';
 import type { SchedulerService } from './scheduler.js';
+import type { PathCounts, StageJob } from './tally.js';
 import { HopFailure, OneWait } from './wait.js';
 
 export interface RouterSettings {
@@ -25,7 +32,11 @@ export interface RouterSettings {
   frameDtype: 'f32' | 'f16';
   /** Largest activation frame sent; longer row blocks (prompt, replay) go in several. */
   maxFrameBytes: number;
+  /** Nodes send their outputs to the next group's node (the broker's ACL must follow routes); absent: false. */
+  chainHops?: boolean;
 }
+
+const POWER_SAVING = 'entered power saving';
 
 export interface JobDeps {
   model: GatewayModel;
@@ -37,29 +48,8 @@ export interface JobDeps {
   send(nodeId: string, payload: Buffer, qos: 0 | 1): void;
   isOnline(nodeId: string): boolean;
   nextSessionId(): number;
-}
-
-/** What a job's stages add up together: hops, failovers and the nodes' energy reports. */
-export class JobTally {
-  failovers = 0;
-  hops = 0;
-  energyJ = 0;
-  /** Sum of the reports' uncertainties; undefined until a report carries one. */
-  energyUncertaintyJ: number | undefined;
-
-  addReport(r: { energyJ: number; energyUncertaintyJ?: number }): void {
-    this.energyJ += r.energyJ;
-    if (r.energyUncertaintyJ !== undefined) this.energyUncertaintyJ = (this.energyUncertaintyJ ?? 0) + r.energyUncertaintyJ;
-  }
-}
-
-/** The job a remote stage serves: its number on the wire, its id in logs, and its tallies. */
-export interface StageJob {
-  readonly num: number;
-  readonly id: string;
-  readonly tally: JobTally;
-  /** A node accepted the job for some group: it is running. */
-  onAccepted(): void;
+  /** Where the router counts every job's frame path. */
+  path?: PathCounts;
 }
 
 export class RemoteStage implements Stage {
@@ -79,12 +69,25 @@ export class RemoteStage implements Stage {
   /** Sessions whose energy report is counted, so a repeated report counts once. */
   private readonly reported = new Set<string>();
   private readonly awaitedReports = new Set<string>();
+  /** The stages before and after this one in the job, for the route. */
+  private prev: RemoteStage | undefined;
+  private next: RemoteStage | undefined;
+  /** The last forward's output went, whole, straight to this node and session at this step. */
+  private handed: (HopRoute & { step: number }) | undefined;
+  /** The output now awaited came along the node's route. */
+  private lastViaHop = false;
 
   constructor(group: ModelGroup, private readonly job: StageJob, private readonly deps: JobDeps, historyRows: number) {
     const { dim } = deps.model.config;
     this.lane = new Lane(group, dim, historyRows);
     this.wait = new OneWait(deps.clock);
     this.maxRows = maxFrameRows(deps.settings, dim);
+  }
+
+  /** The job's stages around this one, in pipeline order. */
+  link(prev: RemoteStage | undefined, next: RemoteStage | undefined): void {
+    this.prev = prev;
+    this.next = next;
   }
 
   /** Sizes the stage for the job; a group nobody can serve fails the job before any node is asked to hold it. */
@@ -103,10 +106,14 @@ export class RemoteStage implements Stage {
     const frame = { jobId: this.job.num, step, dim, dtype: this.deps.settings.frameDtype };
     for (;;) {
       this.checkAbort();
-      if (lane.nodeId && lane.move) this.abandon(lane.move);
+      // Rows already handed to a node going into power saving: it finishes them (as it does
+      // any job it is running), and the group leaves it after this hop.
+      const hasRows = this.handedHere(step);
+      if (lane.nodeId && lane.move && !(hasRows && lane.move === POWER_SAVING)) this.abandon(lane.move);
       if (!lane.nodeId) await this.assign();
       const nodeId = lane.nodeId!;
       const { sessionId } = lane;
+      const chained = this.handedHere(step);
       if (lane.fresh && position > 0) {
         // The replacement rebuilds its cache from the group's inputs so far, without output.
         for (const [at, n] of blocks(position, this.maxRows)) {
@@ -117,13 +124,17 @@ export class RemoteStage implements Stage {
       try {
         // One frame per hop, unless the rows (a long prompt) exceed maxFrameBytes.
         let out: Float32Array | undefined;
+        let hopped = 0;
+        let parts = 0;
         for (const [at, n] of blocks(rows, this.maxRows)) {
-          const wait = this.wait.expect({ kind: 'frame', nodeId, sessionId, step, position: position + at, rows: n }, this.deps.settings.hopTimeoutMs);
-          this.deps.send(nodeId, encodeFrame({ ...frame, sessionId, position: position + at, rows: n, data: n === rows ? x : x.subarray(at * dim, (at + n) * dim) }), 0);
-          const part = (await wait)!;
+          const part = await this.output(nodeId, sessionId, step, position + at, n, chained ? undefined : x.subarray(at * dim, (at + n) * dim));
+          parts++;
+          if (this.lastViaHop) hopped++;
           if (n === rows) out = part;
           else (out ??= new Float32Array(rows * dim)).set(part, at * dim);
         }
+        this.handed = lane.route && hopped === parts ? { ...lane.route, step } : undefined;
+        if (lane.move === POWER_SAVING && chained) this.abandon(lane.move);
         lane.history.append(x);
         this.step++;
         this.job.tally.hops++;
@@ -133,6 +144,61 @@ export class RemoteStage implements Stage {
         this.abandon(err.message, err.silent);
       }
     }
+  }
+
+  /**
+   * One block's output: kept if it came early, else awaited; `data` is sent first unless the
+   * node already has it from the node before it on the route.
+   */
+  private async output(nodeId: string, sessionId: number, step: number, position: number, rows: number, data: Float32Array | undefined): Promise<Float32Array> {
+    const { dim } = this.deps.model.config;
+    const frame = { jobId: this.job.num, sessionId, step, position, rows, dim, dtype: this.deps.settings.frameDtype };
+    const tally = this.job.tally;
+    if (!data) tally.handedOn();
+    const early = this.lane.early.take(step, position);
+    if (early) {
+      this.lastViaHop = early.via === 'hop';
+      if (early.frame.rows !== rows) throw this.misshapen(nodeId, early.frame, rows);
+      tally.crossed();
+      return early.frame.data;
+    }
+    const wait = this.wait.expect({ kind: 'frame', nodeId, sessionId, step, position, rows }, this.deps.settings.hopTimeoutMs);
+    if (data) {
+      this.deps.send(nodeId, encodeFrame({ ...frame, data }), 0);
+      tally.crossed();
+    }
+    const out = (await wait)!;
+    tally.crossed();
+    return out;
+  }
+
+  /** Did the stage before this one hand this step's rows straight to the node serving here? */
+  private handedHere(step: number): boolean {
+    const h = this.prev?.handed;
+    const lane = this.lane;
+    return h !== undefined && !lane.fresh && h.step === step && h.nodeId === lane.nodeId && h.sessionId === lane.sessionId;
+  }
+
+  /** Where this group's node should send its output: the next group's node now, or the gateway. */
+  private successor(): HopRoute | undefined {
+    const next = this.next?.lane;
+    if (!this.deps.settings.chainHops || !next?.nodeId) return undefined;
+    return { nodeId: next.nodeId, sessionId: next.sessionId };
+  }
+
+  /** The next group has a new node: this group's node sends there from its next output on. */
+  private reroute(): void {
+    const lane = this.lane;
+    const next = this.successor();
+    if (!lane.nodeId || (next?.nodeId === lane.route?.nodeId && next?.sessionId === lane.route?.sessionId)) return;
+    lane.route = next;
+    this.control(lane.nodeId, { v: PROTOCOL_VERSION, type: 'route', jobId: this.job.num, ...(next ? { next } : {}) });
+  }
+
+  private misshapen(nodeId: string, f: Frame, rows: number): HopFailure {
+    const { dim } = this.deps.model.config;
+    this.deps.scheduler.suspect(nodeId, this.deps.clock.now(), 'failing');
+    return new HopFailure(`answered with a [${f.rows}, ${f.dim}] frame for [${rows}, ${dim}]`);
   }
 
   /**
@@ -195,7 +261,8 @@ export class RemoteStage implements Stage {
       const sessionId = this.deps.nextSessionId();
       this.offered.add(`${nodeId}:${sessionId}`);
       const wait = this.wait.expect({ kind: 'offer', nodeId }, settings.hopTimeoutMs);
-      this.control(nodeId, { v: PROTOCOL_VERSION, type: 'offer', jobId: this.job.num, sessionId, positions: this.positions });
+      const next = this.successor();
+      this.control(nodeId, { v: PROTOCOL_VERSION, type: 'offer', jobId: this.job.num, sessionId, positions: this.positions, ...(next ? { next } : {}) });
       try {
         await wait;
       } catch (err) {
@@ -213,8 +280,11 @@ export class RemoteStage implements Stage {
       lane.sessionId = sessionId;
       lane.fresh = true;
       lane.move = undefined;
+      lane.route = next;
+      lane.early.clear();
       lane.served.push(nodeId);
       this.job.onAccepted();
+      this.prev?.reroute();
       return;
     }
   }
@@ -253,19 +323,28 @@ export class RemoteStage implements Stage {
 
   // --- what the nodes say, routed here by the job -----------------------------------------
 
-  /** True when the frame is the output this stage waits for. */
-  onFrame(nodeId: string, f: Frame): boolean {
+  /**
+   * True when the frame is an output of the node serving this stage: seen on its job/out
+   * (`via` out, `topicNode` the sender), or on the job/hop of the node its route names
+   * (`via` hop, `topicNode` the receiver). Awaited, it ends the wait; early, it is kept.
+   */
+  onFrame(via: Via, topicNode: string, f: Frame): boolean {
+    const lane = this.lane;
+    // On job/out, an output the node sent before it read a route message is still its own.
+    if (f.replay || !lane.nodeId || !fromServing({ nodeId: lane.nodeId, sessionId: lane.sessionId, route: lane.route }, via, topicNode, f)) return false;
     const w = this.wait.what;
-    if (w?.kind !== 'frame' || w.nodeId !== nodeId || w.sessionId !== f.sessionId || w.step !== f.step || w.position !== f.position || f.replay) return false;
-    const { dim } = this.deps.model.config;
-    if (f.rows !== w.rows || f.dim !== dim) {
-      this.deps.scheduler.suspect(nodeId, this.deps.clock.now(), 'failing');
-      this.wait.fail(new HopFailure(`answered with a [${f.rows}, ${f.dim}] frame for [${w.rows}, ${dim}]`));
-    } else {
-      this.wait.resolve(f.data);
+    if (w?.kind === 'frame' && w.step === f.step && w.position === f.position) {
+      if (f.rows !== w.rows || f.dim !== this.deps.model.config.dim) {
+        this.wait.fail(this.misshapen(w.nodeId, f, w.rows));
+      } else {
+        this.lastViaHop = via === 'hop';
+        this.wait.resolve(f.data);
+      }
+      return true;
     }
-    return true;
+    return f.step === this.step && f.dim === this.deps.model.config.dim && f.position + f.rows <= this.positions && lane.early.keep(f.step, f, via);
   }
+
 
   /**
    * False when the message is not about this stage: from a node it is not waiting on and
@@ -320,7 +399,7 @@ export class RemoteStage implements Stage {
 
   /** The node entered power saving: the group leaves it before its next hop. */
   onPowerSaving(nodeId: string): void {
-    if (this.lane.nodeId === nodeId) this.lane.move = 'entered power saving';
+    if (this.lane.nodeId === nodeId) this.lane.move = POWER_SAVING;
   }
 
   /** Queue room or a node's state changed somewhere: a stage waiting for room looks again. */

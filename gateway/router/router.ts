@@ -16,6 +16,7 @@ import { maxFrameRows } from './lane.js';
 import type { GatewayModel } from './model.js';
 import type { RouterSettings } from './remote-stage.js';
 import { SchedulerService } from './scheduler.js';
+import type { PathCounts } from './tally.js';
 
 export interface RouterConfig extends RouterSettings {
   fleet: string;
@@ -46,6 +47,8 @@ export class Router implements JobService {
   /** The live scheduler (named apart from JobService.scheduler(), its view). */
   readonly scheduling: SchedulerService;
   readonly stats: RouterStats = { invalid: 0, stale: 0 };
+  /** Over every job, as the frames go: activation frames through the broker between processes, and hops chained node to node. */
+  readonly path: PathCounts = { crossings: 0, handed: 0 };
   private readonly jobs = new Map<string, Job>();
   private readonly byNum = new Map<number, Job>();
   /** Running jobs, each with the promise of its run (which settles after its point is written). */
@@ -105,6 +108,7 @@ export class Router implements JobService {
       isOnline: (nodeId) => this.deps.registry.get(nodeId)?.online ?? false,
       // Session ids only have to differ per node and job; one counter keeps them unique.
       nextSessionId: () => (this.nextSession = (this.nextSession + 1) >>> 0),
+      path: this.path,
     });
     this.jobs.set(job.id, job);
     this.byNum.set(num, job);
@@ -150,6 +154,17 @@ export class Router implements JobService {
       if (!job?.onReport(nodeId, r.value)) this.stats.stale++;
     } catch (err) {
       this.invalid(nodeId, `handling failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** A frame on a node's job/hop, sent there by the node before it on a job's route; never throws. */
+  jobHop(toNodeId: string, payload: Buffer): void {
+    try {
+      const d = decodeFrame(payload);
+      if (!d.ok) return this.invalid(toNodeId, d.error);
+      if (!this.byNum.get(d.frame.jobId)?.onHop(toNodeId, d.frame)) this.stats.stale++;
+    } catch (err) {
+      this.invalid(toNodeId, `handling failed: ${(err as Error).message}`);
     }
   }
 

@@ -211,3 +211,33 @@ test('an offer\'s positions size the session: outputs match a reference of that 
   assert.equal(frames.length, 0, 'nothing computed past the offered positions');
   assert.equal(worker.queue(), 1, 'only the clamped job is still held');
 });
+
+test('a chained job\'s outputs go to the successor its offer names, under the successor\'s session; a route message moves them', async (t) => {
+  const { worker, dim } = await firstBlockWorker(t, 'f32', 60_000);
+  const sent: Array<{ to: string | undefined; payload: Buffer }> = [];
+  const send = (payload: Buffer, hopTo?: string) => void sent.push({ to: hopTo, payload });
+  await worker.handle(encodeJson({ v: 1, type: 'offer', jobId: 3, sessionId: 30, next: { nodeId: 'node-b', sessionId: 77 } }), send, true);
+  const accept = sent.shift()!;
+  const r = parseJobReport(accept.payload);
+  assert.ok(r.ok && r.value.type === 'accepted' && accept.to === undefined, 'the accept goes to the gateway');
+  const frameAt = (position: number) => encodeFrame({ jobId: 3, sessionId: 30, step: position, position, rows: 1, dim, data: hidden(1, dim, position + 1) });
+  const output = () => {
+    const { to, payload } = sent.shift()!;
+    const d = decodeFrame(payload);
+    assert.ok(d.ok);
+    return { to, sessionId: d.frame.sessionId, step: d.frame.step, position: d.frame.position };
+  };
+
+  await worker.handle(frameAt(0), send, true);
+  assert.deepEqual(output(), { to: 'node-b', sessionId: 77, step: 0, position: 0 });
+  await worker.handle(encodeJson({ v: 1, type: 'route', jobId: 3, next: { nodeId: 'node-c', sessionId: 90 } }), send, true);
+  await worker.handle(frameAt(1), send, true);
+  assert.deepEqual(output(), { to: 'node-c', sessionId: 90, step: 1, position: 1 });
+  await worker.handle(encodeJson({ v: 1, type: 'route', jobId: 3 }), send, true);
+  await worker.handle(frameAt(2), send, true);
+  assert.deepEqual(output(), { to: undefined, sessionId: 30, step: 2, position: 2 }, 'no successor: back to the gateway on job/out');
+  await worker.handle(encodeJson({ v: 1, type: 'route', jobId: 4 }), send, true);
+  assert.equal(worker.counters.routed, 2);
+  assert.equal(worker.counters.notHeld, 1, 'a route for a job not held is dropped');
+  assert.equal(sent.length, 0);
+});

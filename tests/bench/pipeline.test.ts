@@ -35,7 +35,7 @@ test('a short bench run through 3 agents reports 6 broker crossings per token on
   const outDir = mkdtempSync(join(tmpdir(), 'heliomesh-bench-pipeline-test-'));
   t.after(() => rmSync(outDir, { recursive: true, force: true }));
   const delayMs = 4;
-  const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '1', linkDelayMs: String(delayMs), agentThreads: '1' } });
+  const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '1', linkDelayMs: String(delayMs), agentThreads: '1', star: 'true' } });
   const m = r.metrics as {
     crossingsPerToken: number; idsIdentical: boolean; linkDelayMs: number; agentThreads: number;
     rounds: Array<{ crossingsPerToken: number; tokens: number; hops: Array<{ roundTripMs: number; forwardMs: number }>; mqttRoundTripMs: { medianMs: number } }>;
@@ -53,4 +53,16 @@ test('a short bench run through 3 agents reports 6 broker crossings per token on
   }
   assert.ok(m.rounds[0]!.mqttRoundTripMs.medianMs < 2 * delayMs, `the bare MQTT legs are measured without the link delay: ${m.rounds[0]!.mqttRoundTripMs.medianMs.toFixed(2)} ms`);
   assert.match(r.summary, /broker crossings per token 6\.0/);
+});
+
+test('chained hops: 6 crossings for the prompt, then 4 per token for 3 groups, with the same ids', async (t) => {
+  const outDir = mkdtempSync(join(tmpdir(), 'heliomesh-bench-pipeline-test-'));
+  t.after(() => rmSync(outDir, { recursive: true, force: true }));
+  const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '1', agentThreads: '1' } });
+  const m = r.metrics as { crossingsPerToken: number; idsIdentical: boolean; path: string; rounds: Array<{ crossingsPerToken: number; tokens: number }> };
+  assert.equal(m.path, 'chained');
+  assert.equal(m.idsIdentical, true);
+  assert.equal(m.rounds[0]!.tokens, 6);
+  // The prompt's hop still goes through the gateway (each group gets its node as the job reaches it).
+  assert.ok(Math.abs(m.rounds[0]!.crossingsPerToken - (6 + 4 * 5) / 6) < 1e-9, `crossings per token ${m.rounds[0]!.crossingsPerToken}`);
 });

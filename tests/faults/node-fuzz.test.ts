@@ -89,7 +89,7 @@ test('10,000+ bad payloads on cmd and job/in: the agent answers or drops and cou
   const result = ping.result as { link: Record<string, number>; jobs: Record<string, number> };
   const notHeld = NOT_HELD.reduce((s, c) => s + (jobCounts.get(c) ?? 0), 0);
   assert.deepEqual(result.link, { commands: COMMANDS + 1, commandsRefused: COMMANDS, commandsFailed: 0, jobMessages: JOB_MESSAGES });
-  assert.deepEqual(result.jobs, { held: 0, accepted: 0, offersRefused: 0, cancelled: 0, frames: 0, invalid: JOB_MESSAGES - notHeld, notHeld, decodeFrames: 0, decodeForwardMs: 0, decodeFrameMs: 0 });
+  assert.deepEqual(result.jobs, { held: 0, accepted: 0, offersRefused: 0, cancelled: 0, routed: 0, frames: 0, invalid: JOB_MESSAGES - notHeld, notHeld, decodeFrames: 0, decodeForwardMs: 0, decodeFrameMs: 0 });
   const bad = replies.filter((r) => r.id !== 'after-fuzz');
   assert.equal(bad.length, COMMANDS, 'one reply per command, no more');
   assert.ok(bad.every((r) => !r.ok && (r.error ?? '').length > 0), 'each says what was wrong');

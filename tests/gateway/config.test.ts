@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, closestKey, editDistance } from '../../config-errors.js';
-import { GatewayConfigSchema, parseGatewayConfig } from '../../gateway/config.js';
+import { GatewayConfigSchema, chainsHops, parseGatewayConfig } from '../../gateway/config.js';
 import { looseObjects } from '../support/strict-schema.js';
 
 const run = promisify(execFile);
@@ -107,4 +107,11 @@ test('heliomesh gateway --config with a misspelled key exits with the key and it
   writeFileSync(file, 'broker:\n  credentialsPath: nodes.json\n  maxPackteBytes: 65536\n');
   await assert.rejects(run(process.execPath, [CLI, 'gateway', '--config', file], { timeout: 60_000 }), (err: Error & { stderr: string }) =>
     err.stderr.includes('broker.maxPackteBytes: unknown key; did you mean broker.maxPacketBytes?'));
+});
+
+test('hops are chained by default on the embedded broker, never on an external one, whose ACL cannot follow routes', () => {
+  const embedded = parseGatewayConfig(parseYaml(BROKER));
+  assert.equal(chainsHops(embedded), true);
+  assert.equal(chainsHops(parseGatewayConfig(parseYaml(`${BROKER}router: { chainHops: false }\n`))), false);
+  assert.equal(chainsHops(parseGatewayConfig(parseYaml('broker: { external: { url: mqtt://b:1883, clientId: gw } }\nrouter: { chainHops: true }\n'))), false);
 });

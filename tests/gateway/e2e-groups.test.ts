@@ -1,7 +1,9 @@
 // The one generation loop, in process and on the fleet: the bundled model served as 1 group
 // (its blocks re-split into one shard) and as its own 3 groups, one node each. Every job's
 // token ids, as streamed, must be the ids of the same loop over in-process stages with the
-// same block ranges (`heliomesh model generate --groups G`), greedy and sampled.
+// same block ranges (`heliomesh model generate --groups G`), greedy and sampled. The hops
+// are chained: after the prompt's, every group's node sends its output straight to the next
+// group's node, so a token crosses the broker G + 1 times instead of 2G.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -50,9 +52,16 @@ for (const groups of [1, 3]) {
     });
 
     test(`a fleet of ${groups} group(s) streams the ids of the in-process loop over ${groups} stage(s)`, async () => {
+      const path = field.gateway.router.path;
       for (const req of REQUESTS) {
         const expected = await reference.generate(req);
+        const before = { ...path };
         const { s, tokens } = await runJob(field.gateway.jobs, req);
+        // Forwards per group: the prompt's, then one per token after the first (and one for a sampled stop id).
+        const forwards = tokens.length + (s.finishReason === 'stop' ? 1 : 0);
+        // The prompt's hops go through the gateway (each next group gets its node as it is reached).
+        assert.equal(path.handed - before.handed, (groups - 1) * (forwards - 1), 'every decode hop after the first group is chained');
+        assert.equal(path.crossings - before.crossings, 2 * groups + (groups + 1) * (forwards - 1), 'crossings: 2G for the prompt, G + 1 per later token');
         assert.equal(s.status, 'done');
         assert.equal(s.served.length, groups);
         assert.ok(expected.ids.length > 0);

@@ -3,6 +3,8 @@
 // some by going silent (the hop timeout finds it). Every job must complete, and its token
 // ids and text must be identical to the undisturbed generation of the same request and seed
 // (`heliomesh model generate --groups 3`: the same loop over in-process stages). The dead node is restarted before the next job.
+// The hops are chained: the replacement's offer names the next group's node, and the node
+// before it is told to send there, so only the hop that failed goes through the gateway.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { CompletionRequest } from '../../gateway/jobs.js';
@@ -72,7 +74,9 @@ test(`the serving node of one group dies mid-generation on each of ${JOBS} jobs:
   const rng = new Rng(50);
   const failures: string[] = [];
   let failovers = 0;
+  const path = field.gateway.router.path;
   for (const [i, p] of (await plans(rng)).entries()) {
+    const before = { ...path };
     const job = field.gateway.jobs.submit(p.req);
     const ids: number[] = [];
     job.onToken((t) => ids.push(t.id));
@@ -96,6 +100,10 @@ test(`the serving node of one group dies mid-generation on each of ${JOBS} jobs:
     assert.equal(served[0], victim, `job ${i}: the victim served ${p.group} first`);
     assert.ok(served.length >= 2 && !served.slice(1).includes(victim), `job ${i}: another node took over (${served.join(', ')})`);
     failovers += s.failovers;
+    // Without the route following the replacement, every later token of the group would go through the gateway.
+    const forwards = ids.length + (s.finishReason === 'stop' ? 1 : 0);
+    const unchained = 2 * (forwards - 1) - (path.handed - before.handed);
+    assert.ok(unchained >= 0 && unchained <= s.failovers, `job ${i}: ${unchained} decode hops went through the gateway for ${s.failovers} failover(s)`);
     await field.node(victim).restart();
     await field.ready().catch((err: Error) => {
       const states = field.nodes.map((n) => {
@@ -112,4 +120,5 @@ test(`the serving node of one group dies mid-generation on each of ${JOBS} jobs:
   assert.equal(c.active, 0);
   assert.equal(c.failed, 0);
   await until('no node holds a job', () => field.nodes.every((n) => (n.agent?.worker?.queue() ?? 0) === 0));
+  await until('no route grant outlives its job', () => field.gateway.broker.hops.size === 0);
 });
