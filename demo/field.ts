@@ -96,7 +96,9 @@ function gatewayConfig(o: FieldOptions, credentialsPath: string, speed: number, 
     // Counters once per simulated 10 minutes (several times a wall-clock minute).
     statsIntervalMs: 600_000,
     // The virtual nodes wake by their RTC (FieldNode), so the gateway may send them to sleep.
-    sleep: { enabled: o.coordinatedSleep ?? true },
+    // A node takes its drain and stop in host time to obey: the wait for its `sleeping` is
+    // scaled like the router's.
+    sleep: { enabled: o.coordinatedSleep ?? true, settleMs: Math.max(600_000, Math.round(20_000 * speed)) },
     // The demo's API has no key, so it answers on this machine only.
     ...(o.httpPort !== undefined ? { http: { host: '127.0.0.1', port: o.httpPort } } : {}),
     ...(model.split || o.model !== undefined ? { model: { manifest: join(model.dir, 'manifest.json') } } : {}),
