@@ -32,7 +32,7 @@ export class PowerSupervisor {
     if (o.off.cause === 'flat' && !(o.off.recoveryPct > o.off.shutdownPct)) {
       throw new Error(`the recovery (boot) level ${o.off.recoveryPct} % must be above the shutdown level ${o.off.shutdownPct} %, or the node would boot into another shutdown`);
     }
-    o.plant.advanceTo(o.clock.now());
+    // The node has been off since its halt, also for the moments before this board took over.
     o.plant.setPowered(false);
     this.timer = o.clock.setInterval(() => this.check(), o.checkMs);
   }

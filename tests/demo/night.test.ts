@@ -33,9 +33,9 @@ test('a virtual night: a node sent to sleep powers off, draws its sleep current,
   assert.equal(sleeper.agent, undefined, 'the agent has ended');
   const wakeAtMs = sleeper.wakeAtMs!;
   assert.ok(wakeAtMs > field.clock.now(), 'its alarm is ahead');
-  // The RTC holds whole seconds of its own time.
+  // The RTC holds whole seconds of its own time, read a few wall-clock ms (seconds at 720×) before the alarm is set.
   const planned = registry.get(sleeper.nodeId)?.sleep?.wakeAtMs;
-  assert.ok(planned !== undefined && Math.abs(planned - wakeAtMs) < 1000, `the gateway planned the wake the alarm holds: ${planned} vs ${wakeAtMs}`);
+  assert.ok(planned !== undefined && Math.abs(planned - wakeAtMs) < 30_000, `the gateway planned the wake the alarm holds: ${planned} vs ${wakeAtMs}`);
   const halted: Plant = sleeper.plant()!;
   assert.equal(halted.powered, false);
   assert.equal(other.power, 'on', 'the group keeps a node awake');
