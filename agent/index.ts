@@ -328,7 +328,7 @@ export class Agent {
     this.event('config-changed', detail);
   }
 
-  /** An event with the node's state; the birth is re-published with it. */
+  /** An event with the node's state; the birth is re-published with it, except when the node goes to sleep. */
   private event(kind: EventMessage['kind'], detail: string): void {
     const level = this.ledger.latest();
     this.link.send('event', {
@@ -336,7 +336,8 @@ export class Agent {
       batteryJ: Math.max(0, level?.energyJ ?? 0), batteryPct: Math.min(100, Math.max(0, level?.socPct ?? 0)),
       gamma: this.policy.gamma(), powerMode: this.policy.powerMode(), detail,
     });
-    this.link.announce();
+    // A birth is a boot to the gateway: one after `sleeping` would undo the sleep there.
+    if (kind !== 'sleeping') this.link.announce();
   }
 
   /**

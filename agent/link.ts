@@ -137,6 +137,8 @@ export class Link {
     this.client = client;
     this.status.attempts = 1;
     client.on('connect', (connack) => {
+      // A connack that crosses the stop: MQTT.js has closed its store, and a publish would throw.
+      if (this.closing) return;
       this.connects++;
       this.backoffMs = this.o.reconnectMinMs;
       this.status = { ...this.status, state: 'connected', attempts: 0, lastError: null };

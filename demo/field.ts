@@ -43,6 +43,11 @@ export interface FieldOptions {
   log: Logger;
   /** Every battery starts here instead of at its seeded level (a test of the night). */
   initialSocPct?: number;
+  /**
+   * The gateway sends nodes to sleep through the night (default true); off, a node stays
+   * on until it runs flat (a test of the critical shutdown).
+   */
+  coordinatedSleep?: boolean;
   /** Level of the agents' own logs (slot closes are info: nine nodes make a lot of lines). */
   agentLogLevel?: string;
 }
@@ -90,13 +95,17 @@ function gatewayConfig(o: FieldOptions, credentialsPath: string, speed: number, 
     router: { hopTimeoutMs: Math.round(10_000 * speed), queueTimeoutMs: Math.round(20_000 * speed), reportTimeoutMs: Math.round(2_000 * speed) },
     // Counters once per simulated 10 minutes (several times a wall-clock minute).
     statsIntervalMs: 600_000,
+    // The virtual nodes wake by their RTC (FieldNode), so the gateway may send them to sleep.
+    // A node takes its drain and stop in host time to obey: the wait for its `sleeping` is
+    // scaled like the router's.
+    sleep: { enabled: o.coordinatedSleep ?? true, settleMs: Math.max(600_000, Math.round(20_000 * speed)) },
     // The demo's API has no key, so it answers on this machine only.
     ...(o.httpPort !== undefined ? { http: { host: '127.0.0.1', port: o.httpPort } } : {}),
     ...(model.split || o.model !== undefined ? { model: { manifest: join(model.dir, 'manifest.json') } } : {}),
   }, 'demo gateway config');
 }
 
-function agentConfig(plan: NodePlan, o: { url: string; password: string; spoolDir: string; model: FieldModel; level: string; speed: number; slotMs: number }) {
+function agentConfig(plan: NodePlan, o: { url: string; password: string; spoolDir: string; rtcRoot: string; model: FieldModel; level: string; speed: number; slotMs: number }) {
   const range = o.model.ranges[plan.groupIndex]!;
   return parseAgentConfig({
     nodeId: plan.nodeId,
@@ -119,6 +128,8 @@ function agentConfig(plan: NodePlan, o: { url: string; password: string; spoolDi
     // (slow under inference load, see plan.ts) never queue up behind each other.
     sampleHz: Math.min(2 / (o.slotMs / 1000), 3 / o.speed),
     spool: { dir: o.spoolDir },
+    // The RTC's folder outlives the agent, so the node's power board sees the alarm after the halt.
+    wake: { path: 'virtual', sysfsRoot: o.rtcRoot },
     // A session between two tokens idles for host time, not Pi time: 30 s of wall clock.
     worker: { queueCapacity: 1, sessionIdleMs: Math.round(30_000 * o.speed) },
     logLevel: o.level,
@@ -162,7 +173,7 @@ export async function startField(o: FieldOptions): Promise<Field> {
     const mqtt = gateway.broker.ports.mqtt!;
     for (const plan of plans) {
       const config = agentConfig(plan, {
-        url: `mqtt://127.0.0.1:${mqtt}`, password: passwords.get(plan.nodeId)!, spoolDir: join(dir, 'spool', plan.nodeId), model, level: o.agentLogLevel ?? 'warn', speed, slotMs,
+        url: `mqtt://127.0.0.1:${mqtt}`, password: passwords.get(plan.nodeId)!, spoolDir: join(dir, 'spool', plan.nodeId), rtcRoot: join(dir, 'rtc', plan.nodeId), model, level: o.agentLogLevel ?? 'warn', speed, slotMs,
       });
       const node = new FieldNode(plan, config, clock, log.child({ node: plan.nodeId }, { level: config.logLevel }));
       nodes.push(node);

@@ -1,27 +1,34 @@
 // One node of the virtual field across its life: a real agent while it runs; after a
-// critical shutdown a halted Pi whose battery the panel recharges, until the wake path
-// switches it on again (docs/agent.md, "The wake path").
+// planned sleep or a critical shutdown a halted Pi whose battery the panel recharges, until
+// its RTC alarm or its recovered battery switches it on again, as a Pi boots: a new agent
+// on the same spool folder (docs/agent.md, "The wake path").
 import type { Logger } from 'pino';
 import { Agent } from '../agent/index.js';
 import type { AgentConfig } from '../agent/config.js';
-import type { Clock, Timer } from '../ground/clock.js';
+import { join } from 'node:path';
+import type { Clock } from '../ground/clock.js';
 import { parseHardwareConfig } from '../hardware/config.js';
 import { VirtualNode } from '../hardware/virtual/node.js';
+import type { Plant } from '../hardware/virtual/plant.js';
+import { PowerSupervisor, type PowerOff } from '../hardware/virtual/power.js';
+import { armedAlarm } from '../hardware/virtual/rtc.js';
 import type { NodePlan } from './plan.js';
 
 export type NodePower = 'on' | 'off' | 'stopped';
 
-/** How often a halted node's wake level is checked: a few slots. */
-const WAKE_CHECK_MS = 5 * 60_000;
+/** How often the power board of a halted node looks at its alarm and battery: an alarm fires at most this late. */
+const WAKE_CHECK_MS = 60_000;
 
 export class FieldNode {
   agent: Agent | undefined;
   power: NodePower = 'stopped';
   /** Why the node is off, when it is. */
   offReason: string | undefined;
-  /** Times the node went down at the critical level and came back. */
+  /** Times the node went down (asleep or flat) and came back. */
   restarts = 0;
-  private halted: { node: VirtualNode; timer: Timer } | undefined;
+  /** When the RTC alarm of a node asleep is set to power it up, ms since the epoch. */
+  wakeAtMs: number | undefined;
+  private halted: { node: VirtualNode; supervisor: PowerSupervisor } | undefined;
   private closing = false;
 
   constructor(
@@ -35,57 +42,65 @@ export class FieldNode {
     return this.plan.nodeId;
   }
 
+  /** The node's virtual plant now: the halted one while it is off, else the running agent's. */
+  plant(): Plant | undefined {
+    return this.halted?.node.plant ?? this.agent?.hardware.virtual?.plant;
+  }
+
   /** Battery as the virtual plant holds it (ground truth, not the agent's estimate). */
   trueSocPct(): number | undefined {
-    return this.halted?.node.plant.cell.socPct ?? this.agent?.hardware.virtual?.plant.cell.socPct;
+    return this.plant()?.cell.socPct;
   }
 
   async start(): Promise<void> {
-    this.agent = await Agent.start(this.config, { clock: this.clock, log: this.log, shutdown: (reason) => this.poweredOff(reason) });
+    this.agent = await Agent.start(this.config, {
+      clock: this.clock, log: this.log, shutdown: (reason) => this.poweredOff(reason, 'flat'), halt: (reason) => this.poweredOff(reason, 'sleep'),
+    });
     this.power = 'on';
     this.offReason = undefined;
+    this.wakeAtMs = undefined;
   }
 
   /**
-   * The agent has stopped itself (critical battery or a shutdown command). The wake path
-   * is a power board that cuts the Pi's 5 V and restores it once the battery is back above
-   * E′_th; meanwhile the charger runs on its power-on defaults (nothing programs it) and
-   * the Pi draws nothing.
+   * The agent has halted the node: for a planned sleep with its RTC alarm set, or at the
+   * critical level (or by a shutdown command). The power board takes over until it powers
+   * the Pi up again (hardware/virtual/power.ts); meanwhile the charger runs on its power-on
+   * defaults (nothing programs it) and the Pi draws only the board's sleep current.
    */
-  private async poweredOff(reason: string): Promise<void> {
+  private async poweredOff(reason: string, cause: PowerOff['cause']): Promise<void> {
     const soc = this.agent?.hardware.virtual?.plant.cell.socPct ?? 0;
     this.agent = undefined;
     this.power = 'off';
     this.offReason = reason;
     if (this.closing) return;
-    const wakePct = this.config.thresholds.eThUpPct + 5;
-    this.log.warn({ node: this.nodeId, reason, batteryPct: Number(soc.toFixed(1)), wakePct }, 'node powered off; it wakes when its battery is recharged');
+    const { thresholds, wake } = this.config;
+    const off: PowerOff = cause === 'sleep' && wake.path === 'virtual' && wake.sysfsRoot
+      ? { cause, rtcDir: join(wake.sysfsRoot, 'rtc0') }
+      : { cause: 'flat', shutdownPct: thresholds.criticalPct, recoveryPct: thresholds.eThUpPct + 5 };
+    const alarmS = off.cause === 'sleep' ? armedAlarm(off.rtcDir) : null;
+    this.wakeAtMs = alarmS === null ? undefined : alarmS * 1000;
+    this.log.warn({ node: this.nodeId, reason, batteryPct: Number(soc.toFixed(1)), ...(off.cause === 'sleep' ? { wakeAtMs: this.wakeAtMs } : { recoveryPct: off.recoveryPct }) }, 'node powered off');
     const hw = this.config.hardware;
-    const halted = new VirtualNode({
-      clock: this.clock,
-      config: parseHardwareConfig({ ...hw, virtual: { ...hw.virtual, initialSocPct: soc, load: { ...hw.virtual.load, idleW: 0, computeW: 0 } } }),
-    });
+    const halted = new VirtualNode({ clock: this.clock, config: parseHardwareConfig({ ...hw, virtual: { ...hw.virtual, initialSocPct: soc } }) });
     halted.start();
-    const timer = this.clock.setInterval(() => {
-      halted.plant.advanceTo(this.clock.now());
-      const now = halted.plant.cell.socPct;
-      if (now < wakePct || this.closing) return;
-      this.wake(now).catch((err: Error) => this.log.error({ node: this.nodeId, err: err.message }, 'node did not restart'));
-    }, WAKE_CHECK_MS);
-    this.halted = { node: halted, timer };
+    const supervisor = new PowerSupervisor({
+      clock: this.clock, plant: halted.plant, off, checkMs: WAKE_CHECK_MS,
+      boot: (socPct, why) => void this.wake(socPct, why).catch((err: Error) => this.log.error({ node: this.nodeId, err: err.message }, 'node did not restart')),
+    });
+    this.halted = { node: halted, supervisor };
   }
 
-  private async wake(socPct: number): Promise<void> {
+  private async wake(socPct: number, why: string): Promise<void> {
     this.dropHalted();
     const hw = this.config.hardware;
     this.config = { ...this.config, hardware: { ...hw, battery: { ...hw.battery, initialSocPct: socPct }, virtual: { ...hw.virtual, initialSocPct: socPct } } };
     this.restarts++;
-    this.log.info({ node: this.nodeId, batteryPct: Number(socPct.toFixed(1)) }, 'node powered on by the wake path');
+    this.log.info({ node: this.nodeId, batteryPct: Number(socPct.toFixed(1)), why }, 'node powered on by the wake path');
     await this.start();
   }
 
   private dropHalted(): void {
-    this.halted?.timer.cancel();
+    this.halted?.supervisor.cancel();
     this.halted?.node.dispose();
     this.halted = undefined;
   }

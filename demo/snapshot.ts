@@ -22,6 +22,8 @@ export interface NodeRow {
   /** What the panel delivers now, W (plant). */
   harvestW: number | null;
   restarts: number;
+  /** A node asleep: when its RTC alarm powers it up (simulated ms since the epoch). */
+  wakeAtMs?: number;
   /**
    * The chain behind the node's q_lim assumed no harvest at all, under which any job rate
    * drains the battery, so q_lim is 0 whatever the battery holds (gateway/scheduler/metrics.ts).
@@ -88,7 +90,7 @@ export function takeSnapshot(field: Field, extra: { load?: LoadCounters; rate?: 
   const nodes: NodeRow[] = field.nodes.map((fn) => {
     const st = registry.get(fn.nodeId);
     const sv = fromScheduler.get(fn.nodeId);
-    const plant = fn.agent?.hardware.virtual?.plant;
+    const plant = fn.plant();
     return {
       nodeId: fn.nodeId,
       group: fn.plan.group,
@@ -102,6 +104,7 @@ export function takeSnapshot(field: Field, extra: { load?: LoadCounters; rate?: 
       weight: sv?.weight ?? null,
       harvestW: plant ? plant.state().panel.powerW : null,
       restarts: fn.restarts,
+      ...(fn.power === 'off' && fn.wakeAtMs !== undefined ? { wakeAtMs: fn.wakeAtMs } : {}),
       // limits()'s own test for a chain without income: all of f(e)'s mass at 0.
       noHarvest: st?.model ? (st.model.params.harvestPmf[0] ?? 0) >= 1 - 1e-15 : null,
       harvestSlots: st ? st.estimator.samples(now) : null,

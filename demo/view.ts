@@ -45,7 +45,13 @@ function batteryBar(pct: number | null, st: Style): string {
   return `${colour(bar)} ${rpad(pct.toFixed(0), 3)}%`;
 }
 
+/** The wake time as the field's UTC clock shows it, hh:mm. */
+function clockTime(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 16);
+}
+
 function state(n: NodeRow, st: Style): string {
+  if (n.power === 'off' && n.wakeAtMs !== undefined) return st.cyan(pad('asleep', 8));
   if (n.power === 'off') return st.red(pad('off', 8));
   if (n.online === null) return st.dim(pad('joining', 8));
   if (!n.online) return st.red(pad('offline', 8));
@@ -64,6 +70,7 @@ function nodeLine(n: NodeRow, st: Style): string {
     pad(n.nodeId, 7), state(n, st), batteryBar(n.batteryPct, st), rpad(mode, 4), rpad(n.gamma === null ? '-' : String(n.gamma), 2),
     rpad(n.queue === null ? '-' : String(n.queue), 3), rpad(num(n.qLim, 3), 6) + (onPrior(n) ? '*' : ' '), rpad(num(n.weight, 2), 5),
     rpad(n.harvestW === null ? '-' : `${n.harvestW.toFixed(1)}W`, 6), n.restarts ? st.dim(` ↻${n.restarts}`) : '',
+    n.wakeAtMs !== undefined ? st.cyan(`wakes ${clockTime(n.wakeAtMs)} UTC`) : '',
   ].join(' ');
 }
 

@@ -137,7 +137,8 @@ export class SleepPlanner {
       }
       const flat = runtimeSlots(views[i]!, loadQ, options.horizonSlots) <= options.reliefLeadSlots + (views[i]!.busy ? 2 * demand.stageSlots : 0);
       const reason = flat ? 'would run flat: halted with its reserve' : 'not needed until its forecast covers its idle draw';
-      sent.push(this.order(node, views[i]!, now + order.wakeInSlots * slotMs, reason, now));
+      // The command carries whole ms; a scaled clock reads fractions of one.
+      sent.push(this.order(node, views[i]!, Math.ceil(now + order.wakeInSlots * slotMs), reason, now));
     });
     this.writeGroup(group, members, demand.arrivalsPerSlot, now);
     return sent;

@@ -111,6 +111,11 @@ export const virtualSchema = z.strictObject({
     idleW: z.number().nonnegative().default(2.7),
     computeW: z.number().nonnegative().default(3.6),
     freqExponent: z.number().min(1).max(3).default(2),
+    /**
+     * Draw of the halted node, W: an assumption, not a measurement. A halted Pi and its
+     * power board's RTC draw a few mA from the 5 V rail, about 0.05 W.
+     */
+    sleepW: z.number().nonnegative().default(0.05),
   }).prefault({}),
   /** Longest interval the plant holds one operating point. */
   stepMs: z.number().int().positive().default(10_000),

@@ -18,6 +18,8 @@ export interface LoadSpec {
    * grows faster than linearly in frequency: exponent between 1 (fixed V) and 3 (V ∝ f).
    */
   freqExponent: number;
+  /** Draw while the node is powered off (halted, its power board's RTC running), W. */
+  sleepW: number;
 }
 
 /**
@@ -98,6 +100,7 @@ export class Plant {
   private inputPresent = false;
   private terminated = false;
   private jobRunning = false;
+  private poweredOn = true;
   private computeLoad: ComputeLoad | undefined;
   /** The busy share in force: the fixed one, or the meter's last sample. */
   private busyShare = 1;
@@ -121,6 +124,22 @@ export class Plant {
   setJobRunning(running: boolean): void {
     if (running !== this.jobRunning) {
       this.jobRunning = running;
+      this.cached = undefined;
+    }
+  }
+
+  get powered(): boolean {
+    return this.poweredOn;
+  }
+
+  /**
+   * Switches the node's supply: powered off it draws only load.sleepW and runs no job,
+   * while the panel goes on charging the battery through the charger.
+   */
+  setPowered(on: boolean): void {
+    if (on !== this.poweredOn) {
+      this.poweredOn = on;
+      if (!on) this.jobRunning = false;
       this.cached = undefined;
     }
   }
@@ -219,7 +238,7 @@ export class Plant {
     // busy cores = the busy share of the online cores × the online cores. A job measured to
     // keep half the cores busy (or all of them for half the time) costs half.
     const busyCores = (this.computeLoad === undefined ? 1 : this.busyShare) * cpu.onlineCores;
-    const loadDemandW = this.options.load.idleW + (this.jobRunning
+    const loadDemandW = !this.poweredOn ? this.options.load.sleepW : this.options.load.idleW + (this.jobRunning
       ? this.options.load.computeW * (busyCores / cpu.totalCores) * (cpu.busyFreqKhz / cpu.cpuinfoMaxKhz) ** this.options.load.freqExponent
       : 0);
 

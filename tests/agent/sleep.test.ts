@@ -134,6 +134,8 @@ test('on the virtual RTC: wake times too near or too far are refused; a good one
   assert.match(sleeping.detail, new RegExp(`wakeAtMs ${wakeAtMs}`));
   assert.match(sleeping.detail, new RegExp(new Date(wakeAtMs).toISOString()));
   assert.ok(sleeping.seq < n.halts[0]!.seq, 'delivered before the halt');
+  const bornAfter = n.got.filter((g) => g.seq > sleeping.seq && g.topic.endsWith('/state')).map((g) => parseState(g.payload)).filter((s) => s.ok && s.value.status === 'online');
+  assert.equal(bornAfter.length, 0, 'no birth after sleeping: the gateway would take it for a boot');
   assert.match(n.halts[0]!.reason, /^sleep until .*: night: group g1 keeps pi-02 awake$/);
   assert.equal(n.agent.stopped, true);
   assert.equal(n.agent.spool.stats().entries, 0, 'the spool was flushed');

@@ -98,7 +98,7 @@ test('stage processes compute what the same layers compute in this process', asy
 });
 
 test('J per token: idle power for the wall time, compute power for the CPU time', () => {
-  const load = { idleW: 2, computeW: 4, freqExponent: 2 };
+  const load = { idleW: 2, computeW: 4, freqExponent: 2, sleepW: 0.05 };
   // 10 tokens in 5 s, 2.5 CPU-seconds on 2 cores: a quarter of the cores busy
   const e = stageEnergy(load, 2.5, 5, 10, 2);
   assert.equal(e.busyShare, 0.25);

@@ -18,7 +18,8 @@ const dawn = defaultStartMs(Date.UTC(2026, 5, 21, 12), site.longitudeDeg);
 test('over a demo run, per node, the jobs\' energies sum to the ledger\'s metered energy above idle while it held jobs, within their uncertainty', { timeout: 240_000 }, async (t) => {
   const field = await startField({
     groups: 3, nodesPerGroup: 2, seed: 1, dayMinutes: 1, policy: 'foresight', mqttPort: 0, startMs: dawn, ...site,
-    initialSocPct: 70, log: pino({ level: 'silent' }),
+    // Every node keeps its worker through the run: none is sent to sleep at dawn.
+    initialSocPct: 70, coordinatedSleep: false, log: pino({ level: 'silent' }),
   });
   t.after(() => field.stop());
   const prompts = ['The state of the Union is', 'Once upon a time', 'The little robot', 'The moon'];

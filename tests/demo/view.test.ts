@@ -28,6 +28,12 @@ function snapshot(nodes: NodeRow[]): Snapshot {
   };
 }
 
+test('a node asleep shows it and when its alarm wakes it', () => {
+  const text = renderView(snapshot([row('g1-n1', { power: 'off', wakeAtMs: Date.UTC(2026, 5, 22, 4, 31) }), row('g1-n2', { power: 'off' })]), PLAIN).join('\n');
+  assert.match(text, /g1-n1\s+asleep .*wakes 04:31 UTC/);
+  assert.match(text, /g1-n2\s+off /);
+});
+
 test('q_lim from the prior is marked, and a legend says why it is 0 and when the node\'s own estimate takes over', () => {
   const lines = renderView(snapshot([row('g1-n1', { harvestSlots: 12 }), row('g1-n2', { harvestSlots: 30, qLim: 0.985, noHarvest: false })]), PLAIN);
   const n1 = lines.find((l) => l.startsWith('g1-n1'))!;

@@ -21,9 +21,10 @@ const ROOT = resolve(import.meta.dirname, '../../..');
 const GRAFANA = join(ROOT, 'deploy/grafana');
 const DATABASE = 'heliomesh';
 /**
- * The coordinated-sleep panels read what the sleep planner writes; the demo's agents have
- * no wake path, so no node of this run is sent to sleep: tests/gateway/sleep-gateway.test.ts
- * runs these panels' queries over a night in which nodes are.
+ * The coordinated-sleep panels read what the sleep planner writes. The demo's nodes can
+ * sleep, but this run is by day (from 07:00 solar time, a few simulated hours), when the
+ * planner sends none to sleep: tests/gateway/sleep-gateway.test.ts runs these panels'
+ * queries over a night in which nodes are (tests/demo/night.test.ts is the demo's night).
  */
 const SLEEP_MEASUREMENTS = /FROM "sleep_(plan|group)"/;
 /** A panel about 1000 px wide: Grafana asks for one point per pixel. */

@@ -10,7 +10,7 @@ import { chainProfile } from '../../gateway/link.js';
 import { Registry } from '../../gateway/registry.js';
 import { SleepPlanner, SleepPlannerConfigSchema, type SleepPlannerConfig } from '../../gateway/sleep-planner.js';
 import { MEASUREMENTS, type StorePoint } from '../../gateway/store/index.js';
-import type { Command, NodeProfile } from '../../protocol/index.js';
+import { commandSchema, type Command, type NodeProfile } from '../../protocol/index.js';
 import { captureLog } from '../support/log.js';
 import { paperProfile } from '../support/protocol-messages.js';
 
@@ -76,6 +76,15 @@ test('at night with no jobs: the fullest node stays awake, the next wakes to rel
   // The next round has nobody new to send: the sleepers are not awake, a is needed.
   await f.clock.advance(300_000);
   assert.deepEqual(f.planner.plan(), []);
+});
+
+test('on a clock that reads fractions of a ms (a scaled one), the order still carries a whole-ms wake time the node accepts', async () => {
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }]);
+  await f.clock.advance(300_000.4);
+  const sent = f.planner.plan();
+  assert.deepEqual(sent.map((d) => d.nodeId), ['b']);
+  assert.ok(Number.isInteger(sent[0]!.wakeAtMs), `wakeAtMs ${sent[0]!.wakeAtMs}`);
+  assert.equal(commandSchema.safeParse(f.commands[0]!.command).success, true);
 });
 
 test('a node without a working wake path is never sent to sleep; the planner counts on it as awake', async () => {

@@ -1,0 +1,61 @@
+// A virtual night: the gateway sends one node of a group to sleep, its agent ends and its
+// plant draws only the board's sleep current, its RTC alarm boots a new agent on the same
+// spool, which is born again at the gateway and serves a job.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { startField } from '../../demo/field.js';
+import { defaultStartMs } from '../../demo/plan.js';
+import type { Plant } from '../../hardware/virtual/plant.js';
+import { until } from '../../ground/until.js';
+
+const site = { latitudeDeg: 40.4, longitudeDeg: -3.7 };
+// 20:00 solar time on 21 June, half an hour after sunset.
+const evening = defaultStartMs(Date.UTC(2026, 5, 21, 12), site.longitudeDeg) + 16 * 3_600_000;
+
+test('a virtual night: a node sent to sleep powers off, draws its sleep current, boots at its alarm and serves again', { timeout: 240_000 }, async (t) => {
+  // Batteries at 40 %: the node kept awake reaches E_th (10 %) before dawn, so the sleeper's
+  // alarm is set for its relief, hours rather than a whole night ahead.
+  const field = await startField({
+    groups: 1, nodesPerGroup: 2, seed: 3, dayMinutes: 2, policy: 'foresight', mqttPort: 0, startMs: evening, ...site,
+    initialSocPct: 40, log: pino({ level: 'silent' }),
+  });
+  t.after(() => field.stop());
+  const registry = field.gateway.registry;
+  const births = new Map<string, number[]>();
+  registry.on('up', (node, reason, atMs) => {
+    if (reason === 'birth') births.set(node.nodeId, [...(births.get(node.nodeId) ?? []), atMs]);
+  });
+  await until('a node to power off for a planned sleep', () => field.nodes.some((n) => n.power === 'off'), 60_000);
+  const sleeper = field.nodes.find((n) => n.power === 'off')!;
+  const other = field.nodes.find((n) => n !== sleeper)!;
+  assert.match(sleeper.offReason ?? '', /^sleep until /);
+  assert.equal(sleeper.agent, undefined, 'the agent has ended');
+  const wakeAtMs = sleeper.wakeAtMs!;
+  assert.ok(wakeAtMs > field.clock.now(), 'its alarm is ahead');
+  // The RTC holds whole seconds of its own time, read a few wall-clock ms (seconds at 720×) before the alarm is set.
+  const planned = registry.get(sleeper.nodeId)?.sleep?.wakeAtMs;
+  assert.ok(planned !== undefined && Math.abs(planned - wakeAtMs) < 30_000, `the gateway planned the wake the alarm holds: ${planned} vs ${wakeAtMs}`);
+  const halted: Plant = sleeper.plant()!;
+  assert.equal(halted.powered, false);
+  assert.equal(other.power, 'on', 'the group keeps a node awake');
+
+  await until('the sleeper to boot at its alarm', () => sleeper.power === 'on', 150_000);
+  const bootedAt = field.clock.now();
+  assert.ok(bootedAt >= wakeAtMs, `booted at ${new Date(bootedAt).toISOString()}, alarm ${new Date(wakeAtMs).toISOString()}`);
+  assert.equal(sleeper.restarts, 1);
+  // Asleep the node drew load.sleepW and nothing more; the cell gave that over its discharge efficiency.
+  const hw = sleeper.plan.hardware;
+  const sleepW = hw.virtual.load.sleepW;
+  const asleepS = halted.ledger.elapsedMs / 1000;
+  assert.ok(asleepS > 3600, `asleep ${asleepS} s`);
+  assert.ok(halted.ledger.consumedJ <= sleepW * asleepS + 1e-6, `drew ${halted.ledger.consumedJ} J in ${asleepS} s`);
+  assert.ok(-halted.ledger.storedChangeJ <= (sleepW * asleepS) / hw.battery.dischargeEfficiency + 1e-6, `the battery fell by ${-halted.ledger.storedChangeJ} J`);
+
+  await until('the gateway to get the new birth', () => (births.get(sleeper.nodeId) ?? []).some((at) => at >= wakeAtMs) && registry.get(sleeper.nodeId)?.online === true, 30_000);
+  assert.equal(registry.get(sleeper.nodeId)?.sleep, undefined, 'the birth ends the sleep at the gateway');
+  const job = await field.jobs.submit({ prompt: 'The state of the Union is', maxTokens: 8, temperature: 0, topP: 1, seed: 1, stop: [] }).done;
+  assert.equal(job.status, 'done', job.error?.message);
+  t.diagnostic(`${sleeper.nodeId} asleep ${(asleepS / 3600).toFixed(2)} h, drew ${halted.ledger.consumedJ.toFixed(1)} J; job served by ${JSON.stringify(job.served)}; other ${other.power} ${other.offReason ?? ''}`);
+  assert.ok(job.served.some((s) => s.nodes.includes(sleeper.nodeId)), `served by ${JSON.stringify(job.served)}`);
+});
