@@ -109,7 +109,7 @@ test('on the virtual RTC: wake times too near or too far are refused; a good one
   await until('birth', () => n.births().length > 0);
   assert.deepEqual(n.births()[0]!.profile.wake, { path: 'virtual', ok: true });
   // No worker: every metered interval is idle, and the estimate reaches a birth once it exists.
-  await until('a birth with the idle draw', () => n.births().some((b) => b.profile.idleW !== undefined), 15_000);
+  await until('a birth with the idle draw', () => n.births().some((b) => b.profile.idleW !== undefined), 60_000);
   const idleW = n.births().find((b) => b.profile.idleW !== undefined)!.profile.idleW!;
   assert.ok(idleW > 2 && idleW < 4, `the virtual Pi 4 idles at about 2.7 W, the birth says ${idleW} W`);
 
@@ -126,7 +126,7 @@ test('on the virtual RTC: wake times too near or too far are refused; a good one
   const ok = await n.command('s1', { op: 'sleep', wakeAtMs, reason: 'night: group g1 keeps pi-02 awake' });
   assert.equal(ok.ok, true, ok.error);
   assert.equal(ok.result!.wakeAtMs, wakeAtMs);
-  await until('halt', () => n.halts.length > 0, 15_000);
+  await until('halt', () => n.halts.length > 0, 60_000);
   const armed = armedAlarm(join(root, 'rtc0'));
   assert.ok(armed !== null && Math.abs(armed - wakeAtMs / 1000) <= 1, `alarm at ${armed}, asked for ${wakeAtMs / 1000}`);
   const sleeping = n.events().find((e) => e.kind === 'sleeping');
@@ -186,7 +186,7 @@ test('a held job is finished before the node sleeps; offers meanwhile are refuse
   assert.equal(n.events().some((e) => e.kind === 'sleeping'), false);
 
   await job.close();
-  await until('halt', () => n.halts.length > 0, 15_000);
+  await until('halt', () => n.halts.length > 0, 60_000);
   const report = n.jobOut().find((r) => r.type === 'report' && r.jobId === 1);
   assert.ok(report?.type === 'report' && report.ok, 'the held job finished and was reported ok');
   const reportSeq = n.jobOut().find((r) => r.type === 'report')!.seq;
@@ -202,7 +202,7 @@ test('an alarm the RTC does not take keeps the node up: no halt, an event says w
   rmSync(join(root, 'rtc0', 'wakealarm'));
   mkdirSync(join(root, 'rtc0', 'wakealarm'));
   await job.close();
-  await until('the sleep given up', () => n.events().some((e) => e.kind === 'config-changed' && /given up, staying up/.test(e.detail)), 15_000);
+  await until('the sleep given up', () => n.events().some((e) => e.kind === 'config-changed' && /given up, staying up/.test(e.detail)), 60_000);
   assert.match(n.events().find((e) => /given up/.test(e.detail))!.detail, /did not take the alarm: cannot write/);
   assert.equal(n.events().some((e) => e.kind === 'sleeping'), false);
   await until('a birth with the failed wake path', () => n.births().some((b) => b.profile.wake?.ok === false));
