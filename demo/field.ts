@@ -140,7 +140,11 @@ function agentConfig(plan: NodePlan, o: { url: string; password: string; spoolDi
 async function allOnline(gateway: Gateway, ids: string[], timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const missing = ids.filter((id) => !gateway.registry.get(id)?.online);
+    // A node the planner has already sent to sleep is accounted for: it is born again at its alarm.
+    const missing = ids.filter((id) => {
+      const n = gateway.registry.get(id);
+      return !(n?.online || n?.sleep);
+    });
     if (missing.length === 0) return;
     if (Date.now() > deadline) throw new Error(`nodes ${missing.join(', ')} did not come online at the gateway within ${timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 50));
@@ -179,7 +183,8 @@ export async function startField(o: FieldOptions): Promise<Field> {
       nodes.push(node);
       await node.start();
     }
-    await allOnline(gateway, nodes.map((n) => n.nodeId), 30_000);
+    // Seven agents each load TF.js and a shard: on two busy cores that takes a while.
+    await allOnline(gateway, nodes.map((n) => n.nodeId), 90_000);
     log.info({ nodes: nodes.length, groups: o.groups, speed, slotMs, dir, mqtt, http: gateway.http?.port ?? null, influx: o.influxUrl ?? null, model: model.dir }, 'field started');
     const jobs = gateway.jobs;
     let stopping: Promise<void> | undefined;
