@@ -22,7 +22,7 @@ import { llamaConfig, randomWeights } from '../models/random.js';
 import type { ModelWeights } from '../models/types.js';
 import { compileC, runC as runCBar, type CRun } from './model/c-bar.js';
 import { runShape } from './model/shape-run.js';
-import { BENCH_QUANTS, BENCH_SEQ_LEN, parseList, SHAPES } from './model/shapes.js';
+import { BENCH_QUANTS, BENCH_SEQ_LEN, parseList, SHAPE_SEED, SHAPES } from './model/shapes.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
 
 /** stories15M's shape (llama2.c's smallest TinyStories model). */
@@ -156,7 +156,6 @@ function intOption(args: BenchOptions['args'], name: string, fallback: number, m
 const SHAPE_PROMPT_TOKENS = 16;
 const SHAPE_DECODE_TOKENS = 64;
 const SHAPE_ROUNDS = 2;
-const SHAPE_SEED = 12;
 
 async function runShapes(opts: BenchOptions, backendName: ReturnType<typeof parseBackendName>): Promise<BenchResult> {
   const a = opts.args;

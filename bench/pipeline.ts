@@ -21,7 +21,7 @@ import { selectBackend } from '../models/backend.js';
 import { allTokens, emptyStats, type Pipeline } from '../models/generate.js';
 import { AgentCpu, type AgentReading } from './pipeline/agent-cpu.js';
 import { AgentProcess, type AgentSpec } from './pipeline/agents.js';
-import { inProcessPipeline, parseBenchModel, prepareModel } from './pipeline/model.js';
+import { benchModelName, inProcessPipeline, parseBenchModel, prepareModel } from './pipeline/model.js';
 import { readManifest } from '../models/shards.js';
 import { BrokerCrossings } from './pipeline/crossings.js';
 import { report, type FleetRun, type InProcessRun, type NodeHop, type Round } from './pipeline/report.js';
@@ -118,7 +118,7 @@ async function startFleet(dir: string, work: string, agents: AgentProcess[], age
 }
 
 async function run(opts: BenchOptions): Promise<BenchResult> {
-  const which = parseBenchModel(opts.args.model);
+  const which = parseBenchModel(opts.args.model, opts.args.shape, opts.args.quant);
   const maxTokens = opts.args.tokens === undefined ? 128 : Number(opts.args.tokens);
   if (!Number.isInteger(maxTokens) || maxTokens < 2) throw new Error(`--tokens must be a whole number ≥ 2, got '${opts.args.tokens}'`);
   const roundCount = opts.args.rounds === undefined ? ROUNDS : Number(opts.args.rounds);
@@ -188,7 +188,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
         `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ${crossingsPerToken.toFixed(1)} broker crossings per token, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
     }
     return report({
-      which, description: model.description, maxTokens, promptIds, backend: backend.detail, sampler: SAMPLER, rounds, codec,
+      which: benchModelName(which), description: model.description, maxTokens, promptIds, backend: backend.detail, sampler: SAMPLER, rounds, codec,
       idleCpuPct: idleCpuPerMs.map((x) => 100 * x), linkDelayMs, path: star ? 'star' : 'chained', agentThreads: agentThreads ?? availableParallelism(), loadAtStart, loadAtEnd: loadavg(),
     });
   } finally {

@@ -51,6 +51,9 @@ export const SHAPES: Record<string, BenchShape> = {
   }), 'C bar on the llama-equivalent shape: forward.c has no q/k/v biases (3 vector additions per layer less); speed only, ids not compared'),
 };
 
+/** The seed the shapes' random weights are drawn with, by `bench model --shape` and `bench pipeline --shape` alike. */
+export const SHAPE_SEED = 12;
+
 /** The quantizations the shape bench runs. */
 export const BENCH_QUANTS = ['f32', 'q8_0', 'q4_0'] as const satisfies readonly WeightType[];
 export type BenchQuant = (typeof BENCH_QUANTS)[number];

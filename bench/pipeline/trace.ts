@@ -1,33 +1,46 @@
-// Where a token's time goes on the way through the fleet: every activation frame the
-// gateway's MQTT client publishes to a node's job/in is stamped when it leaves, when the
-// broker takes it, when the broker takes the node's output frame, and when that arrives
-// back (before the gateway decodes it). So one hop's round trip splits into the gateway's
-// way out (its client, the in-process stream, the broker's parse), the node's side (the
-// broker's delivery to it, its socket and MQTT client, its worker, its publish back) and
-// the gateway's way in. The frame codec's own cost is timed apart, on frames of the
-// model's width.
+// Where a token's time goes on the way through the fleet: every activation frame of a decode
+// step is stamped when the gateway's MQTT client publishes it to a node's job/in, each time
+// the broker takes it on its way (into a node's job/in or, chained, its job/hop; out of the
+// last node's job/out), and when it arrives back (before the gateway decodes it). A node's
+// share of a hop runs from the broker taking its input to the broker taking its output,
+// which on the chained path is the next node's input: the broker's delivery to it, its
+// socket and MQTT client, its worker, its publish. The gateway's way out (its client, the
+// in-process stream, the broker's parse) belongs to the node it sends to, and its way in to
+// the node it hears from: each node of a star has both, a chain's first node only the way
+// out and its last only the way in. The frame codec's own cost is timed apart, on frames of
+// the model's width.
 import { fork } from 'node:child_process';
 import { MqttClient } from 'mqtt';
 import type { Broker } from '../../gateway/broker/index.js';
 import { decodeFrame, encodeFrame, parseNodeTopic } from '../../protocol/index.js';
 import { frameHeader } from './crossings.js';
 
+/** The broker taking a frame: into a node (`in`) or out of one back to the gateway (`out`). */
+interface AtBroker {
+  nodeId: string;
+  kind: 'in' | 'out';
+  atMs: number;
+}
+
+/** One decode step's frame on its way through the fleet. */
 interface Stamp {
-  sentMs: number;
-  inAtBrokerMs?: number;
-  outAtBrokerMs?: number;
-  backMs?: number;
+  /** Gateway publishes, by the node sent to. */
+  sent: Map<string, number>;
+  atBroker: AtBroker[];
+  /** Arrivals back at the gateway, by the node heard from. */
+  back: Map<string, number>;
 }
 
 /** One node's decode hops of a job, mean ms of each part. */
 export interface HopTimes {
   hops: number;
+  /** Gateway out + node side + gateway in: summed over the nodes, a token's time in the hops. */
   roundTripMs: number;
-  /** From the gateway's publish to the broker taking the frame. */
+  /** From the gateway's publish to the broker taking the frame (0 for a chained node fed by another node). */
   gatewayOutMs: number;
-  /** From the broker taking the frame to the broker taking the node's answer (a link delay holds the frame in here). */
+  /** From the broker taking the node's input to the broker taking its output (a link delay holds the frame in here). */
   nodeSideMs: number;
-  /** From the broker taking the answer to its arrival at the gateway's client (and the answer's link delay). */
+  /** From the broker taking the node's answer to its arrival at the gateway's client (0 for a chained node that feeds another). */
   gatewayInMs: number;
 }
 
@@ -38,8 +51,8 @@ const HOP_STEPS = 2 ** 20;
 const hopNumber = (h: { jobId: number; step: number }): number => h.jobId * HOP_STEPS + h.step;
 
 export class HopTrace {
-  /** Per node, by hop (job number × 2^20 + step): what the bench adds to a hop's path must cost next to nothing. */
-  private readonly stamps = new Map<string, Map<number, Stamp>>();
+  /** By hop (job number × 2^20 + step): what the bench adds to a hop's path must cost next to nothing. */
+  private readonly stamps = new Map<number, Stamp>();
   /** The few node topics a job uses, parsed once. */
   private readonly topics = new Map<string, Parsed>();
 
@@ -48,24 +61,24 @@ export class HopTrace {
     const publish = client.publish.bind(client) as (...args: unknown[]) => MqttClient;
     client.publish = ((topic: string, message: string | Buffer, ...rest: unknown[]) => {
       const t = this.parsed(topic);
-      const h = t?.kind === 'jobIn' && Buffer.isBuffer(message) ? frameHeader(message) : undefined;
-      if (t && h?.data) this.byNode(t.nodeId).set(hopNumber(h), { sentMs: performance.now() });
+      const stamp = t?.kind === 'jobIn' ? this.stampOf(message, true) : undefined;
+      if (t && stamp) stamp.sent.set(t.nodeId, performance.now());
       return publish(topic, message, ...rest);
     }) as MqttClient['publish'];
     client.prependListener('message', (topic: string, payload: Buffer) => {
-      const stamp = this.stampOf(this.parsed(topic), 'jobOut', payload);
-      if (stamp && stamp.backMs === undefined) stamp.backMs = performance.now();
+      const t = this.parsed(topic);
+      const stamp = t?.kind === 'jobOut' ? this.stampOf(payload, false) : undefined;
+      if (t && stamp && !stamp.back.has(t.nodeId)) stamp.back.set(t.nodeId, performance.now());
     });
   }
 
-  /** From the broker's tap: a frame to a node or back from one, as the broker takes it. */
+  /** From the broker's tap: a frame into a node (job/in, job/hop) or back from one (job/out), as the broker takes it. */
   atBroker(topic: string, payload: Buffer): void {
-    const now = performance.now();
+    const atMs = performance.now();
     const t = this.parsed(topic);
-    const into = this.stampOf(t, 'jobIn', payload);
-    if (into && into.inAtBrokerMs === undefined) into.inAtBrokerMs = now;
-    const back = this.stampOf(t, 'jobOut', payload);
-    if (back && back.outAtBrokerMs === undefined) back.outAtBrokerMs = now;
+    const kind = t?.kind === 'jobIn' || t?.kind === 'jobHop' ? 'in' : t?.kind === 'jobOut' ? 'out' : undefined;
+    const stamp = kind ? this.stampOf(payload, false) : undefined;
+    if (t && kind && stamp && !stamp.atBroker.some((e) => e.nodeId === t.nodeId && e.kind === kind)) stamp.atBroker.push({ nodeId: t.nodeId, kind, atMs });
   }
 
   private parsed(topic: string): Parsed {
@@ -77,16 +90,14 @@ export class HopTrace {
     return t;
   }
 
-  private byNode(nodeId: string): Map<number, Stamp> {
-    let m = this.stamps.get(nodeId);
-    if (!m) this.stamps.set(nodeId, (m = new Map()));
-    return m;
-  }
-
-  private stampOf(t: Parsed, kind: 'jobIn' | 'jobOut', payload: Buffer): Stamp | undefined {
-    if (t?.kind !== kind) return undefined;
-    const h = frameHeader(payload);
-    return h && this.stamps.get(t.nodeId)?.get(hopNumber(h));
+  /** The stamp of a data frame's hop; `open` starts one (only the gateway's own publish does). */
+  private stampOf(payload: string | Buffer, open: boolean): Stamp | undefined {
+    const h = Buffer.isBuffer(payload) ? frameHeader(payload) : undefined;
+    if (!h?.data) return undefined;
+    const key = hopNumber(h);
+    let s = this.stamps.get(key);
+    if (!s && open) this.stamps.set(key, (s = { sent: new Map(), atBroker: [], back: new Map() }));
+    return s;
   }
 
   clear(): void {
@@ -95,19 +106,31 @@ export class HopTrace {
 
   /** Each node's decode steps (step ≥ 1) of job `jobNum`, mean ms of each part. */
   decodeRoundTrips(jobNum: number): Map<string, HopTimes> {
-    const out = new Map<string, HopTimes>();
-    for (const [nodeId, hops] of this.stamps) {
-      const acc: HopTimes = { hops: 0, roundTripMs: 0, gatewayOutMs: 0, nodeSideMs: 0, gatewayInMs: 0 };
-      for (const [key, s] of hops) {
-        const step = key % HOP_STEPS;
-        if ((key - step) / HOP_STEPS !== jobNum || step < 1 || s.backMs === undefined || s.inAtBrokerMs === undefined || s.outAtBrokerMs === undefined) continue;
+    const sums = new Map<string, HopTimes>();
+    for (const [key, s] of this.stamps) {
+      const step = key % HOP_STEPS;
+      if ((key - step) / HOP_STEPS !== jobNum || step < 1) continue;
+      s.atBroker.forEach((e, i) => {
+        const next = s.atBroker[i + 1];
+        if (e.kind !== 'in' || !next) return;
+        const sent = s.sent.get(e.nodeId);
+        const back = next.kind === 'out' && next.nodeId === e.nodeId ? s.back.get(e.nodeId) : undefined;
+        // A frame that never came back whole is no measured hop.
+        if (next.kind === 'out' && back === undefined) return;
+        let acc = sums.get(e.nodeId);
+        if (!acc) sums.set(e.nodeId, (acc = { hops: 0, roundTripMs: 0, gatewayOutMs: 0, nodeSideMs: 0, gatewayInMs: 0 }));
+        const out = sent === undefined ? 0 : e.atMs - sent;
+        const side = next.atMs - e.atMs;
+        const into = back === undefined ? 0 : back - next.atMs;
         acc.hops++;
-        acc.roundTripMs += s.backMs - s.sentMs;
-        acc.gatewayOutMs += s.inAtBrokerMs - s.sentMs;
-        acc.nodeSideMs += s.outAtBrokerMs - s.inAtBrokerMs;
-        acc.gatewayInMs += s.backMs - s.outAtBrokerMs;
-      }
-      if (acc.hops === 0) continue;
+        acc.roundTripMs += out + side + into;
+        acc.gatewayOutMs += out;
+        acc.nodeSideMs += side;
+        acc.gatewayInMs += into;
+      });
+    }
+    const out = new Map<string, HopTimes>();
+    for (const [nodeId, acc] of sums) {
       const n = acc.hops;
       out.set(nodeId, { hops: n, roundTripMs: acc.roundTripMs / n, gatewayOutMs: acc.gatewayOutMs / n, nodeSideMs: acc.nodeSideMs / n, gatewayInMs: acc.gatewayInMs / n });
     }
@@ -138,6 +161,8 @@ export interface RoundTrips {
   medianMs: number;
   meanMs: number;
   p90Ms: number;
+  /** CPU time of this process (the broker and the gateway's side of the client) per round trip, ms. */
+  gatewayCpuMs: number;
 }
 
 /**
@@ -177,12 +202,17 @@ export async function mqttRoundTrips(url: string, broker: Broker, dim: number, n
     };
     for (let i = 0; i < 30; i++) await once();
     const times: number[] = [];
+    const cpu0 = process.cpuUsage();
     for (let i = 0; i < n; i++) {
       if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
       times.push(await once());
     }
+    const cpu = process.cpuUsage(cpu0);
     times.sort((a, b) => a - b);
-    return { samples: n, gapMs, medianMs: times[Math.floor(n / 2)]!, meanMs: times.reduce((a, b) => a + b, 0) / n, p90Ms: times[Math.floor(0.9 * n)]! };
+    return {
+      samples: n, gapMs, medianMs: times[Math.floor(n / 2)]!, meanMs: times.reduce((a, b) => a + b, 0) / n, p90Ms: times[Math.floor(0.9 * n)]!,
+      gatewayCpuMs: (cpu.user + cpu.system) / 1000 / n,
+    };
   } finally {
     await client.endAsync(true);
     echo.disconnect();

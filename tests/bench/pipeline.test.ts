@@ -59,8 +59,20 @@ test('chained hops: 6 crossings for the prompt, then 4 per token for 3 groups, w
   const outDir = mkdtempSync(join(tmpdir(), 'heliomesh-bench-pipeline-test-'));
   t.after(() => rmSync(outDir, { recursive: true, force: true }));
   const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '1', agentThreads: '1' } });
-  const m = r.metrics as { crossingsPerToken: number; idsIdentical: boolean; path: string; rounds: Array<{ crossingsPerToken: number; tokens: number }> };
+  type Hop = { roundTripMs: number; gatewayOutMs: number; gatewayInMs: number; nodeTransportMs: number; forwardMs: number };
+  const m = r.metrics as { crossingsPerToken: number; idsIdentical: boolean; path: string; rounds: Array<{ crossingsPerToken: number; tokens: number; hops: Hop[] }> };
   assert.equal(m.path, 'chained');
+  // Each node's share of a chained token is measured: the gateway's way out belongs to the
+  // first node only, its way in to the last only.
+  const hops = m.rounds[0]!.hops;
+  assert.equal(hops.length, 3);
+  for (const [i, h] of hops.entries()) {
+    assert.ok(Number.isFinite(h.roundTripMs) && h.roundTripMs > h.forwardMs, `hop ${i + 1}: ${JSON.stringify(h)}`);
+    assert.ok(Number.isFinite(h.nodeTransportMs), `hop ${i + 1}: ${JSON.stringify(h)}`);
+    assert.equal(h.gatewayOutMs > 0, i === 0, `hop ${i + 1}: gateway out ${h.gatewayOutMs}`);
+    assert.equal(h.gatewayInMs > 0, i === 2, `hop ${i + 1}: gateway in ${h.gatewayInMs}`);
+  }
+  assert.doesNotMatch(r.summary, /NaN/);
   assert.equal(m.idsIdentical, true);
   assert.equal(m.rounds[0]!.tokens, 6);
   // The prompt's hop still goes through the gateway (each group gets its node as the job reaches it).
