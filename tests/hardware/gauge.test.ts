@@ -3,6 +3,7 @@
 // cell's stored energy within one LSB of the SOC register (19-6171: 1/256 %).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { formatReading } from '../../cli/hw.js';
 import { VirtualClock } from '../../hardware/clock.js';
 import { type HardwareConfigInput, parseHardwareConfig, referenceHardwareConfig } from '../../hardware/config.js';
 import { CONFIG_ALRT, CONFIG_ATHD, MAX17048_REG, SOC_LSB_PCT, STATUS, encodeAthd } from '../../hardware/max17048.js';
@@ -99,6 +100,9 @@ test('a UPS HAT without a battery INA219: the level from the gauge alone; a miss
   const [s] = await follow(hw, clock, 1, 10_000);
   assert.ok(Math.abs(s!.levelJ - s!.truthJ) <= (SOC_LSB_PCT / 100) * cell.capacityJ);
   assert.deepEqual(s!.health, []);
+  const text = formatReading(await hw.read(), 'test');
+  assert.match(text, /battery: 40\.0 % \(.*\), from the MAX17048/);
+  assert.match(text, /gauge 0x36: VCELL 3\.\d{3} V {2}CRATE -\d+\.\d %\/h {2}alert below 4 %/);
   hw.virtual!.faults.disappear(0x36);
   const gone = await hw.read();
   assert.equal(gone.battery, null);
