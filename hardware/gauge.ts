@@ -63,8 +63,11 @@ export class GaugeBattery {
         source: 'max17048', energyJ: (socPct / 100) * this.capacityJ, capacityJ: this.capacityJ, socPct,
         resting: false, ocvCorrected: false, unmeasuredMs: 0, lastSampleMs: atMs,
       };
+      // An alert pending from before the configuration was raised at the power-on ATHD, not
+      // at the configured one: it counts only with the SOC below the configured threshold.
+      const socLowAlert = alert && status.socLow && r.socPct < this.config.alertThresholdPct;
       return {
-        gauge: { ...base, ok: true, ...r, socLowAlert: alert && status.socLow, recoveredFromReset },
+        gauge: { ...base, ok: true, ...r, socLowAlert, recoveredFromReset },
         battery,
       };
     } catch (err) {

@@ -93,6 +93,17 @@ test('the SOC-low alert is reported at the reading that sees the crossing, once,
   assert.equal(gauge.peek(MAX17048_REG.status) & STATUS.hd, 0, 'HD cleared');
 });
 
+test('an alert pending from the power-on ATHD (4 %) counts only below the configured threshold', async (t) => {
+  // A cell at 3 %: the fresh gauge flags SOC low against its power-on 4 % before it is configured.
+  for (const [thresholdPct, expected] of [[2, false], [15, true]] as const) {
+    const { hw, gauge } = await node(t, gaugeConfig(NIGHT, 3, { alertThresholdPct: thresholdPct }), NIGHT);
+    assert.ok(gauge.peek(MAX17048_REG.status) & STATUS.hd, 'HD raised at the power-on threshold');
+    const r = await hw.read();
+    assert.equal(r.gauge!.socLowAlert, expected, `ATHD ${thresholdPct} %, SOC ${r.gauge!.socPct} %`);
+    assert.equal(gauge.peek(MAX17048_REG.config) & CONFIG_ALRT, 0, 'cleared either way');
+  }
+});
+
 test('a UPS HAT without a battery INA219: the level from the gauge alone; a missing gauge is flagged', async (t) => {
   const ref = referenceHardwareConfig('virtual');
   const config = gaugeConfig(NIGHT, 40, {}, { sensors: ref.sensors.filter((s) => s.role !== 'battery') });
