@@ -98,6 +98,11 @@ export const agentConfigSchema = z.strictObject({
   if (!(t.criticalPct < t.eThPct)) ctx.addIssue({ code: 'custom', path: ['thresholds', 'criticalPct'], message: 'must be below eThPct' });
   if (!(t.eThUpPct > t.eThPct)) ctx.addIssue({ code: 'custom', path: ['thresholds', 'eThUpPct'], message: 'must be above eThPct (E′_th > E_th gives the hysteresis)' });
   if (!(t.eThUpPct < 100)) ctx.addIssue({ code: 'custom', path: ['thresholds', 'eThUpPct'], message: 'must be below 100' });
+  const gauge = c.hardware.battery.gauge;
+  // The gauge's ALRT is an early warning only while the node still runs to hear it.
+  if (gauge && gauge.alertThresholdPct <= t.criticalPct) {
+    ctx.addIssue({ code: 'custom', path: ['hardware', 'battery', 'gauge', 'alertThresholdPct'], message: `must be above thresholds.criticalPct (${t.criticalPct} %): the node shuts down there, before the gauge's alert could warn` });
+  }
   const cpuModes = Object.keys(c.hardware.cpu.modes);
   const pms = new Set<number>();
   c.powerModes.forEach((m, i) => {

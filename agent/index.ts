@@ -12,6 +12,7 @@ import { PROTOCOL_VERSION, thresholdProblems, type Command, type EventMessage, t
 import { capacityJ, profileOf, thresholdsJ, type AgentConfig, type ThresholdsJ } from './config.js';
 import { budget, within } from './deadline.js';
 import { EnergyAccount } from './energy.js';
+import { GaugeWatch } from './gauge.js';
 import { IdleDraw } from './idle.js';
 import { Ledger, type BatteryLevel } from './ledger.js';
 import { Link } from './link.js';
@@ -103,6 +104,8 @@ export class Agent {
   /** True while a re-profile runs: offers are refused so the meter sees only the standard jobs. */
   profiling = false;
   readonly sleep: NodeSleep;
+  /** The fuel gauge's alerts and resets, when the battery level comes from one. */
+  readonly gauge: GaugeWatch;
 
   private constructor(
     readonly config: AgentConfig,
@@ -119,6 +122,7 @@ export class Agent {
     private readonly idle: IdleDraw,
     halt: (reason: string) => Promise<void>,
   ) {
+    this.gauge = new GaugeWatch(log);
     this.sleep = new NodeSleep({
       clock: hardware.clock, log, wake, worker, drainMs: config.sleepDrainMs, stopFlushMs: config.stopFlushMs,
       event: (kind, detail) => this.event(kind, detail), publishJobOut: (p) => link.publishJobOut(p), announce: () => link.announce(),
@@ -147,6 +151,7 @@ export class Agent {
       nodeId: config.nodeId, clock, modes: config.powerModes, modeTable: config.modeTable, thresholds: thresholdsJ(config),
       queue: () => worker?.queue() ?? 0, log, actions: policyActions(hardware, worker, link, alarms),
     });
+    const turn = sampleTurn(config, link, deps.notify);
     const ledger = new Ledger({
       nodeId: config.nodeId, clock, source: hardware, policy, slotMs: config.slotMs, samplePeriodMs: 1000 / config.sampleHz,
       firstSeq: seq.nextSeq, seqStore: seq,
@@ -156,7 +161,10 @@ export class Agent {
         void agent.slotClosed();
         log.info({ seq: r.seq, harvestJ: r.harvestJ, consumedJ: r.consumedJ, batteryPct: r.batteryPct, gamma: r.gamma, powerMode: r.powerMode, degraded: r.degraded }, 'slot closed');
       },
-      onSample: sampleTurn(config, link, deps.notify),
+      onSample: (reading) => {
+        turn(reading);
+        agent.gauge.seen(reading);
+      },
       onError: (err) => {
         // A failing sensor is not a hung agent: a restart would not mend the bus.
         deps.notify?.alive();
@@ -246,6 +254,7 @@ export class Agent {
       case 'ping':
         return {
           nextSeq: this.ledger.nextSeq, gamma: this.policy.gamma(), powerMode: this.policy.powerMode(), batteryJ: level?.energyJ ?? null,
+          battery: { source: this.config.hardware.battery.source, ...(this.gauge.snapshot() ? { gauge: this.gauge.snapshot() } : {}) },
           spool: this.spool.stats(), seq: this.ledger.seqStats(), link: this.link.counters, connection: this.link.connection(), jobs: { held: this.worker?.queue() ?? 0, ...this.worker?.counters },
           // What the meter charged jobs, and what it metered above idle while they computed (docs/agent.md "Per-job energy").
           ...(this.worker ? { jobEnergy: { ...this.worker.energy.totals, baselineW: this.worker.energy.baselineW } } : {}),

@@ -25,6 +25,8 @@ export interface VirtualAgentOptions {
   slotMs?: number;
   spool?: string;
   stopFlushMs?: number;
+  /** Where the battery level comes from: the battery INA219's estimate (default) or a UPS HAT's MAX17048 on the cell. */
+  batterySource?: 'ina219' | 'max17048';
 }
 
 /**
@@ -32,12 +34,13 @@ export interface VirtualAgentOptions {
  * measures them on the node.
  */
 export function virtualAgentConfig(o: VirtualAgentOptions, env: Record<string, string | undefined>): AgentConfig {
+  const hardware = referenceHardwareConfig('virtual');
   const doc: AgentConfigInput = {
     nodeId: o.nodeId ?? 'virtual-1',
     fleet: o.fleet ?? 'default',
     group: o.group ?? 'g1',
     gateway: { url: o.gateway ?? '', username: o.username, password: o.password },
-    hardware: referenceHardwareConfig('virtual'),
+    hardware: o.batterySource ? { ...hardware, battery: { ...hardware.battery, source: o.batterySource } } : hardware,
     ...(o.slotMs ? { slotMs: o.slotMs } : {}),
     ...(o.stopFlushMs ? { stopFlushMs: o.stopFlushMs } : {}),
     powerModes: [

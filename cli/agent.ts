@@ -2,7 +2,7 @@
 // `heliomesh agent --virtual --gateway mqtt://HOST:PORT`: run it on the virtual node.
 // The agent, its drivers and the block worker (TF.js) are in cli/agent-run.ts, imported
 // when a command runs, so that registering the commands and printing their help load none.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { AgentCliOptions, ProfileOptions } from './agent-run.js';
 
 function positive(value: string): number {
@@ -29,6 +29,8 @@ export function registerAgent(program: Command): void {
     .option('--slot-ms <ms>', 'slot length δ in virtual ms (with --virtual)', positive)
     .option('--spool <dir>', 'spool folder (with --virtual; default a new temporary folder)')
     .option('--stop-flush-ms <ms>', 'how long a stop may wait on the broker, in ms of the node\'s clock (with --virtual; default 10000)', positive)
+    .addOption(new Option('--battery-source <source>', 'where the battery level comes from (with --virtual): the battery INA219\'s estimate, or a MAX17048 fuel gauge on the cell')
+      .choices(['ina219', 'max17048']))
     .option('--pretty', 'human-readable logs (default when stdout is a terminal)')
     .action(async (opts: AgentCliOptions) => {
       await (await import('./agent-run.js')).runAgent(opts);

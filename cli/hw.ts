@@ -83,9 +83,13 @@ export function formatReading(r: NodeReading, title: string): string {
     lines.push(`charger ${c.kind}: ${c.pins.state}, power good ${c.powerGood === null ? 'unknown (line flapping)' : c.powerGood ? 'yes' : 'no'}`);
   } else lines.push(`charger: ${c.kind}`);
   const b = r.battery;
+  const g = r.gauge;
   lines.push(b
-    ? `battery: ${b.socPct.toFixed(1)} % (${(b.energyJ / 1000).toFixed(1)} of ${(b.capacityJ / 1000).toFixed(1)} kJ)${b.resting ? ', resting' : ''}`
-    : 'battery: no estimate (battery sensor unavailable)');
+    ? `battery: ${b.socPct.toFixed(1)} % (${(b.energyJ / 1000).toFixed(1)} of ${(b.capacityJ / 1000).toFixed(1)} kJ)${b.resting ? ', resting' : ''}${b.source === 'max17048' ? ', from the MAX17048' : ''}`
+    : `battery: no estimate (${g ? 'fuel gauge' : 'battery sensor'} unavailable)`);
+  if (g?.ok) {
+    lines.push(`  gauge 0x${g.address.toString(16)}: VCELL ${g.cellVoltageV!.toFixed(3)} V  CRATE ${g.chargeRatePctPerHour!.toFixed(1)} %/h  alert below ${g.alertThresholdPct} %${g.socLowAlert ? '  SOC LOW ALERT' : ''}`);
+  } else if (g) lines.push(`  gauge 0x${g.address.toString(16)}: error: ${g.error}`);
   lines.push(`harvest: ${r.harvest.totalJ.toFixed(1)} J since start${r.harvest.unmeasuredMs ? ` (${(r.harvest.unmeasuredMs / 1000).toFixed(0)} s unmeasured)` : ''}`);
   const cpu = r.cpu ? ` (${r.cpu.governor}, ${r.cpu.maxFreqKhz / 1000} MHz max, ${r.cpu.onlineCores}/${r.cpu.totalCores} cores)` : '';
   lines.push(`power mode: ${r.powerMode ?? 'none of the configured modes'}${cpu}`);

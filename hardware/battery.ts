@@ -105,6 +105,8 @@ export interface BatterySample {
 }
 
 export interface BatteryEstimate {
+  /** Where the level comes from: this estimator, or a fuel gauge's SOC (hardware/gauge.ts). */
+  source: 'ina219' | 'max17048';
   energyJ: number;
   capacityJ: number;
   socPct: number;
@@ -169,6 +171,7 @@ export class BatteryEstimator {
   get estimate(): BatteryEstimate {
     const energyJ = this.energyJ ?? 0;
     return {
+      source: 'ina219',
       energyJ,
       capacityJ: this.capacityJ,
       socPct: (energyJ / this.capacityJ) * 100,

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { parseConfig } from '../config-errors.js';
 import { validateOcvCurve } from './battery.js';
+import { MAX17048_ADDRESS } from './max17048.js';
 
 const fraction = z.number().gt(0).max(1);
 const i2cAddress = z.number().int().min(0x03).max(0x77);
@@ -66,7 +67,23 @@ const gpioSchema = z.strictObject({
   chipLabel: z.string().optional(),
 });
 
+/** The MAX17048 fuel gauge of a UPS HAT, when it is the battery source (docs/hardware.md "Fuel gauge"). */
+export const gaugeSchema = z.strictObject({
+  /** /dev/i2c-N the gauge answers on; default: the node's i2cBus. */
+  i2cBus: z.number().int().min(0).optional(),
+  /** Fixed at 0x36 by the part (19-6171, "Slave Address"); another only behind an address translator. */
+  address: i2cAddress.default(MAX17048_ADDRESS),
+  /** CONFIG.ATHD (19-6171): SOC below which the gauge raises ALRT, a whole 1–32 %; its power-on value is 4 %. */
+  alertThresholdPct: z.number().int().min(1).max(32).default(4),
+});
+
 export const batterySchema = z.strictObject({
+  /**
+   * What the battery level E comes from: ina219, energy counted through the battery-side
+   * INA219 (hardware/battery.ts); max17048, a fuel gauge's state of charge × capacity.
+   */
+  source: z.enum(['ina219', 'max17048']).default('ina219'),
+  gauge: gaugeSchema.optional(),
   chemistry: z.enum(['li-ion', 'lifepo4']),
   capacityWh: z.number().positive(),
   chargeEfficiency: fraction.default(0.95),
@@ -85,7 +102,14 @@ export const batterySchema = z.strictObject({
         ctx.addIssue({ code: 'custom', message: (err as Error).message });
       }
     }),
-});
+}).superRefine((b, ctx) => {
+  if (b.source === 'max17048' && b.initialSocPct !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['initialSocPct'], message: 'starts the INA219 estimate; with source max17048 the gauge reports the state of charge itself: remove it' });
+  }
+  if (b.source !== 'max17048' && b.gauge) {
+    ctx.addIssue({ code: 'custom', path: ['gauge'], message: `describes a MAX17048 the node does not use: set source: max17048 to take the battery level from it, or remove gauge (source is ${b.source})` });
+  }
+}).transform((b) => ({ ...b, gauge: b.source === 'max17048' ? gaugeSchema.parse(b.gauge ?? {}) : undefined }));
 
 export const virtualSchema = z.strictObject({
   /** ISO time the simulation starts at; default: now. */
@@ -150,7 +174,16 @@ export const hardwareConfigSchema = z.strictObject({
     }
   }
   if (!c.sensors.some((s) => s.role === 'solar')) ctx.addIssue({ code: 'custom', path: ['sensors'], message: 'a node needs an INA219 with role "solar" to measure harvest' });
-  if (!c.sensors.some((s) => s.role === 'battery')) ctx.addIssue({ code: 'custom', path: ['sensors'], message: 'a node needs an INA219 with role "battery" for the battery estimate' });
+  const has = (role: SensorConfig['role']) => c.sensors.some((s) => s.role === role);
+  const gauge = c.battery.gauge;
+  if (!gauge && !has('battery')) ctx.addIssue({ code: 'custom', path: ['sensors'], message: 'a node needs an INA219 with role "battery" for the battery estimate (or battery.source max17048)' });
+  // The gauge gives the level, not the flow: the consumption is the load INA219, or harvest − battery power.
+  if (gauge && !has('battery') && !has('load')) ctx.addIssue({ code: 'custom', path: ['sensors'], message: 'the node\'s consumption needs an INA219 with role "load" (or "battery"): the gauge reports the level, not the power drawn' });
+  // The virtual node carries every device on its one bus.
+  if (gauge && ((gauge.i2cBus ?? c.i2cBus) === c.i2cBus || c.kind === 'virtual')) {
+    const clash = c.sensors.find((s) => s.address === gauge.address)?.role ?? (c.charger.kind === 'bq25895' && c.charger.address === gauge.address ? 'the charger' : undefined);
+    if (clash) ctx.addIssue({ code: 'custom', path: ['battery', 'gauge', 'address'], message: `address 0x${gauge.address.toString(16)} is already used by ${clash}` });
+  }
   // All three chargers terminate at 4.1 V or more; a LiFePO4 cell must stop at about 3.6 V.
   if (c.battery.chemistry === 'lifepo4' && c.charger.kind !== 'none') {
     ctx.addIssue({ code: 'custom', path: ['battery', 'chemistry'], message: `a ${c.charger.kind} charges Li-ion cells (≥ 4.1 V) and would overcharge LiFePO4; use a LiFePO4 charger and charger.kind "none"` });
@@ -161,6 +194,7 @@ export const hardwareConfigSchema = z.strictObject({
 export type HardwareConfig = z.output<typeof hardwareConfigSchema>;
 export type HardwareConfigInput = z.input<typeof hardwareConfigSchema>;
 export type SensorConfig = z.output<typeof sensorSchema>;
+export type GaugeConfig = z.output<typeof gaugeSchema>;
 
 /**
  * Parses and validates; the error lists every problem with its path (after `at`, where the

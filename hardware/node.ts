@@ -8,6 +8,7 @@ import { Bq25895, type Bq25895Adc, type Bq25895Faults, type Bq25895Status, type 
 import { ChargerPins, type PinChargerReading } from './chargerPins.js';
 import type { HardwareConfig, SensorConfig } from './config.js';
 import { CpuFreq, type CpuState, type PowerMode } from './cpufreq.js';
+import { GaugeBattery, type GaugeReading } from './gauge.js';
 import { type GpioOpener, onoffOpener } from './gpio.js';
 import { type I2cBus, errorText, openI2cBus } from './i2c.js';
 import { Ina219, type Ina219Samples } from './ina219.js';
@@ -47,7 +48,10 @@ export interface NodeReading {
   monotonicMs: number;
   sensors: SensorReading[];
   charger: ChargerReading;
+  /** The battery level, from the source the config names (`battery.source`). */
   battery: BatteryEstimate | null;
+  /** The MAX17048's own reading, when it is the battery source. */
+  gauge?: GaugeReading;
   harvest: { totalJ: number; unmeasuredMs: number };
   /** The configured power mode the CPU is in, or null if none matches `cpu`. */
   powerMode: string | null;
@@ -69,7 +73,9 @@ export interface BuildOptions {
 
 export class NodeHardware {
   readonly sensors: Array<{ config: SensorConfig; name: string; ina: Ina219 }>;
-  readonly battery: BatteryEstimator;
+  /** The battery level's source: exactly one of these two is set. */
+  readonly estimator: BatteryEstimator | undefined;
+  readonly gauge: GaugeBattery | undefined;
   readonly harvest: EnergyIntegrator;
   readonly powerModes: PowerMode[];
   private lastPowerGood: boolean | null = null;
@@ -83,6 +89,8 @@ export class NodeHardware {
     readonly charger: ChargerDriver,
     readonly cpu: CpuFreq,
     readonly virtual: VirtualNode | undefined,
+    /** The gauge's bus when it is not `bus` (another /dev/i2c-N); closed with the node. */
+    private readonly gaugeBus: I2cBus | undefined = undefined,
   ) {
     this.sensors = config.sensors.map((s) => {
       const name = s.name ?? s.role;
@@ -93,10 +101,14 @@ export class NodeHardware {
       return { config: s, name, ina };
     });
     const b = config.battery;
-    this.battery = new BatteryEstimator({
-      capacityWh: b.capacityWh, chemistry: b.chemistry, ocvCurve: b.ocvCurve,
-      chargeEfficiency: b.chargeEfficiency, dischargeEfficiency: b.dischargeEfficiency, initialSocPct: b.initialSocPct,
-    });
+    if (b.gauge) {
+      this.gauge = new GaugeBattery(gaugeBus ?? bus, b.gauge, b.capacityWh * 3600);
+    } else {
+      this.estimator = new BatteryEstimator({
+        capacityWh: b.capacityWh, chemistry: b.chemistry, ocvCurve: b.ocvCurve,
+        chargeEfficiency: b.chargeEfficiency, dischargeEfficiency: b.dischargeEfficiency, initialSocPct: b.initialSocPct,
+      });
+    }
     // Readings minutes apart say nothing of the sun between them: such a gap is unmeasured.
     this.harvest = new EnergyIntegrator(5 * 60_000);
     this.powerModes = Object.entries(config.cpu.modes).map(([name, m]) => ({ name, ...m }));
@@ -140,10 +152,16 @@ export class NodeHardware {
     // step would otherwise add (or lose) the step's length worth of energy.
     this.harvest.add(monoMs, solar ? solar.powerMw! / 1000 : null);
     if (!solar) health.push('harvest-unmeasured');
-    const bat = sensors.find((s) => s.role === 'battery' && s.ok);
+    // The one place the battery level is decided: the gauge's SOC, or the INA219 estimate.
     let battery: BatteryEstimate | null = null;
-    if (bat) battery = this.battery.update({ timeMs: monoMs, voltageV: bat.busVoltageV!, currentA: bat.currentMa! / 1000 });
-    else health.push('battery-estimate-stale');
+    let gauge: GaugeReading | undefined;
+    if (this.gauge) {
+      ({ battery, gauge } = await this.gauge.read(monoMs, health));
+    } else {
+      const bat = sensors.find((s) => s.role === 'battery' && s.ok);
+      if (bat) battery = this.estimator!.update({ timeMs: monoMs, voltageV: bat.busVoltageV!, currentA: bat.currentMa! / 1000 });
+    }
+    if (!battery) health.push('battery-estimate-stale');
 
     // A stuck power-good line is only visible against the panel's own current and voltage.
     if (solar && charger.powerGood !== null) {
@@ -158,12 +176,13 @@ export class NodeHardware {
     } catch (err) {
       health.push(`cpufreq-error:${errorText(err)}`);
     }
-    return { timeMs, monotonicMs: monoMs, sensors, charger, battery, harvest: { totalJ: this.harvest.totalJ, unmeasuredMs: this.harvest.unmeasuredMs }, powerMode, cpu, health };
+    return { timeMs, monotonicMs: monoMs, sensors, charger, battery, ...(gauge ? { gauge } : {}), harvest: { totalJ: this.harvest.totalJ, unmeasuredMs: this.harvest.unmeasuredMs }, powerMode, cpu, health };
   }
 
   async close(): Promise<void> {
     if (this.charger.kind === 'mcp73871' || this.charger.kind === 'bq24074') this.charger.driver.close();
     await this.bus.close();
+    await this.gaugeBus?.close();
     this.virtual?.dispose();
   }
 
@@ -241,7 +260,11 @@ export async function buildNode(config: HardwareConfig, options: BuildOptions): 
     opener = onoffOpener(config.gpio.sysfsRoot, config.gpio.chipLabel);
     cpuRoot = config.cpu.sysfsRoot;
   }
+  // The virtual node has one bus, which carries its gauge too.
+  const gaugeBusNumber = config.battery.gauge?.i2cBus;
+  let gaugeBus: I2cBus | undefined;
   try {
+    if (!virtual && gaugeBusNumber !== undefined && gaugeBusNumber !== config.i2cBus) gaugeBus = await openI2cBus(gaugeBusNumber);
     let charger: ChargerDriver;
     const c = config.charger;
     if (c.kind === 'bq25895') {
@@ -254,9 +277,10 @@ export async function buildNode(config: HardwareConfig, options: BuildOptions): 
     }
     // I2C devices are first touched by read(), so one that is missing now is reported
     // there (and found again if it comes back) instead of keeping the node from starting.
-    return new NodeHardware(config, clock, bus, charger, new CpuFreq(cpuRoot), virtual);
+    return new NodeHardware(config, clock, bus, charger, new CpuFreq(cpuRoot), virtual, gaugeBus);
   } catch (err) {
     await bus.close();
+    await gaugeBus?.close();
     virtual?.dispose();
     throw err;
   }

@@ -1,5 +1,5 @@
-// A whole virtual node from a hardware config: the plant, INA219 and BQ25895 register
-// models on a virtual I2C bus at the configured addresses, charger status lines on
+// A whole virtual node from a hardware config: the plant, INA219, BQ25895 and MAX17048
+// register models on a virtual I2C bus at the configured addresses, charger status lines on
 // virtual GPIO, a cpufreq tree in a folder, and the fault switches.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { type ChargerAnalog, type ChargerControl, type ChargerSettings, VirtualB
 import { createCpufreqTree, PI4_CPU } from './cpufreq.js';
 import { VirtualGpio } from './gpio.js';
 import { type Ina219Analog, VirtualIna219 } from './ina219.js';
+import { VirtualMax17048, cellAnalog } from './max17048.js';
 import { Plant, type PlantState } from './plant.js';
 
 /** MCP73871 low-battery output threshold (DS20002090 DC characteristics, VLBO 3.1 V option). */
@@ -41,6 +42,8 @@ export class VirtualNode {
   readonly cpufreqRoot: string;
   readonly ina219s = new Map<number, VirtualIna219>();
   readonly bq25895: VirtualBq25895 | undefined;
+  /** The UPS HAT's fuel gauge, wired to the plant's cell, when the config takes the battery level from one. */
+  readonly max17048: VirtualMax17048 | undefined;
   private readonly ownsRoot: boolean;
   private timer: Timer | undefined;
   private readonly clock: Clock;
@@ -109,6 +112,13 @@ export class VirtualNode {
       this.ina219s.set(s.address, device);
       this.bus.attach(s.address, this.settling(device));
     }
+    const gauge = config.battery.gauge;
+    if (gauge) {
+      // The gauge sits on the cell's terminals, so it sees the cell under the present load.
+      // Reading the power brings the plant up to now before the cell's SOC is taken.
+      this.max17048 = new VirtualMax17048(cellAnalog(this.plant.cell, () => state().battery.powerW), clock);
+      this.bus.attach(gauge.address, this.settling(this.max17048));
+    }
     if (config.charger.kind === 'mcp73871' || config.charger.kind === 'bq24074') this.wirePins(config.charger);
   }
 
@@ -141,6 +151,11 @@ export class VirtualNode {
     i2cReadErrors: (address: number, count: number) => this.bus.failReads(address, count),
     /** The INA219 at `address` browns out: all registers back to power-on values. */
     brownOut: (address: number) => this.ina219(address).powerOnReset(),
+    /** The fuel gauge browns out: its registers back to power-on values, RI set. */
+    gaugeBrownOut: () => {
+      if (!this.max17048) throw new Error('this virtual node has no MAX17048');
+      this.max17048.powerOnReset();
+    },
     /** The device at `address` stops answering (or comes back). */
     disappear: (address: number, gone = true) => this.bus.setAbsent(address, gone),
     /** GPIO `bcm` stays at `level` (null: released). */

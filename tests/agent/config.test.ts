@@ -53,6 +53,14 @@ test('a wrong key stops startup with its path and the reason', () => {
   assert.match(bad(() => {}, { HELIOMESH_GATEWAY_URL: 'ftp://x' }), /gateway\.url \(from HELIOMESH_GATEWAY_URL\)/);
   assert.match(bad((d) => { (d.hardware as { sensors: unknown[] }).sensors = []; }), /hardware\.sensors/);
   assert.throws(() => loadAgentConfigFile('/nonexistent/agent.yaml', {}), /cannot read the agent config/);
+  // The gauge's alert must come while the node still runs.
+  const gauge = (alertThresholdPct: number) => (d: Record<string, unknown>) => {
+    const hw = d.hardware as { battery: Record<string, unknown> };
+    hw.battery = { ...hw.battery, source: 'max17048', gauge: { alertThresholdPct } };
+    delete hw.battery.initialSocPct;
+  };
+  assert.match(bad(gauge(3)), /hardware\.battery\.gauge\.alertThresholdPct: must be above thresholds\.criticalPct \(3 %\): the node shuts down there/);
+  assert.equal(parseAgentConfig((() => { const d = exampleDoc(); gauge(4)(d); return d; })()).hardware.battery.gauge?.alertThresholdPct, 4);
 });
 
 test('deploy/agent.example.yaml is a valid agent config', () => {
@@ -89,6 +97,7 @@ test('a misspelled key is refused by its path and its right spelling, not left a
     [(d) => { (d.modeTable as Array<Record<string, unknown>>)[0]!.minFracton = 0; }, 'modeTable[0].minFracton', 'modeTable[0].minFraction'],
     [(d) => { (d.hardware as { battery: Record<string, unknown> }).battery.capacityWH = 10; }, 'hardware.battery.capacityWH', 'hardware.battery.capacityWh'],
     [(d) => { (d.hardware as { sensors: Array<Record<string, unknown>> }).sensors[0]!.shuntOhm = 0.1; }, 'hardware.sensors[0].shuntOhm', 'hardware.sensors[0].shuntOhms'],
+    [(d) => { (d.hardware as { battery: Record<string, unknown> }).battery.gauge = { alertThresholdPC: 5 }; }, 'hardware.battery.gauge.alertThresholdPC', 'hardware.battery.gauge.alertThresholdPct'],
   ];
   for (const [patch, key, meant] of cases) {
     const message = refusal(patch);

@@ -158,7 +158,7 @@ function steadySource(clock: Clock): { read(): Promise<NodeReading> } {
         { role: 'load', name: 'load', address: 0x41, ok: true, busVoltageV: 5, currentMa: 300, powerMw: 1500 },
       ],
       charger: { kind: 'none', ok: true, powerGood: null },
-      battery: { energyJ: 43_200, capacityJ: 72_000, socPct: 60, resting: false, ocvCorrected: false, unmeasuredMs: 0, lastSampleMs: null },
+      battery: { source: 'ina219', energyJ: 43_200, capacityJ: 72_000, socPct: 60, resting: false, ocvCorrected: false, unmeasuredMs: 0, lastSampleMs: null },
       harvest: { totalJ: 0, unmeasuredMs: 0 }, powerMode: null, cpu: null, health: [],
     }),
   };

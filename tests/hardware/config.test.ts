@@ -63,6 +63,39 @@ test('a misspelled key is refused by its path and its right spelling', () => {
   assert.throws(() => parseHardwareConfig({ ...minimal, charger: { kind: 'none', address: 0x6a } }), /charger\.address: unknown key; the keys here are kind/);
 });
 
+test('battery.source max17048: the gauge\'s defaults, its settings checked, a misspelled key named', () => {
+  const gauge = (battery: object, patch: object = {}) => parseHardwareConfig({ ...minimal, battery: { ...minimal.battery, ...battery }, ...patch }, 'hw.yaml');
+  assert.equal(parseHardwareConfig(minimal).battery.source, 'ina219', 'the INA219 estimate stays the default');
+  assert.equal(parseHardwareConfig(minimal).battery.gauge, undefined);
+  // The MAX17048's fixed address (19-6171, "Slave Address") and CONFIG.ATHD's power-on 4 %.
+  assert.deepEqual(gauge({ source: 'max17048' }).battery.gauge, { address: 0x36, alertThresholdPct: 4 });
+  assert.deepEqual(gauge({ source: 'max17048', gauge: { i2cBus: 3, alertThresholdPct: 12 } }).battery.gauge, { i2cBus: 3, address: 0x36, alertThresholdPct: 12 });
+  // A HAT with only the panel's and the Pi's INA219s: the gauge gives the level, the load sensor the consumption.
+  const load = { role: 'load', address: 0x44, shuntOhms: 0.1, maxCurrentA: 3 };
+  assert.equal(gauge({ source: 'max17048' }, { sensors: [minimal.sensors[0], load] }).sensors.length, 2);
+
+  const bad = (battery: object, pattern: RegExp, patch: object = {}) => assert.throws(() => gauge(battery, patch), pattern);
+  bad({ source: 'bq27441' }, /battery\.source: .*"ina219"\|"max17048"/);
+  bad({ source: 'max17048', gauge: { alertThresholdPct: 40 } }, /battery\.gauge\.alertThresholdPct/);
+  bad({ source: 'max17048', gauge: { alertThresholdPct: 2.5 } }, /battery\.gauge\.alertThresholdPct/);
+  bad({ source: 'max17048', initialSocPct: 50 }, /battery\.initialSocPct: starts the INA219 estimate; with source max17048 the gauge reports the state of charge itself/);
+  bad({ gauge: { alertThresholdPct: 10 } }, /battery\.gauge: describes a MAX17048 the node does not use: set source: max17048/);
+  bad({ source: 'max17048' }, /sensors: the node's consumption needs an INA219 with role "load"/, { sensors: [minimal.sensors[0]] });
+  bad({}, /sensors: a node needs an INA219 with role "battery" for the battery estimate \(or battery\.source max17048\)/, { sensors: [minimal.sensors[0], load] });
+  bad({ source: 'max17048', gauge: { address: 0x6a } }, /battery\.gauge\.address: address 0x6a is already used by the charger/,
+    { charger: { kind: 'bq25895', inputCurrentLimitA: 3, inputVoltageLimitV: 6 } });
+  bad({ source: 'max17048', gauge: { address: 0x41 } }, /battery\.gauge\.address: address 0x41 is already used by battery/);
+
+  const refused = (battery: object, key: string, meant: string) => assert.throws(() => gauge(battery), (err: Error) => {
+    assert.ok(err.message.includes(`  ${key}: unknown key; did you mean ${meant}?`), `${key} → ${meant}:\n${err.message}`);
+    return true;
+  });
+  refused({ sorce: 'max17048' }, 'battery.sorce', 'battery.source');
+  refused({ source: 'max17048', gauge: { alertThreshold: 10 } }, 'battery.gauge.alertThreshold', 'battery.gauge.alertThresholdPct');
+  refused({ source: 'max17048', gauge: { adress: 0x36 } }, 'battery.gauge.adress', 'battery.gauge.address');
+  refused({ source: 'max17048', gauge: { i2cbus: 1 } }, 'battery.gauge.i2cbus', 'battery.gauge.i2cBus');
+});
+
 test('every object of the hardware config schema is strict', () => {
   assert.deepEqual(looseObjects(hardwareConfigSchema), []);
 });
