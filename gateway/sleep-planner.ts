@@ -10,10 +10,17 @@
 // believes of a node (sent to sleep, asleep, its planned wake) is kept by the registry
 // (NodeState.sleep) until the node's next birth, where the scheduler reads it: a node sent
 // to sleep takes no new job, and its going offline is no failure.
+//
+// A node is planned only once its estimator has records in all 24 hours of the day. Before
+// that the forecast of an hour never seen is the mean of the hours seen: a gateway started
+// on a low morning sun foresees no dawn, and would send the nodes it does not need to sleep
+// until the next day, their slot records stopping with them. Until then a node is held
+// awake and counted on; only a halt before running flat is still given (see planGroup).
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Clock, Timer } from '../ground/clock.js';
 import { PROTOCOL_VERSION, type Command } from '../protocol/index.js';
+import type { HarvestEstimator } from './estimator.js';
 import type { NodeState, Registry } from './registry.js';
 import { modeAt, neededAwake, planSleep, runtimeSlots, type GroupDemand, type SleepNodeView, type SleepOptions } from './scheduler/index.js';
 import { sleepGroupPoint, sleepPlanPoint, type Store } from './store/index.js';
@@ -69,9 +76,16 @@ function planned(n: NodeState): boolean {
   return n.online && !n.sleep && n.profile.slotMs !== undefined && n.lastSeq !== undefined;
 }
 
+/** Every hour of the day has a record: the forecast of the day ahead is the node's own. */
+function dayKnown(n: NodeState): boolean {
+  return n.estimator.hoursSeen() === 24;
+}
+
 export class SleepPlanner {
   private timer: Timer | undefined;
   private orders = 0;
+  /** Histories already named in the log as not planned yet: one line a node's first day, not one a round. */
+  private readonly toldUnplanned = new WeakSet<HarvestEstimator>();
   /** The router's submitted count at earlier rounds, oldest first, over the demand window. */
   private readonly arrivals: Array<{ atMs: number; submitted: number }> = [];
 
@@ -115,6 +129,7 @@ export class SleepPlanner {
   private planGroup(group: string, members: NodeState[], perMs: number, now: number): SleepDecision[] {
     for (const n of members) this.settle(n, now);
     const awake = members.filter(planned);
+    for (const n of awake) this.tellUnplanned(n, group);
     if (awake.length === 0) {
       this.writeGroup(group, members, 0, now);
       return [];
@@ -138,7 +153,14 @@ export class SleepPlanner {
       const flat = runtimeSlots(views[i]!, loadQ, options.horizonSlots) <= options.reliefLeadSlots + (views[i]!.busy ? 2 * demand.stageSlots : 0);
       const reason = flat ? 'would run flat: halted with its reserve' : 'not needed until its forecast covers its idle draw';
       // The command carries whole ms; a scaled clock reads fractions of one.
-      sent.push(this.order(node, views[i]!, Math.ceil(now + order.wakeInSlots * slotMs), reason, now));
+      let wakeAtMs = Math.ceil(now + order.wakeInSlots * slotMs);
+      const unseen = dayKnown(node) ? undefined : node.estimator.nextUnseenHourMs(now);
+      // A held node's only order is a halt before running flat. That is decided on the next
+      // few slots, within the hour of its latest record; its alarm would rest on hours it was
+      // never heard in, so it wakes at the first of them at the latest, records that hour and
+      // is planned again: on a first night, an hour's idle draw traded for a boot.
+      if (unseen !== undefined) wakeAtMs = Math.min(wakeAtMs, Math.max(Math.ceil(now + slotMs), unseen));
+      sent.push(this.order(node, views[i]!, wakeAtMs, reason, now));
     });
     this.writeGroup(group, members, demand.arrivalsPerSlot, now);
     return sent;
@@ -166,11 +188,19 @@ export class SleepPlanner {
     return {
       awake: planned(n) && forecast !== undefined,
       busy: !n.profile.canWake || this.deps.inHand(n.nodeId) > 0 || n.queue > 0,
+      held: !dayKnown(n),
       energyQ: n.batteryJ / q,
       eThQ: n.profile.eThJ / q,
       idleQ,
       forecastQ: forecast ? (t) => forecast(t / scale) * scale : () => idleQ,
     };
+  }
+
+  private tellUnplanned(n: NodeState, group: string): void {
+    if (dayKnown(n) || this.toldUnplanned.has(n.estimator)) return;
+    this.toldUnplanned.add(n.estimator);
+    this.deps.log.info({ node: n.nodeId, group, hoursSeen: n.estimator.hoursSeen() },
+      'node not planned for sleep yet: its slot records cover only some hours of the day, so its forecast cannot time a wake; it stays awake unless it would run flat');
   }
 
   /** The arrival rate per slot, and κ and C_E of the modes the awake nodes run at their battery now. */

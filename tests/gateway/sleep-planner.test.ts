@@ -27,32 +27,43 @@ interface Fleet {
   points: StorePoint[];
   planner: SleepPlanner;
   jobs: { submitted: number };
+  cap: ReturnType<typeof captureLog>;
 }
 
-/** Nodes of group g0 with 20 W idle draw (2 quanta a slot) and a day of slot records: 4 kJ a slot from 06:00 to 18:00. */
-function fleet(nodes: Array<{ id: string; batteryJ: number; wakes?: boolean }>, config: Partial<SleepPlannerConfig> = {}, profile: Partial<NodeProfile> = {}): Fleet {
-  const clock = new VirtualClock(NIGHT);
+/** The slot records each node has sent before the clock starts: from `fromMs` to `toMs`, the planner's now. */
+interface History {
+  fromMs: number;
+  toMs: number;
+  harvestJ: (slotStartMs: number) => number;
+}
+
+/** A day to 22:00: 4 kJ a slot from 06:00 to 18:00, nothing at night. */
+const DAY: History = { fromMs: NIGHT - 24 * HOUR, toMs: NIGHT, harvestJ: (t) => (new Date(t).getUTCHours() >= 6 && new Date(t).getUTCHours() < 18 ? 4000 : 0) };
+
+/** Nodes of group g0 with 20 W idle draw (2 quanta a slot) and the slot records of `history` (a day by default). */
+function fleet(nodes: Array<{ id: string; batteryJ: number; wakes?: boolean }>, config: Partial<SleepPlannerConfig> = {}, profile: Partial<NodeProfile> = {}, history: History = DAY): Fleet {
+  const clock = new VirtualClock(history.toMs);
   const registry = new Registry({ silenceMs: 1e12, xiLim: 0.01, estimator: EstimatorConfigSchema.parse({}) }, { update: () => {}, forget: () => {} });
   for (const n of nodes) {
     const wake = n.wakes === false ? { path: 'none' as const, ok: false, reason: 'no RTC' } : { path: 'virtual' as const, ok: true };
-    registry.birth(n.id, chainProfile({ ...paperProfile(), idleW: 20, wake, ...profile }, { levels: 100, priorHarvestJ: { loJ: 0, hiJ: 0 } }), NIGHT - 25 * HOUR);
+    registry.birth(n.id, chainProfile({ ...paperProfile(), idleW: 20, wake, ...profile }, { levels: 100, priorHarvestJ: { loJ: 0, hiJ: 0 } }), history.fromMs - HOUR);
     let seq = 0;
-    for (let t = NIGHT - 24 * HOUR; t < NIGHT; t += SLOT) {
-      const hour = new Date(t).getUTCHours();
-      registry.slot(n.id, { seq: ++seq, slotStartMs: t, batteryJ: n.batteryJ, harvestJ: hour >= 6 && hour < 18 ? 4000 : 0, gamma: 1, powerMode: 1, queue: 0 }, t + SLOT);
+    for (let t = history.fromMs; t < history.toMs; t += SLOT) {
+      registry.slot(n.id, { seq: ++seq, slotStartMs: t, batteryJ: n.batteryJ, harvestJ: history.harvestJ(t), gamma: 1, powerMode: 1, queue: 0 }, t + SLOT);
     }
   }
   const commands: Fleet['commands'] = [];
   const points: StorePoint[] = [];
   const jobs = { submitted: 0 };
+  const cap = captureLog();
   const planner = new SleepPlanner(SleepPlannerConfigSchema.parse({ enabled: true, ...config }), {
-    fleet: 'f1', registry, clock, log: captureLog().log,
+    fleet: 'f1', registry, clock, log: cap.log,
     store: { write: (p) => void points.push(p) },
     submitted: () => jobs.submitted,
     inHand: () => 0,
     command: (nodeId, command) => void commands.push({ nodeId, command }),
   });
-  return { registry, clock, commands, points, planner, jobs };
+  return { registry, clock, commands, points, planner, jobs, cap };
 }
 
 test('at night with no jobs: the fullest node stays awake, the next wakes to relieve it, the last sleeps until sunrise', async () => {
@@ -146,4 +157,41 @@ test('a node born but with no slot record yet has no battery level to plan with:
   await f.clock.advance(300_000);
   assert.deepEqual(f.planner.plan(), []);
   assert.equal(f.registry.get('fresh')!.sleep, undefined);
+});
+
+/** A gateway started at 06:00 on a hazy morning: three hours of records, 500 J a slot, a quarter of the idle draw. */
+const MORNING: History = { fromMs: Date.UTC(2026, 0, 16, 6), toMs: Date.UTC(2026, 0, 16, 9), harvestJ: () => 500 };
+
+test('a first morning: with only the morning hours seen, no node is sent to sleep, and each says once why it is not planned', async () => {
+  // Planned on these hours alone, the day ahead would look as dim as the dawn: no slot whose
+  // harvest covers the idle draw, so the two nodes not needed would sleep until tomorrow.
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 70_000 }, { id: 'c', batteryJ: 60_000 }], {}, {}, MORNING);
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan(), []);
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan(), []);
+  assert.deepEqual(f.commands, []);
+  assert.ok(['a', 'b', 'c'].every((id) => f.registry.get(id)!.sleep === undefined));
+  const group = f.points.filter((p) => p.measurement === MEASUREMENTS.sleepGroup).at(-1)!;
+  assert.deepEqual([group.fields.asleep, group.fields.awake], [0, 3], 'all three counted awake');
+  const told = f.cap.records.filter((r) => /not planned for sleep yet/.test(String(r.msg)));
+  assert.deepEqual(told.map((r) => [r.node, r.hoursSeen]), [['a', 3], ['b', 3], ['c', 3]], 'one line a node over two rounds');
+});
+
+test('a first morning: a node about to run flat is still halted, and wakes no later than the first hour it was never heard in', async () => {
+  // b: 12 quanta against E_th 10 and 2 a slot of idle draw, less 0.5 harvested: below E_th within the relief lead.
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 12_000 }], {}, {}, MORNING);
+  await f.clock.advance(300_000);
+  const sent = f.planner.plan();
+  assert.deepEqual(sent.map((d) => d.nodeId), ['b']);
+  assert.match(sent[0]!.reason, /would run flat/);
+  // The forecast of the hours not seen would keep it down a day; 10:00 is the first of them.
+  assert.equal(sent[0]!.wakeAtMs, Date.UTC(2026, 0, 16, 10));
+});
+
+test('once the day is known the same morning sends the spare nodes to sleep: the hold is the first day\'s, not the sun\'s', async () => {
+  const dim = { ...MORNING, fromMs: MORNING.toMs - 24 * HOUR };
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 70_000 }], {}, {}, dim);
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan().map((d) => d.nodeId), ['b']);
 });
