@@ -1,5 +1,6 @@
 // Coordinated sleep through the real embedded broker, HTTP API and influxd: three nodes of
-// group g1 with working wake paths report an empty night; the planner sends the two it
+// group g1 with working wake paths report a day without sun (the planner plans a node only
+// once it has been heard in every hour of the day); the planner sends the two it
 // does not need to sleep, over their cmd topics, with wake times; a node that says
 // `sleeping` and drops off is not a suspect; once the whole group sleeps, a completion
 // gets 503 with Retry-After until the first planned wake; the orders are in InfluxDB.
@@ -60,6 +61,18 @@ async function connectNode(gw: Gateway, id: string, password: string, profile: N
   return { id, client, commands };
 }
 
+/** A whole day of slot records ending now, nothing harvested: every hour of the day seen, all of it dark. */
+async function reportDarkDay(node: FakeNode, batteryJ: number): Promise<number> {
+  const slots = 24 * 3_600_000 / SLOT;
+  const start = Date.now() - slots * SLOT;
+  for (let seq = 1; seq <= slots; seq++) {
+    await node.client.publishAsync(nodeTopic(FLEET, node.id, 'slot'), encodeJson(slotRecord(node.id, seq, {
+      slotStartMs: start + (seq - 1) * SLOT, harvestJ: 0, batteryJ, powerMode: 1, queue: 0,
+    })), { qos: 1 });
+  }
+  return slots;
+}
+
 /** The agent's last words before it halts: `sleeping`, then its connection drops (the broker sends its will). */
 async function sleepAndHalt(node: FakeNode, batteryJ: number): Promise<void> {
   await node.client.publishAsync(nodeTopic(FLEET, node.id, 'event'), encodeJson({
@@ -89,13 +102,9 @@ test('at night the gateway sends the spare nodes to sleep, keeps them out of the
     const shard = { model: gw.model.name, firstBlock: g1.from, lastBlock: g1.to - 1 };
     const profile: NodeProfile = { ...paperProfile(g1.name), shard, idleW: 20, wake: { path: 'virtual', ok: true } };
     const batteries = [80_000, 60_000, 40_000];
-    for (const [i, id] of ids.entries()) {
-      const node = await connectNode(gw, id, passwords.get(id)!, profile);
-      nodes.push(node);
-      // The night so far: nothing harvested.
-      await node.client.publishAsync(nodeTopic(FLEET, id, 'slot'), encodeJson(slotRecord(id, 1, { harvestJ: 0, batteryJ: batteries[i]!, powerMode: 1, queue: 0 })), { qos: 1 });
-    }
-    await until('three nodes with a slot record', () => ids.every((id) => gw.registry.get(id)?.lastSeq === 1), 10_000);
+    for (const id of ids) nodes.push(await connectNode(gw, id, passwords.get(id)!, profile));
+    const last = await Promise.all(nodes.map((n, i) => reportDarkDay(n, batteries[i]!)));
+    await until('three nodes with a day of slot records', () => ids.every((id, i) => gw.registry.get(id)?.lastSeq === last[i]), 30_000);
 
     const before = Date.now();
     const sent = gw.sleep!.plan();
