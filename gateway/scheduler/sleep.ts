@@ -15,7 +15,8 @@ export interface SleepNodeView {
   busy: boolean;
   /**
    * Kept awake and counted on like a node in daylight, unless it would run flat: the caller
-   * cannot yet trust the forecast that would time its wake (the gateway's first day of it).
+   * cannot yet trust the forecast that would time its wake (the gateway's first day of it),
+   * or jobs have found its group asleep and wait for it.
    */
   held?: boolean;
   energyQ: number;
