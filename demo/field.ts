@@ -98,7 +98,12 @@ function gatewayConfig(o: FieldOptions, credentialsPath: string, speed: number, 
     // The virtual nodes wake by their RTC (FieldNode), so the gateway may send them to sleep.
     // A node takes its drain and stop in host time to obey: the wait for its `sleeping` is
     // scaled like the router's.
-    sleep: { enabled: o.coordinatedSleep ?? true, settleMs: Math.max(600_000, Math.round(20_000 * speed)) },
+    // A check-in boots a new agent, seconds of host time: 30 simulated minutes would be a few
+    // wall seconds at the demo's speed, spent booting, so a nap lasts a wall minute at least.
+    sleep: {
+      enabled: o.coordinatedSleep ?? true, settleMs: Math.max(600_000, Math.round(20_000 * speed)),
+      checkInMs: Math.max(1_800_000, Math.round(60_000 * speed)),
+    },
     // The demo's API has no key, so it answers on this machine only.
     ...(o.httpPort !== undefined ? { http: { host: '127.0.0.1', port: o.httpPort } } : {}),
     ...(model.split || o.model !== undefined ? { model: { manifest: join(model.dir, 'manifest.json') } } : {}),

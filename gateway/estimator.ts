@@ -117,6 +117,28 @@ export class HarvestEstimator {
     return persistentForecast((t) => this.meanAt(nowMs + t * slotMs)!, ratio, PERSIST_MS / slotMs);
   }
 
+  /** Hours of the day with at least one record: 24 once the node has been heard through a whole day. */
+  hoursSeen(): number {
+    let seen = 0;
+    for (let k = 0; k < 24; k++) if (this.hourCount[k]! > 0) seen++;
+    return seen;
+  }
+
+  /**
+   * The start (epoch ms) of the first hour after `nowMs` whose hour of the day has no record
+   * yet: where the forecast stops being the node's own and becomes a guess. Undefined once
+   * every hour has one.
+   */
+  nextUnseenHourMs(nowMs: number): number | undefined {
+    const offsetMs = this.config.utcOffsetMinutes * 60_000;
+    const hourStart = Math.floor((nowMs + offsetMs) / HOUR_MS);
+    for (let k = 1; k <= 24; k++) {
+      const atMs = (hourStart + k) * HOUR_MS - offsetMs;
+      if (this.hourCount[this.hourOfDay(atMs)]! === 0) return atMs;
+    }
+    return undefined;
+  }
+
   samples(atMs: number): number {
     return this.bucket(atMs).size;
   }

@@ -280,6 +280,7 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
     const sleep = config.sleep.enabled ? new SleepPlanner(config.sleep, {
       fleet: config.fleet, registry, clock, log: log.child({ part: 'sleep' }), store,
       submitted: () => r.counters().submitted,
+      refusedAsleep: (group) => r.refusedAsleep(group),
       inHand: (nodeId) => r.scheduling.inHand(nodeId),
       command: (nodeId, command) => outbox.publish(nodeTopic(config.fleet, nodeId, 'cmd'), encodeJson(command), { qos: 1 },
         (err) => log.warn({ node: nodeId, op: command.op, err: err.message }, 'command not published')),

@@ -10,10 +10,24 @@
 // believes of a node (sent to sleep, asleep, its planned wake) is kept by the registry
 // (NodeState.sleep) until the node's next birth, where the scheduler reads it: a node sent
 // to sleep takes no new job, and its going offline is no failure.
+//
+// A node is planned only once its estimator has records in all 24 hours of the day. Before
+// that the forecast of an hour never seen is the mean of the hours seen: a gateway started
+// on a low morning sun foresees no dawn, and would send the nodes it does not need to sleep
+// until the next day, their slot records stopping with them. Until then a node is held
+// awake and counted on; only a halt before running flat is still given (see planGroup).
+//
+// A halted Pi hears no MQTT, so a node sent to sleep only because it is not needed naps: its
+// alarm is at most `checkInMs` ahead. A job that finds its whole group asleep gets 503 with
+// Retry-After (the group's first planned wake) and raises a wake request for the group; the
+// nodes of it that check in are then held awake, unless they would run flat, and serve the
+// client's retry. There is no command that takes a sleep order back, so a node ordered to
+// sleep that has not halted yet is left to halt and check in.
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Clock, Timer } from '../ground/clock.js';
 import { PROTOCOL_VERSION, type Command } from '../protocol/index.js';
+import type { HarvestEstimator } from './estimator.js';
 import type { NodeState, Registry } from './registry.js';
 import { modeAt, neededAwake, planSleep, runtimeSlots, type GroupDemand, type SleepNodeView, type SleepOptions } from './scheduler/index.js';
 import { sleepGroupPoint, sleepPlanPoint, type Store } from './store/index.js';
@@ -38,6 +52,15 @@ export const SleepPlannerConfigSchema = z.strictObject({
    * refused or never got the order: it is counted awake again and may take jobs.
    */
   settleMs: z.number().int().positive().default(600_000),
+  /**
+   * The longest sleep of a node that is not needed (not one halted before running flat): it
+   * then boots and checks in, so jobs that found its group asleep wait no longer than this.
+   * A check-in costs a boot and the minutes awake until the next round sends it back (on a
+   * Pi 4 about 40 s at ~4 W, then up to `everyMs` at its 2.7 W idle draw: about 1 kJ),
+   * against the 4.9 kJ of idle draw it saves over 30 min asleep: a nap keeps about four
+   * fifths of what a sleep saves. Clock time, like every other duration here.
+   */
+  checkInMs: z.number().int().positive().default(1_800_000),
 }).prefault({});
 
 export type SleepPlannerConfig = z.infer<typeof SleepPlannerConfigSchema>;
@@ -48,8 +71,13 @@ export interface SleepPlannerDeps {
   clock: Clock;
   log: Logger;
   store: Pick<Store, 'write'>;
-  /** Jobs submitted so far (the router's counter): their rate is the demand. */
+  /**
+   * Jobs submitted so far (the router's counter): their rate is the demand. A job refused
+   * because its group sleeps was submitted too, so the refused ones count in it.
+   */
   submitted: () => number;
+  /** Jobs so far that found the group asleep (the router's counter): each raises a wake request. */
+  refusedAsleep: (group: string) => number;
   /** Jobs the router has handed the node and not yet closed. */
   inHand: (nodeId: string) => number;
   /** Publishes a command on the node's `cmd` topic (QoS 1). */
@@ -69,9 +97,20 @@ function planned(n: NodeState): boolean {
   return n.online && !n.sleep && n.profile.slotMs !== undefined && n.lastSeq !== undefined;
 }
 
+/** Every hour of the day has a record: the forecast of the day ahead is the node's own. */
+function dayKnown(n: NodeState): boolean {
+  return n.estimator.hoursSeen() === 24;
+}
+
 export class SleepPlanner {
   private timer: Timer | undefined;
   private orders = 0;
+  /** Histories already named in the log as not planned yet: one line a node's first day, not one a round. */
+  private readonly toldUnplanned = new WeakSet<HarvestEstimator>();
+  /** Per group, the router's count of jobs refused as asleep at the last round. */
+  private readonly refusalsSeen = new Map<string, number>();
+  /** Groups whose sleep turned jobs away, since when: held awake as their nodes check in. */
+  private readonly wakeRequested = new Map<string, number>();
   /** The router's submitted count at earlier rounds, oldest first, over the demand window. */
   private readonly arrivals: Array<{ atMs: number; submitted: number }> = [];
 
@@ -109,19 +148,24 @@ export class SleepPlanner {
     this.arrivals.push({ atMs: now, submitted });
     while (this.arrivals.length > 2 && this.arrivals[1]!.atMs <= now - this.config.demandWindowMs) this.arrivals.shift();
     const first = this.arrivals[0]!;
-    return now > first.atMs ? (submitted - first.submitted) / (now - first.atMs) : 0;
+    // Over less than a round (a round run by hand just after the start), one job would read
+    // as a flood, and every node as about to run flat on its share.
+    return now > first.atMs ? (submitted - first.submitted) / Math.max(now - first.atMs, this.config.everyMs) : 0;
   }
 
   private planGroup(group: string, members: NodeState[], perMs: number, now: number): SleepDecision[] {
     for (const n of members) this.settle(n, now);
+    this.noteRefusals(group, now);
     const awake = members.filter(planned);
+    for (const n of awake) this.tellUnplanned(n, group);
     if (awake.length === 0) {
       this.writeGroup(group, members, 0, now);
       return [];
     }
     // The group's slot: its members' slot lengths are alike in practice; the views are scaled to it.
     const slotMs = awake[0]!.profile.slotMs!;
-    const views = members.map((n) => this.view(n, slotMs, now));
+    const requested = this.wakeRequested.has(group);
+    const views = members.map((n) => this.view(n, slotMs, now, requested));
     const demand = this.demand(awake, perMs, slotMs);
     const options = this.options(slotMs);
     const orders = planSleep(views, demand, options);
@@ -136,12 +180,49 @@ export class SleepPlanner {
         return;
       }
       const flat = runtimeSlots(views[i]!, loadQ, options.horizonSlots) <= options.reliefLeadSlots + (views[i]!.busy ? 2 * demand.stageSlots : 0);
-      const reason = flat ? 'would run flat: halted with its reserve' : 'not needed until its forecast covers its idle draw';
       // The command carries whole ms; a scaled clock reads fractions of one.
-      sent.push(this.order(node, views[i]!, Math.ceil(now + order.wakeInSlots * slotMs), reason, now));
+      const plannedMs = Math.ceil(now + order.wakeInSlots * slotMs);
+      const { wakeAtMs, reason } = flat ? this.halt(node, plannedMs, slotMs, now) : this.nap(plannedMs, now);
+      sent.push(this.order(node, views[i]!, wakeAtMs, reason, now));
     });
+    // A node of the group kept awake and able to serve meets the request: the refused jobs'
+    // share of the demand keeps one awake from here while their clients come back.
+    if (requested && orders.some((o, i) => !o.sleep && views[i]!.awake && members[i]!.gamma === 1)) {
+      this.deps.log.info({ group, requestedAtMs: this.wakeRequested.get(group) }, 'a node of the group is awake again: wake request met');
+      this.wakeRequested.delete(group);
+    }
     this.writeGroup(group, members, demand.arrivalsPerSlot, now);
     return sent;
+  }
+
+  /**
+   * A halt before running flat, with its reserve. A node whose day is not known yet is
+   * halted too: that is decided on the next few slots, within the hour of its latest record.
+   * Its alarm would rest on hours it was never heard in, so it wakes at the first of them at
+   * the latest, records that hour and is planned again: on a first night, an hour's idle
+   * draw traded for a boot.
+   */
+  private halt(node: NodeState, plannedMs: number, slotMs: number, now: number): { wakeAtMs: number; reason: string } {
+    const reason = 'would run flat: halted with its reserve';
+    const unseen = dayKnown(node) ? undefined : node.estimator.nextUnseenHourMs(now);
+    return { wakeAtMs: unseen === undefined ? plannedMs : Math.min(plannedMs, Math.max(Math.ceil(now + slotMs), unseen)), reason };
+  }
+
+  /** A node not needed sleeps until its forecast covers its idle draw, or its check-in if that is sooner. */
+  private nap(plannedMs: number, now: number): { wakeAtMs: number; reason: string } {
+    const checkInAtMs = Math.ceil(now + this.config.checkInMs);
+    const reason = 'not needed until its forecast covers its idle draw';
+    return plannedMs <= checkInAtMs ? { wakeAtMs: plannedMs, reason } : { wakeAtMs: checkInAtMs, reason: `${reason}; checks in before` };
+  }
+
+  /** Jobs refused since the last round because the group sleeps: a wake-up is wanted. */
+  private noteRefusals(group: string, now: number): void {
+    const refused = this.deps.refusedAsleep(group);
+    const seen = this.refusalsSeen.get(group) ?? 0;
+    this.refusalsSeen.set(group, refused);
+    if (refused <= seen || this.wakeRequested.has(group)) return;
+    this.wakeRequested.set(group, now);
+    this.deps.log.info({ group, refused: refused - seen }, 'jobs found the group asleep: wake requested, its next node to check in stays awake unless it would run flat');
   }
 
   /** An order the node neither obeyed nor refused in time: it is awake after all. */
@@ -158,7 +239,7 @@ export class SleepPlanner {
    * no slot record since its birth has no battery level or forecast to plan with: it is
    * given no order (shown as not awake) until its first record.
    */
-  private view(n: NodeState, slotMs: number, now: number): SleepNodeView {
+  private view(n: NodeState, slotMs: number, now: number, wakeRequested: boolean): SleepNodeView {
     const q = n.profile.quantumJ;
     const scale = slotMs / (n.profile.slotMs ?? slotMs);
     const idleQ = (n.profile.idleQ ?? 0) * scale;
@@ -166,11 +247,19 @@ export class SleepPlanner {
     return {
       awake: planned(n) && forecast !== undefined,
       busy: !n.profile.canWake || this.deps.inHand(n.nodeId) > 0 || n.queue > 0,
+      held: wakeRequested || !dayKnown(n),
       energyQ: n.batteryJ / q,
       eThQ: n.profile.eThJ / q,
       idleQ,
       forecastQ: forecast ? (t) => forecast(t / scale) * scale : () => idleQ,
     };
+  }
+
+  private tellUnplanned(n: NodeState, group: string): void {
+    if (dayKnown(n) || this.toldUnplanned.has(n.estimator)) return;
+    this.toldUnplanned.add(n.estimator);
+    this.deps.log.info({ node: n.nodeId, group, hoursSeen: n.estimator.hoursSeen() },
+      'node not planned for sleep yet: its slot records cover only some hours of the day, so its forecast cannot time a wake; it stays awake unless it would run flat');
   }
 
   /** The arrival rate per slot, and κ and C_E of the modes the awake nodes run at their battery now. */
@@ -217,6 +306,7 @@ export class SleepPlanner {
       awake: members.filter((n) => n.online && !n.sleep).length,
       arrivalsPerSlot,
       nextWakeAtMs: wakes.length ? Math.min(...wakes) : undefined,
+      wakeRequested: this.wakeRequested.has(group),
     }, now));
   }
 }

@@ -53,6 +53,8 @@ export class Router implements JobService {
   private readonly byNum = new Map<number, Job>();
   /** Running jobs, each with the promise of its run (which settles after its point is written). */
   private readonly active = new Map<Job, Promise<void>>();
+  /** Per group, jobs that failed because every node able to serve it was asleep (503 group_asleep). */
+  private readonly refusedAsleepBy = new Map<string, number>();
   private nextJob = 1;
   private nextSession = 1;
   private closing = false;
@@ -135,6 +137,11 @@ export class Router implements JobService {
     return { ...this.totals, active: this.active.size };
   }
 
+  /** Jobs so far that found `group` asleep: the sleep planner's sign that a wake-up is wanted. */
+  refusedAsleep(group: string): number {
+    return this.refusedAsleepBy.get(group) ?? 0;
+  }
+
   // --- from the link ----------------------------------------------------------------------
 
   /** A message on a node's job/out: a frame or a JSON report, validated here; never throws. */
@@ -203,6 +210,9 @@ export class Router implements JobService {
     if (s.status === 'done') t.completed++;
     else if (s.status === 'cancelled') t.cancelled++;
     else t.failed++;
+    // The refusal with a Retry-After is the one that says the group sleeps (http/errors.ts).
+    const e = job.error;
+    if (e?.kind === 'no-node' && e.retryAfterS !== undefined && e.group) this.refusedAsleepBy.set(e.group, this.refusedAsleep(e.group) + 1);
     t.failovers += s.failovers;
     t.promptTokens += s.promptTokens;
     t.completionTokens += s.completionTokens;

@@ -13,6 +13,12 @@ export interface SleepNodeView {
   awake: boolean;
   /** Holds a job: it is not sent to sleep before the job is done. */
   busy: boolean;
+  /**
+   * Kept awake and counted on like a node in daylight, unless it would run flat: the caller
+   * cannot yet trust the forecast that would time its wake (the gateway's first day of it),
+   * or jobs have found its group asleep and wait for it.
+   */
+  held?: boolean;
   energyQ: number;
   /** E_th: the node halts (runs flat) below it. */
   eThQ: number;
@@ -109,7 +115,7 @@ export function neededAwake(demand: GroupDemand, groupSize: number, o: SleepOpti
  *    serve, where running flat would not, and boots it only when it can stay up. A busy node takes the order too: it serves
  *    what it holds, takes nothing new, and then halts. If no node is left awake, every node
  *    would have run flat anyway.
- * 2. Of the others, a node in daylight, or busy, stays awake; at night the planner keeps the
+ * 2. Of the others, a node in daylight, busy or held stays awake; at night the planner keeps the
  *    `neededAwake` nodes with the most energy above E_th and sends the rest to sleep until
  *    their dawn, except the one with the most energy, which relieves the first kept node
  *    expected to run out before its dawn: it is woken a little before.
@@ -133,7 +139,7 @@ export function planSleep(group: readonly SleepNodeView[], demand: GroupDemand, 
     const reserve = n.eThQ + o.reserveSlots * (n.idleQ + loadQ);
     orders[i] = { sleep: true, wakeInSlots: Math.max(1, dawn[i] as number, chargeSlots(n, reserve, o.horizonSlots)) };
   });
-  const night = (i: number) => !group[i]!.busy && (dawn[i] as number) > 0;
+  const night = (i: number) => !group[i]!.busy && !group[i]!.held && (dawn[i] as number) > 0;
   const margin = (i: number) => group[i]!.energyQ - group[i]!.eThQ;
   const keep = new Set(awake.filter((i) => !night(i)));
   const candidates = awake.filter(night).sort((a, b) => margin(b) - margin(a));

@@ -133,6 +133,7 @@ export interface SleepGroupRecord {
   awake: number;
   arrivalsPerSlot: number;
   nextWakeAtMs?: number;
+  wakeRequested: boolean;
 }
 
 export function sleepGroupPoint(fleet: string, group: string, s: SleepGroupRecord, timestampMs: number): StorePoint {

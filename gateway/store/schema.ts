@@ -129,6 +129,8 @@ export const SCHEMA: Omit<ISchemaOptions, 'database'>[] = [
       arrivalsPerSlot: FieldType.FLOAT,
       /** The group's first planned wake, epoch ms; absent while none sleeps. */
       nextWakeAtMs: FieldType.INTEGER,
+      /** Jobs found the whole group asleep (503 group_asleep) and no node of it has been kept awake since. */
+      wakeRequested: FieldType.BOOLEAN,
     },
   },
 ];

@@ -64,11 +64,11 @@ export async function runAcceleratedField(o: FieldRunOptions): Promise<FieldRun>
   const field = await startField({
     groups: 3, nodesPerGroup: 2, seed: 3, dayMinutes: 4, policy: 'foresight', mqttPort: 0,
     startMs: defaultStartMs(Date.UTC(2026, 5, 21, 12), SITE.longitudeDeg) + 3 * 3_600_000, ...SITE,
+    // Coordinated sleep is on, as in the demo. On its first day the planner sends no node to
+    // sleep for want of it (gateway/sleep-planner.ts), so the nodes keep sending the slot
+    // records the dashboard's queries read; the one an operator rests sits below its raised
+    // E_th and is halted, until the first hour of the day it was not yet heard in.
     influxUrl: o.influxUrl, log, agentLogLevel: 'error',
-    // Every node must keep sending slot records for the dashboard's queries: the planner,
-    // with a fresh estimator and a low morning sun, would send some to sleep. Its panels
-    // are checked with the planner's own run (tests/gateway/sleep-gateway.test.ts).
-    coordinatedSleep: false,
   });
   const fromMs = field.options.startMs;
   const ids = field.nodes.map((n) => n.nodeId);

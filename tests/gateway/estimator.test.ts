@@ -166,3 +166,16 @@ test('the forecast is corrected by the last hour: a dull morning lowers the next
   assert.ok(f(36) > f(0), 'the correction fades');
   assert.ok(Math.abs(f(36 * 6) - est.meanAt(now + 6 * HOUR)!) < 0.25 * mean, 'six hours on, near the mean again');
 });
+
+test('hours seen, and the first hour ahead with no record, on the site\'s hours (a half-hour offset)', () => {
+  const e = new HarvestEstimator(EstimatorConfigSchema.parse({ utcOffsetMinutes: 330 }), 1000);
+  // 06:00 local at +05:30 is 00:30 UTC.
+  const six = Date.UTC(2026, 5, 21, 0, 30);
+  assert.equal(e.nextUnseenHourMs(six), six + 3_600_000, 'nothing seen: the next hour is unseen');
+  for (let t = six; t < six + 3 * 3_600_000; t += 100_000) e.add(500, t);
+  assert.equal(e.hoursSeen(), 3);
+  assert.equal(e.nextUnseenHourMs(six + 10 * 60_000), six + 3 * 3_600_000, '09:00 local, the first hour not heard in');
+  for (let t = six + 3 * 3_600_000; t < six + 24 * 3_600_000; t += 3_600_000) e.add(0, t);
+  assert.equal(e.hoursSeen(), 24);
+  assert.equal(e.nextUnseenHourMs(six), undefined);
+});

@@ -1,7 +1,9 @@
 // The gateway's sleep planner against a registry fed by hand and a virtual clock: at night
 // it keeps the group's fullest node awake, wakes the next one in time to relieve it, and
 // sends the rest to sleep until their dawn; a node that cannot wake is never sent; the
-// recent arrival rate keeps more nodes awake; an order that never took is given up.
+// recent arrival rate keeps more nodes awake; an order that never took is given up; a node
+// is planned only once it has been heard in every hour of the day; a node not needed naps
+// until its check-in; jobs that found the group asleep keep the nodes that check in awake.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { VirtualClock } from '../../hardware/clock.js';
@@ -26,37 +28,61 @@ interface Fleet {
   commands: Array<{ nodeId: string; command: Command }>;
   points: StorePoint[];
   planner: SleepPlanner;
-  jobs: { submitted: number };
+  /** Jobs submitted, and per group those refused because it slept (the router's counters). */
+  jobs: { submitted: number; refused: Map<string, number> };
+  cap: ReturnType<typeof captureLog>;
+  /** A sleeper's alarm boots it: a birth and its first slot record, as the gateway sees a check-in. */
+  boot(id: string, batteryJ: number): void;
 }
 
-/** Nodes of group g0 with 20 W idle draw (2 quanta a slot) and a day of slot records: 4 kJ a slot from 06:00 to 18:00. */
-function fleet(nodes: Array<{ id: string; batteryJ: number; wakes?: boolean }>, config: Partial<SleepPlannerConfig> = {}, profile: Partial<NodeProfile> = {}): Fleet {
-  const clock = new VirtualClock(NIGHT);
+/** The slot records each node has sent before the clock starts: from `fromMs` to `toMs`, the planner's now. */
+interface History {
+  fromMs: number;
+  toMs: number;
+  harvestJ: (slotStartMs: number) => number;
+}
+
+/** A day to 22:00: 4 kJ a slot from 06:00 to 18:00, nothing at night. */
+const DAY: History = { fromMs: NIGHT - 24 * HOUR, toMs: NIGHT, harvestJ: (t) => (new Date(t).getUTCHours() >= 6 && new Date(t).getUTCHours() < 18 ? 4000 : 0) };
+
+/** Nodes of group g0 with 20 W idle draw (2 quanta a slot) and the slot records of `history` (a day by default). */
+function fleet(nodes: Array<{ id: string; batteryJ: number; wakes?: boolean }>, config: Partial<SleepPlannerConfig> = {}, profile: Partial<NodeProfile> = {}, history: History = DAY): Fleet {
+  const clock = new VirtualClock(history.toMs);
   const registry = new Registry({ silenceMs: 1e12, xiLim: 0.01, estimator: EstimatorConfigSchema.parse({}) }, { update: () => {}, forget: () => {} });
+  const chained = (wakes: boolean | undefined) => {
+    const wake = wakes === false ? { path: 'none' as const, ok: false, reason: 'no RTC' } : { path: 'virtual' as const, ok: true };
+    return chainProfile({ ...paperProfile(), idleW: 20, wake, ...profile }, { levels: 100, priorHarvestJ: { loJ: 0, hiJ: 0 } });
+  };
   for (const n of nodes) {
-    const wake = n.wakes === false ? { path: 'none' as const, ok: false, reason: 'no RTC' } : { path: 'virtual' as const, ok: true };
-    registry.birth(n.id, chainProfile({ ...paperProfile(), idleW: 20, wake, ...profile }, { levels: 100, priorHarvestJ: { loJ: 0, hiJ: 0 } }), NIGHT - 25 * HOUR);
+    registry.birth(n.id, chained(n.wakes), history.fromMs - HOUR);
     let seq = 0;
-    for (let t = NIGHT - 24 * HOUR; t < NIGHT; t += SLOT) {
-      const hour = new Date(t).getUTCHours();
-      registry.slot(n.id, { seq: ++seq, slotStartMs: t, batteryJ: n.batteryJ, harvestJ: hour >= 6 && hour < 18 ? 4000 : 0, gamma: 1, powerMode: 1, queue: 0 }, t + SLOT);
+    for (let t = history.fromMs; t < history.toMs; t += SLOT) {
+      registry.slot(n.id, { seq: ++seq, slotStartMs: t, batteryJ: n.batteryJ, harvestJ: history.harvestJ(t), gamma: 1, powerMode: 1, queue: 0 }, t + SLOT);
     }
   }
   const commands: Fleet['commands'] = [];
   const points: StorePoint[] = [];
-  const jobs = { submitted: 0 };
+  const jobs = { submitted: 0, refused: new Map<string, number>() };
+  const cap = captureLog();
   const planner = new SleepPlanner(SleepPlannerConfigSchema.parse({ enabled: true, ...config }), {
-    fleet: 'f1', registry, clock, log: captureLog().log,
+    fleet: 'f1', registry, clock, log: cap.log,
     store: { write: (p) => void points.push(p) },
     submitted: () => jobs.submitted,
+    refusedAsleep: (group) => jobs.refused.get(group) ?? 0,
     inHand: () => 0,
     command: (nodeId, command) => void commands.push({ nodeId, command }),
   });
-  return { registry, clock, commands, points, planner, jobs };
+  const boot = (id: string, batteryJ: number) => {
+    const now = clock.now();
+    registry.birth(id, chained(nodes.find((n) => n.id === id)?.wakes), now);
+    registry.slot(id, { seq: 1, slotStartMs: now - SLOT, batteryJ, harvestJ: 0, gamma: 1, powerMode: 1, queue: 0 }, now);
+  };
+  return { registry, clock, commands, points, planner, jobs, cap, boot };
 }
 
 test('at night with no jobs: the fullest node stays awake, the next wakes to relieve it, the last sleeps until sunrise', async () => {
-  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }, { id: 'c', batteryJ: 40_000 }]);
+  // Check-ins further off than sunrise: the planner's own wake times.
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }, { id: 'c', batteryJ: 40_000 }], { checkInMs: 12 * HOUR });
   await f.clock.advance(300_000);
   const now = f.clock.now();
   const sent = f.planner.plan();
@@ -146,4 +172,90 @@ test('a node born but with no slot record yet has no battery level to plan with:
   await f.clock.advance(300_000);
   assert.deepEqual(f.planner.plan(), []);
   assert.equal(f.registry.get('fresh')!.sleep, undefined);
+});
+
+/** A gateway started at 06:00 on a hazy morning: three hours of records, 500 J a slot, a quarter of the idle draw. */
+const MORNING: History = { fromMs: Date.UTC(2026, 0, 16, 6), toMs: Date.UTC(2026, 0, 16, 9), harvestJ: () => 500 };
+
+test('a first morning: with only the morning hours seen, no node is sent to sleep, and each says once why it is not planned', async () => {
+  // Planned on these hours alone, the day ahead would look as dim as the dawn: no slot whose
+  // harvest covers the idle draw, so the two nodes not needed would sleep until tomorrow.
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 70_000 }, { id: 'c', batteryJ: 60_000 }], {}, {}, MORNING);
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan(), []);
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan(), []);
+  assert.deepEqual(f.commands, []);
+  assert.ok(['a', 'b', 'c'].every((id) => f.registry.get(id)!.sleep === undefined));
+  const group = f.points.filter((p) => p.measurement === MEASUREMENTS.sleepGroup).at(-1)!;
+  assert.deepEqual([group.fields.asleep, group.fields.awake], [0, 3], 'all three counted awake');
+  const told = f.cap.records.filter((r) => /not planned for sleep yet/.test(String(r.msg)));
+  assert.deepEqual(told.map((r) => [r.node, r.hoursSeen]), [['a', 3], ['b', 3], ['c', 3]], 'one line a node over two rounds');
+});
+
+test('a first morning: a node about to run flat is still halted, and wakes no later than the first hour it was never heard in', async () => {
+  // b: 12 quanta against E_th 10 and 2 a slot of idle draw, less 0.5 harvested: below E_th within the relief lead.
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 12_000 }], {}, {}, MORNING);
+  await f.clock.advance(300_000);
+  const sent = f.planner.plan();
+  assert.deepEqual(sent.map((d) => d.nodeId), ['b']);
+  assert.match(sent[0]!.reason, /would run flat/);
+  // The forecast of the hours not seen would keep it down a day; 10:00 is the first of them.
+  assert.equal(sent[0]!.wakeAtMs, Date.UTC(2026, 0, 16, 10));
+});
+
+test('once the day is known the same morning sends the spare nodes to sleep: the hold is the first day\'s, not the sun\'s', async () => {
+  const dim = { ...MORNING, fromMs: MORNING.toMs - 24 * HOUR };
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 70_000 }], {}, {}, dim);
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan().map((d) => d.nodeId), ['b']);
+});
+
+test('a node not needed naps until its check-in at the latest; one halted before running flat sleeps as long as it must', async () => {
+  // c: 12 quanta, 2 above E_th at 2 a slot of idle draw: below E_th within the relief lead.
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }, { id: 'c', batteryJ: 12_000 }], { checkInMs: 1_800_000 });
+  await f.clock.advance(300_000);
+  const now = f.clock.now();
+  const sent = new Map(f.planner.plan().map((d) => [d.nodeId, d]));
+  assert.deepEqual([...sent.keys()], ['b', 'c']);
+  // b would relieve a in 29 slots (48 min): it checks in after 30 min instead.
+  assert.equal(sent.get('b')!.wakeAtMs, now + 1_800_000);
+  assert.match(sent.get('b')!.reason, /not needed.*checks in before/);
+  // c has no reserve to spend on check-ins: it sleeps until its sun has charged it.
+  assert.match(sent.get('c')!.reason, /would run flat/);
+  assert.ok(sent.get('c')!.wakeAtMs >= SUNRISE, `c wakes at ${new Date(sent.get('c')!.wakeAtMs).toISOString()}`);
+  // A sleep shorter than the check-in is left as planned.
+  const g = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }], { checkInMs: 3 * HOUR });
+  await g.clock.advance(300_000);
+  assert.deepEqual(g.planner.plan().map((d) => [d.nodeId, d.wakeAtMs - g.clock.now(), d.reason]), [['b', 29 * SLOT, 'not needed until its forecast covers its idle draw']]);
+});
+
+test('jobs that found the group asleep raise a wake request: the nodes that check in stay awake unless they would run flat, until one is kept', async () => {
+  const f = fleet([{ id: 'a', batteryJ: 90_000 }, { id: 'b', batteryJ: 80_000 }, { id: 'c', batteryJ: 70_000 }, { id: 'd', batteryJ: 60_000 }]);
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan().map((d) => d.nodeId), ['b', 'c', 'd'], 'a is kept, the others nap');
+  // a goes down without a word of sleep; the three nappers are asleep.
+  for (const id of ['b', 'c', 'd']) f.registry.sleeping(id, f.clock.now());
+  for (const id of ['a', 'b', 'c', 'd']) f.registry.will(id, f.clock.now());
+  // A job finds the group asleep.
+  f.jobs.submitted = 1;
+  f.jobs.refused.set('g0', 1);
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan(), []);
+  const pending = f.points.filter((p) => p.measurement === MEASUREMENTS.sleepGroup).at(-1)!;
+  assert.deepEqual([pending.fields.asleep, pending.fields.awake, pending.fields.wakeRequested], [3, 0, true]);
+  assert.ok(f.cap.records.some((r) => r.group === 'g0' && /wake requested/.test(String(r.msg))));
+  // All three check in before the next round; d has spent its margin meanwhile.
+  await f.clock.advance(1_500_000);
+  f.boot('b', 78_000);
+  f.boot('c', 68_000);
+  f.boot('d', 12_000);
+  // One awake node would cover the demand; the request keeps both that can stay, and only d, about to run flat, is halted.
+  const sent = f.planner.plan();
+  assert.deepEqual(sent.map((d) => [d.nodeId, /would run flat/.test(d.reason)]), [['d', true]]);
+  const met = f.points.filter((p) => p.measurement === MEASUREMENTS.sleepGroup).at(-1)!;
+  assert.deepEqual([met.fields.awake, met.fields.wakeRequested], [2, false], 'a node kept awake meets the request');
+  // Met, the request holds no more: the next round keeps the one the demand needs.
+  await f.clock.advance(300_000);
+  assert.deepEqual(f.planner.plan().map((d) => d.nodeId), ['c']);
 });
