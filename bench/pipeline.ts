@@ -38,15 +38,20 @@ const SAMPLER = { temperature: 0.8, topP: 0.95, seed: 7 };
 async function inProcess(pipeline: Pipeline, promptIds: number[], maxTokens: number, stopIds: readonly number[]): Promise<InProcessRun> {
   const stats = emptyStats(pipeline.stacks.length);
   const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
   const ids = await allTokens(pipeline.generate({ promptIds, maxTokens, sampler: SAMPLER, stopIds }, stats));
   const cpu = process.cpuUsage(cpu0);
-  return { ids, stats, decodeTokensPerS: (stats.decodeTokens / stats.decodeMs) * 1000, cpuMsPerToken: (cpu.user + cpu.system) / 1000 / ids.length };
+  return {
+    ids, stats, wallMs: performance.now() - t0, decodeTokensPerS: (stats.decodeTokens / stats.decodeMs) * 1000,
+    cpuMsPerToken: (cpu.user + cpu.system) / 1000 / ids.length, systemCpuMsPerToken: cpu.system / 1000 / ids.length,
+  };
 }
 
 async function viaFleet(gw: Gateway, promptIds: number[], maxTokens: number): Promise<FleetRun> {
   const at: number[] = [];
   const ids: number[] = [];
   const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
   const handle = gw.jobs.submit({ prompt: { ids: promptIds }, maxTokens, ...SAMPLER, stop: [] });
   handle.onToken((t) => {
     at[t.index] = performance.now();
@@ -54,15 +59,18 @@ async function viaFleet(gw: Gateway, promptIds: number[], maxTokens: number): Pr
   });
   const s = await handle.done;
   const cpu = process.cpuUsage(cpu0);
+  const wallMs = performance.now() - t0;
   // As the in-process stats count it: tokens after the first, each one decode step.
   const decodeTokens = ids.length - 1;
   return {
     ids,
     decodeTokensPerS: decodeTokens > 0 ? (decodeTokens / (at[ids.length - 1]! - at[0]!)) * 1000 : 0,
     jobNum: Number(handle.id.replace(/^job-/, '')),
+    wallMs,
     latencyMs: s.latencyMs ?? 0,
     failovers: s.failovers,
     gatewayCpuMsPerToken: (cpu.user + cpu.system) / 1000 / Math.max(1, ids.length),
+    gatewaySystemCpuMsPerToken: cpu.system / 1000 / Math.max(1, ids.length),
   };
 }
 
@@ -154,8 +162,13 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     // per ms of wall time: subtracted from a job's CPU, so what is left is the job's.
     const idle0 = await cpu.readAll(nodeIds);
     const idleT0 = performance.now();
+    const gatewayIdle0 = process.cpuUsage();
     await new Promise((r) => setTimeout(r, 3000));
+    const gatewayIdle = process.cpuUsage(gatewayIdle0);
     const idle1 = await cpu.readAll(nodeIds);
+    // This process's own background (the gateway's loops, its solver, the agents' slot
+    // records), which the in-process runs in this same process carry as well.
+    const gatewayIdleCpuPerMs = (gatewayIdle.user + gatewayIdle.system) / 1000 / (performance.now() - idleT0);
     const idleCpuPerMs = idle1.map((a, i) => (a.cpuUs - idle0[i]!.cpuUs) / 1000 / (performance.now() - idleT0));
     const promptIds = promptFor(gw);
     const stopIds = gw.model.stopIds;
@@ -189,7 +202,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     }
     return report({
       which: benchModelName(which), description: model.description, maxTokens, promptIds, backend: backend.detail, sampler: SAMPLER, rounds, codec,
-      idleCpuPct: idleCpuPerMs.map((x) => 100 * x), linkDelayMs, path: star ? 'star' : 'chained', agentThreads: agentThreads ?? availableParallelism(), loadAtStart, loadAtEnd: loadavg(),
+      idleCpuPct: idleCpuPerMs.map((x) => 100 * x), gatewayIdleCpuPct: 100 * gatewayIdleCpuPerMs, linkDelayMs, path: star ? 'star' : 'chained', agentThreads: agentThreads ?? availableParallelism(), loadAtStart, loadAtEnd: loadavg(),
     });
   } finally {
     await cpu?.close();

@@ -16,16 +16,24 @@ export interface InProcessRun {
   stats: GenerationStats;
   /** This process's CPU time over the whole generation (prompt included), per token. */
   cpuMsPerToken: number;
+  /** Of which in the kernel (system time). */
+  systemCpuMsPerToken: number;
+  /** Wall time of the whole generation. */
+  wallMs: number;
 }
 
 export interface FleetRun {
   ids: number[];
   decodeTokensPerS: number;
   jobNum: number;
+  /** Wall time from submit to the summary. */
+  wallMs: number;
   latencyMs: number;
   failovers: number;
   /** This process's CPU time (gateway, broker, head) over the whole job, per token. */
   gatewayCpuMsPerToken: number;
+  /** Of which in the kernel (system time): the sockets' share. */
+  gatewaySystemCpuMsPerToken: number;
 }
 
 /** One node's part of a job, from its own counters. */
@@ -65,6 +73,8 @@ export interface Measured {
   codec: ReturnType<typeof frameCodecUs>;
   /** Each agent's CPU while idle, % of one core. */
   idleCpuPct: number[];
+  /** This process's CPU while no job ran (gateway loops, solver, records), % of a core. */
+  gatewayIdleCpuPct: number;
   /** The delay each activation frame was held at the broker, ms. */
   linkDelayMs: number;
   /** 'chained' (node to node) or 'star' (every hop through the gateway). */
@@ -115,6 +125,13 @@ export function report(m: Measured): BenchResult {
   const identical = rounds.every((r) => r.idsIdentical);
   const crossings = rounds.map((r) => r.crossingsPerToken);
   const cpuRatios = rounds.map((r) => (r.fleet.gatewayCpuMsPerToken + r.nodes.reduce((a, n) => a + n.cpuMs, 0)) / r.inProcess.cpuMsPerToken);
+  // The same with this process's background taken out of both runs, as each agent's idle
+  // CPU is taken out of its share: the work a token costs on each path.
+  const background = (wallMs: number, tokens: number) => ((m.gatewayIdleCpuPct / 100) * wallMs) / tokens;
+  const workRatio = (r: Round) =>
+    (r.fleet.gatewayCpuMsPerToken - background(r.fleet.wallMs, r.fleet.ids.length) + r.nodes.reduce((a, n) => a + n.cpuMs, 0)) /
+    (r.inProcess.cpuMsPerToken - background(r.inProcess.wallMs, r.inProcess.ids.length));
+  const cpuWorkRatios = rounds.map(workRatio);
   // The breakdown of the median-ratio round: its fleet and in-process runs were neighbours in time.
   const mid = rounds[ratios.indexOf(ratio)]!;
   const s = mid.inProcess.stats;
@@ -133,7 +150,10 @@ export function report(m: Measured): BenchResult {
      * CPU time per token, whole generation (prompt included), whatever the machine's load:
      * in-process, against the fleet's gateway process plus its three agents.
      */
-    cpuMsPerToken: { inProcess: mid.inProcess.cpuMsPerToken, fleet: fleetCpuMs, fleetGateway: mid.fleet.gatewayCpuMsPerToken, fleetAgents: mid.nodes.map((n) => n.cpuMs) },
+    cpuMsPerToken: {
+      inProcess: mid.inProcess.cpuMsPerToken, inProcessSystem: mid.inProcess.systemCpuMsPerToken, fleet: fleetCpuMs,
+      fleetGateway: mid.fleet.gatewayCpuMsPerToken, fleetGatewaySystem: mid.fleet.gatewaySystemCpuMsPerToken, fleetAgents: mid.nodes.map((n) => n.cpuMs),
+    },
     // A bare round trip is two crossings; a token makes crossingsPerToken of them, fewer when chained.
     mqttMsPerToken: (mid.mqtt.medianMs * mid.crossingsPerToken) / 2,
     mqttAfterIdleMsPerToken: (mid.mqttIdle.medianMs * mid.crossingsPerToken) / 2,
@@ -153,7 +173,8 @@ export function report(m: Measured): BenchResult {
     `ratio ${f(ratio, 2)} (median of ${rounds.length} rounds, spread ${spread(ratios)}${goalRatio === undefined ? '' : `; goal ≥ ${goalRatio}`}), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
     `${m.path} path, broker crossings per token ${spread(crossings, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms (link delay)` : ''}; ` +
     `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; MQTT round trip with no compute ${f(mid.mqtt.medianMs, 2)} ms median back to back, ${f(mid.mqttIdle.medianMs, 2)} ms after idling a token's time (with those alone the ratio could reach ${f(transportCeiling, 2)}); gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
-    `CPU per token: fleet ${f(fleetCpuMs, 2)} ms (gateway ${f(mid.fleet.gatewayCpuMsPerToken, 2)}) vs in-process ${f(mid.inProcess.cpuMsPerToken, 2)} ms, ${f(median(cpuRatios), 2)}× (median, spread ${spread(cpuRatios)}; goal ≤ ${GOAL_CPU_RATIO}×); ` +
+    `CPU per token: fleet ${f(fleetCpuMs, 2)} ms (gateway ${f(mid.fleet.gatewayCpuMsPerToken, 2)}, ${f(mid.fleet.gatewaySystemCpuMsPerToken, 2)} of it system) vs in-process ${f(mid.inProcess.cpuMsPerToken, 2)} ms (${f(mid.inProcess.systemCpuMsPerToken, 2)} system), ${f(median(cpuRatios), 2)}× (median, spread ${spread(cpuRatios)}; goal ≤ ${GOAL_CPU_RATIO}×); ` +
+    `without this process's background of ${f(m.gatewayIdleCpuPct, 1)} % of a core while idle ${f(median(cpuWorkRatios), 2)}× (spread ${spread(cpuWorkRatios)}); ` +
     `the gateway's CPU per bare MQTT round trip ${f(mid.mqtt.gatewayCpuMs, 3)} ms back to back, ${f(mid.mqttIdle.gatewayCpuMs, 3)} ms after idling (${f(breakdown.gatewayMqttCpuMsPerToken, 2)} ms per token at its crossings); ` +
     `frame codec ${f(codec.encodeUs, 1)} + ${f(codec.decodeUs, 1)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;
   return {
@@ -167,6 +188,8 @@ export function report(m: Measured): BenchResult {
       ratio,
       ratioOfBests: bestFleet.fleet.decodeTokensPerS / bestLocal.inProcess.decodeTokensPerS,
       cpuRatio: median(cpuRatios),
+      cpuRatioWithoutBackground: median(cpuWorkRatios),
+      gatewayIdleCpuPct: m.gatewayIdleCpuPct,
       transportCeiling,
       idsIdentical: identical,
       crossingsPerToken: median(crossings),
@@ -186,6 +209,7 @@ export function report(m: Measured): BenchResult {
         fleetDecodeTokensPerS: r.fleet.decodeTokensPerS,
         ratio: ratios[i],
         cpuRatio: cpuRatios[i],
+        cpuRatioWithoutBackground: cpuWorkRatios[i],
         tokens: r.fleet.ids.length,
         idsIdentical: r.idsIdentical,
         crossingsPerToken: r.crossingsPerToken,

@@ -16,6 +16,7 @@ import { NodeAcl, type NodeTopicPatterns } from './acl.js';
 import type { BrokerConfig } from './config.js';
 import { verifyPassword, type CredentialsFile } from './credentials.js';
 import { FrameGuard } from './frame-guard.js';
+import type { BrokerCounters, PublishTap } from './counters.js';
 import { HopGrants } from './hop-grants.js';
 import { inProcessPipe } from './in-process.js';
 import { connectionKey, PendingConnections } from './pending.js';
@@ -32,30 +33,6 @@ export interface BrokerDeps {
   tls?: { cert: Buffer | string; key: Buffer | string; ca?: Buffer | string };
 }
 
-export interface BrokerCounters {
-  clients: number;
-  publishesIn: number;
-  bytesIn: number;
-  refusedAuth: number;
-  refusedAcl: number;
-  refusedRate: number;
-  refusedSize: number;
-  /** Clients disconnected because their socket did not drain within drainTimeoutMs. */
-  slowDisconnects: number;
-  /**
-   * Connections closed before a session began: bytes that are not MQTT, a first packet
-   * other than CONNECT [MQTT-3.1.0-1], or no CONNECT within connectTimeoutMs.
-   */
-  refusedProtocol: number;
-  /**
-   * Connections not yet logged in that were closed for the pending budget: over
-   * maxPendingPerAddress (at once), or the longest-waiting one at maxPendingConnections.
-   */
-  refusedPending: number;
-  /** Logins refused because maxClients node sessions were open. */
-  refusedFull: number;
-}
-
 // Aedes' CONNACK codes (MQTT 3.1.1 §3.2.2.3).
 const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;
@@ -67,13 +44,6 @@ const AEDES_CONNECT_TIMEOUT = 'connect did not arrive in time';
 /** The remote address recorded for the in-process connection. */
 const IN_PROCESS = 'in-process';
 
-/**
- * Sees every PUBLISH a client sends, once it is authorized and before it is routed: a
- * benchmark's count of what crosses the broker. The number returned holds the message back
- * that many ms before it is routed, as a slower link would (0: at once). The gateway itself
- * never taps its broker.
- */
-export type PublishTap = (topic: string, payload: Buffer) => number;
 
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
