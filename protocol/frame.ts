@@ -70,18 +70,10 @@ export function fromHalf(h: number): number {
   return getFloat16(scratch, 0, true);
 }
 
-export interface FrameInput {
-  jobId: number;
-  sessionId: number;
-  step: number;
-  position: number;
-  rows: number;
-  dim: number;
-  dtype?: Dtype;
-  replay?: boolean;
-  close?: boolean;
+/** What encodeFrame takes: a Frame whose flags and dtype may be left out (f32, no flags), with values of any array. */
+export type FrameInput = Omit<Frame, 'dtype' | 'replay' | 'close' | 'data'> & Partial<Pick<Frame, 'dtype' | 'replay' | 'close'>> & {
   data: Float32Array | ArrayLike<number>;
-}
+};
 
 export function encodeFrame(f: FrameInput): Buffer {
   const dtype = f.dtype ?? 'f32';

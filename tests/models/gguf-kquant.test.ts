@@ -18,19 +18,8 @@ import {
 } from '../../models/kquant.js';
 import type { LlamaConfig } from '../../models/types.js';
 import { dequantize, quantize } from '../../models/weights.js';
+import { seededValues } from '../support/random.js';
 
-function random(seed: number): { uniform: () => number; gauss: () => number } {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const gauss = () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-  return { uniform, gauss };
-}
 
 function f16Bits(x: number): number {
   const e = encodeFloats(Float32Array.of(x), 'f16');
@@ -99,7 +88,7 @@ test('halfToFloat decodes every f16 bit pattern as f16.ts does', () => {
 });
 
 test('Q4_K: a hand-built block dequantizes to d·sc·q − dmin·m', () => {
-  const { uniform } = random(3);
+  const { uniform } = seededValues(3);
   // Scales and mins above 15 exercise the two high bits packed away from the low ones.
   const sc = [1, 17, 33, 63, 5, 48, 31, 60];
   const m = [0, 63, 16, 2, 47, 9, 32, 63];
@@ -128,7 +117,7 @@ test('Q4_K: a hand-built block dequantizes to d·sc·q − dmin·m', () => {
 });
 
 test('Q6_K: a hand-built block dequantizes to d·scale·(q − 32)', () => {
-  const { uniform } = random(4);
+  const { uniform } = seededValues(4);
   const scales = [1, -1, 127, -128, 5, 64, -77, 3, 9, -9, 100, 2, -3, 50, 17, -60];
   const q = Array.from({ length: 256 }, () => Math.floor(uniform() * 64));
   q[0] = 0;
@@ -199,7 +188,7 @@ function relRms(a: Float32Array, ref: Float32Array): number {
 test('conversion to Q8_0: row by row, and what it costs in memory and accuracy', (t) => {
   const rows = 64;
   const cols = 1024;
-  const { gauss } = random(9);
+  const { gauss } = seededValues(9);
   const x = Float32Array.from({ length: rows * cols }, () => 0.02 * gauss());
   for (const [type, encode] of [['q4_k', encodeQ4K], ['q6_k', encodeQ6K]] as const) {
     const k = encode(x);
@@ -238,7 +227,7 @@ test('a GGUF file with Q4_K and Q6_K tensors loads as Q8_0 matrices', () => {
       dim: 256, hiddenDim: 512, nLayers: 1, nHeads: 4, nKvHeads: 2, vocabSize: 12, seqLen: 64,
       sharedClassifier: false, normEps: 1e-6, ropeTheta: 500000, architecture: 'llama',
     };
-    const { gauss } = random(21);
+    const { gauss } = seededValues(21);
     const values = (n: number) => Float32Array.from({ length: n }, () => 0.05 * gauss());
     const kv = 2 * 64;
     // [name, rows, cols, type] as a Q4_K_M file mixes them

@@ -15,6 +15,7 @@ import { halfSplitRowOrder } from '../../models/rotary.js';
 import type { GgufMetadataEntry } from '../../models/gguf-write.js';
 import type { Architecture, LayerWeights, LlamaConfig, ModelWeights } from '../../models/types.js';
 import { WEIGHT_TYPES, dequantize, quantize, type WeightMatrix, type WeightType } from '../../models/weights.js';
+import { seededValues } from '../support/random.js';
 
 function withTmp(fn: (dir: string) => Promise<void> | void): Promise<void> | void {
   const dir = mkdtempSync(join(tmpdir(), 'gguf-'));
@@ -29,19 +30,6 @@ function withTmp(fn: (dir: string) => Promise<void> | void): Promise<void> | voi
   }
 }
 
-/** mulberry32, and Gaussian values from it (Box–Muller). */
-function random(seed: number): { uniform: () => number; gauss: () => number } {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const gauss = () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-  return { uniform, gauss };
-}
 
 interface ModelOptions {
   type: WeightType;
@@ -54,7 +42,7 @@ interface ModelOptions {
 
 /** A small model of seeded random weights, matrices quantized to `type` with weights.ts. */
 function randomModel(o: ModelOptions): ModelWeights {
-  const { gauss } = random(o.seed ?? 1);
+  const { gauss } = seededValues(o.seed ?? 1);
   const arch = o.arch ?? 'llama';
   const config: LlamaConfig = {
     dim: 64, hiddenDim: o.hiddenDim ?? 96, nLayers: 3, nHeads: 4, nKvHeads: 2, vocabSize: 40, seqLen: 128,
@@ -319,7 +307,7 @@ test('qwen2: q/k rows are stored half-split and loaded interleaved; the two rota
     }
 
     // One random q vector: half-split rotation of the file's layout = interleaved rotation of ours.
-    const { gauss } = random(5);
+    const { gauss } = seededValues(5);
     const x = Float64Array.from({ length: config.dim }, gauss);
     const qFile = project(fileWq, x, fileBq);
     const qOurs = project(ours.wq, x, ours.bq!);
