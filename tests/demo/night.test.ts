@@ -1,7 +1,8 @@
 // A virtual night: the gateway halts a node of a group that is about to run flat, its agent
 // ends and its plant draws only the board's sleep current, its RTC alarm boots a new agent
 // on the same spool, which is born again at the gateway and reports the hour it was halted
-// for, and the group serves a job.
+// for, and the group serves a job. Through the night the node may be halted again at each
+// hour; once the morning sun has charged it, it serves again, alone in its group.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
@@ -14,7 +15,7 @@ const site = { latitudeDeg: 40.4, longitudeDeg: -3.7 };
 // 20:00 solar time on 21 June, half an hour after sunset.
 const evening = defaultStartMs(Date.UTC(2026, 5, 21, 12), site.longitudeDeg) + 16 * 3_600_000;
 
-test('a virtual night: a node about to run flat is halted, draws its sleep current, boots at its alarm and reports again', { timeout: 240_000 }, async (t) => {
+test('a virtual night: a node about to run flat is halted, draws its sleep current, boots at its alarm, reports again and serves in the morning', { timeout: 360_000 }, async (t) => {
   // Batteries at 40 %: within the first half hour one node is about to reach E_th. The
   // gateway's first evening gives no sleep order for want of a node (it has heard the nodes
   // in one hour of the day only), but it halts that one with its reserve, its alarm at the
@@ -65,4 +66,16 @@ test('a virtual night: a node about to run flat is halted, draws its sleep curre
   const job = await field.jobs.submit({ prompt: 'The state of the Union is', maxTokens: 8, temperature: 0, topP: 1, seed: 1, stop: [] }).done;
   assert.equal(job.status, 'done', job.error?.message);
   t.diagnostic(`${sleeper.nodeId} asleep ${(asleepS / 3600).toFixed(2)} h, drew ${halted.ledger.consumedJ.toFixed(1)} J; job served by ${JSON.stringify(job.served)}; other ${other.power} ${other.offReason ?? ''}`);
+
+  // The morning: at a day in 2 minutes, sunrise (05:45 solar time) is 80 s of wall time after
+  // the start. The node, booted by its alarms and charged by the sun, is active again.
+  await until('the sleeper awake and active again in the morning', () => {
+    const n = registry.get(sleeper.nodeId);
+    return sleeper.power === 'on' && n?.online === true && n.gamma === 1;
+  }, 180_000);
+  await other.stop('leaving the woken node alone in its group');
+  const morning = await field.jobs.submit({ prompt: 'Once upon a time', maxTokens: 8, temperature: 0, topP: 1, seed: 2, stop: [] }).done;
+  assert.equal(morning.status, 'done', morning.error?.message);
+  assert.deepEqual(morning.served.flatMap((g) => g.nodes), [sleeper.nodeId], `served by ${JSON.stringify(morning.served)}`);
+  t.diagnostic(`morning job at ${new Date(field.clock.now()).toISOString()} served by ${sleeper.nodeId} after ${sleeper.restarts} boots`);
 });
