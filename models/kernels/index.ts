@@ -34,8 +34,8 @@ export interface KernelOptions {
   spinMicros?: number;
   /**
    * Weight bytes × tokens a call needs per thread before it uses another one (default
-   * 256 KiB): a tiny matmul is faster on one thread than the wake-up of a second. 0 makes
-   * every call use all threads. Results do not depend on it.
+   * MIN_BYTES_PER_THREAD): a small matmul is faster on one thread than the wake-up of a
+   * second. 0 makes every call use all threads. Results do not depend on it.
    */
   minBytesPerThread?: number;
 }
@@ -102,6 +102,16 @@ function sharedMemory(): [L.WasmMemory, number] {
 
 const WORKER_START_MS = 15_000;
 const TOKEN_BLOCK_BYTES = 256 * 1024;
+/**
+ * A second thread pays for its wake-up and the join only when its share of the weights
+ * takes longer to stream than those do. Measured here (2 vCPUs) on f32 matvecs at 2
+ * threads: back to back, the split was no faster from 0.3 to 4 MiB of weights (one 0.8 MiB
+ * shape 6× slower) and halved the time at 8 MiB; after 10 ms idle, as a decode step's
+ * first call comes, it lost up to 16 MiB. At 1 MiB per thread every call of a
+ * stories15M-sized layer (1.7 MiB at most) stays on one thread, and every decode call of a
+ * TinyLlama-sized layer in Q4_0 (2.3–12 MiB) still splits.
+ */
+const MIN_BYTES_PER_THREAD = 1024 * 1024;
 
 export class MatmulRuntime {
   readonly threads: number;
@@ -134,7 +144,7 @@ export class MatmulRuntime {
     }
     this.threads = threads;
     this.spinMicros = opts.spinMicros ?? 100;
-    this.minBytesPerThread = opts.minBytesPerThread ?? 256 * 1024;
+    this.minBytesPerThread = opts.minBytesPerThread ?? MIN_BYTES_PER_THREAD;
     const module = kernelModule();
     [this.memory, this.maxPages] = sharedMemory();
     this.exports = L.instantiate(module, this.memory);
