@@ -7,7 +7,9 @@ export interface BrokerCounters {
   bytesIn: number;
   refusedAuth: number;
   refusedAcl: number;
+  /** CONNECTs over the per-address rate limit. */
   refusedRate: number;
+  /** Packets over the size limit. */
   refusedSize: number;
   /** Clients disconnected because their socket did not drain within drainTimeoutMs. */
   slowDisconnects: number;

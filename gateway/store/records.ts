@@ -1,5 +1,6 @@
 // Typed constructors for the points of each measurement, so writers name their values
 // in the domain's words and the tags/fields split of schema.ts is decided in one place.
+import type { BrokerCounters } from '../broker/counters.js';
 import { MEASUREMENTS, point, type StorePoint } from './schema.js';
 
 export interface NodeTags {
@@ -92,26 +93,8 @@ export function qLimPoint(tags: NodeTags, q: QLimRecord, timestampMs: number): S
   return point(MEASUREMENTS.qLim, { ...tags }, { ...q }, timestampMs);
 }
 
-export interface BrokerStats {
-  clients: number;
-  publishesIn: number;
-  bytesIn: number;
-  refusedAuth: number;
-  refusedAcl: number;
-  /** CONNECTs over the per-address rate limit. */
-  refusedRate: number;
-  /** Packets over the size limit. */
-  refusedSize: number;
-  /** Slow consumers disconnected by the drain timeout. */
-  slowDisconnects: number;
-  /** Connections closed before a session: not MQTT, no CONNECT first, or none in time. */
-  refusedProtocol: number;
-  /** Connections not yet logged in, closed for the pending budget (per address, or in total). */
-  refusedPending: number;
-  /** Logins refused at maxClients sessions. */
-  refusedFull: number;
-  droppedPoints?: number;
-}
+/** The broker's counters as the store writes them, with the points the store itself dropped. */
+export type BrokerStats = BrokerCounters & { droppedPoints?: number };
 
 export function brokerPoint(fleet: string, b: BrokerStats, timestampMs: number): StorePoint {
   return point(MEASUREMENTS.broker, { fleet }, { ...b }, timestampMs);
