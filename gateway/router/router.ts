@@ -158,7 +158,11 @@ export class Router implements JobService {
       if (!r.ok) return this.invalid(nodeId, r.error);
       this.scheduling.heard(nodeId);
       const job = this.byNum.get(r.value.jobId);
+      // A report after reportTimeoutMs (a node slow to close, a loaded host) still counts
+      // while the job is kept: its energy is added to the job's record, not lost.
+      const energyBefore = job?.finished ? job.summary().energyJ : undefined;
       if (!job?.onReport(nodeId, r.value)) this.stats.stale++;
+      else if (energyBefore !== undefined) this.lateReport(job, nodeId, energyBefore);
     } catch (err) {
       this.invalid(nodeId, `handling failed: ${(err as Error).message}`);
     }
@@ -203,6 +207,27 @@ export class Router implements JobService {
 
   // ---------------------------------------------------------------------------------------
 
+  /** The job's point in the store. Written again, same time and tags, it replaces the first (a late report's energy). */
+  private writeJob(job: Job, s: JobSummary): void {
+    const latencyMs = s.latencyMs ?? 0;
+    const outcome = s.status === 'done' ? 'ok' : s.status === 'cancelled' ? 'cancelled' : 'failed';
+    this.deps.store.write(jobPoint(this.config.fleet, {
+      jobId: s.id, outcome, model: s.model, hops: job.hops, promptTokens: s.promptTokens, outputTokens: s.completionTokens,
+      latencyMs, energyJ: s.energyJ, energyUncertaintyJ: s.energyUncertaintyJ, failovers: s.failovers,
+      nodes: s.served.flatMap((g) => g.nodes).join(','),
+      tokensPerS: latencyMs > 0 ? (1000 * s.completionTokens) / latencyMs : 0,
+    }, job.finishedMs ?? this.deps.clock.now()));
+  }
+
+  /** An energy report that came after its job had finished. */
+  private lateReport(job: Job, nodeId: string, energyBefore: number): void {
+    const s = job.summary();
+    if (s.energyJ === energyBefore) return;
+    this.totals.energyJ += s.energyJ - energyBefore;
+    this.writeJob(job, s);
+    this.deps.log.info({ jobId: s.id, node: nodeId, energyJ: s.energyJ }, 'a late energy report is counted in the finished job');
+  }
+
   private finished(job: Job): void {
     this.active.delete(job);
     const s = job.summary();
@@ -218,13 +243,7 @@ export class Router implements JobService {
     t.completionTokens += s.completionTokens;
     t.energyJ += s.energyJ;
     const latencyMs = s.latencyMs ?? 0;
-    const outcome = s.status === 'done' ? 'ok' : s.status === 'cancelled' ? 'cancelled' : 'failed';
-    this.deps.store.write(jobPoint(this.config.fleet, {
-      jobId: s.id, outcome, model: s.model, hops: job.hops, promptTokens: s.promptTokens, outputTokens: s.completionTokens,
-      latencyMs, energyJ: s.energyJ, energyUncertaintyJ: s.energyUncertaintyJ, failovers: s.failovers,
-      nodes: s.served.flatMap((g) => g.nodes).join(','),
-      tokensPerS: latencyMs > 0 ? (1000 * s.completionTokens) / latencyMs : 0,
-    }, job.finishedMs ?? this.deps.clock.now()));
+    this.writeJob(job, s);
     const level = s.status === 'done' ? 'info' : 'warn';
     this.deps.log[level]({
       jobId: s.id, status: s.status, tokens: s.completionTokens, latencyMs, failovers: s.failovers, energyJ: s.energyJ,

@@ -11,7 +11,7 @@ import { JobError } from '../../gateway/jobs.js';
 import { chainProfile } from '../../gateway/link.js';
 import { Registry } from '../../gateway/registry.js';
 import { Router, type GatewayModel } from '../../gateway/router/index.js';
-import { NullStore } from '../../gateway/store/index.js';
+import { NullStore, type Store, type StorePoint } from '../../gateway/store/index.js';
 import { selectBackend } from '../../models/backend.js';
 import { PROTOCOL_VERSION, decodeFrame, encodeFrame, encodeJson, isFrame, parseJobControl, parseNodeTopic, type Frame, type JobReport } from '../../protocol/index.js';
 import { paperProfile } from '../support/protocol-messages.js';
@@ -27,7 +27,8 @@ before(async () => {
 type Behaviour = (f: Frame) => 'answer' | 'fail' | 'ignore';
 
 /** Nodes that speak the job protocol: accept every offer, and answer frames per `behaviour`. */
-function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviour = () => () => 'answer', maxFrameBytes = 1_000_000, queueTimeoutMs = 0) {
+function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviour = () => () => 'answer', maxFrameBytes = 1_000_000, queueTimeoutMs = 0,
+  extra: { closeReportDelayMs?: Record<string, number>; store?: Store } = {}) {
   const registry = new Registry({ silenceMs: 60_000, xiLim: 0.01, estimator: EstimatorConfigSchema.parse({}) }, { update() {}, forget() {} });
   for (const g of model.groups) {
     for (let i = 1; i <= nodesPerGroup; i++) {
@@ -42,7 +43,7 @@ function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviou
   const router: Router = new Router(
     { fleet: 'f', policy: 'uniform', seed: 1, keepJobs: 10, hopTimeoutMs: 2000, queueTimeoutMs, reportTimeoutMs: 200, frameDtype: 'f32', maxFrameBytes },
     {
-      model, registry, store: new NullStore(quiet), clock: new RealClock(), log: quiet,
+      model, registry, store: extra.store ?? new NullStore(quiet), clock: new RealClock(), log: quiet,
       publish(topic, payload, qos) {
         const nodeId = parseNodeTopic(topic)!.nodeId;
         const reply = (r: JobReport | Buffer) => setImmediate(() => router.jobOut(nodeId, Buffer.isBuffer(r) ? r : encodeJson(r)));
@@ -61,7 +62,12 @@ function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviou
           v: PROTOCOL_VERSION, type: 'report', jobId: f.jobId, sessionId: f.sessionId, ok, ...(ok ? {} : { error: 'out of memory' }),
           steps: 1, durationMs: 5, energyJ: 1.5, baselineW: 2, powerMode: 3,
         });
-        if (f.close) return reply(report(true));
+        if (f.close) {
+          const delayMs = extra.closeReportDelayMs?.[nodeId];
+          if (delayMs !== undefined) setTimeout(() => router.jobOut(nodeId, encodeJson(report(true))), delayMs);
+          else reply(report(true));
+          return;
+        }
         if (f.replay) return;
         const what = behaviour(nodeId)(f);
         // An identity stage: the hidden states come back as they went.
@@ -91,6 +97,32 @@ test('one hop per group per step, offers and close frames at QoS 1, activation f
   // The counters are updated once the job's run has settled.
   await new Promise<void>((r) => setImmediate(r));
   assert.deepEqual(router.counters(), { submitted: 1, completed: 1, failed: 0, cancelled: 0, failovers: 0, active: 0, promptTokens: 4, completionTokens: s.completionTokens, energyJ: 4.5 });
+});
+
+test('an energy report after reportTimeoutMs still counts: the finished job, the totals and its stored point take it', async () => {
+  const points: StorePoint[] = [];
+  const store: Store = {
+    write: (p) => void points.push(p), flush: async () => {}, close: async () => {},
+    stats: () => ({ buffered: 0, dropped: 0, written: points.length, outage: false, refused: 0 }),
+  };
+  // g2's node reports 400 ms after its close frame, past the router's 200 ms wait.
+  const { router } = emulated(1, undefined, undefined, undefined, { closeReportDelayMs: { 'g2-n1': 400 }, store });
+  const handle = router.submit(req);
+  const s = await handle.done;
+  assert.equal(s.status, 'done');
+  assert.equal(s.energyJ, 2 * 1.5, 'the summary at the end has the two reports that came in time');
+  const jobPoints = () => points.filter((p) => p.measurement === 'job');
+  // The router writes the job once its run has settled.
+  await new Promise<void>((r) => setImmediate(r));
+  assert.equal(jobPoints().length, 1);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(router.job(handle.id)!.energyJ, 3 * 1.5, 'the kept job has all three');
+  assert.equal(router.counters().energyJ, 3 * 1.5);
+  const [first, again] = jobPoints();
+  assert.ok(again, 'the job\'s point is written again');
+  assert.equal(again.timestampMs, first!.timestampMs, 'at the same time, so the store replaces the first');
+  assert.deepEqual(again.tags, first!.tags);
+  assert.equal(again.fields.energyJ, 3 * 1.5);
 });
 
 test('a stop sequence ends the job as its last token would: close frames to every node, their reports counted, nothing cancelled', async () => {
