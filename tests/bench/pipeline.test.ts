@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BrokerCrossings } from '../../bench/pipeline/crossings.js';
 import { pipelineBench } from '../../bench/pipeline.js';
+import { benchModelName, parseBenchModel } from '../../bench/pipeline/model.js';
 import { encodeFrame, encodeJson } from '../../protocol/index.js';
 
 const frame = (jobId: number, o: { replay?: boolean; close?: boolean; rows?: number } = {}) => {
@@ -29,6 +30,18 @@ test('the crossing count takes each data frame of a job, not replays, close fram
   assert.equal(c.frames(9), 0);
   assert.equal(new BrokerCrossings().tap(topic, frame(1)), 0, 'no delay unless asked');
   assert.throws(() => new BrokerCrossings(-1), /≥ 0/);
+});
+
+test('the bench model: stories15M by default, the bundled one, or a real shape in a quantized type, with clear refusals', () => {
+  assert.equal(parseBenchModel(undefined), 'stories15M');
+  assert.equal(parseBenchModel('bundled'), 'bundled');
+  assert.deepEqual(parseBenchModel(undefined, 'tinyllama'), { shape: 'tinyllama', quant: 'q4_0' });
+  assert.equal(benchModelName(parseBenchModel(undefined, 'tinyllama', 'q8_0')), 'tinyllama q8_0');
+  assert.throws(() => parseBenchModel(undefined, 'tinyllam'), /unknown --shape 'tinyllam'; choose one of: tinyllama/);
+  assert.throws(() => parseBenchModel(undefined, 'tinyllama', 'q5_k'), /unknown --quant 'q5_k'/);
+  assert.throws(() => parseBenchModel('bundled', 'tinyllama'), /--model or --shape, not both/);
+  assert.throws(() => parseBenchModel(undefined, undefined, 'q4_0'), /--quant goes with --shape/);
+  assert.throws(() => parseBenchModel('stories42M'), /must be 'stories15M'/);
 });
 
 test('a short bench run through 3 agents reports 6 broker crossings per token on the star, the link delay in every hop, and the agents\' kernel threads', async (t) => {
