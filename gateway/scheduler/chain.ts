@@ -21,13 +21,29 @@ export function validateParams(params: DeviceParams): void {
     if (!Number.isInteger(m.costQ) || m.costQ < 0) throw new Error(`mode ${m.name}: C_E must be a non-negative integer of quanta`);
   }
   const idle = params.idleQ ?? 0;
-  if (!Number.isInteger(idle) || idle < 0) throw new Error(`idle draw must be a non-negative integer of quanta per slot, got ${idle}`);
+  if (!Number.isFinite(idle) || idle < 0) throw new Error(`idle draw must be a non-negative number of quanta per slot, got ${idle}`);
 }
 
-/** Quanta a stage of κ slots draws while on, beside C_E: κ × idle (our extension; 0 in the paper's model). */
+/** Quanta a stage of κ slots draws while on, beside C_E, on average: κ × idle (our extension; 0 in the paper's model). */
 export function idleDrawQ(params: Pick<DeviceParams, 'idleQ'>, kappa: number): number {
   return kappa * (params.idleQ ?? 0);
 }
+
+/**
+ * The idle draw of a stage of κ slots on the chain's integer grid, as [quanta, probability]
+ * pairs: κ × idle rounded down, or up with the probability of its fraction, so that the
+ * expected draw is exact. A Pi 4's 270 J per 100 s slot on a 36 Wh battery of 100 levels is
+ * 0.21 of a quantum: rounded, the chain would see no idle draw at all.
+ */
+export function idleDraws(params: Pick<DeviceParams, 'idleQ'>, kappa: number): ReadonlyArray<readonly [number, number]> {
+  const total = idleDrawQ(params, kappa);
+  const lo = Math.floor(total);
+  const up = total - lo;
+  return up > 0 ? [[lo, 1 - up], [lo + 1, up]] : [[lo, 1]];
+}
+
+/** A halted device draws nothing. */
+const NO_DRAW: ReadonlyArray<readonly [number, number]> = [[0, 1]];
 
 interface ModeLookup {
   /** Each table step's mode, found once per parameter set: modeAt runs for every state and slot. */
@@ -95,7 +111,7 @@ export interface Chain {
 export function stageHarvest(params: DeviceParams): Map<number, Float64Array> {
   const byKappa = new Map<number, Float64Array>([[1, params.harvestPmf]]);
   // Harvest beyond E_max + the largest draw of a stage ends every stage at E_max (Eq. 1): lumped there.
-  const cap = params.eMax + Math.max(0, ...params.modes.map((m) => m.costQ + idleDrawQ(params, m.kappa)));
+  const cap = params.eMax + Math.max(0, ...params.modes.map((m) => m.costQ + Math.ceil(idleDrawQ(params, m.kappa))));
   for (const m of params.modes) if (!byKappa.has(m.kappa)) byKappa.set(m.kappa, kFold(params.harvestPmf, m.kappa, cap));
   return byKappa;
 }
@@ -128,15 +144,17 @@ export function buildChain(params: DeviceParams, p: number, space = stateSpace(p
       const mode = modeAt(params, e);
       const fk = harvest.get(mode.kappa)!;
       const pm = 1 - (1 - p) ** mode.kappa; // p_m: at least one arrival during the stage (SPEC §2)
-      const spend = mode.costQ + idleDrawQ(params, mode.kappa);
       dwell[s] = mode.kappa;
-      for (let h = 0; h < fk.length; h++) {
-        const ph = fk[h] as number;
-        if (ph === 0) continue;
-        const next = Math.max(Math.min(e + h - spend, eMax), 0);
-        const g = next < eTh ? 0 : 1;
-        add(s, idx(0, next, g), ph * (1 - pm));
-        add(s, idx(1, next, g), ph * pm);
+      for (const [idle, pd] of idleDraws(params, mode.kappa)) {
+        const spend = mode.costQ + idle;
+        for (let h = 0; h < fk.length; h++) {
+          const ph = (fk[h] as number) * pd;
+          if (ph === 0) continue;
+          const next = Math.max(Math.min(e + h - spend, eMax), 0);
+          const g = next < eTh ? 0 : 1;
+          add(s, idx(0, next, g), ph * (1 - pm));
+          add(s, idx(1, next, g), ph * pm);
+        }
       }
     } else {
       // One-slot stage: idle and active (arrivals allowed), or power saving (job kept, no
@@ -144,17 +162,18 @@ export function buildChain(params: DeviceParams, p: number, space = stateSpace(p
       // active device can fall, and enters power saving when it ends the slot below E_th
       // (§2); a device in power saving is halted, as a power board halts a Pi at its
       // shutdown level and boots it at a higher one (E′_th), so it draws nothing.
-      const idle = gamma === 1 ? idleDrawQ(params, 1) : 0;
-      for (let h = 0; h < f1.length; h++) {
-        const ph = f1[h] as number;
-        if (ph === 0) continue;
-        const next = Math.max(Math.min(e + h - idle, eMax), 0);
-        if (gamma === 1) {
-          const g = next < eTh ? 0 : 1;
-          add(s, idx(0, next, g), ph * (1 - p));
-          add(s, idx(1, next, g), ph * p);
-        } else {
-          add(s, idx(q, next, next > eThUp ? 1 : 0), ph);
+      for (const [idle, pd] of gamma === 1 ? idleDraws(params, 1) : NO_DRAW) {
+        for (let h = 0; h < f1.length; h++) {
+          const ph = (f1[h] as number) * pd;
+          if (ph === 0) continue;
+          const next = Math.max(Math.min(e + h - idle, eMax), 0);
+          if (gamma === 1) {
+            const g = next < eTh ? 0 : 1;
+            add(s, idx(0, next, g), ph * (1 - p));
+            add(s, idx(1, next, g), ph * p);
+          } else {
+            add(s, idx(q, next, next > eThUp ? 1 : 0), ph);
+          }
         }
       }
     }

@@ -12,7 +12,7 @@
 // energy (which both spends energy that a full battery would throw away and keeps devices
 // out of the expensive low-battery mode). Weighing a fall by the climb it costs, not only
 // by its chance, counts what the figures count: slots inactive, in which no job is served.
-import { idleDrawQ, modeAt } from './chain.js';
+import { idleDraws, modeAt } from './chain.js';
 import type { DeviceModel } from './metrics.js';
 import type { DeviceView, Policy } from './policies.js';
 import { uniform } from './policies.js';
@@ -56,19 +56,21 @@ export function outlook(model: DeviceModel): Outlook {
   for (let e = 0; e <= eMax; e++) {
     const mode = modeAt(model.params, e);
     const fk = model.harvest.get(mode.kappa)!;
-    const spend = mode.costQ + idleDrawQ(model.params, mode.kappa);
     let r = 0;
     let m = 0;
     let d = 0;
-    for (let h = 0; h < fk.length; h++) {
-      const ph = fk[h] as number;
-      if (ph === 0) continue;
-      const next = Math.max(Math.min(e + h - spend, eMax), 0); // Eq. 1
-      if (next < eTh) {
-        r += ph;
-        d += ph * (climb[next] as number);
+    for (const [idle, pd] of idleDraws(model.params, mode.kappa)) {
+      const spend = mode.costQ + idle;
+      for (let h = 0; h < fk.length; h++) {
+        const ph = (fk[h] as number) * pd;
+        if (ph === 0) continue;
+        const next = Math.max(Math.min(e + h - spend, eMax), 0); // Eq. 1
+        if (next < eTh) {
+          r += ph;
+          d += ph * (climb[next] as number);
+        }
+        m += ph * next;
       }
-      m += ph * next;
     }
     risk[e] = r;
     after[e] = m;

@@ -52,3 +52,9 @@ test('a node whose birth carries idleW is solved with its idle draw: a lower q_l
   assert.ok(paper.s.energyBinds, 'energy binds the paper\'s node');
   assert.ok(pi4.s.qLim < paper.s.qLim, `3 quanta a slot of idle draw leave less for jobs: q_lim ${pi4.s.qLim} vs ${paper.s.qLim}`);
 });
+
+test('an idle draw below one quantum is kept, not rounded away: a Pi 4 on a 36 Wh battery of 100 levels draws 0.21 quanta a slot', () => {
+  const pi4 = chainProfile({ ...paperProfile(), capacityJ: 36 * 3600, idleW: 2.7 }, LINK);
+  assert.equal(pi4.quantumJ, 1296);
+  assert.ok(Math.abs(pi4.idleQ! - 270 / 1296) < 1e-6, `idleQ ${pi4.idleQ}`);
+});

@@ -99,3 +99,24 @@ test('the stationary law is exact when the halted device leaves the lowest level
   for (let s = 0; s < chain.space.size; s++) tv += Math.abs((pi[s] as number) - (ref[s] as number)) / 2;
   assert.ok(tv < 1e-6, `GTH against the long run: total variation ${tv}`);
 });
+
+test('an idle draw below one quantum a slot is drawn by chance on the grid: the expected drain is exact and the chain sees it', () => {
+  // A Pi 4's 270 J per 100 s slot on a 36 Wh battery of 100 levels: 0.2083 quanta.
+  const idleQ = 270 / (36 * 3600 / 100);
+  const pmf = uniformOnGrid(0, 0.4);
+  const model = new DeviceModel({ ...device(idleQ), harvestPmf: pmf });
+  const { chain } = model.solve(0);
+  const space = chain.space;
+  const at = (e: number, q: number, g: number) => [...Array(space.size).keys()].find((s) => space.e[s] === e && space.q[s] === q && space.gamma[s] === g)!;
+  // An active, idle device at level 50 with no arrivals: its expected next level falls by the harvest's mean less the idle draw.
+  const from = at(50, 0, 1);
+  let mean = 0;
+  for (let to = 0; to < space.size; to++) mean += (chain.matrix[from * space.size + to] as number) * (space.e[to] as number);
+  const harvestMean = Array.from(pmf).reduce((a, ph, h) => a + ph * h, 0);
+  assert.ok(Math.abs(mean - (50 + harvestMean - idleQ)) < 1e-12, `expected level ${mean}, want ${50 + harvestMean - idleQ}`);
+  // Rounded to the grid this device would draw nothing. Drawn by chance, on a harvest of
+  // 0.2 quanta a slot that its idle draw nearly eats, it spends far more time in power saving.
+  const withIdle = asleep(model, 0.01);
+  const rounded = asleep(new DeviceModel({ ...device(0), harvestPmf: pmf }), 0.01);
+  assert.ok(withIdle > rounded + 0.2, `in power saving ${withIdle} of the time, ${rounded} with the draw rounded away`);
+});
