@@ -67,12 +67,20 @@ export class HarvestEstimator {
     this.buckets = Array.from({ length: config.byHourOfDay ? 24 : 1 }, () => new Ring(config.windowSlots));
   }
 
-  /** Records one slot's harvested energy; negative or non-finite values are refused. */
-  add(harvestJ: number, slotStartMs: number): void {
+  /**
+   * Records one slot's harvested energy; negative or non-finite values are refused.
+   * `lowerBound`: the battery was full and the charger took no more, so the sun offered at
+   * least this. Such a record below its hour's mean says nothing against the mean and is
+   * left out (of the mean, the histogram and the last hour's sky): a full node's afternoons
+   * would otherwise read as its own draw and look like night. One above it, or the first of
+   * its hour, counts as it is.
+   */
+  add(harvestJ: number, slotStartMs: number, lowerBound = false): void {
     if (!(harvestJ >= 0) || !Number.isFinite(harvestJ)) throw new Error(`harvested energy must be a finite number ≥ 0 J, got ${harvestJ}`);
     const q = harvestJ / this.quantumJ;
-    this.bucket(slotStartMs).push(q);
     const h = this.hourOfDay(slotStartMs);
+    if (lowerBound && this.hourCount[h]! > 0 && q < this.hourMean[h]!) return;
+    this.bucket(slotStartMs).push(q);
     const n = ++this.hourCount[h]!;
     const weight = Math.max(1 / n, 24 / this.config.windowSlots);
     this.hourMean[h] = this.hourMean[h]! + weight * (q - this.hourMean[h]!);

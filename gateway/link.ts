@@ -203,7 +203,7 @@ export class NodeLink {
           if (beyond) return this.beyond(t.nodeId, topic, 'slot', beyond);
           const report: HeldRecord = {
             seq: s.seq, slotStartMs: s.slotStartMs, slotMs: s.slotMs, batteryJ: s.batteryJ, harvestJ: s.harvestJ, consumedJ: s.consumedJ,
-            gamma: s.gamma, powerMode: s.powerMode, queue: s.queue,
+            gamma: s.gamma, powerMode: s.powerMode, queue: s.queue, charger: s.charger,
           };
           const taken = registry.slot(t.nodeId, report, now);
           if (taken === 'unknown-node') this.hold(t.nodeId, report, topic);

@@ -78,6 +78,8 @@ export interface SlotReport {
   /** Jobs held (running or waiting). */
   queue: number;
   consumedJ?: number;
+  /** The charger's state at the slot's end (the record's `charger`), when known. */
+  charger?: string | null;
 }
 
 /** An out-of-slot state change (entering power saving, taking a job). */
@@ -138,6 +140,15 @@ export interface RegistryConfig {
 
 /** Gaps remembered per node for late records to fill: a day of 100 s slots. */
 const MISSING_KEPT = 1024;
+
+/**
+ * The charger had ended its charge (BQ25895 REG0B CHRG_STAT = 11, "charge termination
+ * done"): the panel's surplus was not taken, so the slot's harvest is what the node drew
+ * and not what the sun offered, a lower bound of it.
+ */
+function harvestCensored(report: SlotReport): boolean {
+  return report.charger === 'done';
+}
 
 export class Registry extends EventEmitter<RegistryEvents> {
   private readonly nodes = new Map<string, NodeState>();
@@ -215,7 +226,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
         // QoS 1 keeps order on one connection, not across a reconnect's resends and spool drains.
         if (!node.missing.delete(report.seq)) return 'duplicate';
         node.missedSlots--;
-        node.estimator.add(report.harvestJ, report.slotStartMs);
+        node.estimator.add(report.harvestJ, report.slotStartMs, harvestCensored(report));
         this.emit('slot', node, report, 0, atMs);
         return 'late';
       }
@@ -232,7 +243,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
     node.gamma = report.gamma;
     node.powerMode = report.powerMode;
     node.queue = report.queue;
-    node.estimator.add(report.harvestJ, report.slotStartMs);
+    node.estimator.add(report.harvestJ, report.slotStartMs, harvestCensored(report));
     this.emit('slot', node, report, gap, atMs);
     this.resolve(node, atMs);
     return 'applied';

@@ -62,6 +62,28 @@ test('by hour of day, noon and midnight keep separate laws, in the site\'s local
   assert.equal(mean(est.pmf(T0 + 5 * HOUR, TOP)!), 0);
 });
 
+test('a full battery\'s harvest is a lower bound: below its hour\'s mean it leaves the mean, the histogram and the forecast as they were', () => {
+  const est = new HarvestEstimator(EstimatorConfigSchema.parse({ minSlots: 1, windowSlots: 2400 }), 100);
+  // 14:00 UTC, sun: 800 J a slot, 8 quanta. Then the battery is full and the charger done:
+  // the node takes only its own draw, 250 J.
+  const at = (k: number) => T0 + 14 * HOUR + k * 100_000;
+  for (let k = 0; k < 10; k++) est.add(800, at(k));
+  for (let k = 10; k < 30; k++) est.add(250, at(k), true);
+  assert.equal(est.meanAt(at(0)), 8);
+  assert.equal(mean(est.pmf(at(0), TOP)!), 8);
+  assert.equal(est.forecast(at(30), 100_000)!(0), 8, 'the last hour\'s full slots do not read as cloud');
+  // The same records taken as they are pull the hour down to the node's draw.
+  const plain = new HarvestEstimator(EstimatorConfigSchema.parse({ minSlots: 1, windowSlots: 2400 }), 100);
+  for (let k = 0; k < 10; k++) plain.add(800, at(k));
+  for (let k = 10; k < 30; k++) plain.add(250, at(k));
+  assert.ok(plain.meanAt(at(0))! < 4.5, `taken as they are: ${plain.meanAt(at(0))}`);
+  // A bound above the mean raises it, and the first record of an hour counts whatever it is.
+  est.add(1200, at(30), true);
+  assert.ok(est.meanAt(at(0))! > 8);
+  est.add(300, T0 + 15 * HOUR, true);
+  assert.equal(est.meanAt(T0 + 15 * HOUR), 3);
+});
+
 test('total variation distance', () => {
   assert.equal(totalVariation(new Float64Array([0.5, 0.5]), new Float64Array([0.5, 0.5])), 0);
   assert.equal(totalVariation(new Float64Array([1]), new Float64Array([0, 1])), 1);

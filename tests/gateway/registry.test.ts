@@ -204,3 +204,17 @@ test('with the real solver pool, solved nodes feed the policies', async () => {
   const f = POLICIES.foresight!.probabilities(views);
   assert.equal(f.reduce((a, b) => a + b, 0), 1);
 });
+
+test('a slot record whose charger had ended its charge counts its harvest as a lower bound', () => {
+  const reg = new Registry(config, fakeSolver());
+  reg.birth('n1', profile(), T0);
+  for (let seq = 0; seq < 6; seq++) reg.slot('n1', slot(seq), T0 + seq * SLOT);
+  const before = reg.get('n1')!.estimator.meanAt(T0)!;
+  assert.equal(before, 20);
+  // Full: the charger is done and the node takes 3 kJ, its own draw.
+  for (let seq = 6; seq < 12; seq++) reg.slot('n1', slot(seq, { harvestJ: 3_000, batteryJ: 100_000, charger: 'done' }), T0 + seq * SLOT);
+  assert.equal(reg.get('n1')!.estimator.meanAt(T0), before, 'the sun offered at least that much: no cloud, no night');
+  // Charging, the same 3 kJ is the sun's: the hour's mean falls.
+  for (let seq = 12; seq < 18; seq++) reg.slot('n1', slot(seq, { harvestJ: 3_000, charger: 'fast-charging' }), T0 + seq * SLOT);
+  assert.ok(reg.get('n1')!.estimator.meanAt(T0)! < before);
+});
