@@ -29,7 +29,8 @@ const optionsSchema = z.object({
   duration: z.coerce.number().positive().optional(),
   httpPort: port,
   mqttPort: port,
-  influx: z.string().url().optional(),
+  // false: --no-influx.
+  influx: z.union([z.string().url(), z.literal(false)]).optional(),
   seed: z.coerce.number().int(),
   maxTokens: z.coerce.number().int().min(1).max(256),
   model: z.string().min(1).optional(),
@@ -97,8 +98,8 @@ async function run(o: DemoOptions): Promise<void> {
   process.on('SIGINT', startingSignal);
   process.on('SIGTERM', startingSignal);
   const httpPort = await chooseHttpPort(o.httpPort, say);
-  let influxUrl = o.influx;
-  if (!influxUrl) {
+  let influxUrl = o.influx || undefined;
+  if (o.influx === undefined) {
     const binary = findInfluxd();
     if (binary) {
       influxd = await DemoInfluxd.start(binary);

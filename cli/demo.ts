@@ -18,6 +18,7 @@ export function registerDemo(program: Command): void {
     .option('--http-port <n>', 'HTTP API port (OpenAI-compatible)', '8080')
     .option('--mqtt-port <n>', 'MQTT broker port (0: a free one)', '0')
     .option('--influx <url>', 'log to InfluxDB at http://HOST:PORT/DATABASE (default: a private influxd when one is installed)')
+    .option('--no-influx', 'no InfluxDB, not even the private one (a long measured run spares the cores)')
     .option('--seed <n>', 'seed for the field (panels, batteries, weather) and the load', '1')
     .option('--max-tokens <n>', 'tokens per background completion', '48')
     .option('--model <path>', 'serve this model instead of the bundled one: a GGUF file, checkpoint or shard folder')
