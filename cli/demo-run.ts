@@ -204,7 +204,10 @@ async function run(o: DemoOptions): Promise<void> {
 
 function writeSummary(recorder: RunRecorder, file: string, o: DemoOptions, why: string): void {
   const { ui: _ui, httpPort: _h, mqttPort: _m, ...run } = o;
-  const summary = recorder.finish({ ...run, nodes: `${o.nodes.groups}x${o.nodes.perGroup}`, stoppedBy: why, measureFromHours: o.measureFromHours ?? null });
+  const summary = recorder.finish({
+    ...run, nodes: `${o.nodes.groups}x${o.nodes.perGroup}`, start: o.start !== undefined ? new Date(o.start).toISOString() : null, stoppedBy: why,
+    measureFromHours: o.measureFromHours ?? null,
+  });
   if (o.measureFromHours !== undefined && !summary.window) console.error(`heliomesh demo: the run ended before hour ${o.measureFromHours}, so the summary has no measured window`);
   writeFileSync(file, `${JSON.stringify(summary, null, 2)}\n`);
   console.log(`${describeSummary(summary)}\nsummary written to ${file}`);

@@ -94,6 +94,8 @@ export interface Figures {
 export interface RunSummary {
   /** How the run was set up (the demo's options, as given). */
   run: Record<string, unknown>;
+  /** The simulated time the field's clock started at (the learning starts there). */
+  fieldStart: string;
   slotMs: number;
   /** The whole run, from the field being up to the end. */
   whole: Figures;
@@ -213,7 +215,7 @@ export class RunRecorder {
     for (const u of this.unsubscribe) u();
     const nodeGroup = new Map(this.field.nodes.map((n) => [n.nodeId, n.plan.group]));
     return {
-      run, slotMs: this.field.slotMs,
+      run, fieldStart: new Date(this.field.options.startMs).toISOString(), slotMs: this.field.slotMs,
       whole: figures(this.start, end, nodeGroup, this.field.slotMs),
       ...(this.windowStart ? { window: figures(this.windowStart, end, nodeGroup, this.field.slotMs) } : {}),
     };
