@@ -50,7 +50,7 @@ export function chainProfile(p: NodeProfile, config: Pick<LinkConfig, 'levels' |
     queueCapacity: p.queueCapacity,
     slotMs: p.slotMs,
     // docs/scheduling.md "Idle draw": the board's idle watts over one slot, on the chain's grid.
-    ...(p.idleW !== undefined ? { idleQ: Math.round((p.idleW * p.slotMs) / 1000 / quantumJ) } : {}),
+    ...(p.idleW !== undefined ? { idleQ: Math.round((p.idleW * p.slotMs) / 1000 / quantumJ), idleJ: (p.idleW * p.slotMs) / 1000 } : {}),
     canWake: p.wake?.ok === true,
     priorHarvestPmf: uniformOnGrid(config.priorHarvestJ.loJ / quantumJ, config.priorHarvestJ.hiJ / quantumJ),
   };
