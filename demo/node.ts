@@ -18,8 +18,8 @@ export type NodePower = 'on' | 'off' | 'stopped';
 
 /** A change of the node's power as its board sees it, at the simulated time it happened. */
 export type PowerEvent =
-  | { kind: 'off'; cause: PowerOff['cause']; reason: string; atMs: number }
-  | { kind: 'on'; why: string; atMs: number };
+  | { kind: 'off'; cause: PowerOff['cause']; reason: string; atMs: number; batteryPct: number }
+  | { kind: 'on'; why: string; atMs: number; batteryPct: number };
 
 /** Energy through the node's plants over its whole life, J (the plants' own ledgers). */
 export interface NodeEnergy {
@@ -121,7 +121,7 @@ export class FieldNode {
     this.power = 'off';
     this.offReason = reason;
     if (this.closing) return;
-    this.emit({ kind: 'off', cause, reason, atMs: this.clock.now() });
+    this.emit({ kind: 'off', cause, reason, atMs: this.clock.now(), batteryPct: soc });
     const { thresholds, wake } = this.config;
     const off: PowerOff = cause === 'sleep' && wake.path === 'virtual' && wake.sysfsRoot
       ? { cause, rtcDir: join(wake.sysfsRoot, 'rtc0') }
@@ -147,7 +147,7 @@ export class FieldNode {
     this.restarts++;
     this.log.info({ node: this.nodeId, batteryPct: Number(socPct.toFixed(1)), why }, 'node powered on by the wake path');
     // Powered on at the board's switch: the boot that follows is the node's, however long it takes.
-    this.emit({ kind: 'on', why, atMs: this.clock.now() });
+    this.emit({ kind: 'on', why, atMs: this.clock.now(), batteryPct: socPct });
     await this.start();
   }
 

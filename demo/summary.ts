@@ -91,6 +91,15 @@ export interface Figures {
   };
 }
 
+/** One power-off or power-on of a node, as its board saw it. */
+export interface PowerRecord {
+  node: string;
+  at: string;
+  event: 'flat' | 'sleep' | 'boot';
+  batteryPct: number;
+  reason: string;
+}
+
 export interface RunSummary {
   /** How the run was set up (the demo's options, as given). */
   run: Record<string, unknown>;
@@ -101,6 +110,8 @@ export interface RunSummary {
   whole: Figures;
   /** The measured window, from `measureFromMs` to the end; absent when none was asked for or the run ended first. */
   window?: Figures;
+  /** Every power event of the run, in order: when each node ran flat, went to sleep and booted. */
+  events: PowerRecord[];
 }
 
 interface NodeTrack {
@@ -122,6 +133,7 @@ export class RunRecorder {
   private withoutAwakeSinceMs: number | undefined;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly start: Tally;
+  private readonly events: PowerRecord[] = [];
   private windowStart: Tally | undefined;
 
   constructor(private readonly field: Field) {
@@ -146,6 +158,10 @@ export class RunRecorder {
 
   private power(track: NodeTrack, e: PowerEvent): void {
     const c = track.count;
+    this.events.push({
+      node: track.node.nodeId, at: new Date(e.atMs).toISOString(), event: e.kind === 'on' ? 'boot' : e.cause,
+      batteryPct: Math.round(e.batteryPct * 10) / 10, reason: e.kind === 'on' ? e.why : e.reason,
+    });
     if (e.kind === 'off') {
       if (e.cause === 'flat') c.flat++;
       else c.sleeps++;
@@ -218,6 +234,7 @@ export class RunRecorder {
       run, fieldStart: new Date(this.field.options.startMs).toISOString(), slotMs: this.field.slotMs,
       whole: figures(this.start, end, nodeGroup, this.field.slotMs),
       ...(this.windowStart ? { window: figures(this.windowStart, end, nodeGroup, this.field.slotMs) } : {}),
+      events: this.events,
     };
   }
 }

@@ -64,6 +64,10 @@ test('the run summary: completed jobs, flat batteries, time without an awake nod
     assert.equal(f.plannedSleeps, 0);
     assert.equal(f.boots, 0, 'no sun to bring it back');
     assert.ok(f.downFlatHours >= 0.5, `${n.nodeId} down ${f.downFlatHours} h`);
+    const events = summary.events.filter((e) => e.node === n.nodeId);
+    assert.deepEqual(events.map((e) => e.event), ['flat'], `${n.nodeId}: its power events`);
+    // The critical level is 3 %; the agent acts on its own estimate, which may lag the plant a little.
+    assert.ok(events[0]!.batteryPct < 3.5, `${n.nodeId} went off at ${events[0]!.batteryPct} %`);
     // The agent reads the panel twice a slot through its INA219 while it runs; the plant
     // integrates it exactly, also before the first slot closed and after the shutdown (dusk).
     const agentWh = (slotHarvestJ.get(n.nodeId) ?? 0) / 3600;
