@@ -1,6 +1,6 @@
 // What `heliomesh demo` runs (cli/demo.ts registers the command and loads this file only
 // when the demo starts, so the CLI's help does not load TF.js and the whole field).
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
@@ -11,6 +11,7 @@ import { defaultStartMs, slotMsFor, summerSite } from '../demo/plan.js';
 import { MAX_SLOT_MS } from '../protocol/index.js';
 import { canListen, freePort } from '../demo/ports.js';
 import { RateMeter, curlLine, takeSnapshot } from '../demo/snapshot.js';
+import { RunRecorder, describeSummary } from '../demo/summary.js';
 import { ANSI, PLAIN, SCREEN, frame, renderView } from '../demo/view.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -28,11 +29,18 @@ const optionsSchema = z.object({
   duration: z.coerce.number().positive().optional(),
   httpPort: port,
   mqttPort: port,
-  influx: z.string().url().optional(),
+  // false: --no-influx.
+  influx: z.union([z.string().url(), z.literal(false)]).optional(),
   seed: z.coerce.number().int(),
   maxTokens: z.coerce.number().int().min(1).max(256),
   model: z.string().min(1).optional(),
-});
+  sleep: z.boolean(),
+  batteryWh: z.coerce.number().positive().max(1000).optional(),
+  start: z.string().refine((t) => Number.isFinite(Date.parse(t)), 'must be a time such as 2026-12-02T07:45:00Z').transform((t) => Date.parse(t)).optional(),
+  hours: z.coerce.number().positive().optional(),
+  summary: z.string().min(1).optional(),
+  measureFromHours: z.coerce.number().min(0).optional(),
+}).refine((o) => o.measureFromHours === undefined || o.summary !== undefined, { message: '--measure-from-hours goes with --summary FILE', path: ['measureFromHours'] });
 type DemoOptions = z.infer<typeof optionsSchema>;
 
 /** Keeps the last log lines for the view, where a log on stdout would tear the screen. */
@@ -90,8 +98,8 @@ async function run(o: DemoOptions): Promise<void> {
   process.on('SIGINT', startingSignal);
   process.on('SIGTERM', startingSignal);
   const httpPort = await chooseHttpPort(o.httpPort, say);
-  let influxUrl = o.influx;
-  if (!influxUrl) {
+  let influxUrl = o.influx || undefined;
+  if (o.influx === undefined) {
     const binary = findInfluxd();
     if (binary) {
       influxd = await DemoInfluxd.start(binary);
@@ -103,16 +111,21 @@ async function run(o: DemoOptions): Promise<void> {
     }
   }
   const now = Date.now();
-  const site = summerSite(now);
+  const site = summerSite(o.start ?? now);
   try {
     field = await startField({
       groups: o.nodes.groups, nodesPerGroup: o.nodes.perGroup, seed: o.seed, dayMinutes: o.dayMinutes, policy: o.policy, model: o.model,
-      mqttPort: o.mqttPort, httpPort, influxUrl, startMs: defaultStartMs(now, site.longitudeDeg), ...site, log,
+      mqttPort: o.mqttPort, httpPort, influxUrl, startMs: o.start ?? defaultStartMs(now, site.longitudeDeg), ...site, log,
+      coordinatedSleep: o.sleep, batteryWh: o.batteryWh,
     });
   } catch (err) {
     await influxd?.stop();
     throw err;
   }
+  // Counted from here, with the field up: what its components did, not what its plan says.
+  const recorder = o.summary ? new RunRecorder(field) : undefined;
+  const atSimulatedHour = (h: number, fn: () => void) => field!.clock.setTimeout(fn, field!.options.startMs + h * 3_600_000 - field!.clock.now());
+  if (recorder && o.measureFromHours !== undefined) atSimulatedHour(o.measureFromHours, () => recorder.mark());
   const load = new LoadGenerator({ jobs: field.jobs, perMinute: o.load, seed: o.seed, maxTokens: o.maxTokens, log: log.child({ part: 'load' }) });
   load.start();
   log.info({
@@ -158,6 +171,14 @@ async function run(o: DemoOptions): Promise<void> {
       if (o.ui) process.stdout.write(SCREEN.leave);
       console.error(`heliomesh demo: stopping (${why}); press Ctrl-C again to force`);
       log.info({ why }, 'demo stopping');
+      // The figures end where the run does, before the stop's own seconds of simulated time.
+      if (recorder && o.summary) {
+        try {
+          writeSummary(recorder, o.summary, o, why);
+        } catch (err) {
+          console.error(`heliomesh demo: could not write the summary to ${o.summary}: ${(err as Error).message}`);
+        }
+      }
       void (async () => {
         const t0 = Date.now();
         // Let the load's jobs in flight finish (a second or two) before their nodes go, so
@@ -174,8 +195,22 @@ async function run(o: DemoOptions): Promise<void> {
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
     if (early) stop(early);
-    else if (o.duration) setTimeout(() => stop(`--duration ${o.duration}`), o.duration * 1000).unref();
+    else {
+      if (o.duration) setTimeout(() => stop(`--duration ${o.duration}`), o.duration * 1000).unref();
+      if (o.hours) atSimulatedHour(o.hours, () => stop(`--hours ${o.hours}`));
+    }
   });
+}
+
+function writeSummary(recorder: RunRecorder, file: string, o: DemoOptions, why: string): void {
+  const { ui: _ui, httpPort: _h, mqttPort: _m, ...run } = o;
+  const summary = recorder.finish({
+    ...run, nodes: `${o.nodes.groups}x${o.nodes.perGroup}`, start: o.start !== undefined ? new Date(o.start).toISOString() : null, stoppedBy: why,
+    measureFromHours: o.measureFromHours ?? null,
+  });
+  if (o.measureFromHours !== undefined && !summary.window) console.error(`heliomesh demo: the run ended before hour ${o.measureFromHours}, so the summary has no measured window`);
+  writeFileSync(file, `${JSON.stringify(summary, null, 2)}\n`);
+  console.log(`${describeSummary(summary)}\nsummary written to ${file}`);
 }
 
 /** The command's action: validates the options commander collected and runs the field. */

@@ -18,9 +18,16 @@ export function registerDemo(program: Command): void {
     .option('--http-port <n>', 'HTTP API port (OpenAI-compatible)', '8080')
     .option('--mqtt-port <n>', 'MQTT broker port (0: a free one)', '0')
     .option('--influx <url>', 'log to InfluxDB at http://HOST:PORT/DATABASE (default: a private influxd when one is installed)')
+    .option('--no-influx', 'no InfluxDB, not even the private one (a long measured run spares the cores)')
     .option('--seed <n>', 'seed for the field (panels, batteries, weather) and the load', '1')
     .option('--max-tokens <n>', 'tokens per background completion', '48')
     .option('--model <path>', 'serve this model instead of the bundled one: a GGUF file, checkpoint or shard folder')
+    .option('--no-sleep', 'no coordinated sleep: every node stays on until its battery runs flat')
+    .option('--battery-wh <wh>', 'every node\'s battery holds this many Wh (default: the seeded 36 or 48 Wh packs)')
+    .option('--start <time>', 'simulated start, an ISO time such as 2026-12-02T07:45:00Z (default: the last 04:00 solar time)')
+    .option('--hours <h>', 'stop once this many simulated hours have passed since the start')
+    .option('--summary <file.json>', 'at the end, write the run\'s figures (flat batteries, sleeps, jobs, energy) to this file and print them')
+    .option('--measure-from-hours <h>', 'with --summary: also give the figures from this many simulated hours after the start to the end')
     .action(async (raw: Record<string, unknown>) => {
       await (await import('./demo-run.js')).demoCommand(raw);
     });

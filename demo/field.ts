@@ -43,6 +43,8 @@ export interface FieldOptions {
   log: Logger;
   /** Every battery starts here instead of at its seeded level (a test of the night). */
   initialSocPct?: number;
+  /** Every battery holds this, Wh, instead of its seeded 36 or 48 Wh (FieldPlanOptions.batteryWh). */
+  batteryWh?: number;
   /**
    * The gateway sends nodes to sleep through the night (default true); off, a node stays
    * on until it runs flat (a test of the critical shutdown).
@@ -172,7 +174,7 @@ export async function startField(o: FieldOptions): Promise<Field> {
   try {
     const model = prepareModel(o.groups, dir, o.model);
     const slotMs = slotMsFor(speed);
-    const plans = planField({ slotMs, groups: o.groups, nodesPerGroup: o.nodesPerGroup, seed: o.seed, latitudeDeg: o.latitudeDeg, longitudeDeg: o.longitudeDeg, initialSocPct: o.initialSocPct });
+    const plans = planField({ slotMs, groups: o.groups, nodesPerGroup: o.nodesPerGroup, seed: o.seed, latitudeDeg: o.latitudeDeg, longitudeDeg: o.longitudeDeg, initialSocPct: o.initialSocPct, batteryWh: o.batteryWh });
     // Each node its own password, known only to this process; the broker holds their hashes
     // and refuses everyone else, as on a real site.
     const credentialsPath = join(dir, 'credentials.json');

@@ -16,6 +16,19 @@ import type { NodePlan } from './plan.js';
 
 export type NodePower = 'on' | 'off' | 'stopped';
 
+/** A change of the node's power as its board sees it, at the simulated time it happened. */
+export type PowerEvent =
+  | { kind: 'off'; cause: PowerOff['cause']; reason: string; atMs: number; batteryPct: number }
+  | { kind: 'on'; why: string; atMs: number; batteryPct: number };
+
+/** Energy through the node's plants over its whole life, J (the plants' own ledgers). */
+export interface NodeEnergy {
+  harvestedJ: number;
+  consumedJ: number;
+  /** What the battery holds now. */
+  storedJ: number;
+}
+
 /** How often the power board of a halted node looks at its alarm and battery: an alarm fires at most this late. */
 const WAKE_CHECK_MS = 60_000;
 
@@ -30,6 +43,12 @@ export class FieldNode {
   wakeAtMs: number | undefined;
   private halted: { node: VirtualNode; supervisor: PowerSupervisor } | undefined;
   private closing = false;
+  private readonly listeners = new Set<(e: PowerEvent) => void>();
+  /**
+   * What the plants already left behind took in and gave out: each agent and each halt has
+   * a plant of its own, so the node's life is the sum of theirs.
+   */
+  private readonly retired = { harvestedJ: 0, consumedJ: 0 };
 
   constructor(
     readonly plan: NodePlan,
@@ -45,6 +64,33 @@ export class FieldNode {
   /** The node's virtual plant now: the halted one while it is off, else the running agent's. */
   plant(): Plant | undefined {
     return this.halted?.node.plant ?? this.agent?.hardware.virtual?.plant;
+  }
+
+  /** Calls `listener` at every power-off and power-on from now on; returns the unsubscribe. */
+  onPower(listener: (e: PowerEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The plants' ledgers over the node's life, brought up to the clock's now. */
+  energy(): NodeEnergy {
+    const plant = this.plant();
+    plant?.advanceTo(this.clock.now());
+    return {
+      harvestedJ: this.retired.harvestedJ + (plant?.ledger.harvestedJ ?? 0),
+      consumedJ: this.retired.consumedJ + (plant?.ledger.consumedJ ?? 0),
+      storedJ: plant?.cell.energyJ ?? 0,
+    };
+  }
+
+  private retire(plant: Plant | undefined): void {
+    if (!plant) return;
+    this.retired.harvestedJ += plant.ledger.harvestedJ;
+    this.retired.consumedJ += plant.ledger.consumedJ;
+  }
+
+  private emit(e: PowerEvent): void {
+    for (const l of this.listeners) l(e);
   }
 
   /** Battery as the virtual plant holds it (ground truth, not the agent's estimate). */
@@ -68,11 +114,14 @@ export class FieldNode {
    * defaults (nothing programs it) and the Pi draws only the board's sleep current.
    */
   private async poweredOff(reason: string, cause: PowerOff['cause']): Promise<void> {
-    const soc = this.agent?.hardware.virtual?.plant.cell.socPct ?? 0;
+    const plant = this.agent?.hardware.virtual?.plant;
+    const soc = plant?.cell.socPct ?? 0;
+    this.retire(plant);
     this.agent = undefined;
     this.power = 'off';
     this.offReason = reason;
     if (this.closing) return;
+    this.emit({ kind: 'off', cause, reason, atMs: this.clock.now(), batteryPct: soc });
     const { thresholds, wake } = this.config;
     const off: PowerOff = cause === 'sleep' && wake.path === 'virtual' && wake.sysfsRoot
       ? { cause, rtcDir: join(wake.sysfsRoot, 'rtc0') }
@@ -91,11 +140,14 @@ export class FieldNode {
   }
 
   private async wake(socPct: number, why: string): Promise<void> {
+    this.retire(this.halted?.node.plant);
     this.dropHalted();
     const hw = this.config.hardware;
     this.config = { ...this.config, hardware: { ...hw, battery: { ...hw.battery, initialSocPct: socPct }, virtual: { ...hw.virtual, initialSocPct: socPct } } };
     this.restarts++;
     this.log.info({ node: this.nodeId, batteryPct: Number(socPct.toFixed(1)), why }, 'node powered on by the wake path');
+    // Powered on at the board's switch: the boot that follows is the node's, however long it takes.
+    this.emit({ kind: 'on', why, atMs: this.clock.now(), batteryPct: socPct });
     await this.start();
   }
 
@@ -108,6 +160,7 @@ export class FieldNode {
   /** Stops the agent (flushing its spool to the broker) or the halted node. */
   async stop(reason: string): Promise<void> {
     this.closing = true;
+    this.retire(this.plant());
     this.dropHalted();
     const agent = this.agent;
     this.agent = undefined;

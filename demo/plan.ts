@@ -71,6 +71,11 @@ export interface FieldPlanOptions {
   longitudeDeg?: number;
   /** Overrides every node's seeded start level. */
   initialSocPct?: number;
+  /**
+   * Every node's pack holds this, Wh, instead of its seeded 3 or 4 cells; the draws of the
+   * seed stay the same, so the panels, skies and start levels are those of the seeded field.
+   */
+  batteryWh?: number;
 }
 
 export function groupName(i: number): string {
@@ -128,7 +133,7 @@ export function planField(o: FieldPlanOptions): NodePlan[] {
       const cloudCover = between(rng, CLOUD_COVER);
       const seededSocPct = between(rng, INITIAL_SOC_PCT);
       const initialSocPct = o.initialSocPct ?? seededSocPct;
-      const batteryWh = Math.round(cells * CELL_WH * 10) / 10;
+      const batteryWh = o.batteryWh ?? Math.round(cells * CELL_WH * 10) / 10;
       const hardware = parseHardwareConfig({
         ...base,
         // The agent's estimator starts from the plant's true level, as an agent restarted

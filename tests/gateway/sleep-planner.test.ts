@@ -259,3 +259,18 @@ test('jobs that found the group asleep raise a wake request: the nodes that chec
   await f.clock.advance(300_000);
   assert.deepEqual(f.planner.plan().map((d) => d.nodeId), ['c']);
 });
+
+test('a Pi 4 on a 36 Wh battery, whose idle draw is a fraction of a quantum a slot, is still sent to sleep at night', async () => {
+  // 2.7 W over 100 s is 270 J; at 100 levels a 36 Wh battery's quantum is 1296 J, so the
+  // draw is a fifth of a quantum, which rounded would be 0: a planner that read that would
+  // see every node carried by its (zero) forecast, daylight all night, nobody sent to sleep.
+  const capacityJ = 36 * 3600;
+  const pi4 = { capacityJ, idleW: 2.7, thresholds: { eThJ: capacityJ * 0.1, eThUpJ: capacityJ * 0.2, criticalJ: capacityJ * 0.03 } };
+  const f = fleet([{ id: 'a', batteryJ: 0.8 * capacityJ }, { id: 'b', batteryJ: 0.7 * capacityJ }, { id: 'c', batteryJ: 0.6 * capacityJ }], { checkInMs: 12 * HOUR }, pi4);
+  assert.ok(Math.abs(f.registry.get('a')!.profile.idleQ! - 270 / 1296) < 1e-6, 'a fraction of a quantum, not rounded away');
+  await f.clock.advance(300_000);
+  const sent = f.planner.plan();
+  assert.deepEqual(sent.map((d) => d.nodeId).sort(), ['b', 'c'], 'the fullest stays awake, the others sleep');
+  const c = sent.find((d) => d.nodeId === 'c')!;
+  assert.ok(Math.abs(c.wakeAtMs - SUNRISE) <= SLOT, `c sleeps until sunrise: ${new Date(c.wakeAtMs).toISOString()}`);
+});
