@@ -52,8 +52,8 @@ export function chainProfile(p: NodeProfile, config: Pick<LinkConfig, 'levels' |
     // docs/scheduling.md "Idle draw": the board's idle watts over one slot in quanta, not
     // rounded (a Pi 4's 270 J a slot is 0.21 of a 36 Wh battery's quantum at 100 levels); the
     // chain draws it on its grid by chance (idleDraws). Kept to 1e-6 quanta so that the
-    // solver's cache key does not change with float noise. idleJ is the same in joules.
-    ...(p.idleW !== undefined ? { idleQ: Math.round(((p.idleW * p.slotMs) / 1000 / quantumJ) * 1e6) / 1e6, idleJ: (p.idleW * p.slotMs) / 1000 } : {}),
+    // solver's cache key does not change with float noise.
+    ...(p.idleW !== undefined ? { idleQ: Math.round(((p.idleW * p.slotMs) / 1000 / quantumJ) * 1e6) / 1e6 } : {}),
     canWake: p.wake?.ok === true,
     priorHarvestPmf: uniformOnGrid(config.priorHarvestJ.loJ / quantumJ, config.priorHarvestJ.hiJ / quantumJ),
   };

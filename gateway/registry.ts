@@ -51,14 +51,12 @@ export interface ChainProfile {
   queueCapacity?: number;
   /** The node's slot δ (ms): what its idle draw, forecast and wake time are counted in. */
   slotMs?: number;
-  /** Idle draw per slot in quanta (DeviceParams.idleQ); absent when the birth declares none: the paper's model. */
-  idleQ?: number;
   /**
-   * The same idle draw per slot in J, not rounded to the chain's grid: a Pi 4's 2.7 W over
-   * 100 s is 270 J, a fifth of a 36 Wh battery's 1296 J quantum at 100 levels, so idleQ
-   * rounds it to 0. The sleep planner counts in fractions of a quantum and needs this one.
+   * Idle draw per slot in quanta (DeviceParams.idleQ), not rounded: a Pi 4's 270 J a slot is
+   * a fifth of a 36 Wh battery's quantum at 100 levels. Absent when the birth declares none:
+   * the paper's model.
    */
-  idleJ?: number;
+  idleQ?: number;
   /** True when the birth says its wake path works: only such a node may be sent to sleep. */
   canWake?: boolean;
 }

@@ -242,8 +242,8 @@ export class SleepPlanner {
   private view(n: NodeState, slotMs: number, now: number, wakeRequested: boolean): SleepNodeView {
     const q = n.profile.quantumJ;
     const scale = slotMs / (n.profile.slotMs ?? slotMs);
-    // The exact draw: the chain's rounded idleQ can be 0 for a Pi that draws a fifth of a quantum a slot.
-    const idleQ = ((n.profile.idleJ ?? (n.profile.idleQ ?? 0) * q) / q) * scale;
+    // Unrounded (chainProfile): a Pi 4 on a 36 Wh battery draws a fifth of a quantum a slot.
+    const idleQ = (n.profile.idleQ ?? 0) * scale;
     const forecast = n.estimator.forecast(now, n.profile.slotMs ?? slotMs);
     return {
       awake: planned(n) && forecast !== undefined,
