@@ -23,13 +23,18 @@
 // nodes of it that check in are then held awake, unless they would run flat, and serve the
 // client's retry. There is no command that takes a sleep order back, so a node ordered to
 // sleep that has not halted yet is left to halt and check in.
+//
+// A job passes every group, so the groups are planned each on its own and then aligned
+// (alignToPipeline): while one group has no node up, the others' spare nodes nap until it is
+// back. That is known only of a group whose nodes are all asleep by order; a node offline
+// for any other reason has no known return, and nothing is aligned to it.
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Clock, Timer } from '../ground/clock.js';
 import { PROTOCOL_VERSION, type Command } from '../protocol/index.js';
 import type { HarvestEstimator } from './estimator.js';
 import type { NodeState, Registry } from './registry.js';
-import { modeAt, neededAwake, planSleep, runtimeSlots, type GroupDemand, type SleepNodeView, type SleepOptions } from './scheduler/index.js';
+import { alignToPipeline, groupBackInSlots, modeAt, planSleep, type GroupDemand, type SleepNodeView, type SleepOptions, type SleepOrder } from './scheduler/index.js';
 import { sleepGroupPoint, sleepPlanPoint, type Store } from './store/index.js';
 
 export const SleepPlannerConfigSchema = z.strictObject({
@@ -61,6 +66,12 @@ export const SleepPlannerConfigSchema = z.strictObject({
    * fifths of what a sleep saves. Clock time, like every other duration here.
    */
   checkInMs: z.number().int().positive().default(1_800_000),
+  /**
+   * The shortest nap given to a node only because another group is down (SleepOptions.
+   * pipelineMinSlots): below about 10 min a halt and a boot cost more than the idle draw
+   * they save.
+   */
+  pipelineMinMs: z.number().int().positive().default(600_000),
 }).prefault({});
 
 export type SleepPlannerConfig = z.infer<typeof SleepPlannerConfigSchema>;
@@ -90,6 +101,18 @@ export interface SleepDecision {
   group: string;
   wakeAtMs: number;
   reason: string;
+}
+
+/** One group's round: its own orders, and when it has a node up again under them (Infinity: not known). */
+interface GroupRound {
+  group: string;
+  members: NodeState[];
+  views: SleepNodeView[];
+  orders: SleepOrder[];
+  /** Undefined when no node of the group could take an order. */
+  slotMs?: number;
+  arrivalsPerSlot: number;
+  backMs: number;
 }
 
 /** On, not sent to sleep, with a slot length and a measured battery: a node the planner can give an order. */
@@ -131,13 +154,26 @@ export class SleepPlanner {
   plan(): SleepDecision[] {
     const now = this.deps.clock.now();
     const perMs = this.arrivalsPerMs(now);
-    const sent: SleepDecision[] = [];
+    const rounds: GroupRound[] = [];
+    let pipelineBackMs = 0;
     for (const group of this.deps.registry.groups()) {
       try {
-        sent.push(...this.planGroup(group, this.deps.registry.members(group), perMs, now));
+        const round = this.planGroup(group, this.deps.registry.members(group), perMs, now);
+        rounds.push(round);
+        pipelineBackMs = Math.max(pipelineBackMs, round.backMs);
       } catch (err) {
         this.deps.log.error({ group, err: (err as Error).message }, 'sleep plan failed for the group; its nodes stay as they are');
+        pipelineBackMs = Infinity;
       }
+    }
+    const sent: SleepDecision[] = [];
+    for (const round of rounds) {
+      try {
+        if (round.slotMs !== undefined) sent.push(...this.send(round, alignToPipeline(round.views, round.orders, pipelineBackMs / round.slotMs, this.options(round.slotMs)), now));
+      } catch (err) {
+        this.deps.log.error({ group: round.group, err: (err as Error).message }, 'sleep orders failed for the group; its nodes stay as they are');
+      }
+      this.writeGroup(round.group, round.members, round.arrivalsPerSlot, now);
     }
     return sent;
   }
@@ -153,24 +189,33 @@ export class SleepPlanner {
     return now > first.atMs ? (submitted - first.submitted) / Math.max(now - first.atMs, this.config.everyMs) : 0;
   }
 
-  private planGroup(group: string, members: NodeState[], perMs: number, now: number): SleepDecision[] {
+  /** The group's own plan (planSleep), and when it has a node up again under it. */
+  private planGroup(group: string, members: NodeState[], perMs: number, now: number): GroupRound {
     for (const n of members) this.settle(n, now);
     this.noteRefusals(group, now);
     const awake = members.filter(planned);
     for (const n of awake) this.tellUnplanned(n, group);
-    if (awake.length === 0) {
-      this.writeGroup(group, members, 0, now);
-      return [];
-    }
+    if (awake.length === 0) return { group, members, views: [], orders: [], arrivalsPerSlot: 0, backMs: this.backMs(members, now) };
     // The group's slot: its members' slot lengths are alike in practice; the views are scaled to it.
     const slotMs = awake[0]!.profile.slotMs!;
-    const requested = this.wakeRequested.has(group);
-    const views = members.map((n) => this.view(n, slotMs, now, requested));
+    const views = members.map((n) => this.view(n, slotMs, now, this.wakeRequested.has(group)));
     const demand = this.demand(awake, perMs, slotMs);
-    const options = this.options(slotMs);
-    const orders = planSleep(views, demand, options);
-    const need = Math.max(1, neededAwake(demand, members.length, options));
-    const loadQ = (demand.arrivalsPerSlot * demand.jobQ) / need;
+    const orders = planSleep(views, demand, this.options(slotMs));
+    const upIn = members.map((n) => (n.online && !n.sleep ? 0 : n.sleep?.wakeAtMs !== undefined ? Math.max(0, n.sleep.wakeAtMs - now) / slotMs : Infinity));
+    return { group, members, views, orders, slotMs, arrivalsPerSlot: demand.arrivalsPerSlot, backMs: groupBackInSlots(views, orders, upIn) * slotMs };
+  }
+
+  /** When a group none of whose nodes can take an order is up: now if one is on, its first planned wake if all sleep by order. */
+  private backMs(members: NodeState[], now: number): number {
+    if (members.some((n) => n.online && !n.sleep)) return 0;
+    const wakes = members.map((n) => (n.sleep?.wakeAtMs !== undefined ? Math.max(0, n.sleep.wakeAtMs - now) : Infinity));
+    return Math.min(Infinity, ...wakes);
+  }
+
+  /** The orders of a round, sent; then a wake request the round meets is closed. */
+  private send(round: GroupRound, orders: SleepOrder[], now: number): SleepDecision[] {
+    const { group, members, views } = round;
+    const slotMs = round.slotMs!;
     const sent: SleepDecision[] = [];
     orders.forEach((order, i) => {
       const node = members[i]!;
@@ -179,19 +224,17 @@ export class SleepPlanner {
         this.deps.log.warn({ node: node.nodeId, group }, 'node would be sent to sleep but has no working wake path: it stays on');
         return;
       }
-      const flat = runtimeSlots(views[i]!, loadQ, options.horizonSlots) <= options.reliefLeadSlots + (views[i]!.busy ? 2 * demand.stageSlots : 0);
       // The command carries whole ms; a scaled clock reads fractions of one.
       const plannedMs = Math.ceil(now + order.wakeInSlots * slotMs);
-      const { wakeAtMs, reason } = flat ? this.halt(node, plannedMs, slotMs, now) : this.nap(plannedMs, now);
+      const { wakeAtMs, reason } = order.why === 'flat' ? this.halt(node, plannedMs, slotMs, now) : this.nap(plannedMs, now, order.why);
       sent.push(this.order(node, views[i]!, wakeAtMs, reason, now));
     });
     // A node of the group kept awake and able to serve meets the request: the refused jobs'
     // share of the demand keeps one awake from here while their clients come back.
-    if (requested && orders.some((o, i) => !o.sleep && views[i]!.awake && members[i]!.gamma === 1)) {
+    if (this.wakeRequested.has(group) && orders.some((o, i) => !o.sleep && views[i]!.awake && members[i]!.gamma === 1)) {
       this.deps.log.info({ group, requestedAtMs: this.wakeRequested.get(group) }, 'a node of the group is awake again: wake request met');
       this.wakeRequested.delete(group);
     }
-    this.writeGroup(group, members, demand.arrivalsPerSlot, now);
     return sent;
   }
 
@@ -208,10 +251,13 @@ export class SleepPlanner {
     return { wakeAtMs: unseen === undefined ? plannedMs : Math.min(plannedMs, Math.max(Math.ceil(now + slotMs), unseen)), reason };
   }
 
-  /** A node not needed sleeps until its forecast covers its idle draw, or its check-in if that is sooner. */
-  private nap(plannedMs: number, now: number): { wakeAtMs: number; reason: string } {
+  /**
+   * A node not needed sleeps until its forecast covers its idle draw, or until the whole
+   * pipeline is up again; or its check-in if that is sooner.
+   */
+  private nap(plannedMs: number, now: number, why: 'spare' | 'pipeline'): { wakeAtMs: number; reason: string } {
     const checkInAtMs = Math.ceil(now + this.config.checkInMs);
-    const reason = 'not needed until its forecast covers its idle draw';
+    const reason = why === 'spare' ? 'not needed until its forecast covers its idle draw' : 'another group of the pipeline has no node up until then';
     return plannedMs <= checkInAtMs ? { wakeAtMs: plannedMs, reason } : { wakeAtMs: checkInAtMs, reason: `${reason}; checks in before` };
   }
 
@@ -252,6 +298,7 @@ export class SleepPlanner {
       energyQ: n.batteryJ / q,
       eThQ: n.profile.eThJ / q,
       idleQ,
+      holds: n.profile.queueCapacity,
       forecastQ: forecast ? (t) => forecast(t / scale) * scale : () => idleQ,
     };
   }
@@ -284,6 +331,7 @@ export class SleepPlanner {
       targetUtilisation: c.targetUtilisation,
       reliefLeadSlots: c.reliefLeadSlots,
       reserveSlots: c.reserveSlots,
+      pipelineMinSlots: c.pipelineMinMs / slotMs,
     };
   }
 

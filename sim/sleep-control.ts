@@ -1,7 +1,7 @@
 // Coordinated sleep in the simulator: every few slots, each group's awake nodes get the
 // orders of gateway/scheduler/sleep.ts, from the same view a gateway has (battery, idle
 // draw, a forecast by time of day from each node's own past harvest, the arrival rate).
-import { SLEEP_DEFAULTS, modeAt, persistentForecast, planSleep, type DeviceParams, type SleepNodeView, type SleepOptions } from '../gateway/scheduler/index.js';
+import { SLEEP_DEFAULTS, alignToPipeline, chargeSlots, groupBackInSlots, modeAt, persistentForecast, planSleep, type DeviceParams, type SleepNodeView, type SleepOptions, type SleepOrder } from '../gateway/scheduler/index.js';
 
 export interface SleepScenario {
   /** Per device (group-major): expected harvest in each slot of the day, quanta. */
@@ -38,7 +38,7 @@ export class SleepControl {
   private readonly expected: Float64Array;
   private slot = 0;
 
-  constructor(private readonly spec: SleepScenario, private readonly groups: number, private readonly perGroup: number, private readonly params: Pick<DeviceParams, 'eMax' | 'eTh' | 'modes' | 'modeTable' | 'idleQ'>, private readonly arrivalsPerSlot: number) {
+  constructor(private readonly spec: SleepScenario, private readonly groups: number, private readonly perGroup: number, private readonly params: Pick<DeviceParams, 'eMax' | 'eTh' | 'eThUp' | 'modes' | 'modeTable' | 'idleQ'>, private readonly arrivalsPerSlot: number) {
     this.seen = new Float64Array(groups * perGroup);
     this.expected = new Float64Array(groups * perGroup);
     this.byTimeOfDay = spec.profiles.map((profile) => (ahead: number) => profile[(spec.startSlotOfDay + this.slot + ahead) % profile.length] as number);
@@ -59,36 +59,65 @@ export class SleepControl {
     this.expected[d] = (this.expected[d] as number) + a * (mean - (this.expected[d] as number));
   }
 
-  /** Orders for slot t; sleeping devices get wakeAt set. */
+  /**
+   * Orders for slot t; sleeping devices get wakeAt set. Each group is planned on its own
+   * (planSleep), then every group's awake nodes are aligned to when the whole pipeline is up
+   * again (alignToPipeline).
+   */
   plan(t: number, s: SleepState): void {
     if (t % this.spec.everySlots !== 0) return;
     this.slot = t;
     const o = this.spec.options ?? SLEEP_DEFAULTS;
+    const rounds: SleepOrder[][] = [];
+    let pipelineBack = 0;
     for (let g = 0; g < this.groups; g++) {
-      const row = this.views[g]!;
-      let kappa = 0;
-      let cost = 0;
-      let awake = 0;
-      for (let j = 0; j < this.perGroup; j++) {
-        const d = g * this.perGroup + j;
-        const v = row[j]!;
-        v.awake = s.wakeAt[d]! < 0 && s.gamma[d] === 1;
-        v.busy = s.current[d]! >= 0 || s.queued[d]! >= 0;
-        v.energyQ = s.energy[d]!;
-        const expected = this.expected[d] as number;
-        v.forecastQ = persistentForecast(this.byTimeOfDay[d]!, expected > 1e-9 ? (this.seen[d] as number) / expected : 1, PERSIST_SLOTS);
-        if (v.awake) {
-          const mode = modeAt(this.params, Math.floor(v.energyQ));
-          kappa += mode.kappa;
-          cost += mode.costQ;
-          awake++;
-        }
-      }
-      if (awake === 0) continue;
-      const orders = planSleep(row, { arrivalsPerSlot: this.arrivalsPerSlot, stageSlots: kappa / awake, jobQ: cost / awake }, o);
-      orders.forEach((order, j) => {
+      const orders = this.planGroup(g, s, o);
+      rounds.push(orders);
+      pipelineBack = Math.max(pipelineBack, groupBackInSlots(this.views[g]!, orders, this.upInSlots(g, t, s, o)));
+    }
+    rounds.forEach((planned, g) => {
+      alignToPipeline(this.views[g]!, planned, pipelineBack, o).forEach((order, j) => {
         if (order.sleep) s.wakeAt[g * this.perGroup + j] = t + order.wakeInSlots;
       });
+    });
+  }
+
+  private planGroup(g: number, s: SleepState, o: SleepOptions): SleepOrder[] {
+    const row = this.views[g]!;
+    let kappa = 0;
+    let cost = 0;
+    let awake = 0;
+    for (let j = 0; j < this.perGroup; j++) {
+      const d = g * this.perGroup + j;
+      const v = row[j]!;
+      v.awake = s.wakeAt[d]! < 0 && s.gamma[d] === 1;
+      v.busy = s.current[d]! >= 0 || s.queued[d]! >= 0;
+      v.energyQ = s.energy[d]!;
+      const expected = this.expected[d] as number;
+      v.forecastQ = persistentForecast(this.byTimeOfDay[d]!, expected > 1e-9 ? (this.seen[d] as number) / expected : 1, PERSIST_SLOTS);
+      if (v.awake) {
+        const mode = modeAt(this.params, Math.floor(v.energyQ));
+        kappa += mode.kappa;
+        cost += mode.costQ;
+        awake++;
+      }
     }
+    if (awake === 0) return row.map(() => ({ sleep: false }));
+    return planSleep(row, { arrivalsPerSlot: this.arrivalsPerSlot, stageSlots: kappa / awake, jobQ: cost / awake }, o);
+  }
+
+  /**
+   * Per node of group g not awake, slots until it is up: a sleeper at its alarm, a node that
+   * ran flat once its forecast has charged it above E′_th, where its power board boots it;
+   * Infinity if that is beyond the horizon.
+   */
+  private upInSlots(g: number, t: number, s: SleepState, o: SleepOptions): number[] {
+    return this.views[g]!.map((v, j) => {
+      const d = g * this.perGroup + j;
+      if (v.awake) return 0;
+      if (s.wakeAt[d]! >= 0) return s.wakeAt[d]! - t;
+      const back = chargeSlots(v, this.params.eThUp + 1e-9, o.horizonSlots);
+      return back < o.horizonSlots ? back : Infinity;
+    });
   }
 }

@@ -106,7 +106,8 @@ export function formatSleepTables(results: readonly SolarSleepResult[]): string 
       lines.push(`| ${name === 'always on' ? r.label : ''} | ${name} | ${num(out.flatPerNodeWeek, 2)} | ${num(out.completed, 0)} | ${pct(out.halted)} | ${pct(out.asleep)} | ${pct(out.darkGroup)} | ${num(out.jobsPerWh, 3)} |`);
     }
   }
-  lines.push('', '| case | fall in runs flat | completed jobs, with / without | jobs per Wh, with / without |', '|---|---|---|---|');
+  const worst = (xs: readonly number[]) => `${(100 * Math.min(...xs)).toFixed(1)} %`;
+  lines.push('', '| case | fall in runs flat | worst seed | completed jobs, with / without | worst seed | jobs per Wh, with / without |', '|---|---|---|---|---|---|');
   for (const r of results) {
     const fall = r.with.flatPerNodeWeek.map((v, i) => {
       const before = r.without.flatPerNodeWeek[i] as number;
@@ -114,7 +115,7 @@ export function formatSleepTables(results: readonly SolarSleepResult[]): string 
     });
     const served = r.with.completed.map((v, i) => v / (r.without.completed[i] as number));
     const perWh = r.with.jobsPerWh.map((v, i) => v / (r.without.jobsPerWh[i] as number));
-    lines.push(`| ${r.label} | ${pct(fall)} | ${pct(served)} | ${pct(perWh)} |`);
+    lines.push(`| ${r.label} | ${pct(fall)} | ${worst(fall)} | ${pct(served)} | ${worst(served)} | ${pct(perWh)} |`);
   }
   return lines.join('\n') + '\n';
 }

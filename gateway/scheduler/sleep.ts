@@ -4,8 +4,10 @@
 // dawn. The planner keeps awake, per group, the fewest nodes that cover the expected demand,
 // and sends the others to sleep (halted, woken by an RTC alarm) until their own panel's
 // forecast harvest first covers their idle draw, or until an awake node is expected to run
-// out and someone must take over. Pure: state in, orders out; the gateway and the simulator
-// call the same function.
+// out and someone must take over. A job passes every group, so the groups' plans are then
+// aligned: while one group has no node up, the others' spare nodes sleep until it is back.
+// Pure: state in, orders out; the gateway and the simulator call the same functions.
+import { DEFAULT_QUEUE_CAPACITY } from '../../protocol/rules.js';
 
 /** What the planner knows of one node, in quanta and slots. */
 export interface SleepNodeView {
@@ -19,6 +21,11 @@ export interface SleepNodeView {
    * or jobs have found its group asleep and wait for it.
    */
   held?: boolean;
+  /**
+   * Jobs it may hold at once (its queue capacity; DEFAULT_QUEUE_CAPACITY if unsaid): it may
+   * be handed that many before the planner sees it again, and must be able to finish them.
+   */
+  holds?: number;
   energyQ: number;
   /** E_th: the node halts (runs flat) below it. */
   eThQ: number;
@@ -56,12 +63,25 @@ export interface SleepOptions {
    * it does not boot only to run flat again (and not before its dawn).
    */
   reserveSlots: number;
+  /**
+   * The shortest sleep given to a node only because another group of the pipeline is down
+   * (rule 6). A halt and a boot cost a Pi 4 about 1 kJ (gateway/sleep-planner.ts, checkInMs),
+   * 370 s of its 2.7 W idle draw: a sleep much shorter than 6 slots of 100 s saves less than
+   * it costs.
+   */
+  pipelineMinSlots: number;
 }
 
-export const SLEEP_DEFAULTS: SleepOptions = { horizonSlots: 864, targetUtilisation: 0.7, reliefLeadSlots: 6, reserveSlots: 36 };
+export const SLEEP_DEFAULTS: SleepOptions = { horizonSlots: 864, targetUtilisation: 0.7, reliefLeadSlots: 6, reserveSlots: 36, pipelineMinSlots: 6 };
+
+/**
+ * Why a node is sent to sleep: it would run flat (rule 1), the demand does not need it
+ * (rule 2), or another group of the pipeline is down, so no job can pass (rule 6).
+ */
+export type SleepReason = 'flat' | 'spare' | 'pipeline';
 
 /** An order for one node: stay awake, or sleep and wake after `wakeInSlots`. */
-export type SleepOrder = { sleep: false } | { sleep: true; wakeInSlots: number };
+export type SleepOrder = { sleep: false } | { sleep: true; wakeInSlots: number; why: SleepReason };
 
 /**
  * A forecast by time of day corrected by the sky now: `ratio` is the harvest of the last
@@ -107,13 +127,22 @@ export function neededAwake(demand: GroupDemand, groupSize: number, o: SleepOpti
 }
 
 /**
+ * Slots of runtime below which a node is halted before running flat: the relief lead, and
+ * the stages of the jobs it may hold, since between two rounds it may be handed as many as
+ * its queue takes, and a stage once started runs to its end.
+ */
+export function haltLeadSlots(node: SleepNodeView, demand: GroupDemand, o: SleepOptions = SLEEP_DEFAULTS): number {
+  return o.reliefLeadSlots + (node.holds ?? DEFAULT_QUEUE_CAPACITY) * demand.stageSlots;
+}
+
+/**
  * Orders for one group. Only awake nodes get orders (a sleeping node cannot be reached until
  * its alarm).
- * 1. A node about to run flat on its forecast halts now, with its alarm at its dawn (when
+ * 1. A node about to run flat on its forecast (within `haltLeadSlots`) halts now, with its alarm at its dawn (when
  *    its forecast covers its idle draw) or once the forecast has charged it with an hour's
  *    service, whichever is later: a planned halt keeps the reserve it needs to boot and
- *    serve, where running flat would not, and boots it only when it can stay up. A busy node takes the order too: it serves
- *    what it holds, takes nothing new, and then halts. If no node is left awake, every node
+ *    serve, where running flat would not, and boots it only when it can stay up. A busy node
+ *    takes the order too: it serves what it holds, takes nothing new, and then halts. If no node is left awake, every node
  *    would have run flat anyway.
  * 2. Of the others, a node in daylight, busy or held stays awake; at night the planner keeps the
  *    `neededAwake` nodes with the most energy above E_th and sends the rest to sleep until
@@ -129,15 +158,12 @@ export function planSleep(group: readonly SleepNodeView[], demand: GroupDemand, 
   const awake: number[] = [];
   group.forEach((n, i) => {
     if (!n.awake) return;
-    const run = runtime[i] as number;
-    // A busy node must also finish what it holds: up to two jobs of κ slots.
-    const lead = o.reliefLeadSlots + (n.busy ? 2 * demand.stageSlots : 0);
-    if (run > lead) {
+    if ((runtime[i] as number) > haltLeadSlots(n, demand, o)) {
       awake.push(i);
       return;
     }
     const reserve = n.eThQ + o.reserveSlots * (n.idleQ + loadQ);
-    orders[i] = { sleep: true, wakeInSlots: Math.max(1, dawn[i] as number, chargeSlots(n, reserve, o.horizonSlots)) };
+    orders[i] = { sleep: true, wakeInSlots: Math.max(1, dawn[i] as number, chargeSlots(n, reserve, o.horizonSlots)), why: 'flat' };
   });
   const night = (i: number) => !group[i]!.busy && !group[i]!.held && (dawn[i] as number) > 0;
   const margin = (i: number) => group[i]!.energyQ - group[i]!.eThQ;
@@ -150,7 +176,41 @@ export function planSleep(group: readonly SleepNodeView[], demand: GroupDemand, 
   sleepers.forEach((i, rank) => {
     const own = dawn[i] as number;
     const wake = rank === 0 && reliefAt < Infinity ? Math.min(own, reliefAt - o.reliefLeadSlots) : own;
-    orders[i] = { sleep: true, wakeInSlots: Math.max(1, wake) };
+    orders[i] = { sleep: true, wakeInSlots: Math.max(1, wake), why: 'spare' };
   });
   return orders;
+}
+
+/**
+ * Slots until the group has a node up again under its orders: 0 while one stays up, else the
+ * first wake among its nodes. `upInSlots` gives, per node not awake, when it is back (its
+ * alarm, or its recovery after running flat); Infinity when nobody knows.
+ */
+export function groupBackInSlots(group: readonly SleepNodeView[], orders: readonly SleepOrder[], upInSlots: readonly number[]): number {
+  let back = Infinity;
+  for (let i = 0; i < group.length; i++) {
+    const order = orders[i]!;
+    if (group[i]!.awake) {
+      if (!order.sleep) return 0;
+      back = Math.min(back, order.wakeInSlots);
+    } else back = Math.min(back, upInSlots[i] as number);
+  }
+  return back;
+}
+
+/**
+ * 6. The pipeline (our extension). A job passes every group, so while one group has no node
+ *    up, a node awake in another serves nothing and spends its idle draw for it. Given when
+ *    the whole pipeline is up again (the latest of the groups' `groupBackInSlots`), each
+ *    node of this group that stays awake, is not busy and is not held sleeps until then, if
+ *    that is at least `pipelineMinSlots` away and known at all. The groups then wake
+ *    together with what they saved, instead of taking turns to be awake in vain.
+ */
+export function alignToPipeline(group: readonly SleepNodeView[], orders: readonly SleepOrder[], pipelineBackInSlots: number, o: SleepOptions = SLEEP_DEFAULTS): SleepOrder[] {
+  if (!Number.isFinite(pipelineBackInSlots) || pipelineBackInSlots < o.pipelineMinSlots) return [...orders];
+  return orders.map((order, i) => {
+    const n = group[i]!;
+    if (order.sleep || !n.awake || n.busy || n.held) return order;
+    return { sleep: true, wakeInSlots: Math.ceil(pipelineBackInSlots), why: 'pipeline' };
+  });
 }

@@ -46,15 +46,15 @@ interface History {
 const DAY: History = { fromMs: NIGHT - 24 * HOUR, toMs: NIGHT, harvestJ: (t) => (new Date(t).getUTCHours() >= 6 && new Date(t).getUTCHours() < 18 ? 4000 : 0) };
 
 /** Nodes of group g0 with 20 W idle draw (2 quanta a slot) and the slot records of `history` (a day by default). */
-function fleet(nodes: Array<{ id: string; batteryJ: number; wakes?: boolean }>, config: Partial<SleepPlannerConfig> = {}, profile: Partial<NodeProfile> = {}, history: History = DAY): Fleet {
+function fleet(nodes: Array<{ id: string; batteryJ: number; wakes?: boolean; group?: string }>, config: Partial<SleepPlannerConfig> = {}, profile: Partial<NodeProfile> = {}, history: History = DAY): Fleet {
   const clock = new VirtualClock(history.toMs);
   const registry = new Registry({ silenceMs: 1e12, xiLim: 0.01, estimator: EstimatorConfigSchema.parse({}) }, { update: () => {}, forget: () => {} });
-  const chained = (wakes: boolean | undefined) => {
+  const chained = (wakes: boolean | undefined, group = 'g0') => {
     const wake = wakes === false ? { path: 'none' as const, ok: false, reason: 'no RTC' } : { path: 'virtual' as const, ok: true };
-    return chainProfile({ ...paperProfile(), idleW: 20, wake, ...profile }, { levels: 100, priorHarvestJ: { loJ: 0, hiJ: 0 } });
+    return chainProfile({ ...paperProfile(group), idleW: 20, wake, ...profile }, { levels: 100, priorHarvestJ: { loJ: 0, hiJ: 0 } });
   };
   for (const n of nodes) {
-    registry.birth(n.id, chained(n.wakes), history.fromMs - HOUR);
+    registry.birth(n.id, chained(n.wakes, n.group), history.fromMs - HOUR);
     let seq = 0;
     for (let t = history.fromMs; t < history.toMs; t += SLOT) {
       registry.slot(n.id, { seq: ++seq, slotStartMs: t, batteryJ: n.batteryJ, harvestJ: history.harvestJ(t), gamma: 1, powerMode: 1, queue: 0 }, t + SLOT);
@@ -74,7 +74,8 @@ function fleet(nodes: Array<{ id: string; batteryJ: number; wakes?: boolean }>, 
   });
   const boot = (id: string, batteryJ: number) => {
     const now = clock.now();
-    registry.birth(id, chained(nodes.find((n) => n.id === id)?.wakes), now);
+    const n = nodes.find((m) => m.id === id);
+    registry.birth(id, chained(n?.wakes, n?.group), now);
     registry.slot(id, { seq: 1, slotStartMs: now - SLOT, batteryJ, harvestJ: 0, gamma: 1, powerMode: 1, queue: 0 }, now);
   };
   return { registry, clock, commands, points, planner, jobs, cap, boot };
@@ -228,6 +229,30 @@ test('a node not needed naps until its check-in at the latest; one halted before
   const g = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }], { checkInMs: 3 * HOUR });
   await g.clock.advance(300_000);
   assert.deepEqual(g.planner.plan().map((d) => [d.nodeId, d.wakeAtMs - g.clock.now(), d.reason]), [['b', 29 * SLOT, 'not needed until its forecast covers its idle draw']]);
+});
+
+test('while every node of one group sleeps by order, the other group\'s node kept awake naps until that group is back', async () => {
+  // g0: a is kept, b sleeps. g1: both its nodes were sent to sleep an hour from now.
+  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }, { id: 'x', batteryJ: 50_000, group: 'g1' }, { id: 'y', batteryJ: 50_000, group: 'g1' }], { checkInMs: 3 * HOUR });
+  await f.clock.advance(300_000);
+  const back = f.clock.now() + HOUR;
+  f.registry.sleepOrdered('x', back, f.clock.now());
+  f.registry.sleepOrdered('y', back + HOUR, f.clock.now());
+  f.registry.sleeping('x', f.clock.now());
+  const sent = new Map(f.planner.plan().map((d) => [d.nodeId, d]));
+  assert.deepEqual([...sent.keys()].sort(), ['a', 'b'], 'g0 keeps no node awake while g1 cannot serve');
+  assert.equal(sent.get('a')!.wakeAtMs, back, 'a wakes when g1\'s first node does');
+  assert.match(sent.get('a')!.reason, /another group of the pipeline/);
+  assert.equal(sent.get('b')!.wakeAtMs, f.clock.now() + 29 * SLOT, 'b keeps its own plan: it relieves a');
+  // With g1 up again nothing is aligned: g0 keeps its fullest node.
+  const g = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }, { id: 'x', batteryJ: 50_000, group: 'g1' }], { checkInMs: 3 * HOUR });
+  await g.clock.advance(300_000);
+  assert.deepEqual(g.planner.plan().map((d) => d.nodeId), ['b']);
+  // A group whose node is offline without an order has no known return: nothing waits for it.
+  const h = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 60_000 }, { id: 'x', batteryJ: 50_000, group: 'g1' }], { checkInMs: 3 * HOUR });
+  await h.clock.advance(300_000);
+  h.registry.will('x', h.clock.now());
+  assert.deepEqual(h.planner.plan().map((d) => d.nodeId), ['b']);
 });
 
 test('jobs that found the group asleep raise a wake request: the nodes that check in stay awake unless they would run flat, until one is kept', async () => {
