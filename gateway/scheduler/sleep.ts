@@ -136,6 +136,24 @@ export function haltLeadSlots(node: SleepNodeView, demand: GroupDemand, o: Sleep
 }
 
 /**
+ * Nodes the group's energy above E_th can keep awake until its first dawn: the sum of its
+ * nodes' margins over what one awake node draws in that time (its idle draw, and its share
+ * of the jobs, at most one stage after another). In a night the energy cannot carry, more
+ * nodes awake serve no more jobs: the same margin is spent either way, but each node not
+ * kept busy draws its idle power between jobs, so fewer jobs are served with it.
+ */
+export function affordableAwake(group: readonly SleepNodeView[], demand: GroupDemand, need: number, nightSlots: number): number {
+  let margin = 0;
+  let idle = 0;
+  for (const n of group) {
+    margin += Math.max(0, n.energyQ - n.eThQ);
+    idle += n.idleQ / group.length;
+  }
+  const perNode = idle + Math.min(demand.arrivalsPerSlot / Math.max(1, need), 1 / Math.max(1e-9, demand.stageSlots)) * demand.jobQ;
+  return Math.floor(margin / (Math.max(1, nightSlots) * perNode));
+}
+
+/**
  * Orders for one group. Only awake nodes get orders (a sleeping node cannot be reached until
  * its alarm).
  * 1. A node about to run flat on its forecast (within `haltLeadSlots`) halts now, with its alarm at its dawn (when
@@ -145,7 +163,8 @@ export function haltLeadSlots(node: SleepNodeView, demand: GroupDemand, o: Sleep
  *    takes the order too: it serves what it holds, takes nothing new, and then halts. If no node is left awake, every node
  *    would have run flat anyway.
  * 2. Of the others, a node in daylight, busy or held stays awake; at night the planner keeps the
- *    `neededAwake` nodes with the most energy above E_th and sends the rest to sleep until
+ *    `neededAwake` nodes with the most energy above E_th (no more than `affordableAwake`, at
+ *    least one) and sends the rest to sleep until
  *    their dawn, except the one with the most energy, which relieves the first kept node
  *    expected to run out before its dawn: it is woken a little before.
  */
@@ -169,7 +188,8 @@ export function planSleep(group: readonly SleepNodeView[], demand: GroupDemand, 
   const margin = (i: number) => group[i]!.energyQ - group[i]!.eThQ;
   const keep = new Set(awake.filter((i) => !night(i)));
   const candidates = awake.filter(night).sort((a, b) => margin(b) - margin(a));
-  for (const i of candidates) if (keep.size < need) keep.add(i);
+  const affordable = Math.max(1, Math.min(need, affordableAwake(group, demand, need, Math.min(...dawn))));
+  for (const i of candidates) if (keep.size < affordable) keep.add(i);
   const sleepers = candidates.filter((i) => !keep.has(i));
   let reliefAt = Infinity;
   for (const i of keep) if ((runtime[i] as number) < (dawn[i] as number)) reliefAt = Math.min(reliefAt, runtime[i] as number);

@@ -123,9 +123,10 @@ test('a node without a working wake path is never sent to sleep; the planner cou
 });
 
 test('the recent arrival rate keeps as many nodes awake as the demand needs', async () => {
-  // Light jobs of three slots: what they cost is not what keeps nodes awake here, their time is.
-  const light = { modes: [{ powerMode: 1, name: 'slow', kappa: 3, costJ: 2000 }], modeTable: [{ minFraction: 0, powerMode: 1 }] };
-  const f = fleet([{ id: 'a', batteryJ: 80_000 }, { id: 'b', batteryJ: 70_000 }, { id: 'c', batteryJ: 60_000 }], { demandWindowMs: 600_000 }, light);
+  // Light jobs of three slots on nodes of low idle draw: what they cost is not what keeps
+  // nodes awake here, their time is, and the batteries carry two nodes through the night.
+  const light = { idleW: 2, modes: [{ powerMode: 1, name: 'slow', kappa: 3, costJ: 200 }], modeTable: [{ minFraction: 0, powerMode: 1 }] };
+  const f = fleet([{ id: 'a', batteryJ: 95_000 }, { id: 'b', batteryJ: 90_000 }, { id: 'c', batteryJ: 85_000 }], { demandWindowMs: 600_000 }, light);
   // One job in three slots keeps one node busy all the time: above the 0.7 a node may carry, so two stay awake.
   await f.clock.advance(300_000);
   f.jobs.submitted = 1;

@@ -1,7 +1,7 @@
 // The coordinated-sleep planner (gateway/scheduler/sleep.ts): pure orders from a group's state.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SLEEP_DEFAULTS, alignToPipeline, chargeSlots, dawnSlots, groupBackInSlots, haltLeadSlots, neededAwake, persistentForecast, planSleep, runtimeSlots, type SleepNodeView } from '../../gateway/scheduler/index.js';
+import { SLEEP_DEFAULTS, affordableAwake, alignToPipeline, chargeSlots, dawnSlots, groupBackInSlots, haltLeadSlots, neededAwake, persistentForecast, planSleep, runtimeSlots, type SleepNodeView } from '../../gateway/scheduler/index.js';
 
 /** A night of `nightSlots` dark slots, then `dayQ` a slot. */
 const night = (nightSlots: number, dayQ = 10) => (t: number) => (t < nightSlots ? 0 : dayQ);
@@ -35,6 +35,19 @@ test('at night the fullest node stays awake, the next relieves it before it runs
   assert.deepEqual(orders[0], { sleep: true, wakeInSlots: 300, why: 'spare' });
 });
 
+test('at night no more nodes stay awake than the group\'s energy can carry to its dawn, and at least one', () => {
+  // κ = 10: the demand needs all three. Each awake node draws 2 + 0.1 × 3 a slot for 300 slots.
+  const slow = { ...demand, stageSlots: 10 };
+  assert.equal(neededAwake(slow, 3), 3);
+  const poor = [node(300), node(250), node(200)];
+  assert.equal(affordableAwake(poor, slow, 3, 300), 0, '450 quanta above E_th against 690 for one node');
+  const orders = planSleep(poor, slow);
+  assert.deepEqual(orders.map((o) => o.sleep), [false, true, true], 'the fullest node alone stays, saturated');
+  const rich = [node(900), node(900), node(900)];
+  assert.equal(affordableAwake(rich, slow, 3, 300), 3);
+  assert.deepEqual(planSleep(rich, slow).map((o) => o.sleep), [false, false, false], 'energy for the night: the demand decides');
+});
+
 test('in daylight nobody is sent to sleep', () => {
   const day = { forecastQ: () => 5 };
   assert.deepEqual(planSleep([node(300, day), node(900, day), node(600, day)], demand), [{ sleep: false }, { sleep: false }, { sleep: false }]);
@@ -62,7 +75,8 @@ test('a node that could not finish the jobs it may be handed before the next rou
   assert.equal(runtimeSlots(node(150), 0.9, 864), 17);
   const [idle] = planSleep([node(150), node(900)], long);
   assert.ok(idle!.sleep && idle!.why === 'flat', 'idle, it is halted before it takes a job it cannot finish');
-  assert.deepEqual(planSleep([node(150, { holds: 1 }), node(900)], long)[0], { sleep: false }, 'with room for one job of 10 slots, 17 slots are enough');
+  const one = planSleep([node(150, { holds: 1 }), node(900)], long)[0]!;
+  assert.ok(!(one.sleep && one.why === 'flat'), 'with room for one job of 10 slots, 17 slots are enough: not halted as about to run flat');
 });
 
 test('a group is back when a node stays up, else at the first wake of its nodes', () => {
