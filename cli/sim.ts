@@ -36,8 +36,9 @@ export function registerSim(program: Command): void {
     .option('--seed <n>', 'base seed; the same seed gives the same numbers', positiveInt('--seed'), 1)
     .option('--threads <n>', 'worker threads (default: one per core)', positiveInt('--threads'))
     .option('--arrival <p>', 'solar-fleet: job arrival probability per slot of 100 s', probability, 0.3)
+    .option('--check-in <minutes>', 'solar-sleep: nodes not halted before running flat nap at most this long, then boot and are planned again, as the gateway does', positiveInt('--check-in'))
     .option('--paper <file>', "the paper's digitized results", join(repoRoot, '..', 'shared', 'paper', 'figures.json'))
-    .action(async (figure: string, opts: { iterations?: number; policies: string; out: string; seed: number; threads?: number; paper: string; arrival: number }) => {
+    .action(async (figure: string, opts: { iterations?: number; policies: string; out: string; seed: number; threads?: number; paper: string; arrival: number; checkIn?: number }) => {
       if (figure === 'solar-day') return solarDay(opts.seed);
       if (figure === 'solar-fleet') return solarFleet({ ...opts, arrival: opts.arrival });
       if (figure === 'solar-sleep') return solarSleep(opts);
@@ -141,7 +142,7 @@ async function pi4Load() {
 }
 
 /** `sim solar-sleep`: sim/solar-sleep.ts, the solar-fleet cases with foresight, with and without coordinated sleep, 5 seeds from `--seed`. */
-async function solarSleep(opts: { seed: number; out: string; arrival: number }): Promise<void> {
+async function solarSleep(opts: { seed: number; out: string; arrival: number; checkIn?: number }): Promise<void> {
   const [{ default: cliProgress }, fleet, sleep, load] = await Promise.all([import('cli-progress'), import('../sim/solar-fleet.js'), import('../sim/solar-sleep.js'), pi4Load()]);
   const seeds = [0, 1, 2, 3, 4].map((i) => opts.seed + i);
   const cases = fleet.solarFleetCases();
@@ -149,13 +150,15 @@ async function solarSleep(opts: { seed: number; out: string; arrival: number }):
   const bar = new cliProgress.SingleBar({ format: 'solar-sleep [{bar}] {value}/{total} fleet-months | {duration_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic);
   bar.start(cases.length * seeds.length, 0);
   const sleepW = 0.05;
-  const results = cases.map((c, i) => sleep.evaluateSolarSleep(c, i, { load, p: opts.arrival, seeds, days: 30, policy: 'foresight', sleepW, onProgress: () => bar.increment() }));
+  const checkInMs = opts.checkIn === undefined ? undefined : opts.checkIn * 60_000;
+  const results = cases.map((c, i) => sleep.evaluateSolarSleep(c, i, { load, p: opts.arrival, seeds, days: 30, policy: 'foresight', sleepW, checkInMs, onProgress: () => bar.increment() }));
   bar.stop();
   const seconds = (performance.now() - started) / 1000;
-  const table = `30 days per case, seeds ${seeds.join(', ')}, p = ${opts.arrival} per slot of 100 s, foresight; 3 groups × 3 Pi 4 nodes, idle ${load.idleW} W, asleep ${sleepW} W\n\n` + sleep.formatSleepTables(results);
+  const naps = opts.checkIn === undefined ? '' : `, naps of at most ${opts.checkIn} min`;
+  const table = `30 days per case, seeds ${seeds.join(', ')}, p = ${opts.arrival} per slot of 100 s, foresight; 3 groups × 3 Pi 4 nodes, idle ${load.idleW} W, asleep ${sleepW} W${naps}\n\n` + sleep.formatSleepTables(results);
   mkdirSync(opts.out, { recursive: true });
   writeFileSync(join(opts.out, 'solar-sleep.md'), table);
-  writeFileSync(join(opts.out, 'solar-sleep.json'), JSON.stringify({ p: opts.arrival, seeds, load, sleepW, seconds, results }, null, 2) + '\n');
+  writeFileSync(join(opts.out, 'solar-sleep.json'), JSON.stringify({ p: opts.arrival, seeds, load, sleepW, checkInMs, seconds, results }, null, 2) + '\n');
   console.log(table);
   console.log(`${cases.length} cases × ${seeds.length} seeds in ${seconds.toFixed(1)} s; wrote solar-sleep.md and .json to ${opts.out}`);
 }

@@ -183,6 +183,7 @@ export class NetworkSim {
     const { groups: G, devicesPerGroup: N, slots: T, p, device } = this.scenario;
     const { D, params, energy, gamma, stageLeft, stageHarvest, processing, stageCost, current, queued, powerMode, views, probs, state, wakeAt, sleepControl } = this;
     const sleepQ = this.scenario.sleep?.sleepQ ?? 0;
+    const bootQ = this.scenario.sleep?.bootQ ?? 0;
     const { eMax, eTh, eThUp } = device;
     // Our extension (idleQ in gateway/scheduler/types.ts): an active device draws its idle
     // power every slot, a device in power saving is halted and draws nothing.
@@ -275,6 +276,7 @@ export class NetworkSim {
           if ((wakeAt[d] as number) >= 0 && t >= (wakeAt[d] as number)) {
             wakeAt[d] = -1;
             if (e < eTh) gamma[d] = 0;
+            else e = Math.max(0, e - bootQ);
           }
           energy[d] = e;
           stageHarvest[d] = 0;

@@ -12,6 +12,13 @@ export interface SleepScenario {
   sleepQ: number;
   /** Slots between two plans: a gateway re-plans every few minutes, not every slot. */
   everySlots: number;
+  /**
+   * The longest sleep of a node not halted before running flat, as the gateway's
+   * `sleep.checkInMs`: it then boots and is planned again. Absent: it sleeps as planned.
+   */
+  checkInSlots?: number;
+  /** What a boot at an alarm costs a node, quanta. */
+  bootQ?: number;
   options?: SleepOptions;
 }
 
@@ -77,7 +84,9 @@ export class SleepControl {
     }
     rounds.forEach((planned, g) => {
       alignToPipeline(this.views[g]!, planned, pipelineBack, o).forEach((order, j) => {
-        if (order.sleep) s.wakeAt[g * this.perGroup + j] = t + order.wakeInSlots;
+        if (!order.sleep) return;
+        const nap = order.why !== 'flat' && this.spec.checkInSlots !== undefined;
+        s.wakeAt[g * this.perGroup + j] = t + (nap ? Math.min(order.wakeInSlots, this.spec.checkInSlots!) : order.wakeInSlots);
       });
     });
   }

@@ -12,6 +12,8 @@ const SLOTS_PER_DAY = 86_400_000 / FLEET_SLOT_MS;
 const SLOTS_PER_HOUR = 3_600_000 / FLEET_SLOT_MS;
 /** A gateway re-plans every 10 minutes (6 slots of 100 s). */
 const PLAN_EVERY_SLOTS = 6;
+/** A Pi 4's boot: about 40 s at ~4 W (gateway/sleep-planner.ts, checkInMs). */
+const BOOT_J = 160;
 
 export interface SolarSleepOptions {
   load: FleetLoad;
@@ -24,6 +26,12 @@ export interface SolarSleepOptions {
    * 0.05 W (a few mA at 5 V); at 2 % of the idle draw the result barely depends on it.
    */
   sleepW: number;
+  /**
+   * Naps as the gateway gives them (`sleep.checkInMs`): a node not halted before running
+   * flat sleeps at most this long, then boots, paying `BOOT_J`, and is planned again.
+   * Absent: every sleep lasts as planned.
+   */
+  checkInMs?: number;
   onProgress?(): void;
 }
 
@@ -78,7 +86,10 @@ export function evaluateSolarSleep(c: SolarFleetCase, caseIndex: number, o: Sola
     if (!policy) throw new Error(`unknown policy '${o.policy}'; choose one of ${Object.keys(POLICIES).join(', ')}`);
     const plain = new NetworkSim(scenario, models, weights).run(policy, fleetWorld(seed, caseIndex), fleetPolicyStream(seed, caseIndex, o.policy));
     record(result.without, plain, nodes, o.days);
-    const sleep = { profiles, startSlotOfDay: 0, sleepQ: (o.sleepW * FLEET_SLOT_MS) / 1000 / FLEET_QUANTUM_J, everySlots: PLAN_EVERY_SLOTS };
+    const sleep = {
+      profiles, startSlotOfDay: 0, sleepQ: (o.sleepW * FLEET_SLOT_MS) / 1000 / FLEET_QUANTUM_J, everySlots: PLAN_EVERY_SLOTS,
+      ...(o.checkInMs !== undefined ? { checkInSlots: Math.max(1, Math.round(o.checkInMs / FLEET_SLOT_MS)), bootQ: BOOT_J / FLEET_QUANTUM_J } : {}),
+    };
     const planned = new NetworkSim({ ...scenario, sleep }, models, weights).run(policy, fleetWorld(seed, caseIndex), fleetPolicyStream(seed, caseIndex, o.policy));
     record(result.with, planned, nodes, o.days);
     o.onProgress?.();

@@ -55,3 +55,21 @@ test('the simulator aligns the groups: while one group has no node up, the other
   control.plan(18, booting);
   assert.equal(booting.wakeAt[0], -1);
 });
+
+test('with check-ins, as the gateway naps them, a spare node sleeps at most the check-in; one halted before running flat keeps its wake', () => {
+  const profiles = Array.from({ length: 3 }, () => new Float64Array(864));
+  const params = { eMax: 1000, eTh: 100, eThUp: 150, idleQ: 2, modes: [{ powerMode: 1, name: 'low', kappa: 1, costQ: 1 }], modeTable: [{ minFraction: 0, powerMode: 1 }] };
+  const state = () => ({
+    energy: Float64Array.from([900, 800, 104]), gamma: Uint8Array.from([1, 1, 1]),
+    current: Int32Array.from([-1, -1, -1]), queued: Int32Array.from([-1, -1, -1]), wakeAt: Int32Array.from([-1, -1, -1]),
+  });
+  const plain = state();
+  new SleepControl({ profiles, startSlotOfDay: 0, sleepQ: 0, everySlots: 6 }, 1, 3, params, 0.01).plan(0, plain);
+  assert.ok(plain.wakeAt[1]! > 18, `without check-ins the spare node sleeps as planned: ${plain.wakeAt[1]}`);
+  const napping = state();
+  new SleepControl({ profiles, startSlotOfDay: 0, sleepQ: 0, everySlots: 6, checkInSlots: 18 }, 1, 3, params, 0.01).plan(0, napping);
+  assert.equal(napping.wakeAt[0], -1, 'the fullest stays');
+  assert.equal(napping.wakeAt[1], 18, 'the spare node checks in');
+  assert.equal(napping.wakeAt[2], plain.wakeAt[2], 'the node about to run flat sleeps as long as it must');
+  assert.ok(napping.wakeAt[2]! > 18);
+});
