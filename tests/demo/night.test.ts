@@ -69,9 +69,12 @@ test('a virtual night: a node about to run flat is halted, draws its sleep curre
 
   // The morning: at a day in 2 minutes, sunrise (05:45 solar time) is 80 s of wall time after
   // the start. The node, booted by its alarms and charged by the sun, is active again.
+  // A boot at one of its night alarms may read active for a moment before the gateway halts
+  // it again: only a node active after sunrise, and not sent to sleep, is the morning's.
+  const sunriseMs = evening + 9.75 * 3_600_000;
   await until('the sleeper awake and active again in the morning', () => {
     const n = registry.get(sleeper.nodeId);
-    return sleeper.power === 'on' && n?.online === true && n.gamma === 1;
+    return field.clock.now() >= sunriseMs && sleeper.power === 'on' && n?.online === true && n.gamma === 1 && n.sleep === undefined;
   }, 180_000);
   await other.stop('leaving the woken node alone in its group');
   const morning = await field.jobs.submit({ prompt: 'Once upon a time', maxTokens: 8, temperature: 0, topP: 1, seed: 2, stop: [] }).done;
