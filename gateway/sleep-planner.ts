@@ -120,6 +120,12 @@ function planned(n: NodeState): boolean {
   return n.online && !n.sleep && n.profile.slotMs !== undefined && n.lastSeq !== undefined;
 }
 
+/** Time until the node is up: 0 while on and not sent to sleep, its planned wake if sent, else not known. */
+function upInMs(n: NodeState, now: number): number {
+  if (n.online && !n.sleep) return 0;
+  return n.sleep?.wakeAtMs !== undefined ? Math.max(0, n.sleep.wakeAtMs - now) : Infinity;
+}
+
 /** Every hour of the day has a record: the forecast of the day ahead is the node's own. */
 function dayKnown(n: NodeState): boolean {
   return n.estimator.hoursSeen() === 24;
@@ -201,15 +207,13 @@ export class SleepPlanner {
     const views = members.map((n) => this.view(n, slotMs, now, this.wakeRequested.has(group)));
     const demand = this.demand(awake, perMs, slotMs);
     const orders = planSleep(views, demand, this.options(slotMs));
-    const upIn = members.map((n) => (n.online && !n.sleep ? 0 : n.sleep?.wakeAtMs !== undefined ? Math.max(0, n.sleep.wakeAtMs - now) / slotMs : Infinity));
+    const upIn = members.map((n) => upInMs(n, now) / slotMs);
     return { group, members, views, orders, slotMs, arrivalsPerSlot: demand.arrivalsPerSlot, backMs: groupBackInSlots(views, orders, upIn) * slotMs };
   }
 
-  /** When a group none of whose nodes can take an order is up: now if one is on, its first planned wake if all sleep by order. */
+  /** When a group none of whose nodes can take an order is up: its first node's return. */
   private backMs(members: NodeState[], now: number): number {
-    if (members.some((n) => n.online && !n.sleep)) return 0;
-    const wakes = members.map((n) => (n.sleep?.wakeAtMs !== undefined ? Math.max(0, n.sleep.wakeAtMs - now) : Infinity));
-    return Math.min(Infinity, ...wakes);
+    return Math.min(Infinity, ...members.map((n) => upInMs(n, now)));
   }
 
   /** The orders of a round, sent; then a wake request the round meets is closed. */

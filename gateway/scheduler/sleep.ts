@@ -156,17 +156,17 @@ export function affordableAwake(group: readonly SleepNodeView[], demand: GroupDe
 /**
  * Orders for one group. Only awake nodes get orders (a sleeping node cannot be reached until
  * its alarm).
- * 1. A node about to run flat on its forecast (within `haltLeadSlots`) halts now, with its alarm at its dawn (when
- *    its forecast covers its idle draw) or once the forecast has charged it with an hour's
- *    service, whichever is later: a planned halt keeps the reserve it needs to boot and
- *    serve, where running flat would not, and boots it only when it can stay up. A busy node
- *    takes the order too: it serves what it holds, takes nothing new, and then halts. If no node is left awake, every node
- *    would have run flat anyway.
- * 2. Of the others, a node in daylight, busy or held stays awake; at night the planner keeps the
- *    `neededAwake` nodes with the most energy above E_th (no more than `affordableAwake`, at
- *    least one) and sends the rest to sleep until
- *    their dawn, except the one with the most energy, which relieves the first kept node
- *    expected to run out before its dawn: it is woken a little before.
+ * 1. A node about to run flat on its forecast (within `haltLeadSlots`) halts now, with its
+ *    alarm at its dawn (when its forecast covers its idle draw) or once the forecast has
+ *    charged it with an hour's service, whichever is later: a planned halt keeps the reserve
+ *    it needs to boot and serve, where running flat would not, and boots it only when it
+ *    can stay up. A busy node takes the order too: it serves what it holds, takes nothing
+ *    new, and then halts. If no node is left awake, every node would have run flat anyway.
+ * 2. Of the others, a node in daylight, busy or held stays awake; at night the planner keeps
+ *    the `neededAwake` nodes with the most energy above E_th (no more than
+ *    `affordableAwake`, at least one) and sends the rest to sleep until their dawn, except
+ *    the one with the most energy, which relieves the first kept node expected to run out
+ *    before its dawn: it is woken a little before.
  */
 export function planSleep(group: readonly SleepNodeView[], demand: GroupDemand, o: SleepOptions = SLEEP_DEFAULTS): SleepOrder[] {
   const orders: SleepOrder[] = group.map(() => ({ sleep: false }));
