@@ -147,7 +147,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     const model = prepareModel(which, work);
     mkdirSync(join(work, 'agents'));
     gw = await startFleet(model.dir, work, agents, agentThreads, star);
-    const trace = new HopTrace(gw.client);
+    const trace = await HopTrace.on(gw.broker.bus, FLEET);
     const crossings = new BrokerCrossings(linkDelayMs);
     const tap: PublishTap = (topic, payload) => {
       trace.atBroker(topic, payload);

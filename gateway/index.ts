@@ -122,7 +122,7 @@ async function openMqtt(
   if (!files.credentials) throw new Error('no node credentials loaded for the embedded broker (set broker.credentialsPath)');
   const broker = await Broker.start(config.broker, { clock: deps.clock, log, credentials: files.credentials, patterns: nodeTopics(config), tls: files.tls });
   try {
-    // In process rather than over loopback TCP: every job frame crosses this link twice per hop.
+    // In process rather than over loopback TCP. Job messages take the broker's bus instead (startGatewayOnAnyBroker).
     const client = await connectInProcess(broker);
     return { broker, client };
   } catch (err) {
@@ -237,11 +237,13 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
     client.on('error', (err) => log.error({ err: err.message }, 'gateway MQTT client error'));
     noDelay(client);
     const outbox = new Outbox(client, clock);
+    // The job messages: on the embedded broker's bus, not through the client (broker/local-bus.ts).
+    const jobOutbox = broker ? new Outbox(broker.bus, clock) : outbox;
     const r = new Router(
       { fleet: config.fleet, policy: config.scheduler.policy, ...config.router, chainHops: chainsHops(config) },
       {
         model, registry, store, clock, log: log.child({ part: 'router' }),
-        publish: (topic, payload, qos) => outbox.publish(topic, payload, { qos }, (err) => log.warn({ topic, err: err.message }, 'job message not published')),
+        publish: (topic, payload, qos) => jobOutbox.publish(topic, payload, { qos }, (err) => log.warn({ topic, err: err.message }, 'job message not published')),
       },
     );
     router = r;
@@ -257,7 +259,7 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
     }
     const link = new NodeLink(
       { fleet: config.fleet, levels: config.registry.levels, priorHarvestJ: config.registry.priorHarvestJ },
-      { client, registry, clock, log: log.child({ part: 'link' }), jobs: r },
+      { client, registry, clock, log: log.child({ part: 'link' }), jobs: r, ...(broker ? { jobBus: broker.bus } : {}) },
     );
     await link.start(mqtt.takeEarly);
     const b = broker;
@@ -326,7 +328,7 @@ export async function startGatewayOnAnyBroker(config: GatewayConfig, deps: Gatew
         await r.close();
         // The router's cancels (QoS 1) must be through the broker before it stops, or every
         // node that served a job keeps its queue place until its session idles out.
-        await outbox.acknowledged(2_000);
+        await Promise.all([outbox.acknowledged(2_000), jobOutbox.acknowledged(2_000)]);
         await http?.close();
         model.dispose();
         // The embedded broker closes first: a node's record it acknowledged after our own

@@ -70,6 +70,14 @@ export interface JobSink {
   job?(id: string): { served: Array<{ nodes: string[] }> } | undefined;
 }
 
+/**
+ * Where the job topics are heard when not through the client: the embedded broker's bus
+ * (broker/local-bus.ts), which hands each message over without an MQTT packet between.
+ */
+export interface JobBus {
+  subscribe(filters: string[], onMessage: (topic: string, payload: Buffer) => void): Promise<void>;
+}
+
 /** Which message a refusal was of. */
 export type RefusedKind = 'state' | 'slot' | 'event' | 'job-report';
 /**
@@ -133,7 +141,7 @@ export class NodeLink {
 
   constructor(
     private readonly config: LinkConfig,
-    private readonly deps: { client: MqttClient; registry: Registry; clock: Clock; log: Logger; jobs?: JobSink },
+    private readonly deps: { client: MqttClient; registry: Registry; clock: Clock; log: Logger; jobs?: JobSink; jobBus?: JobBus },
   ) {}
 
   /**
@@ -148,11 +156,14 @@ export class NodeLink {
     for (const [topic, payload] of early) this.onMessage(topic, payload);
     // QoS 1: births, wills and slot records must not be lost on the way in.
     const filters = [fleetFilter(this.config.fleet, 'state'), fleetFilter(this.config.fleet, 'slot'), fleetFilter(this.config.fleet, 'event')];
+    const jobFilters: string[] = [];
     // job/out at QoS 1 too: a report carries the job's energy, and the agent publishes at 1.
-    if (this.deps.jobs) filters.push(fleetFilter(this.config.fleet, 'jobOut'));
+    if (this.deps.jobs) jobFilters.push(fleetFilter(this.config.fleet, 'jobOut'));
     // Chained hops: the gateway keeps each group's input history from the frames passing by.
-    if (this.deps.jobs?.jobHop) filters.push(fleetFilter(this.config.fleet, 'jobHop'));
-    await client.subscribeAsync(filters, { qos: 1 });
+    if (this.deps.jobs?.jobHop) jobFilters.push(fleetFilter(this.config.fleet, 'jobHop'));
+    const bus = this.deps.jobBus;
+    if (bus && jobFilters.length) await bus.subscribe(jobFilters, (topic, payload) => this.onMessage(topic, payload));
+    await client.subscribeAsync(bus ? filters : [...filters, ...jobFilters], { qos: 1 });
   }
 
   onMessage(topic: string, payload: Buffer): void {

@@ -2,10 +2,20 @@
 // MQTT.js calls a QoS 1 publish's callback when the broker's PUBACK arrives (MQTT 3.1.1
 // §4.3.2), so the count needs nothing of the client but its public publish: the gateway's
 // close waits on it for its last cancels to be through the broker, on the injected clock.
-import type { IClientPublishOptions, MqttClient } from 'mqtt';
 import type { Clock } from '../ground/clock.js';
 
-export type OutboxClient = Pick<MqttClient, 'publish' | 'connected' | 'once' | 'removeListener'>;
+/** What the outbox needs of a publisher: an MQTT.js client, or the embedded broker's bus (broker/local-bus.ts). */
+export interface OutboxClient {
+  connected: boolean;
+  publish(topic: string, payload: Buffer | string, opts: PublishOptions, cb: (err?: Error) => void): void;
+  once(event: 'close', listener: () => void): unknown;
+  removeListener(event: 'close', listener: () => void): unknown;
+}
+
+export interface PublishOptions {
+  qos?: 0 | 1 | 2;
+  retain?: boolean;
+}
 
 export class Outbox {
   private unacknowledged = 0;
@@ -19,7 +29,7 @@ export class Outbox {
   }
 
   /** Publishes; `onError` hears of a message the client could not send or the broker refused. */
-  publish(topic: string, payload: Buffer | string, opts: IClientPublishOptions, onError: (err: Error) => void): void {
+  publish(topic: string, payload: Buffer | string, opts: PublishOptions, onError: (err: Error) => void): void {
     const counted = (opts.qos ?? 0) > 0;
     if (counted) this.unacknowledged++;
     this.client.publish(topic, payload, opts, (err) => {

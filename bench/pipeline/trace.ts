@@ -1,18 +1,18 @@
 // Where a token's time goes on the way through the fleet: every activation frame of a decode
-// step is stamped when the gateway's MQTT client publishes it to a node's job/in, each time
+// step is stamped when the gateway publishes it to a node's job/in (on its broker's bus), each time
 // the broker takes it on its way (into a node's job/in or, chained, its job/hop; out of the
-// last node's job/out), and when it arrives back (before the gateway decodes it). A node's
+// last node's job/out), and when it arrives back (just after the gateway decodes it). A node's
 // share of a hop runs from the broker taking its input to the broker taking its output,
 // which on the chained path is the next node's input: the broker's delivery to it, its
-// socket and MQTT client, its worker, its publish. The gateway's way out (its client, the
-// in-process stream, the broker's parse) belongs to the node it sends to, and its way in to
+// socket and MQTT client, its worker, its publish. The gateway's way out (its bus, to the
+// broker's tap) belongs to the node it sends to, and its way in to
 // the node it hears from: each node of a star has both, a chain's first node only the way
 // out and its last only the way in. The frame codec's own cost is timed apart, on frames of
 // the model's width.
 import { fork } from 'node:child_process';
 import { MqttClient } from 'mqtt';
-import type { Broker } from '../../gateway/broker/index.js';
-import { decodeFrame, encodeFrame, parseNodeTopic } from '../../protocol/index.js';
+import type { Broker, LocalBus } from '../../gateway/broker/index.js';
+import { decodeFrame, encodeFrame, fleetFilter, parseNodeTopic } from '../../protocol/index.js';
 import { frameHeader } from './crossings.js';
 
 /** The broker taking a frame: into a node (`in`) or out of one back to the gateway (`out`). */
@@ -56,20 +56,29 @@ export class HopTrace {
   /** The few node topics a job uses, parsed once. */
   private readonly topics = new Map<string, Parsed>();
 
-  /** Stamps the gateway client's frames out (publish) and in (first `message` listener). */
-  constructor(client: MqttClient) {
-    const publish = client.publish.bind(client) as (...args: unknown[]) => MqttClient;
-    client.publish = ((topic: string, message: string | Buffer, ...rest: unknown[]) => {
+  /**
+   * Stamps the gateway's frames out (its bus's publish) and in (a subscriber on its bus,
+   * after the gateway's own: the stamp follows the link's decode of the frame, and comes
+   * before the head, which runs once the router's wait resolves).
+   */
+  private constructor(bus: LocalBus) {
+    const publish = bus.publish.bind(bus);
+    bus.publish = (topic, message, opts, cb) => {
       const t = this.parsed(topic);
       const stamp = t?.kind === 'jobIn' ? this.stampOf(message, true) : undefined;
       if (t && stamp) stamp.sent.set(t.nodeId, performance.now());
-      return publish(topic, message, ...rest);
-    }) as MqttClient['publish'];
-    client.prependListener('message', (topic: string, payload: Buffer) => {
-      const t = this.parsed(topic);
-      const stamp = t?.kind === 'jobOut' ? this.stampOf(payload, false) : undefined;
+      publish(topic, message, opts, cb);
+    };
+  }
+
+  static async on(bus: LocalBus, fleet: string): Promise<HopTrace> {
+    const trace = new HopTrace(bus);
+    await bus.subscribe([fleetFilter(fleet, 'jobOut')], (topic, payload) => {
+      const t = trace.parsed(topic);
+      const stamp = t?.kind === 'jobOut' ? trace.stampOf(payload, false) : undefined;
       if (t && stamp && !stamp.back.has(t.nodeId)) stamp.back.set(t.nodeId, performance.now());
     });
+    return trace;
   }
 
   /** From the broker's tap: a frame into a node (job/in, job/hop) or back from one (job/out), as the broker takes it. */

@@ -19,6 +19,7 @@ import { FrameGuard } from './frame-guard.js';
 import type { BrokerCounters, PublishTap } from './counters.js';
 import { HopGrants } from './hop-grants.js';
 import { inProcessPipe } from './in-process.js';
+import { LocalBus } from './local-bus.js';
 import { connectionKey, PendingConnections } from './pending.js';
 
 /** The internal client's username; `$` cannot start a node id, so no node can claim it. */
@@ -73,6 +74,8 @@ export class Broker {
   readonly ports: { mqtt?: number; mqtts?: number; ws?: number } = {};
   private webSockets: WebSocketServer | undefined;
   private publishTap: PublishTap | undefined;
+  /** The gateway's job traffic, handed to aedes without a client (local-bus.ts). */
+  readonly bus: LocalBus;
 
   private constructor(private readonly config: BrokerConfig, private readonly deps: BrokerDeps) {
     this.internalSecret = randomBytes(32);
@@ -108,6 +111,7 @@ export class Broker {
       },
       authorizeSubscribe: (client, sub, done) => done(null, this.authorizeSubscribe(client, sub.topic) ? sub : null),
     });
+    this.bus = new LocalBus({ aedes: this.aedes, hops: this.hops, clock: deps.clock, tap: () => this.publishTap });
     this.aedes.on('client', (client) => {
       if (!this.internalClients.has(client)) this.nodeClients.set(client.id, client);
     });
@@ -271,6 +275,7 @@ export class Broker {
     const listening = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     this.webSockets?.close();
     this.pending.closeAll();
+    this.bus.closed();
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     await listening;
   }

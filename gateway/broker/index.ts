@@ -6,3 +6,4 @@ export * from './counters.js';
 export * from './credentials.js';
 export { FrameGuard, PacketTooLargeError } from './frame-guard.js';
 export { connectExternal, safeUrl, type EarlyMessage, type ExternalConnection, type ExternalSecrets } from './external.js';
+export { LocalBus } from './local-bus.js';

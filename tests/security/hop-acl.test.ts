@@ -120,3 +120,16 @@ test('a cancel keeps the grant until the node reports the job ended; its report 
   await c.endAsync();
   await until('C\'s grant goes with its connection', () => t.broker.hops.size === 0);
 });
+
+test('an offer and a close frame on the gateway\'s bus grant and end the route as through its client', async () => {
+  const job = nextJob;
+  const a = await node('node-a');
+  const onBus = (payload: Buffer) =>
+    new Promise<void>((resolve, reject) => t.broker.bus.publish(nodeTopic(FLEET, 'node-a', 'jobIn'), payload, { qos: 1 }, (err) => (err ? reject(err) : resolve())));
+  await onBus(encodeJson({ v: PROTOCOL_VERSION, type: 'offer', jobId: job, sessionId: 9, next: toB } satisfies JobControl));
+  assert.ok(t.broker.hops.holds('node-a', job), 'the bus\'s offer taught the broker the route');
+  assert.equal(await tryHop(a, 'node-b', frame(job, SESSION_AT_B)), 'delivered');
+  await onBus(frame(job, 9, true));
+  assert.equal(t.broker.hops.holds('node-a', job), false, 'the close frame ended it');
+  assert.equal(await tryHop(a, 'node-b', frame(job, SESSION_AT_B)), 'refused');
+});
