@@ -31,10 +31,9 @@ type Handed = { topic: string; payload: Buffer; qos: 0 | 1; cb: (err?: Error) =>
  */
 export class LocalBus extends EventEmitter {
   private open = true;
-  /** Publishes waiting behind one the tap holds; undefined while none is held. */
-  private held: Handed[] | undefined;
-  /** The publish the tap holds now, and its timer. */
-  private holding: { m: Handed; timer: Timer } | undefined;
+  /** The publish the tap holds now, and its timer; those published meanwhile wait behind it. */
+  private hold: { m: Handed; timer: Timer } | undefined;
+  private readonly waiting: Handed[] = [];
 
   constructor(private readonly deps: LocalBusDeps) {
     super();
@@ -47,8 +46,8 @@ export class LocalBus extends EventEmitter {
   publish(topic: string, payload: Buffer | string, opts: { qos?: 0 | 1 | 2 }, cb: (err?: Error) => void): void {
     if (!this.open) return cb(new Error('the embedded broker is closed'));
     const m: Handed = { topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: opts.qos ? 1 : 0, cb };
-    if (this.held) this.held.push(m);
-    else this.send(m);
+    if (this.hold) this.waiting.push(m);
+    else this.pass(m);
   }
 
   /** `onMessage` hears every message on these filters, from any client. */
@@ -64,37 +63,26 @@ export class LocalBus extends EventEmitter {
   closed(): void {
     if (!this.open) return;
     this.open = false;
-    const held = this.holding ? [this.holding.m, ...(this.held ?? [])] : [];
-    this.holding?.timer.cancel();
-    this.holding = undefined;
-    this.held = undefined;
+    const unsent = this.hold ? [this.hold.m, ...this.waiting.splice(0)] : [];
+    this.hold?.timer.cancel();
+    this.hold = undefined;
     // 'close' first: a wait for acknowledgements ends unacknowledged, as when a client's connection drops.
     this.emit('close');
-    for (const m of held) m.cb(new Error('the embedded broker is closed'));
+    for (const m of unsent) m.cb(new Error('the embedded broker is closed'));
   }
 
-  private send(m: Handed): void {
+  /** Through what the broker does for its internal client's publishes, then routed now or once the tap's hold is over. */
+  private pass(m: Handed): void {
     this.deps.hops.fromGateway(m.topic, m.payload);
     const holdMs = this.deps.tap()?.(m.topic, m.payload) ?? 0;
     if (holdMs <= 0) return this.route(m);
-    this.held = [];
     const timer = this.deps.clock.setTimeout(() => {
-      this.holding = undefined;
+      this.hold = undefined;
       this.route(m);
-      const behind = this.held ?? [];
-      this.held = undefined;
-      // Each may be held in turn; those behind a new hold wait for it.
-      for (let i = 0; i < behind.length; i++) {
-        // send() may have set a new hold: TS cannot see the field change through the call.
-        const again = this.held as Handed[] | undefined;
-        if (again) {
-          again.push(...behind.slice(i));
-          return;
-        }
-        this.send(behind[i]!);
-      }
+      // Each one behind may be held in turn, and those after it wait again.
+      while (!this.hold && this.waiting.length > 0) this.pass(this.waiting.shift()!);
     }, holdMs);
-    this.holding = { m, timer };
+    this.hold = { m, timer };
   }
 
   private route(m: Handed): void {
