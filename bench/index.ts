@@ -6,6 +6,7 @@ export const benches: Record<string, () => Promise<Bench>> = {
   agent: async () => (await import('./agent.js')).agentBench,
   broker: async () => (await import('./broker.js')).brokerBench,
   gateway: async () => (await import('./gateway.js')).gatewayBench,
+  handover: async () => (await import('./handover.js')).handoverBench,
   model: async () => (await import('./model.js')).modelBench,
   pipeline: async () => (await import('./pipeline.js')).pipelineBench,
   sim: async () => (await import('./sim.js')).simBench,

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AgentConfig } from '../../agent/config.js';
 import { virtualAgentConfig } from '../../agent/virtual.js';
+import { reapOnExit } from '../reap.js';
 
 export interface AgentSpec {
   nodeId: string;
@@ -20,28 +21,6 @@ export interface AgentSpec {
 }
 
 const CLI = fileURLToPath(new URL('../../cli/index.js', import.meta.url));
-
-/** Children started by this process and not yet exited. */
-const live = new Set<ChildProcess>();
-
-/**
- * Ends `child` when this process exits, however it exits: the bench's own cleanup stops its
- * agents, but an uncaught error skips that, and an agent that lost its broker only
- * reconnects, forever, loading the machine for every later benchmark. 'exit' runs on an
- * uncaught error too, and kill() is synchronous, as the handler must be.
- */
-export function reapOnExit(child: ChildProcess): void {
-  if (live.size === 0) process.once('exit', reapAll);
-  live.add(child);
-  child.once('exit', () => {
-    live.delete(child);
-    if (live.size === 0) process.removeListener('exit', reapAll);
-  });
-}
-
-function reapAll(): void {
-  for (const c of live) c.kill('SIGTERM');
-}
 
 /** The config `heliomesh agent --virtual` builds (cli/agent.ts), serving `spec`'s blocks of `shardDir`. */
 function agentDoc(spec: AgentSpec, fleet: string, url: string, shardDir: string, dir: string): AgentConfig {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { until } from '../../ground/until.js';
 
-const AGENTS = fileURLToPath(new URL('../../bench/pipeline/agents.js', import.meta.url));
+const AGENTS = fileURLToPath(new URL('../../bench/reap.js', import.meta.url));
 
 function alive(pid: number): boolean {
   try {
