@@ -46,6 +46,32 @@ function startNodes(transport: Transport, port: number): ChildProcess[] {
   });
 }
 
+/** Rejects when a node exits before the chain is closed: a token that cannot come back must not hang the bench. */
+function watch(nodes: ChildProcess[]): { lost: Promise<never>; closing: () => void } {
+  let closing = false;
+  const lost = new Promise<never>((_resolve, reject) => {
+    for (const [i, c] of nodes.entries()) {
+      c.once('exit', (code, signal) => {
+        if (!closing) reject(new Error(`handover node ${i} exited (${signal ?? `code ${code}`}) while the chain was in use`));
+      });
+    }
+  });
+  lost.catch(() => undefined);
+  return { lost, closing: () => (closing = true) };
+}
+
+/** Waits for every node's 'ready' (and `also`); on a failure the nodes and the server are stopped before it is thrown. */
+async function started(w: ReturnType<typeof watch>, nodes: ChildProcess[], server: Server, also: Promise<void>[], closeMore?: () => Promise<void>): Promise<void> {
+  try {
+    await Promise.race([w.lost, Promise.all([...also, ...nodes.map((c) => new Promise((resolve) => c.once('message', resolve)))])]);
+  } catch (err) {
+    w.closing();
+    await stop(nodes, server);
+    await closeMore?.();
+    throw err;
+  }
+}
+
 const ask = <T>(child: ChildProcess): Promise<T> => new Promise((resolve) => {
   child.once('message', (m) => resolve(m as T));
   child.send('count');
@@ -91,12 +117,16 @@ async function tcpChain(): Promise<Chain> {
   const sockets: Socket[] = [];
   const frame = Buffer.alloc(FRAME_BYTES);
   const d = driver(() => sockets[0]!.write(frame));
+  let allConnected: () => void = () => undefined;
+  const connected = new Promise<void>((resolve) => (allConnected = resolve));
   const server = createServer((s) => {
     s.setNoDelay(true);
-    sockets.push(s);
+    if (sockets.push(s) === 3) allConnected();
   });
   const nodes = startNodes('tcp', await listen(server));
-  await Promise.all(nodes.map((c) => new Promise((resolve) => c.once('message', resolve))));
+  const w = watch(nodes);
+  // A node's 'ready' can come before the hub has accepted its connection: both are awaited.
+  await started(w, nodes, server, [connected]);
   // Which connection is which node does not matter: any order of the three is a chain.
   sockets.forEach((s, i) => {
     let pending: Buffer = Buffer.alloc(0);
@@ -111,9 +141,10 @@ async function tcpChain(): Promise<Chain> {
     });
   });
   return {
-    tokens: d.tokens,
-    counts: () => Promise.all(nodes.map((c) => ask<NodeCount>(c))),
+    tokens: (n) => Promise.race([w.lost, d.tokens(n)]),
+    counts: () => Promise.race([w.lost, Promise.all(nodes.map((c) => ask<NodeCount>(c)))]),
     close: async () => {
+      w.closing();
       for (const s of sockets) s.destroy();
       await stop(nodes, server);
     },
@@ -135,11 +166,13 @@ async function mqttChain(): Promise<Chain> {
     aedes.handle(s);
   });
   const nodes = startNodes('mqtt', await listen(server));
-  await Promise.all(nodes.map((c) => new Promise((resolve) => c.once('message', resolve))));
+  const w = watch(nodes);
+  await started(w, nodes, server, [], () => new Promise<void>((resolve) => aedes.close(() => resolve())));
   return {
-    tokens: d.tokens,
-    counts: () => Promise.all(nodes.map((c) => ask<NodeCount>(c))),
+    tokens: (n) => Promise.race([w.lost, d.tokens(n)]),
+    counts: () => Promise.race([w.lost, Promise.all(nodes.map((c) => ask<NodeCount>(c)))]),
     close: async () => {
+      w.closing();
       await stop(nodes, server);
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
     },
