@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { CONTENDERS, contenders, type Contender, type ContenderRun, type LoadShape } from './broker/contenders.js';
 import { mosquittoVersion } from './broker/mosquitto.js';
 import type { Bench } from './types.js';
+import { median } from './median.js';
 
 const SHAPE: LoadShape = {
   publishers: 4,
@@ -26,12 +27,6 @@ interface Run extends ContenderRun {
   round: number;
   msgsPerS: number;
 }
-
-const median = (xs: number[]) => {
-  const s = xs.slice().sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 function summarize(runs: Run[], name: Contender) {
   const mine = runs.filter((r) => r.broker === name);

@@ -13,14 +13,13 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Aedes } from 'aedes';
-import { FRAME_BYTES, HEAD_ROWS, inputTopic, matvec, OUT_TOPIC, STAGE_ROWS, TRANSPORTS, weights, type NodeCount, type Transport } from './handover/chain.js';
+import { FRAME_BYTES, frameSplitter, HEAD_ROWS, inputTopic, matvec, OUT_TOPIC, STAGE_ROWS, TRANSPORTS, weights, type NodeCount, type Transport } from './handover/chain.js';
 import { reapOnExit } from './reap.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
+import { median } from './median.js';
 
 const NODE = fileURLToPath(new URL('./handover/node.js', import.meta.url));
 const WARMUP_TOKENS = 20;
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** A hub and its 3 node processes on one transport; `token(n)` sends n tokens through the chain. */
 interface Chain {
@@ -128,18 +127,10 @@ async function tcpChain(): Promise<Chain> {
   // A node's 'ready' can come before the hub has accepted its connection: both are awaited.
   await started(w, nodes, server, [connected]);
   // Which connection is which node does not matter: any order of the three is a chain.
-  sockets.forEach((s, i) => {
-    let pending: Buffer = Buffer.alloc(0);
-    s.on('data', (chunk: Buffer) => {
-      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-      while (pending.length >= FRAME_BYTES) {
-        const f = Buffer.from(pending.subarray(0, FRAME_BYTES));
-        pending = pending.subarray(FRAME_BYTES);
-        if (i < 2) sockets[i + 1]!.write(f);
-        else d.back();
-      }
-    });
-  });
+  sockets.forEach((s, i) => s.on('data', frameSplitter((f) => {
+    if (i < 2) sockets[i + 1]!.write(f);
+    else d.back();
+  })));
   return {
     tokens: (n) => Promise.race([w.lost, d.tokens(n)]),
     counts: () => Promise.race([w.lost, Promise.all(nodes.map((c) => ask<NodeCount>(c)))]),

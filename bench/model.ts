@@ -24,6 +24,7 @@ import { compileC, runC as runCBar, type CRun } from './model/c-bar.js';
 import { runShape } from './model/shape-run.js';
 import { BENCH_QUANTS, BENCH_SEQ_LEN, parseList, SHAPE_SEED, SHAPES } from './model/shapes.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
+import { median } from './median.js';
 
 /** stories15M's shape (llama2.c's smallest TinyStories model). */
 const STORIES15M_SHAPE = llamaConfig({ dim: 288, hiddenDim: 768, nLayers: 6, nHeads: 6, nKvHeads: 6, vocabSize: 32000, seqLen: 256 });
@@ -70,7 +71,6 @@ async function measureTfjs(pipeline: Pipeline, prompt: number[]): Promise<TfjsMe
 }
 
 const tokensPerS = (tokens: number, ms: number) => (tokens / ms) * 1000;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * The machine may be shared, so every measurement is repeated ROUNDS times (the whole model

@@ -4,17 +4,13 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { DeviceModel, PAPER_DYNAMIC_TABLE, PAPER_MODES, PAPER_XI_LIM, limits, uniformOnGrid, type DeviceParams } from '../gateway/scheduler/index.js';
 import type { Bench } from './types.js';
+import { median } from './median.js';
 
 /** Node i of a synthetic fleet: E_max = 100, dynamic table, its own harvest law. */
 export function fleetNode(i: number): DeviceParams {
   const mean = 2 + ((i * 7919) % 1000) / 100; // 2–12 kJ per slot, spread over the fleet
   return { eMax: 100, eTh: 10, eThUp: 15, modes: PAPER_MODES, modeTable: PAPER_DYNAMIC_TABLE, harvestPmf: uniformOnGrid(0, 2 * mean) };
 }
-
-const median = (xs: number[]) => {
-  const s = xs.slice().sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
-};
 
 export const solverBench: Bench = {
   description: 'median single-node solve (q_lim by Brent) and 1,000 nodes re-solved on every core',

@@ -9,6 +9,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Bench } from './types.js';
+import { median } from './median.js';
 
 const CLI = fileURLToPath(new URL('../cli/index.js', import.meta.url));
 const GOAL_CPU_S = 0.5;
@@ -58,12 +59,6 @@ function runOnce(args: string[], reporter: string, report: string): Promise<{ us
     });
   });
 }
-
-const median = (xs: number[]) => {
-  const s = xs.slice().sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 export const startupBench: Bench = {
   description: `CPU time of help texts and status, per command (goal < ${GOAL_CPU_S} s)`,

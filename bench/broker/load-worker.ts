@@ -4,6 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { PROTOCOL_VERSION, encodeJson, parseSlotRecord, type SlotRecord } from '../../protocol/index.js';
 import type { LoadResult, LoadSpec, LoginOptions } from './load.js';
+import { median } from '../median.js';
 
 /**
  * Slot record `seq` of a node, as an agent publishes it (protocol/messages.ts), with
@@ -36,7 +37,7 @@ export function slotRecordPayload(nodeId: string, seq: number): Buffer {
   return payload;
 }
 
-const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+const medianOrZero = (xs: number[]) => (xs.length ? median(xs) : 0);
 
 function open(url: string, login: LoginOptions): Promise<MqttClient> {
   const opts: IClientOptions = { ...login, clean: true, reconnectPeriod: 0, connectTimeout: 10_000, protocolVersion: 4 };
@@ -128,7 +129,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     elapsedMs: tEnd - t0,
     ackedMs: (tAcked || performance.now()) - t0,
     timedOut,
-    payloadBytes: median(payloads.flat().map((b) => b.length)),
+    payloadBytes: medianOrZero(payloads.flat().map((b) => b.length)),
   };
 }
 

@@ -45,3 +45,16 @@ export const TRANSPORTS: readonly Transport[] = ['tcp', 'mqtt'];
 /** MQTT topics of the chain: node i's input, and the way back to the hub. */
 export const inputTopic = (i: number) => `handover/n${i}/in`;
 export const OUT_TOPIC = 'handover/out';
+
+/** Cuts a byte stream into FRAME_BYTES frames, each its own copy: TCP keeps no message edges. */
+export function frameSplitter(onFrame: (frame: Buffer) => void): (chunk: Buffer) => void {
+  let pending: Buffer = Buffer.alloc(0);
+  return (chunk) => {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    while (pending.length >= FRAME_BYTES) {
+      const frame = Buffer.from(pending.subarray(0, FRAME_BYTES));
+      pending = pending.subarray(FRAME_BYTES);
+      onFrame(frame);
+    }
+  };
+}

@@ -4,7 +4,7 @@
 // answers its CPU time and its frame count.
 import { connect } from 'node:net';
 import mqtt from 'mqtt';
-import { FRAME_BYTES, inputTopic, matvec, OUT_TOPIC, STAGE_ROWS, weights, type NodeCount, type Transport } from './chain.js';
+import { frameSplitter, inputTopic, matvec, OUT_TOPIC, STAGE_ROWS, weights, type NodeCount, type Transport } from './chain.js';
 
 const [transport, portText, indexText] = process.argv.slice(2) as [Transport, string, string];
 const port = Number(portText);
@@ -24,17 +24,11 @@ if (transport === 'tcp') {
     socket.setNoDelay(true);
     process.send!('ready');
   });
-  let pending: Buffer = Buffer.alloc(0);
-  socket.on('data', (chunk: Buffer) => {
-    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-    while (pending.length >= FRAME_BYTES) {
-      const frame = Buffer.from(pending.subarray(0, FRAME_BYTES));
-      pending = pending.subarray(FRAME_BYTES);
-      sink += matvec(w);
-      frames++;
-      socket.write(frame);
-    }
-  });
+  socket.on('data', frameSplitter((frame) => {
+    sink += matvec(w);
+    frames++;
+    socket.write(frame);
+  }));
 } else {
   const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId: `handover-n${index}`, reconnectPeriod: 0 });
   client.on('connect', () => client.subscribe(inputTopic(index), { qos: 1 }, () => process.send!('ready')));

@@ -16,6 +16,7 @@ import { defaultNodeLoad, stageEnergy } from './energy.js';
 import { generateThrough, StageProcess, type FleetRound } from './fleet.js';
 import { headBytesPerToken, layerBytes, type StageMemory, type StageSpec } from './protocol.js';
 import { BENCH_SEQ_LEN, type BenchQuant, type BenchShape } from './shapes.js';
+import { median } from '../median.js';
 
 export interface ShapeRunOptions {
   stages: number;
@@ -36,7 +37,6 @@ const GOAL_RATIO: Partial<Record<BenchQuant, number>> = { q4_0: 3, q8_0: 2 };
 const GOAL_BANDWIDTH = 0.7;
 
 const log = (msg: string) => process.stderr.write(`[bench model] ${msg}\n`);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const rate = (tokens: number, ms: number) => (tokens / ms) * 1000;
 const GB = (b: number) => `${(b / 1e9).toFixed(2)} GB`;
 

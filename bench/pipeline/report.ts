@@ -4,6 +4,7 @@
 import type { GenerationStats } from '../../models/generate.js';
 import type { BenchResult } from '../types.js';
 import type { frameCodecUs, HopTimes, RoundTrips } from './trace.js';
+import { median } from '../median.js';
 
 /** The ratio goals of issue 15, by the model run: the small shape's hops weigh most, TinyLlama's forwards dwarf them. */
 const GOAL_RATIOS: Record<string, number> = { stories15M: 0.8, 'tinyllama q4_0': 0.95 };
@@ -84,8 +85,6 @@ export interface Measured {
   loadAtStart: number[];
   loadAtEnd: number[];
 }
-
-const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Each hop of a round: its round trip and what it was made of. */
 function hopBreakdown(r: Round) {

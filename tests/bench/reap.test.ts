@@ -8,17 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { until } from '../../ground/until.js';
+import { alive } from '../support/process.js';
 
 const AGENTS = fileURLToPath(new URL('../../bench/reap.js', import.meta.url));
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Runs a script that starts `sleep 60` as a child (reaped or not), prints its pid and dies of an uncaught error. */
 async function crashWithChild(dir: string, reap: boolean): Promise<{ pid: number; code: number | null }> {

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { freePort } from '../support/ports.js';
 import { until } from '../../ground/until.js';
+import { alive } from '../support/process.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const cli = join(root, 'dist', 'cli', 'index.js');
@@ -32,15 +33,6 @@ function childrenOf(pid: number): number[] {
     }
   }
   return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 test('heliomesh demo: starts, serves a completion with its energy over HTTP, refuses strangers on MQTT, stops cleanly on SIGINT', { timeout: 180_000 }, async (t) => {

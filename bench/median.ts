@@ -1,0 +1,9 @@
+// The median every benchmark reports: the middle value, or the mean of the two middle ones.
+
+/** The median of `xs`; NaN when there are none. */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  if (s.length === 0) return NaN;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
