@@ -1,6 +1,7 @@
 // `heliomesh bench pipeline`: decode tokens/s of one completion through the gateway and 3
 // real agents (each its own process and its own block range, over MQTT on loopback), against
-// the same model generated in this process as 3 stages (models/generate.ts Pipeline), with
+// the same model generated in a process of its own as 3 stages (models/generate.ts Pipeline,
+// bench/pipeline/reference.ts), with
 // the same prompt, sampler and seed, in rounds that alternate the two. The token ids must be
 // identical (f32 frames carry the hidden states exactly). Also reported: the activation
 // frames that crossed the broker per token, counted as they were published; and where a
@@ -18,34 +19,30 @@ import { RealClock } from '../ground/clock.js';
 import { parseGatewayConfig } from '../gateway/config.js';
 import { startGateway, type Gateway } from '../gateway/index.js';
 import { selectBackend } from '../models/backend.js';
-import { allTokens, emptyStats, type Pipeline } from '../models/generate.js';
 import { AgentCpu, type AgentReading } from './pipeline/agent-cpu.js';
 import { AgentProcess, type AgentSpec } from './pipeline/agents.js';
-import { benchModelName, inProcessPipeline, parseBenchModel, prepareModel } from './pipeline/model.js';
+import { benchModelName, parseBenchModel, prepareModel } from './pipeline/model.js';
+import { ReferenceProcess } from './pipeline/reference.js';
 import { readManifest } from '../models/shards.js';
 import { BrokerCrossings } from './pipeline/crossings.js';
-import { report, type FleetRun, type InProcessRun, type NodeHop, type Round } from './pipeline/report.js';
+import { report, type FleetRun, type NodeHop, type Round } from './pipeline/report.js';
 import { frameCodecUs, HopTrace, mqttRoundTrips } from './pipeline/trace.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
 import { until } from '../ground/until.js';
 
 const FLEET = 'bench';
 const ROUNDS = 5;
+/**
+ * Unmeasured full-length rounds of each path first. V8 keeps optimizing the agents' code for
+ * a long while: counted per thread, the 3 agents' compiler threads used 2.4 ms per token in
+ * the first 128-token job and 0.1–0.3 ms after about 12 jobs, while the fleet's CPU per
+ * token fell from 22 to 13–15 ms. A node in the field serves for days, so the rounds that
+ * are measured come after that.
+ */
+const WARMUP_ROUNDS = 8;
 const PROMPT_TOKENS = 16;
 /** Sampled, not greedy: the seed must carry over for the ids to match. */
 const SAMPLER = { temperature: 0.8, topP: 0.95, seed: 7 };
-
-async function inProcess(pipeline: Pipeline, promptIds: number[], maxTokens: number, stopIds: readonly number[]): Promise<InProcessRun> {
-  const stats = emptyStats(pipeline.stacks.length);
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  const ids = await allTokens(pipeline.generate({ promptIds, maxTokens, sampler: SAMPLER, stopIds }, stats));
-  const cpu = process.cpuUsage(cpu0);
-  return {
-    ids, stats, wallMs: performance.now() - t0, decodeTokensPerS: (stats.decodeTokens / stats.decodeMs) * 1000,
-    cpuMsPerToken: (cpu.user + cpu.system) / 1000 / ids.length, systemCpuMsPerToken: cpu.system / 1000 / ids.length,
-  };
-}
 
 async function viaFleet(gw: Gateway, promptIds: number[], maxTokens: number): Promise<FleetRun> {
   const at: number[] = [];
@@ -131,6 +128,8 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   if (!Number.isInteger(maxTokens) || maxTokens < 2) throw new Error(`--tokens must be a whole number ≥ 2, got '${opts.args.tokens}'`);
   const roundCount = opts.args.rounds === undefined ? ROUNDS : Number(opts.args.rounds);
   if (!Number.isInteger(roundCount) || roundCount < 1) throw new Error(`--rounds must be a whole number ≥ 1, got '${opts.args.rounds}'`);
+  const warmupRounds = opts.args.warmupRounds === undefined ? WARMUP_ROUNDS : Number(opts.args.warmupRounds);
+  if (!Number.isInteger(warmupRounds) || warmupRounds < 0) throw new Error(`--warmup-rounds must be a whole number ≥ 0, got '${opts.args.warmupRounds}'`);
   const agentThreads = opts.args.agentThreads === undefined ? undefined : Number(opts.args.agentThreads);
   if (agentThreads !== undefined && !(Number.isInteger(agentThreads) && agentThreads >= 1)) throw new Error(`--agent-threads must be a whole number ≥ 1, got '${opts.args.agentThreads}'`);
   const linkDelayMs = opts.args.linkDelayMs === undefined ? 0 : Number(opts.args.linkDelayMs);
@@ -141,7 +140,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   const work = mkdtempSync(join(tmpdir(), 'heliomesh-bench-pipeline-'));
   const agents: AgentProcess[] = [];
   let gw: Gateway | undefined;
-  let pipeline: Pipeline | undefined;
+  let reference: ReferenceProcess | undefined;
   let cpu: AgentCpu | undefined;
   try {
     const model = prepareModel(which, work);
@@ -157,7 +156,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     const url = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
     cpu = await AgentCpu.connect(url, gw.broker.internal, FLEET);
     const nodeIds = agents.map((a) => a.nodeId);
-    pipeline = inProcessPipeline(model.dir);
+    reference = await ReferenceProcess.start(model.dir);
     // Each agent's CPU while it holds no job (its ledger sampling the virtual node, its link),
     // per ms of wall time: subtracted from a job's CPU, so what is left is the job's.
     const idle0 = await cpu.readAll(nodeIds);
@@ -166,21 +165,27 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     await new Promise((r) => setTimeout(r, 3000));
     const gatewayIdle = process.cpuUsage(gatewayIdle0);
     const idle1 = await cpu.readAll(nodeIds);
-    // This process's own background (the gateway's loops, its solver, the agents' slot
-    // records), which the in-process runs in this same process carry as well.
+    // The gateway process's own background (its loops, its solver, the agents' slot records),
+    // which the in-process reference, in a process of its own, does not carry.
     const gatewayIdleCpuPerMs = (gatewayIdle.user + gatewayIdle.system) / 1000 / (performance.now() - idleT0);
     const idleCpuPerMs = idle1.map((a, i) => (a.cpuUs - idle0[i]!.cpuUs) / 1000 / (performance.now() - idleT0));
     const promptIds = promptFor(gw);
     const stopIds = gw.model.stopIds;
     const codec = frameCodecUs(gw.model.config.dim);
 
-    // Warm-up: the first forward of each kernel pays for setup (XNNPACK packs the weights) on every side.
-    await inProcess(pipeline, promptIds, 4, stopIds);
+    // Warm-up: the first forward of each kernel pays for setup (XNNPACK packs the weights) on
+    // every side, and the JIT goes on optimizing for many rounds after (WARMUP_ROUNDS).
+    await reference.run({ promptIds, maxTokens: 4, stopIds: [...stopIds], sampler: SAMPLER });
     await viaFleet(gw, promptIds, 4);
+    for (let r = 0; r < warmupRounds; r++) {
+      await reference.run({ promptIds, maxTokens, stopIds: [...stopIds], sampler: SAMPLER });
+      await viaFleet(gw, promptIds, maxTokens);
+      process.stderr.write(`bench pipeline: warm-up round ${r + 1}/${warmupRounds}\n`);
+    }
 
     const rounds: Round[] = [];
     for (let r = 0; r < roundCount; r++) {
-      const local = await inProcess(pipeline, promptIds, maxTokens, stopIds);
+      const local = await reference.run({ promptIds, maxTokens, stopIds: [...stopIds], sampler: SAMPLER });
       trace.clear();
       const before = await cpu.readAll(nodeIds);
       const jobT0 = performance.now();
@@ -202,12 +207,12 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     }
     return report({
       which: benchModelName(which), description: model.description, maxTokens, promptIds, backend: backend.detail, sampler: SAMPLER, rounds, codec,
-      idleCpuPct: idleCpuPerMs.map((x) => 100 * x), gatewayIdleCpuPct: 100 * gatewayIdleCpuPerMs, linkDelayMs, path: star ? 'star' : 'chained', agentThreads: agentThreads ?? availableParallelism(), loadAtStart, loadAtEnd: loadavg(),
+      idleCpuPct: idleCpuPerMs.map((x) => 100 * x), gatewayIdleCpuPct: 100 * gatewayIdleCpuPerMs, linkDelayMs, path: star ? 'star' : 'chained', agentThreads: agentThreads ?? availableParallelism(), warmupRounds, loadAtStart, loadAtEnd: loadavg(),
     });
   } finally {
     await cpu?.close();
     await Promise.all(agents.map((a) => a.stop()));
-    pipeline?.dispose();
+    await reference?.close();
     await gw?.close();
     rmSync(work, { recursive: true, force: true });
   }

@@ -21,13 +21,14 @@ export function registerBench(program: Command): void {
     .option('--stages <n>', 'model --shape: pipeline stages, one process each (default 3)')
     .option('--threads <n>', 'model: matmul kernel threads per stage and head (default: every core)')
     .option('--rounds <n>', 'model --shape: measured rounds, each with a C round after it (default 2); startup: runs of each command (default 5); pipeline: rounds (default 5); handover: rounds (default 21)')
+    .option('--warmup-rounds <n>', 'pipeline: unmeasured rounds of each path before the measured ones, while the JIT settles (default 8)')
     .option('--c-bar <on|off>', 'model --shape: run the C f32 bar (default on)')
     .option('--backend <name>', 'model: TF.js backend, auto|tensorflow|wasm|cpu (default: HELIOMESH_BACKEND or auto)')
     .option('--agent-threads <n>', 'pipeline: matmul kernel threads of each agent (default: every core; the in-process run keeps every core)')
     .option('--link-delay-ms <ms>', 'pipeline: hold every activation frame this long at the broker, as a slower link would (default 0)')
     .option('--star', 'pipeline: every hop through the gateway, as before hops were chained node to node')
     .action(async (name: string, opts: { out: string; model?: string; nodes?: string; jobsPerS?: string; seconds?: string; tokens?: string;
-      shape?: string; quant?: string; stages?: string; threads?: string; rounds?: string; cBar?: string; backend?: string; agentThreads?: string; linkDelayMs?: string; star?: boolean }) => {
+      shape?: string; quant?: string; stages?: string; threads?: string; rounds?: string; warmupRounds?: string; cBar?: string; backend?: string; agentThreads?: string; linkDelayMs?: string; star?: boolean }) => {
       const load = benches[name];
       if (!load) {
         throw new Error(`unknown benchmark '${name}'; choose one of: ${Object.keys(benches).join(', ')}`);

@@ -4,7 +4,7 @@
 import type { GenerationStats } from '../../models/generate.js';
 import type { BenchResult } from '../types.js';
 import type { frameCodecUs, HopTimes, RoundTrips } from './trace.js';
-import { median } from '../median.js';
+import { median, nearestIndex } from '../median.js';
 
 /** The ratio goals of issue 15, by the model run: the small shape's hops weigh most, TinyLlama's forwards dwarf them. */
 const GOAL_RATIOS: Record<string, number> = { stories15M: 0.8, 'tinyllama q4_0': 0.95 };
@@ -82,6 +82,8 @@ export interface Measured {
   path: 'chained' | 'star';
   /** Threads of each agent's matmul kernel (the in-process stages and both heads use every core). */
   agentThreads: number;
+  /** Unmeasured full-length rounds of each path before these. */
+  warmupRounds: number;
   loadAtStart: number[];
   loadAtEnd: number[];
 }
@@ -124,15 +126,16 @@ export function report(m: Measured): BenchResult {
   const identical = rounds.every((r) => r.idsIdentical);
   const crossings = rounds.map((r) => r.crossingsPerToken);
   const cpuRatios = rounds.map((r) => (r.fleet.gatewayCpuMsPerToken + r.nodes.reduce((a, n) => a + n.cpuMs, 0)) / r.inProcess.cpuMsPerToken);
-  // The same with this process's background taken out of both runs, as each agent's idle
-  // CPU is taken out of its share: the work a token costs on each path.
+  // The same with the gateway process's background taken out, as each agent's idle CPU is
+  // taken out of its share: the work a token costs on each path. The reference runs in a
+  // process with no background of its own.
   const background = (wallMs: number, tokens: number) => ((m.gatewayIdleCpuPct / 100) * wallMs) / tokens;
   const workRatio = (r: Round) =>
-    (r.fleet.gatewayCpuMsPerToken - background(r.fleet.wallMs, r.fleet.ids.length) + r.nodes.reduce((a, n) => a + n.cpuMs, 0)) /
-    (r.inProcess.cpuMsPerToken - background(r.inProcess.wallMs, r.inProcess.ids.length));
+    (r.fleet.gatewayCpuMsPerToken - background(r.fleet.wallMs, r.fleet.ids.length) + r.nodes.reduce((a, n) => a + n.cpuMs, 0)) / r.inProcess.cpuMsPerToken;
   const cpuWorkRatios = rounds.map(workRatio);
   // The breakdown of the median-ratio round: its fleet and in-process runs were neighbours in time.
-  const mid = rounds[ratios.indexOf(ratio)]!;
+  // With an even count the median falls between two rounds; the one nearer to it is shown.
+  const mid = rounds[nearestIndex(ratios, ratio)]!;
   const s = mid.inProcess.stats;
   const tokenMs = 1000 / mid.fleet.decodeTokensPerS;
   const hops = hopBreakdown(mid);
@@ -169,11 +172,11 @@ export function report(m: Measured): BenchResult {
     `node handling ${f(h.nodeHandlingMs, 2)}, forward ${f(h.forwardMs, 2)} [in-process ${f(h.inProcessForwardMs, 2)}], gateway in ${f(h.gatewayInMs, 2)}; node CPU ${f(h.nodeCpuMs, 2)})`).join(', ');
   const summary =
     `pipeline [${m.which}, ${m.backend}, agents' kernels on ${m.agentThreads} thread${m.agentThreads === 1 ? '' : 's'}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
-    `ratio ${f(ratio, 3)} (median of ${rounds.length} rounds, spread ${spread(ratios)}${goalRatio === undefined ? '' : `; goal ≥ ${goalRatio}: ${ratio >= goalRatio ? 'met' : 'not met'}`}), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
+    `ratio ${f(ratio, 3)} (median of ${rounds.length} rounds after ${m.warmupRounds} unmeasured, spread ${spread(ratios)}${goalRatio === undefined ? '' : `; goal ≥ ${goalRatio}: ${ratio >= goalRatio ? 'met' : 'not met'}`}), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
     `${m.path} path, broker crossings per token ${spread(crossings, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms (link delay)` : ''}; ` +
     `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; MQTT round trip with no compute ${f(mid.mqtt.medianMs, 2)} ms median back to back, ${f(mid.mqttIdle.medianMs, 2)} ms after idling a token's time (with those alone the ratio could reach ${f(transportCeiling, 2)}); gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
     `CPU per token: fleet ${f(fleetCpuMs, 2)} ms (gateway ${f(mid.fleet.gatewayCpuMsPerToken, 2)}, ${f(mid.fleet.gatewaySystemCpuMsPerToken, 2)} of it system) vs in-process ${f(mid.inProcess.cpuMsPerToken, 2)} ms (${f(mid.inProcess.systemCpuMsPerToken, 2)} system), ${f(median(cpuRatios), 3)}× (median, spread ${spread(cpuRatios)}; goal ≤ ${GOAL_CPU_RATIO}×: ${median(cpuRatios) <= GOAL_CPU_RATIO ? 'met' : 'not met'}); ` +
-    `without this process's background of ${f(m.gatewayIdleCpuPct, 1)} % of a core while idle ${f(median(cpuWorkRatios), 2)}× (spread ${spread(cpuWorkRatios)}); ` +
+    `without the gateway process's background of ${f(m.gatewayIdleCpuPct, 1)} % of a core while idle ${f(median(cpuWorkRatios), 2)}× (spread ${spread(cpuWorkRatios)}); ` +
     `the gateway's CPU per bare MQTT round trip ${f(mid.mqtt.gatewayCpuMs, 3)} ms back to back, ${f(mid.mqttIdle.gatewayCpuMs, 3)} ms after idling (${f(breakdown.gatewayMqttCpuMsPerToken, 2)} ms per token at its crossings); ` +
     `frame codec ${f(codec.encodeUs, 1)} + ${f(codec.decodeUs, 1)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;
   return {
@@ -195,6 +198,7 @@ export function report(m: Measured): BenchResult {
       linkDelayMs: m.linkDelayMs,
       path: m.path,
       agentThreads: m.agentThreads,
+      warmupRounds: m.warmupRounds,
       promptTokens: m.promptIds.length,
       maxTokens: m.maxTokens,
       sampler: m.sampler,

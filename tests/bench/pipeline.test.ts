@@ -71,10 +71,13 @@ test('a short bench run through 3 agents reports 6 broker crossings per token on
 test('chained hops: 6 crossings for the prompt, then 4 per token for 3 groups, with the same ids', async (t) => {
   const outDir = mkdtempSync(join(tmpdir(), 'heliomesh-bench-pipeline-test-'));
   t.after(() => rmSync(outDir, { recursive: true, force: true }));
-  const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '1', agentThreads: '1' } });
+  // Two rounds: with an even count the median falls between them, and the breakdown shows the nearer one.
+  const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '2', warmupRounds: '1', agentThreads: '1' } });
   type Hop = { roundTripMs: number; gatewayOutMs: number; gatewayInMs: number; nodeTransportMs: number; forwardMs: number };
   const m = r.metrics as { crossingsPerToken: number; idsIdentical: boolean; path: string; rounds: Array<{ crossingsPerToken: number; tokens: number; hops: Hop[] }> };
   assert.equal(m.path, 'chained');
+  assert.equal(m.rounds.length, 2);
+  assert.match(r.summary, /median of 2 rounds after 1 unmeasured/);
   // Each node's share of a chained token is measured: the gateway's way out belongs to the
   // first node only, its way in to the last only.
   const hops = m.rounds[0]!.hops;
