@@ -30,7 +30,8 @@ export type FinishReason = 'stop' | 'length';
 export interface TokenHead {
   readonly config: Pick<LlamaConfig, 'seqLen' | 'vocabSize'>;
   embed(tokens: readonly number[]): Float32Array;
-  logits(hidden: Float32Array): Float32Array;
+  /** May write into `out` (of vocabSize values) and return it, rather than allocate. */
+  logits(hidden: Float32Array, out?: Float32Array): Float32Array;
 }
 
 /** Opens the stages of one generation, each sized to hold `positions` context positions. */
@@ -82,6 +83,8 @@ export async function* generateTokens(head: TokenHead, open: OpenStages, opts: G
   const problem = samplingProblem(maxTokens, opts.sampler) ?? promptProblem(head.config, promptIds);
   if (problem) throw new Error(problem);
   const sampler = new Sampler(opts.sampler);
+  // One logits array for the whole generation: each token's is drawn from before the next is computed.
+  const logits = new Float32Array(head.config.vocabSize);
   const stop = new Set(opts.stopIds ?? []);
   stats.promptTokens = promptIds.length;
   if (maxTokens === 0) return 'length';
@@ -93,7 +96,7 @@ export async function* generateTokens(head: TokenHead, open: OpenStages, opts: G
     let t0 = performance.now();
     let hidden = head.embed(promptIds);
     for (const stage of stages) hidden = await stage.forward(hidden, 0);
-    let token = sampler.sample(head.logits(hidden));
+    let token = sampler.sample(head.logits(hidden, logits));
     stats.prefillMs += performance.now() - t0;
     let position = promptIds.length;
     for (let produced = 1; ; produced++) {
@@ -111,7 +114,7 @@ export async function* generateTokens(head: TokenHead, open: OpenStages, opts: G
         inStages += took;
       }
       position++;
-      token = sampler.sample(head.logits(hidden));
+      token = sampler.sample(head.logits(hidden, logits));
       const took = performance.now() - t0;
       stats.decodeMs += took;
       stats.headDecodeMs += took - inStages;

@@ -212,9 +212,10 @@ export class MatmulRuntime {
 
   /**
    * For each matrix W_i [rows_i][cols]: out_i[T][rows_i] = x[T][cols] · W_iᵀ (+ bias_i per
-   * row when given). All matrices share the same input x and cols. Returns fresh arrays.
+   * row when given). All matrices share the same input x and cols. Returns fresh arrays, or
+   * writes out_i into `into[i]` where one is given (of T × rows_i values) and returns it.
    */
-  matmul(x: Float32Array, T: number, ms: readonly KernelMatrix[], biases?: readonly (Float32Array | undefined)[]): Float32Array[] {
+  matmul(x: Float32Array, T: number, ms: readonly KernelMatrix[], biases?: readonly (Float32Array | undefined)[], into?: readonly (Float32Array | undefined)[]): Float32Array[] {
     this.checkOpen();
     if (!Number.isInteger(T) || T < 1) throw new Error(`matmul: T must be a positive integer, got ${T}`);
     if (ms.length === 0) return [];
@@ -231,6 +232,9 @@ export class MatmulRuntime {
         if (b !== undefined && b.length !== ms[i]!.rows) throw new Error(`matmul: bias ${i} has ${b.length} values, matrix ${i} has ${ms[i]!.rows} rows`);
       });
     }
+    into?.forEach((o, i) => {
+      if (o !== undefined && o.length !== T * (ms[i]?.rows ?? 0)) throw new Error(`matmul: output ${i} has room for ${o.length} values, expected ${T * (ms[i]?.rows ?? 0)}`);
+    });
     const needQ8 = ms.some((m) => m.type === 'q8_0');
     const needQ4 = ms.some((m) => m.type === 'q4_0');
     const nb = cols / 32;
@@ -283,7 +287,13 @@ export class MatmulRuntime {
     if (needQ8 || needQ4) this.exports.quantizeActivations(L.JOB);
     const wanted = this.minBytesPerThread > 0 ? Math.floor((work * T) / this.minBytesPerThread) : this.threads;
     this.dispatch(Math.max(1, Math.min(this.threads, wanted, total)));
-    return ms.map((m, i) => this.f32.slice(outs[i]! / 4, outs[i]! / 4 + T * m.rows));
+    return ms.map((m, i) => {
+      const at = outs[i]! / 4;
+      const o = into?.[i];
+      if (!o) return this.f32.slice(at, at + T * m.rows);
+      o.set(this.f32.subarray(at, at + T * m.rows));
+      return o;
+    });
   }
 
   /** f32 values of row r of an uploaded matrix (embedding lookup from the kernel's own copy). */

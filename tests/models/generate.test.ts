@@ -110,6 +110,13 @@ test('sampler: temperature 0 is argmax; top-p keeps the smallest nucleus; draws 
   for (const r of [0, 0.3, 0.99]) assert.equal(sampleTopP(probs, 0.5, r), 1);
   assert.equal(sampleTopP(probs, 0.8, 0.1), 1);
   assert.equal(sampleTopP(probs, 0.8, 0.95), 3);
+  // Into reused room, the same values and the same draws.
+  const room = new Float64Array(logits.length).fill(Number.NaN);
+  assert.equal(softmax(logits, 1, room), room);
+  assert.deepEqual(room, probs);
+  const candidates = new Int32Array(logits.length).fill(-1);
+  for (const [topP, r] of [[0.5, 0.3], [0.8, 0.1], [0.8, 0.95], [0.99, 0.999]] as const) assert.equal(sampleTopP(probs, topP, r, candidates), sampleTopP(probs, topP, r));
+  assert.throws(() => softmax(logits, 1, new Float64Array(3)), /5 logits into room for 3/);
   const counts = new Map<number, number>();
   const sampler = new Sampler({ temperature: 1, topP: 1, seed: 7 });
   const draws = 20000;

@@ -236,6 +236,26 @@ test('outputs are bit-identical for 1, 2, 3 and 4 threads (several matrices per 
   }
 });
 
+test('outputs written into given arrays equal fresh ones, and a wrong-sized one is refused', () => {
+  const rt = MatmulRuntime.create({ threads: 2, minBytesPerThread: 0 });
+  try {
+    const ks = [randomWeights('f32', 33, 64, 61), randomWeights('q8_0', 5, 64, 62)].map((m) => rt.upload(m));
+    const x = randomValues(3 * 64, 63);
+    const fresh = rt.matmul(x, 3, ks);
+    const room = new Float32Array(3 * 33).fill(Number.NaN);
+    const [into, other] = rt.matmul(x, 3, ks, undefined, [room]);
+    assert.equal(into, room, 'the given array is the one returned');
+    assert.deepEqual(bits(into!), bits(fresh[0]!));
+    assert.deepEqual(bits(other!), bits(fresh[1]!), 'a matrix without room gets a fresh array');
+    // The next call reuses the runtime's scratch; what was written into `room` stays.
+    rt.matmul(randomValues(3 * 64, 64), 3, ks);
+    assert.deepEqual(bits(room), bits(fresh[0]!));
+    assert.throws(() => rt.matmul(x, 3, ks, undefined, [new Float32Array(33)]), /output 0 has room for 33 values, expected 99/);
+  } finally {
+    rt.close();
+  }
+});
+
 test('one call may mix every type (each with its own activation scratch)', () => {
   const rt = MatmulRuntime.create({ threads: 3, minBytesPerThread: 0 });
   try {
