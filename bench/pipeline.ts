@@ -7,9 +7,11 @@
 // frames that crossed the broker per token, counted as they were published; and where a
 // decode token's time goes on the fleet path (each hop's round trip split into the MQTT
 // legs, the node's forward and its handling around it, as the node itself timed them; the
-// gateway's own share). `--link-delay-ms D` holds every frame D ms at the broker, as a
-// field deployment's Wi-Fi would, so paths that cross it a different number of times can be
-// compared under the same link.
+// gateway's own share); and the same path with nodes that compute nothing
+// (pipeline/bare-chain.ts), whose time and CPU per token are what the transport alone
+// costs. `--link-delay-ms D` holds every frame D ms at the broker, as a field deployment's
+// Wi-Fi would, so paths that cross it a different number of times can be compared under the
+// same link.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +28,8 @@ import { ReferenceProcess } from './pipeline/reference.js';
 import { readManifest } from '../models/shards.js';
 import { BrokerCrossings } from './pipeline/crossings.js';
 import { report, type FleetRun, type NodeHop, type Round } from './pipeline/report.js';
-import { frameCodecUs, HopTrace, mqttRoundTrips } from './pipeline/trace.js';
+import { frameCodecUs, HopTrace } from './pipeline/trace.js';
+import { BareChain } from './pipeline/bare-chain.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
 import { until } from '../ground/until.js';
 
@@ -142,6 +145,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   let gw: Gateway | undefined;
   let reference: ReferenceProcess | undefined;
   let cpu: AgentCpu | undefined;
+  let bare: BareChain | undefined;
   try {
     const model = prepareModel(which, work);
     mkdirSync(join(work, 'agents'));
@@ -152,8 +156,10 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       trace.atBroker(topic, payload);
       return crossings.tap(topic, payload);
     };
-    gw.broker.tap(tap);
     const url = `mqtt://127.0.0.1:${gw.broker.ports.mqtt}`;
+    // Started before the tap: its warm-up tokens are neither counted nor delayed.
+    bare = await BareChain.start({ url, broker: gw.broker, fleet: FLEET, nodes: agents.length, star, dim: gw.model.config.dim });
+    gw.broker.tap(tap);
     cpu = await AgentCpu.connect(url, gw.broker.internal, FLEET);
     const nodeIds = agents.map((a) => a.nodeId);
     reference = await ReferenceProcess.start(model.dir);
@@ -195,10 +201,10 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       const trips = trace.decodeRoundTrips(fleet.jobNum);
       const hops = agents.map((a) => trips.get(a.nodeId) ?? { hops: 0, roundTripMs: NaN, gatewayOutMs: NaN, nodeSideMs: NaN, gatewayInMs: NaN });
       const idsIdentical = local.ids.length === fleet.ids.length && local.ids.every((id, i) => id === fleet.ids[i]);
-      // The bare MQTT legs: neither held by the link delay nor counted as a job's crossings.
+      // The same path with no compute: neither held by the link delay nor counted as a job's crossings.
       gw.broker.tap(undefined);
-      const mqtt = await mqttRoundTrips(url, gw.broker, gw.model.config.dim, 200);
-      const mqttIdle = await mqttRoundTrips(url, gw.broker, gw.model.config.dim, 60, 1000 / fleet.decodeTokensPerS);
+      const mqtt = await bare.run(200);
+      const mqttIdle = await bare.run(60, 1000 / fleet.decodeTokensPerS);
       gw.broker.tap(tap);
       const crossingsPerToken = crossings.frames(fleet.jobNum) / fleet.ids.length;
       rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), mqtt, mqttIdle, crossingsPerToken, idsIdentical });
@@ -210,6 +216,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       idleCpuPct: idleCpuPerMs.map((x) => 100 * x), gatewayIdleCpuPct: 100 * gatewayIdleCpuPerMs, linkDelayMs, path: star ? 'star' : 'chained', agentThreads: agentThreads ?? availableParallelism(), warmupRounds, loadAtStart, loadAtEnd: loadavg(),
     });
   } finally {
+    await bare?.close();
     await cpu?.close();
     await Promise.all(agents.map((a) => a.stop()));
     await reference?.close();

@@ -3,7 +3,8 @@
 // token went, hop by hop, as the gateway and each node timed it.
 import type { GenerationStats } from '../../models/generate.js';
 import type { BenchResult } from '../types.js';
-import type { frameCodecUs, HopTimes, RoundTrips } from './trace.js';
+import type { BareTokens } from './bare-chain.js';
+import type { frameCodecUs, HopTimes } from './trace.js';
 import { median, nearestIndex } from '../median.js';
 
 /** The ratio goals of issue 15, by the model run: the small shape's hops weigh most, TinyLlama's forwards dwarf them. */
@@ -54,10 +55,10 @@ export interface Round {
   hops: HopTimes[];
   /** What each node timed of its hops, in pipeline order. */
   nodes: NodeHop[];
-  /** The MQTT legs of a hop alone, measured with a node that computes nothing, just after, back to back. */
-  mqtt: RoundTrips;
-  /** The same, each after idling one fleet token's time, as a node does between its hops. */
-  mqttIdle: RoundTrips;
+  /** The same path with nodes that compute nothing (bare-chain.ts), just after, tokens back to back. */
+  mqtt: BareTokens;
+  /** The same, each token after idling one fleet token's time, as a node does between its hops. */
+  mqttIdle: BareTokens;
   /** Activation frames with data that crossed the broker for the job, per token generated. */
   crossingsPerToken: number;
   idsIdentical: boolean;
@@ -107,10 +108,6 @@ function hopBreakdown(r: Round) {
       forwardMs: node.forwardMs,
       /** The same stage's forward in the in-process pipeline. */
       inProcessForwardMs: s.stageDecodeMs[i]! / s.decodeTokens,
-      /** The MQTT legs of a hop alone: a node that computes nothing, no link delay, back to back. */
-      bareMqttMs: r.mqtt.medianMs,
-      /** The same after idling a token's time, as the hop's processes do. */
-      bareMqttAfterIdleMs: r.mqttIdle.medianMs,
       nodeCpuMs: node.cpuMs,
     };
   });
@@ -156,16 +153,21 @@ export function report(m: Measured): BenchResult {
       inProcess: mid.inProcess.cpuMsPerToken, inProcessSystem: mid.inProcess.systemCpuMsPerToken, fleet: fleetCpuMs,
       fleetGateway: mid.fleet.gatewayCpuMsPerToken, fleetGatewaySystem: mid.fleet.gatewaySystemCpuMsPerToken, fleetAgents: mid.nodes.map((n) => n.cpuMs),
     },
-    // A bare round trip is two crossings; a token makes crossingsPerToken of them, fewer when chained.
-    mqttMsPerToken: (mid.mqtt.medianMs * mid.crossingsPerToken) / 2,
-    mqttAfterIdleMsPerToken: (mid.mqttIdle.medianMs * mid.crossingsPerToken) / 2,
-    /** The gateway process's CPU for those bare crossings (broker and client), after idling: its transport share of a token. */
-    gatewayMqttCpuMsPerToken: (mid.mqttIdle.gatewayCpuMs * mid.crossingsPerToken) / 2,
+    /** A token through the same path with no compute (bare-chain.ts), back to back and after idling a fleet token's time. */
+    mqttMsPerToken: mid.mqtt.medianMs,
+    mqttAfterIdleMsPerToken: mid.mqttIdle.medianMs,
+    /** The CPU of that bare token after idling: this process's (broker and client) and the echo nodes'. */
+    gatewayMqttCpuMsPerToken: mid.mqttIdle.gatewayCpuMs,
+    nodesMqttCpuMsPerToken: mid.mqttIdle.nodesCpuMs,
   };
-  // The ratio the fleet would reach if each hop cost nothing beyond its forward and the bare
-  // MQTT round trip after idling, measured in this run: what the transport alone leaves of the goal.
+  // What the fleet would reach if a token cost nothing beyond the in-process work and the
+  // bare path after idling, both measured in this run: what the transport alone leaves of
+  // each goal. A bare token takes the same crossings and hand-overs as a decode step, so
+  // the project's own path (router, agent, codec) is what lies between these and the fleet.
   const inProcessTokenMs = breakdown.inProcessTokenMs;
   const transportCeiling = inProcessTokenMs / (inProcessTokenMs + breakdown.mqttAfterIdleMsPerToken);
+  const transportCpuMs = breakdown.gatewayMqttCpuMsPerToken + breakdown.nodesMqttCpuMsPerToken;
+  const transportCpuFloor = (mid.inProcess.cpuMsPerToken + transportCpuMs) / mid.inProcess.cpuMsPerToken;
   const f = (x: number, d = 1) => x.toFixed(d);
   const spread = (xs: number[], d = 2) => `${f(Math.min(...xs), d)}–${f(Math.max(...xs), d)}`;
   const hopText = hops.map((h) => `${h.group} ${f(h.roundTripMs, 2)} ms (gateway out ${f(h.gatewayOutMs, 2)}, node transport ${f(h.nodeTransportMs, 2)}, ` +
@@ -174,10 +176,9 @@ export function report(m: Measured): BenchResult {
     `pipeline [${m.which}, ${m.backend}, agents' kernels on ${m.agentThreads} thread${m.agentThreads === 1 ? '' : 's'}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
     `ratio ${f(ratio, 3)} (median of ${rounds.length} rounds after ${m.warmupRounds} unmeasured, spread ${spread(ratios)}${goalRatio === undefined ? '' : `; goal ≥ ${goalRatio}: ${ratio >= goalRatio ? 'met' : 'not met'}`}), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
     `${m.path} path, broker crossings per token ${spread(crossings, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms (link delay)` : ''}; ` +
-    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; MQTT round trip with no compute ${f(mid.mqtt.medianMs, 2)} ms median back to back, ${f(mid.mqttIdle.medianMs, 2)} ms after idling a token's time (with those alone the ratio could reach ${f(transportCeiling, 2)}); gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
+    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; the same path with nodes that compute nothing ${f(mid.mqtt.medianMs, 2)} ms per token median back to back, ${f(mid.mqttIdle.medianMs, 2)} ms after idling a token's time, CPU ${f(transportCpuMs, 2)} ms (gateway ${f(breakdown.gatewayMqttCpuMsPerToken, 2)}, nodes ${f(breakdown.nodesMqttCpuMsPerToken, 2)}) (with that alone the ratio could reach ${f(transportCeiling, 2)} and CPU ${f(transportCpuFloor, 2)}×); gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
     `CPU per token: fleet ${f(fleetCpuMs, 2)} ms (gateway ${f(mid.fleet.gatewayCpuMsPerToken, 2)}, ${f(mid.fleet.gatewaySystemCpuMsPerToken, 2)} of it system) vs in-process ${f(mid.inProcess.cpuMsPerToken, 2)} ms (${f(mid.inProcess.systemCpuMsPerToken, 2)} system), ${f(median(cpuRatios), 3)}× (median, spread ${spread(cpuRatios)}; goal ≤ ${GOAL_CPU_RATIO}×: ${median(cpuRatios) <= GOAL_CPU_RATIO ? 'met' : 'not met'}); ` +
     `without the gateway process's background of ${f(m.gatewayIdleCpuPct, 1)} % of a core while idle ${f(median(cpuWorkRatios), 2)}× (spread ${spread(cpuWorkRatios)}); ` +
-    `the gateway's CPU per bare MQTT round trip ${f(mid.mqtt.gatewayCpuMs, 3)} ms back to back, ${f(mid.mqttIdle.gatewayCpuMs, 3)} ms after idling (${f(breakdown.gatewayMqttCpuMsPerToken, 2)} ms per token at its crossings); ` +
     `frame codec ${f(codec.encodeUs, 1)} + ${f(codec.decodeUs, 1)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;
   return {
     summary,
@@ -193,6 +194,7 @@ export function report(m: Measured): BenchResult {
       cpuRatioWithoutBackground: median(cpuWorkRatios),
       gatewayIdleCpuPct: m.gatewayIdleCpuPct,
       transportCeiling,
+      transportCpuFloor,
       idsIdentical: identical,
       crossingsPerToken: median(crossings),
       linkDelayMs: m.linkDelayMs,
@@ -217,8 +219,8 @@ export function report(m: Measured): BenchResult {
         idsIdentical: r.idsIdentical,
         crossingsPerToken: r.crossingsPerToken,
         hops: hopBreakdown(r),
-        mqttRoundTripMs: r.mqtt,
-        mqttRoundTripAfterIdleMs: r.mqttIdle,
+        bareToken: r.mqtt,
+        bareTokenAfterIdle: r.mqttIdle,
         inProcessCpuMsPerToken: r.inProcess.cpuMsPerToken,
         gatewayCpuMsPerToken: r.fleet.gatewayCpuMsPerToken,
         fleetLatencyMs: r.fleet.latencyMs,

@@ -9,9 +9,7 @@
 // the node it hears from: each node of a star has both, a chain's first node only the way
 // out and its last only the way in. The frame codec's own cost is timed apart, on frames of
 // the model's width.
-import { fork } from 'node:child_process';
-import { MqttClient } from 'mqtt';
-import type { Broker, LocalBus } from '../../gateway/broker/index.js';
+import type { LocalBus } from '../../gateway/broker/index.js';
 import { decodeFrame, encodeFrame, fleetFilter, parseNodeTopic } from '../../protocol/index.js';
 import { frameHeader } from './crossings.js';
 
@@ -161,69 +159,4 @@ export function frameCodecUs(dim: number, n = 2000): { encodeUs: number; decodeU
   }
   const t2 = performance.now();
   return { encodeUs: ((t1 - t0) * 1000) / n, decodeUs: ((t2 - t1) * 1000) / n, bytes: payload.length };
-}
-
-export interface RoundTrips {
-  samples: number;
-  /** The idle time before each round trip, ms. */
-  gapMs: number;
-  medianMs: number;
-  meanMs: number;
-  p90Ms: number;
-  /** CPU time of this process (the broker and the gateway's side of the client) per round trip, ms. */
-  gatewayCpuMs: number;
-}
-
-/**
- * The MQTT legs of one hop alone: a decode-step frame published at QoS 0 (as the router sends
- * it) to a node process that computes nothing and answers at QoS 0 (as an agent's output
- * frame goes), through the gateway's broker, timed from publish to the answer's arrival, `n`
- * times, each after `gapMs` of idling. Back to back, both processes stay awake; on a job's
- * path each waits a token's time between its hops, and waking costs more the busier the
- * machine is.
- */
-export async function mqttRoundTrips(url: string, broker: Broker, dim: number, n = 300, gapMs = 0): Promise<RoundTrips> {
-  const inTopic = 'heliomesh/bench/node/echo/job/in';
-  const outTopic = 'heliomesh/bench/node/echo/job/out';
-  const login = broker.internal;
-  const echo = fork(new URL('./echo-node.js', import.meta.url), [JSON.stringify({ url, ...login, inTopic, outTopic })], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
-  // As the gateway's own client (gateway/index.ts): in process, not over TCP.
-  const client = new MqttClient(() => broker.connectInProcess(), { clientId: `bench-probe-${process.pid}`, ...login, reconnectPeriod: 0 });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      client.once('connect', () => resolve());
-      client.once('error', reject);
-    });
-    await new Promise<void>((resolve, reject) => {
-      echo.stdout?.once('data', () => resolve());
-      echo.once('exit', (code) => reject(new Error(`the echo node exited (code ${code}) before it was ready`)));
-    });
-    await client.subscribeAsync(outTopic, { qos: 1 });
-    const payload = encodeFrame({ jobId: 1, sessionId: 1, step: 1, position: 16, rows: 1, dim, dtype: 'f32', data: new Float32Array(dim) });
-    let answered: () => void = () => undefined;
-    client.on('message', () => answered());
-    const once = async (): Promise<number> => {
-      const back = new Promise<void>((resolve) => (answered = resolve));
-      const t0 = performance.now();
-      client.publish(inTopic, payload, { qos: 0 });
-      await back;
-      return performance.now() - t0;
-    };
-    for (let i = 0; i < 30; i++) await once();
-    const times: number[] = [];
-    const cpu0 = process.cpuUsage();
-    for (let i = 0; i < n; i++) {
-      if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
-      times.push(await once());
-    }
-    const cpu = process.cpuUsage(cpu0);
-    times.sort((a, b) => a - b);
-    return {
-      samples: n, gapMs, medianMs: times[Math.floor(n / 2)]!, meanMs: times.reduce((a, b) => a + b, 0) / n, p90Ms: times[Math.floor(0.9 * n)]!,
-      gatewayCpuMs: (cpu.user + cpu.system) / 1000 / n,
-    };
-  } finally {
-    await client.endAsync(true);
-    echo.disconnect();
-  }
 }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { BareTokens } from '../../bench/pipeline/bare-chain.js';
 import { BrokerCrossings } from '../../bench/pipeline/crossings.js';
 import { pipelineBench } from '../../bench/pipeline.js';
 import { benchModelName, parseBenchModel } from '../../bench/pipeline/model.js';
@@ -51,7 +52,8 @@ test('a short bench run through 3 agents reports 6 broker crossings per token on
   const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '1', linkDelayMs: String(delayMs), agentThreads: '1', star: 'true' } });
   const m = r.metrics as {
     crossingsPerToken: number; idsIdentical: boolean; linkDelayMs: number; agentThreads: number;
-    rounds: Array<{ crossingsPerToken: number; tokens: number; hops: Array<{ roundTripMs: number; forwardMs: number }>; mqttRoundTripMs: { medianMs: number } }>;
+    transportCeiling: number; transportCpuFloor: number;
+    rounds: Array<{ crossingsPerToken: number; tokens: number; hops: Array<{ roundTripMs: number; forwardMs: number }>; bareToken: BareTokens; bareTokenAfterIdle: BareTokens }>;
   };
   assert.equal(m.idsIdentical, true);
   assert.equal(m.rounds[0]!.tokens, 6);
@@ -64,7 +66,14 @@ test('a short bench run through 3 agents reports 6 broker crossings per token on
     assert.ok(h.roundTripMs >= 2 * delayMs, `a hop's round trip ${h.roundTripMs.toFixed(2)} ms holds the frame in and the frame out ${delayMs} ms each`);
     assert.ok(h.forwardMs > 0 && h.forwardMs < h.roundTripMs, `the node timed its forward: ${h.forwardMs.toFixed(2)} ms`);
   }
-  assert.ok(m.rounds[0]!.mqttRoundTripMs.medianMs < 2 * delayMs, `the bare MQTT legs are measured without the link delay: ${m.rounds[0]!.mqttRoundTripMs.medianMs.toFixed(2)} ms`);
+  // The same star with nodes that compute nothing: 6 crossings, none of them held.
+  const bare = m.rounds[0]!.bareToken;
+  assert.ok(bare.medianMs > 0 && bare.medianMs < 2 * delayMs, `the bare path is measured without the link delay: ${bare.medianMs.toFixed(2)} ms`);
+  assert.equal(m.rounds[0]!.bareTokenAfterIdle.gapMs > 0, true, 'the idle variant waits a fleet token between its tokens');
+  assert.ok(bare.gatewayCpuMs > 0 && bare.nodesCpuMs > 0, `both sides of the bare path use CPU: ${JSON.stringify(bare)}`);
+  assert.ok(m.transportCeiling > 0 && m.transportCeiling < 1, `transport ceiling ${m.transportCeiling}`);
+  assert.ok(m.transportCpuFloor > 1, `transport CPU floor ${m.transportCpuFloor}`);
+  assert.match(r.summary, /the same path with nodes that compute nothing [0-9.]+ ms per token/);
   assert.match(r.summary, /broker crossings per token 6\.0/);
 });
 
