@@ -69,6 +69,7 @@ async function viaFleet(gw: Gateway, promptIds: number[], maxTokens: number): Pr
     wallMs,
     latencyMs: s.latencyMs ?? 0,
     failovers: s.failovers,
+    headMsPerDecodeToken: s.timing && s.timing.decodeTokens > 0 ? s.timing.headDecodeMs / s.timing.decodeTokens : NaN,
     gatewayCpuMsPerToken: (cpu.user + cpu.system) / 1000 / Math.max(1, ids.length),
     gatewaySystemCpuMsPerToken: cpu.system / 1000 / Math.max(1, ids.length),
   };

@@ -1,6 +1,7 @@
 // What the gateway's job router offers to its front ends (the HTTP API, `heliomesh status`,
 // the demo): submit a completion, follow its tokens, read finished jobs and the scheduler's
 // live view. The router implements it; the front ends see nothing else of the router.
+import type { GenerationStats } from '../models/generate.js';
 
 export interface CompletionRequest {
   /** Text, tokenized with the model's tokenizer (BOS first), or explicit token ids. */
@@ -53,6 +54,12 @@ export interface JobSummary {
   failovers: number;
   served: GroupService[];
   error?: { group?: string; message: string };
+  /**
+   * Where the generation's wall time went here, as the loop timed it: the prompt's pass, then
+   * per decode token the head's share (embedding, final norm, classifier, sampling) and each
+   * group's hop, in pipeline order (what a slow group costs shows in its share).
+   */
+  timing?: GenerationStats;
 }
 
 export type JobErrorKind = 'bad-request' | 'no-node' | 'timeout' | 'cancelled' | 'shutdown' | 'internal';

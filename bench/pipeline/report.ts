@@ -32,6 +32,8 @@ export interface FleetRun {
   wallMs: number;
   latencyMs: number;
   failovers: number;
+  /** The gateway's head (embedding, final norm, classifier, sampling) per decode token, as the job's generation loop timed it. */
+  headMsPerDecodeToken: number;
   /** This process's CPU time (gateway, broker, head) over the whole job, per token. */
   gatewayCpuMsPerToken: number;
   /** Of which in the kernel (system time): the sockets' share. */
@@ -144,6 +146,8 @@ export function report(m: Measured): BenchResult {
     hops,
     /** What the gateway spends per token outside the hops: head (embed, norm, classifier, sampling), its side of the codec, the router. */
     gatewayMs: tokenMs - hopsMs,
+    /** Of which the head, as the gateway's generation loop timed it; the rest is the router's and the token's events. */
+    gatewayHeadMs: mid.fleet.headMsPerDecodeToken,
     inProcessHeadMs: s.headDecodeMs / s.decodeTokens,
     /**
      * CPU time per token, whole generation (prompt included), whatever the machine's load:
@@ -176,7 +180,7 @@ export function report(m: Measured): BenchResult {
     `pipeline [${m.which}, ${m.backend}, agents' kernels on ${m.agentThreads} thread${m.agentThreads === 1 ? '' : 's'}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
     `ratio ${f(ratio, 3)} (median of ${rounds.length} rounds after ${m.warmupRounds} unmeasured, spread ${spread(ratios)}${goalRatio === undefined ? '' : `; goal ≥ ${goalRatio}: ${ratio >= goalRatio ? 'met' : 'not met'}`}), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
     `${m.path} path, broker crossings per token ${spread(crossings, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms (link delay)` : ''}; ` +
-    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; the same path with nodes that compute nothing ${f(mid.mqtt.medianMs, 2)} ms per token median back to back, ${f(mid.mqttIdle.medianMs, 2)} ms after idling a token's time, CPU ${f(transportCpuMs, 2)} ms (gateway ${f(breakdown.gatewayMqttCpuMsPerToken, 2)}, nodes ${f(breakdown.nodesMqttCpuMsPerToken, 2)}) (with that alone the ratio could reach ${f(transportCeiling, 2)} and CPU ${f(transportCpuFloor, 2)}×); gateway ${f(breakdown.gatewayMs, 2)} ms (in-process head ${f(breakdown.inProcessHeadMs, 2)} ms); ` +
+    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; the same path with nodes that compute nothing ${f(mid.mqtt.medianMs, 2)} ms per token median back to back, ${f(mid.mqttIdle.medianMs, 2)} ms after idling a token's time, CPU ${f(transportCpuMs, 2)} ms (gateway ${f(breakdown.gatewayMqttCpuMsPerToken, 2)}, nodes ${f(breakdown.nodesMqttCpuMsPerToken, 2)}) (with that alone the ratio could reach ${f(transportCeiling, 2)} and CPU ${f(transportCpuFloor, 2)}×); gateway ${f(breakdown.gatewayMs, 2)} ms (its head ${f(breakdown.gatewayHeadMs, 2)} [in-process ${f(breakdown.inProcessHeadMs, 2)}], router and token events ${f(breakdown.gatewayMs - breakdown.gatewayHeadMs, 2)}); ` +
     `CPU per token: fleet ${f(fleetCpuMs, 2)} ms (gateway ${f(mid.fleet.gatewayCpuMsPerToken, 2)}, ${f(mid.fleet.gatewaySystemCpuMsPerToken, 2)} of it system) vs in-process ${f(mid.inProcess.cpuMsPerToken, 2)} ms (${f(mid.inProcess.systemCpuMsPerToken, 2)} system), ${f(median(cpuRatios), 3)}× (median, spread ${spread(cpuRatios)}; goal ≤ ${GOAL_CPU_RATIO}×: ${median(cpuRatios) <= GOAL_CPU_RATIO ? 'met' : 'not met'}); ` +
     `without the gateway process's background of ${f(m.gatewayIdleCpuPct, 1)} % of a core while idle ${f(median(cpuWorkRatios), 2)}× (spread ${spread(cpuWorkRatios)}); ` +
     `frame codec ${f(codec.encodeUs, 1)} + ${f(codec.decodeUs, 1)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;

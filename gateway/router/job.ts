@@ -3,7 +3,7 @@
 // the model's head here and one remote stage per group on the fleet, then done, failed or
 // cancelled. It streams the text as the tokens come (cut at the request's stop sequences)
 // and keeps the summary. What the nodes say is routed to the stage it concerns.
-import { generateTokens, type FinishReason } from '../../models/generate.js';
+import { emptyStats, generateTokens, type FinishReason, type GenerationStats } from '../../models/generate.js';
 import type { Frame, JobReport } from '../../protocol/index.js';
 import { JobError, type CompletionRequest, type JobHandle, type JobStatus, type JobSummary, type TokenEvent } from '../jobs.js';
 import { RemoteStage, type JobDeps } from './remote-stage.js';
@@ -22,6 +22,7 @@ export class Job implements JobHandle, StageJob {
   error: JobError | undefined;
   /** One per group, in pipeline order. */
   private readonly stages: RemoteStage[];
+  private readonly timing: GenerationStats;
   private readonly text: StopText;
   private readonly listeners: Array<(t: TokenEvent) => void> = [];
   private aborted = false;
@@ -41,6 +42,7 @@ export class Job implements JobHandle, StageJob {
     const historyRows = Math.min(seqLen, promptIds.length + Math.min(req.maxTokens, 64));
     this.stages = deps.model.groups.map((g) => new RemoteStage(g, this, deps, historyRows));
     this.stages.forEach((stage, i) => stage.link(this.stages[i - 1], this.stages[i + 1]));
+    this.timing = emptyStats(this.stages.length);
     this.text = new StopText(deps.model.tokenizer, req.stop);
     this.done = new Promise<JobSummary>((resolve, reject) => {
       this.settle = { resolve, reject };
@@ -88,7 +90,7 @@ export class Job implements JobHandle, StageJob {
         maxTokens: req.maxTokens,
         sampler: { temperature: req.temperature, topP: req.topP, seed: req.seed },
         stopIds: model.stopIds,
-      });
+      }, this.timing);
       this.finishReason = await this.stream(tokens);
       this.end('done');
     } catch (err) {
@@ -186,6 +188,7 @@ export class Job implements JobHandle, StageJob {
       failovers: tally.failovers,
       served: this.stages.map(({ lane }) => ({ group: lane.group.name, nodes: [...lane.served] })),
       ...(this.error ? { error: { ...(this.error.group ? { group: this.error.group } : {}), message: this.error.message } } : {}),
+      timing: { ...this.timing, stageDecodeMs: [...this.timing.stageDecodeMs] },
     };
   }
 }

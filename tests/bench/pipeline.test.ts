@@ -98,6 +98,8 @@ test('chained hops: 6 crossings for the prompt, then 4 per token for 3 groups, w
     assert.equal(h.gatewayInMs > 0, i === 2, `hop ${i + 1}: gateway in ${h.gatewayInMs}`);
   }
   assert.doesNotMatch(r.summary, /NaN/);
+  // The gateway's share split into its head, as the job's loop timed it, and the rest.
+  assert.match(r.summary, /gateway [0-9.]+ ms \(its head [0-9.]+ \[in-process [0-9.]+\], router and token events -?[0-9.]+\)/);
   assert.equal(m.idsIdentical, true);
   assert.equal(m.rounds[0]!.tokens, 6);
   // The prompt's hop still goes through the gateway (each group gets its node as the job reaches it).

@@ -37,6 +37,14 @@ test('a greedy completion through 3 groups × 3 nodes equals in-process generati
   assert.ok(s.energyUncertaintyJ !== undefined && Number.isFinite(s.energyUncertaintyJ) && s.energyUncertaintyJ > 0, `the nodes reported the job's energy: ${s.energyJ} ± ${s.energyUncertaintyJ} J`);
   assert.ok(s.energyJ >= 0, `energy ${s.energyJ} J`);
   assert.ok(s.latencyMs! > 0);
+  // The loop's own timing: every decode token's hop through each group, and the head's share.
+  const t = s.timing!;
+  assert.equal(t.promptTokens, s.promptTokens);
+  // Each token after the first took one decode step, and so did a stop id that ended the text unshown.
+  assert.equal(t.decodeTokens, s.finishReason === 'stop' ? s.completionTokens : s.completionTokens - 1);
+  assert.equal(t.stageDecodeMs.length, 3);
+  for (const ms of t.stageDecodeMs) assert.ok(ms > 0 && ms < t.decodeMs, `a group's share ${ms} ms of ${t.decodeMs} ms`);
+  assert.ok(t.headDecodeMs > 0 && Math.abs(t.headDecodeMs + t.stageDecodeMs.reduce((a, b) => a + b, 0) - t.decodeMs) < 1e-6 * t.decodeMs + 1e-9, `head ${t.headDecodeMs} ms + groups = ${t.decodeMs} ms`);
 });
 
 test('a sampled completion (temperature 0.9, top-p 0.95, seed 7) equals in-process generation with the same seed', async () => {
