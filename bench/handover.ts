@@ -7,7 +7,8 @@
 // Rounds alternate the three, and medians are reported, because this machine's speed drifts
 // by a factor of two within seconds. What the pipeline reaches against what these reach
 // says how much of its gap is the machine's hand-overs, how much the MQTT libraries', and
-// how much the project's own path.
+// how much the project's own path. It also times one stage's compute just after a sleep,
+// against back to back (handover/wake.ts): the nodes sleep between their turns.
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { loadavg } from 'node:os';
@@ -17,9 +18,12 @@ import { FRAME_BYTES, frameSplitter, HEAD_ROWS, inputTopic, matvec, OUT_TOPIC, S
 import { reapOnExit } from './reap.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
 import { median } from './median.js';
+import { wakeTimes } from './handover/wake.js';
 
 const NODE = fileURLToPath(new URL('./handover/node.js', import.meta.url));
 const WARMUP_TOKENS = 20;
+/** Samples of each case of the wake probe (handover/wake.ts): about 1.2 s in all. */
+const WAKE_SAMPLES = 100;
 
 /** A hub and its 3 node processes on one transport; `token(n)` sends n tokens through the chain. */
 interface Chain {
@@ -221,14 +225,19 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       const cpus = rounds.map((r) => r.chains[t].cpuMsPerToken / r.inProcess.cpuMsPerToken);
       return [t, { medianRatio: median(ratios), minRatio: Math.min(...ratios), maxRatio: Math.max(...ratios), medianCpuRatio: median(cpus), minCpuRatio: Math.min(...cpus), maxCpuRatio: Math.max(...cpus) }];
     })) as Record<Transport, { medianRatio: number; minRatio: number; maxRatio: number; medianCpuRatio: number; minCpuRatio: number; maxCpuRatio: number }>;
+    const box = { value: 0 };
+    const wake = await wakeTimes(stages[0]!, WAKE_SAMPLES, box);
+    sink += box.value;
+    const slower = (ms: number) => `${ms.toFixed(3)} ms (${((ms / wake.backToBackMs - 1) * 100).toFixed(0)} %)`;
     const inMs = median(rounds.map((r) => r.inProcess.msPerToken));
     const describe = (t: Transport, name: string) => {
       const b = by[t];
       return `${name}: speed ratio ${b.medianRatio.toFixed(3)} (rounds ${b.minRatio.toFixed(2)}–${b.maxRatio.toFixed(2)}), CPU ${b.medianCpuRatio.toFixed(2)}× (${b.minCpuRatio.toFixed(2)}–${b.maxCpuRatio.toFixed(2)})`;
     };
     const summary = `handover floor [a head and 3 stages of fixed compute, ${FRAME_BYTES}-byte frames, in-process ${inMs.toFixed(2)} ms per token, median of ${roundCount} alternating rounds of ${tokens} tokens]: ` +
-      `${describe('tcp', 'raw TCP')}; ${describe('mqtt', 'MQTT (aedes + MQTT.js, QoS 0)')}; against bench pipeline's goals of 0.8 and 1.3×; load average ${loadAtStart[0]!.toFixed(1)} → ${loadavg()[0]!.toFixed(1)}`;
-    return { summary, metrics: { tokens, frameBytes: FRAME_BYTES, stageRows: STAGE_ROWS, headRows: HEAD_ROWS, byTransport: by, rounds, loadAtStart, loadAtEnd: loadavg(), sink } };
+      `${describe('tcp', 'raw TCP')}; ${describe('mqtt', 'MQTT (aedes + MQTT.js, QoS 0)')}; against bench pipeline's goals of 0.8 and 1.3×; ` +
+      `one stage's compute alone: ${wake.backToBackMs.toFixed(3)} ms back to back, ${slower(wake.afterSleep1Ms)} after sleeping 1 ms, ${slower(wake.afterSleep5Ms)} after 5 ms, ${slower(wake.afterSpin5Ms)} after spinning 5 ms awake (median of ${wake.samples}); load average ${loadAtStart[0]!.toFixed(1)} → ${loadavg()[0]!.toFixed(1)}`;
+    return { summary, metrics: { tokens, frameBytes: FRAME_BYTES, stageRows: STAGE_ROWS, headRows: HEAD_ROWS, byTransport: by, wake, rounds, loadAtStart, loadAtEnd: loadavg(), sink } };
   } finally {
     for (const c of chains.values()) await c.close();
   }

@@ -5,8 +5,8 @@
 // its job/out and the gateway sends the frame on to the next. A "token" is one frame of the
 // model's width through all of them, the same crossings and hand-overs a decode step makes,
 // so its time and CPU are what the MQTT libraries and this machine's process switches alone
-// cost a token. What they leave out is the work itself: a node's forward after idling runs
-// slower than back to back (its weights no longer cached), which the hops report apart.
+// cost a token. What they leave out is the work itself: a node's forward, run just after
+// it idled, can take longer than the same forward in process, which the hops report apart.
 import { fork, type ChildProcess } from 'node:child_process';
 import { MqttClient } from 'mqtt';
 import type { Broker } from '../../gateway/broker/index.js';

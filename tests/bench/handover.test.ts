@@ -14,6 +14,7 @@ test('a short handover run sends each token through the 3 nodes on both transpor
   type Chain = { msPerToken: number; cpuMsPerToken: number; framesPerNode: number[] };
   const m = r.metrics as {
     byTransport: Record<'tcp' | 'mqtt', { medianRatio: number; minRatio: number; maxRatio: number; medianCpuRatio: number }>;
+    wake: { samples: number; backToBackMs: number; afterSleep1Ms: number; afterSleep5Ms: number; afterSpin5Ms: number };
     rounds: Array<{ inProcess: { msPerToken: number; cpuMsPerToken: number }; chains: Record<'tcp' | 'mqtt', Chain> }>;
   };
   assert.equal(m.rounds.length, 2);
@@ -32,6 +33,11 @@ test('a short handover run sends each token through the 3 nodes on both transpor
     assert.ok(b.medianCpuRatio > 0);
   }
   assert.match(r.summary, /raw TCP: speed ratio [\d.]+ .*MQTT \(aedes \+ MQTT\.js, QoS 0\): speed ratio [\d.]+/);
+  // The wake probe timed the same compute in each of its cases.
+  const w = m.wake;
+  assert.equal(w.samples, 100);
+  for (const ms of [w.backToBackMs, w.afterSleep1Ms, w.afterSleep5Ms, w.afterSpin5Ms]) assert.ok(Number.isFinite(ms) && ms > 0, JSON.stringify(w));
+  assert.match(r.summary, /one stage's compute alone: [\d.]+ ms back to back, [\d.]+ ms \(-?\d+ %\) after sleeping 1 ms/);
 });
 
 test('handover refuses a bad round or token count', async () => {
