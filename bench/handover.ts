@@ -3,18 +3,19 @@
 // token (bench/handover/chain.ts: a head and 3 stages of fixed compute, frames of
 // stories15M's size) runs in this process, then through 3 node processes chained by a hub
 // that computes the head: over raw TCP (node to hub to next node, as the embedded broker
-// relays a chained hop), and over MQTT (aedes in the hub, MQTT.js in the nodes, QoS 0).
-// Rounds alternate the three, and medians are reported, because this machine's speed drifts
-// by a factor of two within seconds. What the pipeline reaches against what these reach
+// relays a chained hop), over raw TCP node to node (as a direct data plane would hand over),
+// and over MQTT (aedes in the hub, MQTT.js in the nodes, QoS 0). Rounds alternate the
+// four, and medians are reported, because this machine's speed drifts by a factor of two
+// within seconds. What the pipeline reaches against what these reach
 // says how much of its gap is the machine's hand-overs, how much the MQTT libraries', and
 // how much the project's own path. It also times one stage's compute just after a sleep,
 // against back to back (handover/wake.ts): the nodes sleep between their turns.
 import { fork, type ChildProcess } from 'node:child_process';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Aedes } from 'aedes';
-import { FRAME_BYTES, frameSplitter, HEAD_ROWS, inputTopic, matvec, OUT_TOPIC, STAGE_ROWS, TRANSPORTS, weights, type NodeCount, type Transport } from './handover/chain.js';
+import { FRAME_BYTES, frameSplitter, HEAD_ROWS, inputTopic, matvec, OUT_TOPIC, STAGE_ROWS, TRANSPORTS, weights, type DirectLink, type NodeCount, type Transport } from './handover/chain.js';
 import { reapOnExit } from './reap.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
 import { median } from './median.js';
@@ -146,6 +147,47 @@ async function tcpChain(): Promise<Chain> {
   };
 }
 
+/** Each node listens for its input and sends its output straight to the next; the hub feeds the first and hears the last. */
+async function directChain(): Promise<Chain> {
+  const frame = Buffer.alloc(FRAME_BYTES);
+  let first: Socket | undefined;
+  const d = driver(() => first!.write(frame));
+  const server = createServer((s) => {
+    s.setNoDelay(true);
+    s.on('data', frameSplitter(() => d.back()));
+  });
+  const hubPort = await listen(server);
+  const nodes = startNodes('direct', hubPort);
+  const ports: number[] = [];
+  nodes.forEach((c, i) => c.once('message', (m) => (ports[i] = (m as { port: number }).port)));
+  const w = watch(nodes);
+  await started(w, nodes, server, []);
+  const closeAll = async () => {
+    w.closing();
+    first?.destroy();
+    await stop(nodes, server);
+  };
+  try {
+    await Promise.race([w.lost, Promise.all(nodes.map((c, i) => new Promise<void>((resolve) => {
+      c.once('message', () => resolve());
+      c.send({ next: i < nodes.length - 1 ? ports[i + 1]! : hubPort } satisfies DirectLink);
+    })))]);
+    first = await new Promise<Socket>((resolve, reject) => {
+      const s = connect(ports[0]!, '127.0.0.1', () => resolve(s));
+      s.setNoDelay(true);
+      s.once('error', reject);
+    });
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+  return {
+    tokens: (n) => Promise.race([w.lost, d.tokens(n)]),
+    counts: () => Promise.race([w.lost, Promise.all(nodes.map((c) => ask<NodeCount>(c)))]),
+    close: closeAll,
+  };
+}
+
 async function mqttChain(): Promise<Chain> {
   const aedes = new Aedes();
   await aedes.listen();
@@ -204,7 +246,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   const loadAtStart = loadavg();
   const chains = new Map<Transport, Chain>();
   try {
-    for (const t of TRANSPORTS) chains.set(t, t === 'tcp' ? await tcpChain() : await mqttChain());
+    for (const t of TRANSPORTS) chains.set(t, t === 'tcp' ? await tcpChain() : t === 'direct' ? await directChain() : await mqttChain());
     for (let i = 0; i < WARMUP_TOKENS; i++) inProcessToken();
     for (const c of chains.values()) await c.tokens(WARMUP_TOKENS);
     const rounds: Round[] = [];
@@ -235,7 +277,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       return `${name}: speed ratio ${b.medianRatio.toFixed(3)} (rounds ${b.minRatio.toFixed(2)}–${b.maxRatio.toFixed(2)}), CPU ${b.medianCpuRatio.toFixed(2)}× (${b.minCpuRatio.toFixed(2)}–${b.maxCpuRatio.toFixed(2)})`;
     };
     const summary = `handover floor [a head and 3 stages of fixed compute, ${FRAME_BYTES}-byte frames, in-process ${inMs.toFixed(2)} ms per token, median of ${roundCount} alternating rounds of ${tokens} tokens]: ` +
-      `${describe('tcp', 'raw TCP')}; ${describe('mqtt', 'MQTT (aedes + MQTT.js, QoS 0)')}; against bench pipeline's goals of 0.8 and 1.3×; ` +
+      `${describe('tcp', 'raw TCP')}; ${describe('direct', 'raw TCP node to node (4 hand-overs a token, not 6)')}; ${describe('mqtt', 'MQTT (aedes + MQTT.js, QoS 0)')}; against bench pipeline's goals of 0.8 and 1.3×; ` +
       `one stage's compute alone: ${wake.backToBackMs.toFixed(3)} ms back to back, ${slower(wake.afterSleep1Ms)} after sleeping 1 ms, ${slower(wake.afterSleep5Ms)} after 5 ms, ${slower(wake.afterSpin5Ms)} after spinning 5 ms awake (median of ${wake.samples}); load average ${loadAtStart[0]!.toFixed(1)} → ${loadavg()[0]!.toFixed(1)}`;
     return { summary, metrics: { tokens, frameBytes: FRAME_BYTES, stageRows: STAGE_ROWS, headRows: HEAD_ROWS, byTransport: by, wake, rounds, loadAtStart, loadAtEnd: loadavg(), sink } };
   } finally {

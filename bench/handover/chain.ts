@@ -39,8 +39,19 @@ export interface NodeCount {
   frames: number;
 }
 
-export type Transport = 'tcp' | 'mqtt';
-export const TRANSPORTS: readonly Transport[] = ['tcp', 'mqtt'];
+/**
+ * 'tcp': each node to the hub, which relays to the next (as the embedded broker relays a
+ * chained hop); 'direct': each node straight to the next, the hub only sending the first
+ * frame and taking the last (what a node-to-node data plane would hand over); 'mqtt': aedes
+ * in the hub, MQTT.js in the nodes.
+ */
+export type Transport = 'tcp' | 'direct' | 'mqtt';
+export const TRANSPORTS: readonly Transport[] = ['tcp', 'direct', 'mqtt'];
+
+/** What the hub tells a 'direct' node: the port its output goes to (the next node's, or the hub's). */
+export interface DirectLink {
+  next: number;
+}
 
 /** MQTT topics of the chain: node i's input, and the way back to the hub. */
 export const inputTopic = (i: number) => `handover/n${i}/in`;

@@ -13,26 +13,26 @@ test('a short handover run sends each token through the 3 nodes on both transpor
   const r = await handoverBench.run({ outDir, args: { rounds: '2', tokens: '5' } });
   type Chain = { msPerToken: number; cpuMsPerToken: number; framesPerNode: number[] };
   const m = r.metrics as {
-    byTransport: Record<'tcp' | 'mqtt', { medianRatio: number; minRatio: number; maxRatio: number; medianCpuRatio: number }>;
+    byTransport: Record<'tcp' | 'direct' | 'mqtt', { medianRatio: number; minRatio: number; maxRatio: number; medianCpuRatio: number }>;
     wake: { samples: number; backToBackMs: number; afterSleep1Ms: number; afterSleep5Ms: number; afterSpin5Ms: number };
-    rounds: Array<{ inProcess: { msPerToken: number; cpuMsPerToken: number }; chains: Record<'tcp' | 'mqtt', Chain> }>;
+    rounds: Array<{ inProcess: { msPerToken: number; cpuMsPerToken: number }; chains: Record<'tcp' | 'direct' | 'mqtt', Chain> }>;
   };
   assert.equal(m.rounds.length, 2);
   for (const round of m.rounds) {
-    for (const transport of ['tcp', 'mqtt'] as const) {
+    for (const transport of ['tcp', 'direct', 'mqtt'] as const) {
       const c = round.chains[transport];
       assert.deepEqual(c.framesPerNode, [5, 5, 5], `${transport}: each of the 5 tokens passed every node once`);
       assert.ok(c.msPerToken > 0 && c.cpuMsPerToken > 0, `${transport}: timed`);
     }
   }
-  for (const transport of ['tcp', 'mqtt'] as const) {
+  for (const transport of ['tcp', 'direct', 'mqtt'] as const) {
     const b = m.byTransport[transport];
     const ratios = m.rounds.map((x) => x.inProcess.msPerToken / x.chains[transport].msPerToken);
     assert.ok(b.minRatio === Math.min(...ratios) && b.maxRatio === Math.max(...ratios), `${transport}: the spread is the rounds'`);
     assert.ok(b.medianRatio >= b.minRatio && b.medianRatio <= b.maxRatio);
     assert.ok(b.medianCpuRatio > 0);
   }
-  assert.match(r.summary, /raw TCP: speed ratio [\d.]+ .*MQTT \(aedes \+ MQTT\.js, QoS 0\): speed ratio [\d.]+/);
+  assert.match(r.summary, /raw TCP: speed ratio [\d.]+ .*raw TCP node to node \(4 hand-overs a token, not 6\): speed ratio [\d.]+ .*MQTT \(aedes \+ MQTT\.js, QoS 0\): speed ratio [\d.]+/);
   // The wake probe timed the same compute in each of its cases.
   const w = m.wake;
   assert.equal(w.samples, 100);
