@@ -10,7 +10,7 @@ import {
   JobError, type CompletionRequest, type JobCounters, type JobHandle, type JobService, type JobSummary, type ModelCard, type SchedulerView,
 } from '../jobs.js';
 import type { Registry } from '../registry.js';
-import { jobPoint, type Store } from '../store/index.js';
+import { jobGroupPoint, jobPoint, type Store } from '../store/index.js';
 import { Job } from './job.js';
 import { maxFrameRows } from './lane.js';
 import type { GatewayModel } from './model.js';
@@ -211,12 +211,20 @@ export class Router implements JobService {
   private writeJob(job: Job, s: JobSummary): void {
     const latencyMs = s.latencyMs ?? 0;
     const outcome = s.status === 'done' ? 'ok' : s.status === 'cancelled' ? 'cancelled' : 'failed';
+    const at = job.finishedMs ?? this.deps.clock.now();
+    const decoded = s.timing && s.timing.decodeTokens > 0 ? s.timing : undefined;
     this.deps.store.write(jobPoint(this.config.fleet, {
       jobId: s.id, outcome, model: s.model, hops: job.hops, promptTokens: s.promptTokens, outputTokens: s.completionTokens,
       latencyMs, energyJ: s.energyJ, energyUncertaintyJ: s.energyUncertaintyJ, failovers: s.failovers,
       nodes: s.served.flatMap((g) => g.nodes).join(','),
       tokensPerS: latencyMs > 0 ? (1000 * s.completionTokens) / latencyMs : 0,
-    }, job.finishedMs ?? this.deps.clock.now()));
+      headMsPerToken: decoded && decoded.headDecodeMs / decoded.decodeTokens,
+    }, at));
+    // Where the decode tokens' time went, group by group: a slow group shows on the dashboard.
+    if (!decoded) return;
+    s.served.forEach((g, i) => this.deps.store.write(jobGroupPoint(this.config.fleet, g.group, {
+      jobId: s.id, model: s.model, nodes: g.nodes.join(','), decodeTokens: decoded.decodeTokens, hopMsPerToken: decoded.stageDecodeMs[i]! / decoded.decodeTokens,
+    }, at)));
   }
 
   /** An energy report that came after its job had finished. */

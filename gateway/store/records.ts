@@ -57,11 +57,26 @@ export interface JobRecord {
   nodes?: string;
   /** Output tokens per second of the job's whole latency. */
   tokensPerS?: number;
+  /** The gateway's head per decode token, ms (absent when the job decoded no token). */
+  headMsPerToken?: number;
 }
 
 export function jobPoint(fleet: string, j: JobRecord, timestampMs: number): StorePoint {
   const { outcome, model, ...fields } = j;
   return point(MEASUREMENTS.job, { fleet, outcome, model }, fields, timestampMs);
+}
+
+export interface JobGroupRecord {
+  jobId: string;
+  model: string;
+  nodes: string;
+  decodeTokens: number;
+  hopMsPerToken: number;
+}
+
+export function jobGroupPoint(fleet: string, group: string, j: JobGroupRecord, timestampMs: number): StorePoint {
+  const { model, ...fields } = j;
+  return point(MEASUREMENTS.jobGroup, { fleet, group, model }, fields, timestampMs);
 }
 
 export interface DecisionRecord {

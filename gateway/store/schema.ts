@@ -11,6 +11,7 @@ export const MEASUREMENTS = {
   nodeSlot: 'node_slot',
   nodeState: 'node_state',
   job: 'job',
+  jobGroup: 'job_group',
   decision: 'scheduler_decision',
   qLim: 'q_lim',
   broker: 'broker_stats',
@@ -64,6 +65,21 @@ export const SCHEMA: Omit<ISchemaOptions, 'database'>[] = [
       /** Comma-separated node ids in group order (a group's replacements follow it). */
       nodes: FieldType.STRING,
       tokensPerS: FieldType.FLOAT,
+      /** The gateway's head (embedding, final norm, classifier, sampling) per decode token, ms. */
+      headMsPerToken: FieldType.FLOAT,
+    },
+  },
+  {
+    /** One per group of a job that decoded: where its tokens' time went, group by group. */
+    measurement: MEASUREMENTS.jobGroup,
+    tags: ['fleet', 'group', 'model'],
+    fields: {
+      jobId: FieldType.STRING,
+      /** Comma-separated node ids that served the group, in order (more than one after failover). */
+      nodes: FieldType.STRING,
+      decodeTokens: FieldType.INTEGER,
+      /** The group's hop per decode token as the generation loop timed it (frame out to output back), ms. */
+      hopMsPerToken: FieldType.FLOAT,
     },
   },
   {

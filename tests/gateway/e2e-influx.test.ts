@@ -1,6 +1,7 @@
 // Jobs and scheduler decisions reach a real influxd with the fields the dashboards read:
 // one `scheduler_decision` point per group and job, one `job` point per job with its
-// outcome, failovers, serving nodes and rate.
+// outcome, failovers, serving nodes, rate and head time, and one `job_group` point per
+// group of a job that decoded, with its hop time.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JobError } from '../../gateway/jobs.js';
@@ -74,4 +75,19 @@ test('a finished and a failed job, and their decisions, are in InfluxDB with the
     assert.equal(d.candidates, 1);
     assert.equal(d.available, 1);
   }
+  // Where the finished job's decode tokens went, as its summary's timing says: the head on
+  // the job's point, each group's hop on a job_group point; none for the failed job.
+  const t = ok.timing!;
+  assert.ok(t.decodeTokens > 0, JSON.stringify(t));
+  assert.ok(Math.abs((done.headMsPerToken as number) - t.headDecodeMs / t.decodeTokens) < 1e-9, `head ${String(done.headMsPerToken)} ms per token`);
+  assert.equal(lost.headMsPerToken, null, 'a job that decoded nothing has no head time');
+  let groups: Array<Record<string, unknown>> = [];
+  for (let i = 0; i < 100 && groups.length < 3; i++) {
+    groups = await rows('SELECT * FROM job_group');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // One timestamp for all three: the rows come in the store's series order.
+  groups.sort((a, b) => String(a.group).localeCompare(String(b.group)));
+  assert.deepEqual(groups.map((g) => `${g.jobId}:${g.group}:${g.nodes}:${g.model}:${g.decodeTokens}`), ['g1', 'g2', 'g3'].map((g) => `${ok.id}:${g}:${g}-n1:bundled:${t.decodeTokens}`));
+  groups.forEach((g, i) => assert.ok(Math.abs((g.hopMsPerToken as number) - t.stageDecodeMs[i]! / t.decodeTokens) < 1e-9, `g${i + 1}: ${String(g.hopMsPerToken)} ms per token`));
 });
