@@ -204,11 +204,11 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       const idsIdentical = local.ids.length === fleet.ids.length && local.ids.every((id, i) => id === fleet.ids[i]);
       // The same path with no compute: neither held by the link delay nor counted as a job's crossings.
       gw.broker.tap(undefined);
-      const mqtt = await bare.run(200);
-      const mqttIdle = await bare.run(60, 1000 / fleet.decodeTokensPerS);
+      const bareToken = await bare.run(200);
+      const bareIdle = await bare.run(60, 1000 / fleet.decodeTokensPerS);
       gw.broker.tap(tap);
       const crossingsPerToken = crossings.frames(fleet.jobNum) / fleet.ids.length;
-      rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), mqtt, mqttIdle, crossingsPerToken, idsIdentical });
+      rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), bare: bareToken, bareIdle, crossingsPerToken, idsIdentical });
       process.stderr.write(`bench pipeline: round ${r + 1}/${roundCount}: in-process ${local.decodeTokensPerS.toFixed(1)} tok/s, ` +
         `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ${crossingsPerToken.toFixed(1)} broker crossings per token, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
     }

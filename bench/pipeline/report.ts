@@ -58,9 +58,9 @@ export interface Round {
   /** What each node timed of its hops, in pipeline order. */
   nodes: NodeHop[];
   /** The same path with nodes that compute nothing (bare-chain.ts), just after, tokens back to back. */
-  mqtt: BareTokens;
+  bare: BareTokens;
   /** The same, each token after idling one fleet token's time, as a node does between its hops. */
-  mqttIdle: BareTokens;
+  bareIdle: BareTokens;
   /** Activation frames with data that crossed the broker for the job, per token generated. */
   crossingsPerToken: number;
   idsIdentical: boolean;
@@ -158,11 +158,11 @@ export function report(m: Measured): BenchResult {
       fleetGateway: mid.fleet.gatewayCpuMsPerToken, fleetGatewaySystem: mid.fleet.gatewaySystemCpuMsPerToken, fleetAgents: mid.nodes.map((n) => n.cpuMs),
     },
     /** A token through the same path with no compute (bare-chain.ts), back to back and after idling a fleet token's time. */
-    mqttMsPerToken: mid.mqtt.medianMs,
-    mqttAfterIdleMsPerToken: mid.mqttIdle.medianMs,
+    mqttMsPerToken: mid.bare.medianMs,
+    mqttAfterIdleMsPerToken: mid.bareIdle.medianMs,
     /** The CPU of that bare token after idling: this process's (broker and client) and the echo nodes'. */
-    gatewayMqttCpuMsPerToken: mid.mqttIdle.gatewayCpuMs,
-    nodesMqttCpuMsPerToken: mid.mqttIdle.nodesCpuMs,
+    gatewayMqttCpuMsPerToken: mid.bareIdle.gatewayCpuMs,
+    nodesMqttCpuMsPerToken: mid.bareIdle.nodesCpuMs,
   };
   // What the fleet would reach if a token cost nothing beyond the in-process work and the
   // bare path after idling, both measured in this run: what the transport alone leaves of
@@ -171,6 +171,7 @@ export function report(m: Measured): BenchResult {
   const inProcessTokenMs = breakdown.inProcessTokenMs;
   const transportCeiling = inProcessTokenMs / (inProcessTokenMs + breakdown.mqttAfterIdleMsPerToken);
   const transportCpuMs = breakdown.gatewayMqttCpuMsPerToken + breakdown.nodesMqttCpuMsPerToken;
+  // Against the in-process CPU per token of the whole generation, as the CPU ratio itself is.
   const transportCpuFloor = (mid.inProcess.cpuMsPerToken + transportCpuMs) / mid.inProcess.cpuMsPerToken;
   const f = (x: number, d = 1) => x.toFixed(d);
   const spread = (xs: number[], d = 2) => `${f(Math.min(...xs), d)}–${f(Math.max(...xs), d)}`;
@@ -180,7 +181,7 @@ export function report(m: Measured): BenchResult {
     `pipeline [${m.which}, ${m.backend}, agents' kernels on ${m.agentThreads} thread${m.agentThreads === 1 ? '' : 's'}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
     `ratio ${f(ratio, 3)} (median of ${rounds.length} rounds after ${m.warmupRounds} unmeasured, spread ${spread(ratios)}${goalRatio === undefined ? '' : `; goal ≥ ${goalRatio}: ${ratio >= goalRatio ? 'met' : 'not met'}`}), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
     `${m.path} path, broker crossings per token ${spread(crossings, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms (link delay)` : ''}; ` +
-    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; the same path with nodes that compute nothing ${f(mid.mqtt.medianMs, 2)} ms per token median back to back, ${f(mid.mqttIdle.medianMs, 2)} ms after idling a token's time, CPU ${f(transportCpuMs, 2)} ms (gateway ${f(breakdown.gatewayMqttCpuMsPerToken, 2)}, nodes ${f(breakdown.nodesMqttCpuMsPerToken, 2)}) (with that alone the ratio could reach ${f(transportCeiling, 2)} and CPU ${f(transportCpuFloor, 2)}×); gateway ${f(breakdown.gatewayMs, 2)} ms (its head ${f(breakdown.gatewayHeadMs, 2)} [in-process ${f(breakdown.inProcessHeadMs, 2)}], router and token events ${f(breakdown.gatewayMs - breakdown.gatewayHeadMs, 2)}); ` +
+    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; the same path with nodes that compute nothing ${f(mid.bare.medianMs, 2)} ms per token median back to back, ${f(mid.bareIdle.medianMs, 2)} ms after idling a token's time, CPU ${f(transportCpuMs, 2)} ms (gateway ${f(breakdown.gatewayMqttCpuMsPerToken, 2)}, nodes ${f(breakdown.nodesMqttCpuMsPerToken, 2)}) (with that alone the ratio could reach ${f(transportCeiling, 2)} and CPU ${f(transportCpuFloor, 2)}×); gateway ${f(breakdown.gatewayMs, 2)} ms (its head ${f(breakdown.gatewayHeadMs, 2)} [in-process ${f(breakdown.inProcessHeadMs, 2)}], router and token events ${f(breakdown.gatewayMs - breakdown.gatewayHeadMs, 2)}); ` +
     `CPU per token: fleet ${f(fleetCpuMs, 2)} ms (gateway ${f(mid.fleet.gatewayCpuMsPerToken, 2)}, ${f(mid.fleet.gatewaySystemCpuMsPerToken, 2)} of it system) vs in-process ${f(mid.inProcess.cpuMsPerToken, 2)} ms (${f(mid.inProcess.systemCpuMsPerToken, 2)} system), ${f(median(cpuRatios), 3)}× (median, spread ${spread(cpuRatios)}; goal ≤ ${GOAL_CPU_RATIO}×: ${median(cpuRatios) <= GOAL_CPU_RATIO ? 'met' : 'not met'}); ` +
     `without the gateway process's background of ${f(m.gatewayIdleCpuPct, 1)} % of a core while idle ${f(median(cpuWorkRatios), 2)}× (spread ${spread(cpuWorkRatios)}); ` +
     `frame codec ${f(codec.encodeUs, 1)} + ${f(codec.decodeUs, 1)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;
@@ -223,8 +224,8 @@ export function report(m: Measured): BenchResult {
         idsIdentical: r.idsIdentical,
         crossingsPerToken: r.crossingsPerToken,
         hops: hopBreakdown(r),
-        bareToken: r.mqtt,
-        bareTokenAfterIdle: r.mqttIdle,
+        bareToken: r.bare,
+        bareTokenAfterIdle: r.bareIdle,
         inProcessCpuMsPerToken: r.inProcess.cpuMsPerToken,
         gatewayCpuMsPerToken: r.fleet.gatewayCpuMsPerToken,
         fleetLatencyMs: r.fleet.latencyMs,

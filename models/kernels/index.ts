@@ -14,18 +14,13 @@
 // call or overwritten by the next upload, so memory is weights + a fixed 320 KiB + the
 // largest call's scratch.
 //
-// Threads: the workers (worker.ts, next to this file once compiled) instantiate the same
-// compiled module on the same memory and sleep in Atomics.wait on their own wake word; a
-// call writes the job descriptor, bumps the wake words of the workers it needs, runs share
-// 0 itself and waits (a short spin, then Atomics.wait) for the count of pending workers to
-// reach 0. Workers are unref'd, so a runtime never keeps the process alive; close() ends them.
+// Threads: crew.ts, the calling thread plus (threads − 1) workers on the same memory.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { checkMatrix, matrixBytes, rowBytes, type WeightMatrix, type WeightType } from '../weights.js';
 import * as L from './layout.js';
-import type { WorkerData } from './worker.js';
+import { KernelCrew } from './crew.js';
 
 export interface KernelOptions {
   /** Threads, the calling one included (default: os.availableParallelism()). */
@@ -77,16 +72,6 @@ function kernelModule(): L.WasmModule {
 const align = (n: number, a: number) => Math.ceil(n / a) * a;
 
 /**
- * Workers inherit Node's flags, except --input-type (given to `node -e`), which makes a
- * worker started from a file fail to load; only then is an explicit list passed.
- */
-function workerExecArgv(): { execArgv?: string[] } {
-  const all = process.execArgv;
-  const kept = all.filter((a, i) => !a.startsWith('--input-type') && !(all[i - 1] === '--input-type' && !a.startsWith('-')));
-  return kept.length === all.length ? {} : { execArgv: kept };
-}
-
-/**
  * A shared memory that may grow to 4 GiB; where the address space cannot hold that (a
  * 32-bit system), to the largest of 2 GiB, 1 GiB, 512 MiB that it can.
  */
@@ -100,7 +85,6 @@ function sharedMemory(): [L.WasmMemory, number] {
   }
 }
 
-const WORKER_START_MS = 15_000;
 const TOKEN_BLOCK_BYTES = 256 * 1024;
 /**
  * A second thread pays for its wake-up and the join only when its share of the weights
@@ -118,17 +102,13 @@ export class MatmulRuntime {
   private readonly memory: L.WasmMemory;
   private readonly maxPages: number;
   private readonly exports: L.KernelExports;
-  private readonly ctl: Int32Array;
   private readonly job: Uint32Array;
-  private readonly workers: Worker[] = [];
-  private readonly spinMicros: number;
+  private readonly crew: KernelCrew;
   private readonly minBytesPerThread: number;
-  private readonly created = performance.now();
   private u8!: Uint8Array;
   private f32!: Float32Array;
   private top = L.HEAP_BASE;
   private weights = 0;
-  private workersReady = false;
   /** The bandwidth buffer above the weights, while no upload has moved it. */
   private noise: { ptr: number; bytes: number } | undefined;
   private closed = false;
@@ -143,7 +123,6 @@ export class MatmulRuntime {
       throw new Error(`threads must be an integer from 1 to ${L.MAX_THREADS}, got ${threads}`);
     }
     this.threads = threads;
-    this.spinMicros = opts.spinMicros ?? 100;
     this.minBytesPerThread = opts.minBytesPerThread ?? MIN_BYTES_PER_THREAD;
     const module = kernelModule();
     [this.memory, this.maxPages] = sharedMemory();
@@ -155,18 +134,9 @@ export class MatmulRuntime {
       throw new Error(`the matmul kernel's static data ends at ${this.exports.dataEnd()}, above the control area at ${L.STATIC_END}`);
     }
     this.refreshViews();
-    this.ctl = new Int32Array(this.memory.buffer, 0, (L.JOB + 4096) / 4);
     this.job = new Uint32Array(this.memory.buffer, L.JOB, 1024);
     this.exports.initTable(L.TABLE);
-    for (let i = 1; i < threads; i++) {
-      const workerData: WorkerData = { module, memory: this.memory, index: i, spinMicros: this.spinMicros };
-      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData, ...workerExecArgv() });
-      worker.unref();
-      worker.on('error', (e) => {
-        console.error(`matmul kernel worker ${i} failed:`, e);
-      });
-      this.workers.push(worker);
-    }
+    this.crew = new KernelCrew(module, this.memory, threads, opts.spinMicros ?? 100);
   }
 
   /**
@@ -356,13 +326,7 @@ export class MatmulRuntime {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.job[L.J_CMD] = L.CMD_EXIT;
-    for (let i = 1; i < this.threads; i++) {
-      Atomics.add(this.ctl, L.wakeWord(i), 1);
-      Atomics.notify(this.ctl, L.wakeWord(i));
-    }
-    for (const w of this.workers) w.terminate().catch(() => undefined);
-    this.workers.length = 0;
+    this.crew.close();
   }
 
   private checkOpen(): void {
@@ -398,61 +362,11 @@ export class MatmulRuntime {
 
   /** Runs the job in the descriptor on threads [0, n) and returns when all are done. */
   private dispatch(n: number): void {
-    const ctl = this.ctl;
-    if (n > 1) {
-      this.awaitWorkers();
-      Atomics.store(ctl, L.PENDING, n - 1);
-      this.job[L.J_THREADS] = n;
-      for (let i = 1; i < n; i++) {
-        Atomics.add(ctl, L.wakeWord(i), 1);
-        Atomics.notify(ctl, L.wakeWord(i), 1);
-      }
-    }
-    let failure: unknown;
     try {
-      this.exports.run(L.JOB, 0, n);
-    } catch (e) {
-      failure = e;
+      this.crew.run(n, () => this.exports.run(L.JOB, 0, n));
+    } finally {
+      // A worker's failure has closed the crew: the runtime is closed with it.
+      if (this.crew.isClosed) this.closed = true;
     }
-    if (n > 1) this.awaitPending();
-    if (failure !== undefined) throw failure;
-    const failed = Atomics.load(ctl, L.ERROR);
-    if (failed) {
-      this.close();
-      throw new Error(`matmul kernel worker ${failed} failed (see its message above); the runtime is closed`);
-    }
-  }
-
-  private awaitPending(): void {
-    const ctl = this.ctl;
-    if (Atomics.load(ctl, L.PENDING) === 0) return;
-    const until = performance.now() + this.spinMicros / 1000;
-    for (let i = 1; ; i++) {
-      if (Atomics.load(ctl, L.PENDING) === 0) return;
-      if ((i & 255) === 0 && performance.now() > until) break;
-    }
-    for (;;) {
-      const v = Atomics.load(ctl, L.PENDING);
-      if (v === 0) return;
-      Atomics.wait(ctl, L.PENDING, v);
-    }
-  }
-
-  /** The first call that needs the workers waits for them to have started. */
-  private awaitWorkers(): void {
-    if (this.workersReady) return;
-    for (let i = 1; i < this.threads; i++) {
-      for (;;) {
-        const state = Atomics.load(this.ctl, L.readyWord(i));
-        if (state === 1) break;
-        const left = this.created + WORKER_START_MS - performance.now();
-        if (state === 2 || left <= 0) {
-          this.close();
-          throw new Error(`matmul kernel worker ${i} did not start${state === 2 ? ' (it could not instantiate the kernel)' : ` within ${WORKER_START_MS / 1000} s`}; the runtime is closed`);
-        }
-        Atomics.wait(this.ctl, L.readyWord(i), state, Math.min(left, 1000));
-      }
-    }
-    this.workersReady = true;
   }
 }

@@ -413,3 +413,15 @@ test('a process exits with a runtime left open (its workers are unref\'d) and wi
   assert.equal(child.status, 0, child.stderr);
   assert.equal(child.stdout.trim(), 'done');
 });
+
+test('a closed runtime refuses calls, and closing it again does nothing', () => {
+  const rt = MatmulRuntime.create({ threads: 2, minBytesPerThread: 0 });
+  const m = randomWeights('f32', 8, 32, 3);
+  const k = rt.upload(m);
+  const x = randomValues(32, 5);
+  // Both threads ran a share before the close.
+  checkAgainstReference(m, x, 1, rt.matmul(x, 1, [k])[0]!, undefined, 'before close');
+  rt.close();
+  rt.close();
+  assert.throws(() => rt.matmul(x, 1, [k]), /this MatmulRuntime is closed/);
+});
