@@ -29,8 +29,12 @@ export class KernelCrew {
   private ready = false;
   private closed = false;
 
-  /** Starts `threads − 1` workers on `memory`, each spinning `spinMicros` before it sleeps. */
-  constructor(module: L.WasmModule, memory: L.WasmMemory, readonly threads: number, private readonly spinMicros: number) {
+  /**
+   * Starts `threads − 1` workers on `memory`, each spinning `spinMicros` before it sleeps;
+   * `runShare` is the calling thread's own instance's entry point.
+   */
+  constructor(module: L.WasmModule, memory: L.WasmMemory, readonly threads: number, private readonly spinMicros: number,
+    private readonly runShare: L.KernelExports['run']) {
     this.ctl = new Int32Array(memory.buffer, 0, (L.JOB + 4096) / 4);
     this.job = new Uint32Array(memory.buffer, L.JOB, 1024);
     for (let i = 1; i < threads; i++) {
@@ -45,10 +49,10 @@ export class KernelCrew {
   }
 
   /**
-   * Runs the job in the descriptor on threads [0, n): `share0` on this one, the rest on the
+   * Runs the job in the descriptor on threads [0, n): share 0 on this one, the rest on the
    * workers; returns when all are done. A worker's failure closes the crew and throws.
    */
-  run(n: number, share0: () => void): void {
+  run(n: number): void {
     const ctl = this.ctl;
     if (n > 1) {
       this.awaitStarted();
@@ -61,7 +65,7 @@ export class KernelCrew {
     }
     let failure: unknown;
     try {
-      share0();
+      this.runShare(L.JOB, 0, n);
     } catch (e) {
       failure = e;
     }

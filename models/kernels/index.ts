@@ -136,7 +136,7 @@ export class MatmulRuntime {
     this.refreshViews();
     this.job = new Uint32Array(this.memory.buffer, L.JOB, 1024);
     this.exports.initTable(L.TABLE);
-    this.crew = new KernelCrew(module, this.memory, threads, opts.spinMicros ?? 100);
+    this.crew = new KernelCrew(module, this.memory, threads, opts.spinMicros ?? 100, this.exports.run);
   }
 
   /**
@@ -363,7 +363,7 @@ export class MatmulRuntime {
   /** Runs the job in the descriptor on threads [0, n) and returns when all are done. */
   private dispatch(n: number): void {
     try {
-      this.crew.run(n, () => this.exports.run(L.JOB, 0, n));
+      this.crew.run(n);
     } finally {
       // A worker's failure has closed the crew: the runtime is closed with it.
       if (this.crew.isClosed) this.closed = true;
