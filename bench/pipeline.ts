@@ -208,9 +208,10 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       const bareIdle = await bare.run(60, 1000 / fleet.decodeTokensPerS);
       gw.broker.tap(tap);
       const crossingsPerToken = crossings.frames(fleet.jobNum) / fleet.ids.length;
-      rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), bare: bareToken, bareIdle, crossingsPerToken, idsIdentical });
+      const linkLegsPerToken = crossings.legs(fleet.jobNum) / fleet.ids.length;
+      rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), bare: bareToken, bareIdle, crossingsPerToken, linkLegsPerToken, idsIdentical });
       process.stderr.write(`bench pipeline: round ${r + 1}/${roundCount}: in-process ${local.decodeTokensPerS.toFixed(1)} tok/s, ` +
-        `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ${crossingsPerToken.toFixed(1)} broker crossings per token, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
+        `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ${crossingsPerToken.toFixed(1)} broker crossings and ${linkLegsPerToken.toFixed(1)} link legs per token, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
     }
     return report({
       which: benchModelName(which), description: model.description, maxTokens, promptIds, backend: backend.detail, sampler: SAMPLER, rounds, codec,

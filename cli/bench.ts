@@ -25,7 +25,7 @@ export function registerBench(program: Command): void {
     .option('--c-bar <on|off>', 'model --shape: run the C f32 bar (default on)')
     .option('--backend <name>', 'model: TF.js backend, auto|tensorflow|wasm|cpu (default: HELIOMESH_BACKEND or auto)')
     .option('--agent-threads <n>', 'pipeline: matmul kernel threads of each agent (default: every core; the in-process run keeps every core)')
-    .option('--link-delay-ms <ms>', 'pipeline: hold every activation frame this long at the broker, as a slower link would (default 0)')
+    .option('--link-delay-ms <ms>', 'pipeline: the delay of one link: each activation frame is held this long at the broker for every link it travels (default 0)')
     .option('--star', 'pipeline: every hop through the gateway, as before hops were chained node to node')
     .action(async (name: string, opts: { out: string; model?: string; nodes?: string; jobsPerS?: string; seconds?: string; tokens?: string;
       shape?: string; quant?: string; stages?: string; threads?: string; rounds?: string; warmupRounds?: string; cBar?: string; backend?: string; agentThreads?: string; linkDelayMs?: string; star?: boolean }) => {

@@ -63,6 +63,8 @@ export interface Round {
   bareIdle: BareTokens;
   /** Activation frames with data that crossed the broker for the job, per token generated. */
   crossingsPerToken: number;
+  /** The links those frames travelled, per token: one for a frame to or from the gateway, two for one node to the next. */
+  linkLegsPerToken: number;
   idsIdentical: boolean;
 }
 
@@ -79,7 +81,7 @@ export interface Measured {
   idleCpuPct: number[];
   /** This process's CPU while no job ran (gateway loops, solver, records), % of a core. */
   gatewayIdleCpuPct: number;
-  /** The delay each activation frame was held at the broker, ms. */
+  /** The delay of one link, ms: each activation frame is held at the broker for each link it travels. */
   linkDelayMs: number;
   /** 'chained' (node to node) or 'star' (every hop through the gateway). */
   path: 'chained' | 'star';
@@ -124,6 +126,7 @@ export function report(m: Measured): BenchResult {
   const bestFleet = rounds.reduce((a, b) => (b.fleet.decodeTokensPerS > a.fleet.decodeTokensPerS ? b : a));
   const identical = rounds.every((r) => r.idsIdentical);
   const crossings = rounds.map((r) => r.crossingsPerToken);
+  const legs = rounds.map((r) => r.linkLegsPerToken);
   const cpuRatios = rounds.map((r) => (r.fleet.gatewayCpuMsPerToken + r.nodes.reduce((a, n) => a + n.cpuMs, 0)) / r.inProcess.cpuMsPerToken);
   // The same with the gateway process's background taken out, as each agent's idle CPU is
   // taken out of its share: the work a token costs on each path. The reference runs in a
@@ -180,7 +183,7 @@ export function report(m: Measured): BenchResult {
   const summary =
     `pipeline [${m.which}, ${m.backend}, agents' kernels on ${m.agentThreads} thread${m.agentThreads === 1 ? '' : 's'}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
     `ratio ${f(ratio, 3)} (median of ${rounds.length} rounds after ${m.warmupRounds} unmeasured, spread ${spread(ratios)}${goalRatio === undefined ? '' : `; goal ≥ ${goalRatio}: ${ratio >= goalRatio ? 'met' : 'not met'}`}), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
-    `${m.path} path, broker crossings per token ${spread(crossings, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms (link delay)` : ''}; ` +
+    `${m.path} path, broker crossings per token ${spread(crossings, 1)}, link legs per token ${spread(legs, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms per leg (link delay)` : ''}; ` +
     `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; the same path with nodes that compute nothing ${f(mid.bare.medianMs, 2)} ms per token median back to back, ${f(mid.bareIdle.medianMs, 2)} ms after idling a token's time, CPU ${f(transportCpuMs, 2)} ms (gateway ${f(breakdown.gatewayMqttCpuMsPerToken, 2)}, nodes ${f(breakdown.nodesMqttCpuMsPerToken, 2)}) (with that alone the ratio could reach ${f(transportCeiling, 2)} and CPU ${f(transportCpuFloor, 2)}×); gateway ${f(breakdown.gatewayMs, 2)} ms (its head ${f(breakdown.gatewayHeadMs, 2)} [in-process ${f(breakdown.inProcessHeadMs, 2)}], router and token events ${f(breakdown.gatewayMs - breakdown.gatewayHeadMs, 2)}); ` +
     `CPU per token: fleet ${f(fleetCpuMs, 2)} ms (gateway ${f(mid.fleet.gatewayCpuMsPerToken, 2)}, ${f(mid.fleet.gatewaySystemCpuMsPerToken, 2)} of it system) vs in-process ${f(mid.inProcess.cpuMsPerToken, 2)} ms (${f(mid.inProcess.systemCpuMsPerToken, 2)} system), ${f(median(cpuRatios), 3)}× (median, spread ${spread(cpuRatios)}; goal ≤ ${GOAL_CPU_RATIO}×: ${median(cpuRatios) <= GOAL_CPU_RATIO ? 'met' : 'not met'}); ` +
     `without the gateway process's background of ${f(m.gatewayIdleCpuPct, 1)} % of a core while idle ${f(median(cpuWorkRatios), 2)}× (spread ${spread(cpuWorkRatios)}); ` +
@@ -202,6 +205,7 @@ export function report(m: Measured): BenchResult {
       transportCpuFloor,
       idsIdentical: identical,
       crossingsPerToken: median(crossings),
+      linkLegsPerToken: median(legs),
       linkDelayMs: m.linkDelayMs,
       path: m.path,
       agentThreads: m.agentThreads,
@@ -223,6 +227,7 @@ export function report(m: Measured): BenchResult {
         tokens: r.fleet.ids.length,
         idsIdentical: r.idsIdentical,
         crossingsPerToken: r.crossingsPerToken,
+        linkLegsPerToken: r.linkLegsPerToken,
         hops: hopBreakdown(r),
         bareToken: r.bare,
         bareTokenAfterIdle: r.bareIdle,

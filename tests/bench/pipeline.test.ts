@@ -1,6 +1,7 @@
 // `heliomesh bench pipeline`'s own counts: the broker crossings per token come from the
 // frames actually published (a star of 3 groups crosses 6 times), and the link delay holds
-// every frame at the broker, so each hop's round trip grows by two delays.
+// every frame at the broker once for each link it travels: a star hop's round trip grows
+// by two delays, and a chained frame from one node to the next is held for both nodes' links.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,7 +18,7 @@ const frame = (jobId: number, o: { replay?: boolean; close?: boolean; rows?: num
   return encodeFrame({ jobId, sessionId: 1, step: 3, position: 9, rows, dim: 4, data: new Float32Array(rows * 4), replay: o.replay, close: o.close });
 };
 
-test('the crossing count takes each data frame of a job, not replays, close frames or JSON; the link delay holds every frame', () => {
+test('the crossing count takes each data frame of a job, not replays, close frames or JSON; the link delay holds every frame for each link it travels', () => {
   const c = new BrokerCrossings(3);
   const topic = 'heliomesh/bench/node/stage-1/job/in';
   assert.equal(c.tap(topic, frame(7)), 3);
@@ -29,7 +30,14 @@ test('the crossing count takes each data frame of a job, not replays, close fram
   assert.equal(c.frames(7), 2);
   assert.equal(c.frames(8), 1);
   assert.equal(c.frames(9), 0);
+  assert.equal(c.legs(7), 2);
+  // A node's frame to the next node goes up its own link to the broker and down the next node's.
+  const hop = 'heliomesh/bench/node/stage-2/job/hop';
+  assert.equal(c.tap(hop, frame(7)), 6, 'two links, each holding it 3 ms');
+  assert.equal(c.frames(7), 3);
+  assert.equal(c.legs(7), 4);
   assert.equal(new BrokerCrossings().tap(topic, frame(1)), 0, 'no delay unless asked');
+  assert.equal(new BrokerCrossings().tap(hop, frame(1)), 0, 'no delay unless asked');
   assert.throws(() => new BrokerCrossings(-1), /≥ 0/);
 });
 
@@ -51,7 +59,7 @@ test('a short bench run through 3 agents reports 6 broker crossings per token on
   const delayMs = 4;
   const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '1', linkDelayMs: String(delayMs), agentThreads: '1', star: 'true' } });
   const m = r.metrics as {
-    crossingsPerToken: number; idsIdentical: boolean; linkDelayMs: number; agentThreads: number;
+    crossingsPerToken: number; linkLegsPerToken: number; idsIdentical: boolean; linkDelayMs: number; agentThreads: number;
     transportCeiling: number; transportCpuFloor: number;
     rounds: Array<{ crossingsPerToken: number; tokens: number; hops: Array<{ roundTripMs: number; forwardMs: number }>; bareToken: BareTokens; bareTokenAfterIdle: BareTokens }>;
   };
@@ -59,6 +67,7 @@ test('a short bench run through 3 agents reports 6 broker crossings per token on
   assert.equal(m.rounds[0]!.tokens, 6);
   assert.equal(m.rounds[0]!.crossingsPerToken, 6, 'one frame to each of 3 nodes and one back from each, per token');
   assert.equal(m.crossingsPerToken, 6);
+  assert.equal(m.linkLegsPerToken, 6, 'each of those frames travels one node\'s link');
   assert.equal(m.linkDelayMs, delayMs);
   assert.equal(m.agentThreads, 1);
   assert.match(r.summary, /agents' kernels on 1 thread\]/);
@@ -74,7 +83,7 @@ test('a short bench run through 3 agents reports 6 broker crossings per token on
   assert.ok(m.transportCeiling > 0 && m.transportCeiling < 1, `transport ceiling ${m.transportCeiling}`);
   assert.ok(m.transportCpuFloor > 1, `transport CPU floor ${m.transportCpuFloor}`);
   assert.match(r.summary, /the same path with nodes that compute nothing [0-9.]+ ms per token/);
-  assert.match(r.summary, /broker crossings per token 6\.0/);
+  assert.match(r.summary, /broker crossings per token 6\.0–6\.0, link legs per token 6\.0–6\.0, each frame held 4 ms per leg/);
 });
 
 test('chained hops: 6 crossings for the prompt, then 4 per token for 3 groups, with the same ids', async (t) => {
@@ -83,7 +92,10 @@ test('chained hops: 6 crossings for the prompt, then 4 per token for 3 groups, w
   // Two rounds: with an even count the median falls between them, and the breakdown shows the nearer one.
   const r = await pipelineBench.run({ outDir, args: { tokens: '6', rounds: '2', warmupRounds: '1', agentThreads: '1' } });
   type Hop = { roundTripMs: number; gatewayOutMs: number; gatewayInMs: number; nodeTransportMs: number; forwardMs: number };
-  const m = r.metrics as { crossingsPerToken: number; idsIdentical: boolean; path: string; rounds: Array<{ crossingsPerToken: number; tokens: number; hops: Hop[] }> };
+  const m = r.metrics as {
+    crossingsPerToken: number; idsIdentical: boolean; path: string;
+    rounds: Array<{ crossingsPerToken: number; linkLegsPerToken: number; tokens: number; hops: Hop[] }>;
+  };
   assert.equal(m.path, 'chained');
   assert.equal(m.rounds.length, 2);
   assert.match(r.summary, /median of 2 rounds after 1 unmeasured/);
@@ -104,4 +116,7 @@ test('chained hops: 6 crossings for the prompt, then 4 per token for 3 groups, w
   assert.equal(m.rounds[0]!.tokens, 6);
   // The prompt's hop still goes through the gateway (each group gets its node as the job reaches it).
   assert.ok(Math.abs(m.rounds[0]!.crossingsPerToken - (6 + 4 * 5) / 6) < 1e-9, `crossings per token ${m.rounds[0]!.crossingsPerToken}`);
+  // Fewer crossings, but not fewer links: each node-to-node frame travels two, as the star's pair did.
+  assert.equal(m.rounds[0]!.linkLegsPerToken, 6);
+  assert.match(r.summary, /link legs per token 6\.0/);
 });
