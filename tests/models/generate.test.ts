@@ -133,6 +133,50 @@ test('sampler: temperature 0 is argmax; top-p keeps the smallest nucleus; draws 
   assert.throws(() => new Sampler({ temperature: 1, topP: 0, seed: 0 }), /top-p/);
 });
 
+/** Nucleus sampling as its definition reads: sort every token, most likely first, ties to the lower id. */
+function topPBySort(probs: Float64Array, topP: number, r: number): number {
+  const order = Array.from(probs.keys()).sort((a, b) => probs[b]! - probs[a]! || a - b);
+  let mass = 0;
+  let last = order.length - 1;
+  for (let k = 0; k < order.length; k++) {
+    mass += probs[order[k]!]!;
+    if (mass >= topP) {
+      last = k;
+      break;
+    }
+  }
+  let cdf = 0;
+  for (let k = 0; k <= last; k++) {
+    cdf += probs[order[k]!]!;
+    if (r * mass < cdf) return order[k]!;
+  }
+  return order[last]!;
+}
+
+test('top-p draws the token a full sort would, over peaked, flat and tied distributions', () => {
+  const random = new Random(5);
+  const room = new Int32Array(2000);
+  let draws = 0;
+  for (const [n, spread] of [[7, 0.2], [300, 1], [2000, 0.05], [2000, 8], [513, 3]] as const) {
+    for (let trial = 0; trial < 6; trial++) {
+      // Logits on a coarse grid, so many tokens tie exactly.
+      const logits = Float32Array.from({ length: n }, () => Math.round((random.next() - 0.5) * spread * 8) / 4);
+      const probs = softmax(logits, 0.8);
+      for (const topP of [0.05, 0.5, 0.9, 0.95, 0.999, 1 - 1e-12]) {
+        for (const r of [0, random.next(), random.next(), 0.999999]) {
+          assert.equal(sampleTopP(probs, topP, r, room), topPBySort(probs, topP, r), `n ${n}, spread ${spread}, top-p ${topP}, r ${r}`);
+          draws++;
+        }
+      }
+    }
+  }
+  assert.equal(draws, 5 * 6 * 6 * 4);
+  // A top-p below 1/n over nearly flat probabilities: every token is under the cutoff, and the most likely one alone is the nucleus.
+  const nearlyFlat = softmax(Float32Array.from([0, -0.25, 0, 0.01, 0, 0, 0]));
+  assert.equal(sampleTopP(nearlyFlat, 0.05, 0.7, room.fill(1)), 3);
+  assert.equal(sampleTopP(nearlyFlat, 0.05, 0.7), 3);
+});
+
 test('the PRNG is deterministic and uniform enough', () => {
   const a = new Random(123);
   const b = new Random(123);
