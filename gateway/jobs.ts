@@ -30,6 +30,9 @@ export interface TokenEvent {
 export interface GroupService {
   group: string;
   nodes: string[];
+  /** The decode forwards its nodes reported, and their time on the nodes, ms; absent when none reported them. */
+  decodeFrames?: number;
+  decodeForwardMs?: number;
 }
 
 export type JobStatus = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';

@@ -274,9 +274,18 @@ export const jobReportSchema = z.discriminatedUnion('type', [
     energyUncertaintyJ: z.number().finite().nonnegative().max(MAX_NODE_W * (MAX_JOB_MS / 1000)).optional(),
     baselineW: z.number().finite().nonnegative().max(MAX_NODE_W),
     powerMode: z.number().int().nonnegative().max(MAX_POWER_MODES),
+    /**
+     * The session's decode forwards (one-row frames, not replays): how many, and their wall
+     * time on the node, ms. The gateway takes them from the group's hop time to show what the
+     * link and the node's handling cost. Absent from nodes that predate them.
+     */
+    decodeFrames: z.number().int().nonnegative().optional(),
+    decodeForwardMs: z.number().finite().nonnegative().max(MAX_JOB_MS).optional(),
   }).superRefine((r, ctx) => {
     // The meter only adds: the net energy is at least minus the baseline over the job.
     if (r.energyJ < -(r.baselineW * (r.durationMs / 1000))) outOfRange(ctx, ['energyJ'], `energyJ ${r.energyJ} J is below minus the ${r.baselineW} W baseline over ${r.durationMs} ms`);
+    if (r.decodeFrames !== undefined && r.decodeFrames > r.steps) outOfRange(ctx, ['decodeFrames'], `decodeFrames ${r.decodeFrames} is more than the session's ${r.steps} steps`);
+    if ((r.decodeFrames === undefined) !== (r.decodeForwardMs === undefined)) ctx.addIssue({ code: 'custom', path: ['decodeForwardMs'], message: 'decodeFrames and decodeForwardMs go together' });
   }),
 ]);
 export type JobReport = z.infer<typeof jobReportSchema>;

@@ -186,7 +186,10 @@ export class Job implements JobHandle, StageJob {
       energyJ: tally.energyJ,
       ...(tally.energyUncertaintyJ !== undefined ? { energyUncertaintyJ: tally.energyUncertaintyJ } : {}),
       failovers: tally.failovers,
-      served: this.stages.map(({ lane }) => ({ group: lane.group.name, nodes: [...lane.served] })),
+      served: this.stages.map(({ lane }) => ({
+        group: lane.group.name, nodes: [...lane.served],
+        ...(lane.forwards.frames > 0 ? { decodeFrames: lane.forwards.frames, decodeForwardMs: lane.forwards.ms } : {}),
+      })),
       ...(this.error ? { error: { ...(this.error.group ? { group: this.error.group } : {}), message: this.error.message } } : {}),
       timing: { ...this.timing, stageDecodeMs: [...this.timing.stageDecodeMs] },
     };

@@ -372,6 +372,10 @@ export class RemoteStage implements Stage {
         if (!this.reported.has(key)) {
           this.reported.add(key);
           this.job.tally.addReport(r);
+          if (r.decodeFrames !== undefined && r.decodeForwardMs !== undefined) {
+            this.lane.forwards.frames += r.decodeFrames;
+            this.lane.forwards.ms += r.decodeForwardMs;
+          }
         }
         if (r.ok && this.closed.has(key)) this.deps.scheduler.cleanRun(nodeId);
         if (!r.ok && lane && lane.sessionId === r.sessionId) {

@@ -160,9 +160,9 @@ export class Router implements JobService {
       const job = this.byNum.get(r.value.jobId);
       // A report after reportTimeoutMs (a node slow to close, a loaded host) still counts
       // while the job is kept: its energy is added to the job's record, not lost.
-      const energyBefore = job?.finished ? job.summary().energyJ : undefined;
+      const before = job?.finished ? job.summary() : undefined;
       if (!job?.onReport(nodeId, r.value)) this.stats.stale++;
-      else if (energyBefore !== undefined) this.lateReport(job, nodeId, energyBefore);
+      else if (before !== undefined) this.lateReport(job, nodeId, before);
     } catch (err) {
       this.invalid(nodeId, `handling failed: ${(err as Error).message}`);
     }
@@ -222,16 +222,24 @@ export class Router implements JobService {
     }, at));
     // Where the decode tokens' time went, group by group: a slow group shows on the dashboard.
     if (!decoded) return;
-    s.served.forEach((g, i) => this.deps.store.write(jobGroupPoint(this.config.fleet, g.group, {
-      jobId: s.id, model: s.model, nodes: g.nodes.join(','), decodeTokens: decoded.decodeTokens, hopMsPerToken: decoded.stageDecodeMs[i]! / decoded.decodeTokens,
-    }, at)));
+    s.served.forEach((g, i) => {
+      const hopMsPerToken = decoded.stageDecodeMs[i]! / decoded.decodeTokens;
+      // The nodes' own time per forward, and the rest of the hop: the links both ways, the
+      // broker and the node's handling. A group slow on its Wi-Fi shows apart from a slow Pi.
+      const forwardMsPerToken = g.decodeFrames ? g.decodeForwardMs! / g.decodeFrames : undefined;
+      this.deps.store.write(jobGroupPoint(this.config.fleet, g.group, {
+        jobId: s.id, model: s.model, nodes: g.nodes.join(','), decodeTokens: decoded.decodeTokens, hopMsPerToken,
+        ...(forwardMsPerToken !== undefined ? { forwardMsPerToken, linkMsPerToken: hopMsPerToken - forwardMsPerToken } : {}),
+      }, at));
+    });
   }
 
   /** An energy report that came after its job had finished. */
-  private lateReport(job: Job, nodeId: string, energyBefore: number): void {
+  private lateReport(job: Job, nodeId: string, before: JobSummary): void {
     const s = job.summary();
-    if (s.energyJ === energyBefore) return;
-    this.totals.energyJ += s.energyJ - energyBefore;
+    const frames = (x: JobSummary) => x.served.reduce((n, g) => n + (g.decodeFrames ?? 0), 0);
+    if (s.energyJ === before.energyJ && frames(s) === frames(before)) return;
+    this.totals.energyJ += s.energyJ - before.energyJ;
     this.writeJob(job, s);
     this.deps.log.info({ jobId: s.id, node: nodeId, energyJ: s.energyJ }, 'a late energy report is counted in the finished job');
   }

@@ -72,6 +72,10 @@ export interface JobGroupRecord {
   nodes: string;
   decodeTokens: number;
   hopMsPerToken: number;
+  /** The nodes' own time per decode forward, as they reported it; absent when they did not. */
+  forwardMsPerToken?: number;
+  /** The rest of the hop: hopMsPerToken − forwardMsPerToken. */
+  linkMsPerToken?: number;
 }
 
 export function jobGroupPoint(fleet: string, group: string, j: JobGroupRecord, timestampMs: number): StorePoint {

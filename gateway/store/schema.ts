@@ -80,6 +80,10 @@ export const SCHEMA: Omit<ISchemaOptions, 'database'>[] = [
       decodeTokens: FieldType.INTEGER,
       /** The group's hop per decode token as the generation loop timed it (frame out to output back), ms. */
       hopMsPerToken: FieldType.FLOAT,
+      /** The nodes' own time per decode forward, as their reports give it, ms. */
+      forwardMsPerToken: FieldType.FLOAT,
+      /** The hop outside the node's forward (the links both ways, the broker, the node's handling), ms. */
+      linkMsPerToken: FieldType.FLOAT,
     },
   },
   {

@@ -90,4 +90,13 @@ test('a finished and a failed job, and their decisions, are in InfluxDB with the
   groups.sort((a, b) => String(a.group).localeCompare(String(b.group)));
   assert.deepEqual(groups.map((g) => `${g.jobId}:${g.group}:${g.nodes}:${g.model}:${g.decodeTokens}`), ['g1', 'g2', 'g3'].map((g) => `${ok.id}:${g}:${g}-n1:bundled:${t.decodeTokens}`));
   groups.forEach((g, i) => assert.ok(Math.abs((g.hopMsPerToken as number) - t.stageDecodeMs[i]! / t.decodeTokens) < 1e-9, `g${i + 1}: ${String(g.hopMsPerToken)} ms per token`));
+  // Each hop split into the node's own forward, as its report gave it, and the rest.
+  groups.forEach((g, i) => {
+    const served = ok.served[i]!;
+    assert.ok(served.decodeFrames! >= t.decodeTokens && served.decodeForwardMs! > 0, JSON.stringify(served));
+    const forward = g.forwardMsPerToken as number;
+    assert.ok(Math.abs(forward - served.decodeForwardMs! / served.decodeFrames!) < 1e-9, `g${i + 1}: forward ${forward} ms`);
+    assert.ok(forward > 0 && forward < (g.hopMsPerToken as number), `g${i + 1}: forward ${forward} ms within the hop's ${String(g.hopMsPerToken)}`);
+    assert.ok(Math.abs((g.linkMsPerToken as number) - ((g.hopMsPerToken as number) - forward)) < 1e-9, `g${i + 1}: link ${String(g.linkMsPerToken)} ms`);
+  });
 });
