@@ -110,8 +110,7 @@ interface HeldJob {
   /** When the job last heard from the gateway (monotonic ms): the idle timeout counts from here. */
   lastHeardMs: number;
   /** Decode forwards (one-row frames, not replays) and their wall time, ms, for the report. */
-  decodeFrames: number;
-  decodeForwardMs: number;
+  decode: { frames: number; forwardMs: number };
 }
 
 /** Publishes on the node's job/out, or with `hopTo` on that node's job/hop. */
@@ -260,7 +259,7 @@ export class BlockWorker {
           return;
         }
         this.counters.accepted++;
-        const job: HeldJob = { jobId, sessionId, positions, session: undefined, steps: 0, next: c.value.next, startedMs: undefined, idle: undefined, lastHeardMs: 0, decodeFrames: 0, decodeForwardMs: 0 };
+        const job: HeldJob = { jobId, sessionId, positions, session: undefined, steps: 0, next: c.value.next, startedMs: undefined, idle: undefined, lastHeardMs: 0, decode: { frames: 0, forwardMs: 0 } };
         this.jobs.set(jobId, job);
         this.touch(job, send);
         await send(encodeJson({ v: PROTOCOL_VERSION, type: 'accepted', jobId } satisfies JobReport));
@@ -336,8 +335,8 @@ export class BlockWorker {
       const ms = performance.now() - forwardFrom;
       this.counters.decodeFrames++;
       this.counters.decodeForwardMs += ms;
-      job.decodeFrames++;
-      job.decodeForwardMs += ms;
+      job.decode.frames++;
+      job.decode.forwardMs += ms;
     }
     this.energy.addCpu(job.jobId, this.cpu.busyCpuS - cpuBefore);
     job.steps++;
@@ -398,7 +397,7 @@ export class BlockWorker {
     const report: JobReport = {
       v: PROTOCOL_VERSION, type: 'report', jobId: job.jobId, sessionId: job.sessionId, ok, ...(error ? { error } : {}),
       steps: job.steps, durationMs, energyJ: e.energyJ, ...(this.jobMeter ? { energyUncertaintyJ: e.uncertaintyJ } : {}), baselineW, powerMode: this.powerMode(),
-      decodeFrames: job.decodeFrames, decodeForwardMs: job.decodeForwardMs,
+      decode: { ...job.decode },
     };
     this.o.log.info({ jobId: job.jobId, ok, steps: job.steps, durationMs, energyJ: e.energyJ, energyUncertaintyJ: e.uncertaintyJ, rawEnergyJ: e.rawJ, error }, 'job finished');
     await send(encodeJson(report));

@@ -31,8 +31,7 @@ export interface GroupService {
   group: string;
   nodes: string[];
   /** The decode forwards its nodes reported, and their time on the nodes, ms; absent when none reported them. */
-  decodeFrames?: number;
-  decodeForwardMs?: number;
+  decode?: { frames: number; forwardMs: number };
 }
 
 export type JobStatus = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';

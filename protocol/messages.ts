@@ -279,13 +279,11 @@ export const jobReportSchema = z.discriminatedUnion('type', [
      * time on the node, ms. The gateway takes them from the group's hop time to show what the
      * link and the node's handling cost. Absent from nodes that predate them.
      */
-    decodeFrames: z.number().int().nonnegative().optional(),
-    decodeForwardMs: z.number().finite().nonnegative().max(MAX_JOB_MS).optional(),
+    decode: z.object({ frames: z.number().int().nonnegative(), forwardMs: z.number().finite().nonnegative().max(MAX_JOB_MS) }).optional(),
   }).superRefine((r, ctx) => {
     // The meter only adds: the net energy is at least minus the baseline over the job.
     if (r.energyJ < -(r.baselineW * (r.durationMs / 1000))) outOfRange(ctx, ['energyJ'], `energyJ ${r.energyJ} J is below minus the ${r.baselineW} W baseline over ${r.durationMs} ms`);
-    if (r.decodeFrames !== undefined && r.decodeFrames > r.steps) outOfRange(ctx, ['decodeFrames'], `decodeFrames ${r.decodeFrames} is more than the session's ${r.steps} steps`);
-    if ((r.decodeFrames === undefined) !== (r.decodeForwardMs === undefined)) ctx.addIssue({ code: 'custom', path: ['decodeForwardMs'], message: 'decodeFrames and decodeForwardMs go together' });
+    if (r.decode && r.decode.frames > r.steps) outOfRange(ctx, ['decode', 'frames'], `decode.frames ${r.decode.frames} is more than the session's ${r.steps} steps`);
   }),
 ]);
 export type JobReport = z.infer<typeof jobReportSchema>;

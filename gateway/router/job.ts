@@ -188,7 +188,7 @@ export class Job implements JobHandle, StageJob {
       failovers: tally.failovers,
       served: this.stages.map(({ lane }) => ({
         group: lane.group.name, nodes: [...lane.served],
-        ...(lane.forwards.frames > 0 ? { decodeFrames: lane.forwards.frames, decodeForwardMs: lane.forwards.ms } : {}),
+        ...(lane.decode.frames > 0 ? { decode: { ...lane.decode } } : {}),
       })),
       ...(this.error ? { error: { ...(this.error.group ? { group: this.error.group } : {}), message: this.error.message } } : {}),
       timing: { ...this.timing, stageDecodeMs: [...this.timing.stageDecodeMs] },

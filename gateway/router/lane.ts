@@ -57,7 +57,7 @@ export class Lane {
   /** Nodes this job gave up on in this group (refused, failed, silent, gone). */
   readonly tried = new Set<string>();
   /** The decode forwards its nodes reported, and their time on the nodes, ms. */
-  readonly forwards = { frames: 0, ms: 0 };
+  readonly decode = { frames: 0, forwardMs: 0 };
   readonly history: RowHistory;
 
   constructor(readonly group: ModelGroup, dim: number, rows: number) {

@@ -372,9 +372,9 @@ export class RemoteStage implements Stage {
         if (!this.reported.has(key)) {
           this.reported.add(key);
           this.job.tally.addReport(r);
-          if (r.decodeFrames !== undefined && r.decodeForwardMs !== undefined) {
-            this.lane.forwards.frames += r.decodeFrames;
-            this.lane.forwards.ms += r.decodeForwardMs;
+          if (r.decode) {
+            this.lane.decode.frames += r.decode.frames;
+            this.lane.decode.forwardMs += r.decode.forwardMs;
           }
         }
         if (r.ok && this.closed.has(key)) this.deps.scheduler.cleanRun(nodeId);

@@ -226,7 +226,7 @@ export class Router implements JobService {
       const hopMsPerToken = decoded.stageDecodeMs[i]! / decoded.decodeTokens;
       // The nodes' own time per forward, and the rest of the hop: the links both ways, the
       // broker and the node's handling. A group slow on its Wi-Fi shows apart from a slow Pi.
-      const forwardMsPerToken = g.decodeFrames ? g.decodeForwardMs! / g.decodeFrames : undefined;
+      const forwardMsPerToken = g.decode && g.decode.forwardMs / g.decode.frames;
       this.deps.store.write(jobGroupPoint(this.config.fleet, g.group, {
         jobId: s.id, model: s.model, nodes: g.nodes.join(','), decodeTokens: decoded.decodeTokens, hopMsPerToken,
         ...(forwardMsPerToken !== undefined ? { forwardMsPerToken, linkMsPerToken: hopMsPerToken - forwardMsPerToken } : {}),
@@ -237,7 +237,7 @@ export class Router implements JobService {
   /** An energy report that came after its job had finished. */
   private lateReport(job: Job, nodeId: string, before: JobSummary): void {
     const s = job.summary();
-    const frames = (x: JobSummary) => x.served.reduce((n, g) => n + (g.decodeFrames ?? 0), 0);
+    const frames = (x: JobSummary) => x.served.reduce((n, g) => n + (g.decode?.frames ?? 0), 0);
     if (s.energyJ === before.energyJ && frames(s) === frames(before)) return;
     this.totals.energyJ += s.energyJ - before.energyJ;
     this.writeJob(job, s);

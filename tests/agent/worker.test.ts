@@ -112,8 +112,8 @@ test('the worker answers frames with exactly the layer range\'s in-process outpu
   assert.equal(meter.closingSamples, 1, 'the job\'s part ends with a sample of its own');
   assert.equal(r.powerMode, 2);
   // The two one-row frames are the session's decode forwards; the 5-row prompt is not one.
-  assert.equal(r.decodeFrames, 2);
-  assert.ok(r.decodeForwardMs! > 0, `decode forwards took ${r.decodeForwardMs} ms`);
+  assert.equal(r.decode?.frames, 2);
+  assert.ok(r.decode.forwardMs > 0, `decode forwards took ${r.decode.forwardMs} ms`);
   assert.equal(worker.queue(), 0);
   refSession.close();
   reference.dispose();

@@ -31,7 +31,7 @@ test('2 groups: the bundled model is re-split into 2 block ranges, a completion 
   assert.equal(job.completionTokens, 12);
   assert.deepEqual(job.served.map(({ group, nodes }) => ({ group, nodes })), [{ group: 'g1', nodes: ['g1-n1'] }, { group: 'g2', nodes: ['g2-n1'] }]);
   // The prompt's pass gives the first token; each of the other 11 took one decode forward per group.
-  for (const g of job.served) assert.ok(g.decodeFrames === 11 && g.decodeForwardMs! > 0, JSON.stringify(g));
+  for (const g of job.served) assert.ok(g.decode?.frames === 11 && g.decode.forwardMs > 0, JSON.stringify(g));
   await field.stop();
   assert.equal(existsSync(field.dir), false);
 });

@@ -93,9 +93,9 @@ test('a finished and a failed job, and their decisions, are in InfluxDB with the
   // Each hop split into the node's own forward, as its report gave it, and the rest.
   groups.forEach((g, i) => {
     const served = ok.served[i]!;
-    assert.ok(served.decodeFrames! >= t.decodeTokens && served.decodeForwardMs! > 0, JSON.stringify(served));
+    assert.ok(served.decode && served.decode.frames >= t.decodeTokens && served.decode.forwardMs > 0, JSON.stringify(served));
     const forward = g.forwardMsPerToken as number;
-    assert.ok(Math.abs(forward - served.decodeForwardMs! / served.decodeFrames!) < 1e-9, `g${i + 1}: forward ${forward} ms`);
+    assert.ok(Math.abs(forward - served.decode.forwardMs / served.decode.frames) < 1e-9, `g${i + 1}: forward ${forward} ms`);
     assert.ok(forward > 0 && forward < (g.hopMsPerToken as number), `g${i + 1}: forward ${forward} ms within the hop's ${String(g.hopMsPerToken)}`);
     assert.ok(Math.abs((g.linkMsPerToken as number) - ((g.hopMsPerToken as number) - forward)) < 1e-9, `g${i + 1}: link ${String(g.linkMsPerToken)} ms`);
   });

@@ -60,7 +60,7 @@ function emulated(nodesPerGroup: number, behaviour: (nodeId: string) => Behaviou
         frames.push({ nodeId, frame: f, qos });
         const report = (ok: boolean): JobReport => ({
           v: PROTOCOL_VERSION, type: 'report', jobId: f.jobId, sessionId: f.sessionId, ok, ...(ok ? {} : { error: 'out of memory' }),
-          steps: 1, durationMs: 5, energyJ: 1.5, baselineW: 2, powerMode: 3, decodeFrames: 1, decodeForwardMs: 0.25,
+          steps: 1, durationMs: 5, energyJ: 1.5, baselineW: 2, powerMode: 3, decode: { frames: 1, forwardMs: 0.25 },
         });
         if (f.close) {
           const delayMs = extra.closeReportDelayMs?.[nodeId];
@@ -129,7 +129,7 @@ test('an energy report after reportTimeoutMs still counts: the finished job, the
   assert.equal(g2[0]!.fields.forwardMsPerToken, undefined, 'nothing reported yet when the job ended');
   assert.equal(g2[1]!.fields.forwardMsPerToken, 0.25);
   assert.ok(Math.abs((g2[1]!.fields.linkMsPerToken as number) - ((g2[1]!.fields.hopMsPerToken as number) - 0.25)) < 1e-12);
-  assert.deepEqual(router.job(handle.id)!.served.find((g) => g.group === 'g2'), { group: 'g2', nodes: ['g2-n1'], decodeFrames: 1, decodeForwardMs: 0.25 });
+  assert.deepEqual(router.job(handle.id)!.served.find((g) => g.group === 'g2'), { group: 'g2', nodes: ['g2-n1'], decode: { frames: 1, forwardMs: 0.25 } });
 });
 
 test('a stop sequence ends the job as its last token would: close frames to every node, their reports counted, nothing cancelled', async () => {

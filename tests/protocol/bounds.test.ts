@@ -106,14 +106,13 @@ test('a job\'s energy: at least minus its baseline, at most the board\'s maximum
   refusedInRange(report({ baselineW: MAX_NODE_W + 1 }), /baselineW/);
   refusedInRange(report({ durationMs: MAX_JOB_MS + 1 }), /durationMs/);
   assert.equal(report({ energyJ: Infinity }).ok, false, 'Infinity is no energy (JSON carries it as null)');
-  // The session's decode forwards: optional, together, no more than its steps, never negative.
-  assert.ok(report({ decodeFrames: 2, decodeForwardMs: 1.5 }).ok);
-  assert.ok(report({ decodeFrames: 0, decodeForwardMs: 0 }).ok);
-  refusedInRange(report({ decodeFrames: 4, decodeForwardMs: 1.5 }), /decodeFrames 4 is more than the session's 3 steps/);
-  const alone = report({ decodeFrames: 2 });
-  assert.ok(!alone.ok && /decodeFrames and decodeForwardMs go together/.test(alone.error), JSON.stringify(alone));
-  assert.equal(report({ decodeFrames: 2, decodeForwardMs: -1 }).ok, false);
-  refusedInRange(report({ decodeFrames: 2, decodeForwardMs: MAX_JOB_MS + 1 }), /decodeForwardMs/);
+  // The session's decode forwards: optional, no more than its steps, never negative.
+  assert.ok(report({ decode: { frames: 2, forwardMs: 1.5 } }).ok);
+  assert.ok(report({ decode: { frames: 0, forwardMs: 0 } }).ok);
+  refusedInRange(report({ decode: { frames: 4, forwardMs: 1.5 } }), /decode\.frames 4 is more than the session's 3 steps/);
+  assert.equal(report({ decode: { frames: 2 } }).ok, false, 'frames without their time');
+  assert.equal(report({ decode: { frames: 2, forwardMs: -1 } }).ok, false);
+  refusedInRange(report({ decode: { frames: 2, forwardMs: MAX_JOB_MS + 1 } }), /forwardMs/);
 
   const maxJ = (MAX_NODE_W * (2_000 + 60_000)) / 1000;
   assert.equal(jobEnergyBeyondProfile({ energyJ: maxJ, durationMs: 2_000 }, pi), undefined);
