@@ -22,11 +22,25 @@ export class ScaledClock implements Clock {
   }
 
   sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms) / this.speed));
+    return new Promise((resolve) => this.setTimeout(resolve, ms));
   }
 
+  /**
+   * Node starts a timer from its loop's cached time, which can lag performance.now(), so a
+   * timer may fire a fraction of a millisecond early in wall time: times `speed`, early by
+   * hundreds of virtual milliseconds. Until now() has reached the due instant, it re-arms.
+   */
   setTimeout(fn: () => void, ms: number): Timer {
-    const handle = setTimeout(fn, Math.max(0, ms) / this.speed);
+    const dueMs = this.now() + Math.max(0, ms);
+    let handle: ReturnType<typeof setTimeout>;
+    const arm = (virtualMs: number): void => {
+      handle = setTimeout(() => {
+        const left = dueMs - this.now();
+        if (left > 0) arm(left);
+        else fn();
+      }, virtualMs / this.speed);
+    };
+    arm(Math.max(0, ms));
     return { cancel: () => clearTimeout(handle) };
   }
 
