@@ -9,7 +9,8 @@
 // legs, the node's forward and its handling around it, as the node itself timed them; the
 // gateway's own share); and the same path with nodes that compute nothing
 // (pipeline/bare-chain.ts), whose time and CPU per token are what the transport alone
-// costs. `--link-delay-ms D` holds every frame D ms at the broker, as a field deployment's
+// costs; and a plain TCP round trip to a process that echoes (pipeline/wake-probe.ts), what
+// the machine itself charges for waking a process that slept a token's time. `--link-delay-ms D` holds every frame D ms at the broker, as a field deployment's
 // Wi-Fi would, so paths that cross it a different number of times can be compared under the
 // same link.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -30,6 +31,7 @@ import { BrokerCrossings } from './pipeline/crossings.js';
 import { report, type FleetRun, type NodeHop, type Round } from './pipeline/report.js';
 import { frameCodecUs, HopTrace } from './pipeline/trace.js';
 import { BareChain } from './pipeline/bare-chain.js';
+import { WakeProbe } from './pipeline/wake-probe.js';
 import type { Bench, BenchOptions, BenchResult } from './types.js';
 import { until } from '../ground/until.js';
 
@@ -147,6 +149,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   let reference: ReferenceProcess | undefined;
   let cpu: AgentCpu | undefined;
   let bare: BareChain | undefined;
+  let wake: WakeProbe | undefined;
   try {
     const model = prepareModel(which, work);
     mkdirSync(join(work, 'agents'));
@@ -179,6 +182,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     const promptIds = promptFor(gw);
     const stopIds = gw.model.stopIds;
     const codec = frameCodecUs(gw.model.config.dim);
+    wake = await WakeProbe.start(codec.bytes);
 
     // Warm-up: the first forward of each kernel pays for setup (XNNPACK packs the weights) on
     // every side, and the JIT goes on optimizing for many rounds after (WARMUP_ROUNDS).
@@ -206,10 +210,11 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       gw.broker.tap(undefined);
       const bareToken = await bare.run(200);
       const bareIdle = await bare.run(60, 1000 / fleet.decodeTokensPerS);
+      const wakeTrips = { backToBack: await wake.run(200), afterIdle: await wake.run(60, 1000 / fleet.decodeTokensPerS) };
       gw.broker.tap(tap);
       const crossingsPerToken = crossings.frames(fleet.jobNum) / fleet.ids.length;
       const linkLegsPerToken = crossings.legs(fleet.jobNum) / fleet.ids.length;
-      rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), bare: bareToken, bareIdle, crossingsPerToken, linkLegsPerToken, idsIdentical });
+      rounds.push({ inProcess: local, fleet, hops, nodes: nodeHops(before, after, idleCpuPerMs, jobMs, fleet.ids.length), bare: bareToken, bareIdle, wake: wakeTrips, crossingsPerToken, linkLegsPerToken, idsIdentical });
       process.stderr.write(`bench pipeline: round ${r + 1}/${roundCount}: in-process ${local.decodeTokensPerS.toFixed(1)} tok/s, ` +
         `fleet ${fleet.decodeTokensPerS.toFixed(1)} tok/s, ${crossingsPerToken.toFixed(1)} broker crossings and ${linkLegsPerToken.toFixed(1)} link legs per token, ids ${idsIdentical ? 'identical' : 'DIFFER'}\n`);
     }
@@ -219,6 +224,7 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     });
   } finally {
     await bare?.close();
+    await wake?.close();
     await cpu?.close();
     await Promise.all(agents.map((a) => a.stop()));
     await reference?.close();

@@ -4,6 +4,7 @@
 import type { GenerationStats } from '../../models/generate.js';
 import type { BenchResult } from '../types.js';
 import type { BareTokens } from './bare-chain.js';
+import type { WakeRoundTrips } from './wake-probe.js';
 import type { frameCodecUs, HopTimes } from './trace.js';
 import { median, nearestIndex } from '../median.js';
 
@@ -61,6 +62,8 @@ export interface Round {
   bare: BareTokens;
   /** The same, each token after idling one fleet token's time, as a node does between its hops. */
   bareIdle: BareTokens;
+  /** A frame's bytes over plain TCP to a process that echoes them (wake-probe.ts), back to back and after the same idle time. */
+  wake: { backToBack: WakeRoundTrips; afterIdle: WakeRoundTrips };
   /** Activation frames with data that crossed the broker for the job, per token generated. */
   crossingsPerToken: number;
   /** The links those frames travelled, per token: one for a frame to or from the gateway, two for one node to the next. */
@@ -166,6 +169,9 @@ export function report(m: Measured): BenchResult {
     /** The CPU of that bare token after idling: this process's (broker and client) and the echo nodes'. */
     gatewayMqttCpuMsPerToken: mid.bareIdle.gatewayCpuMs,
     nodesMqttCpuMsPerToken: mid.bareIdle.nodesCpuMs,
+    /** A plain TCP round trip to a process that echoes, with no MQTT: back to back and after idling a fleet token's time. */
+    tcpRoundTripMs: mid.wake.backToBack.medianMs,
+    tcpRoundTripAfterIdleMs: mid.wake.afterIdle.medianMs,
   };
   // What the fleet would reach if a token cost nothing beyond the in-process work and the
   // bare path after idling, both measured in this run: what the transport alone leaves of
@@ -184,7 +190,7 @@ export function report(m: Measured): BenchResult {
     `pipeline [${m.which}, ${m.backend}, agents' kernels on ${m.agentThreads} thread${m.agentThreads === 1 ? '' : 's'}]: fleet ${f(bestFleet.fleet.decodeTokensPerS)} tok/s vs in-process ${f(bestLocal.inProcess.decodeTokensPerS)} tok/s (3 stages), ` +
     `ratio ${f(ratio, 3)} (median of ${rounds.length} rounds after ${m.warmupRounds} unmeasured, spread ${spread(ratios)}${goalRatio === undefined ? '' : `; goal ≥ ${goalRatio}: ${ratio >= goalRatio ? 'met' : 'not met'}`}), token ids ${identical ? 'identical' : 'DIFFER'} (${m.maxTokens} tokens); ` +
     `${m.path} path, broker crossings per token ${spread(crossings, 1)}, link legs per token ${spread(legs, 1)}${m.linkDelayMs > 0 ? `, each frame held ${m.linkDelayMs} ms per leg (link delay)` : ''}; ` +
-    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; the same path with nodes that compute nothing ${f(mid.bare.medianMs, 2)} ms per token median back to back, ${f(mid.bareIdle.medianMs, 2)} ms after idling a token's time, CPU ${f(transportCpuMs, 2)} ms (gateway ${f(breakdown.gatewayMqttCpuMsPerToken, 2)}, nodes ${f(breakdown.nodesMqttCpuMsPerToken, 2)}) (with that alone the ratio could reach ${f(transportCeiling, 2)} and CPU ${f(transportCpuFloor, 2)}×); gateway ${f(breakdown.gatewayMs, 2)} ms (its head ${f(breakdown.gatewayHeadMs, 2)} [in-process ${f(breakdown.inProcessHeadMs, 2)}], router and token events ${f(breakdown.gatewayMs - breakdown.gatewayHeadMs, 2)}); ` +
+    `per decode token ${f(tokenMs, 2)} ms: hops ${hopText}; the same path with nodes that compute nothing ${f(mid.bare.medianMs, 2)} ms per token median back to back, ${f(mid.bareIdle.medianMs, 2)} ms after idling a token's time, CPU ${f(transportCpuMs, 2)} ms (gateway ${f(breakdown.gatewayMqttCpuMsPerToken, 2)}, nodes ${f(breakdown.nodesMqttCpuMsPerToken, 2)}) (with that alone the ratio could reach ${f(transportCeiling, 2)} and CPU ${f(transportCpuFloor, 2)}×); a plain TCP round trip to a process that echoes ${f(breakdown.tcpRoundTripMs, 3)} ms back to back, ${f(breakdown.tcpRoundTripAfterIdleMs, 3)} ms after idling a token's time (the machine waking a process that slept); gateway ${f(breakdown.gatewayMs, 2)} ms (its head ${f(breakdown.gatewayHeadMs, 2)} [in-process ${f(breakdown.inProcessHeadMs, 2)}], router and token events ${f(breakdown.gatewayMs - breakdown.gatewayHeadMs, 2)}); ` +
     `CPU per token: fleet ${f(fleetCpuMs, 2)} ms (gateway ${f(mid.fleet.gatewayCpuMsPerToken, 2)}, ${f(mid.fleet.gatewaySystemCpuMsPerToken, 2)} of it system) vs in-process ${f(mid.inProcess.cpuMsPerToken, 2)} ms (${f(mid.inProcess.systemCpuMsPerToken, 2)} system), ${f(median(cpuRatios), 3)}× (median, spread ${spread(cpuRatios)}; goal ≤ ${GOAL_CPU_RATIO}×: ${median(cpuRatios) <= GOAL_CPU_RATIO ? 'met' : 'not met'}); ` +
     `without the gateway process's background of ${f(m.gatewayIdleCpuPct, 1)} % of a core while idle ${f(median(cpuWorkRatios), 2)}× (spread ${spread(cpuWorkRatios)}); ` +
     `frame codec ${f(codec.encodeUs, 1)} + ${f(codec.decodeUs, 1)} µs per ${codec.bytes} B frame; load average ${f(m.loadAtStart[0]!)} → ${f(m.loadAtEnd[0]!)}`;
@@ -231,6 +237,8 @@ export function report(m: Measured): BenchResult {
         hops: hopBreakdown(r),
         bareToken: r.bare,
         bareTokenAfterIdle: r.bareIdle,
+        tcpRoundTrip: r.wake.backToBack,
+        tcpRoundTripAfterIdle: r.wake.afterIdle,
         inProcessCpuMsPerToken: r.inProcess.cpuMsPerToken,
         gatewayCpuMsPerToken: r.fleet.gatewayCpuMsPerToken,
         fleetLatencyMs: r.fleet.latencyMs,
