@@ -3,7 +3,8 @@
 // (wake-echo.ts), timed to their return, back to back and after idling a fleet token's
 // time. Every link leg of a decode step hands the frame to a process that has slept for
 // most of a token, so the difference between the two is paid once per leg, whatever the
-// broker and the agents do. On a virtual machine it is the vCPU's halt and resume.
+// broker and the agents do. On a virtual machine it is the vCPU's halt and resume. The CPU
+// this side spends per trip is timed too: waking a process that slept costs the waker CPU.
 import { fork, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { reapOnExit } from '../reap.js';
@@ -14,6 +15,8 @@ export interface WakeRoundTrips {
   gapMs: number;
   medianMs: number;
   p90Ms: number;
+  /** This process's CPU time per round trip (its write, its wake and its read), µs. */
+  cpuUsPerTrip: number;
   /** Bytes that came back during these round trips: each trip waits for all of its own. */
   bytesBack: number;
 }
@@ -69,12 +72,17 @@ export class WakeProbe {
   async run(n: number, gapMs = 0): Promise<WakeRoundTrips> {
     const times: number[] = [];
     const bytes0 = this.bytesBack;
+    let cpuUs = 0;
     for (let i = 0; i < n; i++) {
       if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+      // Counted from after the idle gap's timer: the trip's own CPU, not the wait's.
+      const cpu0 = process.cpuUsage();
       times.push(await this.roundTrip());
+      const cpu = process.cpuUsage(cpu0);
+      cpuUs += cpu.user + cpu.system;
     }
     times.sort((a, b) => a - b);
-    return { samples: n, gapMs, medianMs: times[Math.floor(n / 2)]!, p90Ms: times[Math.floor(0.9 * n)]!, bytesBack: this.bytesBack - bytes0 };
+    return { samples: n, gapMs, medianMs: times[Math.floor(n / 2)]!, p90Ms: times[Math.floor(0.9 * n)]!, cpuUsPerTrip: cpuUs / n, bytesBack: this.bytesBack - bytes0 };
   }
 
   async close(): Promise<void> {

@@ -12,6 +12,7 @@ test('the wake probe times whole round trips, back to back and after an idle gap
     assert.equal(b2b.gapMs, 0);
     assert.ok(b2b.medianMs > 0 && b2b.medianMs <= b2b.p90Ms, JSON.stringify(b2b));
     assert.equal(b2b.bytesBack, 20 * 1188);
+    assert.ok(b2b.cpuUsPerTrip > 0, `a trip's write and read cost this process CPU: ${b2b.cpuUsPerTrip} µs`);
     const idle = await probe.run(5, 20);
     assert.equal(idle.gapMs, 20);
     // The gap is before the clock starts: a round trip on loopback takes far less than it.
